@@ -1,0 +1,22 @@
+"""decart_nb: realtime video models (Decart's, a local one, or yours) from Jupyter notebooks."""
+
+from __future__ import annotations
+
+from . import models
+from .errors import DecartNBError, ErrorCode
+from .events import GenerationTick
+from .session import ConnectionState, Session
+from .state import GenerationState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Session",
+    "DecartNBError",
+    "ErrorCode",
+    "GenerationState",
+    "GenerationTick",
+    "ConnectionState",
+    "models",
+    "__version__",
+]

@@ -1,0 +1,30 @@
+"""Engines: `local` (embedded, default), `decart` (Decart's cloud), or a Python callable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import DecartNBError, ErrorCode
+from .base import Control, Engine, FrameEngine
+from .callable import CallableEngine
+from .local import LocalEngine
+
+__all__ = ["Control", "Engine", "FrameEngine", "CallableEngine", "LocalEngine", "make_engine"]
+
+
+def make_engine(engine: str | Engine | Callable[..., Any], **options: Any) -> Engine:
+    if isinstance(engine, Engine):
+        return engine
+    if engine == "local":
+        return LocalEngine()
+    if engine == "decart":
+        from .decart import DecartEngine
+
+        return DecartEngine(**options)
+    if callable(engine):
+        return CallableEngine(engine)
+    raise DecartNBError(
+        ErrorCode.INVALID_INPUT,
+        f"Unknown engine {engine!r}: use 'local', 'decart', an Engine or a function fn(frame, state)",
+    )

@@ -1,0 +1,171 @@
+"""The model seam. An engine turns an input track into an output track and applies a state."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from ..errors import DecartNBError, ErrorCode
+from ..media.frames import luma_view, meta_of, recv_video
+from ..media.stamp import copy_stamp
+from ..state import GenerationState
+
+__all__ = ["Control", "Engine", "FrameEngine"]
+
+logger = logging.getLogger("decart_nb")
+_ERROR_REPEAT_S = 5.0  # the same per-frame failure is reported at most this often
+
+
+@dataclass(frozen=True)
+class Control:
+    """A numeric knob an engine declares; the panel renders one slider per control."""
+
+    name: str
+    label: str
+    min: float
+    max: float
+    step: float
+    default: float
+    help: str = ""
+
+    def check(self, value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DecartNBError(ErrorCode.INVALID_INPUT, f"{self.name} must be a number")
+        if not self.min <= float(value) <= self.max:
+            raise DecartNBError(
+                ErrorCode.INVALID_INPUT,
+                f"{self.name} must be within [{self.min}, {self.max}], got {value}",
+            )
+        return float(value)
+
+
+class Engine(abc.ABC):
+    """An engine: `start` wires the input track to an output track; `apply` takes a whole state
+    and returns when it is acknowledged, or raises a DecartNBError with a code."""
+
+    name: str = "engine"
+    controls: tuple[Control, ...] = ()
+    #: Called with asynchronous failures (shown as `error` events); set by the Session.
+    on_error: Callable[[DecartNBError], None] = staticmethod(lambda error: None)  # type: ignore[assignment]
+
+    def default_controls(self) -> dict[str, float]:
+        return {c.name: c.default for c in self.controls}
+
+    def check_controls(self, controls: dict[str, float]) -> dict[str, float]:
+        known = {c.name: c for c in self.controls}
+        checked = {}
+        for name, value in controls.items():
+            if name not in known:
+                raise DecartNBError(
+                    ErrorCode.INVALID_INPUT,
+                    f"{self.name} engine has no control {name!r}; controls: {', '.join(known) or 'none'}",
+                )
+            checked[name] = known[name].check(value)
+        return checked
+
+    @abc.abstractmethod
+    async def start(self, source: MediaStreamTrack) -> MediaStreamTrack: ...
+
+    @abc.abstractmethod
+    async def apply(self, state: GenerationState) -> None: ...
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release what start() took."""
+
+
+class FrameEngine(Engine):
+    """An engine that transforms one frame at a time in a worker thread, newest frame first.
+
+    The input is a newest-frame-wins slot, so a model slower than the source processes the most
+    recent frame and the rest are dropped (counted by the slot) instead of queueing up.
+    """
+
+    preserve_stamp = False  # copy the input's frame stamp onto the output (measurement)
+    skip_passthrough = True  # no prompt and no image: hand the input on untouched
+
+    def __init__(self) -> None:
+        self._state = GenerationState()
+        self._executor: ThreadPoolExecutor | None = None
+        self._last_error: tuple[str, float] = ("", 0.0)
+
+    @abc.abstractmethod
+    def process(self, frame: av.VideoFrame, state: GenerationState) -> av.VideoFrame:
+        """Transform one frame (runs in the worker thread)."""
+
+    def validate(self, state: GenerationState) -> None:
+        """Reject a state before it is applied (raise DecartNBError)."""
+
+    async def start(self, source: MediaStreamTrack) -> MediaStreamTrack:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"decart_nb-{self.name}")
+        return _WorkerTrack(self, source, self._executor)
+
+    async def apply(self, state: GenerationState) -> None:
+        self.validate(state)
+        self._state = state  # one reference swap: the worker sees the old or the new, never a mix
+
+    async def stop(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+
+    def run_one(self, frame: av.VideoFrame, state: GenerationState) -> av.VideoFrame:
+        """process() plus bookkeeping; a failing frame passes through and is reported."""
+        meta = meta_of(frame)
+        t0 = time.perf_counter()
+        out = frame
+        if not (self.skip_passthrough and state.is_passthrough):
+            try:
+                out = self.process(frame, state)
+            except Exception as exc:  # noqa: BLE001 - reported as an error event, stream goes on
+                self._report(exc)
+                out = frame
+        if self.preserve_stamp and out is not frame and out.format.name == "yuv420p":
+            copy_stamp(luma_view(frame), luma_view(out))
+        meta.version = state.version
+        meta.model_ms = (time.perf_counter() - t0) * 1000.0
+        out.pts, out.time_base, out.opaque = frame.pts, frame.time_base, meta
+        return out
+
+    def _report(self, exc: Exception) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if text == self._last_error[0] and now - self._last_error[1] < _ERROR_REPEAT_S:
+            return
+        self._last_error = (text, now)
+        error = (
+            exc
+            if isinstance(exc, DecartNBError)
+            else DecartNBError(
+                ErrorCode.ENGINE_ERROR,
+                f"The {self.name} engine failed on a frame (the input was passed through): {text}",
+                data={"traceback": traceback.format_exc()},
+                cause=exc,
+            )
+        )
+        logger.error("decart_nb: %s", error)
+        self.on_error(error)
+
+
+class _WorkerTrack(MediaStreamTrack):
+    kind = "video"
+
+    def __init__(self, engine: FrameEngine, source: MediaStreamTrack, executor: ThreadPoolExecutor) -> None:
+        super().__init__()
+        self._engine, self._source, self._executor = engine, source, executor
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame = await recv_video(self._source)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._engine.run_one, frame, self._engine._state)

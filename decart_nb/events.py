@@ -1,0 +1,199 @@
+"""Session events, delivered on one dispatcher thread so a slow callback never stalls video.
+
+Event names follow Decart's Python SDK (`connection_change`, `error`, `generation_tick`); the JS
+names (`connectionChange`, `generationTick`) are accepted too. Events raised while connect() runs are
+held and delivered once connect() has returned, to every callback registered by then or within a
+short grace period (the rest of the notebook cell, at most `HOLD_SECONDS`), as Decart's SDKs do.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import DecartNBError, ErrorCode
+
+__all__ = ["EventHub", "GenerationTick", "CallbackFailure", "EVENT_NAMES"]
+
+logger = logging.getLogger("decart_nb")
+
+EVENT_NAMES = ("connection_change", "error", "generation_tick")
+_ALIASES = {"connectionChange": "connection_change", "generationTick": "generation_tick"}
+HOLD_SECONDS = 1.0
+_QUEUE_LIMIT = 1024  # events are rare (ticks once a second); a full queue means a stuck callback
+
+
+@dataclass(frozen=True)
+class GenerationTick:
+    """The running (billed, for Decart) duration of generation, in seconds."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CallbackFailure:
+    """A user callback that raised: shown in the panel, logged, never swallowed."""
+
+    event: str
+    callback: str
+    error: str
+    traceback: str
+    at: float
+
+
+def canonical_event(name: str) -> str:
+    event = _ALIASES.get(name, name)
+    if event not in EVENT_NAMES:
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            f"Unknown event {name!r}; events are {', '.join(EVENT_NAMES)} (or their JS names)",
+        )
+    return event
+
+
+class EventHub:
+    """Callbacks per event, a hold buffer for connect, and one dispatcher thread."""
+
+    def __init__(self, name: str = "decart_nb-events") -> None:
+        self._callbacks: dict[str, list[Callable[[Any], Any]]] = {e: [] for e in EVENT_NAMES}
+        self._watchers: list[Callable[[str, Any], None]] = []
+        self._lock = threading.Lock()
+        self._held: list[tuple[str, Any]] | None = None
+        self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(_QUEUE_LIMIT)
+        self._thread: threading.Thread | None = None
+        self._name = name
+        self.failures: deque[CallbackFailure] = deque(maxlen=50)
+
+    # -- registration -------------------------------------------------------------------------
+    def on(self, event: str, callback: Callable[[Any], Any]) -> None:
+        if not callable(callback):
+            raise DecartNBError(ErrorCode.INVALID_INPUT, "callback must be callable")
+        with self._lock:
+            self._callbacks[canonical_event(event)].append(callback)
+
+    def off(self, event: str, callback: Callable[[Any], Any] | None = None) -> None:
+        with self._lock:
+            callbacks = self._callbacks[canonical_event(event)]
+            if callback is None:
+                callbacks.clear()
+            elif callback in callbacks:
+                callbacks.remove(callback)
+
+    def watch(self, watcher: Callable[[str, Any], None]) -> None:
+        """Internal listeners (widget, panel): called at once on the emitting thread, never held."""
+        self._watchers.append(watcher)
+
+    def unwatch(self, watcher: Callable[[str, Any], None]) -> None:
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
+
+    # -- emitting (any thread) ----------------------------------------------------------------
+    def emit(self, event: str, payload: Any) -> None:
+        for watcher in list(self._watchers):
+            try:
+                watcher(event, payload)
+            except Exception:
+                logger.exception("decart_nb: an internal event watcher failed")
+        with self._lock:
+            if self._held is not None:
+                self._held.append((event, payload))
+                return
+        self._enqueue((event, payload))
+
+    def hold(self) -> None:
+        """Start holding events (connect() begins)."""
+        self._ensure_thread()
+        with self._lock:
+            if self._held is None:
+                self._held = []
+
+    def release_later(self) -> None:
+        """connect() returned: deliver the held events at the end of the notebook cell, or after
+        HOLD_SECONDS, whichever comes first."""
+        timer = threading.Timer(HOLD_SECONDS, self.release)
+        timer.daemon = True
+        timer.name = f"{self._name}-release"
+        timer.start()
+        _on_cell_end(self.release)
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held, None
+        for item in held or ():
+            self._enqueue(item)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued, then stop the dispatcher thread."""
+        self.release()
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put(None)
+        thread.join(timeout)
+
+    # -- dispatching --------------------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+
+    def _enqueue(self, item: tuple[str, Any]) -> None:
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            logger.error("decart_nb: event queue full (a callback is stuck); dropped %s", item[0])
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            event, payload = item
+            with self._lock:
+                callbacks = list(self._callbacks[event])
+            for callback in callbacks:
+                self._call(event, callback, payload)
+
+    def _call(self, event: str, callback: Callable[[Any], Any], payload: Any) -> None:
+        try:
+            callback(payload)
+        except Exception as exc:  # noqa: BLE001 - recorded, logged and shown; never swallowed
+            failure = CallbackFailure(
+                event=event,
+                callback=getattr(callback, "__qualname__", repr(callback)),
+                error=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
+                at=time.time(),
+            )
+            self.failures.append(failure)
+            logger.error("decart_nb: %s callback %s raised\n%s", event, failure.callback, failure.traceback)
+            for watcher in list(self._watchers):
+                try:
+                    watcher("callback_failure", failure)
+                except Exception:
+                    logger.exception("decart_nb: an internal event watcher failed")
+
+
+def _on_cell_end(fn: Callable[[], None]) -> None:
+    """Call fn once when the running IPython cell finishes (no-op outside IPython)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def once(*_: object) -> None:
+        shell.events.unregister("post_run_cell", once)
+        fn()
+
+    shell.events.register("post_run_cell", once)

@@ -1,0 +1,123 @@
+"""YUV 4:2:0 frames as numpy planes, and the metadata each frame carries through the kernel.
+
+The pipeline stays in yuv420p end to end (decoder -> model -> encoder): an RGB round trip costs
+about 9 ms per 720p frame, the planes cost nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamTrack
+
+__all__ = [
+    "FrameMeta",
+    "VIDEO_TIME_BASE",
+    "meta_of",
+    "to_planes",
+    "from_planes",
+    "to_rgb",
+    "from_rgb",
+    "mirror",
+    "blank_planes",
+    "luma_view",
+    "recv_video",
+]
+
+VIDEO_CLOCK_RATE = 90000
+VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_RATE)
+
+
+@dataclass
+class FrameMeta:
+    """Kept in `frame.opaque`: when the frame entered the kernel and which state made it."""
+
+    t_in: float
+    version: int = -1
+    model_ms: float = 0.0
+
+
+async def recv_video(track: MediaStreamTrack) -> av.VideoFrame:
+    """The next frame of a video track (typed: aiortc's recv() may return audio or packets)."""
+    frame = await track.recv()
+    if not isinstance(frame, av.VideoFrame):
+        raise TypeError(f"expected a video frame, got {type(frame).__name__}")
+    return frame
+
+
+def meta_of(frame: av.VideoFrame) -> FrameMeta:
+    meta = frame.opaque
+    if not isinstance(meta, FrameMeta):
+        meta = FrameMeta(t_in=time.perf_counter())
+        frame.opaque = meta
+    return meta
+
+
+Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def to_planes(frame: av.VideoFrame) -> Planes:
+    """(Y, U, V) uint8 arrays of an even-sized frame, converted to yuv420p if needed."""
+    if frame.format.name != "yuv420p":
+        frame = frame.reformat(format="yuv420p")
+    buf = frame.to_ndarray()
+    h, w = frame.height, frame.width
+    y = buf[:h]
+    u = buf[h : h + h // 4].reshape(h // 2, w // 2)
+    v = buf[h + h // 4 :].reshape(h // 2, w // 2)
+    return y, u, v
+
+
+def from_planes(
+    y: np.ndarray, u: np.ndarray, v: np.ndarray, like: av.VideoFrame | None = None
+) -> av.VideoFrame:
+    """A yuv420p frame from planes; keeps `like`'s pts, time base and metadata."""
+    h, w = y.shape
+    buf = np.empty((h * 3 // 2, w), dtype=np.uint8)
+    buf[:h] = y
+    buf[h : h + h // 4] = u.reshape(h // 4, w)
+    buf[h + h // 4 :] = v.reshape(h // 4, w)
+    frame = av.VideoFrame.from_ndarray(buf, format="yuv420p")
+    if like is not None:
+        frame.pts = like.pts
+        frame.time_base = like.time_base
+        frame.opaque = like.opaque
+    return frame
+
+
+def luma_view(frame: av.VideoFrame) -> np.ndarray:
+    """A writable view of a yuv420p frame's luma plane (no copy)."""
+    plane = frame.planes[0]
+    return np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+
+
+def blank_planes(width: int, height: int) -> Planes:
+    return (
+        np.zeros((height, width), np.uint8),
+        np.full((height // 2, width // 2), 128, np.uint8),
+        np.full((height // 2, width // 2), 128, np.uint8),
+    )
+
+
+def to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24")
+
+
+def from_rgb(rgb: np.ndarray, like: av.VideoFrame | None = None) -> av.VideoFrame:
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb, dtype=np.uint8), format="rgb24")
+    frame = frame.reformat(format="yuv420p")
+    if like is not None:
+        frame.pts = like.pts
+        frame.time_base = like.time_base
+        frame.opaque = like.opaque
+    return frame
+
+
+def mirror(frame: av.VideoFrame) -> av.VideoFrame:
+    """The frame flipped left to right (what a selfie camera's viewer expects)."""
+    y, u, v = to_planes(frame)
+    return from_planes(y[:, ::-1], u[:, ::-1], v[:, ::-1], like=frame)

@@ -1,0 +1,89 @@
+"""Record the output to an mp4 (H.264), encoding off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from .relay import Broadcast
+
+__all__ = ["record"]
+
+_TIME_BASE = Fraction(1, 90000)
+
+
+async def record(broadcast: Broadcast, path: Path, seconds: float, fps: int) -> Path:
+    """Write `seconds` of output frames to `path`; timestamps follow the wall clock, so the
+    clip's duration is the recorded duration even when the model drops frames."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    track = broadcast.subscribe()
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(1, thread_name_prefix="decart_nb-recorder") as executor:
+        writer = _Writer(path, fps)
+        try:
+            t0 = time.perf_counter()
+            deadline = t0 + seconds
+            while True:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                try:
+                    frame = await asyncio.wait_for(track.recv(), timeout=remaining)
+                except asyncio.TimeoutError:
+                    break
+                pts = round((time.perf_counter() - t0) / _TIME_BASE)
+                await loop.run_in_executor(executor, writer.write, frame, pts)
+            end_pts = round(seconds / _TIME_BASE)
+            await loop.run_in_executor(executor, writer.close, end_pts)
+        finally:
+            track.stop()
+    return path
+
+
+class _Writer:
+    def __init__(self, path: Path, fps: int) -> None:
+        self.path, self.fps = path, fps
+        self.container: av.container.OutputContainer | None = None
+        self.stream: av.VideoStream | None = None
+        self.last_pts = -1
+        self.last_frame: av.VideoFrame | None = None
+
+    def _open(self, frame: av.VideoFrame) -> None:
+        self.container = av.open(str(self.path), mode="w")
+        self.stream = self.container.add_stream("libx264", rate=self.fps)
+        self.stream.width, self.stream.height = frame.width, frame.height
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.time_base = _TIME_BASE
+        self.stream.codec_context.time_base = _TIME_BASE
+        self.stream.options = {"preset": "veryfast", "tune": "zerolatency"}
+
+    def write(self, frame: av.VideoFrame, pts: int) -> None:
+        if self.container is None:
+            self._open(frame)
+        if pts <= self.last_pts:
+            return
+        out = frame.reformat(format="yuv420p") if frame.format.name != "yuv420p" else frame
+        out = av.VideoFrame.from_ndarray(out.to_ndarray(), format="yuv420p")  # own pts/time base
+        out.pts, out.time_base = pts, _TIME_BASE
+        self.last_pts, self.last_frame = pts, out
+        assert self.stream is not None and self.container is not None
+        for packet in self.stream.encode(out):
+            self.container.mux(packet)
+
+    def close(self, end_pts: int) -> None:
+        if self.container is None or self.stream is None:
+            raise RuntimeError("no output frame arrived while recording")
+        if self.last_frame is not None and end_pts > self.last_pts:
+            # Hold the last picture to the end, so the clip lasts as long as was asked.
+            tail = av.VideoFrame.from_ndarray(self.last_frame.to_ndarray(), format="yuv420p")
+            tail.pts, tail.time_base = end_pts - 1, _TIME_BASE
+            for packet in self.stream.encode(tail):
+                self.container.mux(packet)
+        for packet in self.stream.encode(None):
+            self.container.mux(packet)
+        self.container.close()

@@ -1,0 +1,161 @@
+"""The pipeline's two ends: an input slot that always holds the newest frame, and a broadcast
+that fans the output out to the browser and the sinks without ever waiting for them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from .frames import FrameMeta, meta_of, mirror, recv_video
+from .mailbox import Mailbox
+from .stats import StreamStats
+
+__all__ = ["InputSlot", "Broadcast", "BroadcastTrack"]
+
+logger = logging.getLogger("decart_nb")
+
+
+class InputSlot(MediaStreamTrack):
+    """Reads an upstream track as fast as it delivers (aiortc's own queue never grows) and keeps
+    only the newest frame. The upstream can be swapped (a new camera, a reconnect) while the
+    pipeline runs. Mirroring happens here, before any model, as in Decart's SDK."""
+
+    kind = "video"
+
+    def __init__(self, stats: StreamStats, mirror_frames: Callable[[], bool] = lambda: False) -> None:
+        super().__init__()
+        self._box: Mailbox[av.VideoFrame] = Mailbox()
+        self._stats = stats
+        self._mirror = mirror_frames
+        self._pump: asyncio.Task[None] | None = None
+        self.upstream: MediaStreamTrack | None = None
+        self.on_upstream_end: Callable[[MediaStreamTrack], None] | None = None
+
+    def attach(self, upstream: MediaStreamTrack) -> None:
+        self.detach()
+        self.upstream = upstream
+        self._pump = asyncio.get_running_loop().create_task(self._run(upstream))
+
+    def detach(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            self._pump = None
+        self.upstream = None
+
+    async def _run(self, upstream: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await recv_video(upstream)
+            except MediaStreamError:
+                if self.upstream is upstream and self.on_upstream_end is not None:
+                    self.on_upstream_end(upstream)
+                return
+            if not isinstance(frame.opaque, FrameMeta):
+                frame.opaque = FrameMeta(t_in=time.perf_counter())
+            self._stats.on_input()
+            if self._mirror():
+                frame = mirror(frame)
+            before = self._box.dropped
+            self._box.put(frame)
+            if self._box.dropped != before:
+                self._stats.on_drop()
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        try:
+            return await self._box.get()
+        except EOFError:
+            raise MediaStreamError from None
+
+    def stop(self) -> None:
+        self.detach()
+        self._box.close()
+        super().stop()
+
+
+class BroadcastTrack(MediaStreamTrack):
+    """One consumer's view of the output: its own one-slot mailbox, newest frame wins."""
+
+    kind = "video"
+
+    def __init__(self, broadcast: Broadcast) -> None:
+        super().__init__()
+        self._broadcast = broadcast
+        self.box: Mailbox[av.VideoFrame] = Mailbox()
+        if broadcast.latest is not None:
+            self.box.put(broadcast.latest)
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        try:
+            return await self.box.get()
+        except EOFError:
+            raise MediaStreamError from None
+
+    def stop(self) -> None:
+        self._broadcast.unsubscribe(self)
+        self.box.close()
+        super().stop()
+
+
+class Broadcast:
+    """Publishes each output frame to every subscriber; keeps the newest for snapshots."""
+
+    def __init__(self, stats: StreamStats) -> None:
+        self._stats = stats
+        self._subscribers: list[BroadcastTrack] = []
+        self._frame_waiters: list[tuple[int, asyncio.Future[av.VideoFrame]]] = []
+        self.latest: av.VideoFrame | None = None
+
+    def subscribe(self) -> BroadcastTrack:
+        track = BroadcastTrack(self)
+        self._subscribers.append(track)
+        return track
+
+    def unsubscribe(self, track: BroadcastTrack) -> None:
+        if track in self._subscribers:
+            self._subscribers.remove(track)
+
+    def publish(self, frame: av.VideoFrame) -> None:
+        meta = meta_of(frame)
+        self._stats.on_output(meta.t_in, meta.model_ms, frame.width, frame.height)
+        self.latest = frame
+        for track in self._subscribers:
+            track.box.put(frame)
+        if self._frame_waiters:
+            waiting = []
+            for version, fut in self._frame_waiters:
+                if fut.done():
+                    continue
+                if meta.version >= version:
+                    fut.set_result(frame)
+                else:
+                    waiting.append((version, fut))
+            self._frame_waiters = waiting
+
+    async def next_frame(self, min_version: int = -1) -> av.VideoFrame:
+        """The newest frame made with state `min_version` or later (waits for one if needed)."""
+        if self.latest is not None and meta_of(self.latest).version >= min_version:
+            return self.latest
+        fut: asyncio.Future[av.VideoFrame] = asyncio.get_running_loop().create_future()
+        self._frame_waiters.append((min_version, fut))
+        try:
+            return await fut
+        finally:
+            if not fut.done():
+                fut.cancel()
+
+    def close(self) -> None:
+        for track in list(self._subscribers):
+            track.stop()
+        for _, fut in self._frame_waiters:
+            if not fut.done():
+                fut.cancel()
+        self._frame_waiters = []

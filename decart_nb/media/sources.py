@@ -1,0 +1,222 @@
+"""Headless sources: a stamped test pattern, a looped video file, a still image, numpy frames.
+
+Each is a MediaStreamTrack paced at its frame rate. A source that falls behind skips ahead
+instead of bursting, so it never builds a backlog downstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from PIL import Image
+
+from ..errors import DecartNBError, ErrorCode
+from ..images import load_image
+from ..models import ModelSpec
+from .frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta, from_planes, from_rgb
+from .stamp import write_stamp
+
+__all__ = ["PacedTrack", "PatternTrack", "FileTrack", "ImageTrack", "ArrayTrack", "make_source"]
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".y4m", ".m4v", ".gif"}
+
+
+class PacedTrack(MediaStreamTrack):
+    """Base: calls `_make(n)` for frame n at `fps`; stamps pts (90 kHz) and kernel-entry time."""
+
+    kind = "video"
+
+    def __init__(self, fps: float) -> None:
+        super().__init__()
+        self.fps = fps
+        self._start: float | None = None
+        self._n = 0
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.perf_counter()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._n / self.fps
+        if due > now:
+            await asyncio.sleep(due - now)
+        elif now - due > 1.0 / self.fps:
+            self._n = int((now - self._start) * self.fps)  # behind: skip ahead, never burst
+        frame = await self._make(self._n)
+        frame.pts = int(self._n * VIDEO_CLOCK_RATE / self.fps)
+        frame.time_base = VIDEO_TIME_BASE
+        frame.opaque = FrameMeta(t_in=time.perf_counter())
+        self._n += 1
+        return frame
+
+    async def _make(self, n: int) -> av.VideoFrame:
+        raise NotImplementedError
+
+
+class PatternTrack(PacedTrack):
+    """A moving test card at the model's size, frame number stamped in the top rows."""
+
+    def __init__(self, width: int, height: int, fps: float) -> None:
+        super().__init__(fps)
+        self.width, self.height = width, height
+        self._card = _test_card(width, height)
+
+    async def _make(self, n: int) -> av.VideoFrame:
+        y2, u2, v2 = self._card
+        w = self.width
+        shift = (n * 8) % w  # the card scrolls 8 px a frame: motion for the codec and the model
+        y = np.ascontiguousarray(y2[:, shift : shift + w])
+        u = u2[:, shift // 2 : shift // 2 + w // 2]
+        v = v2[:, shift // 2 : shift // 2 + w // 2]
+        write_stamp(y, n)
+        return from_planes(y, u, v)
+
+
+def _test_card(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Colour bars, a luma ramp and a checker band, twice as wide as the frame so it can scroll."""
+    bars_rgb = np.array(
+        [
+            [235, 235, 235],
+            [235, 235, 16],
+            [16, 235, 235],
+            [16, 235, 16],
+            [235, 16, 235],
+            [235, 16, 16],
+            [16, 16, 235],
+            [40, 40, 40],
+        ],
+        dtype=np.float32,
+    )
+    xs = np.arange(2 * width)
+    bar = bars_rgb[(xs * 8 // width) % 8]
+    rgb = np.repeat(bar[None, :, :], height, axis=0)
+    ramp = np.linspace(16, 235, 2 * width, dtype=np.float32)
+    third = height // 3
+    rgb[third : 2 * third] = ramp[None, :, None]
+    yy, xx = np.mgrid[0 : height - 2 * third, 0 : 2 * width]
+    checker = ((yy // 40 + xx // 40) % 2) * 180 + 40
+    rgb[2 * third :] = checker[:, :, None]
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 0.257 * r + 0.504 * g + 0.098 * b + 16
+    u = -0.148 * r - 0.291 * g + 0.439 * b + 128
+    v = 0.439 * r - 0.368 * g - 0.071 * b + 128
+    sub = (slice(None, None, 2), slice(None, None, 2))
+    return (
+        np.clip(y, 0, 255).astype(np.uint8),
+        np.clip(u[sub], 0, 255).astype(np.uint8),
+        np.clip(v[sub], 0, 255).astype(np.uint8),
+    )
+
+
+class ImageTrack(PacedTrack):
+    """A still image, resized to the model's size, repeated at fps."""
+
+    def __init__(self, image: np.ndarray, width: int, height: int, fps: float) -> None:
+        super().__init__(fps)
+        resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
+        self._frame = from_rgb(np.asarray(resized))
+
+    async def _make(self, n: int) -> av.VideoFrame:
+        y = self._frame.to_ndarray()
+        return av.VideoFrame.from_ndarray(y, format="yuv420p")
+
+
+class ArrayTrack(PacedTrack):
+    """RGB uint8 frames from an iterator; the track ends when the iterator does."""
+
+    def __init__(self, frames: Iterable[np.ndarray], width: int, height: int, fps: float) -> None:
+        super().__init__(fps)
+        self._frames: Iterator[np.ndarray] = iter(frames)
+        self.width, self.height = width, height
+
+    async def _make(self, n: int) -> av.VideoFrame:
+        try:
+            arr = next(self._frames)
+        except StopIteration:
+            self.stop()
+            raise MediaStreamError from None
+        arr = np.asarray(arr)
+        if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+            self.stop()
+            raise DecartNBError(
+                ErrorCode.SOURCE_ERROR,
+                f"Iterator frames must be HxWx3 uint8 RGB arrays, got {arr.shape} {arr.dtype}",
+            )
+        if arr.shape[:2] != (self.height, self.width):
+            arr = np.asarray(Image.fromarray(arr).resize((self.width, self.height)))
+        return from_rgb(arr)
+
+
+class FileTrack(PacedTrack):
+    """A video file, looped, scaled to the model's size; decoding runs off the loop."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
+        try:
+            self._container = av.open(str(path))
+            self._stream = self._container.streams.video[0]
+        except (av.FFmpegError, IndexError, OSError) as exc:
+            raise DecartNBError(
+                ErrorCode.INVALID_INPUT, f"Cannot read video file {path}: {exc}", cause=exc
+            ) from exc
+        rate = self._stream.average_rate
+        super().__init__(float(rate) if rate else fps)  # play at the file's own speed
+        self.path, self.width, self.height = path, width, height
+        self._frames = self._container.decode(self._stream)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="decart_nb-file")
+
+    def _next_frame(self) -> av.VideoFrame:
+        for _ in range(2):
+            frame = next(self._frames, None)
+            if frame is not None:
+                return frame.reformat(width=self.width, height=self.height, format="yuv420p")
+            self._container.seek(0)  # loop
+            self._frames = self._container.decode(self._stream)
+        raise DecartNBError(ErrorCode.SOURCE_ERROR, f"{self.path} has no decodable video frames")
+
+    async def _make(self, n: int) -> av.VideoFrame:
+        loop = asyncio.get_running_loop()
+        frame = await loop.run_in_executor(self._executor, self._next_frame)
+        frame.opaque = None
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._executor.shutdown(wait=False)
+        self._container.close()
+
+
+def make_source(source: object, spec: ModelSpec) -> MediaStreamTrack | None:
+    """The track for a Session's `source`; None for "camera" (the connected peer supplies it)."""
+    w, h, fps = spec.width, spec.height, spec.fps
+    if isinstance(source, str) and source == "camera":
+        return None
+    if isinstance(source, str) and source == "pattern":
+        return PatternTrack(w, h, fps)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise DecartNBError(
+                ErrorCode.INVALID_INPUT,
+                f"Source {str(source)!r} is not 'camera', 'pattern' or an existing file",
+            )
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            return FileTrack(path, w, h, fps)
+        return ImageTrack(load_image(path, max_side=None), w, h, fps)
+    if isinstance(source, (Image.Image, np.ndarray)):
+        return ImageTrack(load_image(source, max_side=None), w, h, fps)
+    if isinstance(source, Iterable):
+        return ArrayTrack(source, w, h, fps)
+    raise DecartNBError(
+        ErrorCode.INVALID_INPUT,
+        f"Unsupported source {type(source).__name__}: use 'camera', 'pattern', a video or image "
+        "path, a PIL image or an iterator of RGB arrays",
+    )

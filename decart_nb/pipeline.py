@@ -1,0 +1,85 @@
+"""The media path of one session, on the loop thread: source -> input slot -> engine -> broadcast."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from .engines.base import Engine
+from .media.frames import recv_video
+from .media.relay import Broadcast, BroadcastTrack, InputSlot
+from .media.sources import make_source
+from .media.stats import StreamStats
+from .models import ModelSpec
+
+__all__ = ["Pipeline"]
+
+logger = logging.getLogger("decart_nb")
+
+
+class Pipeline:
+    """Built by connect(), torn down by disconnect() or a model switch. Loop thread only."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        engine: Engine,
+        source: object,
+        *,
+        mirror: Callable[[], bool],
+        on_frame: Callable[[], None],
+        on_end: Callable[[BaseException | None], None],
+    ) -> None:
+        self.spec = spec
+        self.engine = engine
+        self.stats = StreamStats()
+        self.slot = InputSlot(self.stats, mirror)
+        self.broadcast = Broadcast(self.stats)
+        self._source_arg = source
+        self._on_frame = on_frame
+        self._on_end = on_end
+        self._source: MediaStreamTrack | None = None
+        self._pump: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._source = make_source(self._source_arg, self.spec)
+        output = await self.engine.start(self.slot)
+        self._pump = asyncio.get_running_loop().create_task(self._run(output))
+        if self._source is not None:
+            self.slot.on_upstream_end = lambda _track: self.slot.stop()
+            self.slot.attach(self._source)
+
+    def attach_camera(self, track: MediaStreamTrack) -> None:
+        self.slot.attach(track)
+
+    def subscribe(self) -> BroadcastTrack:
+        return self.broadcast.subscribe()
+
+    async def _run(self, output: MediaStreamTrack) -> None:
+        error: BaseException | None = None
+        try:
+            while True:
+                self.broadcast.publish(await recv_video(output))
+                self._on_frame()
+        except MediaStreamError:
+            pass  # the source ended
+        except asyncio.CancelledError:
+            return
+        except Exception as exc:
+            logger.exception("decart_nb: the media pipeline failed")
+            error = exc
+        self._on_end(error)
+
+    async def stop(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+            self._pump = None
+        self.slot.stop()
+        if self._source is not None:
+            self._source.stop()
+        self.broadcast.close()
+        await self.engine.stop()

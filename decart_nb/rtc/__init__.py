@@ -1,0 +1,1 @@
+"""The kernel's WebRTC peer, SDP tweaks and receive-latency tweaks."""

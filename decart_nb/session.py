@@ -1,0 +1,489 @@
+"""Session: the one object users hold. Decart's client semantics, for a notebook."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from PIL import Image
+
+from . import _loop
+from .engines import Engine, FrameEngine, make_engine
+from .errors import DecartNBError, ErrorCode
+from .events import CallbackFailure, EventHub, GenerationTick
+from .images import ImageInput, load_image
+from .media.frames import to_rgb
+from .media.recorder import record as record_clip
+from .models import ModelSpec, realtime
+from .pipeline import Pipeline
+from .rtc.peer import CODECS, KernelPeer, ice_servers_from
+from .state import GenerationState, validate_prompt
+
+__all__ = ["Session", "ConnectionState"]
+
+logger = logging.getLogger("decart_nb")
+
+ConnectionState = Literal["disconnected", "connecting", "connected", "generating", "reconnecting"]
+Mirror = bool | Literal["auto"]
+
+SET_TIMEOUT_S = 30.0  # Decart: set() waits 30 s for the acknowledgement
+PROMPT_TIMEOUT_S = 15.0  # Decart: set_prompt() waits 15 s
+CONNECT_TIMEOUT_S = 30.0
+# The page retries after 1, 2, 4 and 8 s (5 attempts); past this the kernel gives up.
+RECONNECT_GIVE_UP_S = 30.0
+_UNSET: Any = object()
+
+
+class Session:
+    """A realtime video session: a source, a model (engine), and the transformed output.
+
+    >>> with Session(source="pattern", prompt="anime") as s:
+    ...     s.set_prompt("pencil sketch")
+    ...     s.snapshot()
+    """
+
+    def __init__(
+        self,
+        model: str = "lucy-latest",
+        engine: str | Engine | Callable[..., Any] = "local",
+        source: Any = "camera",
+        mirror: Mirror = False,
+        prompt: str | None = None,
+        image: ImageInput | None = None,
+        enhance: bool = True,
+        *,
+        prompts: Sequence[str] | None = None,
+        controls: dict[str, float] | None = None,
+        ice_servers: Sequence[Any] | None = None,
+        codec: Literal["vp8", "h264"] = "vp8",
+        facing_mode: Literal["user", "environment"] = "user",
+        frame_stamps: bool | None = None,
+        api_key: str | None = None,
+    ) -> None:
+        self._spec: ModelSpec = realtime(model)
+        if mirror not in (True, False, "auto"):
+            raise DecartNBError(ErrorCode.INVALID_INPUT, "mirror must be True, False or 'auto'")
+        if codec not in CODECS:
+            raise DecartNBError(ErrorCode.INVALID_INPUT, f"codec must be one of {', '.join(CODECS)}")
+        if facing_mode not in ("user", "environment"):
+            raise DecartNBError(ErrorCode.INVALID_INPUT, "facing_mode must be 'user' or 'environment'")
+        self._engine: Engine = make_engine(engine, **({"api_key": api_key} if engine == "decart" else {}))
+        self._source = source
+        self.mirror: Mirror = mirror
+        self.facing_mode = facing_mode
+        self.codec = codec
+        self.prompts: list[str] = [validate_prompt(p) for p in (prompts or ())]
+        self._ice_servers = ice_servers_from(ice_servers)
+        if isinstance(self._engine, FrameEngine):
+            self._engine.preserve_stamp = frame_stamps if frame_stamps is not None else source == "pattern"
+        self._engine.on_error = self._report_error
+        self._state = self._new_state(
+            None if prompt is None else validate_prompt(prompt),
+            None if image is None else load_image(image),
+            enhance,
+            self._engine.default_controls() | self._engine.check_controls(dict(controls or {})),
+        )
+        self._events = EventHub()
+        self._conn: ConnectionState = "disconnected"
+        self._set_lock = threading.Lock()
+        self._life_lock = threading.RLock()
+        self._pipeline: Pipeline | None = None
+        self._peers: set[KernelPeer] = set()
+        self._camera_peer: KernelPeer | None = None
+        self._camera_facing: str | None = None
+        self._generating_since: float | None = None
+        self._tick_task: asyncio.Task[None] | None = None
+        self._give_up: asyncio.TimerHandle | None = None
+        self._holds_loop = False
+        self.errors: deque[DecartNBError] = deque(maxlen=50)
+
+    # -- what it is -------------------------------------------------------------------------
+    @property
+    def model(self) -> ModelSpec:
+        return self._spec
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def source(self) -> Any:
+        return self._source
+
+    @property
+    def state(self) -> ConnectionState:
+        """One of connecting, connected, generating, reconnecting, disconnected."""
+        return self._conn
+
+    @property
+    def generation(self) -> GenerationState:
+        """The last acknowledged generation state (prompt, image, enhance, controls)."""
+        return self._state
+
+    @property
+    def callback_failures(self) -> list[CallbackFailure]:
+        return list(self._events.failures)
+
+    def __repr__(self) -> str:
+        return (
+            f"<decart_nb.Session model={self._spec.name} engine={self._engine.name} "
+            f"source={self._source_label()} state={self._conn}>"
+        )
+
+    def _source_label(self) -> str:
+        return self._source if isinstance(self._source, str) else type(self._source).__name__
+
+    # -- events -----------------------------------------------------------------------------
+    def on(self, event: str, callback: Callable[[Any], Any]) -> None:
+        """Call `callback` on `connection_change`, `error` or `generation_tick` (JS names too)."""
+        self._events.on(event, callback)
+
+    def off(self, event: str, callback: Callable[[Any], Any] | None = None) -> None:
+        self._events.off(event, callback)
+
+    def _set_conn(self, state: ConnectionState) -> None:
+        if state == self._conn:
+            return  # Decart emits no same-state transitions
+        self._conn = state
+        self._events.emit("connection_change", state)
+
+    def _report_error(self, error: DecartNBError) -> None:
+        self.errors.append(error)
+        self._events.emit("error", error)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def connect(self) -> Session:
+        """Start the media pipeline. A camera session then waits for the page (or any WebRTC
+        client) to offer its camera through `answer()`."""
+        with self._life_lock:
+            if self._conn != "disconnected":
+                return self
+            self._connect_locked()
+        return self
+
+    def _connect_locked(self) -> None:
+        _loop.acquire()
+        self._holds_loop = True
+        self._events.hold()
+        self._set_conn("connecting")
+        try:
+            _loop.run(self._start_pipeline(self._spec), timeout=CONNECT_TIMEOUT_S)
+        except BaseException as exc:
+            self._teardown_sync()
+            self._events.release()
+            if isinstance(exc, DecartNBError):
+                raise
+            raise DecartNBError(
+                ErrorCode.ENGINE_ERROR, f"Could not start the session: {exc}", cause=exc
+            ) from exc
+        _loop.register_closer(self._close_async)
+        self._events.release_later()
+
+    async def _start_pipeline(self, spec: ModelSpec) -> None:
+        pipeline = Pipeline(
+            spec,
+            self._engine,
+            self._source,
+            mirror=self._mirror_now,
+            on_frame=self._on_output_frame,
+            on_end=self._on_pipeline_end,
+        )
+        self._pipeline = pipeline
+        await self._engine.apply(self._state)
+        await pipeline.start()
+        if self._source != "camera":
+            self._set_conn("connected")
+        elif self._camera_peer is not None:
+            pipeline.attach_camera(_video_track(self._camera_peer))
+            self._set_conn("connected")
+
+    def disconnect(self) -> None:
+        """Stop everything: the pipeline, every peer, the worker threads. Safe to call twice."""
+        with self._life_lock:
+            if self._conn == "disconnected" and not self._holds_loop:
+                return
+            self._teardown_sync()
+
+    def _teardown_sync(self) -> None:
+        try:
+            if self._holds_loop:
+                _loop.run(self._close_async(), timeout=15)
+        finally:
+            _loop.unregister_closer(self._close_async)
+            self._set_conn("disconnected")
+            self._events.close()
+            if self._holds_loop:
+                self._holds_loop = False
+                _loop.release()
+
+    async def _close_async(self) -> None:
+        self._stop_ticks()
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
+        peers, self._peers, self._camera_peer = list(self._peers), set(), None
+        for peer in peers:
+            await peer.close()
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            await pipeline.stop()
+
+    def __enter__(self) -> Session:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect()
+
+    # -- generation state (Decart's set semantics) ------------------------------------------
+    def set(self, prompt: str | None = None, image: ImageInput | None = None, enhance: bool = True) -> None:
+        """Replace the whole state in one step: a prompt-only set() clears the reference image.
+        Waits for the engine's acknowledgement (30 s)."""
+        if prompt is None and image is None:
+            raise DecartNBError(
+                ErrorCode.INVALID_INPUT, "At least one of 'prompt' or 'image' must be provided"
+            )
+        text = None if prompt is None else validate_prompt(prompt)
+        picture = None if image is None else load_image(image)
+        self._apply(lambda s: (text, picture, bool(enhance), s.controls), SET_TIMEOUT_S)
+
+    def set_prompt(self, text: str, enhance: bool = True) -> None:
+        """Change the prompt only (the reference image stays). Waits for the ack (15 s)."""
+        prompt = validate_prompt(text)
+        self._apply(lambda s: (prompt, s.image, bool(enhance), s.controls), PROMPT_TIMEOUT_S)
+
+    def set_image(self, image: ImageInput | None, prompt: str | None = None, enhance: bool = True) -> None:
+        """Change (or, with None, clear) the reference image; prompt and enhance only if a
+        prompt is given."""
+        picture = None if image is None else load_image(image)
+        if prompt is None:
+            self._apply(lambda s: (s.prompt, picture, s.enhance, s.controls), SET_TIMEOUT_S)
+        else:
+            text = validate_prompt(prompt)
+            self._apply(lambda s: (text, picture, bool(enhance), s.controls), SET_TIMEOUT_S)
+
+    def set_controls(self, **controls: float) -> None:
+        """Set engine controls (e.g. the local model's `strength`); prompt and image stay."""
+        checked = self._engine.check_controls(controls)
+        self._apply(lambda s: (s.prompt, s.image, s.enhance, s.controls | checked), SET_TIMEOUT_S)
+
+    @property
+    def controls(self) -> dict[str, float]:
+        return dict(self._state.controls)
+
+    def _new_state(
+        self, prompt: str | None, image: Any, enhance: bool, controls: dict[str, float]
+    ) -> GenerationState:
+        version = getattr(self, "_state", GenerationState()).version + 1
+        return GenerationState(prompt, image, enhance, controls, version)
+
+    def _apply(
+        self, build: Callable[[GenerationState], tuple[Any, Any, bool, dict[str, float]]], timeout: float
+    ) -> None:
+        with self._set_lock:  # concurrent set() calls are applied one after the other
+            new = self._new_state(*build(self._state))
+            if self._pipeline is not None:
+                _loop.run(self._engine.apply(new), timeout=timeout)
+            self._state = new
+
+    # -- output -----------------------------------------------------------------------------
+    def snapshot(self, timeout: float = 5.0) -> Image.Image:
+        """The newest output frame made with the current state, as a PIL image."""
+        pipeline = self._require_pipeline()
+        version = self._state.version
+
+        async def grab() -> Any:
+            try:
+                return await asyncio.wait_for(pipeline.broadcast.next_frame(version), timeout)
+            except asyncio.TimeoutError:
+                raise DecartNBError(
+                    ErrorCode.FRAME_TIMEOUT, f"No output frame within {timeout} s (state: {self._conn})"
+                ) from None
+
+        frame = _loop.run(grab(), timeout=timeout + 5)
+        return Image.fromarray(to_rgb(frame))
+
+    def record(self, path: str | Path, seconds: float) -> Path:
+        """Record `seconds` of output to an mp4 at `path`; returns the path when it is written."""
+        if not 0 < seconds <= 3600:
+            raise DecartNBError(ErrorCode.INVALID_INPUT, "seconds must be in (0, 3600]")
+        pipeline = self._require_pipeline()
+        return _loop.run(
+            record_clip(pipeline.broadcast, Path(path), seconds, self._spec.fps), timeout=seconds + 60
+        )
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """fps in/out, kernel latency p50/p95 (ms), dropped frames, and the session's state."""
+        pipeline = self._pipeline
+        base: dict[str, Any] = {
+            "state": self._conn,
+            "model": self._spec.name,
+            "state_version": self._state.version,
+        }
+        if pipeline is None or not self._holds_loop:
+            return base
+
+        async def read() -> dict[str, Any]:
+            return pipeline.stats.snapshot()
+
+        seconds = 0.0 if self._generating_since is None else time.perf_counter() - self._generating_since
+        return base | _loop.run(read(), timeout=5) | {"generating_seconds": round(seconds, 1)}
+
+    def _require_pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            raise DecartNBError(ErrorCode.NOT_CONNECTED, "The session is not connected: call connect() first")
+        return self._pipeline
+
+    # -- model switch -----------------------------------------------------------------------
+    def switch_model(self, name: str) -> None:
+        """Move to another model: a new pipeline at the new model's size and fps (and new camera
+        constraints for the page); prompt, image and controls carry over."""
+        spec = realtime(name)
+        if self._pipeline is None:
+            self._spec = spec
+            return
+        _loop.run(self._switch(spec), timeout=CONNECT_TIMEOUT_S)
+
+    async def _switch(self, spec: ModelSpec) -> None:
+        self._stop_ticks()
+        self._set_conn("connecting")
+        old = self._pipeline
+        if old is not None:
+            await old.stop()
+        self._spec = spec
+        await self._start_pipeline(spec)
+        assert self._pipeline is not None
+        for peer in self._peers:
+            for sender in peer.pc.getSenders():
+                if sender.track is not None:
+                    sender.replaceTrack(self._pipeline.subscribe())
+        self._events.emit("model_change", spec)
+
+    # -- signaling ----------------------------------------------------------------------------
+    def answer(self, offer_sdp: str, timeout: float = 15.0) -> str:
+        """Answer a WebRTC offer (the page's, or any client's). A camera session takes the
+        offer's video as its source; every peer receives the output. Returns the answer SDP,
+        which carries all of the kernel's ICE candidates."""
+        if not isinstance(offer_sdp, str) or "m=video" not in offer_sdp:
+            raise DecartNBError(
+                ErrorCode.WEBRTC_SIGNALING_ERROR, "The offer must be SDP with a video section"
+            )
+        self.connect()
+        return _loop.run(self.answer_async(offer_sdp), timeout=timeout)
+
+    async def answer_async(self, offer_sdp: str) -> str:
+        """answer() for code already on the media loop (the widget's message handler)."""
+        pipeline = self._require_pipeline()
+        peer = KernelPeer(
+            ice_servers=self._ice_servers,
+            codec=self.codec,
+            output=pipeline.subscribe(),
+            on_video=lambda track: None,
+            on_state=self._peer_state,
+        )
+        self._peers.add(peer)
+        try:
+            sdp = await peer.answer(offer_sdp)
+        except BaseException:
+            self._peers.discard(peer)
+            await peer.close()
+            raise
+        if self._source == "camera" and peer.receives_video:
+            await self._use_camera_peer(peer)
+        return sdp
+
+    async def _use_camera_peer(self, peer: KernelPeer) -> None:
+        old, self._camera_peer = self._camera_peer, peer
+        if old is not None and old is not peer:
+            self._peers.discard(old)
+            await old.close()
+        if self._pipeline is not None:
+            self._pipeline.attach_camera(_video_track(peer))
+
+    def _peer_state(self, peer: KernelPeer, state: str) -> None:
+        if state in ("failed", "closed", "disconnected") and not peer.closed_by_us:
+            self._peers.discard(peer)
+            asyncio.get_running_loop().create_task(peer.close())
+        if peer is not self._camera_peer:
+            return
+        if state == "connected" and self._conn in ("connecting", "reconnecting"):
+            self._cancel_give_up()
+            self._set_conn("connected")
+        elif state in ("failed", "closed", "disconnected") and not peer.closed_by_us:
+            self.peer_lost()
+
+    def peer_lost(self) -> None:
+        """The camera's connection dropped: report `reconnecting` and wait for a new offer
+        (the page retries by itself); give up with an error after RECONNECT_GIVE_UP_S."""
+        if self._conn in ("disconnected", "reconnecting"):
+            return
+        self._stop_ticks()
+        self._set_conn("reconnecting")
+        loop = asyncio.get_running_loop()
+        self._cancel_give_up()
+        self._give_up = loop.call_later(RECONNECT_GIVE_UP_S, self._reconnect_failed)
+
+    def _cancel_give_up(self) -> None:
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
+
+    def _reconnect_failed(self) -> None:
+        self._give_up = None
+        if self._conn != "reconnecting":
+            return
+        self._report_error(
+            DecartNBError(
+                ErrorCode.WEBRTC_ICE_ERROR,
+                "The camera connection dropped and was not re-established within "
+                f"{RECONNECT_GIVE_UP_S:.0f} s",
+            )
+        )
+        threading.Thread(target=self.disconnect, name="decart_nb-giveup", daemon=True).start()
+
+    # -- loop-side callbacks --------------------------------------------------------------------
+    def _mirror_now(self) -> bool:
+        return self.mirror is True or (self.mirror == "auto" and self._camera_facing == "user")
+
+    def _on_output_frame(self) -> None:
+        if self._conn == "connected":
+            self._set_conn("generating")
+            self._generating_since = time.perf_counter()
+            self._tick_task = asyncio.get_running_loop().create_task(self._ticks())
+
+    async def _ticks(self) -> None:
+        start = self._generating_since or time.perf_counter()
+        n = 0
+        while self._conn == "generating":
+            n += 1
+            await asyncio.sleep(max(0.0, start + n - time.perf_counter()))
+            if self._conn == "generating":
+                self._events.emit("generation_tick", GenerationTick(seconds=float(n)))
+
+    def _stop_ticks(self) -> None:
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            self._tick_task = None
+        self._generating_since = None
+
+    def _on_pipeline_end(self, error: BaseException | None) -> None:
+        if error is not None:
+            self._report_error(
+                error
+                if isinstance(error, DecartNBError)
+                else DecartNBError(
+                    ErrorCode.ENGINE_ERROR, f"The media pipeline stopped: {error}", cause=error
+                )
+            )
+        if self._conn != "disconnected":
+            threading.Thread(target=self.disconnect, name="decart_nb-ended", daemon=True).start()
+
+
+def _video_track(peer: KernelPeer) -> Any:
+    return next(t.receiver.track for t in peer.pc.getTransceivers() if t.kind == "video")

@@ -1,0 +1,45 @@
+"""Shared fixtures. WebRTC and browser tests refuse to run outside a loopback-only namespace."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+
+def loopback_only() -> bool:
+    """True inside the namespace scripts/test makes: no network interface but lo."""
+    try:
+        return sorted(os.listdir("/sys/class/net")) == ["lo"]
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if loopback_only():
+        return
+    skip = pytest.mark.skip(
+        reason="WebRTC/browser test outside a loopback-only network namespace: run scripts/test"
+    )
+    for item in items:
+        if "webrtc" in item.keywords or "browser" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def no_leaked_threads() -> Iterator[None]:
+    """Fail when a test leaves a decart_nb or aiortc thread running."""
+    before = set(threading.enumerate())
+    yield
+    deadline = 5.0
+    import time
+
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not extra:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"threads left behind: {[t.name for t in extra]}")
