@@ -102,6 +102,7 @@ class Session:
         self._give_up: asyncio.TimerHandle | None = None
         self._holds_loop = False
         self.errors: deque[DecartNBError] = deque(maxlen=50)
+        self._views: dict[str, Any] = {}
 
     # -- what it is -------------------------------------------------------------------------
     @property
@@ -138,6 +139,30 @@ class Session:
 
     def _source_label(self) -> str:
         return self._source if isinstance(self._source, str) else type(self._source).__name__
+
+    # -- display ----------------------------------------------------------------------------
+    @property
+    def widget(self) -> Any:
+        """The video widget (camera in, transformed video out), created on first use."""
+        if "widget" not in self._views:
+            from .widgets.camera import CameraWidget
+
+            self._views["widget"] = CameraWidget(self)
+        return self._views["widget"]
+
+    @property
+    def panel(self) -> Any:
+        """The control panel widget, for composing your own layout."""
+        if "panel" not in self._views:
+            from .widgets.panel import ControlPanel
+
+            self._views["panel"] = ControlPanel(self)
+        return self._views["panel"]
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        from .widgets.view import session_view
+
+        return session_view(self)._repr_mimebundle_(**kwargs)
 
     # -- events -----------------------------------------------------------------------------
     def on(self, event: str, callback: Callable[[Any], Any]) -> None:
