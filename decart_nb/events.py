@@ -101,6 +101,8 @@ class EventHub:
                 watcher(event, payload)
             except Exception:
                 logger.exception("decart_nb: an internal event watcher failed")
+        if event not in EVENT_NAMES:
+            return  # internal events (model_change, ...) are for watchers only
         with self._lock:
             if self._held is not None:
                 self._held.append((event, payload))

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import DecartNBError, ErrorCode
 from .base import Control, Engine, FrameEngine
-from .callable import CallableEngine
+from .function import CallableEngine
 from .local import LocalEngine
 
 __all__ = ["Control", "Engine", "FrameEngine", "CallableEngine", "LocalEngine", "make_engine"]

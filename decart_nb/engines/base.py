@@ -15,7 +15,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..errors import DecartNBError, ErrorCode
-from ..media.frames import luma_view, meta_of, recv_video
+from ..media.frames import FrameMeta, carry, luma_view, meta_of, recv_video
 from ..media.stamp import copy_stamp
 from ..state import GenerationState
 
@@ -131,9 +131,10 @@ class FrameEngine(Engine):
                 out = frame
         if self.preserve_stamp and out is not frame and out.format.name == "yuv420p":
             copy_stamp(luma_view(frame), luma_view(out))
-        meta.version = state.version
-        meta.model_ms = (time.perf_counter() - t0) * 1000.0
-        out.pts, out.time_base, out.opaque = frame.pts, frame.time_base, meta
+        model_ms = (time.perf_counter() - t0) * 1000.0
+        if out is not frame:
+            carry(frame, out)
+        out.opaque = FrameMeta(t_in=meta.t_in, version=state.version, model_ms=model_ms)
         return out
 
     def _report(self, exc: Exception) -> None:

@@ -7,7 +7,7 @@ about 9 ms per 720p frame, the planes cost nothing.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import av
@@ -16,6 +16,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 __all__ = [
     "FrameMeta",
+    "carry",
     "VIDEO_TIME_BASE",
     "meta_of",
     "to_planes",
@@ -34,11 +35,25 @@ VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_RATE)
 
 @dataclass
 class FrameMeta:
-    """Kept in `frame.opaque`: when the frame entered the kernel and which state made it."""
+    """Kept in `frame.opaque`: when the frame entered the kernel and which state made it.
+
+    PyAV keys opaque objects by id() and forgets the key when ANY frame holding it is freed, so
+    two frames must never share one FrameMeta: `carry` gives each frame its own copy.
+    """
 
     t_in: float
     version: int = -1
     model_ms: float = 0.0
+
+
+def carry(like: av.VideoFrame, frame: av.VideoFrame) -> av.VideoFrame:
+    """Give `frame` the timing (pts, time base) and a copy of the metadata of `like`."""
+    frame.pts = like.pts
+    if like.time_base is not None:
+        frame.time_base = like.time_base
+    meta = like.opaque
+    frame.opaque = replace(meta) if isinstance(meta, FrameMeta) else None
+    return frame
 
 
 async def recv_video(track: MediaStreamTrack) -> av.VideoFrame:
@@ -82,11 +97,7 @@ def from_planes(
     buf[h : h + h // 4] = u.reshape(h // 4, w)
     buf[h + h // 4 :] = v.reshape(h // 4, w)
     frame = av.VideoFrame.from_ndarray(buf, format="yuv420p")
-    if like is not None:
-        frame.pts = like.pts
-        frame.time_base = like.time_base
-        frame.opaque = like.opaque
-    return frame
+    return carry(like, frame) if like is not None else frame
 
 
 def luma_view(frame: av.VideoFrame) -> np.ndarray:
@@ -110,11 +121,7 @@ def to_rgb(frame: av.VideoFrame) -> np.ndarray:
 def from_rgb(rgb: np.ndarray, like: av.VideoFrame | None = None) -> av.VideoFrame:
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb, dtype=np.uint8), format="rgb24")
     frame = frame.reformat(format="yuv420p")
-    if like is not None:
-        frame.pts = like.pts
-        frame.time_base = like.time_base
-        frame.opaque = like.opaque
-    return frame
+    return carry(like, frame) if like is not None else frame
 
 
 def mirror(frame: av.VideoFrame) -> av.VideoFrame:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .frames import FrameMeta, meta_of, mirror, recv_video
+from .frames import VIDEO_TIME_BASE, FrameMeta, meta_of, mirror, recv_video
 from .mailbox import Mailbox
 from .stats import StreamStats
 
@@ -35,6 +35,9 @@ class InputSlot(MediaStreamTrack):
         self._pump: asyncio.Task[None] | None = None
         self.upstream: MediaStreamTrack | None = None
         self.on_upstream_end: Callable[[MediaStreamTrack], None] | None = None
+        self._timeline_of: MediaStreamTrack | None = None
+        self._offset = 0
+        self._last_pts: int | None = None
 
     def attach(self, upstream: MediaStreamTrack) -> None:
         self.detach()
@@ -57,6 +60,7 @@ class InputSlot(MediaStreamTrack):
                 return
             if not isinstance(frame.opaque, FrameMeta):
                 frame.opaque = FrameMeta(t_in=time.perf_counter())
+            self._rebase(frame, upstream)
             self._stats.on_input()
             if self._mirror():
                 frame = mirror(frame)
@@ -64,6 +68,21 @@ class InputSlot(MediaStreamTrack):
             self._box.put(frame)
             if self._box.dropped != before:
                 self._stats.on_drop()
+
+    def _rebase(self, frame: av.VideoFrame, upstream: MediaStreamTrack) -> None:
+        """Put every upstream on one 90 kHz timeline that never goes back: encoders reject a pts
+        that decreases, and a new camera or a reconnect starts its own clock at zero."""
+        pts = (
+            0 if frame.pts is None or frame.time_base is None else round(frame.pts * frame.time_base * 90000)
+        )
+        if upstream is not self._timeline_of:
+            self._timeline_of = upstream
+            self._offset = 0 if self._last_pts is None else self._last_pts + 3000 - pts
+        pts += self._offset
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+        frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
+        self._last_pts = pts
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":

@@ -1,17 +1,28 @@
 """A machine-readable frame number in the pixels: a row of black/white blocks that survives VP8/H.264.
 
-32 blocks of 32x16 luma pixels across the top-left: 24 bits of frame number, 8 bits of check.
+32 blocks across the top-left 16 luma rows (32 px wide from 1024 px frames up, narrower on smaller
+frames): 24 bits of frame number, 8 bits of check.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["write_stamp", "read_stamp", "copy_stamp", "STAMP_ROWS", "STAMP_WIDTH"]
+__all__ = ["write_stamp", "read_stamp", "copy_stamp", "STAMP_ROWS", "stamp_width"]
 
-BLOCK_W, STAMP_ROWS, BITS = 32, 16, 32
-STAMP_WIDTH = BLOCK_W * BITS
+STAMP_ROWS, BITS = 16, 32
 _WHITE, _BLACK = 235, 16
+_MIN_BLOCK = 8
+
+
+def _block(width: int) -> int:
+    return min(32, width // BITS)
+
+
+def stamp_width(width: int) -> int:
+    """How many columns the stamp covers on a frame this wide (0: too narrow to stamp)."""
+    block = _block(width)
+    return block * BITS if block >= _MIN_BLOCK else 0
 
 
 def _check(number: int) -> int:
@@ -25,17 +36,22 @@ def _bits(number: int) -> np.ndarray:
 
 
 def write_stamp(y: np.ndarray, number: int) -> None:
-    """Write `number` (mod 2**24) into a luma plane in place. Needs a plane >= 1024 wide."""
+    """Write `number` (mod 2**24) into a luma plane in place (no-op on frames under 256 px)."""
+    width = stamp_width(y.shape[1])
+    if not width or y.shape[0] < STAMP_ROWS:
+        return
     row = np.where(_bits(number), _WHITE, _BLACK).astype(np.uint8)
-    y[:STAMP_ROWS, :STAMP_WIDTH] = np.repeat(row, BLOCK_W)[None, :]
+    y[:STAMP_ROWS, :width] = np.repeat(row, width // BITS)[None, :]
 
 
 def read_stamp(y: np.ndarray) -> int | None:
-    """The stamped number, or None when the top row carries no valid stamp."""
-    if y.shape[0] < STAMP_ROWS or y.shape[1] < STAMP_WIDTH:
+    """The stamped number, or None when the top rows carry no valid stamp."""
+    width = stamp_width(y.shape[1])
+    if not width or y.shape[0] < STAMP_ROWS:
         return None
+    block = width // BITS
     # Sample each block's centre: codecs smear edges, not centres.
-    band = y[4:12, :STAMP_WIDTH].reshape(8, BITS, BLOCK_W)[:, :, 8:24]
+    band = y[4:12, :width].reshape(8, BITS, block)[:, :, block // 4 : block - block // 4]
     bits = band.mean(axis=(0, 2)) > 128
     word = 0
     for bit in bits:
@@ -46,5 +62,6 @@ def read_stamp(y: np.ndarray) -> int | None:
 
 def copy_stamp(src_y: np.ndarray, dst_y: np.ndarray) -> None:
     """Carry the input's stamp onto a model's output, so latency can be read after the model."""
-    if src_y.shape[1] >= STAMP_WIDTH and dst_y.shape[1] >= STAMP_WIDTH:
-        dst_y[:STAMP_ROWS, :STAMP_WIDTH] = src_y[:STAMP_ROWS, :STAMP_WIDTH]
+    width = stamp_width(src_y.shape[1])
+    if width and src_y.shape[1] == dst_y.shape[1]:
+        dst_y[:STAMP_ROWS, :width] = src_y[:STAMP_ROWS, :width]

@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from decart_nb import DecartNBError, ErrorCode
+from decart_nb.images import MAX_IMAGE_BYTES, load_image
+from tests.helpers import png_bytes, png_claiming
+
+
+def test_every_input_kind_becomes_rgb(tmp_path: Path) -> None:
+    data = png_bytes((10, 200, 30))
+    path = tmp_path / "ref.png"
+    path.write_bytes(data)
+    for image in (data, path, str(path), Image.open(path), np.asarray(Image.open(path))):
+        arr = load_image(image)
+        assert arr.dtype == np.uint8 and arr.shape == (48, 64, 3)
+        assert tuple(arr[0, 0]) == (10, 200, 30)
+
+
+def test_rgba_grey_and_float_arrays_are_converted() -> None:
+    assert load_image(np.zeros((4, 6), np.uint8)).shape == (4, 6, 3)
+    assert load_image(np.zeros((4, 6, 4), np.uint8)).shape == (4, 6, 3)
+    assert load_image(np.ones((4, 6, 3), np.float32))[0, 0, 0] == 255
+
+
+def test_large_images_are_shrunk_for_the_engine() -> None:
+    arr = load_image(np.zeros((2000, 1000, 3), np.uint8))
+    assert max(arr.shape[:2]) == 512
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"",
+        b"not an image at all",
+        png_bytes()[:40],  # truncated
+        png_claiming(20000, 20000),  # a bomb header
+        np.zeros((4, 4, 5), np.uint8),
+        12345,
+    ],
+)
+def test_bad_images_are_invalid_input(bad: object) -> None:
+    with pytest.raises(DecartNBError) as info:
+        load_image(bad)  # type: ignore[arg-type]
+    assert info.value.code == ErrorCode.INVALID_INPUT
+
+
+def test_oversized_and_missing_files_are_invalid_input(tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    big.write_bytes(png_bytes() + b"\0" * (MAX_IMAGE_BYTES + 1))
+    for path in (big, tmp_path / "missing.png"):
+        with pytest.raises(DecartNBError) as info:
+            load_image(path)
+        assert info.value.code == ErrorCode.INVALID_INPUT
+    with pytest.raises(DecartNBError, match="10 MB"):
+        load_image(big.read_bytes())
