@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -11,8 +11,9 @@ import pytest
 
 def loopback_only() -> bool:
     """True inside the namespace scripts/test makes: no network interface but lo."""
+    # Ask netlink (this namespace), not /sys: sysfs still lists the host's interfaces after unshare -n.
     try:
-        return sorted(os.listdir("/sys/class/net")) == ["lo"]
+        return [name for _, name in socket.if_nameindex()] == ["lo"]
     except OSError:
         return False
 
