@@ -83,6 +83,9 @@ class Session:
         if isinstance(self._engine, FrameEngine):
             self._engine.preserve_stamp = frame_stamps if frame_stamps is not None else source == "pattern"
         self._engine.on_error = self._report_error
+        if self._engine.owns_connection_state:  # Decart's cloud: its states and billed ticks
+            self._engine.on_connection_change = self._on_engine_state
+            self._engine.on_generation_tick = self._on_engine_tick
         self._state = self._new_state(
             None if prompt is None else validate_prompt(prompt),
             None if image is None else load_image(image),
@@ -220,6 +223,7 @@ class Session:
             on_end=self._on_pipeline_end,
         )
         self._pipeline = pipeline
+        self._engine.bind(spec)
         await self._engine.apply(self._state)
         await pipeline.start()
         if self._source != "camera":
@@ -476,8 +480,17 @@ class Session:
     def _mirror_now(self) -> bool:
         return self.mirror is True or (self.mirror == "auto" and self._camera_facing == "user")
 
+    def _on_engine_state(self, state: str) -> None:
+        if state != "disconnected":
+            self._set_conn(state)  # type: ignore[arg-type]
+        elif self._conn != "disconnected":  # the engine gave up reconnecting (error already reported)
+            threading.Thread(target=self.disconnect, name="decart_nb-engine-lost", daemon=True).start()
+
+    def _on_engine_tick(self, seconds: float) -> None:
+        self._events.emit("generation_tick", GenerationTick(seconds=seconds))
+
     def _on_output_frame(self) -> None:
-        if self._conn == "connected":
+        if self._conn == "connected" and not self._engine.owns_connection_state:
             self._set_conn("generating")
             self._generating_since = time.perf_counter()
             self._tick_task = asyncio.get_running_loop().create_task(self._ticks())

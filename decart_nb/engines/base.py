@@ -17,6 +17,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from ..errors import DecartNBError, ErrorCode
 from ..media.frames import FrameMeta, carry, luma_view, meta_of, recv_video
 from ..media.stamp import copy_stamp
+from ..models import ModelSpec
 from ..state import GenerationState
 
 __all__ = ["Control", "Engine", "FrameEngine"]
@@ -54,8 +55,16 @@ class Engine(abc.ABC):
 
     name: str = "engine"
     controls: tuple[Control, ...] = ()
+    #: True for an engine whose service reports connection states and billed ticks (Decart's
+    #: cloud); the Session then takes them from `on_connection_change` / `on_generation_tick`.
+    owns_connection_state = False
     #: Called with asynchronous failures (shown as `error` events); set by the Session.
     on_error: Callable[[DecartNBError], None] = staticmethod(lambda error: None)  # type: ignore[assignment]
+    on_connection_change: Callable[[str], None] = staticmethod(lambda state: None)  # type: ignore[assignment]
+    on_generation_tick: Callable[[float], None] = staticmethod(lambda seconds: None)  # type: ignore[assignment]
+
+    def bind(self, spec: ModelSpec) -> None:  # noqa: B027 - optional hook
+        """Learn the model before start() (engines that connect to a named model use it)."""
 
     def default_controls(self) -> dict[str, float]:
         return {c.name: c.default for c in self.controls}

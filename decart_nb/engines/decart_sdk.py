@@ -1,0 +1,173 @@
+"""Decart's Python SDK, loaded on demand, and the guards that keep the API key in the kernel.
+
+The engine talks to the SDK only through `DecartSDK`, a bundle of the few SDK names it uses, so
+the tests can hand it a fake with the same shape; users always get `load_sdk()`, the real SDK.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import av
+
+from ..errors import DecartNBError, ErrorCode
+
+__all__ = [
+    "DecartSDK",
+    "LocalFeed",
+    "MediaBridge",
+    "SecretKey",
+    "guard_sdk_logs",
+    "load_sdk",
+    "redact",
+    "resolve_key",
+]
+
+INSTALL_HINT = 'pip install "decart_nb[decart]"  (or: pip install "decart[realtime]>=0.2.4")'
+# The SDK puts the key in the control channel's URL; aiohttp errors quote that URL.
+_KEY_IN_URL = re.compile(r"(api_key=)[^&\s'\"]+", re.IGNORECASE)
+# Loggers of the SDK (and tenacity's retry log, which goes through the manager's logger).
+_SDK_LOGGERS = (
+    "decart",
+    "decart.realtime.client",
+    "decart.realtime.livekit_manager",
+    "decart.realtime.livekit_connection",
+)
+
+
+class SecretKey:
+    """The API key: usable by the engine, shown as *** everywhere else (repr, str, vars())."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretKey('***')"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:  # never pickled into a saved notebook or a comm message
+        raise TypeError("the Decart API key cannot be pickled")
+
+
+def resolve_key(api_key: str | None) -> SecretKey:
+    """The key from the argument or DECART_API_KEY (as Decart's SDK resolves it), or INVALID_API_KEY."""
+    if api_key is not None and not isinstance(api_key, str):
+        raise DecartNBError(ErrorCode.INVALID_API_KEY, "api_key must be a string")
+    key = (api_key or "").strip() or os.environ.get("DECART_API_KEY", "").strip()
+    if not key:
+        raise DecartNBError(
+            ErrorCode.INVALID_API_KEY,
+            "Missing Decart API key. Pass Session(engine='decart', api_key=...) or set the "
+            "DECART_API_KEY environment variable in the kernel's environment. Keep permanent keys "
+            "(dct_...) out of notebooks: read them from the environment or a secrets store.",
+        )
+    return SecretKey(key)
+
+
+def redact(text: str, key: SecretKey | None = None) -> str:
+    """`text` with the API key (plain, or in a URL) replaced by ***."""
+    if key is not None and key.reveal():
+        text = text.replace(key.reveal(), "***")
+    return _KEY_IN_URL.sub(r"\1***", text)
+
+
+class _RedactKeys(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+_REDACTOR = _RedactKeys()
+
+
+def guard_sdk_logs() -> None:
+    """Redact keys from the SDK's log records (its errors quote the control channel's URL)."""
+    # A logger's filters only see records logged on it, not its children's: guard each one.
+    for name in _SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if _REDACTOR not in logger.filters:
+            logger.addFilter(_REDACTOR)
+
+
+class LocalFeed(Protocol):
+    """The input side handed to the SDK: `track` goes to connect(), `push` feeds it frames."""
+
+    track: Any
+
+    def push(self, frame: av.VideoFrame) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MediaBridge(Protocol):
+    """Moves frames between aiortc and the SDK's media (LiveKit tracks)."""
+
+    def open_local(self, width: int, height: int) -> LocalFeed: ...
+
+    def remote_frames(self, remote: Any) -> AsyncIterator[av.VideoFrame]:
+        """yuv420p frames of the SDK's remote track, newest first: frames the reader is too
+        slow for are dropped, never queued."""
+        ...
+
+
+@dataclass(frozen=True)
+class DecartSDK:
+    """The SDK names the engine uses (real ones from `load_sdk`, or a test fake)."""
+
+    connect: Callable[..., Awaitable[Any]]  # RealtimeClient.connect(base_url, api_key, local_track, options)
+    connect_options: Callable[..., Any]  # RealtimeConnectOptions(model=, on_remote_stream=, initial_state=)
+    model_state: Callable[..., Any]  # ModelState(prompt=, image=)
+    prompt: Callable[..., Any]  # Prompt(text=, enhance=)
+    set_input: Callable[..., Any]  # SetInput(prompt=, image=, enhance=)
+    model: Callable[[str], Any]  # models.realtime(name)
+    base_url: str  # DecartClient's realtime_base_url
+    error: type[BaseException]  # DecartSDKError, the base of every SDK error
+    invalid_input: type[BaseException]  # InvalidInputError
+    media: MediaBridge
+
+
+def load_sdk() -> DecartSDK:
+    """The real SDK, or SDK_NOT_INSTALLED saying how to install it."""
+    try:
+        import decart
+        from decart.realtime import RealtimeClient, RealtimeConnectOptions, SetInput
+
+        from .decart_livekit import LiveKitBridge
+    except ImportError as exc:
+        raise DecartNBError(
+            ErrorCode.SDK_NOT_INSTALLED,
+            f"The decart engine needs Decart's Python SDK with its realtime extra: {INSTALL_HINT}",
+            cause=exc,
+        ) from exc
+    return DecartSDK(
+        connect=RealtimeClient.connect,
+        connect_options=RealtimeConnectOptions,
+        model_state=decart.ModelState,
+        prompt=decart.Prompt,
+        set_input=SetInput,
+        model=decart.models.realtime,
+        base_url=_default_base_url(decart.DecartClient),
+        error=decart.DecartSDKError,
+        invalid_input=decart.InvalidInputError,
+        media=LiveKitBridge(),
+    )
+
+
+def _default_base_url(client_type: type) -> str:
+    default = inspect.signature(client_type).parameters["realtime_base_url"].default
+    return str(default)
