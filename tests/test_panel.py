@@ -1,0 +1,436 @@
+"""The control panel without a browser: widget values are driven directly, as the page would."""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ipywidgets
+import numpy as np
+import pytest
+import traitlets
+from PIL import Image
+
+from decart_nb import ErrorCode, Session
+from decart_nb.state import GenerationState
+from decart_nb.widgets import panel as panel_module
+from decart_nb.widgets.panel import ControlPanel
+from decart_nb.widgets.panel_live import STATES
+from decart_nb.widgets.panel_presets import preset_prompts
+from decart_nb.widgets.view import session_view
+from tests.helpers import png_bytes, wait_until
+
+SETTLE_S = 1.0  # longer than the debounce, with margin for a loaded machine
+
+
+@dataclass
+class Spy:
+    """What the panel asked of the Session (set calls) and what the engine was given (apply)."""
+
+    sets: list[dict[str, Any]] = field(default_factory=list)
+    set_times: list[float] = field(default_factory=list)
+    applied: list[GenerationState] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.sets.clear()
+        self.set_times.clear()
+        self.applied.clear()
+
+
+def spy_on(session: Session) -> Spy:
+    spy = Spy()
+    real_set, real_apply = session.set, session.engine.apply
+
+    def set_(*args: Any, **kwargs: Any) -> None:
+        spy.sets.append(kwargs | dict(zip(("prompt", "image", "enhance"), args, strict=False)))
+        spy.set_times.append(time.monotonic())
+        real_set(*args, **kwargs)
+
+    async def apply(state: GenerationState) -> None:
+        spy.applied.append(state)
+        await real_apply(state)
+
+    session.set = set_  # type: ignore[method-assign]
+    session.engine.apply = apply  # type: ignore[method-assign]
+    return spy
+
+
+@pytest.fixture
+def live() -> Iterator[tuple[Session, ControlPanel, Spy]]:
+    s = Session(source="pattern")
+    s.connect()
+    assert wait_until(lambda: s.state == "generating")
+    panel = s.panel
+    spy = spy_on(s)
+    yield s, panel, spy
+    panel.close()
+    s.disconnect()
+
+
+def image_bytes(
+    fmt: str, color: tuple[int, int, int] = (20, 180, 60), size: tuple[int, int] = (80, 60)
+) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def upload(panel: ControlPanel, data: bytes, name: str, mime: str) -> None:
+    """What FileUpload receives when a person picks a file in the page."""
+    item = {"name": name, "type": mime, "size": len(data), "content": memoryview(data), "last_modified": 0}
+    panel.upload.set_state({"value": [item]})  # the path a message from the page takes
+
+
+def press_enter(panel: ControlPanel) -> None:
+    panel.prompt_box._handle_custom_msg({"event": "submit"}, [])  # the page's message on Enter
+
+
+# -- the prompt ---------------------------------------------------------------------------------
+def test_typing_sends_one_set_with_the_whole_state_after_the_pause(
+    live: tuple[Session, ControlPanel, Spy],
+) -> None:
+    s, panel, spy = live
+    upload(panel, image_bytes("PNG"), "ref.png", "image/png")
+    assert wait_until(lambda: len(spy.sets) == 1)
+    panel.enhance_box.value = False
+    assert wait_until(lambda: len(spy.sets) == 2)
+    spy.reset()
+
+    for text in ("p", "pe", "pen", "penc", "pencil sk", "pencil sketch"):
+        panel.prompt_box.value = text
+        time.sleep(0.02)
+    typed_at = time.monotonic()
+    time.sleep(SETTLE_S)
+
+    assert len(spy.sets) == 1, spy.sets
+    sent = spy.sets[0]
+    assert sent["prompt"] == "pencil sketch" and sent["enhance"] is False
+    assert isinstance(sent["image"], np.ndarray)  # the panel's image travels in the same call
+    assert spy.set_times[0] - typed_at >= 0.25  # it waited for the pause in typing
+    assert [(a.prompt, a.enhance, a.image is not None) for a in spy.applied] == [
+        ("pencil sketch", False, True)
+    ]
+    assert s.generation.prompt == "pencil sketch" and s.generation.image is not None
+
+
+def test_enter_sends_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A debounce far longer than the test waits: only Enter can have sent the prompt.
+    monkeypatch.setattr(panel_module, "PROMPT_DEBOUNCE_S", 30.0)
+    s = Session(source="pattern").connect()
+    try:
+        panel = s.panel
+        spy = spy_on(s)
+        panel.prompt_box.value = "film noir"
+        time.sleep(0.5)
+        assert spy.sets == []
+        press_enter(panel)
+        assert wait_until(lambda: len(spy.sets) == 1, timeout=10)
+        assert spy.sets[0]["prompt"] == "film noir"
+        assert wait_until(lambda: s.generation.prompt == "film noir")
+        time.sleep(0.5)
+        assert len(spy.sets) == 1  # Enter replaced the pending send, it did not add one
+        # The page may deliver the last keystrokes after Enter's message: they are sent at once.
+        panel.prompt_box.value = "film noi"
+        press_enter(panel)
+        panel.prompt_box.value = "film noir, rain"
+        assert wait_until(lambda: s.generation.prompt == "film noir, rain", timeout=10)
+    finally:
+        s.panel.close()
+        s.disconnect()
+
+
+def test_an_empty_prompt_without_image_sends_nothing_and_says_why(
+    live: tuple[Session, ControlPanel, Spy],
+) -> None:
+    s, panel, spy = live
+    panel.prompt_box.value = "   "
+    press_enter(panel)
+    assert wait_until(lambda: "prompt" in panel.notice.value)
+    assert spy.sets == [] and s.generation.prompt is None
+
+
+def test_the_prompt_slider_scrubs_through_the_sessions_prompts() -> None:
+    prompts = ["film noir", "pencil sketch", "anime"]
+    s = Session(source="pattern", prompts=prompts).connect()
+    try:
+        panel = s.panel
+        spy = spy_on(s)
+        assert panel.prompt_slider.max == 2 and panel.prompt_scrub.layout.display != "none"
+        panel.prompt_slider.value = 1
+        panel.prompt_slider.value = 2
+        assert panel.prompt_box.value == "anime"
+        assert wait_until(lambda: s.generation.prompt == "anime")
+        time.sleep(SETTLE_S)
+        assert [c["prompt"] for c in spy.sets] == ["anime"]  # a scrub is one send, like typing
+        assert "3/3" in panel.prompt_slider_label.value
+    finally:
+        s.panel.close()
+        s.disconnect()
+    # A session started on one of its prompts shows the slider at that prompt.
+    s = Session(source="pattern", prompts=prompts, prompt="pencil sketch")
+    try:
+        assert s.panel.prompt_slider.value == 1 and "2/3" in s.panel.prompt_slider_label.value
+    finally:
+        s.panel.close()
+        s.disconnect()
+
+
+def test_presets_for_the_local_model_and_none_for_a_function() -> None:
+    local = Session(source="pattern")
+    assert len(preset_prompts(local)) >= 3
+    assert local.panel.prompt_slider.max == len(local.panel.prompts) - 1
+    own = Session(source="pattern", engine=lambda frame, state: frame)
+    assert preset_prompts(own) == []
+    assert own.panel.prompt_scrub.layout.display == "none"
+    local.panel.close()
+    own.panel.close()
+
+
+def test_a_control_slider_applies_through_set_controls(live: tuple[Session, ControlPanel, Spy]) -> None:
+    s, panel, spy = live
+    assert set(panel.control_sliders) == {c.name for c in s.engine.controls}
+    slider = panel.control_sliders["strength"]
+    assert (slider.min, slider.max, slider.value) == (0.0, 1.0, 1.0)
+    slider.value = 0.35
+    assert wait_until(lambda: s.controls["strength"] == pytest.approx(0.35))
+    assert spy.applied[-1].controls["strength"] == pytest.approx(0.35)
+    assert spy.sets == []  # controls do not resend prompt and image
+
+
+# -- the reference image -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fmt", "mime"), [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp")]
+)
+def test_a_valid_upload_is_previewed_and_sent_with_the_prompt(
+    live: tuple[Session, ControlPanel, Spy], fmt: str, mime: str
+) -> None:
+    s, panel, spy = live
+    panel.prompt_box.value = "watercolor"
+    upload(panel, image_bytes(fmt, color=(200, 40, 40)), f"ref.{fmt.lower()}", mime)
+    assert wait_until(lambda: len(spy.sets) == 1)
+    assert spy.sets[0]["prompt"] == "watercolor" and spy.sets[0]["image"] is not None
+    assert wait_until(lambda: s.generation.image is not None)
+    assert s.generation.image.shape == (60, 80, 3)
+    assert s.generation.image[..., 0].mean() > 150  # the red picture, not something else
+    thumb = Image.open(io.BytesIO(panel.thumbnail.value))
+    assert thumb.size == (80, 60) and panel.thumbnail.layout.display != "none"
+    assert panel.upload_message.value == "" and not panel.clear_button.disabled
+    time.sleep(SETTLE_S)
+    assert len(spy.sets) == 1  # the pending prompt send was folded into the upload's send
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "mime", "says"),
+    [
+        (b"\x89PNG\r\n\x1a\n this is not really a png", "broken.png", "image/png", "not a PNG, JPEG or WebP"),
+        (image_bytes("GIF"), "anim.gif", "image/gif", "it is GIF"),
+        (b"\xff\xd8" + b"\0" * (10 * 1024 * 1024 + 1), "huge.jpg", "image/jpeg", "the limit is 10 MB"),
+    ],
+    ids=["corrupt", "wrong-type", "oversized"],
+)
+def test_an_invalid_upload_is_explained_and_changes_nothing(
+    live: tuple[Session, ControlPanel, Spy], data: bytes, name: str, mime: str, says: str
+) -> None:
+    s, panel, spy = live
+    upload(panel, png_bytes((10, 10, 200)), "good.png", "image/png")
+    assert wait_until(lambda: len(spy.sets) == 1 and s.generation.image is not None)
+    good_thumb, version = panel.thumbnail.value, s.generation.version
+
+    upload(panel, data, name, mime)
+    time.sleep(SETTLE_S)
+    assert ErrorCode.INVALID_INPUT in panel.upload_message.value and says in panel.upload_message.value
+    assert len(spy.sets) == 1 and s.generation.version == version  # nothing was sent
+    assert panel.thumbnail.value == good_thumb  # the previous image is still the panel's image
+    assert s.generation.image[..., 2].mean() > 150
+
+
+def test_clear_sends_the_prompt_alone_which_drops_the_image(live: tuple[Session, ControlPanel, Spy]) -> None:
+    s, panel, spy = live
+    panel.prompt_box.value = "anime"
+    upload(panel, png_bytes(), "ref.png", "image/png")
+    assert wait_until(lambda: s.generation.image is not None)
+    panel.clear_button.click()
+    assert wait_until(lambda: len(spy.sets) == 2)
+    assert spy.sets[1]["prompt"] == "anime" and spy.sets[1]["image"] is None
+    assert wait_until(lambda: s.generation.image is None)
+    assert s.generation.prompt == "anime"
+    assert panel.thumbnail.layout.display == "none" and panel.clear_button.disabled
+    assert panel.no_image.layout.display != "none"
+
+
+# -- live status -------------------------------------------------------------------------------
+def test_the_badge_has_a_text_and_a_class_per_state() -> None:
+    s = Session(source="pattern")
+    panel = s.panel
+    seen = {}
+    for state in STATES:
+        s._events.emit("connection_change", state)  # what the Session emits on each transition
+        assert state in panel.badge.value
+        classes = [c for c in panel.badge._dom_classes if c.startswith("dnb-state-")]
+        assert classes == [f"dnb-state-{state}"]
+        seen[state] = panel.badge.value
+    assert len(set(seen.values())) == len(STATES)
+    css = (Path(panel_module.__file__).parent / "static" / "panel.css").read_text()
+    for state in STATES:  # each state has its own look, from theme variables
+        assert f".dnb-badge-{state} {{" in css
+    assert "var(--jp-" in css
+    panel.close()
+
+
+def test_the_panel_follows_a_real_session(no_leaked_threads: None) -> None:
+    s = Session(source="pattern")
+    panel = s.panel
+    assert "disconnected" in panel.badge.value and panel.actions.snapshot_button.disabled
+    s.connect()
+    assert wait_until(lambda: "generating" in panel.badge.value)
+    assert not panel.actions.snapshot_button.disabled and panel.actions.connect_button.disabled
+    # Stats about once a second, and the tick timer.
+    assert wait_until(lambda: "<b>2" in panel.stats.value or "<b>3" in panel.stats.value, timeout=15)
+    assert wait_until(lambda: "0:02" in panel.timer.value, timeout=15)
+    # A change made from a cell shows up in the panel.
+    s.set_prompt("from a cell")
+    assert wait_until(lambda: panel.prompt_box.value == "from a cell", timeout=10)
+    s.disconnect()
+    assert "disconnected" in panel.badge.value
+    assert wait_until(lambda: not any(t.name == "decart_nb-panel-stats" for t in threading.enumerate()))
+    panel.close()
+
+
+def test_errors_and_callback_failures_are_listed_with_codes() -> None:
+    def broken(frame: np.ndarray, state: GenerationState) -> np.ndarray:
+        raise ValueError("the model tripped")
+
+    s = Session(source="pattern", engine=broken)
+    panel = s.panel
+    s.on("generation_tick", lambda tick: 1 / 0)
+    s.connect()
+    try:
+        assert wait_until(lambda: ErrorCode.ENGINE_ERROR in panel.errors_box.value, timeout=15)
+        assert "the model tripped" in panel.errors_box.value
+        assert wait_until(lambda: "ZeroDivisionError" in panel.failures_box.value, timeout=15)
+        assert "Traceback" in panel.failures_box.value and "generation_tick" in panel.failures_box.value
+    finally:
+        panel.close()
+        s.disconnect()
+
+
+def test_a_failed_set_is_shown_with_its_code(live: tuple[Session, ControlPanel, Spy]) -> None:
+    s, panel, _ = live
+    panel.prompt_box.value = "x" * 6000  # over the prompt limit
+    press_enter(panel)
+    assert wait_until(lambda: ErrorCode.INVALID_INPUT in panel.errors_box.value)
+    assert s.generation.prompt is None
+
+
+# -- actions -----------------------------------------------------------------------------------
+def test_snapshot_and_record_run_in_the_background(live: tuple[Session, ControlPanel, Spy]) -> None:
+    _, panel, _ = live
+    panel.actions.snapshot_button.click()
+    assert wait_until(lambda: bool(panel.actions.snapshot_view.value), timeout=15)
+    assert Image.open(io.BytesIO(panel.actions.snapshot_view.value)).size == (1280, 720)
+    panel.actions.record_seconds.value = 1
+    started = time.monotonic()
+    panel.actions.record_button.click()
+    assert time.monotonic() - started < 0.5  # the click returns; the kernel is not blocked
+    assert panel.actions.record_button.disabled
+    assert wait_until(lambda: bool(panel.actions.record_view.value), timeout=30)
+    assert panel.actions.record_view.value[4:8] == b"ftyp"  # an mp4
+    assert "clip-1.mp4" in panel.actions.record_path.value
+    assert wait_until(lambda: not panel.actions.record_button.disabled)
+
+
+def test_disconnect_and_reconnect_buttons(live: tuple[Session, ControlPanel, Spy]) -> None:
+    s, panel, _ = live
+    panel.actions.disconnect_button.click()
+    assert wait_until(lambda: s.state == "disconnected", timeout=20)
+    assert wait_until(lambda: not panel.actions.connect_button.disabled)
+    panel.actions.connect_button.click()
+    assert wait_until(lambda: s.state == "generating", timeout=20)
+    assert "generating" in panel.badge.value
+
+
+def test_the_model_picker_switches_the_model(live: tuple[Session, ControlPanel, Spy]) -> None:
+    s, panel, _ = live
+    panel.actions.model_picker.value = "lucy-restyle-2"
+    assert wait_until(lambda: s.model.name == "lucy-restyle-2", timeout=20)
+    assert wait_until(lambda: s.stats.get("height") == 704, timeout=20)
+
+
+def test_camera_controls_only_for_a_camera_session() -> None:
+    assert Session(source="pattern").panel.camera.box is None
+    s = Session(source="camera", mirror="auto")
+    panel = s.panel
+    assert panel.camera.box is not None and panel.camera.mirror.value == "auto"
+    assert s.state == "disconnected"  # the panel alone does not build (and connect) the video widget
+    panel.camera.mirror.value = True
+    assert s.mirror is True
+    panel.camera.facing.value = "environment"
+    assert s.facing_mode == "environment"
+    panel.close()
+
+
+class FakeCamera(ipywidgets.Widget):  # the traits of widgets/camera.py's CameraWidget the panel uses
+    devices = traitlets.List(traitlets.Dict())
+    device_id = traitlets.Unicode("")
+    facing_mode = traitlets.Unicode("user")
+
+    def choose_camera(self, device_id: str) -> None:
+        self.device_id = device_id
+
+
+def test_camera_controls_follow_the_camera_widget() -> None:
+    s = Session(source="camera")
+    camera = FakeCamera()
+    panel = s.panel
+    panel.camera.attach(camera)
+    camera.devices = [{"deviceId": "a1", "label": "Front cam"}, {"deviceId": "b2", "label": ""}]
+    assert [label for label, _ in panel.camera.device.options] == ["Default camera", "Front cam", "Camera 2"]
+    panel.camera.device.value = "b2"
+    assert camera.device_id == "b2"
+    camera.device_id = "a1"  # the page switched camera
+    assert panel.camera.device.value == "a1"
+    panel.camera.facing.value = "environment"
+    assert camera.facing_mode == "environment"
+    panel.close()
+    camera.close()
+
+
+# -- the view ----------------------------------------------------------------------------------
+def test_view_falls_back_to_the_panel_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "decart_nb.widgets.camera", None)  # import fails
+    s = Session(source="pattern")
+    view = session_view(s)
+    assert s.panel in view.children
+    assert "Video unavailable" in view.children[0].value
+    s.panel.close()
+
+
+def test_view_shows_video_beside_the_panel() -> None:
+    try:
+        from decart_nb.widgets.camera import CameraWidget
+    except Exception as exc:  # noqa: BLE001 - the camera widget is another module, maybe unfinished
+        pytest.skip(f"widgets/camera.py is not importable: {exc!r}")
+    s = Session(source="pattern")
+    try:
+        view = session_view(s)
+        assert isinstance(view.children[0], CameraWidget)
+        assert list(view.children) == [s.widget, s.panel]
+    finally:
+        s.panel.close()
+        s.disconnect()
+
+
+def test_closing_the_panel_stops_its_thread_and_listening(no_leaked_threads: None) -> None:
+    with Session(source="pattern") as s:
+        panel = s.panel
+        assert wait_until(lambda: any(t.name == "decart_nb-panel-stats" for t in threading.enumerate()))
+        panel.close()
+        assert wait_until(lambda: not any(t.name == "decart_nb-panel-stats" for t in threading.enumerate()))
+        assert s.panel is not panel  # displaying the session again builds a fresh panel
+        s.panel.close()
