@@ -1,0 +1,330 @@
+"""The video widget: the page's camera goes to the kernel over WebRTC, the output comes back.
+
+The page (static/camera.js) owns the camera and the RTCPeerConnection; the kernel answers its
+offers through `Session.answer_async` on the media loop. State the page renders travels as synced
+traits, each with one writer (this class); events travel as custom messages:
+
+    page -> kernel  offer {sdp, attempt}, camera {facingMode, label, deviceId, width, height,
+                    frameRate}, devices {devices}, camera_error {name, message}, reconnecting
+                    {attempt}, gave_up, choose_device {deviceId}, stopped {reason}
+    kernel -> page  answer {sdp, attempt}, answer_error {error, attempt}, restart, stop
+
+Comm handlers may run on the main thread or on a kernel subshell thread while a cell is busy: they
+only decode and hand off to the media loop, never block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets as t
+
+from .. import _loop
+from ..errors import DecartNBError, ErrorCode, camera_error_code
+
+__all__ = ["CameraWidget", "CAMERA_ADVICE"]
+
+logger = logging.getLogger("decart_nb")
+STATIC = Path(__file__).parent / "static"
+STATS_EVERY_S = 1.0
+
+# What the user can do about each camera failure (shown in the page and carried by the error).
+CAMERA_ADVICE = {
+    ErrorCode.CAMERA_PERMISSION_DENIED: (
+        "The browser blocked the camera. Allow camera access for this page (the camera icon in the "
+        "address bar, or the site settings), then press Try again."
+    ),
+    ErrorCode.CAMERA_NOT_FOUND: (
+        "No camera was found. Plug one in (or pick another in the panel), then press Try again; "
+        'without a camera, use Session(source="pattern") or a video file.'
+    ),
+    ErrorCode.CAMERA_BUSY: (
+        "The camera is in use by another application or tab, or failed to start. Close the other "
+        "user (video calls, other notebooks), then press Try again."
+    ),
+    ErrorCode.CAMERA_OVERCONSTRAINED: (
+        "The camera cannot deliver the model's size or frame rate, even as a preference. Pick "
+        "another camera, then press Try again."
+    ),
+    ErrorCode.CAMERA_ERROR: "The camera could not be started. Press Try again, or reload the page.",
+}
+
+
+class CameraWidget(anywidget.AnyWidget):
+    """Camera in, transformed video out, live in the notebook page. Built by `session.widget`.
+
+    A camera session sends the page's camera; any other source shows its output only (receive
+    only, no camera prompt). Closing the widget stops the page's camera and closes the peer; a
+    camera session is disconnected with it (the widget is its camera).
+    """
+
+    _esm = STATIC / "camera.js"
+    _css = STATIC / "camera.css"
+
+    # Written by the kernel only; the page reads them.
+    mode = t.Unicode("camera", help="'camera': send the camera; 'receive': show the output only").tag(
+        sync=True
+    )
+    width = t.Int(1280).tag(sync=True)
+    height = t.Int(720).tag(sync=True)
+    fps = t.Int(30).tag(sync=True)
+    facing_mode = t.Unicode("user").tag(sync=True)
+    device_id = t.Unicode("", help="the camera to use, a deviceId from `devices` ('' = default)").tag(
+        sync=True
+    )
+    mirror = t.Union([t.Bool(), t.Unicode()], default_value=False).tag(sync=True)
+    codec = t.Unicode("vp8").tag(sync=True)
+    ice_servers = t.List(t.Dict()).tag(sync=True)
+    keep_running_hidden = t.Bool(False, help="keep the camera running while the tab is hidden").tag(sync=True)
+    state = t.Unicode("disconnected").tag(sync=True)
+    stats = t.Dict().tag(sync=True)
+    error = t.Dict().tag(sync=True)
+    # anywidget hands initialize and render different proxies of one model: this ties them.
+    _key = t.Unicode().tag(sync=True)
+    # Kernel side only: the cameras the page found ({deviceId, label}) and what it uses now.
+    devices = t.List(t.Dict())
+    camera = t.Dict()
+
+    def __init__(self, session: Any, **kwargs: Any) -> None:
+        spec = session.model
+        super().__init__(
+            mode="camera" if session.source == "camera" else "receive",
+            width=spec.width,
+            height=spec.height,
+            fps=spec.fps,
+            facing_mode=session.facing_mode,
+            mirror=session.mirror,
+            codec=session.codec,
+            ice_servers=[_browser_ice_server(s) for s in session._ice_servers],
+            state=session.state,
+            _key=uuid.uuid4().hex,
+            **kwargs,
+        )
+        self._session = session
+        self._closed = False
+        self._peers: set[Any] = set()  # this page's peers (a receive-only page may leave old ones)
+        self._stats_task: Future[None] | None = None
+        self._lock = threading.Lock()
+        self.on_msg(self._on_page_message)
+        session._events.watch(self._on_event)
+        session.connect()
+        self._start_stats()
+
+    @property
+    def session(self) -> Any:
+        return self._session
+
+    # -- page -> kernel (any thread; never block) -----------------------------------------------
+    def _on_page_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, Mapping):
+            return
+        kind = content.get("type")
+        handler = _HANDLERS.get(str(kind))
+        if handler is None:
+            logger.warning("decart_nb: the camera page sent an unknown message %r", kind)
+            return
+        try:
+            handler(self, content)
+        except DecartNBError as exc:
+            self._session._report_error(exc)
+
+    def _offer(self, content: Mapping[str, Any]) -> None:
+        sdp, attempt = content.get("sdp"), content.get("attempt", 0)
+        if self._session.state == "disconnected" or not isinstance(sdp, str):
+            error = DecartNBError(
+                ErrorCode.NOT_CONNECTED,
+                "The session is disconnected: run session.connect() to start it again.",
+            )
+            self.send({"type": "answer_error", "attempt": attempt, "error": error.to_dict()})
+            return
+        _loop.submit(self._answer(sdp, attempt))
+
+    async def _answer(self, sdp: str, attempt: Any) -> None:
+        before = set(self._session._peers)
+        try:
+            answer = await self._session.answer_async(sdp)
+        except Exception as exc:  # noqa: BLE001 - reported as an error event and to the page
+            error = _as_error(exc, ErrorCode.WEBRTC_SIGNALING_ERROR, "Could not answer the page's offer")
+            self._session._report_error(error)
+            self.send({"type": "answer_error", "attempt": attempt, "error": error.to_dict()})
+            return
+        if self._closed:
+            await self._close_peers(set(self._session._peers) - before)
+            return
+        # The page keeps one connection: close the ones it replaced (a camera session does so itself).
+        old, self._peers = self._peers, set(self._session._peers) - before
+        await self._close_peers(old - self._peers)
+        self.send({"type": "answer", "attempt": attempt, "sdp": answer})
+
+    async def _close_peers(self, peers: set[Any]) -> None:
+        for peer in peers:
+            self._session._peers.discard(peer)
+            await peer.close()
+
+    def _camera_info(self, content: Mapping[str, Any]) -> None:
+        info = {
+            k: content.get(k) for k in ("facingMode", "label", "deviceId", "width", "height", "frameRate")
+        }
+        self.camera = info
+        facing = info["facingMode"] if info["facingMode"] in ("user", "environment") else None
+        # Read by the pipeline's mirror check on the loop: set it there (directly when no loop runs).
+        if self._session.state == "disconnected":
+            self._session._camera_facing = facing
+        else:
+            _loop.call_soon(setattr, self._session, "_camera_facing", facing)
+        if self.error.get("code", "").startswith("CAMERA_"):
+            self.error = {}
+
+    def _devices(self, content: Mapping[str, Any]) -> None:
+        found = content.get("devices")
+        if isinstance(found, list):
+            self.devices = [
+                {"deviceId": str(d.get("deviceId", "")), "label": str(d.get("label", ""))}
+                for d in found
+                if isinstance(d, Mapping)
+            ]
+
+    def _camera_error(self, content: Mapping[str, Any]) -> None:
+        name = str(content.get("name") or "Error")
+        code = camera_error_code(name)
+        self._session._report_error(
+            DecartNBError(
+                code,
+                CAMERA_ADVICE[code],
+                data={"name": name, "browser_message": str(content.get("message") or "")},
+            )
+        )
+
+    def _reconnecting(self, content: Mapping[str, Any]) -> None:
+        if self.mode == "camera" and self._session.state != "disconnected":
+            _loop.call_soon(self._session.peer_lost)
+
+    def _gave_up(self, content: Mapping[str, Any]) -> None:
+        # The session's own give-up timer reports the error and disconnects.
+        logger.warning("decart_nb: the page stopped reconnecting after %s attempts", content.get("attempts"))
+
+    def _choose_device(self, content: Mapping[str, Any]) -> None:
+        self.device_id = str(content.get("deviceId") or "")
+
+    def _stopped(self, content: Mapping[str, Any]) -> None:
+        """The page stopped its camera and closed its peer (its last view went away)."""
+        logger.info("decart_nb: the page stopped the camera (%s)", content.get("reason"))
+        if self._session.state != "disconnected":
+            _loop.submit(self._drop_peers())
+            if self.mode == "camera":
+                _loop.call_soon(self._session.peer_lost)
+
+    async def _drop_peers(self) -> None:
+        peers, self._peers = self._peers, set()
+        await self._close_peers(peers)
+
+    # -- session -> page (emitting thread: the loop or the caller's) --------------------------------
+    def _on_event(self, event: str, payload: Any) -> None:
+        if self._closed:
+            return
+        if event == "connection_change":
+            previous, self.state = self.state, str(payload)
+            if payload == "disconnected":
+                self.send({"type": "stop"})
+            elif previous == "disconnected" and payload == "connecting":
+                self._start_stats()
+                self.send({"type": "restart"})
+        elif event == "error" and isinstance(payload, DecartNBError):
+            self.error = payload.to_dict()
+        elif event == "model_change":
+            spec = payload
+            self.set_trait("width", spec.width)
+            self.set_trait("height", spec.height)
+            self.set_trait("fps", spec.fps)
+            self.send({"type": "restart"})  # the page re-requests the camera and renegotiates
+
+    def _start_stats(self) -> None:
+        with self._lock:
+            if self._stats_task is not None and not self._stats_task.done():
+                return
+            if self._session.state == "disconnected" or self._closed:
+                return
+            self._stats_task = _loop.submit(self._publish_stats())
+
+    async def _publish_stats(self) -> None:
+        """Stats (and session.mirror, a plain attribute) to the page once a second, on the loop."""
+        while not self._closed and self._session.state != "disconnected":
+            pipeline = self._session._pipeline
+            if pipeline is not None:
+                self.stats = _json_safe(pipeline.stats.snapshot() | {"state": self._session.state})
+            if self.mirror != self._session.mirror:
+                self.mirror = self._session.mirror
+            await asyncio.sleep(STATS_EVERY_S)
+
+    @t.observe("facing_mode")
+    def _facing_changed(self, change: dict[str, Any]) -> None:
+        # A facing mode names a kind of camera: it replaces a camera chosen by id.
+        self.device_id = ""
+
+    # -- the user's side --------------------------------------------------------------------------
+    def choose_camera(self, device_id: str) -> None:
+        """Switch to another camera (a deviceId from `devices`) without rebuilding the session."""
+        known = {d["deviceId"] for d in self.devices}
+        if device_id and known and device_id not in known:
+            raise DecartNBError(ErrorCode.INVALID_INPUT, f"Unknown camera {device_id!r}; see widget.devices")
+        self.device_id = device_id
+
+    def close(self) -> None:
+        """Stop the page's camera, close this widget's peers; a camera session disconnects."""
+        if self._closed:
+            return super().close()
+        self._closed = True
+        self._session._events.unwatch(self._on_event)
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+        try:
+            if self._session.state != "disconnected" and not _loop.in_loop_thread():
+                if self.mode == "camera":
+                    self._session.disconnect()
+                else:
+                    _loop.run(self._drop_peers(), timeout=10)
+        finally:
+            self._session._views.pop("widget", None)
+            super().close()
+
+
+_HANDLERS = {
+    "offer": CameraWidget._offer,
+    "camera": CameraWidget._camera_info,
+    "devices": CameraWidget._devices,
+    "camera_error": CameraWidget._camera_error,
+    "reconnecting": CameraWidget._reconnecting,
+    "gave_up": CameraWidget._gave_up,
+    "choose_device": CameraWidget._choose_device,
+    "stopped": CameraWidget._stopped,
+}
+
+
+def _browser_ice_server(server: Any) -> dict[str, Any]:
+    """An aiortc RTCIceServer as the browser's RTCIceServer dict (TURN needs its credential)."""
+    entry: dict[str, Any] = {"urls": server.urls}
+    if server.username:
+        entry["username"] = server.username
+    if server.credential:
+        entry["credential"] = server.credential
+    return entry
+
+
+def _as_error(exc: BaseException, code: str, what: str) -> DecartNBError:
+    if isinstance(exc, DecartNBError):
+        return exc
+    return DecartNBError(code, f"{what}: {exc}", cause=exc)
+
+
+def _json_safe(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """NaN (no samples yet) is not JSON: the page would fail to parse the update."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in stats.items()}

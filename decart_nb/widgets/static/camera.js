@@ -1,0 +1,664 @@
+// decart_nb camera widget: the page's camera goes to the kernel over WebRTC, the model's output
+// comes back into a <video>. One self-contained ES module: anywidget loads it from a Blob URL, so
+// there are no imports and nothing is fetched from a CDN.
+//
+// One Controller per widget model owns the camera and the RTCPeerConnection; every view of the
+// model shows the same streams, so displaying the widget twice never opens the camera twice.
+// The kernel answers our offers (no trickle: we wait for ICE gathering to complete).
+
+const BACKOFF_S = [1, 2, 4, 8, 8]; // five reconnection attempts
+const ANSWER_TIMEOUT_MS = 15000;
+const CONNECT_TIMEOUT_MS = 10000;
+const ICE_GATHER_TIMEOUT_MS = 5000;
+const DISCONNECTED_GRACE_MS = 3000; // "disconnected" often recovers by itself; "failed" does not
+const LAST_VIEW_GRACE_MS = 1000; // a view re-rendered at once (cell moved) keeps the camera
+
+const STATE_TEXT = {
+  disconnected: "disconnected",
+  connecting: "connecting",
+  connected: "connected",
+  generating: "generating",
+  reconnecting: "reconnecting",
+};
+
+// Shown at once, before the kernel's message (which says what to do) arrives.
+const CAMERA_HINTS = {
+  NotAllowedError: "The browser blocked the camera.",
+  SecurityError: "The browser blocked the camera.",
+  NotFoundError: "No camera was found.",
+  NotReadableError: "The camera is busy or failed to start.",
+  AbortError: "The camera is busy or failed to start.",
+  OverconstrainedError: "The camera cannot deliver the model's size or frame rate.",
+};
+
+// Test and debugging hook: the live controllers of this page.
+const registry = (globalThis.__decartNB ??= { controllers: new Set() });
+
+const PREVIEW_EMPTY = {
+  starting: "Asking for the camera…",
+  paused: "Camera paused",
+  "camera-error": "Camera unavailable",
+  stopped: "Camera off",
+};
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+class CameraError extends Error {
+  constructor(err) {
+    super(err && err.message ? err.message : String(err));
+    this.name = (err && err.name) || "Error";
+  }
+}
+
+function iceGathered(pc, ms) {
+  return new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    };
+    const check = () => pc.iceGatheringState === "complete" && done();
+    const timer = setTimeout(done, ms); // send what we have: host candidates come first
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+function stopStream(stream) {
+  if (stream) for (const track of stream.getTracks()) track.stop();
+}
+
+class Controller {
+  constructor(model) {
+    this.model = model;
+    this.views = new Set();
+    this.stream = null; // the camera
+    this.remote = null; // the model's output
+    this.pc = null;
+    this.sender = null;
+    this.generation = 0; // bumped by stop(): stale async work sees it and backs off
+    this.attempt = 0;
+    this.pending = null; // the offer waiting for its answer
+    this.running = false;
+    this.paused = false;
+    this.reconnecting = false;
+    this.switching = Promise.resolve();
+    this.status = "idle";
+    this.notice = "";
+    this.localError = null; // {name, message} of a camera failure, until the kernel's arrives
+    this.facing = ""; // the camera's own facingMode ("" when it does not say)
+    this.lastViewTimer = null;
+    this.disconnectTimer = null;
+    this.onVisibility = () => this.visibilityChanged();
+    this.onPageHide = () => this.stop("page closed", true);
+    this.onDeviceChange = () => this.reportDevices();
+  }
+
+  get camera() {
+    return this.model.get("mode") === "camera";
+  }
+
+  // The preview is flipped exactly when the kernel flips the model's input (session.mirror), so
+  // the camera and the output always face the same way.
+  get selfie() {
+    const mirror = this.model.get("mirror");
+    return mirror === true || (mirror === "auto" && this.facing === "user");
+  }
+
+  // -- lifecycle ----------------------------------------------------------------------------
+  listen() {
+    this.model.on("msg:custom", (msg) => this.kernelMessage(msg));
+    for (const name of ["state", "stats", "error", "mirror"]) this.model.on(`change:${name}`, () => this.render());
+    this.model.on("change:device_id", () => this.switchCamera());
+    this.model.on("change:facing_mode", () => this.switchCamera());
+    this.model.on("change:keep_running_hidden", () => this.visibilityChanged());
+    document.addEventListener("visibilitychange", this.onVisibility);
+    window.addEventListener("pagehide", this.onPageHide);
+    navigator.mediaDevices?.addEventListener?.("devicechange", this.onDeviceChange);
+  }
+
+  destroy() {
+    document.removeEventListener("visibilitychange", this.onVisibility);
+    window.removeEventListener("pagehide", this.onPageHide);
+    navigator.mediaDevices?.removeEventListener?.("devicechange", this.onDeviceChange);
+    this.stop("widget closed", false);
+    this.views.clear();
+  }
+
+  attach(view) {
+    clearTimeout(this.lastViewTimer);
+    this.views.add(view);
+    this.render();
+    if (!this.running) this.start();
+  }
+
+  detach(view) {
+    this.views.delete(view);
+    if (this.views.size) return;
+    clearTimeout(this.lastViewTimer);
+    this.lastViewTimer = setTimeout(() => {
+      if (!this.views.size) this.stop("no view left", true);
+    }, LAST_VIEW_GRACE_MS);
+  }
+
+  async start() {
+    const gen = ++this.generation;
+    this.running = true;
+    this.localError = null;
+    try {
+      if (this.camera) {
+        if (document.hidden && !this.model.get("keep_running_hidden")) {
+          this.paused = true;
+          this.setStatus("paused", "Camera paused while the page is hidden.");
+        } else {
+          this.setStatus("starting", "Asking for the camera…");
+          if (!(await this.openCamera(gen))) return;
+        }
+      }
+      this.setStatus("connecting", "Connecting to the kernel…");
+      await this.connect(gen);
+      await this.connected(gen);
+    } catch (err) {
+      if (gen !== this.generation) return;
+      console.warn("decart_nb: connecting failed", err);
+      if (err.code === "NOT_CONNECTED") this.notConnected(err);
+      else this.reconnect(gen);
+    }
+  }
+
+  // The session is disconnected: nothing to retry until session.connect() sends "restart".
+  notConnected(err) {
+    this.stop("kernel stopped", false);
+    this.setStatus("stopped", err.message);
+  }
+
+  stop(reason, tellKernel) {
+    this.generation += 1;
+    const wasRunning = this.running;
+    this.running = false;
+    this.paused = false;
+    this.reconnecting = false;
+    clearTimeout(this.disconnectTimer);
+    this.rejectPending(new Error(reason));
+    this.closePeer();
+    stopStream(this.stream);
+    this.stream = null;
+    this.remote = null;
+    this.setStatus("stopped", reason === "kernel stopped" ? "" : `Stopped: ${reason}.`);
+    if (tellKernel && wasRunning) this.send({ type: "stopped", reason });
+  }
+
+  restart() {
+    if (!this.views.size) return;
+    this.stop("restarting", false);
+    this.start();
+  }
+
+  // A send that throws means the comm is gone for good (the kernel restarted or shut down):
+  // turn the camera off rather than offer to nobody.
+  send(msg) {
+    try {
+      this.model.send(msg);
+      return true;
+    } catch (err) {
+      console.warn("decart_nb: the kernel is gone, stopping the camera", err);
+      if (this.running) {
+        this.stop("kernel gone", false);
+        this.setStatus("stopped", "The kernel restarted or shut down: run the cell again to restart the camera.");
+      }
+      return false;
+    }
+  }
+
+  // -- camera -------------------------------------------------------------------------------
+  constraints(ideal) {
+    const m = this.model;
+    const [w, h, fps] = [m.get("width"), m.get("height"), m.get("fps")];
+    const video = ideal
+      ? { width: { ideal: w }, height: { ideal: h }, frameRate: { ideal: fps } }
+      : { width: { exact: w }, height: { exact: h }, frameRate: { ideal: fps, max: fps } };
+    const id = m.get("device_id");
+    if (id) video.deviceId = ideal ? { ideal: id } : { exact: id };
+    else video.facingMode = { ideal: m.get("facing_mode") };
+    return { video, audio: false };
+  }
+
+  async getCamera() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      throw new CameraError({ name: "SecurityError", message: "No camera API: open the notebook over https or from localhost." });
+    }
+    try {
+      return await navigator.mediaDevices.getUserMedia(this.constraints(false));
+    } catch (err) {
+      if (err.name !== "OverconstrainedError") throw new CameraError(err);
+    }
+    try {
+      return await navigator.mediaDevices.getUserMedia(this.constraints(true));
+    } catch (err) {
+      throw new CameraError(err);
+    }
+  }
+
+  // Returns false (after reporting) when the camera cannot be opened.
+  async openCamera(gen) {
+    let stream;
+    try {
+      stream = await this.getCamera();
+    } catch (err) {
+      if (gen !== this.generation) return false;
+      this.cameraFailed(err);
+      return false;
+    }
+    if (gen !== this.generation) {
+      stopStream(stream);
+      return false;
+    }
+    this.useStream(stream);
+    return true;
+  }
+
+  useStream(stream) {
+    stopStream(this.stream);
+    this.stream = stream;
+    const track = stream.getVideoTracks()[0];
+    const s = track.getSettings();
+    const facing = s.facingMode || "";
+    this.facing = facing;
+    this.localError = null;
+    this.send({
+      type: "camera",
+      facingMode: facing,
+      label: track.label,
+      deviceId: s.deviceId || "",
+      width: s.width || 0,
+      height: s.height || 0,
+      frameRate: s.frameRate || 0,
+    });
+    this.reportDevices();
+    this.render();
+  }
+
+  cameraFailed(err) {
+    console.warn("decart_nb: camera failed", err);
+    this.running = false;
+    this.localError = { name: err.name, message: err.message };
+    this.send({ type: "camera_error", name: err.name, message: err.message });
+    this.setStatus("camera-error", "");
+  }
+
+  async reportDevices() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return;
+    try {
+      const all = await navigator.mediaDevices.enumerateDevices();
+      const devices = all
+        .filter((d) => d.kind === "videoinput")
+        .map((d) => ({ deviceId: d.deviceId, label: d.label }));
+      this.send({ type: "devices", devices });
+    } catch (err) {
+      console.warn("decart_nb: could not list cameras", err);
+    }
+  }
+
+  // Another camera (device_id or facing_mode changed): same peer, the sent track is replaced.
+  // Switches run one after the other, each with the constraints of its own start.
+  switchCamera() {
+    this.switching = this.switching.then(() => this.switchNow());
+    return this.switching;
+  }
+
+  async switchNow() {
+    if (!this.camera || !this.running || this.paused || !this.stream) return;
+    const gen = this.generation;
+    let stream;
+    try {
+      stream = await this.getCamera();
+    } catch (err) {
+      if (gen !== this.generation) return;
+      if (err.name !== "NotReadableError") return this.cameraFailed(err);
+      // Many phones open one camera at a time: release the old one, then ask again.
+      stopStream(this.stream);
+      try {
+        stream = await this.getCamera();
+      } catch (again) {
+        if (gen === this.generation) this.cameraFailed(again);
+        return;
+      }
+    }
+    if (gen !== this.generation) return stopStream(stream);
+    await this.replaceTrack(stream);
+  }
+
+  async replaceTrack(stream) {
+    const track = stream.getVideoTracks()[0];
+    if (this.sender) await this.sender.replaceTrack(track);
+    this.useStream(stream);
+  }
+
+  visibilityChanged() {
+    if (!this.camera || !this.running) return;
+    const hide = document.hidden && !this.model.get("keep_running_hidden");
+    if (hide && !this.paused) this.pause();
+    else if (!hide && this.paused) this.resume();
+  }
+
+  pause() {
+    this.paused = true;
+    if (this.sender) this.sender.replaceTrack(null).catch((err) => console.warn("decart_nb: pause", err));
+    stopStream(this.stream); // the camera light goes off
+    this.stream = null;
+    this.setStatus("paused", "Camera paused while the page is hidden.");
+  }
+
+  async resume() {
+    const gen = this.generation;
+    this.paused = false;
+    this.setStatus("starting", "Resuming the camera…");
+    let stream;
+    try {
+      stream = await this.getCamera();
+    } catch (err) {
+      if (gen === this.generation) this.cameraFailed(err);
+      return;
+    }
+    if (gen !== this.generation) return stopStream(stream);
+    if (this.pc) {
+      await this.replaceTrack(stream);
+      this.setStatus(this.pc.connectionState === "connected" ? "live" : "connecting", "");
+    } else {
+      this.useStream(stream); // paused before the first connection: connect now
+      this.start();
+    }
+  }
+
+  // -- peer ---------------------------------------------------------------------------------
+  preferCodec(transceiver) {
+    if (!transceiver.setCodecPreferences || !window.RTCRtpReceiver?.getCapabilities) return;
+    const want = this.model.get("codec") === "h264" ? "video/h264" : "video/vp8";
+    const codecs = RTCRtpReceiver.getCapabilities("video").codecs;
+    const first = codecs.filter((c) => c.mimeType.toLowerCase() === want);
+    if (!first.length) return;
+    try {
+      transceiver.setCodecPreferences([...first, ...codecs.filter((c) => c.mimeType.toLowerCase() !== want)]);
+    } catch (err) {
+      console.warn("decart_nb: codec preference not applied", err);
+    }
+  }
+
+  async connect(gen) {
+    this.closePeer();
+    const pc = new RTCPeerConnection({ iceServers: this.model.get("ice_servers") || [] });
+    this.pc = pc;
+    let transceiver;
+    if (this.camera && this.stream) {
+      transceiver = pc.addTransceiver(this.stream.getVideoTracks()[0], { direction: "sendrecv", streams: [this.stream] });
+    } else if (this.camera) {
+      transceiver = pc.addTransceiver("video", { direction: "sendrecv" }); // paused: a track comes later
+    } else {
+      transceiver = pc.addTransceiver("video", { direction: "recvonly" });
+    }
+    this.sender = this.camera ? transceiver.sender : null;
+    this.preferCodec(transceiver);
+    pc.ontrack = (event) => this.gotTrack(event);
+    pc.onconnectionstatechange = () => this.peerState(pc, gen);
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGathered(pc, ICE_GATHER_TIMEOUT_MS);
+    if (gen !== this.generation || pc !== this.pc) throw new Error("superseded");
+    const sdp = await this.offer(pc.localDescription.sdp);
+    if (gen !== this.generation || pc !== this.pc) throw new Error("superseded");
+    await pc.setRemoteDescription({ type: "answer", sdp });
+  }
+
+  offer(sdp) {
+    this.rejectPending(new Error("superseded"));
+    const attempt = ++this.attempt;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.pending?.attempt === attempt) this.pending = null;
+        reject(new Error(`no answer from the kernel within ${ANSWER_TIMEOUT_MS / 1000} s`));
+      }, ANSWER_TIMEOUT_MS);
+      this.pending = { attempt, resolve, reject, timer };
+      this.send({ type: "offer", sdp, attempt });
+    });
+  }
+
+  rejectPending(err) {
+    const pending = this.pending;
+    if (!pending) return;
+    this.pending = null;
+    clearTimeout(pending.timer);
+    pending.reject(err);
+  }
+
+  connected(gen) {
+    const pc = this.pc;
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (gen !== this.generation || pc !== this.pc) return done(new Error("superseded"));
+        if (pc.connectionState === "connected") return done(null);
+        if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+          return done(new Error(`connection ${pc.connectionState}`));
+        }
+      };
+      const done = (err) => {
+        clearTimeout(timer);
+        pc.removeEventListener("connectionstatechange", check);
+        err ? reject(err) : resolve();
+      };
+      const timer = setTimeout(() => done(new Error("connection timed out")), CONNECT_TIMEOUT_MS);
+      pc.addEventListener("connectionstatechange", check);
+      check();
+    });
+  }
+
+  gotTrack(event) {
+    if (event.track.kind !== "video") return;
+    const receiver = event.receiver;
+    // Play frames as soon as they are decoded: the kernel is on loopback or a LAN.
+    try {
+      if ("jitterBufferTarget" in receiver) receiver.jitterBufferTarget = 0;
+      else if ("playoutDelayHint" in receiver) receiver.playoutDelayHint = 0;
+    } catch (err) {
+      console.warn("decart_nb: jitter buffer target not set", err);
+    }
+    this.remote = new MediaStream([event.track]);
+    this.render();
+  }
+
+  peerState(pc, gen) {
+    if (pc !== this.pc || gen !== this.generation) return;
+    const state = pc.connectionState;
+    clearTimeout(this.disconnectTimer);
+    if (state === "connected") {
+      if (!this.paused) this.setStatus("live", "");
+    } else if (state === "failed") {
+      this.reconnect(gen);
+    } else if (state === "disconnected") {
+      this.disconnectTimer = setTimeout(() => {
+        if (pc === this.pc && pc.connectionState === "disconnected") this.reconnect(gen);
+      }, DISCONNECTED_GRACE_MS);
+    }
+  }
+
+  async reconnect(gen) {
+    if (this.reconnecting || gen !== this.generation) return;
+    this.reconnecting = true;
+    for (let i = 0; i < BACKOFF_S.length; i++) {
+      this.closePeer();
+      this.send({ type: "reconnecting", attempt: i + 1 });
+      this.setStatus("reconnecting", `Connection lost: reconnecting (attempt ${i + 1} of ${BACKOFF_S.length})…`);
+      await sleep(BACKOFF_S[i] * 1000);
+      if (gen !== this.generation) return;
+      try {
+        await this.connect(gen);
+        await this.connected(gen);
+        this.reconnecting = false;
+        return;
+      } catch (err) {
+        if (gen !== this.generation) return;
+        console.warn(`decart_nb: reconnection attempt ${i + 1} failed`, err);
+        if (err.code === "NOT_CONNECTED") return this.notConnected(err);
+      }
+    }
+    this.send({ type: "gave_up", attempts: BACKOFF_S.length });
+    this.stop("could not reconnect to the kernel", false);
+    this.setStatus("stopped", "Could not reconnect to the kernel. Run the cell again to restart.");
+  }
+
+  closePeer() {
+    const pc = this.pc;
+    this.pc = null;
+    this.sender = null;
+    if (pc) {
+      pc.ontrack = null;
+      pc.onconnectionstatechange = null;
+      pc.close();
+    }
+  }
+
+  // -- kernel messages ----------------------------------------------------------------------
+  kernelMessage(msg) {
+    if (!msg || typeof msg !== "object") return;
+    const pending = this.pending;
+    if (msg.type === "answer" || msg.type === "answer_error") {
+      if (!pending || pending.attempt !== msg.attempt) return; // an answer to a superseded offer
+      this.pending = null;
+      clearTimeout(pending.timer);
+      if (msg.type === "answer") pending.resolve(msg.sdp);
+      else pending.reject(Object.assign(new Error(msg.error?.message || "the kernel could not answer"), { code: msg.error?.code }));
+    } else if (msg.type === "restart") {
+      this.restart();
+    } else if (msg.type === "stop") {
+      this.stop("kernel stopped", false);
+      this.render();
+    }
+  }
+
+  // -- views --------------------------------------------------------------------------------
+  setStatus(status, notice) {
+    this.status = status;
+    this.notice = notice;
+    this.render();
+  }
+
+  render() {
+    for (const view of this.views) view.update(this);
+  }
+}
+
+class View {
+  constructor(el, controller) {
+    this.el = el;
+    const root = document.createElement("div");
+    root.className = "decart-camera";
+    root.innerHTML = `
+      <div class="decart-videos">
+        <figure class="decart-pane decart-input">
+          <video class="decart-preview" autoplay muted playsinline></video>
+          <figcaption>Camera</figcaption>
+        </figure>
+        <figure class="decart-pane decart-out">
+          <video class="decart-output" autoplay muted playsinline></video>
+          <figcaption>Output</figcaption>
+        </figure>
+      </div>
+      <div class="decart-bar">
+        <span class="decart-state"><i></i><b></b></span>
+        <span class="decart-stats"></span>
+      </div>
+      <div class="decart-notice"></div>
+      <div class="decart-error" role="alert">
+        <div><code class="decart-error-code"></code> <span class="decart-error-message"></span></div>
+        <button type="button" class="decart-retry">Try again</button>
+      </div>`;
+    el.appendChild(root);
+    this.root = root;
+    this.preview = root.querySelector(".decart-preview");
+    this.output = root.querySelector(".decart-output");
+    this.inputCaption = root.querySelector(".decart-input figcaption");
+    root.querySelector(".decart-retry").addEventListener("click", () => {
+      controller.stop("retrying", false);
+      controller.start();
+    });
+  }
+
+  setSource(video, stream) {
+    if (video.srcObject === stream) return;
+    video.srcObject = stream;
+    if (stream) video.play().catch((err) => console.warn("decart_nb: video did not start", err));
+  }
+
+  update(c) {
+    const m = c.model;
+    const root = this.root;
+    const state = m.get("state");
+    root.classList.toggle("decart-receive", !c.camera);
+    root.dataset.state = state;
+    root.dataset.status = c.status;
+    this.setSource(this.preview, c.camera ? c.stream : null);
+    this.setSource(this.output, c.remote);
+    this.preview.parentElement.dataset.empty = c.stream ? "" : PREVIEW_EMPTY[c.status] || "No camera";
+    this.output.parentElement.dataset.empty = c.remote ? "" : c.running ? "Waiting for the model…" : "No output";
+    this.preview.classList.toggle("decart-selfie", c.selfie);
+    this.inputCaption.textContent = "Camera" + (c.selfie ? " (mirrored, as the model sees it)" : "");
+
+    root.querySelector(".decart-state b").textContent = STATE_TEXT[state] || state;
+    root.querySelector(".decart-state").className = `decart-state decart-state-${state}`;
+    root.querySelector(".decart-stats").textContent = statsText(m.get("stats") || {});
+    const notice = root.querySelector(".decart-notice");
+    notice.textContent = c.notice;
+    notice.hidden = !c.notice;
+
+    const error = m.get("error") || {};
+    const local = c.localError;
+    const box = root.querySelector(".decart-error");
+    // The kernel's message says what to do; the page's own hint shows until it arrives.
+    const code = error.code || (local ? local.name : "");
+    const message = error.code ? error.message : local ? `${CAMERA_HINTS[local.name] || "The camera failed."} (${local.message})` : "";
+    box.hidden = !code;
+    root.dataset.errorCode = error.code || "";
+    root.querySelector(".decart-error-code").textContent = code;
+    root.querySelector(".decart-error-message").textContent = message;
+    root.querySelector(".decart-retry").hidden = !(c.camera && c.status === "camera-error");
+  }
+}
+
+function statsText(s) {
+  if (!s || s.fps_in === undefined) return "";
+  const parts = [`in ${num(s.fps_in)} fps`, `out ${num(s.fps_out)} fps`];
+  if (s.width) parts.push(`${s.width}×${s.height}`);
+  if (s.latency_ms_p50 !== null && s.latency_ms_p50 !== undefined) parts.push(`kernel ${num(s.latency_ms_p50)} ms`);
+  if (s.frames_dropped) parts.push(`${s.frames_dropped} dropped`);
+  return parts.join(" · ");
+}
+
+function num(x) {
+  return typeof x === "number" ? x.toFixed(x >= 100 ? 0 : 1) : "–";
+}
+
+// anywidget passes initialize and render different proxies of one model: key by a synced id.
+const controllers = new Map();
+
+export default {
+  // Only synchronous setup here: anywidget drops every kernel message for a model whose
+  // initialize takes over 2 s. The camera is opened by the first render, unawaited.
+  initialize({ model }) {
+    const controller = new Controller(model);
+    controllers.set(model.get("_key"), controller);
+    registry.controllers.add(controller);
+    controller.listen();
+    return () => {
+      controller.destroy();
+      controllers.delete(model.get("_key"));
+      registry.controllers.delete(controller);
+    };
+  },
+  render({ model, el }) {
+    const controller = controllers.get(model.get("_key"));
+    const view = new View(el, controller);
+    controller.attach(view);
+    return () => {
+      controller.detach(view);
+      view.root.remove();
+    };
+  },
+};

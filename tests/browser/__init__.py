@@ -1,0 +1,1 @@
+"""Real-browser tests (JupyterLab + Chromium); the harness is in harness.py."""

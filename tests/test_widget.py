@@ -1,0 +1,424 @@
+"""The camera widget without a browser: what the kernel sends the page, and an aiortc peer that
+plays the page (offers its camera through the widget's messages, receives the output)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+import av
+import comm
+import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from comm.base_comm import BaseComm
+
+from decart_nb import DecartNBError, ErrorCode, Session
+from decart_nb.media.stamp import STAMP_ROWS, read_stamp, write_stamp
+from decart_nb.widgets.camera import CAMERA_ADVICE, CameraWidget
+from tests.helpers import wait_until
+
+
+class RecordingComm(BaseComm):
+    """A comm that keeps what the kernel sends instead of publishing it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        super().__init__(**kwargs)
+
+    def publish_msg(
+        self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None, **keys: Any
+    ) -> None:
+        self.sent.append((msg_type, dict(data or {})))
+
+    # -- what a test looks at ---------------------------------------------------------------
+    def from_page(self, content: dict[str, Any]) -> None:
+        """Deliver a custom message as the page would (through the comm, like the kernel does)."""
+        self.handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+
+    def custom(self, kind: str | None = None) -> list[dict[str, Any]]:
+        msgs = [d["content"] for t, d in self.sent if t == "comm_msg" and d.get("method") == "custom"]
+        return [m for m in msgs if kind is None or m.get("type") == kind]
+
+    def updates(self, trait: str) -> list[Any]:
+        return [
+            d["state"][trait]
+            for t, d in self.sent
+            if t == "comm_msg" and d.get("method") == "update" and trait in d.get("state", {})
+        ]
+
+    def opened_state(self) -> dict[str, Any]:
+        return next(d["state"] for t, d in self.sent if t == "comm_open")
+
+
+@pytest.fixture
+def comms(monkeypatch: pytest.MonkeyPatch) -> list[RecordingComm]:
+    made: list[RecordingComm] = []
+
+    def create(**kwargs: Any) -> RecordingComm:
+        made.append(RecordingComm(**kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(comm, "create_comm", create)
+    return made
+
+
+def comm_of(widget: CameraWidget, comms: list[RecordingComm]) -> RecordingComm:
+    return next(c for c in comms if c.comm_id == widget.comm.comm_id)
+
+
+@pytest.fixture
+def camera(comms: list[RecordingComm]) -> Iterator[tuple[Session, CameraWidget, RecordingComm]]:
+    s = Session(source="camera", mirror="auto")
+    widget = s.widget
+    yield s, widget, comm_of(widget, comms)
+    widget.close()
+    s.disconnect()
+
+
+# -- messages -------------------------------------------------------------------------------------
+def test_the_page_gets_the_models_constraints_and_the_shipped_module(
+    camera: tuple[Session, CameraWidget, RecordingComm],
+) -> None:
+    s, _widget, rec = camera
+    state = rec.opened_state()
+    assert (state["width"], state["height"], state["fps"]) == (1280, 720, 30)
+    assert state["mode"] == "camera" and state["facing_mode"] == "user" and state["codec"] == "vp8"
+    assert state["ice_servers"] == []  # no public STUN unless the user asks for one
+    assert state["mirror"] == "auto"
+    assert state["keep_running_hidden"] is False
+    # The ES module travels as a string (anywidget loads it from a Blob URL): no imports, no CDN.
+    assert "RTCPeerConnection" in state["_esm"] and "getUserMedia" in state["_esm"]
+    assert not re.search(r"^\s*import\b|\bimport\(|://", state["_esm"], re.M)
+    assert s.state == "connecting"  # displayed: connected, waiting for the page's camera
+    assert rec.updates("state")[-1] == "connecting" or state["state"] == "connecting"
+
+
+def test_a_headless_session_shows_its_output_only() -> None:
+    with Session(source="pattern") as s:
+        assert s.widget.mode == "receive"
+        s.widget.close()
+
+
+def test_ice_servers_reach_the_page_in_the_browsers_shape(comms: list[RecordingComm]) -> None:
+    turn = {"urls": "turn:turn.example.org:3478", "username": "u", "credential": "c"}
+    s = Session(source="camera", ice_servers=[turn, "stun:stun.example.org"])
+    try:
+        state = comm_of(s.widget, comms).opened_state()
+        assert state["ice_servers"] == [turn, {"urls": "stun:stun.example.org"}]
+    finally:
+        s.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("NotAllowedError", ErrorCode.CAMERA_PERMISSION_DENIED),
+        ("NotFoundError", ErrorCode.CAMERA_NOT_FOUND),
+        ("NotReadableError", ErrorCode.CAMERA_BUSY),
+        ("OverconstrainedError", ErrorCode.CAMERA_OVERCONSTRAINED),
+    ],
+)
+def test_camera_failures_are_error_events_with_their_code_and_advice(
+    camera: tuple[Session, CameraWidget, RecordingComm], name: str, code: str
+) -> None:
+    s, _widget, rec = camera
+    seen: list[DecartNBError] = []
+    s.on("error", seen.append)
+    rec.from_page({"type": "camera_error", "name": name, "message": "browser says no"})
+    assert wait_until(lambda: len(seen) == 1, timeout=5)
+    assert seen[0].code == code and s.errors[-1].code == code
+    assert seen[0].data["browser_message"] == "browser says no"
+    shown = rec.updates("error")[-1]
+    assert shown["code"] == code and shown["message"] == CAMERA_ADVICE[code]
+    assert s.state != "disconnected"  # the session stays up: the user can fix it and retry
+
+
+def test_an_offer_is_answered_on_the_media_loop_without_blocking_the_handler(
+    camera: tuple[Session, CameraWidget, RecordingComm], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, _widget, rec = camera
+    threads: list[str] = []
+
+    async def slow_answer(sdp: str) -> str:
+        threads.append(threading.current_thread().name)
+        await asyncio.sleep(0.5)
+        return f"answer to {sdp}"
+
+    monkeypatch.setattr(s, "answer_async", slow_answer)
+    start = time.perf_counter()
+    rec.from_page({"type": "offer", "sdp": "v=0 offer", "attempt": 3})
+    assert time.perf_counter() - start < 0.2  # the comm handler only hands off
+    assert wait_until(lambda: bool(rec.custom("answer")), timeout=5)
+    assert rec.custom("answer") == [{"type": "answer", "attempt": 3, "sdp": "answer to v=0 offer"}]
+    assert threads == ["decart_nb-loop"]
+
+
+def test_a_bad_offer_gets_an_answer_error_and_an_error_event(
+    camera: tuple[Session, CameraWidget, RecordingComm],
+) -> None:
+    s, _widget, rec = camera
+    rec.from_page({"type": "offer", "sdp": "v=0\r\nm=video nonsense\r\n", "attempt": 1})
+    assert wait_until(lambda: bool(rec.custom("answer_error")), timeout=5)
+    error = rec.custom("answer_error")[0]["error"]
+    assert error["code"] == ErrorCode.WEBRTC_SIGNALING_ERROR
+    assert s.errors[-1].code == ErrorCode.WEBRTC_SIGNALING_ERROR
+
+
+def test_an_offer_to_a_disconnected_session_says_how_to_restart(
+    camera: tuple[Session, CameraWidget, RecordingComm],
+) -> None:
+    s, _widget, rec = camera
+    s.disconnect()
+    assert rec.custom("stop") == [{"type": "stop"}]  # the page stops its camera
+    assert rec.updates("state")[-1] == "disconnected"
+    rec.from_page({"type": "offer", "sdp": "v=0", "attempt": 1})
+    error = rec.custom("answer_error")[0]["error"]
+    assert error["code"] == ErrorCode.NOT_CONNECTED and "connect()" in error["message"]
+    s.connect()  # connecting again asks the page to start over
+    assert rec.custom("restart")
+
+
+def test_the_cameras_facing_mode_drives_mirror_auto(
+    camera: tuple[Session, CameraWidget, RecordingComm],
+) -> None:
+    s, widget, rec = camera
+    assert not s._mirror_now()
+    rec.from_page({"type": "camera", "facingMode": "user", "label": "Front", "width": 1280, "height": 720})
+    assert wait_until(s._mirror_now, timeout=5)
+    rec.from_page({"type": "camera", "facingMode": "environment", "label": "Back"})
+    assert wait_until(lambda: not s._mirror_now(), timeout=5)
+    assert widget.camera["label"] == "Back"
+
+
+def test_the_page_lists_cameras_and_a_choice_goes_back_as_a_trait(
+    camera: tuple[Session, CameraWidget, RecordingComm],
+) -> None:
+    _s, widget, rec = camera
+    cams = [{"deviceId": "a1", "label": "Front"}, {"deviceId": "b2", "label": "USB"}]
+    rec.from_page({"type": "devices", "devices": cams})
+    assert widget.devices == cams
+    widget.choose_camera("b2")
+    assert rec.updates("device_id")[-1] == "b2"  # the page swaps the sent track, same peer
+    rec.from_page({"type": "choose_device", "deviceId": "a1"})
+    assert rec.updates("device_id")[-1] == "a1"
+    with pytest.raises(DecartNBError) as info:
+        widget.choose_camera("nope")
+    assert info.value.code == ErrorCode.INVALID_INPUT
+    widget.facing_mode = "environment"  # a kind of camera replaces a camera chosen by id
+    assert rec.updates("facing_mode")[-1] == "environment" and rec.updates("device_id")[-1] == ""
+
+
+def test_the_page_reconnecting_makes_the_session_report_reconnecting(
+    camera: tuple[Session, CameraWidget, RecordingComm],
+) -> None:
+    s, _widget, rec = camera
+    states: list[str] = []
+    s.on("connection_change", states.append)
+    rec.from_page({"type": "reconnecting", "attempt": 1})
+    assert wait_until(lambda: s.state == "reconnecting", timeout=5)
+    assert wait_until(lambda: "reconnecting" in states, timeout=5)
+    assert rec.updates("state")[-1] == "reconnecting"
+
+
+def test_the_page_stopping_its_camera_leaves_the_session_waiting_for_it(
+    camera: tuple[Session, CameraWidget, RecordingComm],
+) -> None:
+    s, _widget, rec = camera
+    rec.from_page({"type": "stopped", "reason": "no view left"})  # the output was cleared
+    assert wait_until(lambda: s.state == "reconnecting", timeout=5)  # a new view offers again
+
+
+def test_the_codec_choice_reaches_the_page(comms: list[RecordingComm]) -> None:
+    s = Session(source="camera", codec="h264")
+    try:
+        assert comm_of(s.widget, comms).opened_state()["codec"] == "h264"
+    finally:
+        s.disconnect()
+
+
+def test_a_model_switch_sends_new_constraints_and_restarts_the_page(
+    camera: tuple[Session, CameraWidget, RecordingComm],
+) -> None:
+    s, _widget, rec = camera
+    s.switch_model("lucy-restyle-2")
+    assert rec.updates("height")[-1] == 704
+    assert rec.custom("restart")
+
+
+def test_stats_and_mirror_reach_the_page_as_plain_json(comms: list[RecordingComm]) -> None:
+    with Session(source="pattern") as s:
+        rec = comm_of(s.widget, comms)
+        assert wait_until(lambda: any(u.get("frames_out", 0) > 0 for u in rec.updates("stats")), timeout=10)
+        s.mirror = True
+        assert wait_until(lambda: True in rec.updates("mirror"), timeout=5)
+        s.widget.close()
+    for _, data in rec.sent:
+        json.dumps(data, allow_nan=False)  # NaN (no latency yet) would break the page's JSON.parse
+
+
+def test_the_api_key_never_reaches_the_page(comms: list[RecordingComm]) -> None:
+    key = "sk-test-DO-NOT-SHIP-4242"
+    s = Session(source="camera", api_key=key)
+    try:
+        rec = comm_of(s.widget, comms)
+        rec.from_page({"type": "camera_error", "name": "NotAllowedError", "message": "x"})
+        rec.from_page({"type": "offer", "sdp": "v=0", "attempt": 1})
+        assert wait_until(lambda: bool(rec.custom("answer_error")), timeout=5)
+    finally:
+        s.disconnect()
+    assert key not in json.dumps([d for _, d in rec.sent], default=str)
+
+
+def test_closing_the_widget_closes_the_comm_and_leaves_no_thread(
+    comms: list[RecordingComm], no_leaked_threads: None
+) -> None:
+    s = Session(source="camera")
+    widget = s.widget
+    rec = comm_of(widget, comms)
+    widget.close()
+    assert rec.sent[-1][0] == "comm_close"  # the page's model goes: it stops the camera and the peer
+    assert s.state == "disconnected"  # a camera session ends with its camera
+    assert s.widget is not widget  # displaying the session again makes a fresh widget
+    s.widget.close()
+
+
+# -- an aiortc peer playing the page ---------------------------------------------------------------
+class StampedCamera(MediaStreamTrack):
+    """A 1280x720 30 fps synthetic camera: a gradient with a moving bar, frame number stamped."""
+
+    kind = "video"
+
+    def __init__(self, width: int = 1280, height: int = 720, fps: int = 30) -> None:
+        super().__init__()
+        self.width, self.height, self.fps = width, height, fps
+        self._start: float | None = None
+        self._n = 0
+        xs = np.linspace(40, 220, width, dtype=np.float32)
+        self._y = np.repeat(xs[None, :], height, axis=0).astype(np.uint8)
+        self._u = np.full((height // 2, width // 2), 90, np.uint8)
+        self._v = np.full((height // 2, width // 2), 170, np.uint8)
+
+    def frame_luma(self, n: int) -> np.ndarray:
+        y = self._y.copy()
+        x = (n * 16) % (self.width - 64)
+        y[STAMP_ROWS:, x : x + 64] = 235
+        write_stamp(y, n)
+        return y
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.perf_counter()
+        self._start = self._start or now
+        due = self._start + self._n / self.fps
+        if due > now:
+            await asyncio.sleep(due - now)
+        y = self.frame_luma(self._n)
+        frame = av.VideoFrame(self.width, self.height, "yuv420p")
+        for plane, data in zip(frame.planes, (y, self._u, self._v), strict=True):
+            plane.update(np.ascontiguousarray(data))
+        frame.pts, frame.time_base = self._n * 3000, Fraction(1, 90000)
+        self._n += 1
+        return frame
+
+
+async def offer_through_widget(pc: RTCPeerConnection, rec: RecordingComm, attempt: int = 1) -> None:
+    await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers before returning: no trickle
+    rec.from_page({"type": "offer", "sdp": pc.localDescription.sdp, "attempt": attempt})
+    for _ in range(300):
+        answers = [m for m in rec.custom("answer") if m["attempt"] == attempt]
+        if answers:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answers[0]["sdp"], type="answer"))
+            return
+        errors = rec.custom("answer_error")
+        assert not errors, errors
+        await asyncio.sleep(0.05)
+    raise AssertionError("no answer from the widget")
+
+
+@pytest.mark.webrtc
+def test_a_peer_camera_reaches_the_kernel_at_720p30_and_gets_transformed_video_back(
+    comms: list[RecordingComm],
+) -> None:
+    s = Session(source="camera", prompt="pencil sketch", frame_stamps=True)
+    rec = comm_of(s.widget, comms)
+    source = StampedCamera()
+
+    async def play_the_page() -> tuple[list[dict[str, Any]], list[float]]:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver(source, direction="sendrecv")
+        received: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+        pc.on("track", lambda track: received.done() or received.set_result(track))
+        try:
+            await offer_through_widget(pc, rec)
+            output = await asyncio.wait_for(received, 10)
+            diffs = await compare_output(output, source, frames=20)
+            samples = []
+            for _ in range(6):  # the best of a few samples: the machine is shared
+                await asyncio.sleep(1.0)
+                samples.append(await asyncio.to_thread(lambda: s.stats))
+            return samples, diffs
+        finally:
+            await pc.close()
+
+    try:
+        samples, diffs = asyncio.run(play_the_page())
+    finally:
+        s.widget.close()
+        s.disconnect()
+    best = max(samples, key=lambda st: st["fps_in"])
+    assert (best["width"], best["height"]) == (1280, 720), best
+    assert best["fps_in"] >= 25, samples
+    assert best["state"] == "generating"
+    # The same frames, by stamp: the model's output differs from what the peer sent.
+    assert len(diffs) >= 10 and float(np.median(diffs)) > 10, diffs
+
+
+async def compare_output(output: MediaStreamTrack, source: StampedCamera, frames: int) -> list[float]:
+    """Mean luma difference between output frames and the input frames with the same stamp."""
+    diffs: list[float] = []
+    for _ in range(frames * 5):
+        frame = await asyncio.wait_for(output.recv(), 10)
+        y = frame.to_ndarray(format="yuv420p")[: frame.height]
+        n = read_stamp(y)
+        if n is None:
+            continue
+        sent = source.frame_luma(n)
+        diffs.append(float(np.abs(y[STAMP_ROWS:].astype(np.int16) - sent[STAMP_ROWS:]).mean()))
+        if len(diffs) >= frames:
+            break
+    return diffs
+
+
+@pytest.mark.webrtc
+def test_a_receive_only_page_gets_a_headless_sessions_output(comms: list[RecordingComm]) -> None:
+    with Session(source="pattern") as s:
+        rec = comm_of(s.widget, comms)
+
+        async def receive() -> tuple[int, int, int]:
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            pc.addTransceiver("video", direction="recvonly")  # no camera
+            received: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+            pc.on("track", lambda track: received.done() or received.set_result(track))
+            try:
+                await offer_through_widget(pc, rec)
+                track = await asyncio.wait_for(received, 10)
+                count = 0
+                for _ in range(10):
+                    frame = await asyncio.wait_for(track.recv(), 10)
+                    count += 1
+                return frame.width, frame.height, count
+            finally:
+                await pc.close()
+
+        width, height, count = asyncio.run(receive())
+        s.widget.close()
+    assert (width, height, count) == (1280, 720, 10)
