@@ -19,7 +19,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from ..errors import DecartNBError, ErrorCode
 from ..images import encode_jpeg
 from ..media.frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta, meta_of, recv_video
-from ..media.mailbox import Mailbox
+from ..media.relay import MailboxTrack
 from ..models import ModelSpec, realtime
 from ..state import GenerationState
 from .base import Engine
@@ -319,23 +319,5 @@ class DecartEngine(Engine):
         return frame
 
 
-class _OutputTrack(MediaStreamTrack):
+class _OutputTrack(MailboxTrack):
     """Decart's frames as an aiortc track; one slot, so a slow consumer only ever sees the newest."""
-
-    kind = "video"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.box: Mailbox[av.VideoFrame] = Mailbox()
-
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        try:
-            return await self.box.get()
-        except EOFError:
-            raise MediaStreamError from None
-
-    def stop(self) -> None:
-        self.box.close()
-        super().stop()

@@ -15,21 +15,40 @@ from .frames import VIDEO_TIME_BASE, FrameMeta, meta_of, mirror, recv_video
 from .mailbox import Mailbox
 from .stats import StreamStats
 
-__all__ = ["InputSlot", "Broadcast", "BroadcastTrack"]
+__all__ = ["MailboxTrack", "InputSlot", "Broadcast", "BroadcastTrack"]
 
 logger = logging.getLogger("decart_nb")
 
 
-class InputSlot(MediaStreamTrack):
+class MailboxTrack(MediaStreamTrack):
+    """A video track that plays a one-slot mailbox: whoever fills it, the reader gets the newest."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.box: Mailbox[av.VideoFrame] = Mailbox()
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        try:
+            return await self.box.get()
+        except EOFError:
+            raise MediaStreamError from None
+
+    def stop(self) -> None:
+        self.box.close()
+        super().stop()
+
+
+class InputSlot(MailboxTrack):
     """Reads an upstream track as fast as it delivers (aiortc's own queue never grows) and keeps
     only the newest frame. The upstream can be swapped (a new camera, a reconnect) while the
     pipeline runs. Mirroring happens here, before any model, as in Decart's SDK."""
 
-    kind = "video"
-
     def __init__(self, stats: StreamStats, mirror_frames: Callable[[], bool] = lambda: False) -> None:
         super().__init__()
-        self._box: Mailbox[av.VideoFrame] = Mailbox()
         self._stats = stats
         self._mirror = mirror_frames
         self._pump: asyncio.Task[None] | None = None
@@ -64,9 +83,9 @@ class InputSlot(MediaStreamTrack):
             self._stats.on_input()
             if self._mirror():
                 frame = mirror(frame)
-            before = self._box.dropped
-            self._box.put(frame)
-            if self._box.dropped != before:
+            before = self.box.dropped
+            self.box.put(frame)
+            if self.box.dropped != before:
                 self._stats.on_drop()
 
     def _rebase(self, frame: av.VideoFrame, upstream: MediaStreamTrack) -> None:
@@ -84,43 +103,22 @@ class InputSlot(MediaStreamTrack):
         frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
         self._last_pts = pts
 
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        try:
-            return await self._box.get()
-        except EOFError:
-            raise MediaStreamError from None
-
     def stop(self) -> None:
         self.detach()
-        self._box.close()
         super().stop()
 
 
-class BroadcastTrack(MediaStreamTrack):
+class BroadcastTrack(MailboxTrack):
     """One consumer's view of the output: its own one-slot mailbox, newest frame wins."""
-
-    kind = "video"
 
     def __init__(self, broadcast: Broadcast) -> None:
         super().__init__()
         self._broadcast = broadcast
-        self.box: Mailbox[av.VideoFrame] = Mailbox()
         if broadcast.latest is not None:
             self.box.put(broadcast.latest)
 
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        try:
-            return await self.box.get()
-        except EOFError:
-            raise MediaStreamError from None
-
     def stop(self) -> None:
         self._broadcast.unsubscribe(self)
-        self.box.close()
         super().stop()
 
 
