@@ -31,17 +31,21 @@ class RecordingComm(BaseComm):
 
     def __init__(self, **kwargs: Any) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.binary: list[tuple[dict[str, Any], list[bytes]]] = []  # custom messages with buffers
         super().__init__(**kwargs)
 
     def publish_msg(
         self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None, **keys: Any
     ) -> None:
         self.sent.append((msg_type, dict(data or {})))
+        if buffers and (data or {}).get("method") == "custom":
+            self.binary.append((data["content"], [bytes(b) for b in buffers]))
 
     # -- what a test looks at ---------------------------------------------------------------
-    def from_page(self, content: dict[str, Any]) -> None:
+    def from_page(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         """Deliver a custom message as the page would (through the comm, like the kernel does)."""
-        self.handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+        msg = {"content": {"data": {"method": "custom", "content": content}}, "buffers": buffers or []}
+        self.handle_msg(msg)
 
     def custom(self, kind: str | None = None) -> list[dict[str, Any]]:
         msgs = [d["content"] for t, d in self.sent if t == "comm_msg" and d.get("method") == "custom"]
@@ -94,6 +98,7 @@ def test_the_page_gets_the_models_constraints_and_the_shipped_module(
     assert state["ice_servers"] == []  # no public STUN unless the user asks for one
     assert state["mirror"] == "auto"
     assert state["keep_running_hidden"] is False
+    assert state["transport"] == "auto"  # WebRTC, the comm when it does not connect
     # The ES module travels as a string (anywidget loads it from a Blob URL): no imports, no CDN.
     assert "RTCPeerConnection" in state["_esm"] and "getUserMedia" in state["_esm"]
     assert not re.search(r"^\s*import\b|\bimport\(|://", state["_esm"], re.M)

@@ -6,8 +6,12 @@ traits, each with one writer (this class); events travel as custom messages:
 
     page -> kernel  offer {sdp, attempt}, camera {facingMode, label, deviceId, width, height,
                     frameRate}, devices {devices}, camera_error {name, message}, reconnecting
-                    {attempt}, gave_up, choose_device {deviceId}, stopped {reason}
+                    {attempt}, gave_up, choose_device {deviceId}, stopped {reason},
+                    transport {transport}: the transport the page uses now ("webrtc" or "comm")
     kernel -> page  answer {sdp, attempt}, answer_error {error, attempt}, restart, stop
+
+With `transport="comm"` (or "auto" when WebRTC does not connect within a few seconds) frames
+travel over the comm itself as JPEG: see comm_transport.py for those messages.
 
 Comm handlers may run on the main thread or on a kernel subshell thread while a cell is busy: they
 only decode and hand off to the media loop, never block.
@@ -19,6 +23,7 @@ import asyncio
 import logging
 import math
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -30,12 +35,14 @@ import traitlets as t
 
 from .. import _loop
 from ..errors import DecartNBError, ErrorCode, camera_error_code
+from .comm_transport import CommTransport
 
-__all__ = ["CameraWidget", "CAMERA_ADVICE"]
+__all__ = ["CameraWidget", "CAMERA_ADVICE", "TRANSPORTS"]
 
 logger = logging.getLogger("decart_nb")
 STATIC = Path(__file__).parent / "static"
 STATS_EVERY_S = 1.0
+TRANSPORTS = ("auto", "webrtc", "comm")
 
 # What the user can do about each camera failure (shown in the page and carried by the error).
 CAMERA_ADVICE = {
@@ -65,6 +72,10 @@ class CameraWidget(anywidget.AnyWidget):
     A camera session sends the page's camera; any other source shows its output only (receive
     only, no camera prompt). Closing the widget stops the page's camera and closes the peer; a
     camera session is disconnected with it (the widget is its camera).
+
+    Frames travel over WebRTC, or, where it cannot connect (UDP blocked, Binder), over the comm
+    itself as JPEG: slower, but it always works. `transport` chooses ("auto" tries WebRTC first);
+    `active_transport` says what the page uses now.
     """
 
     _esm = STATIC / "camera.js"
@@ -85,6 +96,12 @@ class CameraWidget(anywidget.AnyWidget):
     codec = t.Unicode("vp8").tag(sync=True)
     ice_servers = t.List(t.Dict()).tag(sync=True)
     keep_running_hidden = t.Bool(False, help="keep the camera running while the tab is hidden").tag(sync=True)
+    transport = t.Enum(
+        TRANSPORTS,
+        "auto",
+        help="'webrtc', 'comm' (JPEG frames over the Jupyter comm: slower, always works), or "
+        "'auto': WebRTC, falling back to the comm when it does not connect",
+    ).tag(sync=True)
     state = t.Unicode("disconnected").tag(sync=True)
     stats = t.Dict().tag(sync=True)
     error = t.Dict().tag(sync=True)
@@ -93,6 +110,9 @@ class CameraWidget(anywidget.AnyWidget):
     # Kernel side only: the cameras the page found ({deviceId, label}) and what it uses now.
     devices = t.List(t.Dict())
     camera = t.Dict()
+    active_transport = t.Unicode(
+        "", read_only=True, help="the transport the page uses now: 'webrtc', 'comm' or '' (none yet)"
+    )
 
     def __init__(self, session: Any, **kwargs: Any) -> None:
         spec = session.model
@@ -113,6 +133,7 @@ class CameraWidget(anywidget.AnyWidget):
         self._closed = False
         self._peers: set[Any] = set()  # this page's peers (a receive-only page may leave old ones)
         self._stats_task: Future[None] | None = None
+        self._comm: CommTransport | None = None  # loop thread only
         self._lock = threading.Lock()
         self.on_msg(self._on_page_message)
         session._events.watch(self._on_event)
@@ -124,10 +145,13 @@ class CameraWidget(anywidget.AnyWidget):
         return self._session
 
     # -- page -> kernel (any thread; never block) -----------------------------------------------
-    def _on_page_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+    def _on_page_message(self, _widget: Any, content: Any, buffers: Any) -> None:
         if not isinstance(content, Mapping):
             return
         kind = content.get("type")
+        if kind == "frame":  # the hot path of the comm transport
+            self._comm_frame(content, buffers)
+            return
         handler = _HANDLERS.get(str(kind))
         if handler is None:
             logger.warning("decart_nb: the camera page sent an unknown message %r", kind)
@@ -220,12 +244,69 @@ class CameraWidget(anywidget.AnyWidget):
         logger.info("decart_nb: the page stopped the camera (%s)", content.get("reason"))
         if self._session.state != "disconnected":
             _loop.submit(self._drop_peers())
+            _loop.call_soon(self._stop_comm_output)
             if self.mode == "camera":
                 _loop.call_soon(self._session.peer_lost)
 
     async def _drop_peers(self) -> None:
         peers, self._peers = self._peers, set()
         await self._close_peers(peers)
+        if self._session._camera_peer in peers:
+            self._session._camera_peer = None
+
+    # -- the comm transport (see comm_transport.py) ---------------------------------------------------
+    def _transport(self, content: Mapping[str, Any]) -> None:
+        kind = content.get("transport")
+        if kind not in ("webrtc", "comm"):
+            return
+        self.set_trait("active_transport", kind)
+        if self._session.state == "disconnected":
+            return
+        _loop.call_soon(self._use_comm if kind == "comm" else self._stop_comm_output)
+
+    def _use_comm(self) -> None:
+        """On the loop: the page gave up on WebRTC (or never tried): frames travel over the comm."""
+        if self._closed:
+            return
+        if self._peers:  # a failed WebRTC attempt must not report the session as lost later
+            _loop.get_loop().create_task(self._drop_peers())
+        if self._comm is None:
+            self._comm = CommTransport(self._session, self._send_frame)
+        self._comm.start_output()
+
+    def _send_frame(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        if not self._closed:
+            self.send(content, buffers or None)
+
+    def _comm_frame(self, content: Mapping[str, Any], buffers: Any) -> None:
+        t_in = time.perf_counter()
+        if self.mode != "camera" or self._session.state == "disconnected" or not buffers:
+            return
+        _loop.call_soon(self._receive_frame, content.get("seq"), bytes(buffers[0]), t_in)
+
+    def _receive_frame(self, seq: Any, data: bytes, t_in: float) -> None:
+        if self._comm is not None and not self._closed:
+            self._comm.receive(seq, data, t_in)
+
+    def _frame_ack(self, content: Mapping[str, Any]) -> None:
+        if self._session.state != "disconnected":
+            _loop.call_soon(self._output_acked, content.get("seq"))
+
+    def _output_acked(self, seq: Any) -> None:
+        if self._comm is not None:
+            self._comm.acked(seq)
+
+    def _stop_comm_output(self) -> None:
+        if self._comm is not None:
+            self._comm.stop_output()
+
+    def _close_comm(self) -> None:
+        comm, self._comm = self._comm, None
+        if comm is not None:
+            comm.close()
+
+    async def _close_comm_async(self) -> None:
+        self._close_comm()
 
     # -- session -> page (emitting thread: the loop or the caller's) --------------------------------
     def _on_event(self, event: str, payload: Any) -> None:
@@ -235,6 +316,8 @@ class CameraWidget(anywidget.AnyWidget):
             previous, self.state = self.state, str(payload)
             if payload == "disconnected":
                 self.send({"type": "stop"})
+                if self._comm is not None:
+                    _loop.call_soon(self._close_comm)
             elif previous == "disconnected" and payload == "connecting":
                 self._start_stats()
                 self.send({"type": "restart"})
@@ -288,6 +371,7 @@ class CameraWidget(anywidget.AnyWidget):
             self._stats_task.cancel()
         try:
             if self._session.state != "disconnected" and not _loop.in_loop_thread():
+                _loop.run(self._close_comm_async(), timeout=10)
                 if self.mode == "camera":
                     self._session.disconnect()
                 else:
@@ -306,6 +390,8 @@ _HANDLERS = {
     "gave_up": CameraWidget._gave_up,
     "choose_device": CameraWidget._choose_device,
     "stopped": CameraWidget._stopped,
+    "transport": CameraWidget._transport,
+    "frame_ack": CameraWidget._frame_ack,
 }
 
 

@@ -6,6 +6,7 @@ The tests of the first notebook share one kernel and run in order (a kernel star
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,6 +126,8 @@ def test_the_camera_reaches_the_kernel_at_720p30_and_the_output_is_transformed(
 ) -> None:
     nb = camera_nb
     wait_page(nb, "el.dataset.state === 'generating' && el.dataset.status === 'live'")
+    wait_page(nb, "el.dataset.transport === 'webrtc'")  # "auto" found WebRTC working
+    assert nb.wait_py("s.widget.active_transport == 'webrtc'", timeout=10)
     stats = best_stats(nb)
     assert (stats["width"], stats["height"]) == (1280, 720), stats
     assert stats["fps_in"] >= 25, stats
@@ -325,3 +328,116 @@ def test_a_headless_session_shows_its_output_without_asking_for_a_camera(
         nb.screenshot("headless-output")
     finally:
         nb.close()
+
+
+# -- the comm transport: frames as JPEG over the notebook's comm -----------------------------------
+OUTPUT_FRAMES = f"{ROOT} canvas.decart-output-frames"
+# What Binder looks like to the page: no ICE candidate can ever be gathered, so WebRTC never connects.
+BLOCK_WEBRTC = """() => {
+  const Original = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends Original {
+    constructor(config) { super({...(config || {}), iceServers: [], iceTransportPolicy: 'relay'}); }
+  };
+}"""
+GRAB_CANVAS = """(selector) => {
+  const canvas = document.querySelector(selector);
+  if (!canvas || canvas.hidden || !canvas.width) return null;
+  const w = Math.round(canvas.width / 4), h = Math.round(canvas.height / 4);
+  const small = document.createElement('canvas');
+  small.width = w; small.height = h;
+  const ctx = small.getContext('2d', {willReadFrequently: true});
+  ctx.drawImage(canvas, 0, 0, w, h);
+  const rgba = ctx.getImageData(0, 0, w, h).data;
+  let bin = '';
+  for (let i = 0; i < rgba.length; i += 0x8000) {
+    bin += String.fromCharCode.apply(null, rgba.subarray(i, i + 0x8000));
+  }
+  return {width: canvas.width, height: canvas.height, w, h, data: btoa(bin)};
+}"""
+COMM_RECEIVED = f"() => ({CONTROLLER})()?.link?.received ?? -1"
+
+
+def grab_canvas(nb: LabNotebook) -> tuple[int, int, np.ndarray]:
+    got = nb.page.evaluate(GRAB_CANVAS, OUTPUT_FRAMES)
+    assert got is not None, f"the comm output canvas shows nothing\n{nb.diagnostics()}"
+    rgba = np.frombuffer(base64.b64decode(got["data"]), np.uint8).reshape(got["h"], got["w"], 4)
+    return got["width"], got["height"], rgba[:, :, :3].copy()
+
+
+def page_fps(nb: LabNotebook, seconds: float = 2.0) -> float:
+    """Output frames per second the page received over the comm."""
+    n0 = nb.page.evaluate(COMM_RECEIVED)
+    time.sleep(seconds)
+    return (nb.page.evaluate(COMM_RECEIVED) - n0) / seconds
+
+
+def assert_live_over_the_comm(nb: LabNotebook, name: str) -> dict[str, Any]:
+    wait_page(nb, "el.dataset.transport === 'comm' && el.dataset.status === 'live'", timeout=40)
+    wait_page(nb, "el.dataset.state === 'generating'", timeout=30)
+    assert nb.wait_py("s.widget.active_transport == 'comm'", timeout=10), nb.py("s.widget.active_transport")
+    assert nb.page.evaluate(f"() => ({CONTROLLER})().pc") is None  # no WebRTC peer in the page
+    assert "comm" in nb.page.inner_text(f"{ROOT} .decart-transport")  # the status line says so
+    stats = best_stats(nb, 6.0)
+    assert (stats["width"], stats["height"]) == (1280, 720), stats
+    assert stats["fps_in"] >= LIVE_FPS, stats
+    fps = page_fps(nb)
+    assert fps >= LIVE_FPS, f"the page received {fps:.1f} output fps over the comm"
+    width, height, output = grab_canvas(nb)
+    assert (width, height) == (1280, 720)
+    assert band_diff(grab(nb, PREVIEW).rgb, output) > 10, "the output shows the camera untransformed"
+    print(f"{name}: kernel in {stats['fps_in']} fps, out {stats['fps_out']} fps, page {fps:.1f} fps")
+    nb.screenshot(name)
+    return stats
+
+
+@pytest.fixture(scope="module")
+def comm_nb(chromium: Any, lab: Any, artifacts: Path) -> Iterator[LabNotebook]:
+    nb = open_notebook(chromium, lab, "comm.ipynb", artifacts)
+    try:
+        yield nb
+    finally:
+        nb.close()
+
+
+def test_frames_travel_over_the_comm_when_asked(comm_nb: LabNotebook) -> None:
+    nb = comm_nb
+    nb.run_cell(
+        'from decart_nb import Session\ns = Session(source="camera", prompt="pencil sketch")\n'
+        's.widget.transport = "comm"\ns'
+    )
+    assert_live_over_the_comm(nb, "comm-live")
+    nb.run_cell("s.disconnect()")
+    wait_page(nb, "el.dataset.state === 'disconnected' && el.dataset.status === 'stopped'", timeout=15)
+    assert_no_media_threads(nb)
+
+
+def test_auto_falls_back_to_the_comm_when_webrtc_cannot_connect(comm_nb: LabNotebook) -> None:
+    nb = comm_nb
+    nb.page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
+    nb.page.wait_for_function("() => !document.querySelector('.decart-camera')", timeout=10_000)
+    nb.page.evaluate(BLOCK_WEBRTC)
+    start = time.monotonic()
+    # transport="auto", the default
+    nb.run_cell('from decart_nb import Session\ns = Session(source="camera", prompt="pencil sketch")\ns')
+    wait_page(nb, "el.dataset.transport === 'comm'", timeout=40)
+    print(f"auto: fell back to the comm {time.monotonic() - start:.1f} s after the cell ran")
+    assert_live_over_the_comm(nb, "comm-fallback")
+    assert nb.py("len(s._peers)") == 0  # the failed WebRTC attempt was closed in the kernel
+    assert nb.py("[e.code for e in s.errors]") == []
+    nb.run_cell("s.disconnect()")
+    assert_no_media_threads(nb)
+
+
+def test_a_headless_session_shows_its_output_over_the_comm(comm_nb: LabNotebook) -> None:
+    nb = comm_nb
+    nb.page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
+    nb.page.wait_for_function("() => !document.querySelector('.decart-camera')", timeout=10_000)
+    nb.run_cell('s = Session(source="pattern")\ns.widget.transport = "comm"\ns')
+    wait_page(nb, "el.dataset.transport === 'comm' && el.dataset.status === 'live'", timeout=30)
+    width, height, _ = grab_canvas(nb)
+    assert (width, height) == (1280, 720)
+    fps = page_fps(nb)
+    assert fps >= LIVE_FPS, f"the page received {fps:.1f} output fps over the comm"
+    print(f"comm-headless: page {fps:.1f} fps")
+    nb.run_cell("s.disconnect()")
+    assert_no_media_threads(nb)

@@ -5,6 +5,8 @@
 // One Controller per widget model owns the camera and the RTCPeerConnection; every view of the
 // model shows the same streams, so displaying the widget twice never opens the camera twice.
 // The kernel answers our offers (no trickle: we wait for ICE gathering to complete).
+// Where WebRTC cannot connect (transport "comm", or "auto" after AUTO_CONNECT_MS) frames travel
+// over the comm itself as JPEG, one in flight each way (CommLink).
 
 const BACKOFF_S = [1, 2, 4, 8, 8]; // five reconnection attempts
 const ANSWER_TIMEOUT_MS = 15000;
@@ -12,6 +14,10 @@ const CONNECT_TIMEOUT_MS = 10000;
 const ICE_GATHER_TIMEOUT_MS = 5000;
 const DISCONNECTED_GRACE_MS = 3000; // "disconnected" often recovers by itself; "failed" does not
 const LAST_VIEW_GRACE_MS = 1000; // a view re-rendered at once (cell moved) keeps the camera
+const AUTO_CONNECT_MS = 6000; // "auto": WebRTC gets this long to connect, then the comm takes over
+const FRAME_ACK_TIMEOUT_MS = 3000; // a lost ack must not stall the camera for good
+const JPEG_QUALITY = 0.7;
+const TRANSPORT_TEXT = { webrtc: "WebRTC", comm: "comm (JPEG)" };
 
 const STATE_TEXT = {
   disconnected: "disconnected",
@@ -68,6 +74,123 @@ function stopStream(stream) {
   if (stream) for (const track of stream.getTracks()) track.stop();
 }
 
+function deadline(promise, ms, what) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+// Frames over the comm: the camera goes to the kernel as JPEG drawn at the model's size, the
+// output comes back as JPEG. One frame in flight each way: the next camera frame leaves after the
+// kernel's ack, and we ack each output frame once it is decoded, so the newest frame always wins.
+class CommLink {
+  constructor(controller, gen) {
+    this.c = controller;
+    this.gen = gen;
+    this.seq = 0;
+    this.waiting = null; // the camera frame in flight: {seq, resolve, timer}
+    this.output = null; // the newest output frame, an ImageBitmap
+    this.closed = false;
+    this.sent = 0; // camera frames sent
+    this.received = 0; // output frames received
+  }
+
+  get live() {
+    return !this.closed && this.gen === this.c.generation;
+  }
+
+  start() {
+    this.c.send({ type: "transport", transport: "comm" });
+    if (this.c.camera) this.sendCamera().catch((err) => console.warn("decart_nb: comm camera loop stopped", err));
+  }
+
+  async sendCamera() {
+    const video = document.createElement("video");
+    video.muted = true;
+    video.playsInline = true;
+    const canvas = document.createElement("canvas");
+    const ctx = canvas.getContext("2d");
+    let inFlight = Promise.resolve();
+    try {
+      while (this.live) {
+        const stream = this.c.stream;
+        if (!stream || this.c.paused) {
+          await sleep(100);
+          continue;
+        }
+        if (video.srcObject !== stream) {
+          video.srcObject = stream;
+          await video.play().catch((err) => console.warn("decart_nb: camera video did not start", err));
+        }
+        if (video.readyState < 2) {
+          await sleep(20);
+          continue;
+        }
+        const m = this.c.model;
+        const [w, h, fps] = [m.get("width"), m.get("height"), m.get("fps")];
+        const started = performance.now();
+        if (canvas.width !== w || canvas.height !== h) [canvas.width, canvas.height] = [w, h];
+        ctx.drawImage(video, 0, 0, w, h);
+        const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", JPEG_QUALITY));
+        // This frame was encoded while the previous one travelled: send it once that one is acked.
+        await inFlight;
+        if (!blob || !this.live) continue;
+        inFlight = this.sendFrame(await blob.arrayBuffer());
+        const rest = started + 1000 / fps - performance.now();
+        if (rest > 0) await sleep(rest);
+      }
+    } finally {
+      video.srcObject = null;
+    }
+  }
+
+  sendFrame(buffer) {
+    const seq = ++this.seq;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.acked(seq, false), FRAME_ACK_TIMEOUT_MS);
+      this.waiting = { seq, resolve, timer };
+      if (this.c.send({ type: "frame", seq }, [buffer])) this.sent += 1;
+      else this.acked(seq, false);
+    });
+  }
+
+  // `byKernel` false: given up waiting (a lost ack, or closing), not a sign of life.
+  acked(seq, byKernel = true) {
+    const waiting = this.waiting;
+    if (!waiting || waiting.seq !== seq) return;
+    this.waiting = null;
+    clearTimeout(waiting.timer);
+    waiting.resolve();
+    if (byKernel && this.live) this.c.commLive();
+  }
+
+  async frame(msg, buffers) {
+    if (!this.live || !buffers || !buffers.length) return;
+    let bitmap = null;
+    try {
+      bitmap = await createImageBitmap(new Blob([buffers[0]], { type: "image/jpeg" }));
+    } catch (err) {
+      console.warn("decart_nb: an output frame did not decode", err);
+    }
+    if (!this.live) return bitmap?.close();
+    this.c.send({ type: "frame_ack", seq: msg.seq });
+    if (!bitmap) return;
+    this.output?.close();
+    this.output = bitmap;
+    this.received += 1;
+    this.c.commFrame(bitmap);
+  }
+
+  close() {
+    this.closed = true;
+    if (this.waiting) this.acked(this.waiting.seq, false);
+    this.output?.close();
+    this.output = null;
+  }
+}
+
 class Controller {
   constructor(model) {
     this.model = model;
@@ -76,6 +199,9 @@ class Controller {
     this.remote = null; // the model's output
     this.pc = null;
     this.sender = null;
+    this.link = null; // frames over the comm (CommLink), when WebRTC is not used
+    this.transport = ""; // what carries the frames now: "webrtc", "comm" or ""
+    this.fellBack = false; // "auto" found that WebRTC does not connect here: use the comm directly
     this.generation = 0; // bumped by stop(): stale async work sees it and backs off
     this.attempt = 0;
     this.pending = null; // the offer waiting for its answer
@@ -107,11 +233,15 @@ class Controller {
 
   // -- lifecycle ----------------------------------------------------------------------------
   listen() {
-    this.model.on("msg:custom", (msg) => this.kernelMessage(msg));
+    this.model.on("msg:custom", (msg, buffers) => this.kernelMessage(msg, buffers));
     for (const name of ["state", "stats", "error", "mirror"]) this.model.on(`change:${name}`, () => this.render());
     this.model.on("change:device_id", () => this.switchCamera());
     this.model.on("change:facing_mode", () => this.switchCamera());
     this.model.on("change:keep_running_hidden", () => this.visibilityChanged());
+    this.model.on("change:transport", () => {
+      this.fellBack = false;
+      this.restart();
+    });
     document.addEventListener("visibilitychange", this.onVisibility);
     window.addEventListener("pagehide", this.onPageHide);
     navigator.mediaDevices?.addEventListener?.("devicechange", this.onDeviceChange);
@@ -155,7 +285,10 @@ class Controller {
           if (!(await this.openCamera(gen))) return;
         }
       }
+      const transport = this.model.get("transport");
+      if (transport === "comm" || (transport === "auto" && this.fellBack)) return this.useComm(gen);
       this.setStatus("connecting", "Connecting to the kernel…");
+      if (transport === "auto") return await this.connectOrFallBack(gen);
       await this.connect(gen);
       await this.connected(gen);
     } catch (err) {
@@ -164,6 +297,45 @@ class Controller {
       if (err.code === "NOT_CONNECTED") this.notConnected(err);
       else this.reconnect(gen);
     }
+  }
+
+  // One WebRTC connection attempt; "auto" gives it AUTO_CONNECT_MS before the comm takes over.
+  connectWebRTC(gen) {
+    const attempt = this.connect(gen).then(() => this.connected(gen));
+    if (this.model.get("transport") !== "auto") return attempt;
+    return deadline(attempt, AUTO_CONNECT_MS, "WebRTC did not connect");
+  }
+
+  // "auto": WebRTC when it connects within AUTO_CONNECT_MS, otherwise (UDP blocked, Binder) the comm.
+  async connectOrFallBack(gen) {
+    try {
+      await this.connectWebRTC(gen);
+    } catch (err) {
+      if (gen !== this.generation || err.code === "NOT_CONNECTED") throw err;
+      console.warn("decart_nb: WebRTC failed, frames go over the comm instead", err);
+      this.fellBack = true;
+      this.useComm(gen);
+    }
+  }
+
+  useComm(gen) {
+    this.rejectPending(new Error("superseded"));
+    this.closePeer();
+    this.remote = null;
+    this.transport = "comm";
+    this.setStatus("connecting", "Sending frames over the comm…");
+    this.link = new CommLink(this, gen);
+    this.link.start();
+  }
+
+  // The first frame acked or received over the comm: live.
+  commLive() {
+    if (this.link && this.status === "connecting") this.setStatus("live", "");
+  }
+
+  commFrame(bitmap) {
+    this.commLive();
+    for (const view of this.views) view.draw(bitmap);
   }
 
   // The session is disconnected: nothing to retry until session.connect() sends "restart".
@@ -181,6 +353,9 @@ class Controller {
     clearTimeout(this.disconnectTimer);
     this.rejectPending(new Error(reason));
     this.closePeer();
+    this.link?.close();
+    this.link = null;
+    this.transport = "";
     stopStream(this.stream);
     this.stream = null;
     this.remote = null;
@@ -196,9 +371,10 @@ class Controller {
 
   // A send that throws means the comm is gone for good (the kernel restarted or shut down):
   // turn the camera off rather than offer to nobody.
-  send(msg) {
+  send(msg, buffers) {
     try {
-      this.model.send(msg);
+      if (buffers) this.model.send(msg, undefined, buffers);
+      else this.model.send(msg);
       return true;
     } catch (err) {
       console.warn("decart_nb: the kernel is gone, stopping the camera", err);
@@ -361,7 +537,10 @@ class Controller {
       return;
     }
     if (gen !== this.generation) return stopStream(stream);
-    if (this.pc) {
+    if (this.link) {
+      await this.replaceTrack(stream); // the comm loop draws the new stream
+      this.setStatus(this.link.sent ? "live" : "connecting", "");
+    } else if (this.pc) {
       await this.replaceTrack(stream);
       this.setStatus(this.pc.connectionState === "connected" ? "live" : "connecting", "");
     } else {
@@ -469,6 +648,10 @@ class Controller {
     const state = pc.connectionState;
     clearTimeout(this.disconnectTimer);
     if (state === "connected") {
+      if (this.transport !== "webrtc") {
+        this.transport = "webrtc";
+        this.send({ type: "transport", transport: "webrtc" });
+      }
       if (!this.paused) this.setStatus("live", "");
     } else if (state === "failed") {
       this.reconnect(gen);
@@ -489,14 +672,19 @@ class Controller {
       await sleep(BACKOFF_S[i] * 1000);
       if (gen !== this.generation) return;
       try {
-        await this.connect(gen);
-        await this.connected(gen);
+        await this.connectWebRTC(gen);
         this.reconnecting = false;
         return;
       } catch (err) {
         if (gen !== this.generation) return;
         console.warn(`decart_nb: reconnection attempt ${i + 1} failed`, err);
         if (err.code === "NOT_CONNECTED") return this.notConnected(err);
+        if (this.model.get("transport") === "auto") {
+          // WebRTC stopped working here (the network changed): the comm still reaches the kernel.
+          this.reconnecting = false;
+          this.fellBack = true;
+          return this.useComm(gen);
+        }
       }
     }
     this.send({ type: "gave_up", attempts: BACKOFF_S.length });
@@ -516,10 +704,14 @@ class Controller {
   }
 
   // -- kernel messages ----------------------------------------------------------------------
-  kernelMessage(msg) {
+  kernelMessage(msg, buffers) {
     if (!msg || typeof msg !== "object") return;
     const pending = this.pending;
-    if (msg.type === "answer" || msg.type === "answer_error") {
+    if (msg.type === "frame") {
+      this.link?.frame(msg, buffers);
+    } else if (msg.type === "frame_ack") {
+      this.link?.acked(msg.seq);
+    } else if (msg.type === "answer" || msg.type === "answer_error") {
       if (!pending || pending.attempt !== msg.attempt) return; // an answer to a superseded offer
       this.pending = null;
       clearTimeout(pending.timer);
@@ -558,11 +750,13 @@ class View {
         </figure>
         <figure class="decart-pane decart-out">
           <video class="decart-output" autoplay muted playsinline></video>
+          <canvas class="decart-output-frames" hidden></canvas>
           <figcaption>Output</figcaption>
         </figure>
       </div>
       <div class="decart-bar">
         <span class="decart-state"><i></i><b></b></span>
+        <span class="decart-transport"></span>
         <span class="decart-stats"></span>
       </div>
       <div class="decart-notice"></div>
@@ -574,6 +768,8 @@ class View {
     this.root = root;
     this.preview = root.querySelector(".decart-preview");
     this.output = root.querySelector(".decart-output");
+    this.frames = root.querySelector(".decart-output-frames"); // the output over the comm
+    this.drawn = null;
     this.inputCaption = root.querySelector(".decart-input figcaption");
     root.querySelector(".decart-retry").addEventListener("click", () => {
       controller.stop("retrying", false);
@@ -587,17 +783,37 @@ class View {
     if (stream) video.play().catch((err) => console.warn("decart_nb: video did not start", err));
   }
 
+  draw(bitmap) {
+    if (this.drawn === bitmap) return;
+    const canvas = this.frames;
+    if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
+      [canvas.width, canvas.height] = [bitmap.width, bitmap.height];
+    }
+    canvas.getContext("2d").drawImage(bitmap, 0, 0);
+    this.drawn = bitmap;
+    if (this.frames.parentElement.dataset.empty) this.frames.parentElement.dataset.empty = "";
+  }
+
   update(c) {
     const m = c.model;
     const root = this.root;
     const state = m.get("state");
+    const comm = !!c.link;
     root.classList.toggle("decart-receive", !c.camera);
     root.dataset.state = state;
     root.dataset.status = c.status;
+    root.dataset.transport = c.transport;
     this.setSource(this.preview, c.camera ? c.stream : null);
-    this.setSource(this.output, c.remote);
+    this.setSource(this.output, comm ? null : c.remote);
+    this.output.hidden = comm;
+    this.frames.hidden = !comm;
+    if (comm && c.link.output) this.draw(c.link.output);
+    const hasOutput = comm ? !!this.drawn && !!c.link.received : !!c.remote;
     this.preview.parentElement.dataset.empty = c.stream ? "" : PREVIEW_EMPTY[c.status] || "No camera";
-    this.output.parentElement.dataset.empty = c.remote ? "" : c.running ? "Waiting for the model…" : "No output";
+    this.output.parentElement.dataset.empty = hasOutput ? "" : c.running ? "Waiting for the model…" : "No output";
+    const transport = root.querySelector(".decart-transport");
+    transport.textContent = c.transport ? `via ${TRANSPORT_TEXT[c.transport]}` : "";
+    transport.title = c.transport === "comm" ? "WebRTC is not used: frames travel over the notebook's comm as JPEG (slower)" : "";
     this.preview.classList.toggle("decart-selfie", c.selfie);
     this.inputCaption.textContent = "Camera" + (c.selfie ? " (mirrored, as the model sees it)" : "");
 
