@@ -1,11 +1,12 @@
 """YUV 4:2:0 frames as numpy planes, and the metadata each frame carries through the kernel.
 
-The pipeline stays in yuv420p end to end (decoder -> model -> encoder): an RGB round trip costs
-about 9 ms per 720p frame, the planes cost nothing.
+The pipeline stays in yuv420p end to end (decoder -> model -> encoder): the planes cost nothing,
+an RGB round trip (for user functions) about 2 ms per 720p frame with reused swscale contexts.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -13,6 +14,7 @@ from fractions import Fraction
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
+from av.video.reformatter import VideoReformatter
 
 __all__ = [
     "FrameMeta",
@@ -114,13 +116,25 @@ def blank_planes(width: int, height: int) -> Planes:
     )
 
 
+# One swscale context per thread, reused: a fresh frame's own reformat() builds a new one each time
+# (720p: yuv->rgb 3.5 ms instead of 0.45 ms, rgb->yuv 4.3 ms instead of 1.5 ms).
+_reformatters = threading.local()
+
+
+def _reformatter() -> VideoReformatter:
+    reformatter = getattr(_reformatters, "r", None)
+    if reformatter is None:
+        reformatter = _reformatters.r = VideoReformatter()
+    return reformatter
+
+
 def to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    return frame.to_ndarray(format="rgb24")
+    return _reformatter().reformat(frame, format="rgb24").to_ndarray()
 
 
 def from_rgb(rgb: np.ndarray, like: av.VideoFrame | None = None) -> av.VideoFrame:
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb, dtype=np.uint8), format="rgb24")
-    frame = frame.reformat(format="yuv420p")
+    frame = _reformatter().reformat(frame, format="yuv420p")
     return carry(like, frame) if like is not None else frame
 
 

@@ -1,0 +1,1 @@
+"""decart_nb's latency benchmark: `bench/run [--short]` (see bench/README.md)."""

@@ -1,0 +1,131 @@
+"""Scenario 7: real Chromium through JupyterLab, with the camera widget (tests/browser/harness.py).
+
+The fake camera plays a y4m clip whose frames carry their number in the luma. The page decodes
+the stamp of every frame its camera preview presents and of every frame the kernel's output
+presents (requestVideoFrameCallback, both on the page's clock): the difference is glass-to-glass
+through the kernel hop (page encode, network, kernel decode/pipeline/encode, page decode).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .runs import pct
+from .table import Row
+
+__all__ = ["browser_rows"]
+
+SCENARIO = "7 Chromium via JupyterLab"
+PREVIEW, OUTPUT = ".dnb-view video.decart-preview", ".dnb-view video.decart-output"
+SETUP = "from decart_nb import Session\ns = Session(source='camera')\ns"
+
+# Decodes decart_nb.media.stamp's 32 blocks (24 bits + 8 check bits) from a <video>'s top rows.
+_MEASURE_JS = """async ([preview, output, seconds]) => {
+  const pv = document.querySelector(preview), out = document.querySelector(output);
+  const canvas = document.createElement('canvas');
+  canvas.width = 1024; canvas.height = 16;
+  const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  const stamp = (video) => {
+    if (!video || video.videoWidth < 1024 || video.videoHeight < 16) return null;
+    ctx.drawImage(video, 0, 0, 1024, 16, 0, 0, 1024, 16);
+    const d = ctx.getImageData(0, 0, 1024, 16).data;
+    let word = 0;
+    for (let i = 0; i < 32; i++) {
+      let sum = 0, count = 0;
+      for (let y = 4; y < 12; y += 2) for (let x = i * 32 + 8; x < i * 32 + 24; x += 2) {
+        const p = (y * 1024 + x) * 4;
+        sum += 0.299 * d[p] + 0.587 * d[p + 1] + 0.114 * d[p + 2]; count++;
+      }
+      word = word * 2 + (sum / count > 128 ? 1 : 0);
+    }
+    const n = Math.floor(word / 256), check = word % 256;
+    return (((n >> 16) ^ (n >> 8) ^ n ^ 0xA5) & 255) === check ? n : null;
+  };
+  const shown = new Map(), latency = [];
+  let outFrames = 0, stamped = 0, unmatched = 0;
+  const end = performance.now() + seconds * 1000;
+  const onPreview = (now) => {
+    const n = stamp(pv);
+    if (n !== null) shown.set(n, now);
+    if (performance.now() < end) pv.requestVideoFrameCallback(onPreview);
+  };
+  const onOutput = (now) => {
+    outFrames += 1;
+    const n = stamp(out);
+    if (n !== null) {
+      stamped += 1;
+      // The clip loops every 4 s: an entry older than 2 s is the previous loop's (the preview
+      // skipped this frame), not a latency.
+      const ms = shown.has(n) ? now - shown.get(n) : Infinity;
+      if (ms < 2000) latency.push(ms); else unmatched += 1;
+    }
+    if (performance.now() < end) out.requestVideoFrameCallback(onOutput);
+  };
+  pv.requestVideoFrameCallback(onPreview);
+  out.requestVideoFrameCallback(onOutput);
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000 + 100));
+  const width = out.videoWidth, height = out.videoHeight;
+  return {fps: outFrames / seconds, stamped, unmatched, latency, width, height};
+}"""
+
+
+def browser_rows(short: bool) -> list[Row]:
+    try:
+        from tests.browser.harness import (
+            JupyterLab,
+            Playwright,
+            launch_chromium,
+            open_notebook,
+            write_stamped_clip,
+        )
+    except ImportError as exc:
+        return [_not_run(f"tests/browser/harness.py not usable ({exc})")]
+    seconds = 10.0 if short else 30.0
+    try:
+        with tempfile.TemporaryDirectory(prefix="decart-bench-") as tmp:
+            root = Path(tmp)
+            clip = write_stamped_clip(root / "clip.y4m", seconds=4.0)
+            with Playwright() as pw, JupyterLab.start(root) as lab:
+                browser = launch_chromium(pw, clip)
+                try:
+                    nb = open_notebook(browser, lab, "bench.ipynb")
+                    got, stats = _measure(nb, seconds)
+                    nb.close()
+                finally:
+                    browser.close()
+    except Exception as exc:  # noqa: BLE001 - reported in the table instead of faking a figure
+        traceback.print_exc()
+        return [_not_run(f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}")]
+    return _rows(got, stats)
+
+
+def _measure(nb: Any, seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    nb.run_cell(SETUP)
+    nb.page.wait_for_selector(OUTPUT, timeout=30_000)
+    if not nb.wait_py("s.state == 'generating'", timeout=30):
+        raise RuntimeError(f"the session never started generating: {nb.py('s.state')}")
+    nb.page.wait_for_timeout(3000)  # Chrome's sender ramps up its bitrate and resolution first
+    got: dict[str, Any] = nb.page.evaluate(_MEASURE_JS, [PREVIEW, OUTPUT, seconds])
+    stats: dict[str, Any] = nb.py("s.stats")
+    nb.execute("s.disconnect()")
+    return got, stats
+
+
+def _rows(got: dict[str, Any], stats: dict[str, Any]) -> list[Row]:
+    latency = [float(x) for x in got["latency"]]
+    p50 = pct(latency, 50)
+    size = f"{got['width']}x{got['height']}"
+    return [
+        Row(SCENARIO, f"page output fps ({size})", ">= 28", float(got["fps"]), ok=got["fps"] >= 28),
+        Row(SCENARIO, "glass-to-glass p50 (ms)", "<= 60", p50, ok=p50 <= 60 if latency else None),
+        Row(SCENARIO, "glass-to-glass p95 (ms)", "-", pct(latency, 95)),
+        Row(SCENARIO, "output frames matched / unmatched", "-", f"{len(latency)} / {got['unmatched']}"),
+        Row(SCENARIO, "session.stats fps in/out", "-", f"{stats.get('fps_in')} / {stats.get('fps_out')}"),
+    ]
+
+
+def _not_run(reason: str) -> Row:
+    return Row(SCENARIO, "page fps / glass-to-glass", ">= 28 / <= 60 ms", f"not run: {reason}")
