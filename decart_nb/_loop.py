@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import concurrent.futures.thread  # before our exit hook is registered, so ours runs first
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -105,6 +106,13 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         raise DecartNBError(
             ErrorCode.WEBRTC_TIMEOUT_ERROR, f"Timed out after {timeout} s waiting for the media loop"
         ) from None
+    except concurrent.futures.CancelledError:  # the session was torn down under the call
+        raise DecartNBError(
+            ErrorCode.NOT_CONNECTED, "The session was disconnected while this call waited"
+        ) from None
+    except BaseException:  # KeyboardInterrupt: the work must not go on in the background
+        fut.cancel()
+        raise
 
 
 def call_soon(fn: Callable[..., Any], *args: Any) -> None:
@@ -122,7 +130,6 @@ def unregister_closer(closer: Callable[[], Coroutine[Any, Any, None]]) -> None:
         _closers.remove(closer)
 
 
-@atexit.register
 def _close_at_exit() -> None:
     loop = _loop
     if loop is None:
@@ -132,3 +139,8 @@ def _close_at_exit() -> None:
             asyncio.run_coroutine_threadsafe(closer(), loop).result(timeout=5)
         except Exception as exc:  # noqa: BLE001 - at exit, report and go on closing the rest
             print(f"decart_nb: closing at exit failed: {exc!r}")
+
+
+# threading's exit hooks run (last registered first) before it joins non-daemon threads (aiortc's
+# decoders) and before concurrent.futures stops its workers (the engines'); atexit comes too late.
+getattr(threading, "_register_atexit", atexit.register)(_close_at_exit)

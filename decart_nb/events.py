@@ -138,12 +138,18 @@ class EventHub:
         if thread is None:
             return
         self._queue.put(None)
-        thread.join(timeout)
+        # A callback may close and reconnect: the next dispatcher must not share this queue, or
+        # either thread could take the other's stop marker and one would wait forever.
+        self._queue = queue.Queue(_QUEUE_LIMIT)
+        if thread is not threading.current_thread():  # a callback may disconnect: it ends after
+            thread.join(timeout)
 
     # -- dispatching --------------------------------------------------------------------------
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, args=(self._queue,), name=self._name, daemon=True
+            )
             self._thread.start()
 
     def _enqueue(self, item: tuple[str, Any]) -> None:
@@ -153,9 +159,9 @@ class EventHub:
         except queue.Full:
             logger.error("decart_nb: event queue full (a callback is stuck); dropped %s", item[0])
 
-    def _run(self) -> None:
+    def _run(self, items: queue.Queue[tuple[str, Any] | None]) -> None:
         while True:
-            item = self._queue.get()
+            item = items.get()
             if item is None:
                 return
             event, payload = item

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .engines.base import Engine
+from .errors import DecartNBError, ErrorCode
 from .media.frames import recv_video
 from .media.relay import Broadcast, BroadcastTrack, InputSlot
 from .media.sources import make_source
@@ -64,8 +65,8 @@ class Pipeline:
             while True:
                 self.broadcast.publish(await recv_video(output))
                 self._on_frame()
-        except MediaStreamError:
-            pass  # the source ended
+        except MediaStreamError:  # the source ended, or failed
+            error = _source_error(self.slot.error)
         except asyncio.CancelledError:
             return
         except Exception as exc:
@@ -83,3 +84,11 @@ class Pipeline:
             self._source.stop()
         self.broadcast.close()
         await self.engine.stop()
+
+
+def _source_error(error: Exception | None) -> DecartNBError | None:
+    if error is None or isinstance(error, DecartNBError):
+        return error
+    return DecartNBError(
+        ErrorCode.SOURCE_ERROR, f"The source failed: {type(error).__name__}: {error}", cause=error
+    )

@@ -189,6 +189,7 @@ class Session:
     def connect(self) -> Session:
         """Start the media pipeline. A camera session then waits for the page (or any WebRTC
         client) to offer its camera through `answer()`."""
+        _refuse_on_loop("connect")
         with self._life_lock:
             if self._conn != "disconnected":
                 return self
@@ -205,8 +206,8 @@ class Session:
         except BaseException as exc:
             self._teardown_sync()
             self._events.release()
-            if isinstance(exc, DecartNBError):
-                raise
+            if isinstance(exc, DecartNBError) or not isinstance(exc, Exception):
+                raise  # coded already, or the user's Ctrl-C (KeyboardInterrupt) that stays one
             raise DecartNBError(
                 ErrorCode.ENGINE_ERROR, f"Could not start the session: {exc}", cause=exc
             ) from exc
@@ -234,6 +235,11 @@ class Session:
 
     def disconnect(self) -> None:
         """Stop everything: the pipeline, every peer, the worker threads. Safe to call twice."""
+        _refuse_on_loop("disconnect")  # before any teardown: on the loop it would stop half-way
+        if isinstance(self._engine, FrameEngine) and self._engine.in_worker():
+            # Called by the model itself: stopping waits for the model to return, so not here.
+            threading.Thread(target=self.disconnect, name="decart_nb-disconnect", daemon=True).start()
+            return
         with self._life_lock:
             if self._conn == "disconnected" and not self._holds_loop:
                 return
@@ -317,7 +323,14 @@ class Session:
         with self._set_lock:  # concurrent set() calls are applied one after the other
             new = self._new_state(*build(self._state))
             if self._pipeline is not None:
-                _loop.run(self._engine.apply(new), timeout=timeout)
+                try:
+                    _loop.run(self._engine.apply(new), timeout=timeout)
+                except Exception as exc:
+                    if isinstance(exc, DecartNBError):
+                        raise
+                    raise DecartNBError(
+                        ErrorCode.ENGINE_ERROR, f"The {self._engine.name} engine rejected the state: {exc!r}"
+                    ) from exc
             self._state = new
 
     # -- output -----------------------------------------------------------------------------
@@ -339,8 +352,10 @@ class Session:
 
     def record(self, path: str | Path, seconds: float) -> Path:
         """Record `seconds` of output to an mp4 at `path`; returns the path when it is written."""
-        if not 0 < seconds <= 3600:
-            raise DecartNBError(ErrorCode.INVALID_INPUT, "seconds must be in (0, 3600]")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
+            raise DecartNBError(
+                ErrorCode.INVALID_INPUT, f"seconds must be a number in (0, 3600], got {seconds!r}"
+            )
         pipeline = self._require_pipeline()
         return _loop.run(
             record_clip(pipeline.broadcast, Path(path), seconds, self._spec.fps), timeout=seconds + 60
@@ -374,10 +389,13 @@ class Session:
         """Move to another model: a new pipeline at the new model's size and fps (and new camera
         constraints for the page); prompt, image and controls carry over."""
         spec = realtime(name)
-        if self._pipeline is None:
-            self._spec = spec
-            return
-        _loop.run(self._switch(spec), timeout=CONNECT_TIMEOUT_S)
+        # Serialized with set(): the new pipeline applies self._state, which an in-flight set()
+        # would otherwise overwrite in the session but not in the engine.
+        with self._set_lock:
+            if self._pipeline is None:
+                self._spec = spec
+                return
+            _loop.run(self._switch(spec), timeout=CONNECT_TIMEOUT_S)
 
     async def _switch(self, spec: ModelSpec) -> None:
         self._stop_ticks()
@@ -521,6 +539,11 @@ class Session:
             )
         if self._conn != "disconnected":
             threading.Thread(target=self.disconnect, name="decart_nb-ended", daemon=True).start()
+
+
+def _refuse_on_loop(method: str) -> None:
+    if _loop.in_loop_thread():
+        raise RuntimeError(f"decart_nb: {method}() blocks, so it cannot be called from the media loop")
 
 
 def _video_track(peer: KernelPeer) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -24,6 +25,7 @@ __all__ = ["Control", "Engine", "FrameEngine"]
 
 logger = logging.getLogger("decart_nb")
 _ERROR_REPEAT_S = 5.0  # the same per-frame failure is reported at most this often
+_worker = threading.local()  # .engine: the FrameEngine whose worker thread this is
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,17 @@ class FrameEngine(Engine):
 
     async def start(self, source: MediaStreamTrack) -> MediaStreamTrack:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"decart_nb-{self.name}")
+            self._executor = ThreadPoolExecutor(
+                1, thread_name_prefix=f"decart_nb-{self.name}", initializer=self._mark_worker
+            )
         return _WorkerTrack(self, source, self._executor)
+
+    def _mark_worker(self) -> None:
+        _worker.engine = self
+
+    def in_worker(self) -> bool:
+        """True on this engine's worker thread (where stop() would wait for the caller itself)."""
+        return getattr(_worker, "engine", None) is self
 
     async def apply(self, state: GenerationState) -> None:
         self.validate(state)
@@ -135,6 +146,11 @@ class FrameEngine(Engine):
         if not (self.skip_passthrough and state.is_passthrough):
             try:
                 out = self.process(frame, state)
+                if not isinstance(out, av.VideoFrame):
+                    raise DecartNBError(
+                        ErrorCode.ENGINE_ERROR,
+                        f"{self.name}: process() must return an av.VideoFrame, not {type(out).__name__}",
+                    )
             except Exception as exc:  # noqa: BLE001 - reported as an error event, stream goes on
                 self._report(exc)
                 out = frame

@@ -9,7 +9,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from aiortc.mediastreams import MediaStreamError
 
+from ..errors import DecartNBError, ErrorCode
 from .relay import Broadcast
 
 __all__ = ["record"]
@@ -20,29 +22,41 @@ _TIME_BASE = Fraction(1, 90000)
 async def record(broadcast: Broadcast, path: Path, seconds: float, fps: int) -> Path:
     """Write `seconds` of output frames to `path`; timestamps follow the wall clock, so the
     clip's duration is the recorded duration even when the model drops frames."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from exc
     track = broadcast.subscribe()
     loop = asyncio.get_running_loop()
-    with ThreadPoolExecutor(1, thread_name_prefix="decart_nb-recorder") as executor:
-        writer = _Writer(path, fps)
-        try:
-            t0 = time.perf_counter()
-            deadline = t0 + seconds
-            while True:
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                try:
-                    frame = await asyncio.wait_for(track.recv(), timeout=remaining)
-                except asyncio.TimeoutError:
-                    break
-                pts = round((time.perf_counter() - t0) / _TIME_BASE)
-                await loop.run_in_executor(executor, writer.write, frame, pts)
-            end_pts = round(seconds / _TIME_BASE)
-            await loop.run_in_executor(executor, writer.close, end_pts)
-        finally:
-            track.stop()
+    writer = _Writer(path, fps)
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="decart_nb-recorder") as executor:
+            try:
+                t0 = time.perf_counter()
+                deadline = t0 + seconds
+                while True:
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    try:
+                        frame = await asyncio.wait_for(track.recv(), timeout=remaining)
+                    except (asyncio.TimeoutError, MediaStreamError):  # time is up, or the session ended
+                        break
+                    pts = round((time.perf_counter() - t0) / _TIME_BASE)
+                    await loop.run_in_executor(executor, writer.write, frame, pts)
+                end_pts = round(min(seconds, time.perf_counter() - t0) / _TIME_BASE)
+                await loop.run_in_executor(executor, writer.close, end_pts)
+            except (OSError, ValueError, av.FFmpegError) as exc:
+                raise _cannot_write(path, exc) from exc
+            finally:
+                track.stop()
+    finally:
+        writer.discard()  # after the executor finished any write in flight
     return path
+
+
+def _cannot_write(path: Path, exc: BaseException) -> DecartNBError:
+    return DecartNBError(ErrorCode.INVALID_INPUT, f"Cannot write the recording to {path}: {exc}", cause=exc)
 
 
 class _Writer:
@@ -77,7 +91,7 @@ class _Writer:
 
     def close(self, end_pts: int) -> None:
         if self.container is None or self.stream is None:
-            raise RuntimeError("no output frame arrived while recording")
+            raise DecartNBError(ErrorCode.FRAME_TIMEOUT, "No output frame arrived while recording")
         if self.last_frame is not None and end_pts > self.last_pts:
             # Hold the last picture to the end, so the clip lasts as long as was asked.
             tail = av.VideoFrame.from_ndarray(self.last_frame.to_ndarray(), format="yuv420p")
@@ -87,3 +101,10 @@ class _Writer:
         for packet in self.stream.encode(None):
             self.container.mux(packet)
         self.container.close()
+        self.container = None
+
+    def discard(self) -> None:
+        """Release the file after a failure (a no-op once close() has written it)."""
+        container, self.container = self.container, None
+        if container is not None:
+            container.close()

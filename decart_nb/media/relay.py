@@ -54,6 +54,7 @@ class InputSlot(MailboxTrack):
         self._pump: asyncio.Task[None] | None = None
         self.upstream: MediaStreamTrack | None = None
         self.on_upstream_end: Callable[[MediaStreamTrack], None] | None = None
+        self.error: Exception | None = None  # why the upstream ended, when it failed
         self._timeline_of: MediaStreamTrack | None = None
         self._offset = 0
         self._last_pts: int | None = None
@@ -76,6 +77,13 @@ class InputSlot(MailboxTrack):
             except MediaStreamError:
                 if self.upstream is upstream and self.on_upstream_end is not None:
                     self.on_upstream_end(upstream)
+                return
+            except Exception as exc:  # noqa: BLE001 - kept and reported by the pipeline as its end
+                logger.error("decart_nb: the source failed: %r", exc)
+                if self.upstream is upstream:
+                    self.error = exc
+                    if self.on_upstream_end is not None:
+                        self.on_upstream_end(upstream)
                 return
             if not isinstance(frame.opaque, FrameMeta):
                 frame.opaque = FrameMeta(t_in=time.perf_counter())
@@ -168,6 +176,8 @@ class Broadcast:
         finally:
             if not fut.done():
                 fut.cancel()
+            # A waiter that gave up leaves now, not at the next frame: a stuck model gets no list.
+            self._frame_waiters = [(v, f) for v, f in self._frame_waiters if f is not fut]
 
     def close(self) -> None:
         for track in list(self._subscribers):

@@ -34,18 +34,20 @@ def raise_start_bitrate(sdp: str, start_kbps: int = START_KBPS, max_kbps: int = 
 
 
 def _with_params(section: str, params: str) -> str:
-    lines = section.split("\r\n")
+    eol = "\r\n" if "\r\n" in section else "\n"  # SDP says CRLF; hand-written SDP may not
+    lines = section.split(eol)
     targets = {pt for pt, name in _RTPMAP.findall(section) if name.upper() in {"VP8", "VP9", "H264"}}
     seen = set()
     for i, line in enumerate(lines):
         m = re.match(r"^a=fmtp:(\d+) (.*)$", line)
-        if m and m.group(1) in targets and "x-google-start-bitrate" not in line:
-            lines[i] = f"{line};{params}"
+        if m and m.group(1) in targets:
+            if "x-google-start-bitrate" not in line:  # already there: leave it (idempotent)
+                lines[i] = f"{line};{params}"
             seen.add(m.group(1))
     for pt in sorted(targets - seen, key=int):
         at = max(i for i, line in enumerate(lines) if line.startswith(f"a=rtpmap:{pt} "))
         lines.insert(at + 1, f"a=fmtp:{pt} {params}")
-    return "\r\n".join(lines)
+    return eol.join(lines)
 
 
 def _media_sections(sdp: str) -> list[str]:
