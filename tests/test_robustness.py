@@ -632,11 +632,6 @@ def test_a_source_that_fails_midway_is_an_error_event_and_ends_cleanly(
     assert wait_until(loop_released, timeout=5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: ArrayTrack calls next() on the media loop, so a slow iterator stalls every "
-    "session (fix proposed in the review: pull frames in the track's own worker thread)",
-)
 @pytest.mark.timeout(40)
 def test_a_slow_iterator_source_does_not_stall_other_sessions(nothing_left: None) -> None:
     """A generator that blocks (a device read, a slow decoder) must not block the media loop."""

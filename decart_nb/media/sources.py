@@ -26,6 +26,7 @@ from .stamp import write_stamp
 
 __all__ = ["PacedTrack", "PatternTrack", "FileTrack", "ImageTrack", "ArrayTrack", "make_source"]
 
+_END = object()
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".y4m", ".m4v", ".gif"}
 
 
@@ -131,22 +132,28 @@ class ImageTrack(PacedTrack):
 
 
 class ArrayTrack(PacedTrack):
-    """RGB uint8 frames from an iterator; the track ends when the iterator does."""
+    """RGB uint8 frames from an iterator; the track ends when the iterator does. The iterator runs
+    in its own thread: a slow one (a device read, a decoder) must not stall the media loop."""
 
     def __init__(self, frames: Iterable[np.ndarray], width: int, height: int, fps: float) -> None:
         super().__init__(fps)
         self._frames: Iterator[np.ndarray] = iter(frames)
         self.width, self.height = width, height
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="decart_nb-frames")
 
     async def _make(self, n: int) -> av.VideoFrame:
-        try:
-            arr = next(self._frames)
-        except StopIteration:
+        frame = await asyncio.get_running_loop().run_in_executor(self._executor, self._next_frame)
+        if frame is None:
             self.stop()
-            raise MediaStreamError from None
+            raise MediaStreamError
+        return frame
+
+    def _next_frame(self) -> av.VideoFrame | None:
+        arr = next(self._frames, _END)  # StopIteration cannot cross into a future
+        if arr is _END:
+            return None
         arr = np.asarray(arr)
         if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-            self.stop()
             raise DecartNBError(
                 ErrorCode.SOURCE_ERROR,
                 f"Iterator frames must be HxWx3 uint8 RGB arrays, got {arr.shape} {arr.dtype}",
@@ -154,6 +161,10 @@ class ArrayTrack(PacedTrack):
         if arr.shape[:2] != (self.height, self.width):
             arr = np.asarray(Image.fromarray(arr).resize((self.width, self.height)))
         return from_rgb(arr)
+
+    def stop(self) -> None:
+        super().stop()
+        self._executor.shutdown(wait=False)
 
 
 class FileTrack(PacedTrack):
