@@ -99,7 +99,8 @@ def test_typing_sends_one_set_with_the_whole_state_after_the_pause(
     upload(panel, image_bytes("PNG"), "ref.png", "image/png")
     assert wait_until(lambda: len(spy.sets) == 1)
     panel.enhance_box.value = False
-    assert wait_until(lambda: len(spy.sets) == 2)
+    # Both sends acknowledged (spy.sets is appended before the engine gets the state).
+    assert wait_until(lambda: len(spy.sets) == 2 and len(spy.applied) == 2)
     spy.reset()
 
     for text in ("p", "pe", "pen", "penc", "pencil sk", "pencil sketch"):

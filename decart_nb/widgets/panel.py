@@ -386,7 +386,7 @@ class ControlPanel(w.VBox):
         self._session._events.unwatch(self._on_event)
         self._state_sender.close()
         self._controls_sender.close()
-        self._poller.stop(join=2.0)
+        self._poller.close(join=2.0)
         self.camera.close()
         if self._session._views.get("panel") is self:
             self._session._views.pop("panel")  # displaying the session again builds a new panel

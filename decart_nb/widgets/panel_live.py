@@ -99,6 +99,7 @@ class StatsPoller:
         self._lock = threading.Lock()
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
+        self._closed = False
 
     @property
     def running(self) -> bool:
@@ -106,14 +107,15 @@ class StatsPoller:
             return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        with self._lock:
+        """Start polling (no-op while running, and for good after close())."""
+        with self._lock:  # decided and started under one lock: a racing stop/close sees it whole
             alive = self._thread is not None and self._thread.is_alive()
-            if alive and self._stop is not None and not self._stop.is_set():
+            if self._closed or (alive and self._stop is not None and not self._stop.is_set()):
                 return
             stop = threading.Event()
             thread = threading.Thread(target=self._run, args=(stop,), name=self._name, daemon=True)
             self._stop, self._thread = stop, thread
-        thread.start()
+            thread.start()
 
     def stop(self, join: float = 0.0) -> None:
         with self._lock:
@@ -122,6 +124,12 @@ class StatsPoller:
             stop.set()
         if join and thread is not None and thread is not threading.current_thread():
             thread.join(join)
+
+    def close(self, join: float = 2.0) -> None:
+        """Stop for good: a state change racing the panel's close cannot restart it."""
+        with self._lock:
+            self._closed = True
+        self.stop(join)
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
