@@ -9,15 +9,18 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import av
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
 
 from ..errors import DecartNBError, ErrorCode
-from ..media.frames import FrameMeta, carry, luma_view, meta_of, recv_video
+from ..media.frames import FrameMeta, carry, luma_view, meta_of
+from ..media.mailbox import ThreadMailbox
+from ..media.relay import InputSlot, MailboxTrack
 from ..media.stamp import copy_stamp
+from ..media.stats import StreamStats
 from ..models import ModelSpec
 from ..state import GenerationState
 
@@ -106,6 +109,8 @@ class FrameEngine(Engine):
     def __init__(self) -> None:
         self._state = GenerationState()
         self._executor: ThreadPoolExecutor | None = None
+        self._inbox: ThreadMailbox[av.VideoFrame] | None = None
+        self._own_slot: InputSlot | None = None
         self._last_error: tuple[str, float] = ("", 0.0)
 
     @abc.abstractmethod
@@ -116,11 +121,34 @@ class FrameEngine(Engine):
         """Reject a state before it is applied (raise DecartNBError)."""
 
     async def start(self, source: MediaStreamTrack) -> MediaStreamTrack:
+        if not isinstance(source, InputSlot):  # any other track: put a newest-frame slot in front
+            slot = InputSlot(StreamStats())
+            slot.attach(source)
+            self._own_slot, source = slot, slot
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
                 1, thread_name_prefix=f"decart_nb-{self.name}", initializer=self._mark_worker
             )
-        return _WorkerTrack(self, source, self._executor)
+        self._inbox = source.hand_to_thread()
+        output = MailboxTrack()
+        work = self._executor.submit(self._work, self._inbox, output, asyncio.get_running_loop())
+        work.add_done_callback(_log_failure)
+        return output
+
+    def _work(
+        self, inbox: ThreadMailbox[av.VideoFrame], output: MailboxTrack, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """The worker thread's loop: take the newest frame, transform it, hand it to the loop."""
+        try:
+            while True:
+                try:
+                    frame = inbox.get()
+                except EOFError:
+                    return
+                loop.call_soon_threadsafe(output.box.put, self.run_one(frame, self._state))
+        finally:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(output.stop)
 
     def _mark_worker(self) -> None:
         _worker.engine = self
@@ -134,6 +162,12 @@ class FrameEngine(Engine):
         self._state = state  # one reference swap: the worker sees the old or the new, never a mix
 
     async def stop(self) -> None:
+        if self._own_slot is not None:
+            self._own_slot.stop()
+            self._own_slot = None
+        if self._inbox is not None:
+            self._inbox.close()  # ends the worker's loop
+            self._inbox = None
         executor, self._executor = self._executor, None
         if executor is not None:
             await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
@@ -182,16 +216,6 @@ class FrameEngine(Engine):
         self.on_error(error)
 
 
-class _WorkerTrack(MediaStreamTrack):
-    kind = "video"
-
-    def __init__(self, engine: FrameEngine, source: MediaStreamTrack, executor: ThreadPoolExecutor) -> None:
-        super().__init__()
-        self._engine, self._source, self._executor = engine, source, executor
-
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        frame = await recv_video(self._source)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._engine.run_one, frame, self._engine._state)
+def _log_failure(work: Future[None]) -> None:
+    if not work.cancelled() and work.exception() is not None:
+        logger.error("decart_nb: the model worker stopped", exc_info=work.exception())

@@ -12,7 +12,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .frames import VIDEO_TIME_BASE, FrameMeta, meta_of, mirror, recv_video
-from .mailbox import Mailbox
+from .mailbox import Mailbox, ThreadMailbox
 from .stats import StreamStats
 
 __all__ = ["MailboxTrack", "InputSlot", "Broadcast", "BroadcastTrack"]
@@ -58,6 +58,14 @@ class InputSlot(MailboxTrack):
         self._timeline_of: MediaStreamTrack | None = None
         self._offset = 0
         self._last_pts: int | None = None
+        self._handoff: ThreadMailbox[av.VideoFrame] | None = None
+
+    def hand_to_thread(self) -> ThreadMailbox[av.VideoFrame]:
+        """Let one worker thread take the newest frame itself: a model then starts on the next
+        frame the moment it finishes one, with no round trip through the loop in between."""
+        if self._handoff is None:
+            self._handoff = ThreadMailbox()
+        return self._handoff
 
     def attach(self, upstream: MediaStreamTrack) -> None:
         self.detach()
@@ -91,9 +99,8 @@ class InputSlot(MailboxTrack):
             self._stats.on_input()
             if self._mirror():
                 frame = mirror(frame)
-            before = self.box.dropped
-            self.box.put(frame)
-            if self.box.dropped != before:
+            box = self._handoff if self._handoff is not None else self.box
+            if box.put(frame):
                 self._stats.on_drop()
 
     def _rebase(self, frame: av.VideoFrame, upstream: MediaStreamTrack) -> None:
@@ -113,6 +120,8 @@ class InputSlot(MailboxTrack):
 
     def stop(self) -> None:
         self.detach()
+        if self._handoff is not None:
+            self._handoff.close()
         super().stop()
 
 
