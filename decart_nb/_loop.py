@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import concurrent.futures.thread  # before our exit hook is registered, so ours runs first
+import logging
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from .errors import DecartNBError, ErrorCode
 __all__ = ["acquire", "release", "run", "submit", "call_soon", "in_loop_thread", "get_loop"]
 
 T = TypeVar("T")
+logger = logging.getLogger("decart_nb")
 THREAD_NAME = "decart_nb-loop"
 
 _lock = threading.Lock()
@@ -64,7 +66,10 @@ def release() -> None:
         loop.call_soon(loop.stop)
         return
     fut = asyncio.run_coroutine_threadsafe(_shutdown(loop), loop)
-    fut.result(timeout=10)
+    try:
+        fut.result(timeout=10)
+    except concurrent.futures.TimeoutError:  # stop the loop all the same; say what was stuck
+        logger.error("decart_nb: media tasks did not stop within 10 s (a model call still running?)")
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=10)
     loop.close()

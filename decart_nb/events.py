@@ -119,14 +119,25 @@ class EventHub:
     def release_later(self) -> None:
         """connect() returned: deliver the held events at the end of the notebook cell, or after
         HOLD_SECONDS, whichever comes first."""
-        timer = threading.Timer(HOLD_SECONDS, self.release)
+        with self._lock:
+            held = self._held
+        if held is None:
+            return
+
+        def release_this_hold(*_: object) -> None:  # not a later connect's hold
+            self.release(only=held)
+
+        timer = threading.Timer(HOLD_SECONDS, release_this_hold)
         timer.daemon = True
         timer.name = f"{self._name}-release"
         timer.start()
-        _on_cell_end(self.release)
+        _on_cell_end(release_this_hold)
 
-    def release(self) -> None:
+    def release(self, only: list[tuple[str, Any]] | None = None) -> None:
+        """Deliver the held events (with `only`: if that hold is still the current one)."""
         with self._lock:
+            if only is not None and self._held is not only:
+                return
             held, self._held = self._held, None
         for item in held or ():
             self._enqueue(item)

@@ -294,3 +294,16 @@ def test_not_connected_calls_say_so() -> None:
 
 def test_tick_payload_has_seconds() -> None:
     assert GenerationTick(seconds=2.0).seconds == 2.0
+
+
+def test_an_earlier_connects_hold_timer_does_not_release_a_later_hold() -> None:
+    s = Session(source="pattern")
+    s.connect()
+    s.disconnect()
+    time.sleep(0.5)
+    s.connect()  # the first connect's release timer fires about 0.5 s from now
+    time.sleep(0.75)  # past that timer, still within this connect's hold
+    got: list[str] = []
+    s.on("connection_change", got.append)
+    assert wait_until(lambda: got[:3] == ["connecting", "connected", "generating"], timeout=5), got
+    s.disconnect()
