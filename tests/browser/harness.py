@@ -175,8 +175,9 @@ class JupyterLab:
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls, root: Path) -> Iterator[JupyterLab]:
-        """Start `jupyter lab` with isolated config/data/runtime dirs under `root`; stop it after."""
+    def start(cls, root: Path, app: str = "jupyterlab") -> Iterator[JupyterLab]:
+        """Start `jupyter lab` (or, with app="notebook", Notebook 7) with isolated
+        config/data/runtime dirs under `root`, a token, on loopback; stop it after."""
         root.mkdir(parents=True, exist_ok=True)
         env = os.environ | {
             name: str(root / ".jupyter" / sub)
@@ -196,20 +197,26 @@ class JupyterLab:
         (notification / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
         port, token = _free_port(), secrets.token_hex(16)
         log = root / ".jupyter" / "jupyter.log"
+        app_flags = {
+            "jupyterlab": [
+                "--LabApp.expose_app_in_browser=True",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                "--LabApp.news_url=None",
+            ],
+            "notebook": ["--JupyterNotebookApp.expose_app_in_browser=True"],
+        }[app]
         cmd = [
             sys.executable,
             "-m",
-            "jupyterlab",
+            app,
             "--no-browser",
             "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={port}",
             "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={token}",
             f"--ServerApp.root_dir={root}",
-            "--LabApp.expose_app_in_browser=True",
             "--ServerApp.allow_root=True",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.news_url=None",
+            *app_flags,
         ]
         with log.open("wb") as sink:
             process = subprocess.Popen(cmd, cwd=root, env=env, stdout=sink, stderr=subprocess.STDOUT)

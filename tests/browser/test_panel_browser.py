@@ -3,14 +3,7 @@ output, and screenshots of the panel in the light and dark themes are kept as ar
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import os
-import secrets
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -193,50 +186,10 @@ def test_camera_controls_in_the_page(notebook: LabNotebook, artifacts: Path) -> 
 
 
 # -- Notebook 7 --------------------------------------------------------------------------------
-@contextlib.contextmanager
-def notebook7(root: Path) -> Iterator[JupyterLab]:
-    """Notebook 7 (`jupyter notebook`), launched like the harness's JupyterLab (own config dirs,
-    a token, loopback only); wrapped in the harness's server class for its REST helpers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    jupyter = root / ".jupyter"
-    env = os.environ | {
-        "JUPYTER_CONFIG_DIR": str(jupyter / "config"),
-        "JUPYTER_DATA_DIR": str(jupyter / "data"),
-        "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
-        "IPYTHONDIR": str(jupyter / "ipython"),
-        "JUPYTERLAB_SETTINGS_DIR": str(jupyter / "settings"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    token, log = secrets.token_hex(16), root / "notebook.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "notebook",
-        "--no-browser",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        "--JupyterNotebookApp.expose_app_in_browser=True",
-        "--ServerApp.allow_root=True",
-    ]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(cmd, cwd=root, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    server = JupyterLab(process, root, port, token, log)
-    try:
-        server._wait_ready()
-        yield server
-    finally:
-        server.stop()
-
-
 def test_the_panel_in_notebook_7(chromium: Any, artifacts: Path, tmp_path: Path) -> None:
     if importlib.util.find_spec("notebook") is None:
         pytest.skip("Notebook 7 (the `notebook` package, in the test extra) is not installed")
-    with notebook7(tmp_path) as server:
+    with JupyterLab.start(tmp_path, app="notebook") as server:
         path = "panel.ipynb"
         server.api("PUT", f"contents/{path}", {"type": "notebook", "format": "json", "content": EMPTY})
         page = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
