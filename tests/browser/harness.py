@@ -29,7 +29,7 @@ LabNotebook, the handle on one open notebook:
     run_cell(code) / start_cell(code) + wait_cell()   a visible cell (start_cell does not wait, for
                                                       a busy cell while the page is measured)
     py(expr), wait_py(expr), execute(code)            the kernel, without a cell
-    grab_video(selector) -> VideoGrab                 a <video>'s pixels, through a canvas
+    grab_video(selector) -> VideoGrab                 a <video>'s (or <canvas>'s) pixels
     count_video_frames(selector, seconds)             presented frames per second
     screenshot(name), diagnostics()                   artifacts, and text for assertion messages
 
@@ -311,19 +311,21 @@ _EXECUTE_JS = """async (code) => {
 }"""
 
 _GRAB_JS = """async ([selector, scale]) => {
-  const video = document.querySelector(selector);
-  if (!video || !video.videoWidth) return null;
-  const w = Math.round(video.videoWidth * scale), h = Math.round(video.videoHeight * scale);
+  const el = document.querySelector(selector);  // a <video>, or a <canvas> (the comm transport)
+  const width = el && !el.hidden ? el.videoWidth ?? el.width : 0;
+  const height = el ? el.videoHeight ?? el.height : 0;
+  if (!width) return null;
+  const w = Math.round(width * scale), h = Math.round(height * scale);
   const canvas = document.createElement('canvas');
   canvas.width = w; canvas.height = h;
   const ctx = canvas.getContext('2d', {willReadFrequently: true});
-  ctx.drawImage(video, 0, 0, w, h);
+  ctx.drawImage(el, 0, 0, w, h);
   const rgba = ctx.getImageData(0, 0, w, h).data;
   let bin = '';
   for (let i = 0; i < rgba.length; i += 0x8000) {
     bin += String.fromCharCode.apply(null, rgba.subarray(i, i + 0x8000));
   }
-  return {width: video.videoWidth, height: video.videoHeight, w, h, data: btoa(bin)};
+  return {width, height, w, h, data: btoa(bin)};
 }"""
 
 _COUNT_FRAMES_JS = """([selector, ms]) => new Promise((resolve) => {
@@ -402,7 +404,7 @@ class LabNotebook:
         return value
 
     def grab_video(self, selector: str, scale: float = 0.25) -> VideoGrab | None:
-        """Read a <video>'s current picture through a canvas (None while it has no frame)."""
+        """Read a <video>'s (or a <canvas>'s) current picture (None while it has no frame)."""
         got = self.page.evaluate(_GRAB_JS, [selector, scale])
         if got is None:
             return None
@@ -542,3 +544,12 @@ def notebook(
         except Exception as exc:  # noqa: BLE001 - a dead page must not hide the test's own failure
             print(f"harness: no end screenshot: {exc!r}")
         nb.close()
+
+
+def wait_element(nb: LabNotebook, selector: str, condition: str, timeout: float = 30.0) -> None:
+    """Wait for a JS `condition` on the element `el` that `selector` finds."""
+    script = f"() => {{ const el = document.querySelector('{selector}'); return !!el && ({condition}); }}"
+    try:
+        nb.page.wait_for_function(script, timeout=timeout * 1000, polling=200)
+    except Exception as exc:
+        raise AssertionError(f"page never satisfied {condition!r}: {exc}\n{nb.diagnostics()}") from exc

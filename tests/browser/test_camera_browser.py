@@ -6,7 +6,6 @@ The tests of the first notebook share one kernel and run in order (a kernel star
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from .harness import LabNotebook, launch_chromium, open_notebook
+from .harness import LabNotebook, launch_chromium, open_notebook, wait_element
 
 pytestmark = pytest.mark.browser
 
@@ -60,11 +59,7 @@ LIVE_FPS = 5
 
 def wait_page(nb: LabNotebook, condition: str, timeout: float = 30.0) -> None:
     """Wait for a JS condition on the widget's root element (`el`)."""
-    script = f"() => {{ const el = document.querySelector('{ROOT}'); return !!el && ({condition}); }}"
-    try:
-        nb.page.wait_for_function(script, timeout=timeout * 1000, polling=200)
-    except Exception as exc:
-        raise AssertionError(f"page never satisfied {condition!r}: {exc}\n{nb.diagnostics()}") from exc
+    wait_element(nb, ROOT, condition, timeout)
 
 
 def band(rgb: np.ndarray) -> np.ndarray:
@@ -339,29 +334,13 @@ BLOCK_WEBRTC = """() => {
     constructor(config) { super({...(config || {}), iceServers: [], iceTransportPolicy: 'relay'}); }
   };
 }"""
-GRAB_CANVAS = """(selector) => {
-  const canvas = document.querySelector(selector);
-  if (!canvas || canvas.hidden || !canvas.width) return null;
-  const w = Math.round(canvas.width / 4), h = Math.round(canvas.height / 4);
-  const small = document.createElement('canvas');
-  small.width = w; small.height = h;
-  const ctx = small.getContext('2d', {willReadFrequently: true});
-  ctx.drawImage(canvas, 0, 0, w, h);
-  const rgba = ctx.getImageData(0, 0, w, h).data;
-  let bin = '';
-  for (let i = 0; i < rgba.length; i += 0x8000) {
-    bin += String.fromCharCode.apply(null, rgba.subarray(i, i + 0x8000));
-  }
-  return {width: canvas.width, height: canvas.height, w, h, data: btoa(bin)};
-}"""
 COMM_RECEIVED = f"() => ({CONTROLLER})()?.link?.received ?? -1"
 
 
 def grab_canvas(nb: LabNotebook) -> tuple[int, int, np.ndarray]:
-    got = nb.page.evaluate(GRAB_CANVAS, OUTPUT_FRAMES)
-    assert got is not None, f"the comm output canvas shows nothing\n{nb.diagnostics()}"
-    rgba = np.frombuffer(base64.b64decode(got["data"]), np.uint8).reshape(got["h"], got["w"], 4)
-    return got["width"], got["height"], rgba[:, :, :3].copy()
+    shot = nb.grab_video(OUTPUT_FRAMES)
+    assert shot is not None, f"the comm output canvas shows nothing\n{nb.diagnostics()}"
+    return shot.width, shot.height, shot.rgb
 
 
 def page_fps(nb: LabNotebook, seconds: float = 2.0) -> float:

@@ -19,7 +19,7 @@ import pytest
 from decart_nb.errors import ErrorCode
 from decart_nb.widgets.camera import CAMERA_ADVICE
 
-from .harness import LabNotebook, open_notebook
+from .harness import LabNotebook, open_notebook, wait_element
 
 pytestmark = pytest.mark.browser
 
@@ -79,11 +79,7 @@ class _InitScriptBrowser:
 
 def wait_page(nb: LabNotebook, condition: str, timeout: float = 30.0) -> None:
     """Wait for a JS condition on the widget's root element (`el`)."""
-    script = f"() => {{ const el = document.querySelector('{ROOT}'); return !!el && ({condition}); }}"
-    try:
-        nb.page.wait_for_function(script, timeout=timeout * 1000, polling=200)
-    except Exception as exc:
-        raise AssertionError(f"page never satisfied {condition!r}: {exc}\n{nb.diagnostics()}") from exc
+    wait_element(nb, ROOT, condition, timeout)
 
 
 def best_fps_in(nb: LabNotebook, seconds: float = 8.0) -> float:
