@@ -59,7 +59,7 @@ def model_rows(ours: StreamRun, naive: StreamRun, seconds: float) -> list[Row]:
             _pair(stats, "latency_ms_p50", "latency_ms_p95"),
         ),
         Row(s2, "session.stats fps in/out", "-", _pair(stats, "fps_in", "fps_out")),
-        Row(s2, "session.stats model_ms p50", "~50 + conversions", float(stats.get("model_ms_p50", "nan"))),
+        Row(s2, "session.stats model_ms p50", "~50 (the function)", float(stats.get("model_ms_p50", "nan"))),
     ]
 
 

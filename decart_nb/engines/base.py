@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import av
 from aiortc.mediastreams import MediaStreamTrack
@@ -96,15 +97,34 @@ class Engine(abc.ABC):
         """Release what start() took."""
 
 
+@dataclass
+class _Job:
+    """One frame on its way through prepare -> infer -> finish."""
+
+    frame: av.VideoFrame
+    prepared: Any = None
+    result: Any = None
+    inferred: bool = False  # infer() ran and returned (False for a passthrough state)
+    version: int = -1
+    model_ms: float = 0.0
+    failed: bool = False  # a step raised (and reported): the input passes through
+
+
 class FrameEngine(Engine):
     """An engine that transforms one frame at a time in a worker thread, newest frame first.
 
     The input is a newest-frame-wins slot, so a model slower than the source processes the most
-    recent frame and the rest are dropped (counted by the slot) instead of queueing up.
+    recent frame and the rest are dropped (counted) instead of queueing up.
+
+    A one-step engine overrides `process`. A `staged` engine splits a frame's work into
+    `prepare` (frame only, e.g. a colour conversion), `infer` (the model) and `finish` (back to a
+    frame), and each step gets its own thread: the model starts on the next frame, already
+    prepared, the moment it returns one, instead of waiting for conversions.
     """
 
     preserve_stamp = False  # copy the input's frame stamp onto the output (measurement)
     skip_passthrough = True  # no prompt and no image: hand the input on untouched
+    staged = False
 
     def __init__(self) -> None:
         self._state = GenerationState()
@@ -113,9 +133,28 @@ class FrameEngine(Engine):
         self._own_slot: InputSlot | None = None
         self._last_error: tuple[str, float] = ("", 0.0)
 
-    @abc.abstractmethod
     def process(self, frame: av.VideoFrame, state: GenerationState) -> av.VideoFrame:
-        """Transform one frame (runs in the worker thread)."""
+        """Transform one frame (runs in the worker thread). A staged engine gets its three steps."""
+        if not self.staged:
+            raise NotImplementedError(f"{type(self).__name__} must override process() or be staged")
+        return self.finish(self.infer(self.prepare(frame), state), frame)
+
+    def prepare(self, frame: av.VideoFrame) -> Any:
+        """Work that needs only the frame; a staged engine does it as each frame arrives."""
+        return frame
+
+    def infer(self, prepared: Any, state: GenerationState) -> Any:
+        """The model's step: what `prepare` made, and the state, to a result."""
+        return self.process(prepared, state)
+
+    def finish(self, result: Any, frame: av.VideoFrame) -> av.VideoFrame:
+        """The result as a frame like `frame` (the input)."""
+        if not isinstance(result, av.VideoFrame):
+            raise DecartNBError(
+                ErrorCode.ENGINE_ERROR,
+                f"{self.name}: process() must return an av.VideoFrame, not {type(result).__name__}",
+            )
+        return result
 
     def validate(self, state: GenerationState) -> None:
         """Reject a state before it is applied (raise DecartNBError)."""
@@ -125,36 +164,47 @@ class FrameEngine(Engine):
             slot = InputSlot(StreamStats())
             slot.attach(source)
             self._own_slot, source = slot, slot
+        loop = asyncio.get_running_loop()
+        threads = 3 if self.staged else 1
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
-                1, thread_name_prefix=f"decart_nb-{self.name}", initializer=self._mark_worker
+                threads, thread_name_prefix=f"decart_nb-{self.name}", initializer=self._mark_worker
             )
-        self._inbox = source.hand_to_thread()
+        self._inbox = inbox = source.hand_to_thread()
         output = MailboxTrack()
-        work = self._executor.submit(self._work, self._inbox, output, asyncio.get_running_loop())
-        work.add_done_callback(_log_failure)
-        return output
+        count_drop = source.count_drop
 
-    def _work(
-        self, inbox: ThreadMailbox[av.VideoFrame], output: MailboxTrack, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        """The worker thread's loop: take the newest frame, transform it, hand it to the loop."""
-        try:
-            while True:
-                try:
-                    frame = inbox.get()
-                except EOFError:
-                    return
-                loop.call_soon_threadsafe(output.box.put, self.run_one(frame, self._state))
-        finally:
+        def deliver(frame: av.VideoFrame) -> None:
+            loop.call_soon_threadsafe(output.box.put, frame)
+
+        def end_output() -> None:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(output.stop)
+
+        if not self.staged:
+            steps = [_Stage(inbox, lambda f: self.run_one(f, self._state), deliver, end_output)]
+        else:
+            prepared: ThreadMailbox[_Job] = ThreadMailbox()
+            inferred: ThreadMailbox[_Job] = ThreadMailbox()
+            steps = [
+                _Stage(inbox, self._prepare_job, _pass_to(prepared, loop, count_drop), prepared.close),
+                _Stage(
+                    prepared,
+                    lambda j: self._infer_job(j, self._state),
+                    _pass_to(inferred, loop, count_drop),
+                    inferred.close,
+                ),
+                _Stage(inferred, self._finish_job, deliver, end_output),
+            ]
+        for step in steps:
+            self._executor.submit(step.run).add_done_callback(_log_failure)
+        return output
 
     def _mark_worker(self) -> None:
         _worker.engine = self
 
     def in_worker(self) -> bool:
-        """True on this engine's worker thread (where stop() would wait for the caller itself)."""
+        """True on this engine's worker threads (where stop() would wait for the caller itself)."""
         return getattr(_worker, "engine", None) is self
 
     async def apply(self, state: GenerationState) -> None:
@@ -166,35 +216,59 @@ class FrameEngine(Engine):
             self._own_slot.stop()
             self._own_slot = None
         if self._inbox is not None:
-            self._inbox.close()  # ends the worker's loop
+            self._inbox.close()  # ends the first step; each step closes the next one's mailbox
             self._inbox = None
         executor, self._executor = self._executor, None
         if executor is not None:
             await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
 
     def run_one(self, frame: av.VideoFrame, state: GenerationState) -> av.VideoFrame:
-        """process() plus bookkeeping; a failing frame passes through and is reported."""
-        meta = meta_of(frame)
-        t0 = time.perf_counter()
-        out = frame
-        if not (self.skip_passthrough and state.is_passthrough):
+        """The three steps in a row, plus bookkeeping; a failing frame passes through, reported."""
+        return self._finish_job(self._infer_job(self._prepare_job(frame), state))
+
+    def _prepare_job(self, frame: av.VideoFrame) -> _Job:
+        meta_of(frame)  # gives t_in to a frame that comes from outside a pipeline
+        job = _Job(frame)
+        if self.staged:
             try:
-                out = self.process(frame, state)
-                if not isinstance(out, av.VideoFrame):
-                    raise DecartNBError(
-                        ErrorCode.ENGINE_ERROR,
-                        f"{self.name}: process() must return an av.VideoFrame, not {type(out).__name__}",
-                    )
+                job.prepared = self.prepare(frame)
             except Exception as exc:  # noqa: BLE001 - reported as an error event, stream goes on
-                self._report(exc)
-                out = frame
+                self._fail(job, exc)
+        return job
+
+    def _infer_job(self, job: _Job, state: GenerationState) -> _Job:
+        job.version = state.version
+        if job.failed or (self.skip_passthrough and state.is_passthrough):
+            return job
+        t0 = time.perf_counter()
+        try:
+            job.result = self.infer(job.prepared if self.staged else job.frame, state)
+            job.inferred = True
+        except Exception as exc:  # noqa: BLE001 - reported as an error event, stream goes on
+            self._fail(job, exc)
+        job.model_ms = (time.perf_counter() - t0) * 1000.0
+        return job
+
+    def _finish_job(self, job: _Job) -> av.VideoFrame:
+        frame, out = job.frame, job.frame
+        t0 = time.perf_counter()
+        if job.inferred and job.result is not frame:
+            try:
+                out = self.finish(job.result, frame)
+            except Exception as exc:  # noqa: BLE001 - reported as an error event, stream goes on
+                self._fail(job, exc)
         if self.preserve_stamp and out is not frame and out.format.name == "yuv420p":
             copy_stamp(luma_view(frame), luma_view(out))
-        model_ms = (time.perf_counter() - t0) * 1000.0
         if out is not frame:
             carry(frame, out)
-        out.opaque = FrameMeta(t_in=meta.t_in, version=state.version, model_ms=model_ms)
+        # one-step engines: finish() is a type check and the model's time is all of process()
+        model_ms = job.model_ms if self.staged else job.model_ms + (time.perf_counter() - t0) * 1000.0
+        out.opaque = FrameMeta(t_in=meta_of(frame).t_in, version=job.version, model_ms=model_ms)
         return out
+
+    def _fail(self, job: _Job, exc: Exception) -> None:
+        self._report(exc)
+        job.failed = True
 
     def _report(self, exc: Exception) -> None:
         text = f"{type(exc).__name__}: {exc}"
@@ -214,6 +288,40 @@ class FrameEngine(Engine):
         )
         logger.error("decart_nb: %s", error)
         self.on_error(error)
+
+
+class _Stage:
+    """One worker thread's loop: take the newest item, do one step, pass the result on."""
+
+    def __init__(
+        self,
+        inbox: ThreadMailbox[Any],
+        step: Callable[[Any], Any],
+        pass_on: Callable[[Any], None],
+        end: Callable[[], None],
+    ) -> None:
+        self.inbox, self.step, self.pass_on, self.end = inbox, step, pass_on, end
+
+    def run(self) -> None:
+        try:
+            while True:
+                try:
+                    item = self.inbox.get()
+                except EOFError:
+                    return
+                self.pass_on(self.step(item))
+        finally:
+            self.end()  # closing the next mailbox ends the next step in turn
+
+
+def _pass_to(
+    box: ThreadMailbox[_Job], loop: asyncio.AbstractEventLoop, count_drop: Callable[[], None]
+) -> Callable[[_Job], None]:
+    def pass_on(job: _Job) -> None:
+        if box.put(job):  # the next step had not taken the previous one: that frame is dropped
+            loop.call_soon_threadsafe(count_drop)
+
+    return pass_on
 
 
 def _log_failure(work: Future[None]) -> None:

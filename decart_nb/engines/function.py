@@ -19,7 +19,13 @@ FrameFunction = Callable[[np.ndarray, GenerationState], np.ndarray]
 
 class CallableEngine(FrameEngine):
     """Runs a user function in the newest-frame-wins worker. It is called for every frame, also
-    when the state is passthrough (no prompt, no image): the function decides what that means."""
+    when the state is passthrough (no prompt, no image): the function decides what that means.
+
+    Staged: the RGB conversions run in their own threads, so the function is called again the
+    moment it returns (a 50 ms function gives 19-20 fps instead of 18)."""
+
+    staged = True
+    skip_passthrough = False
 
     def __init__(self, fn: FrameFunction, controls: tuple[Control, ...] = ()) -> None:
         super().__init__()
@@ -27,17 +33,18 @@ class CallableEngine(FrameEngine):
         self.controls = controls
         self.name = getattr(fn, "__name__", "callable")
 
-    skip_passthrough = False
+    def prepare(self, frame: av.VideoFrame) -> np.ndarray:
+        return to_rgb(frame)
 
-    def process(self, frame: av.VideoFrame, state: GenerationState) -> av.VideoFrame:
-        out = self.fn(to_rgb(frame), state)
-        if not isinstance(out, np.ndarray) or out.ndim != 3 or out.shape[2] != 3:
-            raise DecartNBError(
-                ErrorCode.ENGINE_ERROR,
-                f"{self.name} must return an HxWx3 array, got {getattr(out, 'shape', type(out).__name__)}",
-            )
-        if out.dtype != np.uint8:
-            out = np.clip(out, 0, 255).astype(np.uint8)
-        if out.shape[0] % 2 or out.shape[1] % 2:
-            out = out[: out.shape[0] // 2 * 2, : out.shape[1] // 2 * 2]
-        return from_rgb(out, like=frame)
+    def infer(self, prepared: np.ndarray, state: GenerationState) -> object:
+        return self.fn(prepared, state)
+
+    def finish(self, result: object, frame: av.VideoFrame) -> av.VideoFrame:
+        if not isinstance(result, np.ndarray) or result.ndim != 3 or result.shape[2] != 3:
+            got = getattr(result, "shape", type(result).__name__)
+            raise DecartNBError(ErrorCode.ENGINE_ERROR, f"{self.name} must return an HxWx3 array, got {got}")
+        if result.dtype != np.uint8:
+            result = np.clip(result, 0, 255).astype(np.uint8)
+        if result.shape[0] % 2 or result.shape[1] % 2:
+            result = result[: result.shape[0] // 2 * 2, : result.shape[1] // 2 * 2]
+        return from_rgb(result, like=frame)

@@ -67,6 +67,10 @@ class InputSlot(MailboxTrack):
             self._handoff = ThreadMailbox()
         return self._handoff
 
+    def count_drop(self) -> None:
+        """A frame dropped further down, by a step that had not taken the previous one (loop thread)."""
+        self._stats.on_drop()
+
     def attach(self, upstream: MediaStreamTrack) -> None:
         self.detach()
         self.upstream = upstream
