@@ -21,7 +21,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from comm.base_comm import BaseComm
 
 from decart_nb import DecartNBError, ErrorCode, Session
+from decart_nb.media import stats as stats_module
 from decart_nb.media.stamp import STAMP_ROWS, read_stamp, write_stamp
+from decart_nb.media.stats import StreamStats
 from decart_nb.widgets.camera import CAMERA_ADVICE, CameraWidget
 from tests.helpers import wait_until
 
@@ -267,6 +269,51 @@ def test_stats_and_mirror_reach_the_page_as_plain_json(comms: list[RecordingComm
         s.widget.close()
     for _, data in rec.sent:
         json.dumps(data, allow_nan=False)  # NaN (no latency yet) would break the page's JSON.parse
+
+
+def test_what_the_page_reports_lands_in_session_stats_and_junk_does_not(
+    comms: list[RecordingComm],
+) -> None:
+    with Session(source="pattern") as s:
+        rec = comm_of(s.widget, comms)
+        assert "page_fps_received" not in s.stats  # nothing reported yet
+        rec.from_page(
+            {
+                "type": "page_stats",
+                "fps_sent": 29.94,
+                "fps_received": 30,
+                "fps_decoded": float("nan"),
+                "fps_presented": "28",
+                "frames_dropped": True,
+                "freezes": 0,
+                "width": 1280,
+                "height": [720],
+            }
+        )
+        assert wait_until(lambda: "page_fps_received" in s.stats, timeout=5)
+        page = {k: v for k, v in s.stats.items() if k.startswith("page_")}
+        assert page == {
+            "page_fps_sent": 29.9,
+            "page_fps_received": 30.0,
+            "page_fps_decoded": None,
+            "page_fps_presented": None,
+            "page_frames_dropped": None,
+            "page_freezes": 0.0,
+            "page_width": 1280.0,
+            "page_height": None,
+        }
+        # The page's figures reach its own status line with the kernel's.
+        assert wait_until(lambda: any("page_fps_sent" in u for u in rec.updates("stats")), timeout=5)
+
+
+def test_page_figures_go_stale_when_the_page_stops_reporting(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(stats_module.time, "perf_counter", lambda: clock[0])
+    stats = StreamStats()
+    stats.on_page({"fps_received": 30.0})
+    assert stats.snapshot()["page_fps_received"] == 30.0
+    clock[0] += 6.0  # three reports missed: the page went away
+    assert "page_fps_received" not in stats.snapshot()
 
 
 def test_the_api_key_never_reaches_the_page(comms: list[RecordingComm]) -> None:

@@ -7,9 +7,21 @@ from collections import deque
 
 import numpy as np
 
-__all__ = ["StreamStats"]
+__all__ = ["PAGE_STATS", "StreamStats"]
 
 _WINDOW_S = 2.0
+_PAGE_FRESH_S = 5.0  # the page reports every 2 s: older figures are from a page that went away
+#: What the camera widget's page reports (see camera.js samplePageStats), as `page_<name>`.
+PAGE_STATS = (
+    "fps_sent",
+    "fps_received",
+    "fps_decoded",
+    "fps_presented",
+    "frames_dropped",
+    "freezes",
+    "width",
+    "height",
+)
 _LATENCY_SAMPLES = 300
 
 
@@ -26,6 +38,8 @@ class StreamStats:
         self.frames_dropped = 0
         self.width = 0
         self.height = 0
+        self._page: dict[str, float | None] = {}
+        self._page_at = 0.0
 
     def on_input(self) -> None:
         self.frames_in += 1
@@ -42,8 +56,13 @@ class StreamStats:
         self._model.append(model_ms)
         self.width, self.height = width, height
 
-    def snapshot(self) -> dict[str, float | int]:
+    def on_page(self, figures: dict[str, float | None]) -> None:
+        self._page = {f"page_{k}": figures.get(k) for k in PAGE_STATS}
+        self._page_at = time.perf_counter()
+
+    def snapshot(self) -> dict[str, float | int | None]:
         now = time.perf_counter()
+        page = self._page if now - self._page_at <= _PAGE_FRESH_S else {}
         latency = np.array(self._latency) if self._latency else None
         model = np.array(self._model) if self._model else None
         return {
@@ -57,7 +76,7 @@ class StreamStats:
             "frames_dropped": self.frames_dropped,
             "width": self.width,
             "height": self.height,
-        }
+        } | page
 
 
 def _rate(times: deque[float], now: float) -> float:

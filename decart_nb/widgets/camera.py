@@ -35,6 +35,7 @@ import traitlets as t
 
 from .. import _loop
 from ..errors import DecartNBError, ErrorCode, camera_error_code
+from ..media.stats import PAGE_STATS
 from .comm_transport import CommTransport
 
 __all__ = ["CameraWidget", "CAMERA_ADVICE", "TRANSPORTS"]
@@ -254,6 +255,13 @@ class CameraWidget(anywidget.AnyWidget):
         if self._session._camera_peer in peers:
             self._session._camera_peer = None
 
+    def _page_stats(self, content: Mapping[str, Any]) -> None:
+        """What the browser sends, receives and presents, into session.stats as `page_*`."""
+        figures = {key: _finite(content.get(key)) for key in PAGE_STATS}
+        pipeline = self._session._pipeline
+        if pipeline is not None:
+            _loop.call_soon(pipeline.stats.on_page, figures)
+
     # -- the comm transport (see comm_transport.py) ---------------------------------------------------
     def _transport(self, content: Mapping[str, Any]) -> None:
         kind = content.get("transport")
@@ -392,6 +400,7 @@ _HANDLERS = {
     "stopped": CameraWidget._stopped,
     "transport": CameraWidget._transport,
     "frame_ack": CameraWidget._frame_ack,
+    "page_stats": CameraWidget._page_stats,
 }
 
 
@@ -409,6 +418,12 @@ def _as_error(exc: BaseException, code: str, what: str) -> DecartNBError:
     if isinstance(exc, DecartNBError):
         return exc
     return DecartNBError(code, f"{what}: {exc}", cause=exc)
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return round(float(value), 1)
 
 
 def _json_safe(stats: Mapping[str, Any]) -> dict[str, Any]:

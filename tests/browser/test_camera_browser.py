@@ -132,6 +132,12 @@ def test_the_camera_reaches_the_kernel_at_720p30_and_the_output_is_transformed(
     assert (output.width, output.height) == (1280, 720)  # the kernel's start bitrate: no 640x360
     assert band_diff(camera.rgb, output.rgb) > 10, "the output shows the camera untransformed"
     assert nb.count_video_frames(OUTPUT, 2.0) >= LIVE_FPS  # live, not a still
+    # The page's own figures (WebRTC stats and the output <video>) reach session.stats.
+    page = nb.wait_py("s.stats if (s.stats.get('page_fps_presented') or 0) > 0 else None", timeout=15)
+    assert (page["page_width"], page["page_height"]) == (1280, 720), page
+    assert page["page_fps_sent"] >= LIVE_FPS and page["page_fps_received"] >= LIVE_FPS, page
+    assert page["page_fps_decoded"] >= LIVE_FPS, page
+    wait_page(nb, "el.querySelector('.decart-stats').textContent.includes('shown')")
     nb.screenshot("camera-live")
 
 
