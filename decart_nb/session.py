@@ -336,6 +336,7 @@ class Session:
     # -- output -----------------------------------------------------------------------------
     def snapshot(self, timeout: float = 5.0) -> Image.Image:
         """The newest output frame made with the current state, as a PIL image."""
+        self._refuse_in_model("snapshot")
         pipeline = self._require_pipeline()
         version = self._state.version
 
@@ -356,6 +357,7 @@ class Session:
             raise DecartNBError(
                 ErrorCode.INVALID_INPUT, f"seconds must be a number in (0, 3600], got {seconds!r}"
             )
+        self._refuse_in_model("record")
         pipeline = self._require_pipeline()
         return _loop.run(
             record_clip(pipeline.broadcast, Path(path), seconds, self._spec.fps), timeout=seconds + 60
@@ -379,6 +381,15 @@ class Session:
         seconds = 0.0 if self._generating_since is None else time.perf_counter() - self._generating_since
         return base | _loop.run(read(), timeout=5) | {"generating_seconds": round(seconds, 1)}
 
+    def _refuse_in_model(self, method: str) -> None:
+        """These calls wait for the model's own output (or for the model to stop): from inside
+        the model function they could only time out."""
+        if isinstance(self._engine, FrameEngine) and self._engine.in_worker():
+            raise RuntimeError(
+                f"decart_nb: {method}() waits for the model's output, so it cannot be called from "
+                "inside the model function; call it from a cell or another thread"
+            )
+
     def _require_pipeline(self) -> Pipeline:
         if self._pipeline is None:
             raise DecartNBError(ErrorCode.NOT_CONNECTED, "The session is not connected: call connect() first")
@@ -388,6 +399,7 @@ class Session:
     def switch_model(self, name: str) -> None:
         """Move to another model: a new pipeline at the new model's size and fps (and new camera
         constraints for the page); prompt, image and controls carry over."""
+        self._refuse_in_model("switch_model")
         spec = realtime(name)
         # Serialized with set(): the new pipeline applies self._state, which an in-flight set()
         # would otherwise overwrite in the session but not in the engine.

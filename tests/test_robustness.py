@@ -355,6 +355,35 @@ def test_a_model_function_may_disconnect_its_own_session(nothing_left: None) -> 
     assert wait_until(loop_released, timeout=5)
 
 
+def test_calls_that_wait_for_the_models_output_are_refused_inside_the_model(nothing_left: None) -> None:
+    s = Session(source="pattern", prompt="call back")
+    raised: dict[str, BaseException] = {}
+    calls = {
+        "snapshot": lambda: s.snapshot(timeout=1),
+        "record": lambda: s.record("never.mp4", 1),
+        "switch_model": lambda: s.switch_model("lucy-restyle-2"),
+    }
+
+    def calls_back(frame: np.ndarray, state: GenerationState) -> np.ndarray:
+        for name, call in calls.items():
+            if name not in raised:
+                try:
+                    call()
+                except BaseException as exc:  # noqa: BLE001 - what each call raised is the result
+                    raised[name] = exc
+                return frame  # one call per frame, as a model would
+        return frame
+
+    s._engine = CallableEngine(calls_back)
+    s._engine.on_error = s._report_error
+    with s:
+        assert wait_until(lambda: len(raised) == len(calls), timeout=30), raised
+        for name, exc in raised.items():
+            assert isinstance(exc, RuntimeError) and "inside the model" in str(exc), (name, exc)
+        assert s.model.name == "lucy-latest" and keeps_streaming(s)
+        assert s.snapshot(timeout=5).size == (1280, 720)  # from the test's own thread: fine
+
+
 # -- stalls, timeouts and interrupts -----------------------------------------------------------
 
 
