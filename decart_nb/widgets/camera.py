@@ -97,6 +97,14 @@ class CameraWidget(anywidget.AnyWidget):
     codec = t.Unicode("vp8").tag(sync=True)
     ice_servers = t.List(t.Dict()).tag(sync=True)
     keep_running_hidden = t.Bool(False, help="keep the camera running while the tab is hidden").tag(sync=True)
+    playout_target_ms = t.Float(
+        0.0,
+        min=0.0,
+        max=4000.0,
+        help="the page's jitter buffer target for the output: 0 shows each frame as soon as it is "
+        "decoded (lowest latency; frames that land within one display refresh are skipped, 2-4 a "
+        "second in Chromium), 40 shows all 30 fps at the cost of some latency under load",
+    ).tag(sync=True)
     transport = t.Enum(
         TRANSPORTS,
         "auto",

@@ -141,6 +141,22 @@ def test_the_camera_reaches_the_kernel_at_720p30_and_the_output_is_transformed(
     nb.screenshot("camera-live")
 
 
+PLAYOUT_TARGET = f"""() => ({CONTROLLER})().pc.getReceivers()
+  .find((r) => r.track && r.track.kind === 'video').jitterBufferTarget"""
+
+
+def test_the_playout_target_reaches_the_pages_receiver(camera_nb: LabNotebook) -> None:
+    nb = camera_nb
+    wait_page(nb, "el.dataset.status === 'live'")
+    assert nb.page.evaluate(PLAYOUT_TARGET) == 0  # each frame shown as soon as it is decoded
+    try:
+        nb.execute("s.widget.playout_target_ms = 40")
+        nb.page.wait_for_function(f"() => ({PLAYOUT_TARGET})() === 40", timeout=10_000)
+    finally:
+        nb.execute("s.widget.playout_target_ms = 0")
+    nb.page.wait_for_function(f"() => ({PLAYOUT_TARGET})() === 0", timeout=10_000)
+
+
 def test_a_prompt_set_from_a_cell_changes_the_pages_output(camera_nb: LabNotebook) -> None:
     nb = camera_nb
     before = grab(nb, OUTPUT)

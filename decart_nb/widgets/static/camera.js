@@ -17,7 +17,6 @@ const LAST_VIEW_GRACE_MS = 1000; // a view re-rendered at once (cell moved) keep
 const AUTO_CONNECT_MS = 6000; // "auto": WebRTC gets this long to connect, then the comm takes over
 const FRAME_ACK_TIMEOUT_MS = 3000; // a lost ack must not stall the camera for good
 const JPEG_QUALITY = 0.7;
-const PLAYOUT_TARGET_MS = 40; // the receiver's jitter buffer target (see gotTrack)
 const PAGE_STATS_MS = 2000; // how often the page tells the kernel what it sends, receives and shows
 const TRANSPORT_TEXT = { webrtc: "WebRTC", comm: "comm (JPEG)" };
 
@@ -201,6 +200,7 @@ class Controller {
     this.remote = null; // the model's output
     this.pc = null;
     this.sender = null;
+    this.receiver = null; // the output's RTCRtpReceiver
     this.link = null; // frames over the comm (CommLink), when WebRTC is not used
     this.transport = ""; // what carries the frames now: "webrtc", "comm" or ""
     this.fellBack = false; // "auto" found that WebRTC does not connect here: use the comm directly
@@ -242,6 +242,7 @@ class Controller {
     this.model.on("change:device_id", () => this.switchCamera());
     this.model.on("change:facing_mode", () => this.switchCamera());
     this.model.on("change:keep_running_hidden", () => this.visibilityChanged());
+    this.model.on("change:playout_target_ms", () => this.applyPlayoutTarget());
     this.model.on("change:transport", () => {
       this.fellBack = false;
       this.restart();
@@ -635,18 +636,26 @@ class Controller {
 
   gotTrack(event) {
     if (event.track.kind !== "video") return;
-    const receiver = event.receiver;
-    // A short, fixed playout target: the kernel is on loopback or a LAN. Measured in Chromium
-    // (bench scenario 7): 0 ms shows 26-28 of 30 fps (two frames often land in one display
-    // refresh and one is never shown), 40 ms shows 29.5-30 with the same glass-to-glass p50.
-    try {
-      if ("jitterBufferTarget" in receiver) receiver.jitterBufferTarget = PLAYOUT_TARGET_MS;
-      else if ("playoutDelayHint" in receiver) receiver.playoutDelayHint = PLAYOUT_TARGET_MS / 1000;
-    } catch (err) {
-      console.warn("decart_nb: jitter buffer target not set", err);
-    }
+    this.receiver = event.receiver;
+    this.applyPlayoutTarget();
     this.remote = new MediaStream([event.track]);
     this.render();
+  }
+
+  // The kernel is on loopback or a LAN: the default 0 plays each frame as soon as it is decoded.
+  // Measured in Chromium (bench scenario 7): 0 presents 26-28 of 30 fps (two frames often land
+  // within one display refresh), 40 presents 29.5-30 with the same glass-to-glass p50 on a quiet
+  // machine but 17-33 ms more in some runs under load; playout_target_ms lets the user choose.
+  applyPlayoutTarget() {
+    const receiver = this.receiver;
+    if (!receiver) return;
+    const ms = Number(this.model.get("playout_target_ms")) || 0;
+    try {
+      if ("jitterBufferTarget" in receiver) receiver.jitterBufferTarget = ms;
+      else if ("playoutDelayHint" in receiver) receiver.playoutDelayHint = ms / 1000;
+    } catch (err) {
+      console.warn("decart_nb: playout target not set", err);
+    }
   }
 
   peerState(pc, gen) {
@@ -703,6 +712,7 @@ class Controller {
     const pc = this.pc;
     this.pc = null;
     this.sender = null;
+    this.receiver = null;
     clearInterval(this.pageStatsTimer);
     this.pageStatsTimer = null;
     this.lastPageStats = null;
