@@ -17,7 +17,7 @@ import pytest
 import traitlets
 from PIL import Image
 
-from decart_nb import ErrorCode, Session
+from decart_nb import DecartNBError, ErrorCode, Session
 from decart_nb.state import GenerationState
 from decart_nb.widgets import panel as panel_module
 from decart_nb.widgets.panel import ControlPanel
@@ -282,6 +282,23 @@ def test_the_badge_has_a_text_and_a_class_per_state() -> None:
         assert f".dnb-badge-{state} {{" in css
     assert "var(--jp-" in css
     panel.close()
+
+
+def test_after_a_camera_failure_the_badge_says_the_session_waits_for_a_camera() -> None:
+    s = Session(source="camera")
+    panel = s.panel
+    s.connect()  # a camera session waits for the page's offer: "connecting"
+    try:
+        assert wait_until(lambda: "connecting" in panel.badge.value)
+        assert "no camera" not in panel.badge.value
+        s._report_error(DecartNBError(ErrorCode.CAMERA_PERMISSION_DENIED, "denied"))
+        assert wait_until(lambda: "connecting: no camera" in panel.badge.value)
+        assert "CAMERA_PERMISSION_DENIED" in panel.badge.value  # the badge's title says why
+        s._events.emit("connection_change", "connected")  # the camera worked on a retry
+        assert wait_until(lambda: "no camera" not in panel.badge.value and "connected" in panel.badge.value)
+    finally:
+        panel.close()
+        s.disconnect()
 
 
 def test_the_panel_follows_a_real_session(no_leaked_threads: None) -> None:

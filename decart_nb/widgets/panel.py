@@ -65,6 +65,7 @@ class ControlPanel(w.VBox):
         self._syncing = False
         self._closed = False
         self._errors: deque[DecartNBError] = deque(session.errors, maxlen=50)
+        self._camera_error: str | None = None  # the code of a camera failure the session waits out
         self._failures: deque[CallbackFailure] = deque(session.callback_failures, maxlen=20)
         self._submitted_at = -1e9
         self._state_sender = Debouncer(self._send_state, PROMPT_DEBOUNCE_S, "decart_nb-panel-set")
@@ -299,6 +300,9 @@ class ControlPanel(w.VBox):
             self.timer.value = self._timer_html(payload.seconds)
         elif event == "error" and isinstance(payload, DecartNBError):
             self._add_error(payload, logged=True)
+            if payload.code.startswith("CAMERA_"):
+                self._camera_error = payload.code
+                self._show_state(self._session.state)
         elif event == "callback_failure" and isinstance(payload, CallbackFailure):
             with self._view_lock:
                 self._failures.append(payload)
@@ -308,7 +312,9 @@ class ControlPanel(w.VBox):
 
     def _show_state(self, state: str) -> None:
         with self._view_lock:
-            self.badge.value = badge_html(state)
+            if state != "connecting":  # the camera works now (or the session stopped waiting)
+                self._camera_error = None
+            self.badge.value = badge_html(state, self._camera_error)
             for other in STATES:
                 self.badge.remove_class(f"dnb-state-{other}")
             self.badge.add_class(f"dnb-state-{state}")

@@ -29,8 +29,11 @@ SHOWN_ERRORS = 5
 SHOWN_FAILURES = 3
 
 
-def badge_html(state: str) -> str:
-    return f'<span class="dnb-badge dnb-badge-{html.escape(state)}"><i></i>{html.escape(state)}</span>'
+def badge_html(state: str, camera_error: str | None = None) -> str:
+    """The state's badge; while connecting after a camera failure it says what it waits for."""
+    text = f"{state}: no camera" if state == "connecting" and camera_error else state
+    title = f' title="waiting for a working camera ({html.escape(camera_error)})"' if text != state else ""
+    return f'<span class="dnb-badge dnb-badge-{html.escape(state)}"{title}><i></i>{html.escape(text)}</span>'
 
 
 def format_seconds(seconds: float) -> str:
