@@ -31,8 +31,10 @@ SHOWN_FAILURES = 3
 
 def badge_html(state: str, camera_error: str | None = None) -> str:
     """The state's badge; while connecting after a camera failure it says what it waits for."""
-    text = f"{state}: no camera" if state == "connecting" and camera_error else state
-    title = f' title="waiting for a working camera ({html.escape(camera_error)})"' if text != state else ""
+    text, title = state, ""
+    if state == "connecting" and camera_error:
+        text = f"{state}: no camera"
+        title = f' title="waiting for a working camera ({html.escape(camera_error)})"'
     return f'<span class="dnb-badge dnb-badge-{html.escape(state)}"{title}><i></i>{html.escape(text)}</span>'
 
 
