@@ -134,10 +134,8 @@ class FrameEngine(Engine):
         self._last_error: tuple[str, float] = ("", 0.0)
 
     def process(self, frame: av.VideoFrame, state: GenerationState) -> av.VideoFrame:
-        """Transform one frame (runs in the worker thread). A staged engine gets its three steps."""
-        if not self.staged:
-            raise NotImplementedError(f"{type(self).__name__} must override process() or be staged")
-        return self.finish(self.infer(self.prepare(frame), state), frame)
+        """Transform one frame (runs in the worker thread); `run_one` is the whole frame's path."""
+        raise NotImplementedError(f"{type(self).__name__} must override process(), or infer() when staged")
 
     def prepare(self, frame: av.VideoFrame) -> Any:
         """Work that needs only the frame; a staged engine does it as each frame arrives."""
