@@ -79,6 +79,9 @@ def test_a_dropped_camera_reports_reconnecting_then_recovers_on_a_new_offer() ->
             await second.connect(session)
             await second.wait_frames(5)
             assert await asyncio.to_thread(wait_until, lambda: session.state == "generating")
+            # The user disconnects first, then the page closes: closing the page first would
+            # rightly report `reconnecting` again before the `with` exit disconnects.
+            await asyncio.to_thread(session.disconnect)
             await second.close()
 
     asyncio.run(scenario())
