@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from decart_nb import Session
@@ -29,6 +29,7 @@ class BrowserPeer:
     """Offers (sending `send` if given, receiving the output) and records what comes back."""
 
     send: MediaStreamTrack | None = None
+    codec: str | None = None  # e.g. "video/H264": offer only that codec, as a page can
     frames: list[Received] = field(default_factory=list)
     keep: av.VideoFrame | None = None
 
@@ -41,6 +42,10 @@ class BrowserPeer:
             self.pc.addTrack(self.send)
         else:
             self.pc.addTransceiver("video", direction="recvonly")
+        if self.codec is not None:
+            caps = RTCRtpSender.getCapabilities("video").codecs
+            for transceiver in self.pc.getTransceivers():
+                transceiver.setCodecPreferences([c for c in caps if c.mimeType == self.codec])
         self.pc.on("track", self._on_track)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         answer = await asyncio.to_thread(session.answer, self.pc.localDescription.sdp)

@@ -19,6 +19,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamTrack
 
 from ..errors import DecartNBError, ErrorCode
+from .encoder import use_output_encoder
 from .jitter import complete_frames_on_marker
 from .sdp import raise_start_bitrate
 
@@ -92,6 +93,9 @@ class KernelPeer:
         if self._output is not None:
             self.pc.addTrack(self._output)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
+        for transceiver in video:
+            if transceiver.sender.track is not None:
+                use_output_encoder(transceiver)
         return raise_start_bitrate(self.pc.localDescription.sdp)
 
     def _prefer_codec(self, transceiver: Any) -> None:
