@@ -23,6 +23,7 @@ from .media.recorder import record as record_clip
 from .models import ModelSpec, realtime
 from .pipeline import Pipeline
 from .rtc.peer import CODECS, KernelPeer, ice_servers_from
+from .rtc.watch import CameraWatch, Verdict
 from .state import GenerationState, validate_prompt
 
 __all__ = ["Session", "ConnectionState"]
@@ -103,6 +104,7 @@ class Session:
         self._generating_since: float | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._give_up: asyncio.TimerHandle | None = None
+        self._watch: asyncio.Task[None] | None = None  # CameraWatch.run of the camera peer
         self._holds_loop = False
         self.errors: deque[DecartNBError] = deque(maxlen=50)
         self._views: dict[str, Any] = {}
@@ -259,6 +261,7 @@ class Session:
 
     async def _close_async(self) -> None:
         self._stop_ticks()
+        self._stop_watch()
         if self._give_up is not None:
             self._give_up.cancel()
             self._give_up = None
@@ -324,7 +327,7 @@ class Session:
             new = self._new_state(*build(self._state))
             if self._pipeline is not None:
                 try:
-                    _loop.run(self._engine.apply(new), timeout=timeout)
+                    _loop.run(self._apply_on_loop(new), timeout=timeout)
                 except Exception as exc:
                     if isinstance(exc, DecartNBError):
                         raise
@@ -332,6 +335,12 @@ class Session:
                         ErrorCode.ENGINE_ERROR, f"The {self._engine.name} engine rejected the state: {exc!r}"
                     ) from exc
             self._state = new
+
+    async def _apply_on_loop(self, new: GenerationState) -> None:
+        # Recorded in the same step as the acknowledgement: a Ctrl-C that lands after the engine
+        # took the state but before the caller's thread woke up leaves the two agreeing.
+        await self._engine.apply(new)
+        self._state = new
 
     # -- output -----------------------------------------------------------------------------
     def snapshot(self, timeout: float = 5.0) -> Image.Image:
@@ -459,6 +468,7 @@ class Session:
 
     async def _use_camera_peer(self, peer: KernelPeer) -> None:
         old, self._camera_peer = self._camera_peer, peer
+        self._stop_watch()
         if old is not None and old is not peer:
             self._peers.discard(old)
             await old.close()
@@ -471,11 +481,40 @@ class Session:
             asyncio.get_running_loop().create_task(peer.close())
         if peer is not self._camera_peer:
             return
+        if state == "connected":
+            self._watch_camera(peer)
         if state == "connected" and self._conn in ("connecting", "reconnecting"):
             self._cancel_give_up()
             self._set_conn("connected")
         elif state in ("failed", "closed", "disconnected") and not peer.closed_by_us:
             self.peer_lost()
+
+    def _watch_camera(self, peer: KernelPeer) -> None:
+        self._stop_watch()
+        watch = CameraWatch(peer, self._frames_in, self._camera_verdict)
+        self._watch = asyncio.get_running_loop().create_task(watch.run())
+
+    def _stop_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+
+    def _frames_in(self) -> int:
+        return 0 if self._pipeline is None else self._pipeline.stats.frames_in
+
+    def _camera_verdict(self, peer: KernelPeer, verdict: Verdict) -> None:
+        """The camera peer went silent (gone without a goodbye), its camera stopped sending, or
+        it came back: the state says so at once instead of after ICE's 30 s consent expiry."""
+        if peer is not self._camera_peer:
+            return
+        if verdict == "silent":
+            self.peer_lost()
+        elif verdict == "stalled" and self._conn == "generating" and not self._engine.owns_connection_state:
+            self._stop_ticks()
+            self._set_conn("connected")  # connected, but nothing to transform
+        elif verdict == "flowing" and self._conn == "reconnecting":
+            self._cancel_give_up()
+            self._set_conn("connected")  # the same peer was heard from again
 
     def peer_lost(self) -> None:
         """The camera's connection dropped: report `reconnecting` and wait for a new offer

@@ -108,6 +108,7 @@ class _Job:
     version: int = -1
     model_ms: float = 0.0
     failed: bool = False  # a step raised (and reported): the input passes through
+    seq: int = 0  # the frame's place in the stream, to tell one burst of failures from the next
 
 
 class FrameEngine(Engine):
@@ -132,6 +133,10 @@ class FrameEngine(Engine):
         self._inbox: ThreadMailbox[av.VideoFrame] | None = None
         self._own_slot: InputSlot | None = None
         self._last_error: tuple[str, float] = ("", 0.0)
+        self._seq = 0  # frames taken (prepare step's thread)
+        self._failed_seq = -1  # the newest frame that failed
+        self._burst_over = True  # a frame after the newest failure went through: the next is news
+        self._burst_lock = threading.Lock()  # the steps' threads fail and succeed in any order
 
     def process(self, frame: av.VideoFrame, state: GenerationState) -> av.VideoFrame:
         """Transform one frame (runs in the worker thread); `run_one` is the whole frame's path."""
@@ -226,7 +231,8 @@ class FrameEngine(Engine):
 
     def _prepare_job(self, frame: av.VideoFrame) -> _Job:
         meta_of(frame)  # gives t_in to a frame that comes from outside a pipeline
-        job = _Job(frame)
+        self._seq += 1
+        job = _Job(frame, seq=self._seq)
         if self.staged:
             try:
                 job.prepared = self.prepare(frame)
@@ -255,6 +261,9 @@ class FrameEngine(Engine):
                 out = self.finish(job.result, frame)
             except Exception as exc:  # noqa: BLE001 - reported as an error event, stream goes on
                 self._fail(job, exc)
+        if not job.failed:
+            with self._burst_lock:
+                self._burst_over = self._burst_over or job.seq > self._failed_seq
         if self.preserve_stamp and out is not frame and out.format.name == "yuv420p":
             copy_stamp(luma_view(frame), luma_view(out))
         if out is not frame:
@@ -265,13 +274,16 @@ class FrameEngine(Engine):
         return out
 
     def _fail(self, job: _Job, exc: Exception) -> None:
-        self._report(exc)
+        with self._burst_lock:
+            new_burst, self._burst_over = self._burst_over, False
+            self._failed_seq = max(self._failed_seq, job.seq)
+        self._report(exc, new_burst)
         job.failed = True
 
-    def _report(self, exc: Exception) -> None:
+    def _report(self, exc: Exception, new_burst: bool = True) -> None:
         text = f"{type(exc).__name__}: {exc}"
         now = time.monotonic()
-        if text == self._last_error[0] and now - self._last_error[1] < _ERROR_REPEAT_S:
+        if not new_burst and text == self._last_error[0] and now - self._last_error[1] < _ERROR_REPEAT_S:
             return
         self._last_error = (text, now)
         error = (

@@ -117,6 +117,13 @@ class KernelPeer:
     async def _state_changed(self) -> None:
         self._on_state(self, self.state)
 
+    async def packets_received(self) -> int:
+        """RTP and RTCP packets received so far (what CameraWatch reads to tell a live peer)."""
+        if self.pc.connectionState == "closed":
+            return 0
+        report = await self.pc.getStats()
+        return sum(int(getattr(s, "packetsReceived", 0)) for s in report.values() if s.type == "transport")
+
     async def close(self) -> None:
         self.closed_by_us = True
         await self.pc.close()
