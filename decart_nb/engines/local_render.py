@@ -1,23 +1,27 @@
 """The local model's renderer: a Look applied to yuv420p planes with numpy, in reused buffers.
 
-Per frame it only indexes 256-entry tables (np.take), compares, adds and takes minima of uint8
-planes: a 1280x720 frame costs a few milliseconds on one core (bench/styles.py measures it).
-Chroma stays at half resolution throughout; no RGB conversion happens per frame.
+Per frame it only looks up tables (two pixels at a time, local_lut.py), compares, adds and takes
+minima of uint8 planes: a 1280x720 frame costs a few milliseconds on one core (bench/styles.py
+measures it). Chroma stays at half resolution throughout; no RGB conversion happens per frame.
+Shifts along a row run over the flattened plane: one long contiguous pass instead of one short,
+unaligned pass per row. Where a shift wraps from one row into the next it only touches the
+border columns, which each step then sets as the row-by-row version would.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
+from .local_lut import lut
 from .local_tables import LookTables, Maps
 from .styles import Look
 
 __all__ = ["Planes", "Scratch", "render", "blend", "apply_luts"]
 
 U8 = np.uint8
+_BAND = 96  # rows per band (blur, blend): a band's uint16 sums at 1280 wide are 240 KiB each
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
+Accs = tuple[np.ndarray, np.ndarray, np.ndarray]  # uint16 sums for a box blur
 
 
 class Scratch:
@@ -29,13 +33,18 @@ class Scratch:
         self.src, self.blur, self.tone, self.out = (np.empty((h, w), U8) for _ in range(4))
         self.e, self.t1, self.t2 = (np.empty((h, w), U8) for _ in range(3))
         self.mask = np.empty((h, w), np.bool_)
-        self.acc1, self.acc2 = np.empty((h, w), np.uint16), np.empty((h, w), np.uint16)
+        self.accs = _sums(h, w)
         self.usrc, self.vsrc, self.u, self.v = (np.empty((ch, cw), U8) for _ in range(4))
+        self.ublur, self.vblur = np.empty((ch, cw), U8), np.empty((ch, cw), U8)
         # where the reference-image tables write before a strength blend
         self.steered = (np.empty((h, w), U8), np.empty((ch, cw), U8), np.empty((ch, cw), U8))
-        self.c16a, self.c16b = np.empty((ch, cw), np.int16), np.empty((ch, cw), np.int16)
-        self.cacc1, self.cacc2 = np.empty((ch, cw), np.uint16), np.empty((ch, cw), np.uint16)
-        self.blend_accs = ((self.acc1, self.acc2), (self.cacc1, self.cacc2), (self.cacc1, self.cacc2))
+        self.uv = np.empty((ch, cw), np.uint16)  # U * 256 + V, to index a rotation's tables
+        self.caccs = _sums(ch, cw)
+        self.blend_accs = (self.accs[:2], self.caccs[:2], self.caccs[:2])
+
+
+def _sums(h: int, w: int) -> Accs:
+    return np.empty((h, w), np.uint16), np.empty((h, w), np.uint16), np.empty((h, w), np.uint16)
 
 
 def render(
@@ -49,45 +58,47 @@ def render(
             _blocks(v, look.pixel // 2, s.vsrc),
         )
     if look.blur > 0:
-        y = _box(y, look.blur, s.blur, s.acc1, s.acc2)
-    yt = np.take(t.tone, y, out=s.tone)
+        y = _box(y, look.blur, s.blur, s.accs)
+    elif not y.flags.c_contiguous:  # a padded frame plane: the row shifts need one flat run
+        np.copyto(s.src, y)
+        y = s.src
+    yt = lut(t.tone, y, s.tone)
     if t.edge_dark is not None or t.edge_glow is not None:
         _outline(y, yt, t, look.thick_edges, s)
     if t.pal_y is not None and t.pal_u is not None and t.pal_v is not None:
         half = yt[::2, ::2]
         uo, vo = np.take(t.pal_u, half, out=s.u), np.take(t.pal_v, half, out=s.v)
-        yo = np.take(t.pal_y, yt, out=s.out)
+        yo = lut(t.pal_y, yt, s.out)
     else:
         yo = yt
         uo, vo = _chroma(u, v, t, s)
     if look.chroma_blur > 0:
-        uo = _box(uo, look.chroma_blur, uo, s.cacc1, s.cacc2)
-        vo = _box(vo, look.chroma_blur, vo, s.cacc1, s.cacc2)
+        uo = _box(uo, look.chroma_blur, s.ublur, s.caccs)
+        vo = _box(vo, look.chroma_blur, s.vblur, s.caccs)
     _texture(y, yo, maps, s)
     return yo, uo, vo
 
 
 def _chroma(u: np.ndarray, v: np.ndarray, t: LookTables, s: Scratch) -> tuple[np.ndarray, np.ndarray]:
     if t.u_lut is not None and t.v_lut is not None:
-        return np.take(t.u_lut, u, out=s.u), np.take(t.v_lut, v, out=s.v)
-    assert t.u_a is not None and t.u_b is not None and t.v_a is not None and t.v_b is not None
-    assert t.post is not None
-    a, b = s.c16a, s.c16b
-    np.add(np.take(t.u_a, u, out=a), np.take(t.u_b, v, out=b), out=a)
-    uo = np.take(t.post, a, out=s.u, mode="clip")
-    np.add(np.take(t.v_a, v, out=a), np.take(t.v_b, u, out=b), out=a)
-    vo = np.take(t.post, a, out=s.v, mode="clip")
-    return uo, vo
+        return lut(t.u_lut, u, s.u), lut(t.v_lut, v, s.v)
+    assert t.u_mix is not None and t.v_mix is not None
+    # a rotation mixes the planes: one 65536-entry table per plane, indexed by U * 256 + V
+    uv = s.uv
+    np.multiply(u, 256, out=uv, dtype=np.uint16)
+    np.add(uv, v, out=uv)
+    return np.take(t.u_mix, uv, out=s.u, mode="clip"), np.take(t.v_mix, uv, out=s.v, mode="clip")
 
 
 def _outline(src: np.ndarray, yt: np.ndarray, t: LookTables, thick: bool, s: Scratch) -> None:
     """Darken (ink) and/or brighten (glow) `yt` along the source's luma edges."""
     e, t1, t2 = s.e, s.t1, s.t2
+    fs, fe, f1 = src.reshape(-1), e.reshape(-1), t1.reshape(-1)  # flat runs (src is C-contiguous)
     # |dx| and |dy| across two pixels (a blurred step still shows), without leaving uint8:
     # max(a, b) - min(a, b)
-    np.maximum(src[:, 2:], src[:, :-2], out=e[:, 1:-1])
-    np.minimum(src[:, 2:], src[:, :-2], out=t1[:, 1:-1])
-    np.subtract(e[:, 1:-1], t1[:, 1:-1], out=e[:, 1:-1])
+    np.maximum(fs[2:], fs[:-2], out=fe[1:-1])
+    np.minimum(fs[2:], fs[:-2], out=f1[1:-1])
+    np.subtract(fe[1:-1], f1[1:-1], out=fe[1:-1])
     e[:, 0] = e[:, -1] = 0
     np.maximum(src[2:], src[:-2], out=t1[1:-1])
     np.minimum(src[2:], src[:-2], out=t2[1:-1])
@@ -95,16 +106,16 @@ def _outline(src: np.ndarray, yt: np.ndarray, t: LookTables, thick: bool, s: Scr
     t1[0] = t1[-1] = 0
     np.maximum(e, t1, out=e)
     if thick:  # dilate by one pixel right and down
-        np.maximum(e[:, 1:], e[:, :-1], out=t1[:, 1:])
+        np.maximum(fe[1:], fe[:-1], out=f1[1:])
         t1[:, 0] = e[:, 0]
         np.maximum(t1[1:], t1[:-1], out=e[1:])
         e[0] = t1[0]
     if t.edge_dark is not None:
-        np.take(t.edge_dark, e, out=t1)
+        lut(t.edge_dark, e, t1)
         np.minimum(yt, t1, out=t1)
         np.subtract(yt, t1, out=yt)
     if t.edge_glow is not None:
-        np.take(t.edge_glow, e, out=t1)
+        lut(t.edge_glow, e, t1)
         np.subtract(255, yt, out=t2)
         np.minimum(t1, t2, out=t1)
         np.add(yt, t1, out=yt)
@@ -126,30 +137,47 @@ def _texture(src: np.ndarray, yo: np.ndarray, maps: Maps, s: Scratch) -> None:
         np.subtract(yo, t1, out=yo)
 
 
-@lru_cache(maxsize=16)
-def _divide_table(n: int) -> np.ndarray:
-    return (np.arange(255 * n + 1) // n).astype(U8)
-
-
-def _box(src: np.ndarray, r: int, dst: np.ndarray, acc1: np.ndarray, acc2: np.ndarray) -> np.ndarray:
-    """A (2r+1)^2 box blur in uint16 sums; the r-pixel border keeps the source (no dark frame)."""
+def _box(src: np.ndarray, r: int, dst: np.ndarray, accs: Accs) -> np.ndarray:
+    """A (2r+1)^2 box blur in uint16 sums; the r-pixel border keeps the source (no dark frame).
+    Bands of _BAND output rows keep the sums in the core's cache. Not in place: a band reads
+    source rows that the band above has written."""
+    assert dst is not src
     h, w = src.shape
     if h <= 2 * r or w <= 2 * r:
         np.copyto(dst, src)
         return dst
-    np.copyto(acc1, src)
-    for k in range(1, r + 1):
-        np.add(acc1[:, k:], src[:, :-k], out=acc1[:, k:])
-        np.add(acc1[:, :-k], src[:, k:], out=acc1[:, :-k])
-    np.copyto(acc2, acc1)
-    for k in range(1, r + 1):
-        np.add(acc2[k:], acc1[:-k], out=acc2[k:])
-        np.add(acc2[:-k], acc1[k:], out=acc2[:-k])
-    inner = (slice(r, h - r), slice(r, w - r))
-    if dst is not src:
-        np.copyto(dst, src)
-    np.take(_divide_table((2 * r + 1) ** 2), acc2[inner], out=dst[inner])
+    if not src.flags.c_contiguous:  # a padded frame plane: the flat runs need one block
+        src = np.ascontiguousarray(src)
+    flat, area = src.reshape(-1), (2 * r + 1) ** 2
+    pairs, rows, sums = (acc.reshape(-1) for acc in accs)
+    for top in range(r, h - r, _BAND):
+        bottom = min(top + _BAND, h - r)
+        band = flat[(top - r) * w : (bottom + r) * w]  # the output rows and r rows either side
+        n = band.size
+        _window(band, r, 1, pairs[:n], rows[:n])  # along each row
+        _window(rows[:n], r, w, pairs[:n], sums[:n])  # then down each column
+        inner = sums[r * w : n - r * w]
+        np.floor_divide(inner, area, out=inner)  # exact, and vectorised for a constant divisor
+        np.copyto(dst[top:bottom, r : w - r], inner.reshape(bottom - top, w)[:, r : w - r], casting="unsafe")
+    _copy_border(src, dst, r)
     return dst
+
+
+def _window(x: np.ndarray, r: int, step: int, pairs: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = x[i - r*step] + ... + x[i + r*step] (flat arrays, for every i with all 2r+1 terms):
+    sums of neighbouring pairs first, so 2r+1 terms take r+1 additions instead of 2r."""
+    n = x.size
+    np.add(x[: n - step], x[step:], out=pairs[: n - step], dtype=np.uint16)
+    span = out[r * step : n - r * step]
+    np.add(pairs[: span.size], x[2 * r * step :], out=span, dtype=np.uint16)
+    for m in range(1, r):
+        np.add(span, pairs[2 * m * step : 2 * m * step + span.size], out=span)
+
+
+def _copy_border(src: np.ndarray, dst: np.ndarray, r: int) -> None:
+    h, w = src.shape
+    dst[:r], dst[h - r :] = src[:r], src[h - r :]
+    dst[r : h - r, :r], dst[r : h - r, w - r :] = src[r : h - r, :r], src[r : h - r, w - r :]
 
 
 def _blocks(src: np.ndarray, b: int, out: np.ndarray) -> np.ndarray:
@@ -176,16 +204,20 @@ def _blocks(src: np.ndarray, b: int, out: np.ndarray) -> np.ndarray:
 def apply_luts(
     planes: tuple[np.ndarray, ...], luts: tuple[np.ndarray, ...], outs: tuple[np.ndarray, ...]
 ) -> None:
-    for plane, lut, out in zip(planes, luts, outs, strict=True):
-        np.take(lut, plane, out=out)
+    for plane, table, out in zip(planes, luts, outs, strict=True):
+        lut(table, plane, out)
 
 
 def blend(
     a: np.ndarray, b: np.ndarray, weight: int, out: np.ndarray, acc1: np.ndarray, acc2: np.ndarray
 ) -> None:
-    """out = (a * (256 - weight) + b * weight) >> 8, in uint16 (weight in 0..256)."""
-    np.multiply(a, 256 - weight, out=acc1, dtype=np.uint16)
-    np.multiply(b, weight, out=acc2, dtype=np.uint16)
-    np.add(acc1, acc2, out=acc1)
-    np.right_shift(acc1, 8, out=acc1)
-    np.copyto(out, acc1, casting="unsafe")
+    """out = (a * (256 - weight) + b * weight) >> 8, in uint16 (weight in 0..256). In bands of
+    _BAND rows, so that the five passes find their data in the core's own cache."""
+    for top in range(0, a.shape[0], _BAND):
+        rows = slice(top, top + _BAND)
+        a16, b16 = acc1[: a[rows].shape[0]], acc2[: a[rows].shape[0]]
+        np.multiply(a[rows], 256 - weight, out=a16, dtype=np.uint16)
+        np.multiply(b[rows], weight, out=b16, dtype=np.uint16)
+        np.add(a16, b16, out=a16)
+        np.right_shift(a16, 8, out=a16)
+        np.copyto(out[rows], a16, casting="unsafe")

@@ -70,8 +70,8 @@ def _palette(anchors: tuple[tuple[int, int, int], ...]) -> tuple[np.ndarray, np.
 @dataclass(frozen=True)
 class LookTables:
     """256-entry tables. With a palette, `pal_*` map the toned luma to the output pixel; otherwise
-    chroma goes through `u_a[U] + u_b[V]` then `post` (or the single-plane `u_lut` when there is
-    no hue rotation)."""
+    chroma goes through the single-plane `u_lut` and `v_lut`, or, when the hue rotates (which
+    mixes the planes), through the 65536-entry `u_mix[U * 256 + V]` and `v_mix`."""
 
     tone: np.ndarray
     edge_dark: np.ndarray | None
@@ -81,11 +81,8 @@ class LookTables:
     pal_v: np.ndarray | None = None
     u_lut: np.ndarray | None = None
     v_lut: np.ndarray | None = None
-    u_a: np.ndarray | None = None
-    u_b: np.ndarray | None = None
-    v_a: np.ndarray | None = None
-    v_b: np.ndarray | None = None
-    post: np.ndarray | None = None
+    u_mix: np.ndarray | None = None
+    v_mix: np.ndarray | None = None
 
 
 def _edge_table(strength: float, threshold: int, top: float) -> np.ndarray | None:
@@ -95,7 +92,7 @@ def _edge_table(strength: float, threshold: int, top: float) -> np.ndarray | Non
     return _u8(ramp * strength * top / 255.0)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)  # a rotating look holds two 64 KiB tables
 def look_tables(look: Look) -> LookTables:
     edge_dark = _edge_table(look.edges, look.edge_threshold, 230.0)
     edge_glow = _edge_table(look.glow, look.edge_threshold, 255.0)
@@ -110,24 +107,23 @@ def look_tables(look: Look) -> LookTables:
         u = _posterize_chroma(128.0 + s * (_X - 128.0) + tu, look.chroma_levels)
         v = _posterize_chroma(128.0 + s * (_X - 128.0) + tv, look.chroma_levels)
         return LookTables(tone, edge_dark, edge_glow, u_lut=_u8(u), v_lut=_u8(v))
-    # Rotation mixes the planes: U' = post[u_a[U] + u_b[V]], V' = post[v_a[V] + v_b[U]].
+    # Rotation mixes the planes: U' = post[u_a[U] + u_b[V]], V' = post[v_a[V] + v_b[U]] (each
+    # term rounded on its own), tabulated for every (U, V): one lookup per pixel and plane.
     cos, sin = math.cos(math.radians(look.hue)), math.sin(math.radians(look.hue))
     c = _X - 128.0
     sums = np.arange(2 * CHROMA_OFFSET, dtype=np.float64) - CHROMA_OFFSET
     post = _u8(_posterize_chroma(np.clip(sums, 0, 255), look.chroma_levels))
 
-    def i16(values: np.ndarray) -> np.ndarray:
-        return np.rint(values).astype(np.int16)
+    def mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # [U, V] -> post[a[U] + b[V]]
+        total = np.rint(a)[:, None] + np.rint(b)[None, :]
+        return np.take(post, total.astype(np.intp).reshape(-1), mode="clip")
 
     return LookTables(
         tone,
         edge_dark,
         edge_glow,
-        u_a=i16(CHROMA_OFFSET + 128.0 + tu + s * cos * c),
-        u_b=i16(-s * sin * c),
-        v_a=i16(CHROMA_OFFSET + 128.0 + tv + s * cos * c),
-        v_b=i16(s * sin * c),
-        post=post,
+        u_mix=mix(CHROMA_OFFSET + 128.0 + tu + s * cos * c, -s * sin * c),
+        v_mix=mix(s * sin * c, CHROMA_OFFSET + 128.0 + tv + s * cos * c),
     )
 
 
