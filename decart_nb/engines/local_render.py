@@ -35,7 +35,7 @@ class Scratch:
         self.mask = np.empty((h, w), np.bool_)
         self.accs = _sums(h, w)
         self.usrc, self.vsrc, self.u, self.v = (np.empty((ch, cw), U8) for _ in range(4))
-        self.ublur, self.vblur = np.empty((ch, cw), U8), np.empty((ch, cw), U8)
+        self.ublur, self.vblur, self.half = (np.empty((ch, cw), U8) for _ in range(3))
         # where the reference-image tables write before a strength blend
         self.steered = (np.empty((h, w), U8), np.empty((ch, cw), U8), np.empty((ch, cw), U8))
         self.uv = np.empty((ch, cw), np.uint16)  # U * 256 + V, to index a rotation's tables
@@ -66,8 +66,9 @@ def render(
     if t.edge_dark is not None or t.edge_glow is not None:
         _outline(y, yt, t, look.thick_edges, s)
     if t.pal_y is not None and t.pal_u is not None and t.pal_v is not None:
-        half = yt[::2, ::2]
-        uo, vo = np.take(t.pal_u, half, out=s.u), np.take(t.pal_v, half, out=s.v)
+        half = s.half  # one luma sample per chroma pixel, contiguous so that lut() takes pairs
+        np.copyto(half, yt[::2, ::2])
+        uo, vo = lut(t.pal_u, half, s.u), lut(t.pal_v, half, s.v)
         yo = lut(t.pal_y, yt, s.out)
     else:
         yo = yt
