@@ -20,12 +20,17 @@ from typing import Any
 
 from .errors import DecartNBError, ErrorCode
 
-__all__ = ["EventHub", "GenerationTick", "CallbackFailure", "EVENT_NAMES"]
+__all__ = ["EventHub", "GenerationTick", "QueuePosition", "GenerationEnded", "CallbackFailure", "EVENT_NAMES"]
 
 logger = logging.getLogger("decart_nb")
 
-EVENT_NAMES = ("connection_change", "error", "generation_tick")
-_ALIASES = {"connectionChange": "connection_change", "generationTick": "generation_tick"}
+EVENT_NAMES = ("connection_change", "error", "generation_tick", "queue_position", "generation_ended")
+_ALIASES = {
+    "connectionChange": "connection_change",
+    "generationTick": "generation_tick",
+    "queuePosition": "queue_position",
+    "generationEnded": "generation_ended",
+}
 HOLD_SECONDS = 1.0
 _QUEUE_LIMIT = 1024  # events are rare (ticks once a second); a full queue means a stuck callback
 
@@ -35,6 +40,23 @@ class GenerationTick:
     """The running (billed, for Decart) duration of generation, in seconds."""
 
     seconds: float
+
+
+@dataclass(frozen=True)
+class QueuePosition:
+    """Decart's place in the queue while it waits for capacity (JS SDK: `queuePosition`)."""
+
+    position: int
+    queue_size: int
+
+
+@dataclass(frozen=True)
+class GenerationEnded:
+    """Decart stopped generating: billed `seconds` and the `reason` (disconnect, timeout,
+    moderation_violation, error, insufficient_credits, ...; JS SDK: `generationEnded`)."""
+
+    seconds: int
+    reason: str
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from PIL import Image
 from . import _loop
 from .engines import Engine, FrameEngine, make_engine
 from .errors import DecartNBError, ErrorCode
-from .events import CallbackFailure, EventHub, GenerationTick
+from .events import CallbackFailure, EventHub, GenerationEnded, GenerationTick, QueuePosition
 from .images import ImageInput, load_image
 from .media.frames import to_rgb
 from .media.recorder import record as record_clip
@@ -36,6 +36,7 @@ Mirror = bool | Literal["auto"]
 SET_TIMEOUT_S = 30.0  # Decart: set() waits 30 s for the acknowledgement
 PROMPT_TIMEOUT_S = 15.0  # Decart: set_prompt() waits 15 s
 CONNECT_TIMEOUT_S = 30.0
+GUARD_MARGIN_S = 5.0  # beyond an engine's own timeout (see Session._guard)
 # The page retries after 1, 2, 4 and 8 s (5 attempts); past this the kernel gives up.
 RECONNECT_GIVE_UP_S = 30.0
 _UNSET: Any = object()
@@ -87,6 +88,8 @@ class Session:
         if self._engine.owns_connection_state:  # Decart's cloud: its states and billed ticks
             self._engine.on_connection_change = self._on_engine_state
             self._engine.on_generation_tick = self._on_engine_tick
+            self._engine.on_queue_position = self._on_engine_queue
+            self._engine.on_generation_ended = self._on_engine_ended
         self._state = self._new_state(
             None if prompt is None else validate_prompt(prompt),
             None if image is None else load_image(image),
@@ -204,7 +207,7 @@ class Session:
         self._events.hold()
         self._set_conn("connecting")
         try:
-            _loop.run(self._start_pipeline(self._spec), timeout=CONNECT_TIMEOUT_S)
+            _loop.run(self._start_pipeline(self._spec), timeout=self._guard(self._engine.connect_timeout_s))
         except BaseException as exc:
             self._teardown_sync()
             self._events.release()
@@ -327,7 +330,9 @@ class Session:
             new = self._new_state(*build(self._state))
             if self._pipeline is not None:
                 try:
-                    _loop.run(self._apply_on_loop(new), timeout=timeout)
+                    _loop.run(
+                        self._apply_on_loop(new), timeout=self._guard(self._engine.apply_timeout_s, timeout)
+                    )
                 except Exception as exc:
                     if isinstance(exc, DecartNBError):
                         raise
@@ -335,6 +340,12 @@ class Session:
                         ErrorCode.ENGINE_ERROR, f"The {self._engine.name} engine rejected the state: {exc!r}"
                     ) from exc
             self._state = new
+
+    @staticmethod
+    def _guard(engine_s: float | None, own_s: float = CONNECT_TIMEOUT_S) -> float:
+        """One timeout per call: an engine that times its own calls (Decart's SDK) reports its own
+        timeout; the session waits beyond it only to end a call that never returns."""
+        return own_s if engine_s is None else engine_s + GUARD_MARGIN_S
 
     async def _apply_on_loop(self, new: GenerationState) -> None:
         # Recorded in the same step as the acknowledgement: a Ctrl-C that lands after the engine
@@ -416,7 +427,7 @@ class Session:
             if self._pipeline is None:
                 self._spec = spec
                 return
-            _loop.run(self._switch(spec), timeout=CONNECT_TIMEOUT_S)
+            _loop.run(self._switch(spec), timeout=self._guard(self._engine.connect_timeout_s))
 
     async def _switch(self, spec: ModelSpec) -> None:
         self._stop_ticks()
@@ -557,6 +568,12 @@ class Session:
 
     def _on_engine_tick(self, seconds: float) -> None:
         self._events.emit("generation_tick", GenerationTick(seconds=seconds))
+
+    def _on_engine_queue(self, position: int, queue_size: int) -> None:
+        self._events.emit("queue_position", QueuePosition(position=position, queue_size=queue_size))
+
+    def _on_engine_ended(self, seconds: int, reason: str) -> None:
+        self._events.emit("generation_ended", GenerationEnded(seconds=seconds, reason=reason))
 
     def _on_output_frame(self) -> None:
         if self._conn == "connected" and not self._engine.owns_connection_state:

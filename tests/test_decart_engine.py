@@ -186,7 +186,8 @@ def test_no_prompt_and_no_image_is_passthrough() -> None:
         probe = Probe()
         await probe.start(state(1, "anime", image=IMAGE))
         await probe.engine.apply(state(2))
-        assert probe.cloud.wire[-1] == {"type": "set_image", "image_data": None}
+        # The SDK's own passthrough message: an explicit null prompt (an absent one keeps it).
+        assert probe.cloud.wire[-1] == {"type": "set_image", "image_data": None, "prompt": None}
         assert (probe.cloud.prompt, probe.cloud.image) == (None, None)
         await probe.engine.stop()
 
@@ -216,9 +217,10 @@ def test_a_late_acknowledgement_is_a_timeout(who: str) -> None:
         probe = Probe()
         await probe.start(state(1, "anime"))
         probe.cloud.ack_delay_s = 10_000.0
-        if who == "engine":  # the SDK would wait forever: decart_nb's own deadline still holds
+        if who == "engine":  # the SDK would wait forever: decart_nb's backstop still ends the call
             probe.cloud.prompt_timeout_s = probe.cloud.update_timeout_s = 1e9
-            probe.engine.set_timeout_s = probe.engine.prompt_timeout_s = 0.2
+            probe.engine.set_timeout_s = probe.engine.prompt_timeout_s = 0.1
+            probe.engine.backstop_s = 0.1
         with pytest.raises(DecartNBError) as info:
             await probe.engine.apply(state(2, "sketch"))
         assert info.value.code == ErrorCode.WEBRTC_TIMEOUT_ERROR

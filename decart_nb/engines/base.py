@@ -68,6 +68,13 @@ class Engine(abc.ABC):
     on_error: Callable[[DecartNBError], None] = staticmethod(lambda error: None)  # type: ignore[assignment]
     on_connection_change: Callable[[str], None] = staticmethod(lambda state: None)  # type: ignore[assignment]
     on_generation_tick: Callable[[float], None] = staticmethod(lambda seconds: None)  # type: ignore[assignment]
+    on_queue_position: Callable[[int, int], None] = staticmethod(lambda position, size: None)  # type: ignore[assignment]
+    on_generation_ended: Callable[[int, str], None] = staticmethod(lambda seconds, reason: None)  # type: ignore[assignment]
+    #: Set by an engine that times its own acknowledgements and connects (Decart's SDK): the
+    #: longest apply() / start() can take. The session then only guards beyond it, so the
+    #: engine's own timeout (and its message) is the one the user sees.
+    apply_timeout_s: float | None = None
+    connect_timeout_s: float | None = None
 
     def bind(self, spec: ModelSpec) -> None:  # noqa: B027 - optional hook
         """Learn the model before start() (engines that connect to a named model use it)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import av
@@ -24,29 +24,58 @@ from ..models import ModelSpec, realtime
 from ..state import GenerationState
 from .base import Engine
 from .decart_errors import translate
-from .decart_sdk import DecartSDK, LocalFeed, guard_sdk_logs, load_sdk, resolve_key
+from .decart_sdk import DecartSDK, LocalFeed, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
 
-__all__ = ["DecartEngine", "SET_TIMEOUT_S", "PROMPT_TIMEOUT_S"]
+__all__ = ["DecartEngine", "SET_TIMEOUT_S", "PROMPT_TIMEOUT_S", "RESOLUTIONS", "SPEEDS", "CODECS"]
 
 logger = logging.getLogger("decart_nb")
 
 SET_TIMEOUT_S = 30.0  # Decart: set() and set_image() wait 30 s for the acknowledgement
 PROMPT_TIMEOUT_S = 15.0  # Decart: set_prompt() waits 15 s for the echo
+# The SDK times every acknowledgement itself and its message is the one users see; this margin
+# only ends a call that never returns at all.
+BACKSTOP_S = 5.0
+# After a reconnect the SDK waits up to 30 s for its own passthrough ack before the new session
+# starts; a set() in that window waits for the restore rather than racing it.
+SETTLE_TIMEOUT_S = 30.0
+# A connect is the SDK's: up to 5 attempts, each waiting 15 s for room info (a queue may be
+# longer), then acks (30 s), with backoff 1+2+4+8 s between attempts.
+CONNECT_TIMEOUT_S = 5 * 15.0 + 15.0 + 30.0
+RESOLUTIONS = ("720p", "1080p")
+SPEEDS = ("fast",)
+CODECS = ("h264", "vp9")
 
 
-def _ignore(_value: Any) -> None:
+def _ignore(*_values: Any) -> None:
     return None
+
+
+def _choice(name: str, value: object, allowed: tuple[str, ...], optional: bool = True) -> Any:
+    if (value is None and optional) or (isinstance(value, str) and value in allowed):
+        return value
+    raise DecartNBError(
+        ErrorCode.INVALID_INPUT,
+        f"{name} must be {' or '.join(repr(a) for a in allowed)}{' (or None)' if optional else ''}, "
+        f"not {value!r:.40}",
+    )
 
 
 class DecartEngine(Engine):
     """Decart's cloud. `api_key` (or DECART_API_KEY) is required; `model` is normally bound by
-    the Session; `sdk` is the seam the tests use (a fake with the real SDK's behaviour)."""
+    the Session; `base_url` (or DECART_REALTIME_BASE_URL) points at another realtime endpoint;
+    `resolution` ("720p"/"1080p"), `speed` ("fast") and `codec` ("h264"/"vp9") are Decart's
+    connect options; `sdk` is the seam the unit tests use."""
 
     name = "decart"
     #: The session takes connection states and generation ticks from this engine's hooks.
     owns_connection_state = True
     set_timeout_s = SET_TIMEOUT_S
     prompt_timeout_s = PROMPT_TIMEOUT_S
+    backstop_s = BACKSTOP_S
+    settle_timeout_s = SETTLE_TIMEOUT_S
+    #: The longest apply() can take: waiting out a restore, then the SDK's ack timeout.
+    apply_timeout_s = SETTLE_TIMEOUT_S + SET_TIMEOUT_S + BACKSTOP_S
+    connect_timeout_s = CONNECT_TIMEOUT_S
 
     def __init__(
         self,
@@ -54,16 +83,27 @@ class DecartEngine(Engine):
         *,
         model: str | ModelSpec | None = None,
         sdk: DecartSDK | None = None,
+        base_url: str | None = None,
+        resolution: str | None = None,
+        speed: str | None = None,
+        codec: str = "h264",
     ) -> None:
         self._key = resolve_key(api_key)
+        self.resolution = _choice("resolution", resolution, RESOLUTIONS)
+        self.speed = _choice("speed", speed, SPEEDS)
+        self.codec = _choice("codec", codec, CODECS, optional=False)
         self._sdk = sdk if sdk is not None else load_sdk()
+        self.base_url = resolve_base_url(base_url, self._sdk.base_url)
         guard_sdk_logs()
         self._spec: ModelSpec | None = realtime(model) if isinstance(model, str) else model
         #: Hooks for the session, called on the media loop.
         self.on_connection_change: Callable[[str], None] = _ignore
-        self.on_generation_tick: Callable[[float], None] = _ignore
+        self.on_generation_tick: Callable[[float], None] = _ignore  # called with the SDK's int
         #: The SDK's connection state, as last reported.
         self.state = "disconnected"
+        #: Decart's id of the current server session, and the token a viewer subscribes with.
+        self.session_id: str | None = None
+        self.subscribe_token: str | None = None
         self._applied = GenerationState()  # the state Decart acknowledged (or gets at connect)
         self._frames_version = -1  # the state version output frames are stamped with
         self._client: Any = None
@@ -73,6 +113,8 @@ class DecartEngine(Engine):
         self._lock = asyncio.Lock()
         self._connected = asyncio.Event()
         self._connected.set()
+        self._settled = asyncio.Event()  # set while no drop is waiting for its restore
+        self._sessions = 0  # server sessions started by this connect (1 + one per reconnect)
         self._live = False  # False while the SDK replays the events it buffered during connect
         self._stopping = False
         self._t0 = time.perf_counter()
@@ -95,9 +137,10 @@ class DecartEngine(Engine):
         if self._client is not None:
             await self.stop()
         spec = self._spec
-        self._stopping, self._live = False, False
+        self._stopping, self._live, self._sessions = False, False, 0
         # Fresh per connect: asyncio primitives bind to the loop that first waits on them.
-        self._lock, self._connected = asyncio.Lock(), asyncio.Event()
+        self._lock, self._connected, self._settled = asyncio.Lock(), asyncio.Event(), asyncio.Event()
+        self._settled.set()
         self._output = _OutputTrack()
         self._feed = feed = self._sdk.media.open_local(spec.width, spec.height)
         self._spawn("pump", self._forward(source, feed))
@@ -127,13 +170,19 @@ class DecartEngine(Engine):
                 model=self._sdk.model(spec.name),
                 on_remote_stream=self._on_remote_stream,
                 initial_state=self._initial_state(self._applied),
+                resolution=self.resolution,
+                preferred_video_codec=self.codec,
+                speed=self.speed,
             )
             return await self._sdk.connect(
-                base_url=self._sdk.base_url,
-                api_key=self._key.reveal(),
-                local_track=feed.track,
-                options=options,
+                self.base_url,
+                self._key.reveal(),
+                feed.track,
+                options,
                 integration=f"decart_nb/{__version__}",
+                on_session_started=self._on_session_started,
+                on_queue_position=self._on_queue_position,
+                on_generation_ended=self._on_generation_ended,
             )
         except Exception as exc:  # noqa: BLE001 - translated below, outside the except (no key in __context__)
             error = translate(exc, f"connect to Decart ({spec.name})", self._sdk, self._key)
@@ -156,6 +205,7 @@ class DecartEngine(Engine):
         feed, self._feed = self._feed, None
         output, self._output = self._output, None
         self.state = "disconnected"
+        self.session_id = self.subscribe_token = None
         if client is not None:
             await self._quietly(client.disconnect(), "disconnect from Decart")
         if feed is not None:
@@ -183,54 +233,70 @@ class DecartEngine(Engine):
         if self._client is None:
             self._applied = state  # sent as the initial state of the next connect
             return
-        if self.state in ("reconnecting", "disconnected"):
-            raise DecartNBError(
-                ErrorCode.NOT_CONNECTED,
-                f"Decart's connection is {self.state}: the state was not changed. Once it is back, "
-                "the latest state is restored by itself; set this one again then.",
-            )
+        await self._wait_settled()
         async with self._lock:
             await self._send(state, self._applied)
             self._applied = state
-            if self.state != "reconnecting":
-                self._frames_version = state.version
+            self._frames_version = state.version
+
+    async def _wait_settled(self) -> None:
+        """Refuse while Decart is away; once it reports itself back, wait for the restore."""
+        if self._settled.is_set():
+            return
+        if self.state in ("connected", "generating"):
+            try:
+                await asyncio.wait_for(self._settled.wait(), self.settle_timeout_s)
+                return
+            except asyncio.TimeoutError:
+                pass
+        raise DecartNBError(
+            ErrorCode.NOT_CONNECTED,
+            f"Decart's connection is {self.state} after a drop: the state was not changed. Once it is "
+            "back, the latest state is restored by itself; set this one again then.",
+        )
 
     async def _send(self, new: GenerationState, old: GenerationState | None) -> None:
-        """One SDK call for the whole state; raises a DecartNBError and changes nothing on failure."""
+        """One SDK call for the whole state; raises a DecartNBError and changes nothing on failure.
+        The SDK's own acknowledgement timeout is the one that counts (see BACKSTOP_S)."""
         client, sdk = self._client, self._sdk
         if client is None:
             raise DecartNBError(ErrorCode.NOT_CONNECTED, "Not connected to Decart")
         same_image = old is not None and new.image is old.image
         if same_image and old is not None and (new.prompt, new.enhance) == (old.prompt, old.enhance):
             return  # nothing Decart knows about changed
-        call: Coroutine[Any, Any, Any]
+        timeout, what = self.set_timeout_s, "new state"
         if new.is_passthrough:
-            call, timeout, what = client.set_image(None), self.set_timeout_s, "passthrough"
+            what = "passthrough"
         elif same_image and new.image is not None and new.prompt is not None:
-            # The image stays: the prompt alone, acknowledged by its echo.
-            call = client.set_prompt(new.prompt, enhance=new.enhance)
             timeout, what = self.prompt_timeout_s, "prompt"
-        else:
-            # Decart's set(): one atomic replace; a prompt-only set clears the reference image.
-            image = None if new.image is None else encode_jpeg(new.image)
-            call = client.set(sdk.set_input(prompt=new.prompt, image=image, enhance=new.enhance))
-            timeout, what = self.set_timeout_s, "new state"
         error: DecartNBError | None = None
         try:
-            await asyncio.wait_for(call, timeout)
+            await asyncio.wait_for(self._call(client, new, what), timeout + self.backstop_s)
         except asyncio.TimeoutError:
             error = DecartNBError(
                 ErrorCode.WEBRTC_TIMEOUT_ERROR,
-                f"Decart did not acknowledge the {what} within {timeout:g} s; the state is unchanged",
-                data={"timeout_s": timeout},
+                f"Decart's SDK did not return within {timeout + self.backstop_s:g} s while applying the "
+                f"{what}; the state is unchanged",
+                data={"timeout_s": timeout + self.backstop_s},
             )
         except Exception as exc:  # noqa: BLE001 - translated below, outside the except
             error = translate(exc, f"apply the {what}", sdk, self._key)
         if error is not None:
             raise error
 
-    async def _restore(self) -> None:
-        """After the SDK reconnected (Decart is back in passthrough): send the latest state."""
+    def _call(self, client: Any, new: GenerationState, what: str) -> Awaitable[Any]:
+        """The SDK call for a state (built here, so the SDK's input validation is translated too)."""
+        if what == "passthrough":  # no prompt, no image: an explicit null prompt, as the SDK sends
+            passthrough = self._sdk.passthrough
+            return passthrough(client) if passthrough is not None else client.set_image(None)
+        if what == "prompt":  # the image stays: the prompt alone, acknowledged by its echo
+            return client.set_prompt(new.prompt, enhance=new.enhance)
+        # Decart's set(): one atomic replace; a prompt-only set clears the reference image.
+        image = None if new.image is None else encode_jpeg(new.image)
+        return client.set(self._sdk.set_input(prompt=new.prompt, image=image, enhance=new.enhance))
+
+    async def _restore(self, session: int) -> None:
+        """Decart came back in passthrough, its own passthrough acknowledged: send the latest state."""
         try:
             async with self._lock:
                 state = self._applied
@@ -238,18 +304,33 @@ class DecartEngine(Engine):
                     await self._send(state, None)
                 self._frames_version = state.version
         except DecartNBError as error:
-            self.on_error(
-                DecartNBError(
-                    error.code,
-                    f"Reconnected, but could not restore the prompt/image: {error.message}",
-                    data=error.data,
-                    cause=error,
+            if session == self._sessions and not self._stopping:  # not overtaken by another drop
+                self.on_error(
+                    DecartNBError(
+                        error.code,
+                        f"Reconnected, but could not restore the prompt/image: {error.message}",
+                        data=error.data,
+                        cause=error,
+                    )
                 )
-            )
+            return
+        if session == self._sessions:
+            self._settled.set()
 
     # -- SDK events (on the loop) ------------------------------------------------------------
     def _go_live(self) -> None:
         self._live = True
+
+    def _on_session_started(self, info: Any) -> None:
+        """The SDK finished a connection (its own initial state or passthrough acknowledged)."""
+        self._sessions += 1
+        self.session_id = getattr(info, "session_id", None)
+        client = self._client
+        self.subscribe_token = getattr(client, "subscribe_token", None) if client is not None else None
+        # The first session got its state from connect (as do the connect's own retries, before
+        # the client is ours); a reconnect's session starts in passthrough.
+        if self._sessions > 1 and self._client is not None and not self._stopping:
+            self._spawn("restore", self._restore(self._sessions))
 
     def _on_sdk_state(self, state: str) -> None:
         if self._stopping:
@@ -257,19 +338,17 @@ class DecartEngine(Engine):
         if not self._live and state != "generating":
             return  # replayed connect-time states (failed attempts too): the session reports its own
         previous, self.state = self.state, state
-        if previous == state:
-            return
-        if state == "reconnecting":
+        if state not in ("connected", "generating"):
+            self._settled.clear()  # a drop (or a retry): sets wait until the state is restored
             self._frames_version = -1  # frames are passthrough until the state is restored
-        elif state in ("connected", "generating") and previous == "reconnecting":
-            self._spawn("restore", self._restore())
-        self.on_connection_change(state)
+        if previous != state:
+            self.on_connection_change(state)
 
     def _on_sdk_error(self, error: BaseException) -> None:
         if self._stopping:
             return
         translated = translate(error, "stream", self._sdk, self._key, event=True)
-        if not self._live or self.state == "reconnecting":
+        if not self._live or (self.state != "disconnected" and not self._settled.is_set()):
             # Each failed attempt raises one; the connect's outcome or the reconnect's last (after
             # `disconnected`) is what counts, as Decart documents it.
             logger.info("decart_nb: a connection attempt failed: %s", translated)
@@ -278,7 +357,15 @@ class DecartEngine(Engine):
 
     def _on_sdk_tick(self, message: Any) -> None:
         if not self._stopping:
-            self.on_generation_tick(float(message.seconds))
+            self.on_generation_tick(int(message.seconds))  # whole seconds, as the SDK's message
+
+    def _on_queue_position(self, message: Any) -> None:
+        if not self._stopping:
+            self.on_queue_position(int(message.position), int(message.queue_size))
+
+    def _on_generation_ended(self, message: dict[str, Any]) -> None:
+        if not self._stopping:
+            self.on_generation_ended(int(message.get("seconds", 0)), str(message.get("reason", "")))
 
     def _on_remote_stream(self, remote: Any) -> None:
         # A reconnect brings a new remote track: read the newest one only.

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import av
+import livekit.rtc as rtc
 import numpy as np
-from livekit import rtc
 
 from ..media.frames import from_rgb
 

@@ -26,6 +26,7 @@ __all__ = [
     "guard_sdk_logs",
     "load_sdk",
     "redact",
+    "resolve_base_url",
     "resolve_key",
 ]
 
@@ -129,7 +130,9 @@ class MediaBridge(Protocol):
 class DecartSDK:
     """The SDK names the engine uses (real ones from `load_sdk`, or a test fake)."""
 
-    connect: Callable[..., Awaitable[Any]]  # RealtimeClient.connect(base_url, api_key, local_track, options)
+    # RealtimeClient.connect(base_url, api_key, local_track, options, integration=, on_session_started=,
+    # on_queue_position=, on_generation_ended=): see decart_hooks for the three extra events.
+    connect: Callable[..., Awaitable[Any]]
     connect_options: Callable[..., Any]  # RealtimeConnectOptions(model=, on_remote_stream=, initial_state=)
     model_state: Callable[..., Any]  # ModelState(prompt=, image=)
     prompt: Callable[..., Any]  # Prompt(text=, enhance=)
@@ -139,14 +142,20 @@ class DecartSDK:
     error: type[BaseException]  # DecartSDKError, the base of every SDK error
     invalid_input: type[BaseException]  # InvalidInputError
     media: MediaBridge
+    #: Back to passthrough with an explicit null prompt (None: the client's set_image(None)).
+    passthrough: Callable[[Any], Awaitable[None]] | None = None
+    #: The SDK's input types validate with pydantic: these errors mean INVALID_INPUT.
+    validation_errors: tuple[type[BaseException], ...] = ()
 
 
 def load_sdk() -> DecartSDK:
     """The real SDK, or SDK_NOT_INSTALLED saying how to install it."""
     try:
         import decart
-        from decart.realtime import RealtimeClient, RealtimeConnectOptions, SetInput
+        import pydantic
+        from decart.realtime import RealtimeConnectOptions, SetInput
 
+        from . import decart_hooks
         from .decart_livekit import LiveKitBridge
     except ImportError as exc:
         raise DecartNBError(
@@ -155,19 +164,37 @@ def load_sdk() -> DecartSDK:
             cause=exc,
         ) from exc
     return DecartSDK(
-        connect=RealtimeClient.connect,
+        connect=decart_hooks.connect,
         connect_options=RealtimeConnectOptions,
         model_state=decart.ModelState,
         prompt=decart.Prompt,
         set_input=SetInput,
-        model=decart.models.realtime,
+        model=decart_hooks.model,
         base_url=_default_base_url(decart.DecartClient),
         error=decart.DecartSDKError,
         invalid_input=decart.InvalidInputError,
         media=LiveKitBridge(),
+        passthrough=decart_hooks.passthrough,
+        validation_errors=(pydantic.ValidationError,),
     )
 
 
 def _default_base_url(client_type: type) -> str:
     default = inspect.signature(client_type).parameters["realtime_base_url"].default
     return str(default)
+
+
+BASE_URL_ENV = "DECART_REALTIME_BASE_URL"
+
+
+def resolve_base_url(base_url: str | None, default: str) -> str:
+    """The realtime (WebSocket) base URL: the argument, DECART_REALTIME_BASE_URL, or the SDK's."""
+    if base_url is not None and not isinstance(base_url, str):
+        raise DecartNBError(ErrorCode.INVALID_BASE_URL, "base_url must be a string")
+    url = (base_url or "").strip() or os.environ.get(BASE_URL_ENV, "").strip() or default
+    if not url.startswith(("ws://", "wss://")):
+        raise DecartNBError(
+            ErrorCode.INVALID_BASE_URL,
+            f"Invalid base URL: {redact(url)} (Decart's realtime API is reached at a ws:// or wss:// URL)",
+        )
+    return url.rstrip("/")

@@ -92,6 +92,9 @@ class RealtimeConnectOptions:
     model: ModelDefinition
     on_remote_stream: Callable[[Any], None]
     initial_state: ModelState | None = None
+    resolution: str | None = None
+    preferred_video_codec: str = "h264"
+    speed: str | None = None
 
 
 @dataclass
@@ -108,6 +111,16 @@ def realtime_model(name: str) -> ModelDefinition:
     if name not in REALTIME_MODELS:
         raise DecartSDKError(f"Model {name} not found")
     return ModelDefinition(name, height=704 if "restyle" in name else 720)
+
+
+@dataclass
+class SessionInfo:
+    session_id: str
+
+
+async def passthrough(client: RealtimeClient) -> None:
+    """The SDK's own passthrough message: image and prompt explicitly null."""
+    await client._manager.set_image(None, {"timeout": client.cloud.update_timeout_s, "null_prompt": True})
 
 
 def _b64(image: bytes | str) -> str:
@@ -203,6 +216,7 @@ class FakeCloud:
         self.image: str | None = None
         self.wire: list[dict[str, Any]] = []  # client -> server messages, as the SDK writes them
         self.attempts = 0  # connection attempts (initial and reconnect)
+        self.sessions = 0  # server sessions started
         self.waits: list[float] = []  # backoff waits between attempts (unscaled seconds)
         self.clients: list[RealtimeClient] = []
         self.media = FakeMedia()
@@ -219,6 +233,7 @@ class FakeCloud:
             error=DecartSDKError,
             invalid_input=InvalidInputError,
             media=self.media,
+            passthrough=passthrough,
         )
 
     def reject(self, word: str, error: str = "Prompt rejected by content moderation") -> None:
@@ -304,6 +319,8 @@ class Connection:
             self.manager.local_track.sink = self.generate
             self.manager.on_remote_stream(self.remote)
             self._set_state("connected")
+            self.cloud.sessions += 1
+            self.manager.client.session_started(f"fake-session-{self.cloud.sessions}")
         except WebRTCError as exc:
             self._set_state("disconnected")
             self._fire_error_once(exc)
@@ -482,6 +499,8 @@ class Manager:
         conn.pending_image = (event, result)
         try:
             msg: dict[str, Any] = {"type": "set_image", "image_data": image_b64}
+            if opts.get("null_prompt"):
+                msg["prompt"] = None
             if opts.get("prompt") is not None:
                 msg["prompt"] = opts["prompt"]
             if opts.get("enhance") is not None:
@@ -518,6 +537,13 @@ class RealtimeClient:
         self._buffering = True
         self._buffer: list[tuple[str, Any]] = []
         self._manager: Manager
+        self.hooks: dict[str, Callable[[Any], None] | None] = {}
+
+    def session_started(self, session_id: str) -> None:
+        """After a connection's initial state or passthrough was acknowledged (not buffered)."""
+        hook = self.hooks.get("on_session_started")
+        if hook is not None:
+            hook(SessionInfo(session_id))
 
     @staticmethod
     def connect_to(cloud: FakeCloud) -> Callable[..., Any]:
@@ -527,8 +553,10 @@ class RealtimeClient:
             local_track: FakeLocalTrack,
             options: RealtimeConnectOptions,
             integration: str | None = None,
+            **hooks: Callable[[Any], None] | None,
         ) -> RealtimeClient:
             client = RealtimeClient(cloud)
+            client.hooks = hooks
             client._manager = Manager(cloud, client, api_key, options)
             try:
                 await client._manager.connect(local_track)

@@ -1,0 +1,122 @@
+"""The few things decart_nb needs from Decart's SDK (0.2.x) that its public API does not offer.
+
+- `session_started`: the SDK finishes each connection attempt (the initial one and every
+  reconnect) by sending its own initial state or passthrough `set_image` and waiting for that
+  ack, and only THEN reports the new server session. A restore sent before that would have its
+  ack taken by the SDK's wait (one pending image ack per connection), so decart_nb restores on
+  this signal, never on a state change.
+- `queue_position`: the SDK parses the message and has a configuration slot for it, but does
+  not wire the slot to its client.
+- `generation_ended`: the SDK parses it and only logs it ("not exposed publicly").
+- `passthrough`: an explicit `{"image_data": null, "prompt": null}` as the SDK itself sends on
+  connect; its public set_image(None) omits the prompt, which would keep the prompt on the server.
+
+Each reaches into one private attribute; when a later SDK lacks it the hook is simply absent
+(no events), and `passthrough` falls back to the public set_image(None).
+Imported only when the SDK is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from decart.errors import DecartSDKError
+from decart.models import models as decart_models
+from decart.realtime import RealtimeClient
+from decart.realtime.client import UPDATE_TIMEOUT_S
+from decart.realtime.messages import SetAvatarImageMessage
+
+__all__ = ["connect", "model", "passthrough"]
+
+logger = logging.getLogger("decart_nb")
+Hook = Callable[[Any], None]
+
+
+async def connect(
+    base_url: str,
+    api_key: str,
+    local_track: Any,
+    options: Any,
+    integration: str | None = None,
+    *,
+    on_session_started: Hook | None = None,
+    on_queue_position: Hook | None = None,
+    on_generation_ended: Hook | None = None,
+) -> RealtimeClient:
+    """RealtimeClient.connect, with the three extra events delivered as they happen (the SDK's
+    own events stay buffered until connect returns, as the SDK documents)."""
+    hooks = {
+        "session_started": on_session_started,
+        "queue_position": on_queue_position,
+        "generation_ended": on_generation_ended,
+    }
+    client_type = _client_type(hooks)
+    return await client_type.connect(base_url, api_key, local_track, options, integration=integration)
+
+
+def model(name: str) -> Any:
+    """The SDK's definition of a realtime model (ModelNotFoundError for an unknown name)."""
+    return decart_models.realtime(name)  # type: ignore[arg-type]  # the SDK checks the name
+
+
+def _client_type(hooks: dict[str, Hook | None]) -> type[RealtimeClient]:
+    class HookedClient(RealtimeClient):
+        def __init__(self, manager: Any, http_session: Any = None) -> None:
+            super().__init__(manager, http_session)
+            config = getattr(manager, "_config", None)
+            if config is not None and hasattr(config, "on_queue_position"):
+                config.on_queue_position = lambda message: _call(hooks["queue_position"], message)
+            create = getattr(manager, "_create_connection", None)
+            if callable(create):
+                manager._create_connection = lambda: _spy_ended(create(), hooks["generation_ended"])
+
+        def _handle_session_started(self, msg: Any) -> None:
+            super()._handle_session_started(msg)
+            _call(hooks["session_started"], msg)
+
+    return HookedClient
+
+
+def _spy_ended(connection: Any, hook: Hook | None) -> Any:
+    handle = getattr(connection, "_handle_message", None)
+    if hook is None or handle is None:
+        return connection
+
+    async def handle_message(data: dict[str, Any]) -> None:
+        await handle(data)
+        if isinstance(data, dict) and data.get("type") == "generation_ended":
+            _call(hook, data)
+
+    connection._handle_message = handle_message
+    return connection
+
+
+def _call(hook: Hook | None, value: Any) -> None:
+    if hook is None:
+        return
+    try:
+        hook(value)
+    except Exception:  # the SDK's own callbacks are guarded the same way: log, never break it
+        logger.exception("decart_nb: a Decart event handler failed")
+
+
+async def passthrough(client: Any) -> None:
+    """Back to passthrough (no prompt, no image), acknowledged like the SDK's own passthrough."""
+    manager = getattr(client, "_manager", None)
+    if manager is None or not hasattr(manager, "register_image_set_wait"):
+        await client.set_image(None)
+        return
+    event, result = manager.register_image_set_wait()
+    try:
+        await manager.send_message(SetAvatarImageMessage(type="set_image", image_data=None, prompt=None))
+        try:
+            await asyncio.wait_for(event.wait(), UPDATE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise DecartSDKError("Image send timed out") from None
+        if not result["success"]:
+            raise DecartSDKError(result.get("error") or "Failed to set image")
+    finally:
+        manager.unregister_image_set_wait()
