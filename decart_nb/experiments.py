@@ -18,6 +18,7 @@ import csv
 import html
 import io
 import math
+import numbers
 import os
 import re
 import time
@@ -31,11 +32,13 @@ from aiortc.mediastreams import MediaStreamError
 from PIL import Image, ImageDraw, ImageFont
 
 from . import _loop
+from .checks import check_bool, check_number
 from .errors import DecartNBError, ErrorCode
 from .images import ImageInput
 from .media.frames import meta_of, recv_video
 from .media.relay import BroadcastTrack
 from .session import Session
+from .state import validate_enhance, validate_prompt
 
 __all__ = ["sweep", "SweepResult", "COLUMNS", "LABEL_HEIGHT", "THUMB_WIDTH"]
 
@@ -94,13 +97,19 @@ def sweep(
     a session is made from `source`, `model`, `engine` and `controls` and closed at the end.
     """
     # A lone prompt or image is one item (not a sequence of characters, or of array rows).
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    prompts = _prompt_list(prompts)
     images = _image_list(images)
     _check_args(prompts, images, seconds, frames, record_seconds)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    validate_enhance(enhance)
+    check_bool("progress", progress)
+    if session is not None and not isinstance(session, Session):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT, f"session must be a Session, not {type(session).__name__}"
+        )
     own = session is None
+    # Built (every argument checked) before out_dir is made; connected only in the try below.
     live = session or Session(model=model, engine=engine, source=source, controls=controls)
+    out = _make_out_dir(out_dir)
     result = SweepResult(rows=[], out_dir=out, grid_columns=len(images))
     log = _FrameLog()
     failures: list[DecartNBError] = []
@@ -140,19 +149,55 @@ def _image_list(images: Any) -> list[ImageInput | None]:
     return list(images) if isinstance(images, (list, tuple)) else [images]
 
 
+def _prompt_list(prompts: object) -> list[str | None]:
+    """The sweep's prompts, each checked now (None: an image-only item), not item by item."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, (list, tuple)):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT, f"prompts must be a list of strings, not {type(prompts).__name__}"
+        )
+    checked: list[str | None] = []
+    for i, prompt in enumerate(prompts):
+        try:
+            checked.append(None if prompt is None else validate_prompt(prompt))
+        except DecartNBError as exc:
+            raise DecartNBError(exc.code, f"prompts[{i}]: {exc.message}", data=exc.data) from None
+    return checked
+
+
 def _check_args(
-    prompts: list[Any], images: list[Any], seconds: float, frames: int | None, record_seconds: float
+    prompts: list[Any], images: list[Any], seconds: object, frames: object, record_seconds: object
 ) -> None:
     if not prompts or not images:
         raise DecartNBError(
             ErrorCode.INVALID_INPUT, "A sweep needs at least one prompt and one image (or None)"
         )
-    if not 0 <= seconds <= 600:
-        raise DecartNBError(ErrorCode.INVALID_INPUT, "seconds must be within [0, 600]")
-    if frames is not None and not 1 <= frames <= 10_000:
-        raise DecartNBError(ErrorCode.INVALID_INPUT, "frames must be within [1, 10000]")
-    if not 0 <= record_seconds <= 3600:
-        raise DecartNBError(ErrorCode.INVALID_INPUT, "record_seconds must be within [0, 3600]")
+    check_number("seconds", seconds, 0, 600)
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, numbers.Integral)):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT, f"frames must be a whole number or None, not {frames!r:.40}"
+        )
+    if frames is not None:
+        check_number("frames", frames, 1, 10_000)
+    check_number("record_seconds", record_seconds, 0, 3600)
+
+
+def _make_out_dir(out_dir: object) -> Path:
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT, f"out_dir must be a folder path, not {type(out_dir).__name__}"
+        )
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, a read-only place
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            f"Cannot use {out} as the sweep's folder: {exc.strerror or exc}",
+            cause=exc,
+        ) from exc
+    return out
 
 
 def _save_passthrough(session: Session, out: Path) -> Path | None:

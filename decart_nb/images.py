@@ -11,6 +11,7 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
+from .checks import looks_like_url
 from .errors import DecartNBError, ErrorCode
 
 __all__ = ["ImageInput", "load_image", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "encode_jpeg"]
@@ -20,6 +21,10 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # Decart's documented maximum for a reference image
 MAX_IMAGE_PIXELS = 40_000_000  # a decompression-bomb guard: a small file can claim a huge canvas
 WORKING_SIDE = 512
+# Raster formats only: Pillow would hand EPS to Ghostscript, and other plugins are rarely needed.
+DECODE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+# Files people try that are not raster images, by their first bytes: a clearer message than "unreadable".
+_NOT_RASTER = ((b"%PDF", "a PDF"), (b"<svg", "an SVG"), (b"<?xml", "XML (an SVG?)"), (b"<!DOCTYPE", "HTML"))
 
 
 def load_image(image: ImageInput, max_side: int | None = WORKING_SIDE) -> np.ndarray:
@@ -34,6 +39,11 @@ def load_image(image: ImageInput, max_side: int | None = WORKING_SIDE) -> np.nda
             return _shrink(_from_pil(image), max_side)
         if isinstance(image, (bytes, bytearray, memoryview)):
             return _shrink(_decode(bytes(image), "the image bytes", max_side), max_side)
+        if looks_like_url(image):
+            raise _invalid(
+                f"{str(image)[:60]!r} is a URL: decart_nb never fetches (or decodes) URLs. "
+                "Download the image and pass its path, its bytes, a PIL image or an array"
+            )
         if isinstance(image, (str, os.PathLike)):
             return _shrink(_decode(_read_file(Path(image)), str(image), max_side), max_side)
     except DecartNBError:
@@ -46,12 +56,17 @@ def load_image(image: ImageInput, max_side: int | None = WORKING_SIDE) -> np.nda
 
 
 def _read_file(path: Path) -> bytes:
-    if not path.is_file():
-        raise _invalid(f"No image file at {path}")
-    size = path.stat().st_size
-    if size > MAX_IMAGE_BYTES:
-        raise _too_big(size)
-    return path.read_bytes()
+    try:
+        if path.is_dir():
+            raise _invalid(f"{path} is a directory, not an image file")
+        if not path.is_file():
+            raise _invalid(f"No image file at {str(path)[:200]}")
+        size = path.stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            raise _too_big(size)
+        return path.read_bytes()
+    except OSError as exc:  # a name too long, a permission: still the user's path to fix
+        raise _invalid(f"Cannot read the image file {str(path)[:200]}: {exc.strerror or exc}", exc) from exc
 
 
 def _decode(data: bytes, what: str, max_side: int | None) -> np.ndarray:
@@ -59,10 +74,14 @@ def _decode(data: bytes, what: str, max_side: int | None) -> np.ndarray:
         raise _invalid(f"{what}: empty")
     if len(data) > MAX_IMAGE_BYTES:
         raise _too_big(len(data))
+    head = data[:256].lstrip()
+    for magic, kind in _NOT_RASTER:
+        if head.startswith(magic):
+            raise _invalid(f"{what} is {kind}, not a raster image: convert it to PNG or JPEG first")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(data)) as im:
+            with Image.open(io.BytesIO(data), formats=DECODE_FORMATS) as im:
                 if im.width * im.height > MAX_IMAGE_PIXELS:
                     raise _invalid(
                         f"{what}: {im.width}x{im.height} is over {MAX_IMAGE_PIXELS} pixels",
@@ -72,9 +91,13 @@ def _decode(data: bytes, what: str, max_side: int | None) -> np.ndarray:
                     im.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced size
                 return _from_pil(im)
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise _invalid(f"{what}: image is too large ({exc})", exc) from exc
+            raise _invalid(
+                f"{what}: the image is over {MAX_IMAGE_PIXELS} pixels (Pillow: {exc})", exc
+            ) from exc
         except (OSError, SyntaxError, ValueError) as exc:
-            raise _invalid(f"{what} is not a readable PNG/JPEG/WebP image ({exc})", exc) from exc
+            raise _invalid(
+                f"{what} is not a readable PNG, JPEG, WebP, GIF or BMP image ({exc})", exc
+            ) from exc
 
 
 def _from_pil(im: Image.Image) -> np.ndarray:

@@ -14,17 +14,20 @@ from typing import Any, Literal
 from PIL import Image
 
 from . import _loop
+from .checks import check_bool, check_choice, check_ice_servers, check_mapping, check_number
 from .engines import Engine, FrameEngine, make_engine
 from .errors import DecartNBError, ErrorCode
 from .events import CallbackFailure, EventHub, GenerationEnded, GenerationTick, QueuePosition
 from .images import ImageInput, load_image
 from .media.frames import to_rgb
+from .media.recorder import check_clip_path
 from .media.recorder import record as record_clip
+from .media.sources import check_source
 from .models import ModelSpec, realtime
 from .pipeline import Pipeline
 from .rtc.peer import CODECS, KernelPeer, ice_servers_from
 from .rtc.watch import CameraWatch, Verdict
-from .state import GenerationState, validate_prompt
+from .state import GenerationState, validate_enhance, validate_prompt, validate_prompts
 
 __all__ = ["Session", "ConnectionState"]
 
@@ -39,6 +42,7 @@ CONNECT_TIMEOUT_S = 30.0
 GUARD_MARGIN_S = 5.0  # beyond an engine's own timeout (see Session._guard)
 # The page retries after 1, 2, 4 and 8 s (5 attempts); past this the kernel gives up.
 RECONNECT_GIVE_UP_S = 30.0
+MAX_WAIT_S = 3600.0  # the longest snapshot timeout or recording a call may ask for
 _UNSET: Any = object()
 
 
@@ -69,21 +73,30 @@ class Session:
         api_key: str | None = None,
     ) -> None:
         self._spec: ModelSpec = realtime(model)
-        if mirror not in (True, False, "auto"):
-            raise DecartNBError(ErrorCode.INVALID_INPUT, "mirror must be True, False or 'auto'")
-        if codec not in CODECS:
-            raise DecartNBError(ErrorCode.INVALID_INPUT, f"codec must be one of {', '.join(CODECS)}")
-        if facing_mode not in ("user", "environment"):
-            raise DecartNBError(ErrorCode.INVALID_INPUT, "facing_mode must be 'user' or 'environment'")
-        self._engine: Engine = make_engine(engine, **({"api_key": api_key} if engine == "decart" else {}))
+        # Every argument is checked before anything is built: a bad one fails with its code.
+        _check_mirror(mirror)
+        check_choice("codec", codec, tuple(CODECS))
+        check_choice("facing_mode", facing_mode, ("user", "environment"))
+        stamps = None if frame_stamps is None else check_bool("frame_stamps", frame_stamps)
+        check_source(source)
+        if api_key is not None and not isinstance(api_key, str):
+            raise DecartNBError(
+                ErrorCode.INVALID_API_KEY, f"api_key must be a string, not {type(api_key).__name__}"
+            )
+        self.prompts: list[str] = validate_prompts(prompts)
+        self._ice_servers = ice_servers_from(check_ice_servers(ice_servers))
+        text = None if prompt is None else validate_prompt(prompt)
+        picture = None if image is None else load_image(image)
+        enhance = validate_enhance(enhance)
+        controls = check_mapping("controls", controls)
+        is_decart = isinstance(engine, str) and engine == "decart"
+        self._engine: Engine = make_engine(engine, **({"api_key": api_key} if is_decart else {}))
         self._source = source
         self.mirror: Mirror = mirror
         self.facing_mode = facing_mode
         self.codec = codec
-        self.prompts: list[str] = [validate_prompt(p) for p in (prompts or ())]
-        self._ice_servers = ice_servers_from(ice_servers)
         if isinstance(self._engine, FrameEngine):
-            self._engine.preserve_stamp = frame_stamps if frame_stamps is not None else source == "pattern"
+            self._engine.preserve_stamp = stamps if stamps is not None else source == "pattern"
         self._engine.on_error = self._report_error
         if self._engine.owns_connection_state:  # Decart's cloud: its states and billed ticks
             self._engine.on_connection_change = self._on_engine_state
@@ -91,10 +104,7 @@ class Session:
             self._engine.on_queue_position = self._on_engine_queue
             self._engine.on_generation_ended = self._on_engine_ended
         self._state = self._new_state(
-            None if prompt is None else validate_prompt(prompt),
-            None if image is None else load_image(image),
-            enhance,
-            self._engine.default_controls() | self._engine.check_controls(dict(controls or {})),
+            text, picture, enhance, self._engine.default_controls() | self._engine.check_controls(controls)
         )
         self._events = EventHub()
         self._conn: ConnectionState = "disconnected"
@@ -290,23 +300,26 @@ class Session:
                 ErrorCode.INVALID_INPUT, "At least one of 'prompt' or 'image' must be provided"
             )
         text = None if prompt is None else validate_prompt(prompt)
+        flag = validate_enhance(enhance)
         picture = None if image is None else load_image(image)
-        self._apply(lambda s: (text, picture, bool(enhance), s.controls), SET_TIMEOUT_S)
+        self._apply(lambda s: (text, picture, flag, s.controls), SET_TIMEOUT_S)
 
     def set_prompt(self, text: str, enhance: bool = True) -> None:
         """Change the prompt only (the reference image stays). Waits for the ack (15 s)."""
         prompt = validate_prompt(text)
-        self._apply(lambda s: (prompt, s.image, bool(enhance), s.controls), PROMPT_TIMEOUT_S)
+        flag = validate_enhance(enhance)
+        self._apply(lambda s: (prompt, s.image, flag, s.controls), PROMPT_TIMEOUT_S)
 
     def set_image(self, image: ImageInput | None, prompt: str | None = None, enhance: bool = True) -> None:
         """Change (or, with None, clear) the reference image; prompt and enhance only if a
         prompt is given."""
+        text = None if prompt is None else validate_prompt(prompt)
+        flag = validate_enhance(enhance)  # checked even when unused: a wrong value is a mistake
         picture = None if image is None else load_image(image)
-        if prompt is None:
+        if text is None:
             self._apply(lambda s: (s.prompt, picture, s.enhance, s.controls), SET_TIMEOUT_S)
         else:
-            text = validate_prompt(prompt)
-            self._apply(lambda s: (text, picture, bool(enhance), s.controls), SET_TIMEOUT_S)
+            self._apply(lambda s: (text, picture, flag, s.controls), SET_TIMEOUT_S)
 
     def set_controls(self, **controls: float) -> None:
         """Set engine controls (e.g. the local model's `strength`); prompt and image stay."""
@@ -356,6 +369,7 @@ class Session:
     # -- output -----------------------------------------------------------------------------
     def snapshot(self, timeout: float = 5.0) -> Image.Image:
         """The newest output frame made with the current state, as a PIL image."""
+        timeout = check_number("timeout", timeout, 0, MAX_WAIT_S, low_inclusive=False)
         self._refuse_in_model("snapshot")
         pipeline = self._require_pipeline()
         version = self._state.version
@@ -373,15 +387,11 @@ class Session:
 
     def record(self, path: str | Path, seconds: float) -> Path:
         """Record `seconds` of output to an mp4 at `path`; returns the path when it is written."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
-            raise DecartNBError(
-                ErrorCode.INVALID_INPUT, f"seconds must be a number in (0, 3600], got {seconds!r}"
-            )
+        seconds = check_number("seconds", seconds, 0, MAX_WAIT_S, low_inclusive=False)
+        clip = check_clip_path(path)
         self._refuse_in_model("record")
         pipeline = self._require_pipeline()
-        return _loop.run(
-            record_clip(pipeline.broadcast, Path(path), seconds, self._spec.fps), timeout=seconds + 60
-        )
+        return _loop.run(record_clip(pipeline.broadcast, clip, seconds, self._spec.fps), timeout=seconds + 60)
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -607,6 +617,12 @@ class Session:
             )
         if self._conn != "disconnected":
             threading.Thread(target=self.disconnect, name="decart_nb-ended", daemon=True).start()
+
+
+def _check_mirror(mirror: object) -> None:
+    if isinstance(mirror, bool) or (isinstance(mirror, str) and mirror == "auto"):
+        return  # (`1 in (True, False)` is True: the type is checked, not equality)
+    raise DecartNBError(ErrorCode.INVALID_INPUT, f"mirror must be True, False or 'auto', not {mirror!r:.40}")
 
 
 def _refuse_on_loop(method: str) -> None:

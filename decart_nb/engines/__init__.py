@@ -16,15 +16,20 @@ __all__ = ["Control", "Engine", "FrameEngine", "CallableEngine", "LocalEngine", 
 def make_engine(engine: str | Engine | Callable[..., Any], **options: Any) -> Engine:
     if isinstance(engine, Engine):
         return engine
-    if engine == "local":
+    if isinstance(engine, str) and engine == "local":
         return LocalEngine()
-    if engine == "decart":
+    if isinstance(engine, str) and engine == "decart":
         from .decart import DecartEngine
 
         return DecartEngine(**options)
+    if isinstance(engine, type):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            f"engine={engine.__name__} is a class: pass an instance, {engine.__name__}()",
+        )
     if callable(engine):
         return CallableEngine(engine)
     raise DecartNBError(
         ErrorCode.INVALID_INPUT,
-        f"Unknown engine {engine!r}: use 'local', 'decart', an Engine or a function fn(frame, state)",
+        f"Unknown engine {engine!r:.60}: use 'local', 'decart', an Engine or a function fn(frame, state)",
     )

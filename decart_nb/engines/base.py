@@ -16,6 +16,7 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamTrack
 
+from ..checks import check_mapping, check_number
 from ..errors import DecartNBError, ErrorCode
 from ..media.frames import FrameMeta, carry, luma_view, meta_of
 from ..media.mailbox import ThreadMailbox
@@ -45,14 +46,8 @@ class Control:
     help: str = ""
 
     def check(self, value: object) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DecartNBError(ErrorCode.INVALID_INPUT, f"{self.name} must be a number")
-        if not self.min <= float(value) <= self.max:
-            raise DecartNBError(
-                ErrorCode.INVALID_INPUT,
-                f"{self.name} must be within [{self.min}, {self.max}], got {value}",
-            )
-        return float(value)
+        """A finite number within [min, max] (numpy numbers too; never a bool, str or NaN)."""
+        return check_number(self.name, value, self.min, self.max)
 
 
 class Engine(abc.ABC):
@@ -82,10 +77,10 @@ class Engine(abc.ABC):
     def default_controls(self) -> dict[str, float]:
         return {c.name: c.default for c in self.controls}
 
-    def check_controls(self, controls: dict[str, float]) -> dict[str, float]:
+    def check_controls(self, controls: object) -> dict[str, float]:
         known = {c.name: c for c in self.controls}
         checked = {}
-        for name, value in controls.items():
+        for name, value in check_mapping("controls", controls).items():
             if name not in known:
                 raise DecartNBError(
                     ErrorCode.INVALID_INPUT,
@@ -184,8 +179,12 @@ class FrameEngine(Engine):
         output = MailboxTrack()
         count_drop = source.count_drop
 
+        def publish(frame: av.VideoFrame) -> None:  # loop thread
+            if output.box.put(frame):  # the pipeline had not taken the previous output yet
+                count_drop()
+
         def deliver(frame: av.VideoFrame) -> None:
-            loop.call_soon_threadsafe(output.box.put, frame)
+            loop.call_soon_threadsafe(publish, frame)
 
         def end_output() -> None:
             if not loop.is_closed():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -11,10 +12,11 @@ from pathlib import Path
 import av
 from aiortc.mediastreams import MediaStreamError
 
+from ..checks import looks_like_url
 from ..errors import DecartNBError, ErrorCode
 from .relay import Broadcast
 
-__all__ = ["record"]
+__all__ = ["check_clip_path", "record"]
 
 _TIME_BASE = Fraction(1, 90000)
 
@@ -53,6 +55,29 @@ async def record(broadcast: Broadcast, path: Path, seconds: float, fps: int) -> 
     finally:
         writer.discard()  # after the executor finished any write in flight
     return path
+
+
+def check_clip_path(path: object) -> Path:
+    """The recording's path, refused up front (before any frame is waited for) when it cannot
+    be an mp4 file: a wrong type, another suffix (the clip is always H.264 in mp4), a directory."""
+    if not isinstance(path, (str, os.PathLike)) or looks_like_url(path):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT, f"path must be a local file path ending in .mp4, not {path!r:.60}"
+        )
+    clip = Path(path)
+    if clip.suffix.lower() != ".mp4":
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT, f"Cannot write the recording to {clip}: the path must end in .mp4"
+        )
+    try:
+        is_dir = clip.is_dir()
+    except OSError as exc:
+        raise _cannot_write(clip, exc) from exc
+    if is_dir:
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT, f"Cannot write the recording to {clip}: it is a directory"
+        )
+    return clip
 
 
 def _cannot_write(path: Path, exc: BaseException) -> DecartNBError:

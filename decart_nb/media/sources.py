@@ -9,22 +9,32 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from PIL import Image
 
+from ..checks import looks_like_url
 from ..errors import DecartNBError, ErrorCode
 from ..images import load_image
 from ..models import ModelSpec
 from .frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta, from_planes, from_rgb
 from .stamp import write_stamp
 
-__all__ = ["PacedTrack", "PatternTrack", "FileTrack", "ImageTrack", "ArrayTrack", "make_source"]
+__all__ = [
+    "PacedTrack",
+    "PatternTrack",
+    "FileTrack",
+    "ImageTrack",
+    "ArrayTrack",
+    "check_source",
+    "make_source",
+]
 
 _END = object()
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".y4m", ".m4v", ".gif"}
@@ -205,29 +215,64 @@ class FileTrack(PacedTrack):
         self._container.close()
 
 
-def make_source(source: object, spec: ModelSpec) -> MediaStreamTrack | None:
-    """The track for a Session's `source`; None for "camera" (the connected peer supplies it)."""
-    w, h, fps = spec.width, spec.height, spec.fps
-    if isinstance(source, str) and source == "camera":
-        return None
-    if isinstance(source, str) and source == "pattern":
-        return PatternTrack(w, h, fps)
+def check_source(source: object) -> str:
+    """What kind of source this is ("camera", "pattern", "video", "image", "iterator"), or
+    INVALID_INPUT; cheap (nothing is decoded), so the Session checks it before connecting."""
+    if isinstance(source, str) and source in ("camera", "pattern"):
+        return source
+    if looks_like_url(source):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            f"Source {str(source)[:60]!r} is a URL: decart_nb never fetches URLs. Download the file "
+            "and pass its path",
+        )
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise DecartNBError(
-                ErrorCode.INVALID_INPUT,
-                f"Source {str(source)!r} is not 'camera', 'pattern' or an existing file",
-            )
-        if path.suffix.lower() in VIDEO_SUFFIXES:
-            return FileTrack(path, w, h, fps)
-        return ImageTrack(load_image(path, max_side=None), w, h, fps)
+        return _check_source_path(Path(source), source)
     if isinstance(source, (Image.Image, np.ndarray)):
-        return ImageTrack(load_image(source, max_side=None), w, h, fps)
-    if isinstance(source, Iterable):
-        return ArrayTrack(source, w, h, fps)
+        return "image"
+    if isinstance(source, Iterable) and not isinstance(source, (bytes, bytearray, memoryview, Mapping)):
+        return "iterator"
     raise DecartNBError(
         ErrorCode.INVALID_INPUT,
         f"Unsupported source {type(source).__name__}: use 'camera', 'pattern', a video or image "
         "path, a PIL image or an iterator of RGB arrays",
     )
+
+
+def _check_source_path(path: Path, given: object) -> str:
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # e.g. a name too long
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT, f"Source {str(given)[:100]!r}: {exc}", cause=exc
+        ) from exc
+    if not exists:
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            f"Source {str(given)[:100]!r} is not 'camera', 'pattern' or an existing file",
+        )
+    if is_dir:
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT, f"Source {str(given)[:100]!r} is a directory, not a file"
+        )
+    return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
+
+
+def make_source(source: object, spec: ModelSpec) -> MediaStreamTrack | None:
+    """The track for a Session's `source`; None for "camera" (the connected peer supplies it)."""
+    w, h, fps = spec.width, spec.height, spec.fps
+    kind = check_source(source)
+    if kind == "camera":
+        return None
+    if kind == "pattern":
+        return PatternTrack(w, h, fps)
+    if isinstance(source, (Image.Image, np.ndarray)):
+        return ImageTrack(load_image(source, max_side=None), w, h, fps)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        return (
+            FileTrack(path, w, h, fps)
+            if kind == "video"
+            else ImageTrack(load_image(path, max_side=None), w, h, fps)
+        )
+    return ArrayTrack(cast(Iterable[np.ndarray], source), w, h, fps)

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DecartNBError, ErrorCode
-from ..images import MAX_IMAGE_BYTES, load_image
+from ..images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, load_image
 
 __all__ = ["ACCEPT", "read_upload", "thumbnail_png"]
 
@@ -34,7 +34,7 @@ def read_upload(value: Sequence[Mapping[str, Any]]) -> tuple[str, np.ndarray]:
             f"{name} is {size / 1e6:.1f} MB; the limit is {MAX_IMAGE_BYTES / 1e6:.0f} MB",
             data={"bytes": size, "limit": MAX_IMAGE_BYTES},
         )
-    kind = _format_of(data)
+    kind = _format_of(data, name)
     if kind not in _FORMATS:
         raise DecartNBError(
             ErrorCode.INVALID_INPUT,
@@ -45,12 +45,18 @@ def read_upload(value: Sequence[Mapping[str, Any]]) -> tuple[str, np.ndarray]:
     return name, load_image(data)
 
 
-def _format_of(data: bytes) -> str | None:
+def _format_of(data: bytes, name: str) -> str | None:
     """PIL's name for the format the bytes claim (header only; decoding comes later)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.format
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError as exc:  # a readable header claiming a huge canvas
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            f"{name} is over {MAX_IMAGE_PIXELS} pixels (a decompression bomb?)",
+            cause=exc,
+        ) from exc
+    except (OSError, SyntaxError, ValueError):
         return None
 
 
