@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,7 +98,13 @@ async def _connected(kind: str, model: str, client: Client) -> tuple[Kernel, flo
     return kernel, first - client.t_start
 
 
-async def stream_run(kind: str, model: str, seconds: float, warmup: float = 5.0) -> StreamRun:
+async def stream_run(
+    kind: str,
+    model: str,
+    seconds: float,
+    warmup: float = 5.0,
+    progress: Callable[[float], None] | None = None,  # called with the seconds measured so far
+) -> StreamRun:
     client = Client()
     kernel, connect_s = await _connected(kind, model, client)
     try:
@@ -108,6 +115,8 @@ async def stream_run(kind: str, model: str, seconds: float, warmup: float = 5.0)
         while time.perf_counter() < t_a + seconds:
             await asyncio.sleep(min(5.0, t_a + seconds - time.perf_counter()))
             usage.append(await kernel.ask("usage"))
+            if progress is not None:
+                progress(time.perf_counter() - t_a)
         t_b = time.perf_counter()
         stats = await kernel.ask("stats")
     finally:

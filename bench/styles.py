@@ -99,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=90, help="frames per row (at least 60)")
     args = parser.parse_args(argv)
     count = max(args.frames, 60)
-    cpu = pin_one_core()
+    core = pin_one_core()
     frames = pattern_frames(count)
     engine = LocalEngine()
     engine.preserve_stamp = True  # as in a pattern session: the stamp is copied back each frame
-    print(f"local model, {WIDTH}x{HEIGHT} yuv420p, {count} frames per row, pinned to CPU {cpu}")
+    print(f"local model, {WIDTH}x{HEIGHT} yuv420p, {count} frames per row, pinned to CPU {core}")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"{platform.processor() or platform.machine()}, numpy {np.__version__}, {os.cpu_count()} CPUs")
     print(f"load average {load}: wall-clock figures include time other processes held the core;")

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import platform
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
+from typing import Protocol
 
-__all__ = ["Row", "machine", "render"]
+__all__ = ["Row", "Limit", "machine", "markdown", "meets", "render", "fmt"]
+
+Limit = tuple[str, float]  # ("<=", 25.0): how a figure is judged against its target
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    "<": operator.lt,
+    ">=": operator.ge,
+    ">": operator.gt,
+}
+
+
+def meets(value: float, limit: Limit) -> bool | None:
+    """The verdict of `value` against `limit`; None when there is no figure (NaN)."""
+    if value != value:
+        return None
+    return _OPS[limit[0]](value, limit[1])
 
 
 @dataclass
@@ -20,16 +39,22 @@ class Row:
     naive: float | str = "-"
     ok: bool | None = None
     unit: str = ""
+    # The rule `ok` comes from: repeat.py judges the median of several runs with it.
+    limit: Limit | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.ok is None and isinstance(self.ours, int | float):
+            self.ok = meets(float(self.ours), self.limit)
 
     def cells(self) -> list[str]:
         ratio = "-"
         if isinstance(self.ours, float) and isinstance(self.naive, float) and self.naive:
             ratio = f"{self.ours / self.naive:.2f}"
         verdict = {True: "yes", False: "NO", None: "-"}[self.ok]
-        return [self.scenario, self.figure, self.target, _fmt(self.ours), _fmt(self.naive), ratio, verdict]
+        return [self.scenario, self.figure, self.target, fmt(self.ours), fmt(self.naive), ratio, verdict]
 
 
-def _fmt(value: float | str) -> str:
+def fmt(value: float | str) -> str:
     if isinstance(value, str):
         return value
     if value != value:  # NaN
@@ -40,9 +65,17 @@ def _fmt(value: float | str) -> str:
 HEAD = ["scenario", "figure", "target", "decart_nb", "naive relay", "ratio", "meets target"]
 
 
-def render(rows: list[Row]) -> str:
-    table = [HEAD] + [r.cells() for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(HEAD))]
+class HasCells(Protocol):
+    def cells(self) -> list[str]: ...
+
+
+def render(rows: Sequence[HasCells]) -> str:
+    return markdown(HEAD, [r.cells() for r in rows])
+
+
+def markdown(head: list[str], body: list[list[str]]) -> str:
+    table = [head, *body]
+    widths = [max(len(line[i]) for line in table) for i in range(len(head))]
     lines = [
         "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |" for line in table
     ]

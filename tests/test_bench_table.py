@@ -1,0 +1,164 @@
+"""The bench's table machinery: median-of-N cells, verdicts, soak windows, busy processes.
+
+Pure functions on made-up rows and runs (no network, no WebRTC).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.busy import busy_processes, exited
+from bench.client import Arrival
+from bench.repeat import combine, combine_cell, spread
+from bench.runs import StreamRun
+from bench.soak import memory_growth_mb, soak_rows, window_table, windows
+from bench.table import Row, render
+
+S1 = "1 passthrough 720p30"
+
+
+def p50_row(ours: float | str, naive: float | str = 48.0) -> Row:
+    return Row(S1, "round trip p50 (ms)", "<= 25", ours, naive, limit=("<=", 25))
+
+
+def test_row_judges_itself_with_its_limit() -> None:
+    assert p50_row(14.6).ok is True
+    assert p50_row(25.1).ok is False
+    assert p50_row(float("nan")).ok is None  # no figure: no verdict
+    assert Row(S1, "fps out", ">= 29", 30, limit=(">=", 29)).ok is True  # ints too
+
+
+def test_spread_is_median_min_max() -> None:
+    assert spread([15.1, 14.2, 16.0]) == "15.1 (14.2-16.0)"
+    assert spread([101.0, 99.0, 150.0]) == "101 (99.0-150)"
+    assert spread([-40.3, 0.1, 0.2]) == "0.1 (-40.3 to 0.2)"
+    assert spread([float("nan"), 2.0, 4.0]) == "3.0 (2.0-4.0)"  # NaN is no measurement
+    assert spread([float("nan")]) == "n/a"
+
+
+def test_combine_cell_numbers_pairs_and_text() -> None:
+    assert combine_cell([1.0, 2.0, 3.0]) == "2.0 (1.0-3.0)"
+    assert combine_cell(["-", "-", "-"]) == "-"
+    assert (
+        combine_cell(["69.5 / 84.3", "70.1 / 80.0", "71.0 / 90.2"]) == "70.1 (69.5-71.0) / 84.3 (80.0-90.2)"
+    )
+    assert combine_cell(["29.4 / None", "29.0 / 19.8"]) == "29.2 (29.0-29.4) / 19.8 (19.8-19.8)"
+    assert combine_cell(["715 / 93", "700 / 90"]) == "708 (700-715) / 91.5 (90.0-93.0)"
+    assert combine_cell(["not run: x", "not run: y", "not run: x"]) == "not run: x; not run: y"
+    assert combine_cell([]) == "-"
+
+
+def test_combine_judges_the_median_not_each_run() -> None:
+    runs = [[p50_row(14.0)], [p50_row(30.0)], [p50_row(16.0)]]  # one run misses the target
+    (row,) = combine(runs)
+    assert row.cells() == [
+        S1,
+        "round trip p50 (ms)",
+        "<= 25",
+        "16.0 (14.0-30.0)",
+        "48.0 (48.0-48.0)",
+        "0.33",
+        "yes",
+    ]
+    (bad,) = combine([[p50_row(26.0)], [p50_row(30.0)], [p50_row(16.0)]])
+    assert bad.verdict == "NO"
+
+
+def test_combine_relative_limit_uses_median_of_the_limits() -> None:
+    def last_third(first: float, last: float) -> Row:
+        return Row("2", "p95 last third (ms)", "<= first + 30", last, limit=("<=", first + 30))
+
+    # medians: first 100, last 125 -> 125 <= 130
+    (row,) = combine([[last_third(100, 120)], [last_third(90, 125)], [last_third(110, 200)]])
+    assert row.verdict == "yes"
+    assert row.ours == "125 (120-200)"
+
+
+def test_combine_keeps_order_and_marks_missing_rows() -> None:
+    fps = Row(S1, "fps out", ">= 29", 30.0, 30.0, limit=(">=", 29))
+    runs = [[p50_row(15.0), fps], [p50_row(16.0)]]
+    table = combine(runs)
+    assert [r.figure for r in table] == ["round trip p50 (ms)", "fps out"]
+    assert table[1].ours == "30.0 (30.0-30.0) [1 of 2 runs]"
+    assert table[1].ratio == "1.00"
+
+
+def test_combine_without_limit_counts_the_runs_that_failed() -> None:
+    def style(ok: bool) -> Row:
+        return Row("3", "slowest", "<= 10", "not run: x", ok=ok)
+
+    assert combine([[style(True)], [style(True)]])[0].verdict == "yes"
+    assert combine([[style(True)], [style(False)]])[0].verdict == "NO in 1 of 2"
+    assert combine([[Row("3", "f", "-", 1.0)], [Row("3", "f", "-", 2.0)]])[0].verdict == "-"
+
+
+def test_targets_that_differ_between_runs_are_all_shown() -> None:
+    rows = [[Row("5", "worst", f"<= {b}", 30.0, limit=("<=", b))] for b in (67, 68, 67)]
+    (row,) = combine(rows)
+    assert row.target == "<= 67; <= 68"
+    assert row.verdict == "yes"
+
+
+def test_render_takes_combined_rows() -> None:
+    text = render(combine([[p50_row(15.0)], [p50_row(17.0)]]))
+    assert "| 16.0 (15.0-17.0) |" in text
+    assert text.splitlines()[1].startswith("|---")
+
+
+def fake_run(minutes: float, latency_ms: float, late_latency_ms: float, rss_mb: list[float]) -> StreamRun:
+    """30 fps for `minutes`, latency stepping up in the last sixth, one RSS sample per 5 s."""
+    t_a, seconds = 1000.0, minutes * 60
+    sent = {n: t_a + n / 30 for n in range(int(seconds * 30))}
+    arrivals = [
+        Arrival(t + 0.015, n, latency_ms if t - t_a < seconds * 5 / 6 else late_latency_ms)
+        for n, t in sent.items()
+        if n % 100 != 7  # one frame in 100 never comes back
+    ]
+    usage = [{"wall": t_a + 5 * i, "cpu": 0.2 * 5 * i, "rss": mb * 2**20} for i, mb in enumerate(rss_mb)]
+    stats = {"frames_dropped": 10}
+    return StreamRun(0.1, arrivals, sent, t_a, t_a + seconds, usage, stats, {"frames_dropped": 4}, 0)
+
+
+def test_soak_windows_cut_the_run_in_sixths() -> None:
+    rss = [150.0 + (40 if i == 2 else 0) for i in range(25)]  # 2 min: samples at 0..120 s
+    run = fake_run(2, 15.0, 30.0, rss)
+    ws = windows(run)
+    assert len(ws) == 6
+    assert [round(w.end_s) for w in ws] == [20, 40, 60, 80, 100, 120]
+    assert all(w.p95 == 15.0 for w in ws[:5]) and ws[5].p95 == 30.0
+    assert all(w.fps_out == pytest.approx(29.7, abs=0.1) for w in ws)
+    assert all(w.cpu_cores == pytest.approx(0.2) for w in ws)
+    assert ws[0].rss_peak_mb == 190.0  # the warm-up peak
+    assert memory_growth_mb(ws) == -40.0
+    assert sum(w.dropped for w in ws) == run.dropped
+    assert "| 1      | 0.0-0.3 |" in window_table(ws)
+
+
+def verdicts(run: StreamRun) -> dict[str, Row]:
+    return {r.figure: r for r in soak_rows(run, windows(run), 2)}
+
+
+def test_soak_verdicts() -> None:
+    rising = [100.0 + i for i in range(25)]  # +1 MB every 5 s: 24 MB over the run
+    rows = verdicts(fake_run(2, 15.0, 30.0, rising))
+    assert rows["round trip p95, last window (ms)"].ok is False  # 30 > 15 + 10
+    assert rows["memory growth after the first window (MB)"].ours == 21.0  # 124 - 103
+    assert rows["memory growth after the first window (MB)"].ok is False
+    assert rows["fps out, slowest window"].ok is True
+    assert rows["session.stats frames_dropped, same span"].ours == 6.0
+    flat = verdicts(fake_run(2, 15.0, 20.0, [120.0] * 25))
+    assert flat["round trip p95, last window (ms)"].ok is True
+    assert flat["memory growth after the first window (MB)"].ok is True
+    assert all(r.naive == "-" for r in flat.values())  # the naive relay does not run in the soak
+    assert not math.isnan(flat["kernel CPU, whole soak (cores)"].ours)  # type: ignore[arg-type]
+
+
+def test_busy_processes_are_killed_even_on_an_exception() -> None:
+    with pytest.raises(RuntimeError), busy_processes(2) as procs:
+        assert len(procs) == 2 and exited(procs) == []
+        raise RuntimeError("the bench failed")
+    assert all(p.returncode is not None for p in procs)
+    with busy_processes(0) as none:
+        assert none == []
