@@ -44,7 +44,7 @@ class CameraWatch:
         frames, packets = self._frames_in(), await self.peer.packets_received()
         no_frames = no_packets = 0.0
         last = time.monotonic()
-        while True:
+        while self.peer.pc.connectionState != "closed":  # closed: its own state change said so
             await asyncio.sleep(WATCH_EVERY_S)
             now = time.monotonic()
             # A tick delayed by a busy loop counts as one tick: the packets were waiting unread.

@@ -1,0 +1,50 @@
+"""Faults that need the page (issue 9): the page reloads mid-stream. (A kernel restart with the
+page open is tests/browser/test_camera_browser.py::test_a_kernel_restart_stops_the_camera.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .harness import open_notebook, wait_element
+
+pytestmark = pytest.mark.browser
+
+ROOT = ".decart-camera"
+# The kernel's view of the page's camera: its peers, and the camera frames that reach the model.
+PEERS = "len(s._peers)"
+FRAMES_IN = "s.stats.get('frames_in', 0)"
+
+
+def test_a_page_reloaded_mid_stream_is_noticed_and_displaying_again_resumes(
+    chromium: Any, lab: Any, artifacts: Path
+) -> None:
+    nb = open_notebook(chromium, lab, "reload.ipynb", artifacts)
+    try:
+        nb.run_cell(
+            "from decart_nb import Session\n"
+            's = Session(source="camera", prompt="pencil sketch")\n'
+            "states = []\n"
+            "s.on('connection_change', states.append)\n"
+            "s"
+        )
+        wait_element(nb, ROOT, "el.dataset.status === 'live' && el.dataset.state === 'generating'")
+        nb.page.reload()
+        nb.wait_kernel_idle()
+        # The kernel learns that the camera went away: no frozen `generating` over a dead peer.
+        assert nb.wait_py("'reconnecting' in states", timeout=15), nb.py("states")
+        assert nb.py("s.state") == "reconnecting"
+        # The user shows the session again in the reloaded page: the camera comes back.
+        nb.run_cell("s")
+        wait_element(
+            nb, ROOT, "el.dataset.status === 'live' && el.dataset.state === 'generating'", timeout=40
+        )
+        frames = nb.py(FRAMES_IN)
+        assert nb.wait_py(f"{FRAMES_IN} > {frames} + 30", timeout=15), nb.py("s.stats")
+        assert nb.py("states[-1]") == "generating" and nb.py(PEERS) == 1, nb.py(f"(states, {PEERS})")
+        nb.screenshot("reloaded-page-live")
+        nb.run_cell("s.disconnect()")
+    finally:
+        nb.close()
