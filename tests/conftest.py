@@ -44,3 +44,17 @@ def no_leaked_threads() -> Iterator[None]:
             return
         time.sleep(0.05)
     raise AssertionError(f"threads left behind: {[t.name for t in extra]}")
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt in this test, however pytest was started: a
+    process launched in the background by a non-interactive shell inherits SIGINT ignored, and
+    Python then installs no KeyboardInterrupt handler (nor does `_thread.interrupt_main()` act)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -516,7 +516,7 @@ def _after(seen: list[tuple[float, int | None]], stamp: int) -> int:
     return sum(1 for _, s in seen if s is not None and s > stamp)
 
 
-def test_an_interrupted_record_stops_recording(session: Session, tmp_path: Path) -> None:
+def test_an_interrupted_record_stops_recording(session: Session, tmp_path: Path, ctrl_c_raises: None) -> None:
     pipeline = session._pipeline
     assert pipeline is not None
     subscribers = len(pipeline.broadcast._subscribers)
@@ -533,7 +533,7 @@ def test_an_interrupted_record_stops_recording(session: Session, tmp_path: Path)
 
 
 def test_ctrl_c_during_a_slow_connect_is_a_keyboard_interrupt_and_leaves_nothing_running(
-    nothing_left: None,
+    nothing_left: None, ctrl_c_raises: None
 ) -> None:
     s = Session(source="pattern", engine=SlowAck(3.0), prompt="slow to acknowledge")
     timer = threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGINT))

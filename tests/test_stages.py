@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import av
 import numpy as np
 import pytest
 
-from decart_nb import DecartNBError, ErrorCode, Session
+from decart_nb import DecartNBError, ErrorCode, Session, _loop
 from decart_nb.engines import FrameEngine
 from decart_nb.media.frames import Planes, from_planes, to_planes
 from decart_nb.state import GenerationState
@@ -105,6 +106,33 @@ def test_every_frame_in_comes_out_or_is_counted_as_dropped(model_s: float) -> No
             stats = session.stats
         finally:
             release.set()
-    assert settled, stats
+    counts = {k: stats.get(k) for k in ("frames_in", "frames_out", "frames_dropped")}
+    assert settled, counts
     if model_s:
         assert stats["frames_dropped"] > 20, stats  # a 12 fps model behind a 30 fps source
+
+
+def test_outputs_the_pipeline_had_no_time_to_take_are_counted_as_dropped() -> None:
+    """The media loop stalls (a busy machine) while the model keeps finishing frames: the output
+    slot keeps only the newest, and every frame it replaced is counted."""
+    release, stalls = threading.Event(), threading.Semaphore(0)
+
+    def model(rgb: np.ndarray, state: GenerationState) -> np.ndarray:
+        if stalls.acquire(blocking=False):
+            _loop.call_soon(time.sleep, 0.3)  # the loop thread is busy for 0.3 s
+        return rgb
+
+    def accounted() -> bool:
+        stats = session.stats
+        return stats.get("frames_in") == 60 and stats["frames_out"] + stats["frames_dropped"] == 60
+
+    with Session(source=frames(60, release), engine=model, prompt="go") as session:
+        try:
+            for _ in range(5):
+                stalls.release()
+            settled = wait_until(accounted, timeout=30)
+            stats = session.stats
+        finally:
+            release.set()
+    counts = {k: stats.get(k) for k in ("frames_in", "frames_out", "frames_dropped")}
+    assert settled, counts

@@ -179,8 +179,12 @@ class FrameEngine(Engine):
         output = MailboxTrack()
         count_drop = source.count_drop
 
+        def publish(frame: av.VideoFrame) -> None:  # loop thread
+            if output.box.put(frame):  # the pipeline had not taken the previous output yet
+                count_drop()
+
         def deliver(frame: av.VideoFrame) -> None:
-            loop.call_soon_threadsafe(output.box.put, frame)
+            loop.call_soon_threadsafe(publish, frame)
 
         def end_output() -> None:
             if not loop.is_closed():
