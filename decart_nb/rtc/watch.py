@@ -53,12 +53,11 @@ class CameraWatch:
             no_frames = 0.0 if seen_frames != frames else no_frames + step
             no_packets = 0.0 if seen_packets != packets else no_packets + step
             frames, packets = seen_frames, seen_packets
+            # Stalled only once a packet came after the last frame: when both stop together the
+            # peer itself may be gone, which the silence then tells.
+            stalled = no_frames >= CAMERA_STALL_S and no_packets < no_frames - WATCH_EVERY_S
             verdict: Verdict = (
-                "silent"
-                if no_packets >= PEER_SILENT_S
-                else "stalled"
-                if no_frames >= CAMERA_STALL_S
-                else "flowing"
+                "silent" if no_packets >= PEER_SILENT_S else "stalled" if stalled else "flowing"
             )
             if verdict != self.verdict:
                 self.verdict = verdict
