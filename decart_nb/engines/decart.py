@@ -38,9 +38,9 @@ BACKSTOP_S = 5.0
 # After a reconnect the SDK waits up to 30 s for its own passthrough ack before the new session
 # starts; a set() in that window waits for the restore rather than racing it.
 SETTLE_TIMEOUT_S = 30.0
-# A connect is the SDK's: up to 5 attempts, each waiting 15 s for room info (a queue may be
-# longer), then acks (30 s), with backoff 1+2+4+8 s between attempts.
-CONNECT_TIMEOUT_S = 5 * 15.0 + 15.0 + 30.0
+# A connect is the SDK's: up to 5 attempts, each waiting up to 15 s for room info (a longer queue
+# fails the attempt) and 30 s for its initial-state ack, with backoff 1+2+4+8 s between them.
+CONNECT_TIMEOUT_S = 5 * (15.0 + 30.0) + 15.0
 RESOLUTIONS = ("720p", "1080p")
 SPEEDS = ("fast",)
 CODECS = ("h264", "vp9")
@@ -269,6 +269,8 @@ class DecartEngine(Engine):
             what = "passthrough"
         elif same_image and new.image is not None and new.prompt is not None:
             timeout, what = self.prompt_timeout_s, "prompt"
+        elif new.prompt is None:
+            what = "image"
         error: DecartNBError | None = None
         try:
             await asyncio.wait_for(self._call(client, new, what), timeout + self.backstop_s)
@@ -286,13 +288,13 @@ class DecartEngine(Engine):
 
     def _call(self, client: Any, new: GenerationState, what: str) -> Awaitable[Any]:
         """The SDK call for a state (built here, so the SDK's input validation is translated too)."""
-        if what == "passthrough":  # no prompt, no image: an explicit null prompt, as the SDK sends
-            passthrough = self._sdk.passthrough
-            return passthrough(client) if passthrough is not None else client.set_image(None)
+        image = None if new.image is None else encode_jpeg(new.image)
+        if new.prompt is None:  # passthrough, or an image alone: the prompt goes as an explicit null
+            image_only = self._sdk.image_only
+            return image_only(client, image) if image_only is not None else client.set_image(image)
         if what == "prompt":  # the image stays: the prompt alone, acknowledged by its echo
             return client.set_prompt(new.prompt, enhance=new.enhance)
         # Decart's set(): one atomic replace; a prompt-only set clears the reference image.
-        image = None if new.image is None else encode_jpeg(new.image)
         return client.set(self._sdk.set_input(prompt=new.prompt, image=image, enhance=new.enhance))
 
     async def _restore(self, session: int) -> None:

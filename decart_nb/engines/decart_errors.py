@@ -51,7 +51,7 @@ def translate(
     if isinstance(exc, DecartNBError):
         return exc
     text = redact(str(exc) or type(exc).__name__, key)
-    if isinstance(exc, sdk.invalid_input):
+    if isinstance(exc, (sdk.invalid_input, *sdk.validation_errors)):  # the SDK's checks, pydantic's too
         code = ErrorCode.INVALID_INPUT
     elif isinstance(exc, TimeoutError):
         code = ErrorCode.WEBRTC_TIMEOUT_ERROR

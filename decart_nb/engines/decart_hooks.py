@@ -8,17 +8,20 @@
 - `queue_position`: the SDK parses the message and has a configuration slot for it, but does
   not wire the slot to its client.
 - `generation_ended`: the SDK parses it and only logs it ("not exposed publicly").
-- `passthrough`: an explicit `{"image_data": null, "prompt": null}` as the SDK itself sends on
-  connect; its public set_image(None) omits the prompt, which would keep the prompt on the server.
+- `image_only`: a `set_image` with an explicit `"prompt": null`, as the SDK itself sends for
+  passthrough on connect. The public set()/set_image() omit an unset prompt, and an absent
+  prompt keeps the server's prompt: passthrough (no image either) and an image-only set() (a
+  whole-state replace in Decart's semantics) would leave the old prompt live.
 
 Each reaches into one private attribute; when a later SDK lacks it the hook is simply absent
-(no events), and `passthrough` falls back to the public set_image(None).
+(no events), and `image_only` falls back to the public set_image().
 Imported only when the SDK is installed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +32,7 @@ from decart.realtime import RealtimeClient
 from decart.realtime.client import UPDATE_TIMEOUT_S
 from decart.realtime.messages import SetAvatarImageMessage
 
-__all__ = ["connect", "model", "passthrough"]
+__all__ = ["connect", "image_only", "model"]
 
 logger = logging.getLogger("decart_nb")
 Hook = Callable[[Any], None]
@@ -103,15 +106,16 @@ def _call(hook: Hook | None, value: Any) -> None:
         logger.exception("decart_nb: a Decart event handler failed")
 
 
-async def passthrough(client: Any) -> None:
-    """Back to passthrough (no prompt, no image), acknowledged like the SDK's own passthrough."""
+async def image_only(client: Any, image: bytes | None) -> None:
+    """Image (or none: passthrough) and an explicit null prompt, acknowledged like the SDK's own."""
     manager = getattr(client, "_manager", None)
     if manager is None or not hasattr(manager, "register_image_set_wait"):
-        await client.set_image(None)
+        await client.set_image(image)
         return
+    data = None if image is None else base64.b64encode(image).decode("ascii")
     event, result = manager.register_image_set_wait()
     try:
-        await manager.send_message(SetAvatarImageMessage(type="set_image", image_data=None, prompt=None))
+        await manager.send_message(SetAvatarImageMessage(type="set_image", image_data=data, prompt=None))
         try:
             await asyncio.wait_for(event.wait(), UPDATE_TIMEOUT_S)
         except asyncio.TimeoutError:

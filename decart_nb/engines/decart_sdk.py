@@ -142,8 +142,9 @@ class DecartSDK:
     error: type[BaseException]  # DecartSDKError, the base of every SDK error
     invalid_input: type[BaseException]  # InvalidInputError
     media: MediaBridge
-    #: Back to passthrough with an explicit null prompt (None: the client's set_image(None)).
-    passthrough: Callable[[Any], Awaitable[None]] | None = None
+    #: image_only(client, jpeg | None): an image (or passthrough) with an explicit null prompt
+    #: (None: the client's set_image(image), which keeps the server's prompt).
+    image_only: Callable[[Any, bytes | None], Awaitable[None]] | None = None
     #: The SDK's input types validate with pydantic: these errors mean INVALID_INPUT.
     validation_errors: tuple[type[BaseException], ...] = ()
 
@@ -174,7 +175,7 @@ def load_sdk() -> DecartSDK:
         error=decart.DecartSDKError,
         invalid_input=decart.InvalidInputError,
         media=LiveKitBridge(),
-        passthrough=decart_hooks.passthrough,
+        image_only=decart_hooks.image_only,
         validation_errors=(pydantic.ValidationError,),
     )
 

@@ -118,9 +118,10 @@ class SessionInfo:
     session_id: str
 
 
-async def passthrough(client: RealtimeClient) -> None:
-    """The SDK's own passthrough message: image and prompt explicitly null."""
-    await client._manager.set_image(None, {"timeout": client.cloud.update_timeout_s, "null_prompt": True})
+async def image_only(client: RealtimeClient, image: bytes | None) -> None:
+    """An image (or none: passthrough) with an explicit null prompt, as decart_nb sends it."""
+    opts = {"timeout": client.cloud.update_timeout_s, "null_prompt": True}
+    await client._manager.set_image(None if image is None else _b64(image), opts)
 
 
 def _b64(image: bytes | str) -> str:
@@ -233,7 +234,7 @@ class FakeCloud:
             error=DecartSDKError,
             invalid_input=InvalidInputError,
             media=self.media,
-            passthrough=passthrough,
+            image_only=image_only,
         )
 
     def reject(self, word: str, error: str = "Prompt rejected by content moderation") -> None:

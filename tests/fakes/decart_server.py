@@ -1,0 +1,395 @@
+"""A local fake of Decart's realtime *server*, for the real `decart` SDK (0.2.4) to talk to.
+
+It speaks the control protocol as the SDK's source defines it: a WebSocket on `/v1/stream`
+(`?api_key&model[&resolution][&speed]&livekit_early_room_info&user_agent`); the client sends
+`livekit_join`, `prompt`, `set_image`; the server answers `queue_position`, `livekit_room_info`,
+`prompt_ack`, `set_image_ack`, `generation_started`, `generation_tick`, `generation_ended`, `error`.
+A wrong key is refused with HTTP 401; closing a socket is a drop. It listens on 127.0.0.1 only, on
+a random port, is scripted per test through `Script`, and records everything it saw.
+
+LiveKit's media server cannot run here, so LiveKit's `Room` is the one thing stubbed (`StubRoom`,
+installed into the SDK's `livekit_connection` module only): `connect()` checks the room token
+this server issued, `publish_track()` reads the SDK's real `rtc.LocalVideoTrack` through a real
+`rtc.VideoStream`, and the "inference server" answers on a real `rtc.LocalVideoTrack` (a remote
+track cannot be built without a server; the SDK and decart_nb read it through `rtc.VideoStream`
+all the same). Output frames are a solid colour that encodes the state this server holds (input
+frames pass through unchanged in passthrough), so a test can tell which state is live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import livekit.rtc as rtc
+import numpy as np
+from aiohttp import WSMsgType, web
+
+VALID_KEY = "dct_fake_server_key_4f9c2a"
+INFERENCE_PREFIX = "inference-server-"  # the SDK only subscribes to tracks of such participants
+
+
+@dataclass
+class Script:
+    """What the server does; tests change it at any time (it is read when each step happens)."""
+
+    valid_keys: set[str] = field(default_factory=lambda: {VALID_KEY})
+    queue: list[int] = field(default_factory=list)  # positions announced before the room info
+    queue_step_s: float = 0.05
+    room_info_delay_s: float = 0.0
+    ack_delay_s: float = 0.0
+    rejections: dict[str, str] = field(default_factory=dict)  # word in a prompt -> error text
+    tick_every_s: float | None = None  # generation_started then integer ticks, once media flows
+    refuse: list[int] = field(default_factory=list)  # HTTP statuses for the next upgrades (e.g. 503)
+    drop_after: list[str] = field(default_factory=list)  # close the socket after sending this ack type
+    drop_on: list[str] = field(default_factory=list)  # close it on receiving this type (no ack)
+
+
+@dataclass
+class Conn:
+    """One control channel (one SDK connection attempt that got through the upgrade)."""
+
+    number: int
+    query: dict[str, str]
+    ws: web.WebSocketResponse
+    session_id: str
+    token: str
+    prompt: str | None = None
+    image: str | None = None
+    enhance: bool | None = None
+    seen: list[dict[str, Any]] = field(default_factory=list)
+    room: StubRoom | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def live_state(self) -> tuple[str | None, str | None]:
+        return self.prompt, self.image
+
+
+class FakeDecartServer:
+    def __init__(self, script: Script | None = None) -> None:
+        self.script = script or Script()
+        self.conns: list[Conn] = []
+        self.http: list[dict[str, Any]] = []  # every HTTP request: method, path, query, headers
+        self._numbers = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> FakeDecartServer:
+        app = web.Application(middlewares=[self._record])
+        app.router.add_get("/v1/stream", self._stream)
+        app.router.add_post("/watch-stream/{room}", self._watch)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def close(self) -> None:
+        for conn in self.conns:
+            await conn.ws.close()  # aiohttp's cleanup would otherwise wait for open sockets
+            for task in conn.tasks:
+                task.cancel()
+            await asyncio.gather(*conn.tasks, return_exceptions=True)
+            if conn.room is not None:
+                await conn.room.disconnect()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def current(self) -> Conn:
+        return self.conns[-1]
+
+    def sent(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Client messages of every connection, in order (optionally of one type)."""
+        return [m for c in self.conns for m in c.seen if kind is None or m.get("type") == kind]
+
+    # -- test controls (call on the server's loop) ----------------------------------------------
+    async def drop(self) -> None:
+        """Close the current control channel: the SDK sees its socket end (a drop)."""
+        await self.current.ws.close()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.current.ws.send_str(json.dumps(message))
+
+    async def error(self, text: str) -> None:
+        await self.send({"type": "error", "error": text})
+
+    async def end_generation(self, reason: str, seconds: int) -> None:
+        await self.send({"type": "generation_ended", "seconds": seconds, "reason": reason})
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
+        self.http.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": dict(request.query),
+                "headers": dict(request.headers),
+            }
+        )
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("api_key") not in self.script.valid_keys:
+            return web.Response(status=401, text="Invalid API key")
+        if self.script.refuse:
+            return web.Response(status=self.script.refuse.pop(0), text="Service temporarily unavailable")
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        number = next(self._numbers)
+        conn = Conn(number, dict(request.query), ws, session_id=f"sess-{number}", token=f"lk-token-{number}")
+        self.conns.append(conn)
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    break
+                data = json.loads(msg.data)
+                conn.seen.append(data)
+                if data.get("type") in self.script.drop_on:
+                    self.script.drop_on.remove(data["type"])
+                    await ws.close()
+                    break
+                await self._handle(conn, data)
+        finally:
+            for task in conn.tasks:
+                task.cancel()
+        return ws
+
+    async def _watch(self, request: web.Request) -> web.Response:
+        if request.headers.get("x-api-key") not in self.script.valid_keys:
+            return web.Response(status=401, text="Invalid API key")
+        room = request.match_info["room"]
+        host = next((c for c in self.conns if f"room-{c.number}" == room), None)
+        if host is None:
+            return web.Response(status=404, text="no such session")
+        body = {
+            "livekit_url": self.url,
+            "token": host.token,
+            "room_name": room,
+            "session_id": host.session_id,
+        }
+        return web.json_response(body)
+
+    # -- the control protocol ---------------------------------------------------------------------
+    async def _handle(self, conn: Conn, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        if kind == "livekit_join":
+            conn.tasks.append(asyncio.ensure_future(self._join(conn)))
+        elif kind == "prompt":
+            conn.tasks.append(asyncio.ensure_future(self._ack_prompt(conn, data)))
+        elif kind == "set_image":
+            conn.tasks.append(asyncio.ensure_future(self._ack_image(conn, data)))
+        else:
+            await conn.ws.send_str(json.dumps({"type": "error", "error": f"unknown message type {kind}"}))
+
+    async def _join(self, conn: Conn) -> None:
+        queue = list(self.script.queue)
+        for position in queue:
+            await conn.ws.send_str(
+                json.dumps({"type": "queue_position", "position": position, "queue_size": max(queue) + 1})
+            )
+            await asyncio.sleep(self.script.queue_step_s)
+        await asyncio.sleep(self.script.room_info_delay_s)
+        info = {
+            "type": "livekit_room_info",
+            "livekit_url": self.url,  # a LiveKit URL, for the stub room only
+            "token": conn.token,
+            "room_name": f"room-{conn.number}",
+            "session_id": conn.session_id,
+        }
+        await conn.ws.send_str(json.dumps(info))
+
+    def _rejection(self, prompt: object) -> str | None:
+        text = prompt if isinstance(prompt, str) else ""
+        return next((err for word, err in self.script.rejections.items() if word in text), None)
+
+    async def _ack_prompt(self, conn: Conn, data: dict[str, Any]) -> None:
+        await asyncio.sleep(self.script.ack_delay_s)
+        error = self._rejection(data["prompt"])
+        if error is None:
+            conn.prompt, conn.enhance = data["prompt"], data.get("enhance_prompt")
+        ack = {"type": "prompt_ack", "prompt": data["prompt"], "success": error is None, "error": error}
+        await self._reply(conn, ack)
+
+    async def _ack_image(self, conn: Conn, data: dict[str, Any]) -> None:
+        await asyncio.sleep(self.script.ack_delay_s)
+        error = self._rejection(data.get("prompt"))
+        if error is None:
+            conn.image = data.get("image_data")
+            # An explicit null prompt clears it (passthrough); an absent one keeps it.
+            if "prompt" in data:
+                conn.prompt = data["prompt"]
+            if "enhance_prompt" in data:
+                conn.enhance = data["enhance_prompt"]
+        await self._reply(conn, {"type": "set_image_ack", "success": error is None, "error": error})
+
+    async def _reply(self, conn: Conn, ack: dict[str, Any]) -> None:
+        if conn.ws.closed:
+            return
+        await conn.ws.send_str(json.dumps(ack))
+        if ack["type"] in self.script.drop_after:
+            self.script.drop_after.remove(ack["type"])
+            await conn.ws.close()
+
+    async def _generate(self, conn: Conn) -> None:
+        """generation_started, then a tick with the whole seconds billed so far (the SDK's int)."""
+        every = self.script.tick_every_s
+        if every is None or conn.ws.closed:
+            return
+        await conn.ws.send_str(json.dumps({"type": "generation_started"}))
+        for seconds in itertools.count(1):
+            await asyncio.sleep(every)
+            if conn.ws.closed:
+                return
+            await conn.ws.send_str(json.dumps({"type": "generation_tick", "seconds": seconds}))
+
+    def conn_for_token(self, token: str) -> Conn | None:
+        return next((c for c in self.conns if c.token == token), None)
+
+
+# -- LiveKit: the stubbed Room --------------------------------------------------------------------
+def state_colour(prompt: str | None, image: str | None) -> tuple[int, int, int]:
+    """The solid colour the fake model paints for a state (distinct states, distinct colours)."""
+    code = zlib.crc32(f"{prompt}|{image}".encode())
+    return (40 + code % 180, 40 + (code >> 8) % 180, 40 + (code >> 16) % 180)
+
+
+def _i420(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    r, g, b = rgb
+    y = round(0.257 * r + 0.504 * g + 0.098 * b + 16)
+    u = round(-0.148 * r - 0.291 * g + 0.439 * b + 128)
+    v = round(0.439 * r - 0.368 * g - 0.071 * b + 128)
+    planes = [np.full(width * height, y, np.uint8), np.full(width * height // 4, u, np.uint8)]
+    planes.append(np.full(width * height // 4, v, np.uint8))
+    return b"".join(p.tobytes() for p in planes)
+
+
+@dataclass
+class _Participant:
+    identity: str
+
+
+class _Publication:
+    sid = "TR_stub"
+
+
+class _LocalParticipant:
+    def __init__(self, room: StubRoom) -> None:
+        self._room = room
+        self.published: list[tuple[Any, Any]] = []
+
+    async def publish_track(self, track: Any, options: Any = None) -> _Publication:
+        self.published.append((track, options))
+        self._room.serve(track)
+        return _Publication()
+
+
+class StubRoom:
+    """LiveKit's Room, without a LiveKit server: the one stub in these tests (see the module doc)."""
+
+    def __init__(self, server: FakeDecartServer) -> None:
+        self._server = server
+        self._handlers: dict[str, list[Callable[..., Any]]] = {}
+        self.local_participant = _LocalParticipant(self)
+        self.conn: Conn | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._out: rtc.VideoSource | None = None
+
+    def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self._handlers.setdefault(event, []).append(fn)
+            return fn
+
+        return register(callback) if callback is not None else register
+
+    def emit(self, event: str, *args: Any) -> None:
+        for fn in list(self._handlers.get(event, [])):
+            fn(*args)
+
+    async def connect(self, url: str, token: str, options: Any = None) -> None:
+        conn = self._server.conn_for_token(token)
+        if url != self._server.url or conn is None or conn.ws.closed:
+            raise ConnectionError("LiveKit: invalid room token")
+        self.conn, conn.room = conn, self
+
+    def serve(self, track: Any) -> None:
+        """Be the inference server: read the published track, answer on a track of our own."""
+        assert self.conn is not None
+        self._tasks.append(asyncio.ensure_future(self._model(track, self.conn)))
+        self._tasks.append(asyncio.ensure_future(self._server._generate(self.conn)))
+
+    async def _model(self, track: Any, conn: Conn) -> None:
+        stream = rtc.VideoStream(track, capacity=1, format=rtc.VideoBufferType.I420)
+        painted: dict[tuple[str | None, str | None], bytes] = {}
+        try:
+            async for event in stream:
+                frame = event.frame
+                if self._out is None:
+                    self._out = rtc.VideoSource(frame.width, frame.height)
+                    output = rtc.LocalVideoTrack.create_video_track("model-output", self._out)
+                    self.emit(
+                        "track_subscribed", output, _Publication(), _Participant(INFERENCE_PREFIX + "1")
+                    )
+                state = conn.live_state
+                if state == (None, None):
+                    data = bytes(frame.data)
+                else:
+                    if state not in painted:
+                        painted[state] = _i420(frame.width, frame.height, state_colour(*state))
+                    data = painted[state]
+                out = rtc.VideoFrame(frame.width, frame.height, rtc.VideoBufferType.I420, data)
+                self._out.capture_frame(out, timestamp_us=event.timestamp_us)
+        finally:
+            await stream.aclose()
+
+    async def disconnect(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._out is not None:
+            await self._out.aclose()
+            self._out = None
+
+
+class _RtcWithStubRoom(ModuleType):
+    """`livekit.rtc` as the SDK's connection module sees it: everything real but `Room`."""
+
+    def __init__(self, server: FakeDecartServer) -> None:
+        super().__init__("livekit.rtc")
+        self._server = server
+
+    def Room(self) -> StubRoom:
+        return StubRoom(self._server)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(rtc, name)
+
+
+@contextlib.contextmanager
+def stub_livekit_room(server: FakeDecartServer) -> Iterator[None]:
+    """Install StubRoom into the SDK's LiveKit connection module (and nowhere else)."""
+    from decart.realtime import livekit_connection
+
+    real = livekit_connection.rtc
+    livekit_connection.rtc = _RtcWithStubRoom(server)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        livekit_connection.rtc = real

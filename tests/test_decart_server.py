@@ -1,0 +1,365 @@
+"""engine="decart" with the REAL `decart` SDK (0.2.4, realtime extra) against a local fake server.
+
+Everything is real except the far end: Session -> DecartEngine -> decart.RealtimeClient ->
+aiohttp WebSocket -> tests/fakes/decart_server.py on 127.0.0.1. LiveKit's `Room` is the one
+stub (no LiveKit server can run here); frames still travel through real `livekit.rtc` sources,
+tracks and streams. The SDK's backoff (1, 2, 4, 8 s) is real too, so a few tests take seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+
+from decart_nb import DecartNBError, ErrorCode, Session, _loop
+from tests.fakes.decart_server import VALID_KEY, FakeDecartServer, state_colour, stub_livekit_room
+from tests.helpers import wait_until
+
+decart = pytest.importorskip("decart", reason='needs pip install "decart_nb[decart]"')
+pytestmark = pytest.mark.webrtc
+
+T = TypeVar("T")
+MODEL = "lucy-2.1"
+RED = np.tile(np.array([200, 40, 40], np.uint8), (48, 64, 1))
+BLUE = np.tile(np.array([30, 60, 210], np.uint8), (48, 64, 1))
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDecartServer]:
+    """The fake server on decart_nb's loop (held for the whole test), reached via the base-URL option."""
+    _loop.acquire()
+    fake = _loop.run(FakeDecartServer().start(), timeout=10)
+    monkeypatch.setenv("DECART_REALTIME_BASE_URL", fake.url)
+    monkeypatch.delenv("DECART_API_KEY", raising=False)
+    try:
+        with stub_livekit_room(fake):
+            yield fake
+    finally:
+        _loop.run(fake.close(), timeout=10)
+        _loop.release()
+
+
+def on_loop(coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:
+    return _loop.run(coro, timeout=timeout)
+
+
+def session(**kwargs: Any) -> Session:
+    options: dict[str, Any] = {"engine": "decart", "source": "pattern", "model": MODEL, "api_key": VALID_KEY}
+    return Session(**(options | kwargs))
+
+
+class Recorder:
+    """A session's events, as a user's callbacks would receive them."""
+
+    def __init__(self, s: Session) -> None:
+        self.states: list[str] = []
+        self.ticks: list[Any] = []
+        self.errors: list[DecartNBError] = []
+        self.queue: list[Any] = []
+        self.ended: list[Any] = []
+        s.on("connection_change", self.states.append)
+        s.on("generation_tick", self.ticks.append)
+        s.on("error", self.errors.append)
+        s.on("queue_position", self.queue.append)
+        s.on("generation_ended", self.ended.append)
+
+
+def colour(s: Session) -> np.ndarray:
+    return np.asarray(s.snapshot(timeout=10)).reshape(-1, 3).mean(axis=0)
+
+
+def shows(s: Session, expected: tuple[int, int, int], timeout: float = 15.0) -> bool:
+    """The output settles on the colour the fake model paints for a state."""
+    return wait_until(lambda: bool(np.abs(colour(s) - np.array(expected)).max() < 8), timeout=timeout)
+
+
+def live(server: FakeDecartServer, prompt: str | None, image: bool) -> Callable[[], bool]:
+    def check() -> bool:
+        conn = server.current
+        return conn.prompt == prompt and (conn.image is not None) == image
+
+    return check
+
+
+# -- connect ------------------------------------------------------------------------------------
+def test_connect_speaks_decarts_protocol(server: FakeDecartServer) -> None:
+    with session(prompt="anime", enhance=False) as s:
+        assert s.state == "connected"
+        conn = server.current
+        assert conn.query["model"] == MODEL and conn.query["livekit_early_room_info"] == "true"
+        assert "decart_nb/" in conn.query["user_agent"]  # the integration the engine declares
+        # The SDK's order: join, the initial prompt (acked), then the room.
+        assert conn.seen == [
+            {"type": "livekit_join"},
+            {"type": "prompt", "prompt": "anime", "enhance_prompt": False},
+        ]
+        assert conn.room is not None
+        (track, _options), *_ = conn.room.local_participant.published
+        assert type(track).__name__ == "LocalVideoTrack"  # a real LiveKit track carries the camera
+        assert shows(s, state_colour("anime", None))
+        assert s.engine.session_id == conn.session_id  # type: ignore[attr-defined]
+    assert len(server.conns) == 1
+
+
+def test_connect_options_reach_the_server(server: FakeDecartServer) -> None:
+    from decart_nb.engines.decart import DecartEngine
+
+    engine = DecartEngine(api_key=VALID_KEY, resolution="1080p", speed="fast", codec="vp9")
+    with Session(engine=engine, source="pattern", model="lucy-2.5"):
+        query = server.current.query
+        assert (query["resolution"], query["speed"]) == ("1080p", "fast")
+        room = server.current.room
+        assert room is not None
+        _track, options = room.local_participant.published[0]
+        assert options.video_codec == decart.realtime.livekit_connection.rtc.VideoCodec.VP9
+    with pytest.raises(DecartNBError) as info:
+        DecartEngine(api_key=VALID_KEY, resolution="4k")
+    assert info.value.code == ErrorCode.INVALID_INPUT
+
+
+def test_initial_image_and_prompt_are_sent_before_the_room(server: FakeDecartServer) -> None:
+    with session(prompt="vton", image=RED) as s:
+        conn = server.current
+        first = conn.seen[1]
+        assert first["type"] == "set_image" and first["prompt"] == "vton"
+        assert base64.b64decode(first["image_data"])[:2] == b"\xff\xd8"  # plain base64 JPEG
+        assert shows(s, state_colour("vton", conn.image))
+
+
+def test_queue_positions_then_the_session(server: FakeDecartServer) -> None:
+    server.script.queue = [3, 2, 1]
+    s = session(prompt="anime")
+    events = Recorder(s)
+    with s:
+        assert wait_until(lambda: len(events.queue) == 3)
+        assert [(q.position, q.queue_size) for q in events.queue] == [(3, 4), (2, 4), (1, 4)]
+        assert s.state == "connected" and events.errors == []
+
+
+def test_a_queue_longer_than_the_sdks_wait_is_retried_as_the_sdk_does(
+    server: FakeDecartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from decart.realtime import livekit_connection
+
+    monkeypatch.setattr(livekit_connection, "LIVEKIT_HANDSHAKE_TIMEOUT", 1.0)  # the SDK's 15 s, shortened
+    server.script.room_info_delay_s = 3.0
+    s = session(prompt="anime")
+    events = Recorder(s)
+
+    def shorter_next_time() -> None:  # the queue has moved on by the second attempt
+        assert wait_until(lambda: len(server.conns) >= 1)
+        server.script.room_info_delay_s = 0.0
+
+    threading.Thread(target=shorter_next_time, daemon=True).start()
+    with s:
+        assert len(server.conns) == 2 and s.state == "connected"  # one retry, after the SDK's 1 s wait
+    assert events.errors == []
+
+
+# -- set semantics --------------------------------------------------------------------------------
+def test_set_set_prompt_and_passthrough_on_the_wire(server: FakeDecartServer) -> None:
+    with session(prompt="anime") as s:
+        conn = server.current
+        s.set_image(RED)  # keeps the prompt
+        assert conn.seen[-1]["type"] == "set_image" and conn.seen[-1]["prompt"] == "anime"
+        assert live(server, "anime", True)()
+        s.set_prompt("sketch")  # the image stays: a prompt message, acked by its echo
+        assert conn.seen[-1] == {"type": "prompt", "prompt": "sketch", "enhance_prompt": True}
+        assert live(server, "sketch", True)()
+        assert shows(s, state_colour("sketch", conn.image))
+        s.set("noir")  # a prompt-only set() clears the image
+        assert conn.seen[-1] == {
+            "type": "set_image",
+            "image_data": None,
+            "prompt": "noir",
+            "enhance_prompt": True,
+        }
+        assert live(server, "noir", False)()
+        s.set(image=BLUE)  # an image-only set() replaces the prompt too: explicitly null
+        assert conn.seen[-1]["prompt"] is None and conn.seen[-1]["image_data"]
+        assert live(server, None, True)()
+        s.set_image(None)  # nothing left: passthrough, as the SDK sends it (prompt: null)
+        assert conn.seen[-1] == {"type": "set_image", "image_data": None, "prompt": None}
+        assert live(server, None, False)()
+        assert s.generation.is_passthrough
+
+
+def test_a_rejection_leaves_the_state_untouched(server: FakeDecartServer) -> None:
+    server.script.rejections = {"gore": "Prompt rejected by content moderation"}
+    with session(prompt="anime") as s:
+        before = s.generation
+        with pytest.raises(DecartNBError) as info:
+            s.set_prompt("gore everywhere")
+        assert info.value.code == ErrorCode.WEBRTC_SERVER_ERROR and "moderation" in info.value.message
+        assert s.generation is before and live(server, "anime", False)()
+        assert shows(s, state_colour("anime", None))
+
+
+def test_invalid_input_from_the_sdks_pydantic_models(server: FakeDecartServer) -> None:
+    from decart_nb.engines.decart_errors import translate
+    from decart_nb.engines.decart_sdk import load_sdk, resolve_key
+
+    sdk = load_sdk()
+    with pytest.raises(Exception) as info:
+        sdk.prompt(text="", enhance=True)
+    error = translate(info.value, "apply", sdk, resolve_key(VALID_KEY))
+    assert error.code == ErrorCode.INVALID_INPUT
+
+
+def test_one_timeout_per_call_and_it_is_decarts(
+    server: FakeDecartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's own timeout ends the call with its own words; the session adds none of its own."""
+    from decart.realtime import client as sdk_client
+
+    from decart_nb import session as session_module
+
+    monkeypatch.setattr(sdk_client, "UPDATE_TIMEOUT_S", 2.0)  # the SDK's 30 s, shortened
+    monkeypatch.setattr(sdk_client, "PROMPT_TIMEOUT_S", 1.0)  # the SDK's 15 s, shortened
+    monkeypatch.setattr(session_module, "PROMPT_TIMEOUT_S", 0.5)  # shorter than the SDK's: unused
+    with session(prompt="anime") as s:
+        server.script.ack_delay_s = 60.0
+        with pytest.raises(DecartNBError) as info:
+            s.set_prompt("sketch")  # no image: Decart's set(), which waits UPDATE_TIMEOUT_S
+        assert info.value.code == ErrorCode.WEBRTC_TIMEOUT_ERROR
+        assert "Image send timed out" in info.value.message  # the SDK's words, not the media loop's
+        assert s.generation.prompt == "anime"
+    server.script.ack_delay_s = 0.0
+    with session(prompt="anime", image=RED) as s:
+        server.script.ack_delay_s = 60.0
+        with pytest.raises(DecartNBError) as info:
+            s.set_prompt("sketch")  # the image stays: set_prompt, which waits PROMPT_TIMEOUT_S
+        assert "Prompt acknowledgment timed out" in info.value.message
+
+
+# -- events ---------------------------------------------------------------------------------------
+def test_generation_ticks_are_decarts_whole_seconds(server: FakeDecartServer) -> None:
+    server.script.tick_every_s = 0.2
+    s = session(prompt="anime")
+    events = Recorder(s)
+    with s:
+        assert wait_until(lambda: len(events.ticks) >= 3)
+        assert s.state == "generating"
+        seconds = [t.seconds for t in events.ticks[:3]]
+        assert seconds == [1, 2, 3] and all(type(x) is int for x in seconds)  # the SDK's int
+        on_loop(server.end_generation("moderation_violation", 3))
+        assert wait_until(lambda: len(events.ended) == 1)
+        assert (events.ended[0].seconds, events.ended[0].reason) == (3, "moderation_violation")
+    assert events.states[:3] == ["connecting", "connected", "generating"]
+
+
+def test_a_server_error_is_an_error_event(server: FakeDecartServer) -> None:
+    s = session(prompt="anime")
+    events = Recorder(s)
+    with s:
+        on_loop(server.error("Internal inference failure"))
+        assert wait_until(lambda: len(events.errors) == 1)
+        error = events.errors[0]
+        assert error.code == ErrorCode.WEBRTC_SERVER_ERROR and "Internal inference failure" in error.message
+
+
+# -- permanent errors ---------------------------------------------------------------------------
+def test_a_refused_key_is_not_retried(server: FakeDecartServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "dct_wrong_key_never_valid_77"
+    with pytest.raises(DecartNBError) as info:
+        session(api_key=wrong).connect()
+    assert info.value.code.startswith("WEBRTC_") and "not retried" in info.value.message
+    assert [r["path"] for r in server.http] == ["/v1/stream"]  # 401 is permanent: one attempt
+    assert wrong not in str(info.value) and wrong not in repr(info.value) and wrong not in caplog.text
+
+
+def test_a_key_revoked_mid_session_ends_it_without_retries(server: FakeDecartServer) -> None:
+    s = session(prompt="anime")
+    events = Recorder(s)
+    with s:
+        server.script.valid_keys = set()
+        on_loop(server.drop())
+        assert wait_until(lambda: s.state == "disconnected", timeout=20)
+        assert len(events.errors) == 1 and "not retried" in events.errors[0].message
+    assert len(server.http) == 2  # the first connect and one refused reconnect
+
+
+# -- drops and reconnects -----------------------------------------------------------------------
+def restored(server: FakeDecartServer, s: Session, connections: int) -> Callable[[], bool]:
+    """The engine runs on the server's newest session and has restored its state there."""
+    engine: Any = s.engine
+
+    def check() -> bool:
+        newest = len(server.conns) == connections and engine.session_id == server.current.session_id
+        return newest and engine._settled.is_set()
+
+    return check
+
+
+def drop_and_recover(server: FakeDecartServer, s: Session) -> None:
+    before = len(server.conns)
+    on_loop(server.drop())
+    assert wait_until(restored(server, s, before + 1), timeout=30)
+
+
+@pytest.mark.parametrize("drops", [1, 3])
+def test_the_latest_prompt_and_image_are_live_after_drops(server: FakeDecartServer, drops: int) -> None:
+    s = session(prompt="anime")
+    events = Recorder(s)
+    with s:
+        s.set("vton", image=RED)
+        s.set_prompt("sketch")  # latest: "sketch" with the red image
+        for _ in range(drops):
+            drop_and_recover(server, s)
+            conn = server.current
+            # The SDK's own passthrough came first and was acknowledged; then the restore.
+            assert conn.seen[1] == {"type": "set_image", "image_data": None, "prompt": None}
+            assert wait_until(live(server, "sketch", True))
+            assert shows(s, state_colour("sketch", conn.image))
+        assert len(server.conns) == 1 + drops
+        assert wait_until(lambda: events.states.count("reconnecting") == drops)  # events come on their thread
+        assert events.errors == []
+        s.set_prompt("after")  # and sets work again
+        assert live(server, "after", True)()
+
+
+def test_a_retry_that_shows_as_connecting_also_restores(server: FakeDecartServer) -> None:
+    """The reconnect's first attempt drops during the SDK's own passthrough; the SDK retries and
+    reports that attempt as connecting/connected (not reconnecting): the state is restored all the same."""
+    s = session(prompt="anime", image=RED)
+    events = Recorder(s)
+    with s:
+        server.script.drop_on = ["set_image"]  # the next passthrough is never acknowledged
+        on_loop(server.drop())
+        assert wait_until(restored(server, s, 3), timeout=30)
+        assert wait_until(live(server, "anime", True))
+        assert shows(s, state_colour("anime", server.current.image))
+        assert wait_until(lambda: "connecting" in events.states[2:])  # the SDK's own report of the retry
+        assert events.errors == []
+
+
+def test_a_set_during_the_sdks_passthrough_waits_for_the_restore(server: FakeDecartServer) -> None:
+    with session(prompt="anime") as s:
+        server.script.ack_delay_s = 1.0  # the reconnect's passthrough takes a while
+        on_loop(server.drop())
+        assert wait_until(lambda: len(server.conns) == 2 and s.state in ("connected", "generating"))
+        s.set_prompt("sketch")  # neither races the SDK's pending passthrough nor is lost
+        assert live(server, "sketch", False)()
+        # The SDK's passthrough, then the restore, then this set: each acked on its own.
+        assert [m.get("prompt") for m in server.current.seen[1:]] == [None, "anime", "sketch"]
+        assert s.generation.prompt == "sketch"
+
+
+# -- the key stays in the kernel -----------------------------------------------------------------
+def test_the_server_sees_the_key_only_where_the_sdk_sends_it(server: FakeDecartServer) -> None:
+    with session(prompt="anime") as s:
+        s.set_image(RED)
+    messages = json.dumps(server.sent())
+    assert VALID_KEY not in messages
+    for request in server.http:
+        assert request["query"]["api_key"] == VALID_KEY  # the control channel's URL, as Decart's SDK does
+        assert VALID_KEY not in json.dumps(request["headers"])
+        assert VALID_KEY not in json.dumps({k: v for k, v in request["query"].items() if k != "api_key"})
