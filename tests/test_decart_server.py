@@ -21,6 +21,9 @@ import pytest
 from decart_nb import DecartNBError, ErrorCode, Session, _loop
 from tests.fakes.decart_server import VALID_KEY, FakeDecartServer, state_colour, stub_livekit_room
 from tests.helpers import wait_until
+from tests.test_widget import comms
+
+__all__ = ["comms"]  # the recording-comm fixture, shared with test_widget.py
 
 decart = pytest.importorskip("decart", reason='needs pip install "decart_nb[decart]"')
 pytestmark = pytest.mark.webrtc
@@ -363,3 +366,47 @@ def test_the_server_sees_the_key_only_where_the_sdk_sends_it(server: FakeDecartS
         assert request["query"]["api_key"] == VALID_KEY  # the control channel's URL, as Decart's SDK does
         assert VALID_KEY not in json.dumps(request["headers"])
         assert VALID_KEY not in json.dumps({k: v for k, v in request["query"].items() if k != "api_key"})
+
+
+def test_the_key_never_leaves_the_kernel(
+    server: FakeDecartServer, comms: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Widget state, comm messages, logs, reprs, errors: no key, through refusals, retries, drops,
+    rejections and a server error that quotes it."""
+    caplog.set_level(logging.DEBUG)
+    server.script.rejections = {"gore": "Prompt rejected by content moderation"}
+    server.script.refuse = [503]  # the SDK retries; tenacity logs the refused URL (with the key)
+    s = session(prompt="anime")
+    events = Recorder(s)
+    texts: list[str] = []
+    with s:
+        widget, panel = s.widget, s.panel
+        bundle = s._repr_mimebundle_()
+        s.set_image(RED)
+        with pytest.raises(DecartNBError) as rejected:
+            s.set_prompt("gore")
+        drop_and_recover(server, s)
+        on_loop(server.error(f"session closed for api_key={VALID_KEY}"))
+        assert wait_until(lambda: len(events.errors) == 1)
+        texts += [repr(s), str(s), repr(s.engine), str(vars(s.engine)), str(s.stats), str(bundle)]
+        texts += [str(widget.get_state()), str(panel.get_state()), _texts(rejected.value)]
+        texts += [_texts(e) for e in [*events.errors, *s.errors]]
+    with pytest.raises(DecartNBError) as refused:  # the same key, refused: aiohttp's text quotes the URL
+        server.script.valid_keys = set()
+        session(prompt="anime").connect()
+    texts.append(_texts(refused.value))
+    texts += [json.dumps(c.sent, default=str) for c in comms]
+    assert comms and any(c.sent for c in comms)  # the widgets did talk to the page
+    assert "api_key=***" in caplog.text  # the SDK did log the URL: redacted
+    for text in [*texts, caplog.text]:
+        assert VALID_KEY not in text
+    # The server saw it in the control channel's URL only (where Decart's SDK puts it).
+    assert VALID_KEY not in json.dumps(server.sent())
+    assert all(VALID_KEY not in json.dumps(r["headers"]) for r in server.http)
+
+
+def _texts(error: BaseException) -> str:
+    import traceback
+
+    data = getattr(error, "data", None)
+    return "\n".join([str(error), repr(error), *traceback.format_exception(error), str(data)])
