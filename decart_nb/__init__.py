@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from . import models
+from . import models, tokens
 from .errors import DecartNBError, ErrorCode
-from .events import GenerationTick
+from .events import GenerationEnded, GenerationTick, QueuePosition
+from .reachability import diagnose
 from .session import ConnectionState, Session
 from .state import GenerationState
 
@@ -16,6 +17,10 @@ __all__ = [
     "ErrorCode",
     "GenerationState",
     "GenerationTick",
+    "QueuePosition",
+    "GenerationEnded",
+    "diagnose",
+    "tokens",
     "ConnectionState",
     "models",
     "__version__",

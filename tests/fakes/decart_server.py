@@ -78,6 +78,7 @@ class FakeDecartServer:
         self.script = script or Script()
         self.conns: list[Conn] = []
         self.http: list[dict[str, Any]] = []  # every HTTP request: method, path, query, headers
+        self.token_requests: list[dict[str, Any]] = []  # bodies of POST /v1/client/tokens
         self._numbers = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -87,6 +88,7 @@ class FakeDecartServer:
         app = web.Application(middlewares=[self._record])
         app.router.add_get("/v1/stream", self._stream)
         app.router.add_post("/watch-stream/{room}", self._watch)
+        app.router.add_post("/v1/client/tokens", self._token)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -185,6 +187,26 @@ class FakeDecartServer:
             "session_id": host.session_id,
         }
         return web.json_response(body)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        if request.headers.get("X-API-KEY") not in self.script.valid_keys:
+            return web.Response(status=401, text='{"error": "Invalid API key"}')
+        body = await request.json()
+        self.token_requests.append(body)
+        number = len(self.token_requests)
+        made = {
+            "apiKey": f"ek_fake_{number}",
+            "token": f"eyJfake.{number}.sig",
+            "expiresAt": "2026-12-01T04:00:00Z",
+        }
+        if "allowedOrigins" in body or "allowedModels" in body:
+            made["permissions"] = {
+                "origins": body.get("allowedOrigins", []),
+                "models": body.get("allowedModels", []),
+            }
+        if "constraints" in body:
+            made["constraints"] = body["constraints"]
+        return web.json_response(made)
 
     # -- the control protocol ---------------------------------------------------------------------
     async def _handle(self, conn: Conn, data: dict[str, Any]) -> None:
