@@ -74,8 +74,9 @@ class Conn:
 
 
 class FakeDecartServer:
-    def __init__(self, script: Script | None = None) -> None:
+    def __init__(self, script: Script | None = None, log_path: str | None = None) -> None:
         self.script = script or Script()
+        self.log_path = log_path  # every request and message also goes here, one JSON line each
         self.conns: list[Conn] = []
         self.http: list[dict[str, Any]] = []  # every HTTP request: method, path, query, headers
         self.token_requests: list[dict[str, Any]] = []  # bodies of POST /v1/client/tokens
@@ -115,6 +116,11 @@ class FakeDecartServer:
     def current(self) -> Conn:
         return self.conns[-1]
 
+    def _log(self, entry: dict[str, Any]) -> None:
+        if self.log_path is not None:
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+
     def sent(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Client messages of every connection, in order (optionally of one type)."""
         return [m for c in self.conns for m in c.seen if kind is None or m.get("type") == kind]
@@ -136,14 +142,14 @@ class FakeDecartServer:
     # -- HTTP ------------------------------------------------------------------------------------
     @web.middleware
     async def _record(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
-        self.http.append(
-            {
-                "method": request.method,
-                "path": request.path,
-                "query": dict(request.query),
-                "headers": dict(request.headers),
-            }
-        )
+        entry = {
+            "method": request.method,
+            "path": request.path,
+            "query": dict(request.query),
+            "headers": dict(request.headers),
+        }
+        self.http.append(entry)
+        self._log({"http": entry})
         response: web.StreamResponse = await handler(request)
         return response
 
@@ -163,6 +169,7 @@ class FakeDecartServer:
                     break
                 data = json.loads(msg.data)
                 conn.seen.append(data)
+                self._log({"message": data})
                 if data.get("type") in self.script.drop_on:
                     self.script.drop_on.remove(data["type"])
                     await ws.close()
