@@ -398,7 +398,7 @@ def camera_session() -> Iterator[tuple[Session, SlowAck, BrowserPeer]]:
 
 @webrtc
 def test_ctrl_c_during_set_keeps_the_old_state_and_the_next_set_works(
-    camera_session: tuple[Session, SlowAck, BrowserPeer],
+    camera_session: tuple[Session, SlowAck, BrowserPeer], ctrl_c_raises: None
 ) -> None:
     session, engine, _ = camera_session
     before = session.generation
@@ -432,7 +432,9 @@ class InterruptsAtAck(CallableEngine):
             _thread.interrupt_main()  # pending, raised by the main thread as soon as it runs again
 
 
-def test_ctrl_c_landing_as_the_engine_acknowledges_leaves_session_and_engine_agreeing() -> None:
+def test_ctrl_c_landing_as_the_engine_acknowledges_leaves_session_and_engine_agreeing(
+    ctrl_c_raises: None,
+) -> None:
     engine = InterruptsAtAck()
     with Session(source="pattern", engine=engine, prompt="before") as session:
         with pytest.raises(KeyboardInterrupt):
@@ -446,7 +448,7 @@ def test_ctrl_c_landing_as_the_engine_acknowledges_leaves_session_and_engine_agr
 
 @webrtc
 def test_ctrl_c_during_snapshot_leaves_no_waiter_and_the_session_usable(
-    camera_session: tuple[Session, SlowAck, BrowserPeer],
+    camera_session: tuple[Session, SlowAck, BrowserPeer], ctrl_c_raises: None
 ) -> None:
     session, engine, _ = camera_session
     gate = threading.Event()
