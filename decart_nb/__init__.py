@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import models, tokens
+from .engines.decart_viewer import watch
 from .errors import DecartNBError, ErrorCode
 from .events import GenerationEnded, GenerationTick, QueuePosition
 from .reachability import diagnose
@@ -20,6 +21,7 @@ __all__ = [
     "QueuePosition",
     "GenerationEnded",
     "diagnose",
+    "watch",
     "tokens",
     "ConnectionState",
     "models",

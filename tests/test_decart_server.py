@@ -410,3 +410,39 @@ def _texts(error: BaseException) -> str:
 
     data = getattr(error, "data", None)
     return "\n".join([str(error), repr(error), *traceback.format_exception(error), str(data)])
+
+
+# -- a viewer (Decart's subscribe), as a second notebook would open one ----------------------------
+def test_a_viewer_sees_the_running_session_receive_only(server: FakeDecartServer) -> None:
+    import decart_nb
+
+    with session(prompt="anime") as host:
+        token = host.engine.subscribe_token  # type: ignore[attr-defined]
+        assert token and VALID_KEY not in token  # it names the room; the viewer brings its own key
+        viewer = decart_nb.watch(token, api_key=VALID_KEY, model=MODEL)
+        try:
+            assert shows(viewer, state_colour("anime", None))
+            host.set_prompt("sketch")  # the host steers; the viewer follows
+            assert shows(viewer, state_colour("sketch", None))
+            with pytest.raises(DecartNBError) as info:
+                viewer.set_prompt("mine now")
+            assert info.value.code == ErrorCode.INVALID_INPUT and "receive-only" in info.value.message
+            assert live(server, "sketch", False)()
+        finally:
+            viewer.disconnect()
+        watch = [r for r in server.http if r["path"].startswith("/watch-stream/")]
+        assert len(watch) == 1 and watch[0]["headers"]["x-api-key"] == VALID_KEY
+        assert len(server.conns) == 1  # a viewer opens no control channel: it sends nothing
+
+
+def test_a_viewer_with_a_bad_token_or_key(server: FakeDecartServer) -> None:
+    import decart_nb
+
+    with pytest.raises(DecartNBError) as bad_token:
+        decart_nb.watch("not-a-token", api_key=VALID_KEY)
+    assert bad_token.value.code == ErrorCode.INVALID_INPUT
+    with session(prompt="anime") as host:
+        token = host.engine.subscribe_token  # type: ignore[attr-defined]
+        with pytest.raises(DecartNBError) as bad_key:
+            decart_nb.watch(token, api_key="dct_someone_else_entirely")
+        assert "401" in bad_key.value.message and "dct_someone_else_entirely" not in str(bad_key.value)

@@ -152,6 +152,7 @@ class DecartEngine(Engine):
         finally:
             self._connected.set()
         self._client = client
+        self.subscribe_token = getattr(client, "subscribe_token", None)  # set by the SDK as it connected
         client.on("connection_change", self._on_sdk_state)
         client.on("error", self._on_sdk_error)
         client.on("generation_tick", self._on_sdk_tick)

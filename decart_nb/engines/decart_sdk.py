@@ -145,6 +145,10 @@ class DecartSDK:
     #: image_only(client, jpeg | None): an image (or passthrough) with an explicit null prompt
     #: (None: the client's set_image(image), which keeps the server's prompt).
     image_only: Callable[[Any, bytes | None], Awaitable[None]] | None = None
+    #: RealtimeClient.subscribe(base_url, api_key, SubscribeOptions(token=, on_remote_stream=)):
+    #: a receive-only view of a running session (None: this SDK cannot).
+    subscribe: Callable[..., Awaitable[Any]] | None = None
+    subscribe_options: Callable[..., Any] | None = None
     #: The SDK's input types validate with pydantic: these errors mean INVALID_INPUT.
     validation_errors: tuple[type[BaseException], ...] = ()
 
@@ -154,7 +158,7 @@ def load_sdk() -> DecartSDK:
     try:
         import decart
         import pydantic
-        from decart.realtime import RealtimeConnectOptions, SetInput
+        from decart.realtime import RealtimeClient, RealtimeConnectOptions, SetInput, SubscribeOptions
 
         from . import decart_hooks
         from .decart_livekit import LiveKitBridge
@@ -176,6 +180,8 @@ def load_sdk() -> DecartSDK:
         invalid_input=decart.InvalidInputError,
         media=LiveKitBridge(),
         image_only=decart_hooks.image_only,
+        subscribe=RealtimeClient.subscribe,
+        subscribe_options=SubscribeOptions,
         validation_errors=(pydantic.ValidationError,),
     )
 

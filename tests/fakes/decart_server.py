@@ -339,6 +339,8 @@ class StubRoom:
         self.conn: Conn | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._out: rtc.VideoSource | None = None
+        self.output: Any = None  # the model's track, once the first frame came in
+        self.viewers: list[StubRoom] = []
 
     def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -355,7 +357,17 @@ class StubRoom:
         conn = self._server.conn_for_token(token)
         if url != self._server.url or conn is None or conn.ws.closed:
             raise ConnectionError("LiveKit: invalid room token")
-        self.conn, conn.room = conn, self
+        self.conn = conn
+        host = conn.room
+        if host is None:
+            conn.room = self  # the publisher's room
+        else:  # a viewer (Decart's subscribe) joins the publisher's room: it gets the model's track
+            host.viewers.append(self)
+            if host.output is not None:
+                asyncio.get_running_loop().call_soon(self._subscribed, host.output)
+
+    def _subscribed(self, track: Any) -> None:
+        self.emit("track_subscribed", track, _Publication(), _Participant(INFERENCE_PREFIX + "1"))
 
     def serve(self, track: Any) -> None:
         """Be the inference server: read the published track, answer on a track of our own."""
@@ -371,10 +383,9 @@ class StubRoom:
                 frame = event.frame
                 if self._out is None:
                     self._out = rtc.VideoSource(frame.width, frame.height)
-                    output = rtc.LocalVideoTrack.create_video_track("model-output", self._out)
-                    self.emit(
-                        "track_subscribed", output, _Publication(), _Participant(INFERENCE_PREFIX + "1")
-                    )
+                    self.output = rtc.LocalVideoTrack.create_video_track("model-output", self._out)
+                    for room in [self, *self.viewers]:
+                        room._subscribed(self.output)
                 state = conn.live_state
                 if state == (None, None):
                     data = bytes(frame.data)
