@@ -289,12 +289,12 @@ class DecartEngine(Engine):
 
     def _call(self, client: Any, new: GenerationState, what: str) -> Awaitable[Any]:
         """The SDK call for a state (built here, so the SDK's input validation is translated too)."""
+        if what == "prompt":  # the image stays: the prompt alone, acknowledged by its echo
+            return client.set_prompt(new.prompt, enhance=new.enhance)
         image = None if new.image is None else encode_jpeg(new.image)
         if new.prompt is None:  # passthrough, or an image alone: the prompt goes as an explicit null
             image_only = self._sdk.image_only
             return image_only(client, image) if image_only is not None else client.set_image(image)
-        if what == "prompt":  # the image stays: the prompt alone, acknowledged by its echo
-            return client.set_prompt(new.prompt, enhance=new.enhance)
         # Decart's set(): one atomic replace; a prompt-only set clears the reference image.
         return client.set(self._sdk.set_input(prompt=new.prompt, image=image, enhance=new.enhance))
 
