@@ -344,6 +344,24 @@ def test_a_retry_that_shows_as_connecting_also_restores(server: FakeDecartServer
         assert events.errors == []
 
 
+def test_a_refused_restore_is_reported_and_the_next_set_sends_everything(server: FakeDecartServer) -> None:
+    s = session(prompt="anime", image=RED)
+    events = Recorder(s)
+    with s:
+        server.script.rejections = {"anime": "Prompt rejected by content moderation"}  # policy changed
+        on_loop(server.drop())
+        assert wait_until(lambda: len(events.errors) == 1, timeout=30)
+        error = events.errors[0]
+        assert error.code == ErrorCode.WEBRTC_SERVER_ERROR and "could not restore" in error.message
+        assert live(server, None, False)()  # Decart holds passthrough
+        s.set_prompt("sketch")  # the image is unchanged for the session, not for Decart: it goes too
+        assert (
+            server.current.seen[-1]["type"] == "set_image" and server.current.seen[-1]["prompt"] == "sketch"
+        )
+        assert live(server, "sketch", True)()
+        assert shows(s, state_colour("sketch", server.current.image))
+
+
 def test_a_set_during_the_sdks_passthrough_waits_for_the_restore(server: FakeDecartServer) -> None:
     with session(prompt="anime") as s:
         server.script.ack_delay_s = 1.0  # the reconnect's passthrough takes a while

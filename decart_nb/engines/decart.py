@@ -41,6 +41,9 @@ SETTLE_TIMEOUT_S = 30.0
 # A connect is the SDK's: up to 5 attempts, each waiting up to 15 s for room info (a longer queue
 # fails the attempt) and 30 s for its initial-state ack, with backoff 1+2+4+8 s between them.
 CONNECT_TIMEOUT_S = 5 * (15.0 + 30.0) + 15.0
+# A failed restore is reported only if no new drop follows within this time (a drop's reconnect
+# restores again; its error would be noise).
+RESTORE_REPORT_GRACE_S = 1.0
 RESOLUTIONS = ("720p", "1080p")
 SPEEDS = ("fast",)
 CODECS = ("h264", "vp9")
@@ -115,6 +118,7 @@ class DecartEngine(Engine):
         self._connected.set()
         self._settled = asyncio.Event()  # set while no drop is waiting for its restore
         self._sessions = 0  # server sessions started by this connect (1 + one per reconnect)
+        self._unrestored = False  # a restore failed: Decart holds passthrough, not _applied
         self._live = False  # False while the SDK replays the events it buffered during connect
         self._stopping = False
         self._t0 = time.perf_counter()
@@ -137,7 +141,7 @@ class DecartEngine(Engine):
         if self._client is not None:
             await self.stop()
         spec = self._spec
-        self._stopping, self._live, self._sessions = False, False, 0
+        self._stopping, self._live, self._sessions, self._unrestored = False, False, 0, False
         # Fresh per connect: asyncio primitives bind to the loop that first waits on them.
         self._lock, self._connected, self._settled = asyncio.Lock(), asyncio.Event(), asyncio.Event()
         self._settled.set()
@@ -236,8 +240,9 @@ class DecartEngine(Engine):
             return
         await self._wait_settled()
         async with self._lock:
-            await self._send(state, self._applied)
-            self._applied = state
+            # After a failed restore Decart holds passthrough: the whole state goes out again.
+            await self._send(state, None if self._unrestored else self._applied)
+            self._applied, self._unrestored = state, False
             self._frames_version = state.version
 
     async def _wait_settled(self) -> None:
@@ -305,20 +310,25 @@ class DecartEngine(Engine):
                 state = self._applied
                 if not state.is_passthrough:
                     await self._send(state, None)
-                self._frames_version = state.version
+                self._frames_version, self._unrestored = state.version, False
         except DecartNBError as error:
-            if session == self._sessions and not self._stopping:  # not overtaken by another drop
-                self.on_error(
-                    DecartNBError(
-                        error.code,
-                        f"Reconnected, but could not restore the prompt/image: {error.message}",
-                        data=error.data,
-                        cause=error,
-                    )
-                )
+            if session != self._sessions or self._stopping:
+                return  # overtaken by another drop: that session restores
+            # Sets may go on (each sends the whole state); frames stay unstamped meanwhile.
+            self._unrestored = True
+            self._settled.set()
+            # A restore cut off by the next drop is not news: report only once that is clear.
+            later = asyncio.get_running_loop().call_later
+            later(RESTORE_REPORT_GRACE_S, self._report_unrestored, session, error)
             return
         if session == self._sessions:
             self._settled.set()
+
+    def _report_unrestored(self, session: int, error: DecartNBError) -> None:
+        if session != self._sessions or self._stopping or self.state not in ("connected", "generating"):
+            return
+        message = f"Reconnected, but could not restore the prompt/image: {error.message}"
+        self.on_error(DecartNBError(error.code, message, data=error.data, cause=error))
 
     # -- SDK events (on the loop) ------------------------------------------------------------
     def _go_live(self) -> None:
