@@ -44,6 +44,7 @@ class Script:
     queue: list[int] = field(default_factory=list)  # positions announced before the room info
     queue_step_s: float = 0.05
     room_info_delay_s: float = 0.0
+    room_info_delays: list[float] = field(default_factory=list)  # per join, before room_info_delay_s
     ack_delay_s: float = 0.0
     rejections: dict[str, str] = field(default_factory=dict)  # word in a prompt -> error text
     tick_every_s: float | None = None  # generation_started then integer ticks, once media flows
@@ -234,7 +235,8 @@ class FakeDecartServer:
                 json.dumps({"type": "queue_position", "position": position, "queue_size": max(queue) + 1})
             )
             await asyncio.sleep(self.script.queue_step_s)
-        await asyncio.sleep(self.script.room_info_delay_s)
+        delays = self.script.room_info_delays
+        await asyncio.sleep(delays.pop(0) if delays else self.script.room_info_delay_s)
         info = {
             "type": "livekit_room_info",
             "livekit_url": self.url,  # a LiveKit URL, for the stub room only
