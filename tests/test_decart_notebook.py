@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.fakes.decart_server import VALID_KEY, state_colour
 from tests.test_notebooks import kernel_name, outputs, run
 
 __all__ = ["kernel_name"]  # the fixture, shared with test_notebooks.py
@@ -62,6 +61,8 @@ def test_with_the_fake_server_it_runs_fully(
     tmp_path: Path, kernel_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("decart")
+    from tests.fakes.decart_server import VALID_KEY, state_colour
+
     ipython_dir = tmp_path / "ipython"
     startup = ipython_dir / "profile_default" / "startup"
     startup.mkdir(parents=True)
