@@ -337,6 +337,21 @@ def test_a_retry_that_shows_as_connecting_also_restores(server: FakeDecartServer
         assert events.errors == []
 
 
+def test_the_sdk_gives_up_after_five_attempts_and_so_does_the_session(server: FakeDecartServer) -> None:
+    """Real backoff: 1 + 2 + 4 + 8 s between the SDK's five reconnect attempts."""
+    s = session(prompt="anime")
+    events = Recorder(s)
+    with s:
+        server.script.refuse = [503] * 5
+        on_loop(server.drop())
+        assert wait_until(lambda: s.state == "disconnected", timeout=40)
+        assert wait_until(lambda: len(events.errors) == 1)
+    error = events.errors[0]
+    assert error.code.startswith("WEBRTC_") and "503" in error.message and VALID_KEY not in error.message
+    assert len(server.http) == 1 + 5 and len(server.conns) == 1
+    assert events.states[-2:] == ["reconnecting", "disconnected"]
+
+
 def test_a_refused_restore_is_reported_and_the_next_set_sends_everything(server: FakeDecartServer) -> None:
     s = session(prompt="anime", image=RED)
     events = Recorder(s)
