@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from . import models, tokens
 from .engines.decart_viewer import watch
 from .errors import DecartNBError, ErrorCode
@@ -13,17 +15,21 @@ from .state import GenerationState
 __version__ = "0.1.0"
 
 __all__ = [
-    "Session",
+    "ConnectionState",
     "DecartNBError",
     "ErrorCode",
+    "GenerationEnded",
     "GenerationState",
     "GenerationTick",
     "QueuePosition",
-    "GenerationEnded",
-    "diagnose",
-    "watch",
-    "tokens",
-    "ConnectionState",
-    "models",
+    "Session",
     "__version__",
+    "diagnose",
+    "models",
+    "tokens",
+    "watch",
 ]
+
+# A library adds no handlers of its own: without logging configured, nothing is printed for it
+# (Python's last-resort handler would otherwise print every warning to stderr).
+logging.getLogger(__name__).addHandler(logging.NullHandler())

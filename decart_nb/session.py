@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from collections import deque
@@ -31,8 +30,6 @@ from .state import GenerationState, validate_enhance, validate_prompt, validate_
 
 __all__ = ["Session", "ConnectionState"]
 
-logger = logging.getLogger("decart_nb")
-
 ConnectionState = Literal["disconnected", "connecting", "connected", "generating", "reconnecting"]
 Mirror = bool | Literal["auto"]
 
@@ -43,7 +40,6 @@ GUARD_MARGIN_S = 5.0  # beyond an engine's own timeout (see Session._guard)
 # The page retries after 1, 2, 4 and 8 s (5 attempts); past this the kernel gives up.
 RECONNECT_GIVE_UP_S = 30.0
 MAX_WAIT_S = 3600.0  # the longest snapshot timeout or recording a call may ask for
-_UNSET: Any = object()
 
 
 class Session:
@@ -473,7 +469,6 @@ class Session:
             ice_servers=self._ice_servers,
             codec=self.codec,
             output=pipeline.subscribe(),
-            on_video=lambda track: None,
             on_state=self._peer_state,
         )
         self._peers.add(peer)

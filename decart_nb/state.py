@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,9 +36,6 @@ class GenerationState:
     @property
     def is_passthrough(self) -> bool:
         return self.prompt is None and self.image is None
-
-    def with_controls(self, **controls: float) -> GenerationState:
-        return replace(self, controls={**self.controls, **controls})
 
     def summary(self) -> dict[str, Any]:
         """A JSON-safe description (for the page, the panel and results tables)."""

@@ -12,12 +12,11 @@ from typing import Any
 import av
 import nbformat
 import numpy as np
+import papermill
 import pytest
 from PIL import Image
 
 from decart_nb.experiments import LABEL_HEIGHT, THUMB_WIDTH
-
-papermill = pytest.importorskip("papermill")
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ["01_camera.ipynb", "02_sweep.ipynb", "03_bring_your_own_model.ipynb"]

@@ -20,6 +20,7 @@ from PIL import Image
 from decart_nb import DecartNBError, ErrorCode, Session
 from decart_nb.state import GenerationState
 from decart_nb.widgets import panel as panel_module
+from decart_nb.widgets.camera import CameraWidget
 from decart_nb.widgets.panel import ControlPanel
 from decart_nb.widgets.panel_live import STATES
 from decart_nb.widgets.panel_presets import preset_prompts
@@ -430,10 +431,6 @@ def test_view_falls_back_to_the_panel_alone(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_view_shows_video_beside_the_panel() -> None:
-    try:
-        from decart_nb.widgets.camera import CameraWidget
-    except Exception as exc:  # noqa: BLE001 - the camera widget is another module, maybe unfinished
-        pytest.skip(f"widgets/camera.py is not importable: {exc!r}")
     s = Session(source="pattern")
     try:
         view = session_view(s)

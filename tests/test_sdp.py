@@ -164,7 +164,6 @@ def test_aiortc_offer_and_answer_carry_it_and_peers_accept_it() -> None:
             ice_servers=[],
             codec="vp8",
             output=PatternTrack(320, 240, 30),
-            on_video=lambda track: None,
             on_state=lambda peer, state: None,
         )
         try:

@@ -26,7 +26,6 @@ __all__ = [
     "to_rgb",
     "from_rgb",
     "mirror",
-    "blank_planes",
     "luma_view",
     "recv_video",
 ]
@@ -106,14 +105,6 @@ def luma_view(frame: av.VideoFrame) -> np.ndarray:
     """A writable view of a yuv420p frame's luma plane (no copy)."""
     plane = frame.planes[0]
     return np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
-
-
-def blank_planes(width: int, height: int) -> Planes:
-    return (
-        np.zeros((height, width), np.uint8),
-        np.full((height // 2, width // 2), 128, np.uint8),
-        np.full((height // 2, width // 2), 128, np.uint8),
-    )
 
 
 # One swscale context per thread, reused: a fresh frame's own reformat() builds a new one each time

@@ -5,7 +5,6 @@ The page offers, the kernel answers; the answer carries all of the kernel's cand
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,7 +24,6 @@ from .sdp import raise_start_bitrate
 
 __all__ = ["KernelPeer", "ice_servers_from", "CODECS"]
 
-logger = logging.getLogger("decart_nb")
 CODECS = {"vp8": "video/VP8", "h264": "video/H264"}
 
 
@@ -59,14 +57,12 @@ class KernelPeer:
         ice_servers: list[RTCIceServer],
         codec: str,
         output: MediaStreamTrack | None,
-        on_video: Callable[[MediaStreamTrack], None],
         on_state: Callable[[KernelPeer, str], None],
     ) -> None:
         # An explicit empty list: aiortc otherwise adds a public STUN server.
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
         self._codec = CODECS[codec]
         self._output = output
-        self._on_video = on_video
         self._on_state = on_state
         self.closed_by_us = False
         self.receives_video = False
@@ -112,7 +108,6 @@ class KernelPeer:
         for transceiver in self.pc.getTransceivers():
             if transceiver.receiver.track is track:
                 complete_frames_on_marker(transceiver.receiver)
-        self._on_video(track)
 
     async def _state_changed(self) -> None:
         self._on_state(self, self.state)

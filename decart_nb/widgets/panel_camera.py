@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import ipywidgets as w
 
 __all__ = ["CameraControls"]
 
-logger = logging.getLogger("decart_nb")
 
 _MIRRORS: list[tuple[str, Any]] = [("Off", False), ("On", True), ("Auto (front camera)", "auto")]
 _DEFAULT = ("Default camera", "")

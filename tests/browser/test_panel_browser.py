@@ -3,7 +3,6 @@ output, and screenshots of the panel in the light and dark themes are kept as ar
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -187,8 +186,6 @@ def test_camera_controls_in_the_page(notebook: LabNotebook, artifacts: Path) -> 
 
 # -- Notebook 7 --------------------------------------------------------------------------------
 def test_the_panel_in_notebook_7(chromium: Any, artifacts: Path, tmp_path: Path) -> None:
-    if importlib.util.find_spec("notebook") is None:
-        pytest.skip("Notebook 7 (the `notebook` package, in the test extra) is not installed")
     with JupyterLab.start(tmp_path, app="notebook") as server:
         path = "panel.ipynb"
         server.api("PUT", f"contents/{path}", {"type": "notebook", "format": "json", "content": EMPTY})

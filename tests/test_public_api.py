@@ -1,0 +1,51 @@
+"""The package's public surface: the exported names are pinned, so a change to them is deliberate."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import decart_nb
+
+EXPORTED = [
+    "ConnectionState",
+    "DecartNBError",
+    "ErrorCode",
+    "GenerationEnded",
+    "GenerationState",
+    "GenerationTick",
+    "QueuePosition",
+    "Session",
+    "__version__",
+    "diagnose",
+    "models",
+    "tokens",
+    "watch",
+]
+
+
+def test_the_exported_names_are_pinned_and_sorted() -> None:
+    assert decart_nb.__all__ == EXPORTED
+    assert decart_nb.__all__ == sorted(decart_nb.__all__)
+    for name in EXPORTED:
+        assert getattr(decart_nb, name) is not None, name
+
+
+def test_star_import_gives_exactly_the_exported_names() -> None:
+    namespace: dict[str, object] = {}
+    exec("from decart_nb import *", namespace)
+    assert sorted(k for k in namespace if k != "__builtins__") == sorted(EXPORTED)
+
+
+def test_the_package_logger_has_a_null_handler() -> None:
+    handlers = logging.getLogger("decart_nb").handlers
+    assert any(isinstance(h, logging.NullHandler) for h in handlers)
+
+
+def test_without_logging_configured_a_warning_prints_nothing() -> None:
+    # A fresh interpreter: Python's last-resort handler would print this to stderr without ours.
+    code = "import logging, decart_nb; logging.getLogger('decart_nb').warning('not shown')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "not shown" not in done.stderr
