@@ -1,75 +1,50 @@
-"""Sweeps: one connected Session, one results row per (prompt, reference image).
+"""Sweeps: one results row per (source, prompt, reference image, seed, repeat), in a resumable folder.
 
     >>> from decart_nb.experiments import sweep
     >>> result = sweep(["anime", "film noir"], images=[None, "ref.png"], source="pattern")
     >>> result                  # a table with thumbnails in a notebook
     >>> result.contact_sheet()  # a labelled grid of the snapshots
 
-Every item goes through the same session (a set() per item, as with Decart: no reconnect for a new
-prompt), so the figures compare prompts and images, not connection set-ups. A failing item (a bad
-image, a timeout) is recorded in its row with its error code and the sweep goes on.
+Each session runs many items, a set() per item (as with Decart: no reconnect for a new prompt), so
+the figures compare prompts and images, not connection set-ups. `concurrency=N` runs N sessions at
+once; `executor=` (a concurrent.futures Executor or a Dask Client) runs them elsewhere. Every
+finished row is appended to results.jsonl at once, so a re-run with the same `out_dir` skips what
+is done. A failing item (a bad image, a timeout) is recorded in its row with its error code and the
+sweep goes on; a failing session is replaced and its item retried once.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import csv
-import html
-import io
-import math
+import concurrent.futures
+import inspect
 import numbers
 import os
-import re
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from aiortc.mediastreams import MediaStreamError
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
-from . import _loop
 from .checks import check_bool, check_number
 from .errors import DecartNBError, ErrorCode
 from .images import ImageInput
-from .media.frames import meta_of, recv_video
-from .media.relay import BroadcastTrack
+from .media.sources import check_source
 from .session import Session
 from .state import validate_enhance, validate_prompt
+from .sweeps.dispatch import default_inflight, dispatch, is_dask_client
+from .sweeps.items import Item, build_items
+from .sweeps.lanes import Lane, Outcome, RunSpec, close_lanes, run_item
+from .sweeps.measure import FRAME_TIMEOUT_S
+from .sweeps.progress import Progress
+from .sweeps.result import LABEL_HEIGHT, THUMB_WIDTH, SweepResult
+from .sweeps.rows import COLUMNS
+from .sweeps.runfolder import RunFolder
 
-__all__ = ["sweep", "SweepResult", "COLUMNS", "LABEL_HEIGHT", "THUMB_WIDTH"]
+__all__ = ["sweep", "SweepResult", "COLUMNS", "LABEL_HEIGHT", "THUMB_WIDTH", "FRAME_TIMEOUT_S"]
 
-#: The columns of results.csv, in order.
-COLUMNS = (
-    "index",
-    "prompt",
-    "image",
-    "enhance",
-    "state_version",
-    "first_frame_ms",
-    "fps_out",
-    "latency_ms_p50",
-    "latency_ms_p95",
-    "model_ms_p50",
-    "frames_out",
-    "frames_dropped",
-    "mean_r",
-    "mean_g",
-    "mean_b",
-    "diff_vs_passthrough",
-    "snapshot",
-    "clip",
-    "error_code",
-    "error",
-    "engine_errors",
-)
-LABEL_HEIGHT = 30  # pixels under each contact-sheet thumbnail: prompt line, image line
-THUMB_WIDTH = 256
-FRAME_TIMEOUT_S = 15.0  # generous: the machine may be busy; a real stall still shows as FRAME_TIMEOUT
-_METRIC_SIZE = (160, 90)  # metrics are computed on a small copy: colours and looks, not pixels
+MAX_CONCURRENCY = 64
+Metrics = Callable[[Image.Image, dict[str, Any]], Mapping[str, Any]]
 
 
 def sweep(
@@ -86,65 +61,183 @@ def sweep(
     controls: dict[str, float] | None = None,
     out_dir: str | os.PathLike[str] = "out/sweep",
     session: Session | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
+    sources: Sequence[Any] | None = None,
+    seeds: Sequence[int] | None = None,
+    repeats: int = 1,
+    metrics: Metrics | None = None,
+    concurrency: int | None = None,
+    executor: Any = None,
+    resume: bool = True,
+    retry_failed: bool = False,
 ) -> SweepResult:
-    """Run every (prompt, image) combination through one session and measure each.
+    """Run every (source, prompt, image, seed, repeat) combination and measure each.
 
     Per item: set(prompt, image, enhance); wait for the first frame of the new state; let it run
     `seconds` (or until `frames` frames of the new state came out); snapshot; optionally record
-    `record_seconds` of video. Writes the snapshots, results.csv, results.md and contact_sheet.png
-    into `out_dir`. Pass a connected `session` (e.g. the camera one) to sweep over it; otherwise
-    a session is made from `source`, `model`, `engine` and `controls` and closed at the end.
+    `record_seconds` of video; `metrics(snapshot, row)` may add columns. Rows are appended to
+    `out_dir`/results.jsonl and results.csv as items finish; at the end results.csv (item order),
+    results.md and contact_sheet.png are written.
+
+    - `sources`: several sources (clips, images, "pattern") as an axis; default `[source]`.
+    - `seeds`, `repeats`: more axes; each (seed, repeat) is its own item and row.
+    - `concurrency`: sessions at once (default 1; with `executor`, its worker count).
+    - `executor`: a concurrent.futures Executor or a dask.distributed Client.
+    - `resume`: skip items whose row is already in `out_dir` (failed ones too, unless
+      `retry_failed`); `resume=False` sets earlier results aside and starts over.
+    - `session`: sweep over a connected session you have (e.g. the camera one); it stays open.
+    - `progress`: True for a tqdm bar, "lines" for a printed line per item.
     """
-    # A lone prompt or image is one item (not a sequence of characters, or of array rows).
     prompts = _prompt_list(prompts)
     images = _image_list(images)
     _check_args(prompts, images, seconds, frames, record_seconds)
     validate_enhance(enhance)
-    check_bool("progress", progress)
-    if session is not None and not isinstance(session, Session):
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT, f"session must be a Session, not {type(session).__name__}"
-        )
-    own = session is None
-    # Built (every argument checked) before out_dir is made; connected only in the try below.
-    live = session or Session(model=model, engine=engine, source=source, controls=controls)
+    _check_options(progress, repeats, metrics, resume, retry_failed)
+    source_list = _source_list(source, sources, session)
+    seed_list: list[int | None] = _seed_list(seeds)
+    inline = session is not None or any(check_source(s) == "iterator" for s in source_list)
+    workers = _check_concurrency(concurrency, executor, inline, engine)
+    if session is None:  # built (every argument checked) before out_dir is made; never connected
+        for s in source_list:
+            Session(model=model, engine=engine, source=s, controls=controls)
     out = _make_out_dir(out_dir)
-    result = SweepResult(rows=[], out_dir=out, grid_columns=len(images))
-    log = _FrameLog()
-    failures: list[DecartNBError] = []
+    settings = {"model": model, "engine": _engine_name(engine, session), "enhance": enhance}
+    settings |= {"seconds": seconds, "frames": frames, "record_seconds": record_seconds}
+    settings |= {"controls": controls}
+    items = build_items(prompts, images, _image_labels(images), source_list, seed_list, repeats, settings)
+    folder = RunFolder(out, COLUMNS)
+    kept = _resume(folder, items, resume, retry_failed)
+    spec = RunSpec(
+        run_id=uuid.uuid4().hex[:12],
+        model=model,
+        engine=engine,
+        controls=controls,
+        enhance=enhance,
+        seconds=float(seconds),
+        frames=frames,
+        record_seconds=float(record_seconds),
+        metrics=metrics,
+        single_source=len(source_list) == 1,
+    )
+    todo = [item for item in items if item.key not in kept]
+    rows = {key: row for key, row in kept.items()}
+    bar = Progress(progress, len(items), len(kept), sum(bool(r["error_code"]) for r in kept.values()))
 
-    def watch(event: str, payload: Any) -> None:
-        if event == "error":  # a watcher, not on(): on() events are held while a cell runs
-            failures.append(payload)
+    def finished(outcome: Outcome) -> None:
+        row = _store(folder, outcome)
+        rows[row["key"]] = row
+        bar.update(row)
 
-    live._events.watch(watch)
     try:
-        live.connect()
-        _loop.run(log.start(live), timeout=10)
-        result.passthrough = _save_passthrough(live, out)
-        reference = None
-        if result.passthrough is not None:
-            with Image.open(result.passthrough) as im:
-                reference = _small(im)
-        labels = _image_labels(images)
-        combos = [(p, img, lbl) for p in prompts for img, lbl in zip(images, labels, strict=True)]
-        for index, (prompt, image, label) in enumerate(combos):
-            item = _Item(index, prompt, image, label, enhance)
-            row = item.run(live, log, failures, seconds, frames, record_seconds, out, reference)
-            result.rows.append(row)
-            if progress:
-                print(_progress_line(row, len(combos)), flush=True)
+        _run(todo, spec, finished, session=session, inline=inline, executor=executor, workers=workers)
     finally:
-        live._events.unwatch(watch)
-        if live.state != "disconnected":
-            _loop.run(log.stop(), timeout=10)
-        if own:
-            live.disconnect()
+        bar.close()
+    result = SweepResult(
+        rows=sorted(rows.values(), key=lambda r: r["index"]),
+        out_dir=out,
+        grid_columns=len(images) * len(seed_list) * repeats,
+        skipped=len(kept),
+    )
+    for s in dict.fromkeys(item.source_label for item in items):
+        path = out / spec.passthrough_name(s)
+        if path.exists():
+            result.passthroughs[s] = path
+    result.passthrough = next(iter(result.passthroughs.values()), None)
     result.save()
     return result
 
 
+# -- running ------------------------------------------------------------------------------------
+def _run(
+    todo: list[Item],
+    spec: RunSpec,
+    finished: Callable[[Outcome], None],
+    *,
+    session: Session | None,
+    inline: bool,
+    executor: Any,
+    workers: int,
+) -> None:
+    if not todo:
+        return
+    if inline:  # the caller's session, or a source that can be read once: one lane, no replacement
+        lane = Lane(spec, todo[0].source, todo[0].source_id, session=session).open()
+        try:
+            for item in todo:
+                outcome = lane.run(item, spec)
+                outcome["row"] |= {"attempts": 1, "worker": "inline"}
+                finished(outcome)
+        finally:
+            lane.close()
+    elif executor is None and workers == 1:  # in this thread: Ctrl-C lands right here
+        try:
+            for item in todo:
+                finished(run_item(spec, item))
+        finally:
+            close_lanes(spec.run_id)
+    elif executor is None:
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="decart_nb-sweep") as pool:
+            dispatch(pool, spec, todo, workers, finished)
+    else:
+        dispatch(executor, spec, todo, workers, finished)
+
+
+def _store(folder: RunFolder, outcome: Outcome) -> dict[str, Any]:
+    """Files first (renamed into place), then the row: a row never points at a missing file."""
+    row = outcome["row"]
+    for name, data in outcome["files"].items():
+        if name.startswith("passthrough") and (folder.out / name).exists():
+            continue  # the first session of a source wrote it
+        folder.write_file(name, data)
+    for column in ("snapshot", "clip"):
+        if row.get(column):
+            row[column] = str(folder.out / row[column])
+    folder.append(row)
+    return row
+
+
+def _resume(
+    folder: RunFolder, items: list[Item], resume: bool, retry_failed: bool
+) -> dict[str, dict[str, Any]]:
+    """The rows of this sweep's items already in the folder; says what it skips (or sets aside)."""
+    where = folder.out
+    if not resume:
+        earlier = folder.start_over()
+        if earlier:
+            print(
+                f"decart_nb sweep: resume=False: starting over in {where}; {earlier} earlier rows moved to "
+                f"{folder.jsonl.name}.previous",
+                flush=True,
+            )
+        return {}
+    try:
+        stored, torn = folder.load()
+    except ValueError as exc:
+        raise DecartNBError(ErrorCode.INVALID_INPUT, f"Cannot resume: {exc}", cause=exc) from exc
+    index = {item.key: item.index for item in items}
+    kept = {k: r | {"index": index[k]} for k, r in stored.items() if k in index}
+    if retry_failed:
+        kept = {k: r for k, r in kept.items() if not r["error_code"]}
+    folder.begin(sorted(kept.values(), key=lambda r: r["index"]))
+    if torn:
+        print(
+            f"decart_nb sweep: {where}: dropped {torn} unfinished line (an interrupted write); "
+            "its item runs again",
+            flush=True,
+        )
+    if kept:
+        failed = sum(bool(r["error_code"]) for r in kept.values())
+        rest = len(items) - len(kept)
+        what = f"{rest} to run" if rest else "nothing to run (resume=False starts over)"
+        print(
+            f"decart_nb sweep: resuming {where}: {len(kept)} of {len(items)} items already done "
+            f"({failed} failed), {what}",
+            flush=True,
+        )
+    return kept
+
+
+# -- checks -------------------------------------------------------------------------------------
 def _image_list(images: Any) -> list[ImageInput | None]:
     return list(images) if isinstance(images, (list, tuple)) else [images]
 
@@ -200,270 +293,102 @@ def _make_out_dir(out_dir: object) -> Path:
     return out
 
 
-def _save_passthrough(session: Session, out: Path) -> Path | None:
-    """The untouched input, as the baseline for `diff_vs_passthrough` (only if the state is empty)."""
-    if not session.generation.is_passthrough:
-        return None
-    path = out / "passthrough.png"
-    session.snapshot(timeout=FRAME_TIMEOUT_S).save(path)
-    return path
+def _check_options(progress: object, repeats: object, metrics: object, resume: object, retry: object) -> None:
+    if progress != "lines":
+        check_bool("progress", progress)
+    if isinstance(repeats, bool) or not isinstance(repeats, numbers.Integral):
+        raise DecartNBError(ErrorCode.INVALID_INPUT, f"repeats must be a whole number, not {repeats!r:.40}")
+    check_number("repeats", repeats, 1, 10_000)
+    if metrics is not None and not callable(metrics):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            f"metrics must be a function fn(snapshot, row) -> dict, not {metrics!r:.40}",
+        )
+    check_bool("resume", resume)
+    check_bool("retry_failed", retry)
 
 
-# -- one item ---------------------------------------------------------------------------------
-@dataclass
-class _Item:
-    index: int
-    prompt: str | None
-    image: ImageInput | None
-    label: str
-    enhance: bool
-
-    @property
-    def stem(self) -> str:
-        return f"{self.index:02d}_{_slug(self.prompt or 'no-prompt')}_{_slug(self.label)}"
-
-    def run(
-        self,
-        session: Session,
-        log: _FrameLog,
-        failures: list[DecartNBError],
-        seconds: float,
-        frames: int | None,
-        record_seconds: float,
-        out: Path,
-        reference: np.ndarray | None,
-    ) -> dict[str, Any]:
-        row: dict[str, Any] = dict.fromkeys(COLUMNS)
-        row |= {"index": self.index, "prompt": self.prompt or "", "image": self.label}
-        row["enhance"] = self.enhance
-        first_failure, start, dropped0 = len(failures), len(log.frames), _dropped(session)
-        t_set = time.perf_counter()
-        try:
-            session.set(prompt=self.prompt, image=self.image, enhance=self.enhance)
-            version = session.generation.version
-            session.snapshot(timeout=FRAME_TIMEOUT_S)  # returns once a frame of this state is out
-            _settle(log, start, version, seconds, frames)
-            picture = session.snapshot(timeout=FRAME_TIMEOUT_S)
-            row["snapshot"] = str(out / f"{self.stem}.png")
-            picture.save(row["snapshot"])
-            if record_seconds > 0:
-                row["clip"] = str(session.record(out / f"{self.stem}.mp4", record_seconds))
-        except DecartNBError as exc:
-            row |= {"error_code": exc.code, "error": exc.message}
-        else:
-            row["state_version"] = version
-            row |= _timings(log.frames[start:], version, t_set)
-            row |= _looks(picture, reference)
-        row["frames_dropped"] = _dropped(session) - dropped0
-        row["engine_errors"] = " ".join(sorted({e.code for e in failures[first_failure:]})) or None
-        return row
+def _source_list(source: Any, sources: Sequence[Any] | None, session: Session | None) -> list[Any]:
+    if session is not None and not isinstance(session, Session):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT, f"session must be a Session, not {type(session).__name__}"
+        )
+    if sources is None:
+        chosen = [session.source if session is not None else source]
+    elif session is not None:
+        raise DecartNBError(ErrorCode.INVALID_INPUT, "sources= and session= exclude each other")
+    elif not isinstance(sources, (list, tuple)) or not sources:
+        raise DecartNBError(ErrorCode.INVALID_INPUT, "sources must be a non-empty list of sources")
+    else:
+        chosen = list(sources)
+    for s in chosen:
+        if session is None:
+            check_source(s)
+    # Paths made absolute: a worker (or a later resume) may run elsewhere than this cell's folder.
+    return [_absolute(s) for s in chosen]
 
 
-def _dropped(session: Session) -> int:
-    return int(session.stats.get("frames_dropped", 0))
+def _absolute(source: Any) -> Any:
+    if isinstance(source, (str, os.PathLike)) and str(source) not in ("camera", "pattern"):
+        return str(Path(source).resolve())
+    return source
 
 
-def _settle(log: _FrameLog, start: int, version: int, seconds: float, frames: int | None) -> None:
-    """Let the new state run: `seconds`, or until `frames` of its frames came out."""
-    if frames is None:
-        time.sleep(seconds)
-        return
-    deadline = time.monotonic() + FRAME_TIMEOUT_S + seconds
-    while sum(1 for f in log.frames[start:] if f[2] == version) < frames:
-        if time.monotonic() > deadline:
-            raise DecartNBError(
-                ErrorCode.FRAME_TIMEOUT, f"Fewer than {frames} frames of the new state within the timeout"
-            )
-        time.sleep(0.02)
+def _seed_list(seeds: object) -> list[int | None]:
+    if seeds is None:
+        return [None]
+    if not isinstance(seeds, (list, tuple, range)) or not seeds:
+        raise DecartNBError(ErrorCode.INVALID_INPUT, "seeds must be a non-empty list of whole numbers")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise DecartNBError(ErrorCode.INVALID_INPUT, f"seeds must be whole numbers, not {seed!r:.40}")
+    return [int(s) for s in seeds]
 
 
-def _timings(frames: list[_Frame], version: int, t_set: float) -> dict[str, Any]:
-    """Rate and latency of this item's own frames (not a rolling window over earlier items)."""
-    mine = [f for f in frames if f[2] == version]
-    if not mine:
-        return {"frames_out": 0}
-    arrivals = [f[0] for f in mine]
-    span = arrivals[-1] - arrivals[0]
-    latency = np.array([(f[0] - f[1]) * 1000.0 for f in mine])
-    return {
-        "first_frame_ms": round((arrivals[0] - t_set) * 1000.0, 1),
-        "fps_out": round((len(mine) - 1) / span, 1) if span > 0 else None,
-        "latency_ms_p50": round(float(np.percentile(latency, 50)), 1),
-        "latency_ms_p95": round(float(np.percentile(latency, 95)), 1),
-        "model_ms_p50": round(float(np.median([f[3] for f in mine])), 1),
-        "frames_out": len(mine),
-    }
+def _check_concurrency(concurrency: object, executor: object, inline: bool, engine: object) -> int:
+    """How many items run at once: `concurrency`, else the executor's workers, else 1."""
+    if executor is not None and not (
+        is_dask_client(executor) or isinstance(executor, concurrent.futures.Executor)
+    ):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            f"executor must be a concurrent.futures Executor or a dask.distributed Client, "
+            f"not {type(executor).__name__}",
+        )
+    if concurrency is None:
+        workers = 1 if executor is None else default_inflight(executor)
+    elif isinstance(concurrency, bool) or not isinstance(concurrency, numbers.Integral):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT, f"concurrency must be a whole number, not {concurrency!r:.40}"
+        )
+    else:
+        workers = int(check_number("concurrency", concurrency, 1, MAX_CONCURRENCY))
+    if inline and (workers > 1 or executor is not None):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            "concurrency and executor need sources that every session can open (paths, 'pattern', "
+            "images): not session= or an iterator source",
+        )
+    many = workers > 1 or executor is not None
+    if many and not (isinstance(engine, str) or inspect.isfunction(engine) or inspect.ismethod(engine)):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            "With concurrency or an executor every session needs its own engine: pass the engine's "
+            "name or a function, not an Engine object",
+        )
+    return workers
 
 
-def _looks(picture: Image.Image, reference: np.ndarray | None) -> dict[str, Any]:
-    """Mean colour, and the mean absolute difference from the passthrough input (0-255)."""
-    small = _small(picture)
-    r, g, b = (round(float(c), 1) for c in small.reshape(-1, 3).mean(axis=0))
-    diff = None if reference is None else round(float(np.abs(small - reference).mean()), 1)
-    return {"mean_r": r, "mean_g": g, "mean_b": b, "diff_vs_passthrough": diff}
+def _engine_name(engine: Any, session: Session | None) -> str:
+    """Part of an item's identity: a resumed run must not take another engine's rows for its own."""
+    if session is not None:
+        return f"session:{session.model.name}:{type(session.engine).__name__}"
+    if isinstance(engine, str):
+        return engine
+    fn = getattr(engine, "__qualname__", None) or type(engine).__qualname__
+    return f"{getattr(engine, '__module__', '')}.{fn}"
 
 
-def _small(picture: Image.Image) -> np.ndarray:
-    return np.asarray(picture.convert("RGB").resize(_METRIC_SIZE, Image.Resampling.BILINEAR), np.int16)
-
-
-# -- watching the output ------------------------------------------------------------------------
-_Frame = tuple[float, float, int, float]  # (arrival, t_in, state version, model ms)
-
-
-class _FrameLog:
-    """Every output frame's timing, appended on the loop thread and read from the sweep's."""
-
-    def __init__(self) -> None:
-        self.frames: list[_Frame] = []
-        self._track: BroadcastTrack | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, session: Session) -> None:
-        pipeline = session._require_pipeline()
-        self._track = pipeline.broadcast.subscribe()
-        self._task = asyncio.get_running_loop().create_task(self._watch(self._track))
-
-    async def _watch(self, track: BroadcastTrack) -> None:
-        try:
-            while True:
-                frame = await recv_video(track)
-                meta = meta_of(frame)
-                self.frames.append((time.perf_counter(), meta.t_in, meta.version, meta.model_ms))
-        except MediaStreamError:
-            return  # the pipeline stopped
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._track is not None:
-            self._track.stop()
-
-
-# -- results ------------------------------------------------------------------------------------
-@dataclass
-class SweepResult:
-    """The rows of a sweep (dicts with COLUMNS), where its files are, and views of it."""
-
-    rows: list[dict[str, Any]]
-    out_dir: Path
-    grid_columns: int = 0
-    passthrough: Path | None = None
-    _thumbs: dict[tuple[str, int], Image.Image] = field(default_factory=dict, repr=False)
-
-    def __repr__(self) -> str:
-        return f"<SweepResult {len(self.rows)} rows, {len(self.failed)} failed, in {self.out_dir}>"
-
-    @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["error_code"]]
-
-    def save(self) -> None:
-        """Write results.csv, results.md and contact_sheet.png into out_dir."""
-        self.to_csv(self.out_dir / "results.csv")
-        (self.out_dir / "results.md").write_text(self.to_markdown(relative_to=self.out_dir) + "\n")
-        if self.rows:
-            self.contact_sheet().save(self.out_dir / "contact_sheet.png")
-
-    def to_csv(self, path: str | os.PathLike[str]) -> Path:
-        path = Path(path)
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in self.rows)
-        return path
-
-    def to_markdown(self, relative_to: str | os.PathLike[str] | None = None) -> str:
-        """A GitHub-flavoured table; snapshot links are made relative to `relative_to` if given."""
-        head = ["#", "prompt", "image", "first frame ms", "fps", "latency p50/p95 ms", "dropped"]
-        head += ["diff", "snapshot", "error"]
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for r in self.rows:
-            link = _link(r["snapshot"], relative_to)
-            cells = [r["index"], r["prompt"], r["image"], r["first_frame_ms"], r["fps_out"]]
-            cells += [f"{_fmt(r['latency_ms_p50'])} / {_fmt(r['latency_ms_p95'])}", r["frames_dropped"]]
-            cells += [r["diff_vs_passthrough"], f"[png]({link})" if link else "", _error_text(r)]
-            lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
-        return "\n".join(lines)
-
-    def to_pandas(self) -> Any:
-        """The rows as a pandas DataFrame (pandas is not a dependency: install it to use this)."""
-        try:
-            import pandas as pd
-        except ImportError as exc:
-            raise DecartNBError(ErrorCode.INVALID_INPUT, "to_pandas() needs pandas installed") from exc
-        return pd.DataFrame(self.rows, columns=list(COLUMNS))
-
-    def _repr_html_(self) -> str:
-        head = ["#", "snapshot", "prompt", "image", "first frame ms", "fps", "latency p50/p95 ms"]
-        head += ["dropped", "diff", "error"]
-        out = ["<table><thead><tr>", *(f"<th>{h}</th>" for h in head), "</tr></thead><tbody>"]
-        for r in self.rows:
-            thumb = self._thumb(r, 160)
-            img = "" if thumb is None else f'<img src="data:image/jpeg;base64,{_jpeg_b64(thumb)}"/>'
-            cells = [r["index"], img, r["prompt"], r["image"], r["first_frame_ms"], r["fps_out"]]
-            cells += [f"{_fmt(r['latency_ms_p50'])} / {_fmt(r['latency_ms_p95'])}", r["frames_dropped"]]
-            cells += [r["diff_vs_passthrough"], _error_text(r)]
-            out.append(
-                "<tr>"
-                + "".join(f"<td>{c if c is img else html.escape(_fmt(c))}</td>" for c in cells)
-                + "</tr>"
-            )
-        out.append("</tbody></table>")
-        return "".join(out)
-
-    def contact_sheet(self, columns: int | None = None, thumb_width: int = THUMB_WIDTH) -> Image.Image:
-        """A grid of labelled thumbnails (prompt, then image name; failed items show their code).
-
-        One row per prompt by default (columns = the number of images); each cell is
-        `thumb_width` x (thumb height + LABEL_HEIGHT), thumb height keeping the video's aspect.
-        """
-        if not self.rows:
-            raise DecartNBError(ErrorCode.INVALID_INPUT, "The sweep has no rows")
-        columns = columns or self.grid_columns or math.ceil(math.sqrt(len(self.rows)))
-        if columns < 1:
-            raise DecartNBError(ErrorCode.INVALID_INPUT, "columns must be at least 1")
-        columns = min(columns, len(self.rows))
-        thumb_h = self._thumb_height(thumb_width)
-        cell_h = thumb_h + LABEL_HEIGHT
-        n_rows = math.ceil(len(self.rows) / columns)
-        sheet = Image.new("RGB", (columns * thumb_width, n_rows * cell_h), "white")
-        draw = ImageDraw.Draw(sheet)
-        font = ImageFont.load_default()
-        for i, row in enumerate(self.rows):
-            x, y = (i % columns) * thumb_width, (i // columns) * cell_h
-            thumb = self._thumb(row, thumb_width)
-            if thumb is None:
-                draw.rectangle((x, y, x + thumb_width - 1, y + thumb_h - 1), fill=(90, 90, 90))
-                draw.text((x + 6, y + 6), str(row["error_code"] or "no frame"), fill="white", font=font)
-            else:
-                sheet.paste(thumb.resize((thumb_width, thumb_h)), (x, y))
-            draw.rectangle((x, y, x + thumb_width - 1, y + cell_h - 1), outline="white", width=2)
-            for line, text in enumerate((row["prompt"] or "(no prompt)", row["image"])):
-                label = _fit(draw, str(text), font, thumb_width - 8)
-                draw.text((x + 4, y + thumb_h + 2 + 14 * line), label, fill="black", font=font)
-        return sheet
-
-    def _thumb(self, row: dict[str, Any], width: int) -> Image.Image | None:
-        if not row["snapshot"]:
-            return None
-        key = (row["snapshot"], width)
-        if key not in self._thumbs:
-            with Image.open(row["snapshot"]) as im:
-                height = max(1, round(width * im.height / im.width))
-                self._thumbs[key] = im.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
-        return self._thumbs[key]
-
-    def _thumb_height(self, width: int) -> int:
-        for row in self.rows:
-            thumb = self._thumb(row, width)
-            if thumb is not None:
-                return thumb.height
-        return round(width * 9 / 16)
-
-
-# -- small helpers ------------------------------------------------------------------------------
 def _image_labels(images: list[ImageInput | None]) -> list[str]:
     """A short name per image: the file name, or 'none', or 'image<i>' for in-memory images."""
     labels = []
@@ -475,48 +400,3 @@ def _image_labels(images: list[ImageInput | None]) -> list[str]:
         else:
             labels.append(f"image{i}")
     return labels
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "x"
-
-
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "...", font=font) > width:
-        text = text[:-1]
-    return text + "..."
-
-
-def _fmt(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _md(value: Any) -> str:
-    return _fmt(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _error_text(row: dict[str, Any]) -> str:
-    if row["error_code"]:
-        return f"{row['error_code']}: {row['error']}"
-    return f"engine: {row['engine_errors']}" if row["engine_errors"] else ""
-
-
-def _link(path: str | None, relative_to: str | os.PathLike[str] | None) -> str:
-    if not path:
-        return ""
-    return os.path.relpath(path, relative_to) if relative_to is not None else path
-
-
-def _jpeg_b64(picture: Image.Image) -> str:
-    buf = io.BytesIO()
-    picture.save(buf, format="JPEG", quality=80)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _progress_line(row: dict[str, Any], total: int) -> str:
-    what = f"{row['index'] + 1}/{total} {row['prompt'] or '(no prompt)'} / {row['image']}"
-    if row["error_code"]:
-        return f"{what}: {row['error_code']}"
-    return f"{what}: {_fmt(row['fps_out'])} fps, first frame {_fmt(row['first_frame_ms'])} ms"

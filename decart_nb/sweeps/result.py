@@ -1,0 +1,200 @@
+"""SweepResult: a sweep's rows and files, as a table (HTML, Markdown, CSV, pandas) and a contact sheet."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from ..errors import DecartNBError, ErrorCode
+from .rows import COLUMNS
+
+__all__ = ["SweepResult", "LABEL_HEIGHT", "THUMB_WIDTH"]
+
+LABEL_HEIGHT = 30  # pixels under each contact-sheet thumbnail: prompt line, image line
+THUMB_WIDTH = 256
+
+
+# -- results ------------------------------------------------------------------------------------
+@dataclass
+class SweepResult:
+    """The rows of a sweep (dicts with COLUMNS), where its files are, and views of it."""
+
+    rows: list[dict[str, Any]]
+    out_dir: Path
+    grid_columns: int = 0
+    passthrough: Path | None = None  # the (first) source's untouched input
+    passthroughs: dict[str, Path] = field(default_factory=dict)  # by source label
+    skipped: int = 0  # rows taken from an earlier run of the same folder (resume)
+    _thumbs: dict[tuple[str, int], Image.Image] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        resumed = f", {self.skipped} from an earlier run" if self.skipped else ""
+        return f"<SweepResult {len(self.rows)} rows, {len(self.failed)} failed{resumed}, in {self.out_dir}>"
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["error_code"]]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """COLUMNS, then the metrics hook's columns in the order they first appear."""
+        extra: dict[str, None] = {}
+        for row in self.rows:
+            extra |= dict.fromkeys(k for k in row if k not in COLUMNS)
+        return COLUMNS + tuple(extra)
+
+    def save(self) -> None:
+        """Write results.csv (in item order), results.md and contact_sheet.png into out_dir."""
+        tmp = self.to_csv(self.out_dir / ".results.csv.part")
+        os.replace(tmp, self.out_dir / "results.csv")  # the appended CSV is replaced whole
+        (self.out_dir / "results.md").write_text(self.to_markdown(relative_to=self.out_dir) + "\n")
+        if self.rows:
+            self.contact_sheet().save(self.out_dir / "contact_sheet.png")
+
+    def to_csv(self, path: str | os.PathLike[str]) -> Path:
+        path = Path(path)
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in self.rows)
+        return path
+
+    def to_markdown(self, relative_to: str | os.PathLike[str] | None = None) -> str:
+        """A GitHub-flavoured table; snapshot links are made relative to `relative_to` if given."""
+        head = ["#", "prompt", "image", "first frame ms", "fps", "latency p50/p95 ms", "dropped"]
+        head += ["diff", "snapshot", "error"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in self.rows:
+            link = _link(r["snapshot"], relative_to)
+            cells = [r["index"], r["prompt"], r["image"], r["first_frame_ms"], r["fps_out"]]
+            cells += [f"{_fmt(r['latency_ms_p50'])} / {_fmt(r['latency_ms_p95'])}", r["frames_dropped"]]
+            cells += [r["diff_vs_passthrough"], f"[png]({link})" if link else "", _error_text(r)]
+            lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+        return "\n".join(lines)
+
+    def to_pandas(self) -> Any:
+        """The rows as a pandas DataFrame (pandas is not a dependency: install it to use this)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise DecartNBError(ErrorCode.INVALID_INPUT, "to_pandas() needs pandas installed") from exc
+        return pd.DataFrame(self.rows, columns=list(self.columns))
+
+    def _repr_html_(self) -> str:
+        head = ["#", "snapshot", "prompt", "image", "first frame ms", "fps", "latency p50/p95 ms"]
+        head += ["dropped", "diff", "error"]
+        out = ["<table><thead><tr>", *(f"<th>{h}</th>" for h in head), "</tr></thead><tbody>"]
+        for r in self.rows:
+            thumb = self._thumb(r, 160)
+            img = "" if thumb is None else f'<img src="data:image/jpeg;base64,{_jpeg_b64(thumb)}"/>'
+            cells = [r["index"], img, r["prompt"], r["image"], r["first_frame_ms"], r["fps_out"]]
+            cells += [f"{_fmt(r['latency_ms_p50'])} / {_fmt(r['latency_ms_p95'])}", r["frames_dropped"]]
+            cells += [r["diff_vs_passthrough"], _error_text(r)]
+            out.append(
+                "<tr>"
+                + "".join(f"<td>{c if c is img else html.escape(_fmt(c))}</td>" for c in cells)
+                + "</tr>"
+            )
+        out.append("</tbody></table>")
+        return "".join(out)
+
+    def contact_sheet(self, columns: int | None = None, thumb_width: int = THUMB_WIDTH) -> Image.Image:
+        """A grid of labelled thumbnails (prompt, then image name; failed items show their code).
+
+        One row per prompt by default (columns = the number of images); each cell is
+        `thumb_width` x (thumb height + LABEL_HEIGHT), thumb height keeping the video's aspect.
+        """
+        if not self.rows:
+            raise DecartNBError(ErrorCode.INVALID_INPUT, "The sweep has no rows")
+        columns = columns or self.grid_columns or math.ceil(math.sqrt(len(self.rows)))
+        if columns < 1:
+            raise DecartNBError(ErrorCode.INVALID_INPUT, "columns must be at least 1")
+        columns = min(columns, len(self.rows))
+        thumb_h = self._thumb_height(thumb_width)
+        cell_h = thumb_h + LABEL_HEIGHT
+        n_rows = math.ceil(len(self.rows) / columns)
+        sheet = Image.new("RGB", (columns * thumb_width, n_rows * cell_h), "white")
+        draw = ImageDraw.Draw(sheet)
+        font = ImageFont.load_default()
+        varies = [a for a in ("source", "seed", "repeat") if len({r.get(a) for r in self.rows}) > 1]
+        for i, row in enumerate(self.rows):
+            x, y = (i % columns) * thumb_width, (i // columns) * cell_h
+            thumb = self._thumb(row, thumb_width)
+            if thumb is None:
+                draw.rectangle((x, y, x + thumb_width - 1, y + thumb_h - 1), fill=(90, 90, 90))
+                draw.text((x + 6, y + 6), str(row["error_code"] or "no frame"), fill="white", font=font)
+            else:
+                sheet.paste(thumb.resize((thumb_width, thumb_h)), (x, y))
+            draw.rectangle((x, y, x + thumb_width - 1, y + cell_h - 1), outline="white", width=2)
+            for line, text in enumerate((row["prompt"] or "(no prompt)", _second_line(row, varies))):
+                label = _fit(draw, str(text), font, thumb_width - 8)
+                draw.text((x + 4, y + thumb_h + 2 + 14 * line), label, fill="black", font=font)
+        return sheet
+
+    def _thumb(self, row: dict[str, Any], width: int) -> Image.Image | None:
+        if not row["snapshot"]:
+            return None
+        key = (row["snapshot"], width)
+        if key not in self._thumbs:
+            with Image.open(row["snapshot"]) as im:
+                height = max(1, round(width * im.height / im.width))
+                self._thumbs[key] = im.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+        return self._thumbs[key]
+
+    def _thumb_height(self, width: int) -> int:
+        for row in self.rows:
+            thumb = self._thumb(row, width)
+            if thumb is not None:
+                return thumb.height
+        return round(width * 9 / 16)
+
+
+# -- small helpers ------------------------------------------------------------------------------
+def _second_line(row: dict[str, Any], varies: list[str]) -> str:
+    """The image's name, then the other axes that differ between rows (source, seed, repeat)."""
+    parts = [str(row["image"])]
+    parts += [f"{row[a]}" if a == "source" else f"{a} {row[a]}" for a in varies]
+    return " | ".join(parts)
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def _fmt(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _md(value: Any) -> str:
+    return _fmt(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _error_text(row: dict[str, Any]) -> str:
+    if row["error_code"]:
+        return f"{row['error_code']}: {row['error']}"
+    return f"engine: {row['engine_errors']}" if row["engine_errors"] else ""
+
+
+def _link(path: str | None, relative_to: str | os.PathLike[str] | None) -> str:
+    if not path:
+        return ""
+    return os.path.relpath(path, relative_to) if relative_to is not None else path
+
+
+def _jpeg_b64(picture: Image.Image) -> str:
+    buf = io.BytesIO()
+    picture.save(buf, format="JPEG", quality=80)
+    return base64.b64encode(buf.getvalue()).decode("ascii")

@@ -1,0 +1,323 @@
+"""Sweeps at scale: item identity, the resumable run folder, retry/replacement, concurrency,
+sources/seeds/repeats, the metrics hook and progress. Sessions here are real (local engine or a
+numpy function on the test pattern) except where a fake lane stands in to make a session fail."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import json
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from decart_nb import DecartNBError, ErrorCode
+from decart_nb.experiments import COLUMNS, sweep
+from decart_nb.sweeps import lanes
+from decart_nb.sweeps.items import build_items
+from decart_nb.sweeps.rows import new_row
+from decart_nb.sweeps.runfolder import RunFolder
+
+SETTINGS = {"model": "lucy-latest", "engine": "local", "seconds": 1.0}
+
+
+def invert(frame: np.ndarray, state: object) -> np.ndarray:
+    return 255 - frame
+
+
+def _lines(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def _png(path: Path, colour: tuple[int, int, int]) -> Path:
+    Image.new("RGB", (64, 48), colour).save(path)
+    return path
+
+
+# -- identity ------------------------------------------------------------------------------------
+def test_item_keys_are_stable_and_follow_content_not_names(tmp_path: Path) -> None:
+    a, b = _png(tmp_path / "a.png", (200, 0, 0)), _png(tmp_path / "b.png", (0, 200, 0))
+
+    def keys(images: list[Any], settings: dict[str, Any] = SETTINGS) -> list[str]:
+        items = build_items(["x", "y"], images, ["l"] * len(images), ["pattern"], [None], 1, settings)
+        return [i.key for i in items]
+
+    first = keys([None, a])
+    assert first == keys([None, a])  # stable between runs
+    assert len(set(first)) == 4
+    assert keys([None, b])[1] != first[1]  # another picture: another item
+    _png(tmp_path / "a.png", (0, 200, 0))  # a's file now holds b's pixels: b's identity
+    assert keys([None, a])[1] == keys([None, b])[1]
+    assert keys([None, a], SETTINGS | {"seconds": 2.0})[0] != first[0]  # settings count too
+
+
+def test_repeated_combinations_are_separate_items_in_source_major_order() -> None:
+    items = build_items(["x", "x"], [None], ["none"], ["pattern", "other"], [1, 2], 2, SETTINGS)
+    assert len(items) == 2 * 2 * 2 * 2 and len({i.key for i in items}) == 16
+    assert [i.source_label for i in items] == ["pattern"] * 8 + ["other"] * 8
+    assert [(i.seed, i.repeat) for i in items[:4]] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert [i.index for i in items] == list(range(16))
+
+
+# -- the run folder ------------------------------------------------------------------------------
+def test_run_folder_drops_a_torn_last_line_and_refuses_damage_before_it(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path, COLUMNS)
+    items = build_items(["x", "y", "z"], [None], ["none"], ["pattern"], [None], 1, SETTINGS)
+    for item in items[:2]:
+        folder.append(new_row(item, True) | {"snapshot": str(tmp_path / f"{item.stem}.png")})
+    with folder.jsonl.open("ab") as f:
+        f.write(b'{"key": "' + items[2].key.encode() + b'", "ind')  # a crash in the middle of a write
+    rows, torn = folder.load()
+    assert torn == 1 and list(rows) == [items[0].key, items[1].key]
+    assert rows[items[0].key]["snapshot"] == str(tmp_path / f"{items[0].stem}.png")  # stored relative
+    assert json.loads(folder.jsonl.read_text().splitlines()[0])["snapshot"] == f"{items[0].stem}.png"
+    assert folder.jsonl.read_bytes().endswith(b"\n")  # the torn tail was cut: appends start clean
+    folder.jsonl.write_text("not json\n" + folder.jsonl.read_text())
+    with pytest.raises(ValueError, match="line 1"):
+        folder.load()
+
+
+# -- retry and replacement (a fake lane makes sessions fail on demand) ---------------------------
+class FakeLane:
+    """Stands in for a session: fails items whose prompt says so, counts sessions opened."""
+
+    opened: ClassVar[list[FakeLane]] = []
+    lock = threading.Lock()
+
+    def __init__(self, spec: lanes.RunSpec, source: Any, source_id: str, session: Any = None) -> None:
+        self.run_id, self.source_id, self.busy, self.last_used, self.closed = (
+            spec.run_id,
+            source_id,
+            False,
+            0.0,
+            False,
+        )
+        self.runs = 0
+
+    def open(self) -> FakeLane:
+        with FakeLane.lock:
+            FakeLane.opened.append(self)
+        return self
+
+    @property
+    def healthy(self) -> bool:
+        return not self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def run(self, item: Any, spec: lanes.RunSpec) -> lanes.Outcome:
+        self.runs += 1
+        row = new_row(item, spec.enhance) | {"fps_out": 30.0}
+        prompt = item.prompt or ""
+        fails = prompt == "always" or (prompt == "once" and len(FakeLane.opened) == 1 and self.runs == 1)
+        if fails:
+            row |= {"error_code": ErrorCode.FRAME_TIMEOUT, "error": "no frame", "fps_out": None}
+        if prompt == "bad":
+            row |= {"error_code": ErrorCode.INVALID_INPUT, "error": "bad image", "fps_out": None}
+        return {"row": row, "files": {}}
+
+
+@pytest.fixture
+def fake_lanes(monkeypatch: pytest.MonkeyPatch) -> list[FakeLane]:
+    FakeLane.opened = []
+    monkeypatch.setattr(lanes, "Lane", FakeLane)
+    return FakeLane.opened
+
+
+def test_a_failing_session_is_replaced_and_its_item_retried_once(
+    fake_lanes: list[FakeLane], tmp_path: Path
+) -> None:
+    result = sweep(["once", "fine", "bad", "always", "fine2"], source="pattern", out_dir=tmp_path)
+    by_prompt = {r["prompt"]: r for r in result.rows}
+    assert by_prompt["once"]["attempts"] == 2 and by_prompt["once"]["error_code"] is None
+    assert by_prompt["fine"]["attempts"] == 1
+    assert (by_prompt["bad"]["attempts"], by_prompt["bad"]["error_code"]) == (1, ErrorCode.INVALID_INPUT)
+    assert (by_prompt["always"]["attempts"], by_prompt["always"]["error_code"]) == (
+        2,
+        ErrorCode.FRAME_TIMEOUT,
+    )
+    # Sessions: the first, its replacement after "once", two for "always" (each attempt failed).
+    assert len(fake_lanes) == 4
+    assert all(lane.closed for lane in fake_lanes)  # none left running after the sweep
+    assert len(_lines(tmp_path)) == 5
+
+
+def test_a_task_that_dies_is_resubmitted_once(fake_lanes: list[FakeLane], tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    class Flaky(concurrent.futures.ThreadPoolExecutor):
+        """A pool whose first task for 'lost' dies (a worker process lost) and whose 'gone' always does."""
+
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+            item = args[1]
+            calls.append(item.prompt)
+            if item.prompt == "gone" or (item.prompt == "lost" and calls.count("lost") == 1):
+                future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+                future.set_exception(ConnectionError("worker lost"))
+                return future
+            return super().submit(fn, *args, **kwargs)
+
+    with Flaky(2) as pool:
+        result = sweep(["lost", "gone", "fine"], source="pattern", executor=pool, out_dir=tmp_path)
+    by_prompt = {r["prompt"]: r for r in result.rows}
+    assert calls.count("lost") == 2 and by_prompt["lost"]["error_code"] is None
+    assert calls.count("gone") == 2
+    assert (by_prompt["gone"]["error_code"], by_prompt["gone"]["attempts"]) == ("ConnectionError", 2)
+    assert by_prompt["fine"]["error_code"] is None
+
+
+def test_concurrency_runs_sessions_side_by_side(
+    fake_lanes: list[FakeLane], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    both = threading.Barrier(2, timeout=30)
+
+    class Meeting(FakeLane):
+        def run(self, item: Any, spec: lanes.RunSpec) -> lanes.Outcome:
+            if item.index < 2:
+                both.wait()  # the first two items meet: they can only both get here at once
+            return super().run(item, spec)
+
+    monkeypatch.setattr(lanes, "Lane", Meeting)
+    result = sweep([f"p{i}" for i in range(6)], source="pattern", concurrency=2, out_dir=tmp_path)
+    assert [r["index"] for r in result.rows] == list(range(6))
+    assert len({r["worker"] for r in result.rows}) == 2
+    assert len(fake_lanes) == 2  # one session per worker, kept across its items
+    assert lanes.lane_count() == 0
+
+
+# -- resume, on real sessions --------------------------------------------------------------------
+def test_rerun_skips_finished_items_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = sweep(["a", "b"], source="pattern", engine=invert, seconds=0, frames=2, out_dir=tmp_path)
+    assert first.skipped == 0 and len(_lines(tmp_path)) == 2
+    capsys.readouterr()
+    again = sweep(["a", "b", "c"], source="pattern", engine=invert, seconds=0, frames=2, out_dir=tmp_path)
+    said = capsys.readouterr().out
+    assert "resuming" in said and "2 of 3 items already done (0 failed), 1 to run" in said
+    assert again.skipped == 2 and [r["prompt"] for r in again.rows] == ["a", "b", "c"]
+    assert [r["prompt"] for r in _lines(tmp_path)] == ["a", "b", "c"]  # a and b were not run again
+    assert again.rows[0]["snapshot"] == first.rows[0]["snapshot"]
+    with (tmp_path / "results.csv").open() as f:
+        assert [r["prompt"] for r in csv.DictReader(f)] == ["a", "b", "c"]
+    fresh = sweep(["a"], source="pattern", engine=invert, seconds=0, frames=2, out_dir=tmp_path, resume=False)
+    assert "starting over" in capsys.readouterr().out
+    assert fresh.skipped == 0 and len(_lines(tmp_path)) == 1
+    assert len((tmp_path / "results.jsonl.previous").read_text().splitlines()) == 3
+
+
+def test_an_interrupted_run_resumes_with_nothing_lost_or_repeated(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def ctrl_c_on_third(snapshot: Image.Image, row: dict[str, Any]) -> dict[str, Any]:
+        seen.append(row["prompt"])
+        if row["prompt"] == "p2" and seen.count("p2") == 1:
+            raise KeyboardInterrupt  # as Ctrl-C would, in the middle of the third item
+        return {"red": float(np.asarray(snapshot)[..., 0].mean())}
+
+    prompts = [f"p{i}" for i in range(5)]
+    kwargs: dict[str, Any] = {"source": "pattern", "engine": invert, "seconds": 0, "frames": 2}
+    with pytest.raises(KeyboardInterrupt):
+        sweep(prompts, metrics=ctrl_c_on_third, out_dir=tmp_path, **kwargs)
+    assert [r["prompt"] for r in _lines(tmp_path)] == ["p0", "p1"]  # only the item in flight is lost
+    assert lanes.lane_count() == 0
+    result = sweep(prompts, metrics=ctrl_c_on_third, out_dir=tmp_path, **kwargs)
+    assert [r["prompt"] for r in _lines(tmp_path)] == prompts  # each exactly once
+    assert [r["prompt"] for r in result.rows] == prompts and not result.failed
+    assert seen == ["p0", "p1", "p2", "p2", "p3", "p4"]
+    assert all(r["red"] > 0 for r in result.rows)
+
+
+# -- axes, metrics, progress ---------------------------------------------------------------------
+def test_sources_seeds_repeats_and_metrics_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    red, blue = _png(tmp_path / "red.png", (220, 30, 30)), _png(tmp_path / "blue.png", (30, 30, 220))
+
+    def redness(snapshot: Image.Image, row: dict[str, Any]) -> dict[str, Any]:
+        rgb = np.asarray(snapshot.convert("RGB"), np.float32)
+        return {"redness": round(float(rgb[..., 0].mean() - rgb[..., 2].mean()), 1), "seed_seen": row["seed"]}
+
+    result = sweep(
+        ["plain"],
+        sources=[red, blue],
+        seeds=[7, 8],
+        repeats=2,
+        engine=lambda frame, state: frame,
+        seconds=0,
+        frames=2,
+        metrics=redness,
+        out_dir=tmp_path / "out",
+        progress="lines",
+    )
+    assert len(result.rows) == 2 * 2 * 2 and not result.failed
+    assert [(r["source"], r["seed"], r["repeat"]) for r in result.rows[:4]] == [
+        ("red.png", 7, 0),
+        ("red.png", 7, 1),
+        ("red.png", 8, 0),
+        ("red.png", 8, 1),
+    ]
+    assert all(r["seed_seen"] == r["seed"] for r in result.rows)
+    assert all(r["redness"] > 100 for r in result.rows[:4]) and all(
+        r["redness"] < -100 for r in result.rows[4:]
+    )
+    assert set(result.passthroughs) == {"red.png", "blue.png"}
+    assert all(p.is_file() for p in result.passthroughs.values())
+    with (tmp_path / "out" / "results.csv").open() as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames or ())[-2:] == ("redness", "seed_seen") and len(rows) == 8
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 8 and printed[-1].startswith("8/8 #7")
+
+
+def test_a_failing_metrics_hook_fails_its_row_not_the_sweep(tmp_path: Path) -> None:
+    def picky(snapshot: Image.Image, row: dict[str, Any]) -> dict[str, Any]:
+        if row["prompt"] == "b":
+            raise ZeroDivisionError("no")
+        return {"fps_out": 1} if row["prompt"] == "c" else {"ok": 1}
+
+    result = sweep(["a", "b", "c"], engine=invert, seconds=0, frames=2, metrics=picky, out_dir=tmp_path)
+    assert [r["error_code"] for r in result.rows] == [None, "METRICS_ERROR", "METRICS_ERROR"]
+    assert "ZeroDivisionError" in result.rows[1]["error"] and "built-in" in result.rows[2]["error"]
+    assert [r["attempts"] for r in result.rows] == [1, 1, 1]  # the session was not at fault
+
+
+def test_progress_bar_counts_items_and_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep(
+        ["a", "b"],
+        images=[None, b"junk"],
+        engine=invert,
+        seconds=0,
+        frames=2,
+        out_dir=tmp_path,
+        progress=True,
+    )
+    err = capsys.readouterr().err
+    assert "4/4" in err and "failed=2" in err
+
+
+def test_bad_scale_arguments_fail_before_anything_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    bad: list[dict[str, Any]] = [
+        {"concurrency": 0},
+        {"concurrency": 1.5},
+        {"concurrency": 1000},
+        {"executor": "dask"},
+        {"sources": []},
+        {"sources": ["pattern", "MISSING.mp4"]},
+        {"seeds": [1.5]},
+        {"repeats": 0},
+        {"metrics": 3},
+        {"resume": "yes"},
+        {"progress": "bar"},
+        {"concurrency": 2, "source": iter([])},
+    ]
+    for kwargs in bad:
+        with pytest.raises(DecartNBError) as info:
+            sweep(["a"], out_dir=out, **kwargs)
+        assert info.value.code == ErrorCode.INVALID_INPUT, kwargs
+    assert not out.exists()
