@@ -176,8 +176,11 @@ def _run(
         finally:
             close_lanes(spec.run_id)
     elif executor is None:
-        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="decart_nb-sweep") as pool:
-            dispatch(pool, spec, todo, workers, finished)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="decart_nb-sweep") as pool:
+                dispatch(pool, spec, todo, workers, finished)
+        finally:
+            close_lanes(spec.run_id)  # after the pool's threads are done: nothing can open one now
     else:
         dispatch(executor, spec, todo, workers, finished)
 

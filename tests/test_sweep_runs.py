@@ -4,6 +4,7 @@ numpy function on the test pattern) except where a fake lane stands in to make a
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures
 import csv
 import json
@@ -229,6 +230,32 @@ def test_an_interrupted_run_resumes_with_nothing_lost_or_repeated(tmp_path: Path
     assert [r["prompt"] for r in result.rows] == prompts and not result.failed
     assert seen == ["p0", "p1", "p2", "p2", "p3", "p4"]
     assert all(r["red"] > 0 for r in result.rows)
+
+
+def test_ctrl_c_during_a_concurrent_run_keeps_finished_rows_and_leaves_nothing_running(
+    tmp_path: Path, ctrl_c_raises: None, no_leaked_threads: None
+) -> None:
+    interrupted = threading.Event()
+
+    def ctrl_c_at_p2(snapshot: Image.Image, row: dict[str, Any]) -> dict[str, Any]:
+        if row["prompt"] == "p2" and not interrupted.is_set():
+            interrupted.set()
+            _thread.interrupt_main()  # Ctrl-C, delivered to the sweep's (main) thread
+        return {}
+
+    prompts = [f"p{i}" for i in range(6)]
+    kwargs: dict[str, Any] = {"source": "pattern", "engine": invert, "seconds": 0, "frames": 2}
+    with pytest.raises(KeyboardInterrupt):
+        sweep(prompts, metrics=ctrl_c_at_p2, concurrency=2, out_dir=tmp_path, **kwargs)
+    done = [r["key"] for r in _lines(tmp_path)]
+    assert len(done) == len(set(done)) < 6  # whole rows only, each once; the rest not run
+    assert lanes.lane_count() == 0
+    result = sweep(prompts, metrics=ctrl_c_at_p2, concurrency=2, out_dir=tmp_path, **kwargs)
+    keys = [r["key"] for r in _lines(tmp_path)]
+    assert (
+        sorted(keys) == sorted(r["key"] for r in result.rows) and len(keys) == 6
+    )  # nothing lost or repeated
+    assert result.skipped == len(done) and not result.failed
 
 
 # -- axes, metrics, progress ---------------------------------------------------------------------

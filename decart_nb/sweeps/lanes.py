@@ -184,6 +184,8 @@ def run_item(spec: RunSpec, item: Item) -> Outcome:
         try:
             lane = _lane_for(spec, item)
             outcome = lane.run(item, spec)
+        except SweepStopped:
+            raise
         except DecartNBError as exc:  # the session could not be made or connected
             _drop_lane()
             outcome = {"row": error_row(item, spec.enhance, exc), "files": {}}
@@ -222,6 +224,9 @@ def _lane_for(spec: RunSpec, item: Item) -> Lane:
         with _lanes_lock:
             _lanes[me] = lane
         _start_reaper()  # after the lane is listed: a reaper finding no lanes ends
+        if spec.run_id in _stopped:  # stopped while this session was connecting: stop_run missed it
+            _drop_lane()
+            raise SweepStopped(f"sweep {spec.run_id} was interrupted")
     return lane
 
 
