@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from aiortc import RTCIceServer
 from PIL import Image
 
 from . import _loop
@@ -93,7 +94,7 @@ class Session:
         self.codec = codec
         if isinstance(self._engine, FrameEngine):
             self._engine.preserve_stamp = stamps if stamps is not None else source == "pattern"
-        self._engine.on_error = self._report_error
+        self._engine.on_error = self.report_error
         if self._engine.owns_connection_state:  # Decart's cloud: its states and billed ticks
             self._engine.on_connection_change = self._on_engine_state
             self._engine.on_generation_tick = self._on_engine_tick
@@ -192,9 +193,70 @@ class Session:
         self._conn = state
         self._events.emit("connection_change", state)
 
-    def _report_error(self, error: DecartNBError) -> None:
+    # -- the port: what the widgets, the comm transport and sweeps use ----------------------
+    # Documented internals, not for notebooks: the one way other modules reach the session.
+    @property
+    def ice_servers(self) -> list[RTCIceServer]:
+        """The ICE servers the kernel's peers use (the page is given the same)."""
+        return list(self._ice_servers)
+
+    @property
+    def pipeline(self) -> Pipeline | None:
+        """The running media path: loop thread only; None while disconnected."""
+        return self._pipeline
+
+    def listen(self, listener: Callable[[str, Any], None]) -> None:
+        """Call `listener(event, payload)` for every event, the internal ones (model_change,
+        callback_failure) too, at once on the emitting thread (often the media loop) and never
+        held during connect(): for widgets, which only make cheap updates there."""
+        self._events.watch(listener)
+
+    def unlisten(self, listener: Callable[[str, Any], None]) -> None:
+        self._events.unwatch(listener)
+
+    def report_error(self, error: DecartNBError) -> None:
+        """Record an asynchronous failure and emit it as an `error` event (any thread)."""
         self.errors.append(error)
         self._events.emit("error", error)
+
+    def set_camera_facing(self, facing: object) -> None:
+        """Which way the page's camera faces ("user", "environment", anything else: unknown),
+        which mirror="auto" follows. Any thread: the pipeline reads it on the loop."""
+        value = facing if facing in ("user", "environment") else None
+        if self._conn == "disconnected":
+            self._camera_facing = value
+        else:
+            _loop.call_soon(setattr, self, "_camera_facing", value)
+
+    def add_page_stats(self, figures: dict[str, float | None]) -> None:
+        """What the page sends, receives and presents, into `stats` as page_* (any thread)."""
+        pipeline = self._pipeline
+        if pipeline is not None:
+            _loop.call_soon(pipeline.stats.on_page, figures)
+
+    def camera_arrived(self) -> None:
+        """Loop thread: the camera's frames arrive (over any transport), so a connecting or
+        reconnecting session is connected."""
+        if self._conn in ("connecting", "reconnecting"):
+            self._cancel_give_up()
+            self._set_conn("connected")
+
+    async def close_peer(self, peer: KernelPeer) -> None:
+        """Loop thread: close one of the session's peers (a page replaced or dropped it)."""
+        self._peers.discard(peer)
+        if peer is self._camera_peer:
+            self._camera_peer = None
+        await peer.close()
+
+    def existing_view(self, name: Literal["widget", "panel"]) -> Any | None:
+        """The camera widget or the panel if one was built; builds nothing."""
+        return self._views.get(name)
+
+    def forget_view(self, view: object) -> None:
+        """A widget or panel closed: displaying the session again builds a fresh one."""
+        for name, built in list(self._views.items()):
+            if built is view:
+                del self._views[name]
 
     # -- lifecycle --------------------------------------------------------------------------
     def connect(self) -> Session:
@@ -249,12 +311,17 @@ class Session:
         _refuse_on_loop("disconnect")  # before any teardown: on the loop it would stop half-way
         if isinstance(self._engine, FrameEngine) and self._engine.in_worker():
             # Called by the model itself: stopping waits for the model to return, so not here.
-            threading.Thread(target=self.disconnect, name="decart_nb-disconnect", daemon=True).start()
+            self._disconnect_soon("disconnect")
             return
         with self._life_lock:
             if self._conn == "disconnected" and not self._holds_loop:
                 return
             self._teardown_sync()
+
+    def _disconnect_soon(self, why: str) -> None:
+        """disconnect() in a short-lived thread, for callers that must not wait for it: the media
+        loop (disconnect stops the loop's work) and the model's own worker (it waits for the model)."""
+        threading.Thread(target=self.disconnect, name=f"decart_nb-{why}", daemon=True).start()
 
     def _teardown_sync(self) -> None:
         try:
@@ -460,10 +527,12 @@ class Session:
                 ErrorCode.WEBRTC_SIGNALING_ERROR, "The offer must be SDP with a video section"
             )
         self.connect()
-        return _loop.run(self.answer_async(offer_sdp), timeout=timeout)
+        peer = _loop.run(self.answer_async(offer_sdp), timeout=timeout)
+        return peer.answer_sdp
 
-    async def answer_async(self, offer_sdp: str) -> str:
-        """answer() for code already on the media loop (the widget's message handler)."""
+    async def answer_async(self, offer_sdp: str) -> KernelPeer:
+        """answer() for code already on the media loop (the widget's message handler): returns
+        the peer it made, whose `answer_sdp` goes back to the offerer."""
         pipeline = self._require_pipeline()
         peer = KernelPeer(
             ice_servers=self._ice_servers,
@@ -473,14 +542,14 @@ class Session:
         )
         self._peers.add(peer)
         try:
-            sdp = await peer.answer(offer_sdp)
+            await peer.answer(offer_sdp)
         except BaseException:
             self._peers.discard(peer)
             await peer.close()
             raise
         if self._source == "camera" and peer.receives_video:
             await self._use_camera_peer(peer)
-        return sdp
+        return peer
 
     async def _use_camera_peer(self, peer: KernelPeer) -> None:
         old, self._camera_peer = self._camera_peer, peer
@@ -499,9 +568,8 @@ class Session:
             return
         if state == "connected":
             self._watch_camera(peer)
-        if state == "connected" and self._conn in ("connecting", "reconnecting"):
-            self._cancel_give_up()
-            self._set_conn("connected")
+        if state == "connected":
+            self.camera_arrived()
         elif state in ("failed", "closed", "disconnected") and not peer.closed_by_us:
             self.peer_lost()
 
@@ -552,14 +620,14 @@ class Session:
         self._give_up = None
         if self._conn != "reconnecting":
             return
-        self._report_error(
+        self.report_error(
             DecartNBError(
                 ErrorCode.WEBRTC_ICE_ERROR,
                 "The camera connection dropped and was not re-established within "
                 f"{RECONNECT_GIVE_UP_S:.0f} s",
             )
         )
-        threading.Thread(target=self.disconnect, name="decart_nb-giveup", daemon=True).start()
+        self._disconnect_soon("giveup")
 
     # -- loop-side callbacks --------------------------------------------------------------------
     def _mirror_now(self) -> bool:
@@ -569,7 +637,7 @@ class Session:
         if state != "disconnected":
             self._set_conn(state)  # type: ignore[arg-type]
         elif self._conn != "disconnected":  # the engine gave up reconnecting (error already reported)
-            threading.Thread(target=self.disconnect, name="decart_nb-engine-lost", daemon=True).start()
+            self._disconnect_soon("engine-lost")
 
     def _on_engine_tick(self, seconds: float) -> None:
         self._events.emit("generation_tick", GenerationTick(seconds=seconds))
@@ -603,7 +671,7 @@ class Session:
 
     def _on_pipeline_end(self, error: BaseException | None) -> None:
         if error is not None:
-            self._report_error(
+            self.report_error(
                 error
                 if isinstance(error, DecartNBError)
                 else DecartNBError(
@@ -611,7 +679,7 @@ class Session:
                 )
             )
         if self._conn != "disconnected":
-            threading.Thread(target=self.disconnect, name="decart_nb-ended", daemon=True).start()
+            self._disconnect_soon("ended")
 
 
 def _check_mirror(mirror: object) -> None:

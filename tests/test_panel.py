@@ -292,7 +292,7 @@ def test_after_a_camera_failure_the_badge_says_the_session_waits_for_a_camera() 
     try:
         assert wait_until(lambda: "connecting" in panel.badge.value)
         assert "no camera" not in panel.badge.value
-        s._report_error(DecartNBError(ErrorCode.CAMERA_PERMISSION_DENIED, "denied"))
+        s.report_error(DecartNBError(ErrorCode.CAMERA_PERMISSION_DENIED, "denied"))
         assert wait_until(lambda: "connecting: no camera" in panel.badge.value)
         assert "CAMERA_PERMISSION_DENIED" in panel.badge.value  # the badge's title says why
         s._events.emit("connection_change", "connected")  # the camera worked on a retry

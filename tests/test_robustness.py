@@ -346,7 +346,7 @@ def test_a_model_function_may_disconnect_its_own_session(nothing_left: None) -> 
         return frame
 
     s._engine = CallableEngine(stop_after_ten)
-    s._engine.on_error = s._report_error
+    s._engine.on_error = s.report_error
     start = time.monotonic()
     s.connect()
     assert wait_until(lambda: s.state == "disconnected", timeout=15)
@@ -375,7 +375,7 @@ def test_calls_that_wait_for_the_models_output_are_refused_inside_the_model(noth
         return frame
 
     s._engine = CallableEngine(calls_back)
-    s._engine.on_error = s._report_error
+    s._engine.on_error = s.report_error
     with s:
         assert wait_until(lambda: len(raised) == len(calls), timeout=30), raised
         for name, exc in raised.items():

@@ -154,10 +154,17 @@ def test_an_offer_is_answered_on_the_media_loop_without_blocking_the_handler(
     s, _widget, rec = camera
     threads: list[str] = []
 
-    async def slow_answer(sdp: str) -> str:
+    class AnsweredPeer:  # the peer answer_async made, as far as the widget uses it
+        def __init__(self, answer_sdp: str) -> None:
+            self.answer_sdp = answer_sdp
+
+        async def close(self) -> None:
+            pass
+
+    async def slow_answer(sdp: str) -> AnsweredPeer:
         threads.append(threading.current_thread().name)
         await asyncio.sleep(0.5)
-        return f"answer to {sdp}"
+        return AnsweredPeer(f"answer to {sdp}")
 
     monkeypatch.setattr(s, "answer_async", slow_answer)
     start = time.perf_counter()

@@ -66,6 +66,7 @@ class KernelPeer:
         self._on_state = on_state
         self.closed_by_us = False
         self.receives_video = False
+        self.answer_sdp = ""  # set by answer()
         self.pc.on("track", self._track)
         self.pc.on("connectionstatechange", self._state_changed)
 
@@ -92,7 +93,8 @@ class KernelPeer:
         for transceiver in video:
             if transceiver.sender.track is not None:
                 use_output_encoder(transceiver)
-        return raise_start_bitrate(self.pc.localDescription.sdp)
+        self.answer_sdp = raise_start_bitrate(self.pc.localDescription.sdp)
+        return self.answer_sdp
 
     def _prefer_codec(self, transceiver: Any) -> None:
         caps = RTCRtpSender.getCapabilities("video").codecs

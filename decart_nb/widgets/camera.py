@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets as t
@@ -37,6 +37,10 @@ from .. import _loop
 from ..errors import DecartNBError, ErrorCode, camera_error_code
 from ..media.stats import PAGE_STATS
 from .comm_transport import CommTransport
+
+if TYPE_CHECKING:
+    from ..rtc.peer import KernelPeer
+    from ..session import Session
 
 __all__ = ["CameraWidget", "CAMERA_ADVICE", "TRANSPORTS"]
 
@@ -123,7 +127,7 @@ class CameraWidget(anywidget.AnyWidget):
         "", read_only=True, help="the transport the page uses now: 'webrtc', 'comm' or '' (none yet)"
     )
 
-    def __init__(self, session: Any, **kwargs: Any) -> None:
+    def __init__(self, session: Session, **kwargs: Any) -> None:
         spec = session.model
         super().__init__(
             mode="camera" if session.source == "camera" else "receive",
@@ -133,24 +137,24 @@ class CameraWidget(anywidget.AnyWidget):
             facing_mode=session.facing_mode,
             mirror=session.mirror,
             codec=session.codec,
-            ice_servers=[_browser_ice_server(s) for s in session._ice_servers],
+            ice_servers=[_browser_ice_server(s) for s in session.ice_servers],
             state=session.state,
             _key=uuid.uuid4().hex,
             **kwargs,
         )
         self._session = session
         self._closed = False
-        self._peers: set[Any] = set()  # this page's peers (a receive-only page may leave old ones)
+        self._peers: set[KernelPeer] = set()  # this page's peers (a receive-only page may leave old ones)
         self._stats_task: Future[None] | None = None
         self._comm: CommTransport | None = None  # loop thread only
         self._lock = threading.Lock()
         self.on_msg(self._on_page_message)
-        session._events.watch(self._on_event)
+        session.listen(self._on_event)
         session.connect()
         self._start_stats()
 
     @property
-    def session(self) -> Any:
+    def session(self) -> Session:
         return self._session
 
     # -- page -> kernel (any thread; never block) -----------------------------------------------
@@ -168,7 +172,7 @@ class CameraWidget(anywidget.AnyWidget):
         try:
             handler(self, content)
         except DecartNBError as exc:
-            self._session._report_error(exc)
+            self._session.report_error(exc)
 
     def _offer(self, content: Mapping[str, Any]) -> None:
         sdp, attempt = content.get("sdp"), content.get("attempt", 0)
@@ -182,38 +186,31 @@ class CameraWidget(anywidget.AnyWidget):
         _loop.submit(self._answer(sdp, attempt))
 
     async def _answer(self, sdp: str, attempt: Any) -> None:
-        before = set(self._session._peers)
         try:
-            answer = await self._session.answer_async(sdp)
+            peer = await self._session.answer_async(sdp)
         except Exception as exc:  # noqa: BLE001 - reported as an error event and to the page
             error = _as_error(exc, ErrorCode.WEBRTC_SIGNALING_ERROR, "Could not answer the page's offer")
-            self._session._report_error(error)
+            self._session.report_error(error)
             self.send({"type": "answer_error", "attempt": attempt, "error": error.to_dict()})
             return
         if self._closed:
-            await self._close_peers(set(self._session._peers) - before)
+            await self._session.close_peer(peer)
             return
         # The page keeps one connection: close the ones it replaced (a camera session does so itself).
-        old, self._peers = self._peers, set(self._session._peers) - before
+        old, self._peers = self._peers, {peer}
         await self._close_peers(old - self._peers)
-        self.send({"type": "answer", "attempt": attempt, "sdp": answer})
+        self.send({"type": "answer", "attempt": attempt, "sdp": peer.answer_sdp})
 
-    async def _close_peers(self, peers: set[Any]) -> None:
+    async def _close_peers(self, peers: set[KernelPeer]) -> None:
         for peer in peers:
-            self._session._peers.discard(peer)
-            await peer.close()
+            await self._session.close_peer(peer)
 
     def _camera_info(self, content: Mapping[str, Any]) -> None:
         info = {
             k: content.get(k) for k in ("facingMode", "label", "deviceId", "width", "height", "frameRate")
         }
         self.camera = info
-        facing = info["facingMode"] if info["facingMode"] in ("user", "environment") else None
-        # Read by the pipeline's mirror check on the loop: set it there (directly when no loop runs).
-        if self._session.state == "disconnected":
-            self._session._camera_facing = facing
-        else:
-            _loop.call_soon(setattr, self._session, "_camera_facing", facing)
+        self._session.set_camera_facing(info["facingMode"])
         if self.error.get("code", "").startswith("CAMERA_"):
             self.error = {}
 
@@ -229,7 +226,7 @@ class CameraWidget(anywidget.AnyWidget):
     def _camera_error(self, content: Mapping[str, Any]) -> None:
         name = str(content.get("name") or "Error")
         code = camera_error_code(name)
-        self._session._report_error(
+        self._session.report_error(
             DecartNBError(
                 code,
                 CAMERA_ADVICE[code],
@@ -260,15 +257,10 @@ class CameraWidget(anywidget.AnyWidget):
     async def _drop_peers(self) -> None:
         peers, self._peers = self._peers, set()
         await self._close_peers(peers)
-        if self._session._camera_peer in peers:
-            self._session._camera_peer = None
 
     def _page_stats(self, content: Mapping[str, Any]) -> None:
         """What the browser sends, receives and presents, into session.stats as `page_*`."""
-        figures = {key: _finite(content.get(key)) for key in PAGE_STATS}
-        pipeline = self._session._pipeline
-        if pipeline is not None:
-            _loop.call_soon(pipeline.stats.on_page, figures)
+        self._session.add_page_stats({key: _finite(content.get(key)) for key in PAGE_STATS})
 
     # -- the comm transport (see comm_transport.py) ---------------------------------------------------
     def _transport(self, content: Mapping[str, Any]) -> None:
@@ -357,7 +349,7 @@ class CameraWidget(anywidget.AnyWidget):
     async def _publish_stats(self) -> None:
         """Stats (and session.mirror, a plain attribute) to the page once a second, on the loop."""
         while not self._closed and self._session.state != "disconnected":
-            pipeline = self._session._pipeline
+            pipeline = self._session.pipeline
             if pipeline is not None:
                 self.stats = _json_safe(pipeline.stats.snapshot() | {"state": self._session.state})
             if self.mirror != self._session.mirror:
@@ -382,7 +374,7 @@ class CameraWidget(anywidget.AnyWidget):
         if self._closed:
             return super().close()
         self._closed = True
-        self._session._events.unwatch(self._on_event)
+        self._session.unlisten(self._on_event)
         if self._stats_task is not None:
             self._stats_task.cancel()
         try:
@@ -393,7 +385,7 @@ class CameraWidget(anywidget.AnyWidget):
                 else:
                     _loop.run(self._drop_peers(), timeout=10)
         finally:
-            self._session._views.pop("widget", None)
+            self._session.forget_view(self)
             super().close()
 
 

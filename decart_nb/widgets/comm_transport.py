@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortc.mediastreams import MediaStreamError
 
@@ -23,6 +23,10 @@ from ..errors import DecartNBError
 from ..media.frames import FrameMeta, recv_video
 from ..media.jpeg import decode_jpeg, encode_jpeg
 from ..media.relay import MailboxTrack
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
+    from ..session import Session
 
 __all__ = ["CommTransport", "ACK_TIMEOUT_S"]
 
@@ -37,7 +41,7 @@ Send = Callable[[dict[str, Any], list[bytes]], None]
 class CommTransport:
     """One page's frames over the comm, for one session. Built and closed by the CameraWidget."""
 
-    def __init__(self, session: Any, send: Send) -> None:
+    def __init__(self, session: Session, send: Send) -> None:
         self._session = session
         self._send = send
         self.camera = MailboxTrack()  # the page's camera, read by the pipeline's input slot
@@ -47,7 +51,8 @@ class CommTransport:
         self._in_flight: int | None = None
         self._seq = 0
         self._sender: asyncio.Task[None] | None = None
-        self._sending_from: Any = None  # the pipeline the sender reads (a model switch makes a new one)
+        # The pipeline the sender reads (a model switch makes a new one).
+        self._sending_from: Pipeline | None = None
         self.frames_received = 0
         self.frames_sent = 0
 
@@ -71,7 +76,7 @@ class CommTransport:
                 try:
                     frame = await loop.run_in_executor(None, decode_jpeg, job[0], spec.width, spec.height)
                 except DecartNBError as exc:
-                    self._session._report_error(exc)
+                    self._session.report_error(exc)
                 else:
                     frame.opaque = FrameMeta(t_in=job[1])
                     self._deliver(frame)
@@ -81,23 +86,21 @@ class CommTransport:
 
     def _deliver(self, frame: Any) -> None:
         session = self._session
-        pipeline = session._pipeline
+        pipeline = session.pipeline
         if pipeline is None or pipeline.slot.readyState != "live" or self.camera.readyState != "live":
             return  # between pipelines (a model switch): the next frame goes to the new one
         if pipeline.slot.upstream is not self.camera:
             pipeline.attach_camera(self.camera)
         self.camera.box.put(frame)
         self.frames_received += 1
-        if session.state in ("connecting", "reconnecting"):
-            session._cancel_give_up()
-            session._set_conn("connected")
+        session.camera_arrived()
 
     # -- kernel -> page: the output ----------------------------------------------------------------
     def start_output(self) -> None:
         """Send the output to the page; a (re)started page has no frame in flight."""
         self._in_flight = None
         self._acked.set()
-        pipeline = self._session._pipeline
+        pipeline = self._session.pipeline
         if self._sender is not None and not self._sender.done() and self._sending_from is pipeline:
             return
         self.stop_output()
@@ -110,7 +113,7 @@ class CommTransport:
             self._in_flight = None
             self._acked.set()
 
-    async def _send_output(self, pipeline: Any) -> None:
+    async def _send_output(self, pipeline: Pipeline) -> None:
         track = pipeline.subscribe()
         loop = asyncio.get_running_loop()
         period = 1.0 / max(1, self._session.model.fps)

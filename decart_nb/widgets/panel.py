@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 import numpy as np
@@ -37,6 +37,9 @@ from .panel_live import (
 from .panel_presets import preset_prompts
 from .panel_upload import ACCEPT, read_upload, thumbnail_png
 
+if TYPE_CHECKING:
+    from ..session import Session
+
 __all__ = ["ControlPanel", "PROMPT_DEBOUNCE_S"]
 
 logger = logging.getLogger("decart_nb")
@@ -54,7 +57,7 @@ def _css() -> str:
 class ControlPanel(w.VBox):
     """Controls for running prompt and reference-image experiments by hand."""
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Session) -> None:
         self._session = session
         state = session.generation
         self._image: np.ndarray | None = state.image
@@ -95,7 +98,7 @@ class ControlPanel(w.VBox):
             layout=w.Layout(width="360px", min_width="300px", flex="0 1 360px"),
         )
         self.add_class("dnb-panel")
-        session._events.watch(self._on_event)
+        session.listen(self._on_event)
         self._show_state(session.state)
         self._show_errors()
         self._show_failures()
@@ -389,13 +392,12 @@ class ControlPanel(w.VBox):
     def close(self) -> None:
         """Stop the stats thread and pending sends, then close the widgets."""
         self._closed = True
-        self._session._events.unwatch(self._on_event)
+        self._session.unlisten(self._on_event)
         self._state_sender.close()
         self._controls_sender.close()
         self._poller.close(join=2.0)
         self.camera.close()
-        if self._session._views.get("panel") is self:
-            self._session._views.pop("panel")  # displaying the session again builds a new panel
+        self._session.forget_view(self)  # displaying the session again builds a new panel
         for child in _descendants(self):
             child.close()
         super().close()

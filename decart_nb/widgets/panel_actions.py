@@ -12,11 +12,14 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
 from ..models import realtime_names
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 __all__ = ["MAX_RECORD_S", "SessionActions"]
 
@@ -28,7 +31,7 @@ Runner = Callable[[str, Callable[[], None]], bool]
 class SessionActions:
     """`run(action, fn)` calls fn and shows its failure in the panel (ControlPanel._run)."""
 
-    def __init__(self, session: Any, run: Runner) -> None:
+    def __init__(self, session: Session, run: Runner) -> None:
         self._session = session
         self._run = run
         self._recording = False
@@ -39,7 +42,7 @@ class SessionActions:
         self.disconnect_button = w.Button(description="Disconnect", icon="stop")
         self.disconnect_button.on_click(lambda _: self._background("disconnect", session.disconnect))
         self.connect_button = w.Button(description="Reconnect", icon="play")
-        self.connect_button.on_click(lambda _: self._background("connect", session.connect))
+        self.connect_button.on_click(lambda _: self._background("connect", self._connect))
         buttons = w.HBox([self.snapshot_button, self.disconnect_button, self.connect_button])
         buttons.add_class("dnb-actions")
         self.record_seconds = w.BoundedIntText(
@@ -59,6 +62,9 @@ class SessionActions:
         self.record_path = w.HTML()
         self.outputs = w.VBox([self.snapshot_view, self.record_view, self.record_path])
         self.outputs.add_class("dnb-outputs")
+
+    def _connect(self) -> None:
+        self._session.connect()
 
     def take_snapshot(self) -> None:
         """Grab the newest output frame and show it under the panel."""

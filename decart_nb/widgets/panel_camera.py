@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 __all__ = ["CameraControls"]
 
@@ -19,7 +22,7 @@ class CameraControls:
     camera choice go to the camera widget (widgets/camera.py), whose page then asks the browser for
     that camera. Until a camera widget exists, facing mode is kept on the session for the next one."""
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Session) -> None:
         self._session = session
         self._camera: Any | None = None
         self._syncing = False
@@ -41,7 +44,7 @@ class CameraControls:
         self.box.add_class("dnb-camera")
         # The Session's lazily built video widget, if it exists already (never build it from here:
         # building it connects the session).
-        existing = session._views.get("widget")
+        existing = session.existing_view("widget")
         if existing is not None:
             self.attach(existing)
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..engines.styles import STYLES
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 __all__ = ["preset_prompts"]
 
 
-def preset_prompts(session: Any) -> list[str]:
+def preset_prompts(session: Session) -> list[str]:
     """The prompts the slider scrubs through (empty: no slider)."""
     if session.prompts:
         return list(session.prompts)

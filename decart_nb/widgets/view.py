@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 __all__ = ["session_view"]
 
 logger = logging.getLogger("decart_nb")
 
 
-def session_view(session: Any) -> w.Box:
+def session_view(session: Session) -> w.Box:
     """The video (camera in, transformed video out) and the panel, side by side; they wrap onto
     two rows in a narrow notebook. Without a video widget, the panel alone, with the reason."""
     try:

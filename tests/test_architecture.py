@@ -1,0 +1,29 @@
+"""The import graph shows what depends on what: the widgets reach the Session only through its
+port (public and documented members), never through its private attributes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+WIDGETS = Path(__file__).resolve().parent.parent / "decart_nb" / "widgets"
+# `session._x`, `self._session._x`: a private member of the Session, reached from another module.
+PRIVATE_ACCESS = re.compile(r"\b_?session\._[a-z]\w*")
+
+
+def test_the_widgets_use_only_the_sessions_port() -> None:
+    modules = sorted(WIDGETS.rglob("*.py"))
+    assert len(modules) >= 5  # the camera widget, the comm transport, the panel's modules
+    found = [
+        f"{path.name}:{n}: {match.group()}"
+        for path in modules
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        for match in PRIVATE_ACCESS.finditer(line)
+    ]
+    assert found == []
+
+
+def test_the_pattern_sees_a_private_access() -> None:
+    assert PRIVATE_ACCESS.search("self._session._pipeline.stats")
+    assert PRIVATE_ACCESS.search("existing = session._views.get('widget')")
+    assert not PRIVATE_ACCESS.search("self._session.pipeline")
