@@ -191,6 +191,33 @@ def test_concurrency_runs_sessions_side_by_side(
     assert lanes.lane_count() == 0
 
 
+def test_a_stalled_real_session_is_replaced_and_the_item_succeeds_on_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_leaked_threads: None
+) -> None:
+    monkeypatch.setattr(lanes, "FRAME_TIMEOUT_S", 5.0)  # the stall shows in 5 s, not 15
+    closing = threading.Event()
+    stalled: list[int] = []
+
+    def stalls_once(frame: np.ndarray, state: Any) -> np.ndarray:
+        if state.prompt == "stall" and not stalled:
+            stalled.append(1)
+            closing.wait(60)  # the model hangs until the sweep gives up on this session
+        return 255 - frame
+
+    close = lanes.Lane.close
+
+    def close_and_release(self: lanes.Lane) -> None:
+        closing.set()
+        close(self)
+
+    monkeypatch.setattr(lanes.Lane, "close", close_and_release)
+    result = sweep(["fine", "stall", "after"], engine=stalls_once, seconds=0, frames=2, out_dir=tmp_path)
+    assert [r["error_code"] for r in result.rows] == [None, None, None]
+    assert [r["attempts"] for r in result.rows] == [1, 2, 1]
+    assert result.rows[1]["frames_out"] >= 2 and stalled == [1]
+    assert lanes.lane_count() == 0
+
+
 # -- resume, on real sessions --------------------------------------------------------------------
 def test_rerun_skips_finished_items_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first = sweep(["a", "b"], source="pattern", engine=invert, seconds=0, frames=2, out_dir=tmp_path)
