@@ -1,19 +1,25 @@
-"""The import graph shows what depends on what: the widgets reach the Session only through its
-port (public and documented members), never through its private attributes."""
+"""The import graph shows what depends on what: the widgets and sweeps reach the Session only
+through its port (public and documented members), never through its private attributes."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-WIDGETS = Path(__file__).resolve().parent.parent / "decart_nb" / "widgets"
-# `session._x`, `self._session._x`: a private member of the Session, reached from another module.
-PRIVATE_ACCESS = re.compile(r"\b_?session\._[a-z]\w*")
+PACKAGE = Path(__file__).resolve().parent.parent / "decart_nb"
+# The modules that use a Session they did not make: widgets, comm transport, sweeps.
+USERS = [
+    *(PACKAGE / "widgets").rglob("*.py"),
+    PACKAGE / "experiments.py",
+    *(PACKAGE / "sweeps").rglob("*.py"),
+]
+# `session._x`, `self._session._x`, `live._x`: a Session's private member, from another module.
+PRIVATE_ACCESS = re.compile(r"\b(_?session|live)\._[a-z]\w*")
 
 
-def test_the_widgets_use_only_the_sessions_port() -> None:
-    modules = sorted(WIDGETS.rglob("*.py"))
-    assert len(modules) >= 5  # the camera widget, the comm transport, the panel's modules
+def test_widgets_and_sweeps_use_only_the_sessions_port() -> None:
+    modules = sorted(USERS)
+    assert len(modules) >= 8  # the camera widget, the comm transport, the panel's modules, sweeps
     found = [
         f"{path.name}:{n}: {match.group()}"
         for path in modules

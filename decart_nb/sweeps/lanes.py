@@ -82,7 +82,7 @@ class Lane:
             self.failures.append(payload)
 
     def open(self) -> Lane:
-        self.session._events.watch(self._watch)
+        self.session.listen(self._watch)
         try:
             self.session.connect()
             _loop.run(self.log.start(self.session), timeout=10)
@@ -103,7 +103,7 @@ class Lane:
             if self._closed:
                 return
             self._closed = True
-        self.session._events.unwatch(self._watch)
+        self.session.unlisten(self._watch)
         try:
             if self.session.state != "disconnected":
                 _loop.run(self.log.stop(), timeout=10)

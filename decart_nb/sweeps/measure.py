@@ -32,7 +32,9 @@ class FrameLog:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, session: Session) -> None:
-        pipeline = session._require_pipeline()
+        pipeline = session.pipeline  # on the loop, as the port asks
+        if pipeline is None:
+            raise DecartNBError(ErrorCode.NOT_CONNECTED, "The session is not connected: call connect() first")
         self._track = pipeline.broadcast.subscribe()
         self._task = asyncio.get_running_loop().create_task(self._watch(self._track))
 
