@@ -375,3 +375,16 @@ def test_bad_scale_arguments_fail_before_anything_is_written(tmp_path: Path) -> 
             sweep(["a"], out_dir=out, **kwargs)
         assert info.value.code == ErrorCode.INVALID_INPUT, kwargs
     assert not out.exists()
+
+
+def test_views_of_a_large_run_show_the_first_rows(tmp_path: Path) -> None:
+    from decart_nb.experiments import SweepResult
+    from decart_nb.sweeps.result import HTML_LIMIT, LABEL_HEIGHT, SHEET_LIMIT
+
+    items = build_items([f"p{i}" for i in range(300)], [None], ["none"], ["pattern"], [None], 1, SETTINGS)
+    result = SweepResult(rows=[new_row(i, True) for i in items], out_dir=tmp_path, grid_columns=10)
+    sheet = result.contact_sheet(thumb_width=64)
+    assert sheet.size == (10 * 64, SHEET_LIMIT // 10 * (36 + LABEL_HEIGHT))
+    assert result.contact_sheet(thumb_width=64, limit=None).size[1] == 30 * (36 + LABEL_HEIGHT)
+    page = result._repr_html_()
+    assert page.count("<tr>") == HTML_LIMIT + 1 and f"and {300 - HTML_LIMIT} more rows" in page

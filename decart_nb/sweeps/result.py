@@ -21,6 +21,10 @@ __all__ = ["SweepResult", "LABEL_HEIGHT", "THUMB_WIDTH"]
 
 LABEL_HEIGHT = 30  # pixels under each contact-sheet thumbnail: prompt line, image line
 THUMB_WIDTH = 256
+# A 1,000-item study would make a 40,000-pixel-tall sheet and a notebook cell of megabytes of
+# thumbnails: the views show the first rows; every row is in results.csv / results.jsonl.
+SHEET_LIMIT = 240
+HTML_LIMIT = 200
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -93,7 +97,7 @@ class SweepResult:
         head = ["#", "snapshot", "prompt", "image", "first frame ms", "fps", "latency p50/p95 ms"]
         head += ["dropped", "diff", "error"]
         out = ["<table><thead><tr>", *(f"<th>{h}</th>" for h in head), "</tr></thead><tbody>"]
-        for r in self.rows:
+        for r in self.rows[:HTML_LIMIT]:
             thumb = self._thumb(r, 160)
             img = "" if thumb is None else f'<img src="data:image/jpeg;base64,{_jpeg_b64(thumb)}"/>'
             cells = [r["index"], img, r["prompt"], r["image"], r["first_frame_ms"], r["fps_out"]]
@@ -105,28 +109,37 @@ class SweepResult:
                 + "</tr>"
             )
         out.append("</tbody></table>")
+        if len(self.rows) > HTML_LIMIT:
+            more = len(self.rows) - HTML_LIMIT
+            out.append(
+                f"<p>... and {more} more rows: result.to_pandas(), or results.csv in {self.out_dir}</p>"
+            )
         return "".join(out)
 
-    def contact_sheet(self, columns: int | None = None, thumb_width: int = THUMB_WIDTH) -> Image.Image:
+    def contact_sheet(
+        self, columns: int | None = None, thumb_width: int = THUMB_WIDTH, limit: int | None = SHEET_LIMIT
+    ) -> Image.Image:
         """A grid of labelled thumbnails (prompt, then image name; failed items show their code).
 
         One row per prompt by default (columns = the number of images); each cell is
         `thumb_width` x (thumb height + LABEL_HEIGHT), thumb height keeping the video's aspect.
+        The first `limit` rows only (None: all of them).
         """
-        if not self.rows:
+        rows = self.rows if limit is None else self.rows[:limit]
+        if not rows:
             raise DecartNBError(ErrorCode.INVALID_INPUT, "The sweep has no rows")
-        columns = columns or self.grid_columns or math.ceil(math.sqrt(len(self.rows)))
+        columns = columns or self.grid_columns or math.ceil(math.sqrt(len(rows)))
         if columns < 1:
             raise DecartNBError(ErrorCode.INVALID_INPUT, "columns must be at least 1")
-        columns = min(columns, len(self.rows))
+        columns = min(columns, len(rows))
         thumb_h = self._thumb_height(thumb_width)
         cell_h = thumb_h + LABEL_HEIGHT
-        n_rows = math.ceil(len(self.rows) / columns)
+        n_rows = math.ceil(len(rows) / columns)
         sheet = Image.new("RGB", (columns * thumb_width, n_rows * cell_h), "white")
         draw = ImageDraw.Draw(sheet)
         font = ImageFont.load_default()
-        varies = [a for a in ("source", "seed", "repeat") if len({r.get(a) for r in self.rows}) > 1]
-        for i, row in enumerate(self.rows):
+        varies = [a for a in ("source", "seed", "repeat") if len({r.get(a) for r in rows}) > 1]
+        for i, row in enumerate(rows):
             x, y = (i % columns) * thumb_width, (i // columns) * cell_h
             thumb = self._thumb(row, thumb_width)
             if thumb is None:
