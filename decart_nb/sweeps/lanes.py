@@ -231,10 +231,16 @@ def _lane_for(spec: RunSpec, item: Item) -> Lane:
 
 
 def _drop_lane() -> None:
+    """Close this thread's lane. A broken session may fail to close: that is logged, and the
+    sweep goes on with a new one (which is why it is being dropped)."""
     with _lanes_lock:
         lane = _lanes.pop(threading.get_ident(), None)
-    if lane is not None:
+    if lane is None:
+        return
+    try:
         lane.close()
+    except Exception:
+        logger.exception("decart_nb sweep: closing a failed session failed")
 
 
 def close_lanes(run_id: str | None = None) -> int:
