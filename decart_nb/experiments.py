@@ -101,9 +101,10 @@ def sweep(
         for s in source_list:
             Session(model=model, engine=engine, source=s, controls=controls)
     out = _make_out_dir(out_dir)
+    # Numbers as floats: seconds=1 and seconds=1.0 are the same measurement, so the same identity.
     settings = {"model": model, "engine": _engine_name(engine, session), "enhance": enhance}
-    settings |= {"seconds": seconds, "frames": frames, "record_seconds": record_seconds}
-    settings |= {"controls": controls}
+    settings |= {"seconds": float(seconds), "frames": frames, "record_seconds": float(record_seconds)}
+    settings |= {"controls": {k: float(v) for k, v in sorted(controls.items())} if controls else None}
     items = build_items(prompts, images, _image_labels(images), source_list, seed_list, repeats, settings)
     folder = RunFolder(out, COLUMNS)
     kept = _resume(folder, items, resume, retry_failed)
