@@ -218,6 +218,17 @@ def test_a_stalled_real_session_is_replaced_and_the_item_succeeds_on_the_new_one
     assert lanes.lane_count() == 0
 
 
+def test_a_concurrent_futures_executor_runs_real_sessions_and_they_are_closed(tmp_path: Path) -> None:
+    with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="mine") as pool:
+        result = sweep(
+            ["a", "b", "c", "d"], engine=invert, seconds=0, frames=2, executor=pool, out_dir=tmp_path
+        )
+        assert lanes.lane_count() == 0  # closed at the end, while the pool's threads live on
+    assert not result.failed and [r["prompt"] for r in result.rows] == ["a", "b", "c", "d"]
+    assert {r["worker"].rsplit(":", 1)[1] for r in result.rows} == {"mine_0", "mine_1"}
+    assert all(r["attempts"] == 1 and r["frames_out"] >= 2 for r in result.rows)
+
+
 # -- resume, on real sessions --------------------------------------------------------------------
 def test_rerun_skips_finished_items_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first = sweep(["a", "b"], source="pattern", engine=invert, seconds=0, frames=2, out_dir=tmp_path)
