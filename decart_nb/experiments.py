@@ -389,8 +389,9 @@ def _engine_name(engine: Any, session: Session | None) -> str:
         return f"session:{session.model.name}:{type(session.engine).__name__}"
     if isinstance(engine, str):
         return engine
-    fn = getattr(engine, "__qualname__", None) or type(engine).__qualname__
-    return f"{getattr(engine, '__module__', '')}.{fn}"
+    # By name only, not module: a notebook's function lives in __main__, the same one imported
+    # elsewhere (a worker, a script) under its module's name, and both must resume each other.
+    return "function:" + (getattr(engine, "__qualname__", None) or type(engine).__qualname__)
 
 
 def _image_labels(images: list[ImageInput | None]) -> list[str]:

@@ -8,6 +8,8 @@ import _thread
 import concurrent.futures
 import csv
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,6 +24,7 @@ from decart_nb.sweeps import lanes
 from decart_nb.sweeps.items import build_items
 from decart_nb.sweeps.rows import new_row
 from decart_nb.sweeps.runfolder import RunFolder
+from tests.helpers import wait_until
 
 SETTINGS = {"model": "lucy-latest", "engine": "local", "seconds": 1.0}
 
@@ -294,6 +297,32 @@ def test_ctrl_c_during_a_concurrent_run_keeps_finished_rows_and_leaves_nothing_r
         sorted(keys) == sorted(r["key"] for r in result.rows) and len(keys) == 6
     )  # nothing lost or repeated
     assert result.skipped == len(done) and not result.failed
+
+
+KILLED_RUN = """
+import sys
+from decart_nb.experiments import sweep
+from tests.test_sweep_runs import invert
+sweep([f"p{i}" for i in range(8)], engine=invert, seconds=0, frames=2, out_dir=sys.argv[1])
+"""
+
+
+def test_a_killed_process_resumes_with_nothing_lost_or_repeated(tmp_path: Path) -> None:
+    """A kernel restart: the process dies at once (SIGKILL), mid-item, with no clean-up at all."""
+    jsonl = tmp_path / "results.jsonl"
+    root = Path(__file__).resolve().parent.parent
+    child = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(tmp_path)], cwd=root)
+    try:
+        assert wait_until(lambda: jsonl.exists() and jsonl.read_bytes().count(b"\n") >= 3, timeout=60)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    before = [r["key"] for r in _lines(tmp_path)]
+    assert 3 <= len(before) < 8, "the run ended before it could be killed"
+    result = sweep([f"p{i}" for i in range(8)], engine=invert, seconds=0, frames=2, out_dir=tmp_path)
+    keys = [r["key"] for r in _lines(tmp_path)]
+    assert keys[: len(before)] == before and len(keys) == len(set(keys)) == 8
+    assert result.skipped == len(before) and not result.failed
 
 
 # -- axes, metrics, progress ---------------------------------------------------------------------
