@@ -302,7 +302,9 @@ def drop_and_recover(server: FakeDecartServer, s: Session) -> None:
 
 
 @pytest.mark.parametrize("drops", [1, 3])
-def test_the_latest_prompt_and_image_are_live_after_drops(server: FakeDecartServer, drops: int) -> None:
+def test_the_latest_prompt_and_image_are_live_after_drops(
+    no_leaked_threads: None, server: FakeDecartServer, drops: int
+) -> None:
     s = session(prompt="anime")
     events = Recorder(s)
     with s:
@@ -335,6 +337,32 @@ def test_a_retry_that_shows_as_connecting_also_restores(server: FakeDecartServer
         assert shows(s, state_colour("anime", server.current.image))
         assert wait_until(lambda: "connecting" in events.states[2:])  # the SDK's own report of the retry
         assert events.errors == []
+
+
+def test_a_set_while_reconnecting_fails_and_changes_nothing(server: FakeDecartServer) -> None:
+    with session(prompt="anime") as s:
+        server.script.refuse = [503, 503]  # two reconnect attempts fail: the SDK waits 1 s, then 2 s
+        on_loop(server.drop())
+        assert wait_until(lambda: s.state == "reconnecting")
+        with pytest.raises(DecartNBError) as info:
+            s.set_prompt("sketch")
+        assert info.value.code == ErrorCode.NOT_CONNECTED and s.generation.prompt == "anime"
+        assert wait_until(restored(server, s, 2), timeout=30)
+        assert live(server, "anime", False)()  # the state it had is back by itself
+        s.set_prompt("sketch")  # and sets go through again
+        assert live(server, "sketch", False)()
+
+
+def test_switch_model_reconnects_with_the_state(server: FakeDecartServer) -> None:
+    with session(model="lucy-restyle-2", prompt="anime") as s:
+        assert np.asarray(s.snapshot(timeout=10)).shape == (704, 1280, 3)
+        s.set_prompt("pencil sketch")
+        s.switch_model("lucy-vton-3.5")
+        conn = server.current
+        assert len(server.conns) == 2 and conn.query["model"] == "lucy-vton-3.5"
+        assert conn.seen[1] == {"type": "prompt", "prompt": "pencil sketch", "enhance_prompt": True}
+        assert np.asarray(s.snapshot(timeout=10)).shape == (720, 1280, 3)
+        assert shows(s, state_colour("pencil sketch", None))
 
 
 def test_the_sdk_gives_up_after_five_attempts_and_so_does_the_session(server: FakeDecartServer) -> None:
