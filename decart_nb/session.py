@@ -41,6 +41,7 @@ GUARD_MARGIN_S = 5.0  # beyond an engine's own timeout (see Session._guard)
 # The page retries after 1, 2, 4 and 8 s (5 attempts); past this the kernel gives up.
 RECONNECT_GIVE_UP_S = 30.0
 MAX_WAIT_S = 3600.0  # the longest snapshot timeout or recording a call may ask for
+STATS_EVERY_S = 1.0  # the `stats` event to listeners (widget, panel), from the loop
 
 
 class Session:
@@ -113,6 +114,7 @@ class Session:
         self._camera_facing: str | None = None
         self._generating_since: float | None = None
         self._tick_task: asyncio.Task[None] | None = None
+        self._stats_task: asyncio.Task[None] | None = None
         self._give_up: asyncio.TimerHandle | None = None
         self._watch: asyncio.Task[None] | None = None  # CameraWatch.run of the camera peer
         self._holds_loop = False
@@ -206,9 +208,11 @@ class Session:
         return self._pipeline
 
     def listen(self, listener: Callable[[str, Any], None]) -> None:
-        """Call `listener(event, payload)` for every event, the internal ones (model_change,
-        callback_failure) too, at once on the emitting thread (often the media loop) and never
-        held during connect(): for widgets, which only make cheap updates there."""
+        """Call `listener(event, payload)` for every event, the internal ones too, at once on the
+        emitting thread (often the media loop) and never held during connect(): for widgets,
+        which only make cheap updates there. Internal events: `stats` (the `stats` dict, once a
+        second while connected, from the loop), `generation_change` (the new GenerationState,
+        whoever set it), `model_change` (the new ModelSpec), `callback_failure`."""
         self._events.watch(listener)
 
     def unlisten(self, listener: Callable[[str, Any], None]) -> None:
@@ -300,6 +304,8 @@ class Session:
         self._engine.bind(spec)
         await self._engine.apply(self._state)
         await pipeline.start()
+        if self._stats_task is None:
+            self._stats_task = asyncio.get_running_loop().create_task(self._publish_stats())
         if self._source != "camera":
             self._set_conn("connected")
         elif self._camera_peer is not None:
@@ -338,6 +344,9 @@ class Session:
     async def _close_async(self) -> None:
         self._stop_ticks()
         self._stop_watch()
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+            self._stats_task = None
         if self._give_up is not None:
             self._give_up.cancel()
             self._give_up = None
@@ -404,17 +413,19 @@ class Session:
     ) -> None:
         with self._set_lock:  # concurrent set() calls are applied one after the other
             new = self._new_state(*build(self._state))
-            if self._pipeline is not None:
-                try:
-                    _loop.run(
-                        self._apply_on_loop(new), timeout=self._guard(self._engine.apply_timeout_s, timeout)
-                    )
-                except Exception as exc:
-                    if isinstance(exc, DecartNBError):
-                        raise
-                    raise DecartNBError(
-                        ErrorCode.ENGINE_ERROR, f"The {self._engine.name} engine rejected the state: {exc!r}"
-                    ) from exc
+            if self._pipeline is None:  # kept for connect(); listeners hear of it now
+                self._state = new
+                self._events.emit("generation_change", new)
+                return
+            try:
+                wait = self._guard(self._engine.apply_timeout_s, timeout)
+                _loop.run(self._apply_on_loop(new), timeout=wait)
+            except Exception as exc:
+                if isinstance(exc, DecartNBError):
+                    raise
+                raise DecartNBError(
+                    ErrorCode.ENGINE_ERROR, f"The {self._engine.name} engine rejected the state: {exc!r}"
+                ) from exc
             self._state = new
 
     @staticmethod
@@ -428,6 +439,7 @@ class Session:
         # took the state but before the caller's thread woke up leaves the two agreeing.
         await self._engine.apply(new)
         self._state = new
+        self._events.emit("generation_change", new)
 
     # -- output -----------------------------------------------------------------------------
     def snapshot(self, timeout: float = 5.0) -> Image.Image:
@@ -469,10 +481,28 @@ class Session:
             return base
 
         async def read() -> dict[str, Any]:
-            return pipeline.stats.snapshot()
+            return self._stats_now()
 
+        return _loop.run(read(), timeout=5)
+
+    def _stats_now(self) -> dict[str, Any]:
+        """Loop thread: what `stats` returns."""
+        base: dict[str, Any] = {
+            "state": self._conn,
+            "model": self._spec.name,
+            "state_version": self._state.version,
+        }
+        if self._pipeline is None:
+            return base
         seconds = 0.0 if self._generating_since is None else time.perf_counter() - self._generating_since
-        return base | _loop.run(read(), timeout=5) | {"generating_seconds": round(seconds, 1)}
+        return base | self._pipeline.stats.snapshot() | {"generating_seconds": round(seconds, 1)}
+
+    async def _publish_stats(self) -> None:
+        """Push, not poll: the stats go to listeners once a second while connected."""
+        while True:
+            if self._pipeline is not None:
+                self._events.emit("stats", self._stats_now())
+            await asyncio.sleep(STATS_EVERY_S)
 
     def _refuse_in_model(self, method: str) -> None:
         """These calls wait for the model's own output (or for the model to stop): from inside

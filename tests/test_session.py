@@ -307,3 +307,44 @@ def test_an_earlier_connects_hold_timer_does_not_release_a_later_hold() -> None:
     s.on("connection_change", got.append)
     assert wait_until(lambda: got[:3] == ["connecting", "connected", "generating"], timeout=5), got
     s.disconnect()
+
+
+# -- what the session pushes to its listeners (widgets, panel) ------------------------------------
+def test_stats_are_pushed_to_listeners_once_a_second_from_the_loop() -> None:
+    seen: list[tuple[float, str, dict[str, Any]]] = []
+
+    def listener(event: str, payload: Any) -> None:
+        if event == "stats":
+            seen.append((time.monotonic(), threading.current_thread().name, payload))
+
+    s = Session(source="pattern")
+    s.listen(listener)
+    with s:
+        assert wait_until(lambda: len(seen) >= 4 and seen[-1][2].get("frames_out", 0) > 0, timeout=15)
+        assert set(s.stats) == set(seen[-1][2])  # the same figures as the blocking `stats`
+    count = len(seen)
+    assert {name for _, name, _ in seen} == {"decart_nb-loop"}
+    gaps = np.diff([at for at, _, _ in seen])
+    assert np.all((gaps > 0.6) & (gaps < 1.6)), gaps
+    with s:  # a second connect pushes again; unlisten stops them
+        assert wait_until(lambda: len(seen) > count, timeout=10)
+        s.unlisten(listener)
+        count = len(seen)
+        arrivals: list[float] = []
+        s.listen(lambda event, _: arrivals.append(time.monotonic()) if event == "stats" else None)
+        assert wait_until(lambda: len(arrivals) >= 2, timeout=10)
+    assert len(seen) == count
+
+
+def test_a_state_set_from_a_cell_is_pushed_to_listeners() -> None:
+    changes: list[Any] = []
+    s = Session(source="pattern")
+    s.listen(lambda event, payload: changes.append(payload) if event == "generation_change" else None)
+    s.set_prompt("before connecting")  # kept for connect(), and said so at once
+    assert [c.prompt for c in changes] == ["before connecting"]
+    with s:
+        s.set_prompt("anime")
+        assert changes[-1].prompt == "anime" and changes[-1].version == s.generation.version
+        with pytest.raises(DecartNBError):
+            s.set_prompt("")  # refused: nothing to tell
+        assert len(changes) == 2

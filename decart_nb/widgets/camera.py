@@ -19,14 +19,11 @@ only decode and hand off to the media loop, never block.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import threading
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +43,6 @@ __all__ = ["CameraWidget", "CAMERA_ADVICE", "TRANSPORTS"]
 
 logger = logging.getLogger("decart_nb")
 STATIC = Path(__file__).parent / "static"
-STATS_EVERY_S = 1.0
 TRANSPORTS = ("auto", "webrtc", "comm")
 
 # What the user can do about each camera failure (shown in the page and carried by the error).
@@ -145,13 +141,10 @@ class CameraWidget(anywidget.AnyWidget):
         self._session = session
         self._closed = False
         self._peers: set[KernelPeer] = set()  # this page's peers (a receive-only page may leave old ones)
-        self._stats_task: Future[None] | None = None
         self._comm: CommTransport | None = None  # loop thread only
-        self._lock = threading.Lock()
         self.on_msg(self._on_page_message)
         session.listen(self._on_event)
         session.connect()
-        self._start_stats()
 
     @property
     def session(self) -> Session:
@@ -327,7 +320,6 @@ class CameraWidget(anywidget.AnyWidget):
                 if self._comm is not None:
                     _loop.call_soon(self._close_comm)
             elif previous == "disconnected" and payload == "connecting":
-                self._start_stats()
                 self.send({"type": "restart"})
         elif event == "error" and isinstance(payload, DecartNBError):
             self.error = payload.to_dict()
@@ -337,24 +329,11 @@ class CameraWidget(anywidget.AnyWidget):
             self.set_trait("height", spec.height)
             self.set_trait("fps", spec.fps)
             self.send({"type": "restart"})  # the page re-requests the camera and renegotiates
-
-    def _start_stats(self) -> None:
-        with self._lock:
-            if self._stats_task is not None and not self._stats_task.done():
-                return
-            if self._session.state == "disconnected" or self._closed:
-                return
-            self._stats_task = _loop.submit(self._publish_stats())
-
-    async def _publish_stats(self) -> None:
-        """Stats (and session.mirror, a plain attribute) to the page once a second, on the loop."""
-        while not self._closed and self._session.state != "disconnected":
-            pipeline = self._session.pipeline
-            if pipeline is not None:
-                self.stats = _json_safe(pipeline.stats.snapshot() | {"state": self._session.state})
+        elif event == "stats":
+            # Once a second from the loop: the stats, and session.mirror (a plain attribute).
+            self.stats = _json_safe(payload)
             if self.mirror != self._session.mirror:
                 self.mirror = self._session.mirror
-            await asyncio.sleep(STATS_EVERY_S)
 
     @t.observe("facing_mode")
     def _facing_changed(self, change: dict[str, Any]) -> None:
@@ -375,8 +354,6 @@ class CameraWidget(anywidget.AnyWidget):
             return super().close()
         self._closed = True
         self._session.unlisten(self._on_event)
-        if self._stats_task is not None:
-            self._stats_task.cancel()
         try:
             if self._session.state != "disconnected" and not _loop.in_loop_thread():
                 _loop.run(self._close_comm_async(), timeout=10)

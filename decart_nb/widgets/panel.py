@@ -3,7 +3,8 @@
 Everything goes through the Session's public methods, so a notebook cell and the panel act on one
 state. Widget callbacks may run on the kernel's main thread or a subshell thread while a cell runs:
 they only read widget values and hand work to short-lived threads (the Session's methods wait for
-the engine's acknowledgement, which must never stall a comm handler).
+the engine's acknowledgement, which must never stall a comm handler). The session pushes what the
+panel shows (state, errors, ticks, stats once a second, states set from cells) to its listener.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from .panel_camera import CameraControls
 from .panel_debounce import Debouncer
 from .panel_live import (
     STATES,
-    StatsPoller,
     badge_html,
     errors_html,
     failures_html,
@@ -73,7 +73,9 @@ class ControlPanel(w.VBox):
         self._submitted_at = -1e9
         self._state_sender = Debouncer(self._send_state, PROMPT_DEBOUNCE_S, "decart_nb-panel-set")
         self._controls_sender = Debouncer(self._send_controls, CONTROL_DEBOUNCE_S, "decart_nb-panel-controls")
-        self._poller = StatsPoller(lambda: self._session.stats, self._on_stats)
+        # A state set from a cell is shown from a short-lived thread: never on the media loop,
+        # which emits it (a new reference image's thumbnail takes milliseconds to encode).
+        self._follower = Debouncer(self._pull_state, 0.0, "decart_nb-panel-follow")
 
         self._build_live()
         self._build_prompt(state.prompt or "", state.enhance)
@@ -312,6 +314,10 @@ class ControlPanel(w.VBox):
             self._show_failures()
         elif event == "model_change":
             self.actions.show_model(payload.name)
+        elif event == "stats":
+            self.stats.value = stats_html(payload)
+        elif event == "generation_change":
+            self._follower.flush()
 
     def _show_state(self, state: str) -> None:
         with self._view_lock:
@@ -324,18 +330,10 @@ class ControlPanel(w.VBox):
             self.actions.show_state(state)
             if state == "connecting":
                 self.timer.value = self._timer_html(0.0)
-        if state == "disconnected" or self._closed:
-            self._poller.stop()
-        else:
-            self._poller.start()
 
     @staticmethod
     def _timer_html(seconds: float) -> str:
         return f'<span class="dnb-timer" title="generation time">{format_seconds(seconds)}</span>'
-
-    def _on_stats(self, stats: dict[str, Any]) -> None:
-        self.stats.value = stats_html(stats)
-        self._pull_state()
 
     def _add_error(self, error: DecartNBError, logged: bool = False) -> None:
         if not logged:
@@ -357,13 +355,14 @@ class ControlPanel(w.VBox):
 
     # -- following changes made from cells --------------------------------------------------
     def _pull_state(self) -> None:
-        """Show a state a cell set (seen through its version), unless the panel is mid-send."""
-        state = self._session.generation
-        if state.version == self._known_version or self._state_sender.pending:
-            return
-        if not self._send_lock.acquire(blocking=False):
-            return
-        try:
+        """Show a state a cell set (seen through its version). Runs in the follower's thread, so
+        it may wait for a send of the panel's own, after which the version tells who set last."""
+        if self._state_sender.pending:
+            return  # the panel's pending send replaces the whole state anyway
+        with self._send_lock:
+            state = self._session.generation
+            if state.version == self._known_version or self._closed:
+                return
             self._known_version = state.version
 
             def show() -> None:
@@ -377,8 +376,6 @@ class ControlPanel(w.VBox):
                 self._show_image()
 
             self._sync(show)
-        finally:
-            self._send_lock.release()
 
     def _sync(self, fn: Callable[[], None]) -> None:
         """Set widget values from the Session without sending them back."""
@@ -390,12 +387,12 @@ class ControlPanel(w.VBox):
 
     # -- closing ----------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop the stats thread and pending sends, then close the widgets."""
+        """Stop listening and pending sends, then close the widgets."""
         self._closed = True
         self._session.unlisten(self._on_event)
         self._state_sender.close()
         self._controls_sender.close()
-        self._poller.close(join=2.0)
+        self._follower.close()
         self.camera.close()
         self._session.forget_view(self)  # displaying the session again builds a new panel
         for child in _descendants(self):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import html
-import logging
 import math
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import DecartNBError
@@ -14,7 +12,6 @@ from ..events import CallbackFailure
 
 __all__ = [
     "STATES",
-    "StatsPoller",
     "badge_html",
     "errors_html",
     "failures_html",
@@ -22,7 +19,6 @@ __all__ = [
     "stats_html",
 ]
 
-logger = logging.getLogger("decart_nb")
 
 STATES = ("disconnected", "connecting", "connected", "generating", "reconnecting")
 SHOWN_ERRORS = 5
@@ -84,64 +80,3 @@ def _failure_html(failure: CallbackFailure) -> str:
     event, callback = html.escape(failure.event), html.escape(failure.callback)
     summary = f"<code>{event}</code> callback <code>{callback}</code> raised {html.escape(failure.error)}"
     return f"<details><summary>{summary}</summary><pre>{html.escape(failure.traceback)}</pre></details>"
-
-
-class StatsPoller:
-    """Reads `session.stats` about once a second in one daemon thread, while running.
-
-    A thread rather than a loop timer because `session.stats` is a blocking public call (it waits
-    for the media loop), and the panel must go only through the public API.
-    """
-
-    def __init__(
-        self,
-        read: Callable[[], dict[str, Any]],
-        show: Callable[[dict[str, Any]], None],
-        period: float = 1.0,
-        name: str = "decart_nb-panel-stats",
-    ) -> None:
-        self._read, self._show, self._period, self._name = read, show, period, name
-        self._lock = threading.Lock()
-        self._stop: threading.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    @property
-    def running(self) -> bool:
-        with self._lock:
-            return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        """Start polling (no-op while running, and for good after close())."""
-        with self._lock:  # decided and started under one lock: a racing stop/close sees it whole
-            alive = self._thread is not None and self._thread.is_alive()
-            if self._closed or (alive and self._stop is not None and not self._stop.is_set()):
-                return
-            stop = threading.Event()
-            thread = threading.Thread(target=self._run, args=(stop,), name=self._name, daemon=True)
-            self._stop, self._thread = stop, thread
-            thread.start()
-
-    def stop(self, join: float = 0.0) -> None:
-        with self._lock:
-            stop, thread = self._stop, self._thread
-        if stop is not None:
-            stop.set()
-        if join and thread is not None and thread is not threading.current_thread():
-            thread.join(join)
-
-    def close(self, join: float = 2.0) -> None:
-        """Stop for good: a state change racing the panel's close cannot restart it."""
-        with self._lock:
-            self._closed = True
-        self.stop(join)
-
-    def _run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self._show(self._read())
-            except Exception as exc:  # noqa: BLE001 - logged; the poller stops, the panel says so
-                if not stop.is_set():
-                    logger.warning("decart_nb: the panel stopped reading stats: %r", exc)
-                return
-            stop.wait(self._period)
