@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as `python bench/styles.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from decart_nb.engines.local import LocalEngine
-from decart_nb.engines.styles import STYLES
+from decart_nb.engines.local.styles import STYLES
 from decart_nb.media.sources import PatternTrack
 from decart_nb.state import GenerationState
 

@@ -14,8 +14,8 @@ import pytest
 
 import decart_nb
 from decart_nb.engines.local import LocalEngine, compile_look, enhance_prompt, match_style
-from decart_nb.engines.local_tables import look_maps
-from decart_nb.engines.styles import ENHANCE_MAX_WORDS, STYLES
+from decart_nb.engines.local.styles import ENHANCE_MAX_WORDS, STYLES
+from decart_nb.engines.local.tables import look_maps
 from decart_nb.media.frames import from_planes, to_planes, to_rgb
 from decart_nb.media.sources import _test_card
 from decart_nb.media.stamp import read_stamp, write_stamp
@@ -151,7 +151,8 @@ def test_trigger_words_match_case_insensitively_inside_longer_prompts(frame: av.
 def test_fallback_looks_are_stable_across_processes_and_case() -> None:
     # sha256, not hash(): the look must not depend on PYTHONHASHSEED
     code = (
-        f"from decart_nb.engines.styles import compile_look;print(repr(compile_look({FALLBACKS[0]!r}, True)))"
+        "from decart_nb.engines.local.styles import compile_look;"
+        f"print(repr(compile_look({FALLBACKS[0]!r}, True)))"
     )
     seen = {
         subprocess.run(

@@ -19,11 +19,11 @@ from PIL import Image
 
 from decart_nb import DecartNBError, ErrorCode, Session
 from decart_nb.state import GenerationState
-from decart_nb.widgets import panel as panel_module
 from decart_nb.widgets.camera import CameraWidget
 from decart_nb.widgets.panel import ControlPanel
-from decart_nb.widgets.panel_live import STATES
-from decart_nb.widgets.panel_presets import preset_prompts
+from decart_nb.widgets.panel import control as panel_module
+from decart_nb.widgets.panel.live import STATES
+from decart_nb.widgets.panel.presets import preset_prompts
 from decart_nb.widgets.view import session_view
 from tests.helpers import png_bytes, wait_until
 
@@ -278,7 +278,7 @@ def test_the_badge_has_a_text_and_a_class_per_state() -> None:
         assert classes == [f"dnb-state-{state}"]
         seen[state] = panel.badge.value
     assert len(set(seen.values())) == len(STATES)
-    css = (Path(panel_module.__file__).parent / "static" / "panel.css").read_text()
+    css = (Path(panel_module.__file__).parent.parent / "static" / "panel.css").read_text()
     for state in STATES:  # each state has its own look, from theme variables
         assert f".dnb-badge-{state} {{" in css
     assert "var(--jp-" in css

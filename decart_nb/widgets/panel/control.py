@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 import numpy as np
 
-from ..errors import DecartNBError, ErrorCode
-from ..events import CallbackFailure, GenerationTick
-from .panel_actions import SessionActions
-from .panel_camera import CameraControls
-from .panel_debounce import Debouncer
-from .panel_live import (
+from ...errors import DecartNBError, ErrorCode
+from ...events import CallbackFailure, GenerationTick
+from .actions import SessionActions
+from .camera_controls import CameraControls
+from .debounce import Debouncer
+from .live import (
     STATES,
     badge_html,
     errors_html,
@@ -34,11 +34,11 @@ from .panel_live import (
     format_seconds,
     stats_html,
 )
-from .panel_presets import preset_prompts
-from .panel_upload import ACCEPT, read_upload, thumbnail_png
+from .presets import preset_prompts
+from .upload import ACCEPT, read_upload, thumbnail_png
 
 if TYPE_CHECKING:
-    from ..session import Session
+    from ...session import Session
 
 __all__ = ["ControlPanel", "PROMPT_DEBOUNCE_S"]
 
@@ -51,7 +51,7 @@ _WIDE = {"description_width": "initial"}
 
 
 def _css() -> str:
-    return resources.files(__package__).joinpath("static/panel.css").read_text(encoding="utf-8")
+    return resources.files("decart_nb.widgets").joinpath("static/panel.css").read_text(encoding="utf-8")
 
 
 class ControlPanel(w.VBox):

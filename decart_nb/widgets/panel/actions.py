@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from ..models import realtime_names
+from ...models import realtime_names
 
 if TYPE_CHECKING:
-    from ..session import Session
+    from ...session import Session
 
 __all__ = ["MAX_RECORD_S", "SessionActions"]
 

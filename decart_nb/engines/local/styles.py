@@ -1,6 +1,6 @@
 """The local model's vocabulary: styles picked by prompt words, modifiers, and prompt enhancement.
 
-A prompt compiles to a `Look`: a handful of numbers the renderer (local_render.py) honours. Words
+A prompt compiles to a `Look`: a handful of numbers the renderer (render.py) honours. Words
 are matched case-insensitively as whole words anywhere in the prompt, so "a Watercolor painting
 of a cat" picks the watercolor style. A prompt that names no style still gets its own look, drawn
 from a SHA-256 of the prompt (never Python's salted hash()), so it is the same in every process.

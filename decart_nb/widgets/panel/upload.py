@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import DecartNBError, ErrorCode
-from ..images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, load_image
+from ...errors import DecartNBError, ErrorCode
+from ...images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, load_image
 
 __all__ = ["ACCEPT", "read_upload", "thumbnail_png"]
 

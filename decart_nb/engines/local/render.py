@@ -1,6 +1,6 @@
 """The local model's renderer: a Look applied to yuv420p planes with numpy, in reused buffers.
 
-Per frame it only looks up tables (two pixels at a time, local_lut.py), compares, adds and takes
+Per frame it only looks up tables (two pixels at a time, lut.py), compares, adds and takes
 minima of uint8 planes: a 1280x720 frame costs a few milliseconds on one core (bench/styles.py
 measures it). Chroma stays at half resolution throughout; no RGB conversion happens per frame.
 Shifts along a row run over the flattened plane: one long contiguous pass instead of one short,
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .local_lut import lut
-from .local_tables import LookTables, Maps
+from .lut import lut
 from .styles import Look
+from .tables import LookTables, Maps
 
 __all__ = ["Planes", "Scratch", "render", "blend", "apply_luts"]
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .local_tables import rgb_to_yuv
+from .tables import rgb_to_yuv
 
 __all__ = ["ColourTarget", "colour_target", "transfer_luts"]
 

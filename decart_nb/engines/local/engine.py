@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from ..media.frames import carry
-from ..state import GenerationState
-from .base import Control, FrameEngine
-from .local_colour import ColourTarget, colour_target, transfer_luts
-from .local_render import Planes, Scratch, apply_luts, blend, render
-from .local_tables import LookTables, Maps, look_maps, look_tables
+from ...media.frames import carry
+from ...state import GenerationState
+from ..base import Control, FrameEngine
+from .colour import ColourTarget, colour_target, transfer_luts
+from .render import Planes, Scratch, apply_luts, blend, render
 from .styles import Look, compile_look, enhance_prompt, match_style
+from .tables import LookTables, Maps, look_maps, look_tables
 
 __all__ = ["LocalEngine", "enhance_prompt", "match_style", "compile_look"]
 

@@ -7,8 +7,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import DecartNBError
-from ..events import CallbackFailure
+from ...errors import DecartNBError
+from ...events import CallbackFailure
 
 __all__ = [
     "STATES",
