@@ -28,20 +28,23 @@ from .pipeline import Pipeline
 from .rtc.peer import CODECS, KernelPeer, ice_servers_from
 from .rtc.watch import CameraWatch, Verdict
 from .state import GenerationState, validate_enhance, validate_prompt, validate_prompts
+from .timeouts import (
+    ANSWER_TIMEOUT_S,
+    CLOSE_TIMEOUT_S,
+    CONNECT_TIMEOUT_S,
+    GUARD_MARGIN_S,
+    MAX_WAIT_S,
+    PROMPT_TIMEOUT_S,
+    RECONNECT_GIVE_UP_S,
+    SET_TIMEOUT_S,
+    STATS_EVERY_S,
+    STATS_TIMEOUT_S,
+)
 
 __all__ = ["Session", "ConnectionState"]
 
 ConnectionState = Literal["disconnected", "connecting", "connected", "generating", "reconnecting"]
 Mirror = bool | Literal["auto"]
-
-SET_TIMEOUT_S = 30.0  # Decart: set() waits 30 s for the acknowledgement
-PROMPT_TIMEOUT_S = 15.0  # Decart: set_prompt() waits 15 s
-CONNECT_TIMEOUT_S = 30.0
-GUARD_MARGIN_S = 5.0  # beyond an engine's own timeout (see Session._guard)
-# The page retries after 1, 2, 4 and 8 s (5 attempts); past this the kernel gives up.
-RECONNECT_GIVE_UP_S = 30.0
-MAX_WAIT_S = 3600.0  # the longest snapshot timeout or recording a call may ask for
-STATS_EVERY_S = 1.0  # the `stats` event to listeners (widget, panel), from the loop
 
 
 class Session:
@@ -332,7 +335,7 @@ class Session:
     def _teardown_sync(self) -> None:
         try:
             if self._holds_loop:
-                _loop.run(self._close_async(), timeout=15)
+                _loop.run(self._close_async(), timeout=CLOSE_TIMEOUT_S)
         finally:
             _loop.unregister_closer(self._close_async)
             self._set_conn("disconnected")
@@ -483,7 +486,7 @@ class Session:
         async def read() -> dict[str, Any]:
             return self._stats_now()
 
-        return _loop.run(read(), timeout=5)
+        return _loop.run(read(), timeout=STATS_TIMEOUT_S)
 
     def _stats_now(self) -> dict[str, Any]:
         """Loop thread: what `stats` returns."""
@@ -548,7 +551,7 @@ class Session:
         self._events.emit("model_change", spec)
 
     # -- signaling ----------------------------------------------------------------------------
-    def answer(self, offer_sdp: str, timeout: float = 15.0) -> str:
+    def answer(self, offer_sdp: str, timeout: float = ANSWER_TIMEOUT_S) -> str:
         """Answer a WebRTC offer (the page's, or any client's). A camera session takes the
         offer's video as its source; every peer receives the output. Returns the answer SDP,
         which carries all of the kernel's ICE candidates."""

@@ -33,3 +33,19 @@ def test_the_pattern_sees_a_private_access() -> None:
     assert PRIVATE_ACCESS.search("self._session._pipeline.stats")
     assert PRIVATE_ACCESS.search("existing = session._views.get('widget')")
     assert not PRIVATE_ACCESS.search("self._session.pipeline")
+
+
+# Timeouts defined elsewhere, for now: Decart's SDK timings (its engine and client tokens, kept with
+# the engine for the session that moves it to engines/decart/) and the sweep's frame wait.
+OWN_TIMEOUTS = {"engines/decart.py", "tokens.py", "sweeps/measure.py"}
+TIMEOUT_DEFINITION = re.compile(r"^_?[A-Z_]*TIMEOUT[A-Z_]* = ", re.M)
+
+
+def test_timeouts_are_defined_in_one_place() -> None:
+    found = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "timeouts.py" and TIMEOUT_DEFINITION.search(path.read_text())
+    ]
+    assert set(found) <= OWN_TIMEOUTS, set(found) - OWN_TIMEOUTS
+    assert TIMEOUT_DEFINITION.search((PACKAGE / "timeouts.py").read_text())

@@ -13,17 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from ..timeouts import CAMERA_STALL_S, PEER_SILENT_S, WATCH_EVERY_S
 from .peer import KernelPeer
 
 __all__ = ["CameraWatch", "Verdict"]
 
 Verdict = Literal["flowing", "stalled", "silent"]
-
-WATCH_EVERY_S = 0.5
-CAMERA_STALL_S = 2.0  # no camera frame for this long: the model has nothing to transform
-# No RTP or RTCP packet at all for this long: the peer is gone. A live peer sends RTCP reports at
-# least every 1.5 s (aiortc; Chrome every second), also when its camera is stopped or paused.
-PEER_SILENT_S = 3.0
 
 
 class CameraWatch:

@@ -33,6 +33,7 @@ import traitlets as t
 from .. import _loop
 from ..errors import DecartNBError, ErrorCode, camera_error_code
 from ..media.stats import PAGE_STATS
+from ..timeouts import LOOP_CALL_TIMEOUT_S
 from .comm_transport import CommTransport
 
 if TYPE_CHECKING:
@@ -356,11 +357,11 @@ class CameraWidget(anywidget.AnyWidget):
         self._session.unlisten(self._on_event)
         try:
             if self._session.state != "disconnected" and not _loop.in_loop_thread():
-                _loop.run(self._close_comm_async(), timeout=10)
+                _loop.run(self._close_comm_async(), timeout=LOOP_CALL_TIMEOUT_S)
                 if self.mode == "camera":
                     self._session.disconnect()
                 else:
-                    _loop.run(self._drop_peers(), timeout=10)
+                    _loop.run(self._drop_peers(), timeout=LOOP_CALL_TIMEOUT_S)
         finally:
             self._session.forget_view(self)
             super().close()

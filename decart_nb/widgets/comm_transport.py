@@ -23,6 +23,7 @@ from ..errors import DecartNBError
 from ..media.frames import FrameMeta, recv_video
 from ..media.jpeg import decode_jpeg, encode_jpeg
 from ..media.relay import MailboxTrack
+from ..timeouts import ACK_TIMEOUT_S
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
@@ -32,8 +33,6 @@ __all__ = ["CommTransport", "ACK_TIMEOUT_S"]
 
 logger = logging.getLogger("decart_nb")
 
-# A page that lost an ack (or went away without saying so) gets the next frame after this long.
-ACK_TIMEOUT_S = 5.0
 
 Send = Callable[[dict[str, Any], list[bytes]], None]
 

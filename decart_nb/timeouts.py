@@ -1,0 +1,54 @@
+"""Every duration the kernel waits for, in one place (seconds).
+
+Modules import the names they use (`from .timeouts import SET_TIMEOUT_S`), so a test or a notebook
+can still shorten one for one module (`decart_nb.session.RECONNECT_GIVE_UP_S = 3`). The page's own
+timings (reconnect backoff 1, 2, 4, 8, 8 s; answer 15 s; WebRTC connect 10 s; "auto" falls back to
+the comm after 6 s) are in widgets/static/camera.js, at the top; RECONNECT_GIVE_UP_S outlasts them.
+Decart's engine keeps the SDK's own timeouts in engines/decart.py.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ACK_TIMEOUT_S",
+    "ANSWER_TIMEOUT_S",
+    "CAMERA_STALL_S",
+    "CLOSE_TIMEOUT_S",
+    "CONNECT_TIMEOUT_S",
+    "GUARD_MARGIN_S",
+    "LOOP_CALL_TIMEOUT_S",
+    "MAX_WAIT_S",
+    "PEER_SILENT_S",
+    "PROMPT_TIMEOUT_S",
+    "RECONNECT_GIVE_UP_S",
+    "SET_TIMEOUT_S",
+    "STATS_EVERY_S",
+    "STATS_TIMEOUT_S",
+    "WATCH_EVERY_S",
+]
+
+# -- Session calls (Decart's semantics) ---------------------------------------------------------
+SET_TIMEOUT_S = 30.0  # Decart: set() waits 30 s for the acknowledgement
+PROMPT_TIMEOUT_S = 15.0  # Decart: set_prompt() waits 15 s
+CONNECT_TIMEOUT_S = 30.0
+GUARD_MARGIN_S = 5.0  # beyond an engine's own timeout (see Session._guard)
+ANSWER_TIMEOUT_S = 15.0  # Session.answer(): the kernel's answer to an offer
+MAX_WAIT_S = 3600.0  # the longest snapshot timeout or recording a call may ask for
+CLOSE_TIMEOUT_S = 15.0  # disconnect(): closing the peers and the pipeline on the loop
+STATS_TIMEOUT_S = 5.0  # the blocking `stats` property reads the figures on the loop
+LOOP_CALL_TIMEOUT_S = 10.0  # a widget's housekeeping on the loop when it closes
+
+# -- the camera's connection ---------------------------------------------------------------------
+# The page retries after 1, 2, 4 and 8 s (5 attempts); past this the kernel gives up.
+RECONNECT_GIVE_UP_S = 30.0
+WATCH_EVERY_S = 0.5  # how often the camera peer's packets and frames are counted
+CAMERA_STALL_S = 2.0  # no camera frame for this long: the model has nothing to transform
+# No RTP or RTCP packet at all for this long: the peer is gone. A live peer sends RTCP reports at
+# least every 1.5 s (aiortc; Chrome every second), also when its camera is stopped or paused.
+PEER_SILENT_S = 3.0
+# The comm transport: a page that lost an ack (or went away without saying so) gets the next
+# output frame after this long.
+ACK_TIMEOUT_S = 5.0
+
+# -- what the session pushes ----------------------------------------------------------------------
+STATS_EVERY_S = 1.0  # the `stats` event to listeners (widget, panel), from the loop
