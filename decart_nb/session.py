@@ -72,6 +72,7 @@ class Session:
         facing_mode: Literal["user", "environment"] = "user",
         frame_stamps: bool | None = None,
         api_key: str | None = None,
+        engine_options: dict[str, Any] | None = None,
     ) -> None:
         self._spec: ModelSpec = realtime(model)
         # Every argument is checked before anything is built: a bad one fails with its code.
@@ -91,7 +92,8 @@ class Session:
         enhance = validate_enhance(enhance)
         controls = check_mapping("controls", controls)
         is_decart = isinstance(engine, str) and engine == "decart"
-        self._engine: Engine = make_engine(engine, **({"api_key": api_key} if is_decart else {}))
+        options = _engine_options(engine_options, is_decart)
+        self._engine: Engine = make_engine(engine, **({"api_key": api_key} | options if is_decart else {}))
         self._source = source
         self.mirror: Mirror = mirror
         self.facing_mode = facing_mode
@@ -713,6 +715,21 @@ class Session:
             )
         if self._conn != "disconnected":
             self._disconnect_soon("ended")
+
+
+def _engine_options(options: object, is_decart: bool) -> dict[str, Any]:
+    """Decart's connect options for engine="decart" (resolution, speed, codec, base_url)."""
+    from .engines.decart import OPTIONS
+
+    checked = check_mapping("engine_options", options)
+    unknown = [name for name in checked if name not in OPTIONS]
+    if checked and (not is_decart or unknown):
+        got = ", ".join(unknown or checked)
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            f"engine_options ({', '.join(OPTIONS)}) are for engine='decart'; got {got}",
+        )
+    return checked
 
 
 def _check_mirror(mirror: object) -> None:

@@ -113,17 +113,24 @@ def test_connect_speaks_decarts_protocol(server: FakeDecartServer) -> None:
 def test_connect_options_reach_the_server(server: FakeDecartServer) -> None:
     from decart_nb.engines.decart import DecartEngine
 
-    engine = DecartEngine(api_key=VALID_KEY, resolution="1080p", speed="fast", codec="vp9")
-    with Session(engine=engine, source="pattern", model="lucy-2.5"):
+    options = {"resolution": "1080p", "speed": "fast", "codec": "vp9"}
+    with session(model="lucy-2.5", engine_options=options):
         query = server.current.query
         assert (query["resolution"], query["speed"]) == ("1080p", "fast")
         room = server.current.room
         assert room is not None
-        _track, options = room.local_participant.published[0]
-        assert options.video_codec == decart.realtime.livekit_connection.rtc.VideoCodec.VP9
+        _track, published = room.local_participant.published[0]
+        assert published.video_codec == decart.realtime.livekit_connection.rtc.VideoCodec.VP9
+    for bad in ({"resolution": "4k"}, {"fps": 60}):
+        with pytest.raises(DecartNBError) as info:
+            session(engine_options=bad)
+        assert info.value.code == ErrorCode.INVALID_INPUT
     with pytest.raises(DecartNBError) as info:
-        DecartEngine(api_key=VALID_KEY, resolution="4k")
-    assert info.value.code == ErrorCode.INVALID_INPUT
+        Session(engine="local", source="pattern", engine_options={"speed": "fast"})
+    assert info.value.code == ErrorCode.INVALID_INPUT and "engine='decart'" in info.value.message
+    with pytest.raises(DecartNBError) as info:
+        DecartEngine(api_key=VALID_KEY, base_url="https://not-a-websocket")
+    assert info.value.code == ErrorCode.INVALID_BASE_URL
 
 
 def test_initial_image_and_prompt_are_sent_before_the_room(server: FakeDecartServer) -> None:

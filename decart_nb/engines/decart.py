@@ -26,7 +26,7 @@ from .base import Engine
 from .decart_errors import translate
 from .decart_sdk import DecartSDK, LocalFeed, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
 
-__all__ = ["DecartEngine", "SET_TIMEOUT_S", "PROMPT_TIMEOUT_S", "RESOLUTIONS", "SPEEDS", "CODECS"]
+__all__ = ["DecartEngine", "SET_TIMEOUT_S", "PROMPT_TIMEOUT_S", "RESOLUTIONS", "SPEEDS", "CODECS", "OPTIONS"]
 
 logger = logging.getLogger("decart_nb")
 
@@ -47,6 +47,8 @@ RESTORE_REPORT_GRACE_S = 1.0
 RESOLUTIONS = ("720p", "1080p")
 SPEEDS = ("fast",)
 CODECS = ("h264", "vp9")
+#: DecartEngine's connect options, also Session(engine="decart", engine_options={...}).
+OPTIONS = ("resolution", "speed", "codec", "base_url")
 
 
 def _ignore(*_values: Any) -> None:
