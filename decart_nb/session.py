@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aiortc import RTCIceServer
+from aiortc.mediastreams import MediaStreamTrack
 from PIL import Image
 
 from . import _loop
@@ -26,7 +27,7 @@ from .media.sources import check_source
 from .models import ModelSpec, realtime
 from .pipeline import Pipeline
 from .rtc.peer import CODECS, KernelPeer, ice_servers_from
-from .rtc.watch import CameraWatch, Verdict
+from .rtc.peers import CameraNews, PeerSet
 from .state import GenerationState, validate_enhance, validate_prompt, validate_prompts
 from .timeouts import (
     ANSWER_TIMEOUT_S,
@@ -114,14 +115,17 @@ class Session:
         self._set_lock = threading.Lock()
         self._life_lock = threading.RLock()
         self._pipeline: Pipeline | None = None
-        self._peers: set[KernelPeer] = set()
-        self._camera_peer: KernelPeer | None = None
+        self._peer_set = PeerSet(
+            ice_servers=self._ice_servers,
+            frames_in=self._frames_in,
+            on_camera_track=self._attach_camera,
+            on_camera_news=self._camera_news,
+        )
         self._camera_facing: str | None = None
         self._generating_since: float | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._stats_task: asyncio.Task[None] | None = None
         self._give_up: asyncio.TimerHandle | None = None
-        self._watch: asyncio.Task[None] | None = None  # CameraWatch.run of the camera peer
         self._holds_loop = False
         self.errors: deque[DecartNBError] = deque(maxlen=50)
         self._views: dict[str, Any] = {}
@@ -252,10 +256,7 @@ class Session:
 
     async def close_peer(self, peer: KernelPeer) -> None:
         """Loop thread: close one of the session's peers (a page replaced or dropped it)."""
-        self._peers.discard(peer)
-        if peer is self._camera_peer:
-            self._camera_peer = None
-        await peer.close()
+        await self._peer_set.close(peer)
 
     def existing_view(self, name: Literal["widget", "panel"]) -> Any | None:
         """The camera widget or the panel if one was built; builds nothing."""
@@ -313,8 +314,8 @@ class Session:
             self._stats_task = asyncio.get_running_loop().create_task(self._publish_stats())
         if self._source != "camera":
             self._set_conn("connected")
-        elif self._camera_peer is not None:
-            pipeline.attach_camera(_video_track(self._camera_peer))
+        elif (camera := self._peer_set.camera_track()) is not None:
+            pipeline.attach_camera(camera)
             self._set_conn("connected")
 
     def disconnect(self) -> None:
@@ -348,16 +349,13 @@ class Session:
 
     async def _close_async(self) -> None:
         self._stop_ticks()
-        self._stop_watch()
         if self._stats_task is not None:
             self._stats_task.cancel()
             self._stats_task = None
         if self._give_up is not None:
             self._give_up.cancel()
             self._give_up = None
-        peers, self._peers, self._camera_peer = list(self._peers), set(), None
-        for peer in peers:
-            await peer.close()
+        await self._peer_set.close_all()
         pipeline, self._pipeline = self._pipeline, None
         if pipeline is not None:
             await pipeline.stop()
@@ -546,10 +544,7 @@ class Session:
         self._spec = spec
         await self._start_pipeline(spec)
         assert self._pipeline is not None
-        for peer in self._peers:
-            for sender in peer.pc.getSenders():
-                if sender.track is not None:
-                    sender.replaceTrack(self._pipeline.subscribe())
+        self._peer_set.replace_output(self._pipeline.subscribe)
         self._events.emit("model_change", spec)
 
     # -- signaling ----------------------------------------------------------------------------
@@ -569,69 +564,28 @@ class Session:
         """answer() for code already on the media loop (the widget's message handler): returns
         the peer it made, whose `answer_sdp` goes back to the offerer."""
         pipeline = self._require_pipeline()
-        peer = KernelPeer(
-            ice_servers=self._ice_servers,
-            codec=self.codec,
-            output=pipeline.subscribe(),
-            on_state=self._peer_state,
+        return await self._peer_set.answer(
+            offer_sdp, codec=self.codec, output=pipeline.subscribe(), take_camera=self._source == "camera"
         )
-        self._peers.add(peer)
-        try:
-            await peer.answer(offer_sdp)
-        except BaseException:
-            self._peers.discard(peer)
-            await peer.close()
-            raise
-        if self._source == "camera" and peer.receives_video:
-            await self._use_camera_peer(peer)
-        return peer
 
-    async def _use_camera_peer(self, peer: KernelPeer) -> None:
-        old, self._camera_peer = self._camera_peer, peer
-        self._stop_watch()
-        if old is not None and old is not peer:
-            self._peers.discard(old)
-            await old.close()
+    def _attach_camera(self, track: MediaStreamTrack) -> None:
         if self._pipeline is not None:
-            self._pipeline.attach_camera(_video_track(peer))
-
-    def _peer_state(self, peer: KernelPeer, state: str) -> None:
-        if state in ("failed", "closed", "disconnected") and not peer.closed_by_us:
-            self._peers.discard(peer)
-            asyncio.get_running_loop().create_task(peer.close())
-        if peer is not self._camera_peer:
-            return
-        if state == "connected":
-            self._watch_camera(peer)
-        if state == "connected":
-            self.camera_arrived()
-        elif state in ("failed", "closed", "disconnected") and not peer.closed_by_us:
-            self.peer_lost()
-
-    def _watch_camera(self, peer: KernelPeer) -> None:
-        self._stop_watch()
-        watch = CameraWatch(peer, self._frames_in, self._camera_verdict)
-        self._watch = asyncio.get_running_loop().create_task(watch.run())
-
-    def _stop_watch(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
+            self._pipeline.attach_camera(track)
 
     def _frames_in(self) -> int:
         return 0 if self._pipeline is None else self._pipeline.stats.frames_in
 
-    def _camera_verdict(self, peer: KernelPeer, verdict: Verdict) -> None:
-        """The camera peer went silent (gone without a goodbye), its camera stopped sending, or
-        it came back: the state says so at once instead of after ICE's 30 s consent expiry."""
-        if peer is not self._camera_peer:
-            return
-        if verdict == "silent":
+    def _camera_news(self, news: CameraNews) -> None:
+        """What the peer set saw on the camera peer, as the session's state: at once, instead of
+        after ICE's 30 s consent expiry for a peer gone without a goodbye."""
+        if news == "connected":
+            self.camera_arrived()
+        elif news == "lost":
             self.peer_lost()
-        elif verdict == "stalled" and self._conn == "generating" and not self._engine.owns_connection_state:
+        elif news == "stalled" and self._conn == "generating" and not self._engine.owns_connection_state:
             self._stop_ticks()
             self._set_conn("connected")  # connected, but nothing to transform
-        elif verdict == "flowing" and self._conn == "reconnecting":
+        elif news == "flowing" and self._conn == "reconnecting":
             self._cancel_give_up()
             self._set_conn("connected")  # the same peer was heard from again
 
@@ -741,7 +695,3 @@ def _check_mirror(mirror: object) -> None:
 def _refuse_on_loop(method: str) -> None:
     if _loop.in_loop_thread():
         raise RuntimeError(f"decart_nb: {method}() blocks, so it cannot be called from the media loop")
-
-
-def _video_track(peer: KernelPeer) -> Any:
-    return next(t.receiver.track for t in peer.pc.getTransceivers() if t.kind == "video")

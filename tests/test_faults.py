@@ -165,7 +165,7 @@ def test_a_peer_that_vanishes_without_goodbye_reports_reconnecting_and_a_new_off
         first = camera()
         await first.connect(session)
         assert await until(lambda: session.state == "generating")
-        lost = session._camera_peer
+        lost = session._peer_set.camera
         start = time.monotonic()
         if how == "transport-killed":
             kill_transport(first)
@@ -179,7 +179,7 @@ def test_a_peer_that_vanishes_without_goodbye_reports_reconnecting_and_a_new_off
         await second.connect(session)
         await second.wait_frames(10)
         assert await until(lambda: session.state == "generating")
-        assert session._peers == {session._camera_peer} and lost not in session._peers
+        assert session._peer_set.peers == {session._peer_set.camera} and lost not in session._peer_set.peers
         await first.close()
         await asyncio.to_thread(session.disconnect)
         await second.close()
@@ -218,7 +218,7 @@ def test_an_offer_whose_candidates_cannot_connect_leaves_the_session_usable(noth
             await good.connect(session)
             await good.wait_frames(10)
             assert await until(lambda: session.state == "generating")
-            assert len(session._peers) == 1  # the unconnectable peer was closed, not left trying
+            assert len(session._peer_set.peers) == 1  # the unconnectable peer was closed, not left trying
             await asyncio.to_thread(session.disconnect)
             await good.close()
         finally:

@@ -248,7 +248,7 @@ def test_the_page_reconnects_by_itself_after_a_drop(camera_nb: LabNotebook) -> N
         "import decart_nb._loop as loop\n"
         "states = []\n"
         "s.on('connection_change', states.append)\n"
-        "loop.run(s._camera_peer.close(), timeout=10)  # what a network drop looks like to the page"
+        "loop.run(s._peer_set.camera.close(), timeout=10)  # what a network drop looks like to the page"
     )
     wait_page(nb, "el.dataset.status === 'reconnecting'", timeout=20)
     wait_page(nb, "el.dataset.status === 'live' && el.dataset.state === 'generating'", timeout=40)
@@ -302,7 +302,7 @@ def test_leaving_the_page_closes_the_peer_and_the_session_winds_down(
     nb = open_notebook(chromium, lab, "leave.ipynb", artifacts)
     try:
         assert nb.wait_py("s.state == 'disconnected'", timeout=30), nb.py("s.state")
-        assert nb.py("s._camera_peer is None and not s._peers")
+        assert nb.py("s._peer_set.camera is None and not s._peer_set.peers")
         assert_no_media_threads(nb)
     finally:
         nb.close()
@@ -423,7 +423,7 @@ def test_auto_falls_back_to_the_comm_when_webrtc_cannot_connect(comm_nb: LabNote
     wait_page(nb, "el.dataset.transport === 'comm'", timeout=40)
     print(f"auto: fell back to the comm {time.monotonic() - start:.1f} s after the cell ran")
     assert_live_over_the_comm(nb, "comm-fallback")
-    assert nb.py("len(s._peers)") == 0  # the failed WebRTC attempt was closed in the kernel
+    assert nb.py("len(s._peer_set.peers)") == 0  # the failed WebRTC attempt was closed in the kernel
     assert nb.py("[e.code for e in s.errors]") == []
     nb.run_cell("s.disconnect()")
     assert_no_media_threads(nb)
