@@ -221,8 +221,6 @@ def test_the_page_lists_cameras_and_a_choice_goes_back_as_a_trait(
     assert widget.devices == cams
     widget.choose_camera("b2")
     assert rec.updates("device_id")[-1] == "b2"  # the page swaps the sent track, same peer
-    rec.from_page({"type": "choose_device", "deviceId": "a1"})
-    assert rec.updates("device_id")[-1] == "a1"
     with pytest.raises(DecartNBError) as info:
         widget.choose_camera("nope")
     assert info.value.code == ErrorCode.INVALID_INPUT

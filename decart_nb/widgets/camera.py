@@ -2,16 +2,11 @@
 
 The page (static/camera.js) owns the camera and the RTCPeerConnection; the kernel answers its
 offers through `Session.answer_async` on the media loop. State the page renders travels as synced
-traits, each with one writer (this class); events travel as custom messages:
-
-    page -> kernel  offer {sdp, attempt}, camera {facingMode, label, deviceId, width, height,
-                    frameRate}, devices {devices}, camera_error {name, message}, reconnecting
-                    {attempt}, gave_up, choose_device {deviceId}, stopped {reason},
-                    transport {transport}: the transport the page uses now ("webrtc" or "comm")
-    kernel -> page  answer {sdp, attempt}, answer_error {error, attempt}, restart, stop
+traits, each with one writer (this class); events travel as custom messages, whose schema is in
+messages.py (one handler per page message type below, in `_HANDLERS`).
 
 With `transport="comm"` (or "auto" when WebRTC does not connect within a few seconds) frames
-travel over the comm itself as JPEG: see comm_transport.py for those messages.
+travel over the comm itself as JPEG: see comm_transport.py.
 
 Comm handlers may run on the main thread or on a kernel subshell thread while a cell is busy: they
 only decode and hand off to the media loop, never block.
@@ -34,6 +29,7 @@ from .. import _loop
 from ..errors import DecartNBError, ErrorCode, camera_error_code
 from ..media.stats import PAGE_STATS
 from ..timeouts import LOOP_CALL_TIMEOUT_S
+from . import messages
 from .comm_transport import CommTransport
 
 if TYPE_CHECKING:
@@ -175,7 +171,7 @@ class CameraWidget(anywidget.AnyWidget):
                 ErrorCode.NOT_CONNECTED,
                 "The session is disconnected: run session.connect() to start it again.",
             )
-            self.send({"type": "answer_error", "attempt": attempt, "error": error.to_dict()})
+            self.send(messages.answer_error(attempt, error.to_dict()))
             return
         _loop.submit(self._answer(sdp, attempt))
 
@@ -185,7 +181,7 @@ class CameraWidget(anywidget.AnyWidget):
         except Exception as exc:  # noqa: BLE001 - reported as an error event and to the page
             error = _as_error(exc, ErrorCode.WEBRTC_SIGNALING_ERROR, "Could not answer the page's offer")
             self._session.report_error(error)
-            self.send({"type": "answer_error", "attempt": attempt, "error": error.to_dict()})
+            self.send(messages.answer_error(attempt, error.to_dict()))
             return
         if self._closed:
             await self._session.close_peer(peer)
@@ -193,7 +189,7 @@ class CameraWidget(anywidget.AnyWidget):
         # The page keeps one connection: close the ones it replaced (a camera session does so itself).
         old, self._peers = self._peers, {peer}
         await self._close_peers(old - self._peers)
-        self.send({"type": "answer", "attempt": attempt, "sdp": peer.answer_sdp})
+        self.send(messages.answer(attempt, peer.answer_sdp))
 
     async def _close_peers(self, peers: set[KernelPeer]) -> None:
         for peer in peers:
@@ -236,9 +232,6 @@ class CameraWidget(anywidget.AnyWidget):
         # The session's own give-up timer reports the error and disconnects.
         logger.warning("decart_nb: the page stopped reconnecting after %s attempts", content.get("attempts"))
 
-    def _choose_device(self, content: Mapping[str, Any]) -> None:
-        self.device_id = str(content.get("deviceId") or "")
-
     def _stopped(self, content: Mapping[str, Any]) -> None:
         """The page stopped its camera and closed its peer (its last view went away)."""
         logger.info("decart_nb: the page stopped the camera (%s)", content.get("reason"))
@@ -276,7 +269,7 @@ class CameraWidget(anywidget.AnyWidget):
             self._comm = CommTransport(self._session, self._send_frame)
         self._comm.start_output()
 
-    def _send_frame(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+    def _send_frame(self, content: messages.KernelMessage, buffers: list[bytes]) -> None:
         if not self._closed:
             self.send(content, buffers or None)
 
@@ -317,11 +310,11 @@ class CameraWidget(anywidget.AnyWidget):
         if event == "connection_change":
             previous, self.state = self.state, str(payload)
             if payload == "disconnected":
-                self.send({"type": "stop"})
+                self.send(messages.stop())
                 if self._comm is not None:
                     _loop.call_soon(self._close_comm)
             elif previous == "disconnected" and payload == "connecting":
-                self.send({"type": "restart"})
+                self.send(messages.restart())
         elif event == "error" and isinstance(payload, DecartNBError):
             self.error = payload.to_dict()
         elif event == "model_change":
@@ -329,7 +322,7 @@ class CameraWidget(anywidget.AnyWidget):
             self.set_trait("width", spec.width)
             self.set_trait("height", spec.height)
             self.set_trait("fps", spec.fps)
-            self.send({"type": "restart"})  # the page re-requests the camera and renegotiates
+            self.send(messages.restart())  # the page re-requests the camera and renegotiates
         elif event == "stats":
             # Once a second from the loop: the stats, and session.mirror (a plain attribute).
             self.stats = _json_safe(payload)
@@ -374,7 +367,6 @@ _HANDLERS = {
     "camera_error": CameraWidget._camera_error,
     "reconnecting": CameraWidget._reconnecting,
     "gave_up": CameraWidget._gave_up,
-    "choose_device": CameraWidget._choose_device,
     "stopped": CameraWidget._stopped,
     "transport": CameraWidget._transport,
     "frame_ack": CameraWidget._frame_ack,

@@ -1,8 +1,8 @@
 """Frames over the widget's comm: the fallback when WebRTC cannot connect (UDP blocked, Binder).
 
-    page -> kernel  transport {transport: "comm"}, frame {seq} + one JPEG buffer (a camera
-                    session's camera), frame_ack {seq}
-    kernel -> page  frame {seq, width, height} + one JPEG buffer (the output), frame_ack {seq}
+The page says `transport {transport: "comm"}`, then sends `frame {seq}` + one JPEG buffer (a camera
+session's camera) and acks the kernel's output `frame {seq, width, height}` + one JPEG buffer with
+`frame_ack {seq}`; the kernel acks the page's frames the same way (schema: messages.py).
 
 At most one frame is in flight each way, so the newest frame wins and nothing queues on the
 websocket: the page sends its next camera frame after the kernel's ack, the kernel its next output
@@ -24,6 +24,7 @@ from ..media.frames import FrameMeta, recv_video
 from ..media.jpeg import decode_jpeg, encode_jpeg
 from ..media.relay import MailboxTrack
 from ..timeouts import ACK_TIMEOUT_S
+from .messages import KernelMessage, frame_ack, output_frame
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
@@ -34,7 +35,7 @@ __all__ = ["CommTransport", "ACK_TIMEOUT_S"]
 logger = logging.getLogger("decart_nb")
 
 
-Send = Callable[[dict[str, Any], list[bytes]], None]
+Send = Callable[[KernelMessage, list[bytes]], None]
 
 
 class CommTransport:
@@ -59,7 +60,7 @@ class CommTransport:
     def receive(self, seq: Any, data: bytes, t_in: float) -> None:
         """A camera frame from the page. Acked at once, so the page encodes its next frame while
         this one is decoded; a frame that arrives during a decode replaces the waiting one."""
-        self._send({"type": "frame_ack", "seq": seq}, [])
+        self._send(frame_ack(seq), [])
         if self._decoding:
             self._next = (data, t_in)
             return
@@ -133,9 +134,7 @@ class CommTransport:
                 self._in_flight = self._seq
                 self._acked.clear()
                 last = loop.time()
-                self._send(
-                    {"type": "frame", "seq": self._seq, "width": frame.width, "height": frame.height}, [data]
-                )
+                self._send(output_frame(self._seq, frame.width, frame.height), [data])
                 self.frames_sent += 1
         finally:
             track.stop()
