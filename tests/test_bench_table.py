@@ -13,7 +13,7 @@ from bench.busy import busy_processes, exited
 from bench.client import Arrival
 from bench.repeat import combine, combine_cell, spread
 from bench.runs import StreamRun
-from bench.soak import memory_growth_mb, soak_rows, window_table, windows
+from bench.soak import leak_mb, memory_growth_mb, soak_rows, window_table, windows
 from bench.table import Row, render
 
 S1 = "1 passthrough 720p30"
@@ -132,8 +132,17 @@ def test_soak_windows_cut_the_run_in_sixths() -> None:
     assert all(w.cpu_cores == pytest.approx(0.2) for w in ws)
     assert ws[0].rss_peak_mb == 190.0  # the warm-up peak
     assert memory_growth_mb(ws) == -40.0
+    assert leak_mb(ws) == -40.0  # windows 5-6 against windows 1-2
     assert sum(w.dropped for w in ws) == run.dropped
     assert "| 1      | 0.0-0.3 |" in window_table(ws)
+
+
+def test_a_step_in_the_first_third_is_not_a_leak_but_steady_growth_is() -> None:
+    step = [150.0 if i < 6 else 183.0 for i in range(25)]  # +33 MB in window 2, then flat
+    ws = windows(fake_run(2, 15.0, 15.0, step))
+    assert memory_growth_mb(ws) == 33.0 and leak_mb(ws) == 0.0
+    steady = [150.0 + 2.0 * i for i in range(25)]  # 2 MB every sample: a leak
+    assert leak_mb(windows(fake_run(2, 15.0, 15.0, steady))) >= 20
 
 
 def verdicts(run: StreamRun) -> dict[str, Row]:
@@ -141,16 +150,17 @@ def verdicts(run: StreamRun) -> dict[str, Row]:
 
 
 def test_soak_verdicts() -> None:
-    rising = [100.0 + i for i in range(25)]  # +1 MB every 5 s: 24 MB over the run
+    rising = [100.0 + 2 * i for i in range(25)]  # +2 MB every 5 s: 48 MB over the run
     rows = verdicts(fake_run(2, 15.0, 30.0, rising))
     assert rows["round trip p95, last window (ms)"].ok is False  # 30 > 15 + 10
-    assert rows["memory growth after the first window (MB)"].ours == 21.0  # 124 - 103
-    assert rows["memory growth after the first window (MB)"].ok is False
+    assert rows["memory growth, last third vs first third (MB)"].ours == 34.0  # 148 - 114
+    assert rows["memory growth, last third vs first third (MB)"].ok is False
+    assert rows["memory growth after the first window (MB)"].ours == 42.0  # 148 - 106, shown only
     assert rows["fps out, slowest window"].ok is True
     assert rows["session.stats frames_dropped, same span"].ours == 6.0
     flat = verdicts(fake_run(2, 15.0, 20.0, [120.0] * 25))
     assert flat["round trip p95, last window (ms)"].ok is True
-    assert flat["memory growth after the first window (MB)"].ok is True
+    assert flat["memory growth, last third vs first third (MB)"].ok is True
     assert all(r.naive == "-" for r in flat.values())  # the naive relay does not run in the soak
     assert not math.isnan(flat["kernel CPU, whole soak (cores)"].ours)  # type: ignore[arg-type]
 
