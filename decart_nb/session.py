@@ -100,7 +100,7 @@ class Session:
         self.facing_mode = facing_mode
         self.codec = codec
         if isinstance(self._engine, FrameEngine):
-            self._engine.preserve_stamp = stamps if stamps is not None else source == "pattern"
+            self._engine.preserve_stamp = stamps if stamps is not None else _named(source, "pattern")
         self._engine.on_error = self.report_error
         if self._engine.owns_connection_state:  # Decart's cloud: its states and billed ticks
             self._engine.on_connection_change = self._on_engine_state
@@ -312,7 +312,7 @@ class Session:
         await pipeline.start()
         if self._stats_task is None:
             self._stats_task = asyncio.get_running_loop().create_task(self._publish_stats())
-        if self._source != "camera":
+        if not _named(self._source, "camera"):
             self._set_conn("connected")
         elif (camera := self._peer_set.camera_track()) is not None:
             pipeline.attach_camera(camera)
@@ -565,7 +565,10 @@ class Session:
         the peer it made, whose `answer_sdp` goes back to the offerer."""
         pipeline = self._require_pipeline()
         return await self._peer_set.answer(
-            offer_sdp, codec=self.codec, output=pipeline.subscribe(), take_camera=self._source == "camera"
+            offer_sdp,
+            codec=self.codec,
+            output=pipeline.subscribe(),
+            take_camera=_named(self._source, "camera"),
         )
 
     def _attach_camera(self, track: MediaStreamTrack) -> None:
@@ -695,3 +698,8 @@ def _check_mirror(mirror: object) -> None:
 def _refuse_on_loop(method: str) -> None:
     if _loop.in_loop_thread():
         raise RuntimeError(f"decart_nb: {method}() blocks, so it cannot be called from the media loop")
+
+
+def _named(source: object, name: str) -> bool:
+    """A source given by name ("camera", "pattern"); arrays and paths compare safely."""
+    return isinstance(source, str) and source == name

@@ -348,3 +348,14 @@ def test_a_state_set_from_a_cell_is_pushed_to_listeners() -> None:
         with pytest.raises(DecartNBError):
             s.set_prompt("")  # refused: nothing to tell
         assert len(changes) == 2
+
+
+def test_an_rgb_array_is_a_still_image_source() -> None:
+    picture = np.zeros((720, 1280, 3), np.uint8)
+    picture[:, :640] = (200, 40, 40)  # left half red
+    with Session(source=picture, prompt="thermal") as session:
+        shot = np.asarray(session.snapshot())
+        assert shot.shape == (720, 1280, 3)
+        left, right = shot[:, :600].mean(), shot[:, 680:].mean()
+        assert left > right + 20  # the picture, through the model
+        assert session.widget.mode == "receive"  # no camera to ask the page for

@@ -123,7 +123,7 @@ class CameraWidget(anywidget.AnyWidget):
     def __init__(self, session: Session, **kwargs: Any) -> None:
         spec = session.model
         super().__init__(
-            mode="camera" if session.source == "camera" else "receive",
+            mode="camera" if isinstance(session.source, str) and session.source == "camera" else "receive",
             width=spec.width,
             height=spec.height,
             fps=spec.fps,
