@@ -1,0 +1,90 @@
+"""sweep(executor=<Dask Client>): a LocalCluster of two worker processes on 127.0.0.1, each running
+its own sessions; rows and files stream back into one run folder. The cluster's processes are
+always gone after the module (checked)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from decart_nb.experiments import sweep
+from decart_nb.sweeps import lanes
+
+distributed = pytest.importorskip("distributed")
+psutil = pytest.importorskip("psutil")
+
+PROMPTS = ["anime", "film noir", "pencil sketch", "watercolor painting", "neon", "sepia"]
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",  # loopback only, ports chosen by the system
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    try:
+        with distributed.Client(cluster) as c:
+            c.wait_for_workers(2, timeout=60)
+            yield c
+    finally:
+        cluster.close(timeout=30)
+        # multiprocessing's resource tracker is Python's own helper, shared and ended with this process.
+        left = [p for p in me.children(recursive=True) if p.pid not in before and not _tracker(p)]
+        _, alive = psutil.wait_procs(left, timeout=30)
+        for p in alive:  # never leave a worker behind, even when close() did not finish the job
+            p.kill()
+        assert not alive, f"cluster processes left running: {alive}"
+
+
+def _tracker(process: Any) -> bool:
+    try:
+        return "multiprocessing.resource_tracker" in " ".join(process.cmdline())
+    except psutil.Error:  # already gone
+        return False
+
+
+def test_a_sweep_runs_on_two_worker_processes_into_one_folder(client: Any, tmp_path: Path) -> None:
+    def width(snapshot: Image.Image, row: dict[str, Any]) -> dict[str, Any]:
+        return {"width": snapshot.width, "pid": os.getpid()}  # runs on the worker
+
+    result = sweep(
+        PROMPTS, source="pattern", seconds=0, frames=2, executor=client, metrics=width, out_dir=tmp_path
+    )
+    assert [r["prompt"] for r in result.rows] == PROMPTS and not result.failed
+    pids = {r["pid"] for r in result.rows}
+    assert len(pids) == 2 and os.getpid() not in pids  # both workers ran items, none ran here
+    assert {r["worker"].split(":")[1] for r in result.rows} == {str(p) for p in pids}
+    assert all(r["width"] == 1280 and Path(r["snapshot"]).is_file() for r in result.rows)
+    assert result.passthrough is not None and result.passthrough.is_file()
+    lines = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["prompt"] for r in lines) == sorted(PROMPTS)
+    # The workers' sessions were closed at the end (not left streaming on the cluster).
+    assert set(client.run(lanes.lane_count).values()) == {0}
+
+
+def test_a_resumed_cluster_sweep_submits_only_what_is_missing(client: Any, tmp_path: Path) -> None:
+    kwargs: dict[str, Any] = {
+        "source": "pattern",
+        "seconds": 0,
+        "frames": 2,
+        "executor": client,
+        "out_dir": tmp_path,
+    }
+    sweep(PROMPTS[:2], **kwargs)
+    result = sweep(PROMPTS[:3], **kwargs)
+    assert result.skipped == 2 and [r["prompt"] for r in result.rows] == PROMPTS[:3]
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["prompt"] for line in lines) == sorted(PROMPTS[:3])  # nothing twice
