@@ -55,7 +55,7 @@ class SessionSide:
         t0 = time.perf_counter()
         self.session.set_prompt(text)
         t_ack = time.perf_counter()
-        pipeline = self.session._pipeline
+        pipeline = self.session.pipeline
         assert pipeline is not None
         version = self.session.generation.version
 
