@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import av
 import numpy as np
@@ -87,6 +88,29 @@ def frames(count: int, then: threading.Event) -> Iterator[np.ndarray]:
     then.wait(30)  # keep the session (and its stats) alive until the test has read them
 
 
+def run_accounting(
+    model: Callable[[np.ndarray, GenerationState], np.ndarray],
+    release: threading.Event,
+    before: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Run 60 frames through `model`; the counts once every frame is out or dropped."""
+
+    def accounted() -> bool:
+        stats = session.stats
+        return stats.get("frames_in") == 60 and stats["frames_out"] + stats["frames_dropped"] == 60
+
+    with Session(source=frames(60, release), engine=model, prompt="go") as session:
+        try:
+            before()
+            settled = wait_until(accounted, timeout=30)
+            stats = session.stats
+        finally:
+            release.set()
+    counts = {k: stats.get(k) for k in ("frames_in", "frames_out", "frames_dropped")}
+    assert settled, counts
+    return counts
+
+
 @pytest.mark.parametrize("model_s", [0.0, 0.08])
 def test_every_frame_in_comes_out_or_is_counted_as_dropped(model_s: float) -> None:
     """With three steps there are three places a frame can be dropped: all are counted."""
@@ -96,20 +120,9 @@ def test_every_frame_in_comes_out_or_is_counted_as_dropped(model_s: float) -> No
         release.wait(model_s)
         return rgb
 
-    def accounted() -> bool:
-        stats = session.stats
-        return stats.get("frames_in") == 60 and stats["frames_out"] + stats["frames_dropped"] == 60
-
-    with Session(source=frames(60, release), engine=model, prompt="go") as session:
-        try:
-            settled = wait_until(accounted, timeout=30)
-            stats = session.stats
-        finally:
-            release.set()
-    counts = {k: stats.get(k) for k in ("frames_in", "frames_out", "frames_dropped")}
-    assert settled, counts
+    counts = run_accounting(model, release)
     if model_s:
-        assert stats["frames_dropped"] > 20, stats  # a 12 fps model behind a 30 fps source
+        assert counts["frames_dropped"] > 20, counts  # a 12 fps model behind a 30 fps source
 
 
 def test_outputs_the_pipeline_had_no_time_to_take_are_counted_as_dropped() -> None:
@@ -122,17 +135,8 @@ def test_outputs_the_pipeline_had_no_time_to_take_are_counted_as_dropped() -> No
             _loop.call_soon(time.sleep, 0.3)  # the loop thread is busy for 0.3 s
         return rgb
 
-    def accounted() -> bool:
-        stats = session.stats
-        return stats.get("frames_in") == 60 and stats["frames_out"] + stats["frames_dropped"] == 60
+    def stall_five_times() -> None:
+        for _ in range(5):
+            stalls.release()
 
-    with Session(source=frames(60, release), engine=model, prompt="go") as session:
-        try:
-            for _ in range(5):
-                stalls.release()
-            settled = wait_until(accounted, timeout=30)
-            stats = session.stats
-        finally:
-            release.set()
-    counts = {k: stats.get(k) for k in ("frames_in", "frames_out", "frames_dropped")}
-    assert settled, counts
+    run_accounting(model, release, stall_five_times)
