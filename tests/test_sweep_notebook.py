@@ -46,7 +46,8 @@ def test_sweep_notebook_concurrency_and_resume(tmp_path: Path, kernel_name: str)
     again = run(NAME, tmp_path, kernel_name, concurrency=2, **params)  # resume=True: nothing to run
     assert "4 of 4 items already done (0 failed), nothing to run" in _said(again)
     lines = (out / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 4 and [json.loads(x)["key"] for x in lines] == [r["key"] for r in rows]
+    # results.jsonl is in the order items finished (two sessions race); results.csv in item order
+    assert sorted(json.loads(x)["key"] for x in lines) == sorted(r["key"] for r in rows)
 
     fresh = run(NAME, tmp_path, kernel_name, resume=False, progress="lines", **params)
     said = _said(fresh)
