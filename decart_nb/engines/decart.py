@@ -401,14 +401,7 @@ class DecartEngine(Engine):
             self._output.box.close()
 
     async def _read(self, remote: Any) -> None:
-        try:
-            async for frame in self._sdk.media.remote_frames(remote):
-                output = self._output
-                if output is None:
-                    return
-                output.box.put(self._stamp(frame))
-        except Exception as exc:  # noqa: BLE001 - reported; a reconnect brings a new remote track
-            self.on_error(translate(exc, "receive video from Decart", self._sdk, self._key))
+        await read_remote(self, remote, "receive video from Decart")
 
     def _stamp(self, frame: av.VideoFrame) -> av.VideoFrame:
         # Decart does not say which input an output frame was made from: latency counts from the
@@ -423,3 +416,17 @@ class DecartEngine(Engine):
 
 class _OutputTrack(MailboxTrack):
     """Decart's frames as an aiortc track; one slot, so a slow consumer only ever sees the newest."""
+
+
+async def read_remote(engine: Any, remote: Any, doing: str) -> None:
+    """Put each frame of Decart's remote track into the engine's output (newest wins) until the
+    output goes away; a failure is reported (a reconnect brings a new remote track). Shared by
+    the engine and the viewer, which hold `_sdk`, `_key`, `_output` and `_stamp` alike."""
+    try:
+        async for frame in engine._sdk.media.remote_frames(remote):
+            output = engine._output
+            if output is None:
+                return
+            output.box.put(engine._stamp(frame))
+    except Exception as exc:  # noqa: BLE001 - reported as an error event, the session goes on
+        engine.on_error(translate(exc, doing, engine._sdk, engine._key))

@@ -21,7 +21,7 @@ from ..errors import DecartNBError, ErrorCode
 from ..media.frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta
 from ..state import GenerationState
 from .base import Engine
-from .decart import _OutputTrack
+from .decart import _OutputTrack, read_remote
 from .decart_errors import translate
 from .decart_sdk import DecartSDK, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
 
@@ -123,14 +123,7 @@ class DecartViewer(Engine):
         self._reader = asyncio.get_running_loop().create_task(self._read(remote), name="decart_nb-watch")
 
     async def _read(self, remote: Any) -> None:
-        try:
-            async for frame in self._sdk.media.remote_frames(remote):
-                output = self._output
-                if output is None:
-                    return
-                output.box.put(self._stamp(frame))
-        except Exception as exc:  # noqa: BLE001 - reported; a reconnect brings a new track
-            self.on_error(translate(exc, "receive the watched video", self._sdk, self._key))
+        await read_remote(self, remote, "receive the watched video")
 
     def _stamp(self, frame: av.VideoFrame) -> av.VideoFrame:
         now = time.perf_counter()
