@@ -1,0 +1,175 @@
+"""Rate control for one direction of the codec transport (VP8 chunks over the widget's comm).
+
+The SENDER of each direction runs one `RateController`: the kernel for the output (this class),
+the page for its camera (a JavaScript twin in widgets/static/camera.js that follows the same rules,
+constants and order of steps, so both ends behave alike). Pure arithmetic: no I/O, no clock (the
+caller passes `now`, in seconds).
+
+The link carries at most ONE chunk in flight per direction: the sender sends a chunk, the receiver
+acks it at once on receipt, and only then is the next frame taken, encoded and sent. So the time
+from send to ack (`seconds`) is what the network needs for one chunk (its bytes plus a round trip),
+and a chunk that takes longer than a frame period costs frames.
+
+Outputs (read them after every call):
+- `kbps`: the encoder's target bitrate, within [min_kbps, max_kbps].
+- `fps`: the target frame rate (the sender never sends faster), <= the model's fps.
+- `rung`: the resolution to encode at, one of `ladder(width, height)`: full, 3/4, 1/2, 3/8, 1/4 of
+  the model's width and height, each rounded down to an even number. The receiver scales whatever
+  it gets to the model's size (kernel) or the display's (page).
+
+Rules, applied in this order on every ack (`on_ack(nbytes, seconds, now)`):
+1. Bitrate, by the delivery time against the frame period (`period = 1 / fps`):
+   `seconds > period` -> `kbps *= DECREASE` (0.85: the link is full or queueing);
+   `seconds < HEADROOM * period` (0.5) -> `kbps *= INCREASE` (1.05: well under);
+   otherwise kbps stays. Then kbps is clamped to [min_kbps, max_kbps]. On a steady link send->ack
+   settles a little above half a period (the bitrate near 0.4-0.5 of the link at 30 fps), so the
+   larger key frames and the other direction's traffic still fit.
+2. Frame rate: the model's fps, unless even the smallest rung gets fewer than MIN_BPP bits per
+   pixel per frame at that fps; then `fps = kbps * 1000 / (MIN_BPP * smallest.pixels)`, never
+   below MIN_FPS (fewer, better frames rather than mush).
+3. Rung: the largest rung whose bits per pixel per frame, `kbps * 1000 / (pixels * fps)`, is
+   >= MIN_BPP (0.1); the smallest rung when none is. A step UP needs a margin, bpp >= MIN_BPP *
+   UP_MARGIN (1.25) at the larger rung, so a bitrate at a boundary does not flip between two rungs.
+   The rung changes at most once every RUNG_HOLD_S (2 s), counted from the last change (the first
+   ack may change the starting rung at once). `on_ack` returns True when the rung changed: the
+   sender then makes the next frame a key frame (its encoder restarts at the new size).
+
+A chunk whose ack never comes (the sender waited timeouts.ACK_TIMEOUT_S): `on_lost(now)` halves
+kbps (LOST_DECREASE), then applies rules 2 and 3, and returns True on a rung change as `on_ack`
+does. The sender sends a key frame after a lost chunk anyway: the lost one broke the chain.
+
+Starting point: `start_kbps` (START_KBPS, 400) at the model's fps, with rules 2 and 3 applied.
+`max_kbps` defaults to MAX_BPP (0.2) bits per pixel per frame at the full size and the model's fps
+(5,530 kbps for 1280x720 at 30 fps): more buys little quality for a lot of bandwidth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "DECREASE",
+    "HEADROOM",
+    "INCREASE",
+    "LADDER",
+    "LOST_DECREASE",
+    "MAX_BPP",
+    "MIN_BPP",
+    "MIN_FPS",
+    "MIN_KBPS",
+    "RUNG_HOLD_S",
+    "START_KBPS",
+    "UP_MARGIN",
+    "RateController",
+    "Rung",
+    "ladder",
+]
+
+LADDER = (1.0, 0.75, 0.5, 0.375, 0.25)  # fractions of the model's width and height, largest first
+DECREASE = 0.85
+INCREASE = 1.05
+LOST_DECREASE = 0.5
+HEADROOM = 0.5  # increase while send->ack is under this fraction of a frame period
+MIN_BPP = 0.1
+UP_MARGIN = 1.25
+MAX_BPP = 0.2
+RUNG_HOLD_S = 2.0
+MIN_FPS = 5.0
+MIN_KBPS = 50.0
+START_KBPS = 400.0
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One resolution of the ladder."""
+
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def ladder(width: int, height: int) -> tuple[Rung, ...]:
+    """The model's size and its fractions (LADDER), even numbers, largest first."""
+    return tuple(Rung(_even(width * f), _even(height * f)) for f in LADDER)
+
+
+def _even(value: float) -> int:
+    return max(2, int(value) // 2 * 2)
+
+
+class RateController:
+    """Target bitrate, frame rate and resolution of one sender (see the module's docstring)."""
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        start_kbps: float = START_KBPS,
+        min_kbps: float = MIN_KBPS,
+        max_kbps: float | None = None,
+    ) -> None:
+        self.rungs = ladder(width, height)
+        self.model_fps = float(fps)
+        self.min_kbps = min_kbps
+        self.max_kbps = max_kbps if max_kbps is not None else MAX_BPP * width * height * fps / 1000.0
+        self.kbps = self._clamp(start_kbps)
+        self.fps = self._target_fps()
+        self.rung = self.rungs[self._best_rung(len(self.rungs) - 1)]
+        self._rung_since: float | None = None  # None: the first ack may move the rung at once
+        self.rung_changes = 0
+
+    # -- inputs --------------------------------------------------------------------------------------
+    def on_ack(self, nbytes: int, seconds: float, now: float) -> bool:
+        """A chunk of `nbytes` took `seconds` from send to ack; True when the rung changed."""
+        del nbytes  # the delivery time says it all; kept in the signature for the JS twin and logs
+        period = 1.0 / self.fps
+        if seconds > period:
+            self.kbps = self._clamp(self.kbps * DECREASE)
+        elif seconds < HEADROOM * period:
+            self.kbps = self._clamp(self.kbps * INCREASE)
+        return self._adapt(now)
+
+    def on_lost(self, now: float) -> bool:
+        """The last chunk's ack never came; True when the rung changed."""
+        self.kbps = self._clamp(self.kbps * LOST_DECREASE)
+        return self._adapt(now)
+
+    # -- rules 2 and 3 -------------------------------------------------------------------------------
+    def _adapt(self, now: float) -> bool:
+        self.fps = self._target_fps()
+        if self._rung_since is not None and now - self._rung_since < RUNG_HOLD_S:
+            return False
+        current = self.rungs.index(self.rung)
+        best = self._best_rung(current)
+        if self._rung_since is None:
+            self._rung_since = now
+        if best == current:
+            return False
+        self.rung = self.rungs[best]
+        self._rung_since = now
+        self.rung_changes += 1
+        return True
+
+    def bpp(self, rung: Rung) -> float:
+        """Bits per pixel per frame at the current kbps and fps."""
+        return self.kbps * 1000.0 / (rung.pixels * self.fps)
+
+    def _best_rung(self, current: int) -> int:
+        for i, rung in enumerate(self.rungs):
+            need = MIN_BPP * UP_MARGIN if i < current else MIN_BPP
+            if self.bpp(rung) >= need:
+                return i
+        return len(self.rungs) - 1
+
+    def _target_fps(self) -> float:
+        smallest = self.rungs[-1].pixels
+        affordable = self.kbps * 1000.0 / (MIN_BPP * smallest)
+        return max(MIN_FPS, min(self.model_fps, affordable))
+
+    def _clamp(self, kbps: float) -> float:
+        return min(self.max_kbps, max(self.min_kbps, kbps))

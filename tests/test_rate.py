@@ -1,0 +1,123 @@
+"""RateController on a simulated link: a chunk's bytes take bytes * 8 / bandwidth plus a round trip
+to be acked, one chunk in flight, the sender never faster than its target fps."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from decart_nb.media.rate import MIN_BPP, RUNG_HOLD_S, RateController, ladder
+
+RTT_S = 0.004  # the loopback's round trip plus the kernel's handling
+KEY_FACTOR = 4.0  # a key frame is this many times a delta frame's size
+
+
+@dataclass
+class Run:
+    """What a simulated sender did: (time, kbps, rung, fps) after every ack, and its rung changes."""
+
+    samples: list[tuple[float, float, tuple[int, int], float]] = field(default_factory=list)
+    rung_changes: list[float] = field(default_factory=list)
+
+    def at(self, t: float) -> tuple[float, float, tuple[int, int], float]:
+        return [s for s in self.samples if s[0] <= t][-1]
+
+
+def simulate(
+    rc: RateController,
+    seconds: float,
+    bandwidth: Callable[[float], float],
+    rtt: float = RTT_S,
+    jitter: float = 0.0,
+    seed: int = 1,
+) -> Run:
+    """Drive `rc` as the sender does: send the newest frame when the last one is acked and a
+    period has passed, of the size the target bitrate gives (bigger when a key frame)."""
+    rng = random.Random(seed)
+    run, t, key = Run(), 0.0, True
+    while t < seconds:
+        nbytes = rc.kbps * 1000 / 8 / rc.fps * (KEY_FACTOR if key else 1.0)
+        nbytes *= 1 + jitter * (rng.random() - 0.5)
+        delivery = nbytes * 8 / bandwidth(t) + rtt
+        sent, t = t, t + delivery
+        key = rc.on_ack(int(nbytes), delivery, t)
+        if key:
+            run.rung_changes.append(t)
+        run.samples.append((t, rc.kbps, (rc.rung.width, rc.rung.height), rc.fps))
+        t = max(t, sent + 1 / rc.fps)
+    return run
+
+
+def meets_the_rung_rule(rc: RateController) -> bool:
+    """The rung is the largest with bpp >= MIN_BPP (or the smallest): a larger one would not be."""
+    i = rc.rungs.index(rc.rung)
+    ok_here = rc.bpp(rc.rung) >= MIN_BPP or i == len(rc.rungs) - 1
+    larger_fails = i == 0 or rc.bpp(rc.rungs[i - 1]) < MIN_BPP * 1.25
+    return ok_here and larger_fails
+
+
+def test_the_ladder_is_the_models_aspect_in_even_numbers() -> None:
+    rungs = ladder(1280, 720)
+    sizes = [(r.width, r.height) for r in rungs]
+    assert sizes == [(1280, 720), (960, 540), (640, 360), (480, 270), (320, 180)]
+    assert all(r.width % 2 == 0 and r.height % 2 == 0 for r in ladder(1280, 704) + ladder(1000, 562))
+
+
+@pytest.mark.parametrize("mbit", [1.0, 5.0])
+def test_a_steady_link_converges_below_its_bandwidth(mbit: float) -> None:
+    rc = RateController(1280, 720, 30)
+    run = simulate(rc, 12.0, lambda t: mbit * 1e6)
+    tail = [s for s in run.samples if s[0] > 8.0]
+    kbps = [s[1] for s in tail]
+    assert max(kbps) < mbit * 1000, "the target bitrate exceeds the link"
+    assert min(kbps) > 0.3 * mbit * 1000, f"the link is left mostly unused: {min(kbps):.0f} kbps"
+    assert meets_the_rung_rule(rc), (rc.kbps, rc.rung, rc.fps)
+    assert rc.fps == 30, "a link this fast carries the model's fps at the chosen rung"
+    assert rc.bpp(rc.rung) >= MIN_BPP
+
+
+def test_five_megabits_gets_a_larger_rung_than_one() -> None:
+    slow, fast = RateController(1280, 720, 30), RateController(1280, 720, 30)
+    simulate(slow, 10.0, lambda t: 1e6)
+    simulate(fast, 10.0, lambda t: 5e6)
+    assert fast.rung.pixels > slow.rung.pixels, (fast.rung, slow.rung)
+
+
+def test_a_bandwidth_drop_is_followed_within_two_seconds() -> None:
+    rc = RateController(1280, 720, 30)
+    run = simulate(rc, 14.0, lambda t: 5e6 if t < 10.0 else 1e6)
+    before = run.at(9.9)
+    assert before[1] > 1000, "the fast link was not used before the drop"
+    after = run.at(12.0)
+    assert after[1] < 1000, f"2 s after the drop the bitrate is still {after[1]:.0f} kbps"
+    assert after[2][0] * after[2][1] < before[2][0] * before[2][1], "the rung did not come down"
+    assert meets_the_rung_rule(rc)
+
+
+def test_the_rung_never_changes_faster_than_the_hold() -> None:
+    rc = RateController(1280, 720, 30)
+    # A link that swings between 0.7 and 3 Mbit/s every 0.4 s, with chunk sizes jittering by +-50%.
+    run = simulate(rc, 20.0, lambda t: 3e6 if int(t / 0.4) % 2 else 0.7e6, jitter=1.0)
+    assert len(run.rung_changes) >= 1
+    gaps = [b - a for a, b in zip(run.rung_changes, run.rung_changes[1:], strict=False)]
+    assert all(gap >= RUNG_HOLD_S for gap in gaps), gaps
+
+
+def test_a_link_too_slow_for_the_smallest_rung_lowers_the_frame_rate() -> None:
+    rc = RateController(1280, 720, 30)
+    simulate(rc, 10.0, lambda t: 0.1e6)
+    assert rc.rung == rc.rungs[-1]
+    assert 5 <= rc.fps < 30, rc.fps
+    assert rc.kbps < 100
+
+
+def test_a_lost_chunk_halves_the_bitrate() -> None:
+    rc = RateController(1280, 720, 30, start_kbps=2000)
+    rc.on_ack(8000, 0.01, now=0.0)
+    before = rc.kbps
+    rc.on_lost(now=0.5)
+    assert rc.kbps == pytest.approx(before / 2)
+    assert rc.on_lost(now=3.0), "a halved bitrate past the hold moves to a smaller rung"
