@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from . import models, tokens
-from .engines.decart_viewer import watch
+from .engines.decart import watch
 from .errors import DecartNBError, ErrorCode
 from .events import GenerationEnded, GenerationTick, QueuePosition
 from .reachability import diagnose

@@ -4,7 +4,7 @@ Modules import the names they use (`from .timeouts import SET_TIMEOUT_S`), so a 
 can still shorten one for one module (`decart_nb.session.RECONNECT_GIVE_UP_S = 3`). The page's own
 timings (reconnect backoff 1, 2, 4, 8, 8 s; answer 15 s; WebRTC connect 10 s; "auto" falls back to
 the comm after 6 s) are in widgets/static/camera.js, at the top; RECONNECT_GIVE_UP_S outlasts them.
-Decart's engine keeps the SDK's own timeouts in engines/decart.py.
+The Decart engine's (engines/decart/) mirror the limits of Decart's SDK, which times the calls itself.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ __all__ = [
     "CAMERA_STALL_S",
     "CLOSE_TIMEOUT_S",
     "CONNECT_TIMEOUT_S",
+    "DECART_BACKSTOP_S",
+    "DECART_CONNECT_TIMEOUT_S",
+    "DECART_RESTORE_GRACE_S",
+    "DECART_SETTLE_TIMEOUT_S",
     "GUARD_MARGIN_S",
     "LOOP_CALL_TIMEOUT_S",
     "MAX_WAIT_S",
@@ -28,8 +32,9 @@ __all__ = [
 ]
 
 # -- Session calls (Decart's semantics) ---------------------------------------------------------
-SET_TIMEOUT_S = 30.0  # Decart: set() waits 30 s for the acknowledgement
-PROMPT_TIMEOUT_S = 15.0  # Decart: set_prompt() waits 15 s
+# The session's and the Decart engine's: the SDK waits as long for Decart's acknowledgement.
+SET_TIMEOUT_S = 30.0  # Decart: set() and set_image() wait 30 s for the acknowledgement
+PROMPT_TIMEOUT_S = 15.0  # Decart: set_prompt() waits 15 s for the echo
 CONNECT_TIMEOUT_S = 30.0
 GUARD_MARGIN_S = 5.0  # beyond an engine's own timeout (see Session._guard)
 ANSWER_TIMEOUT_S = 15.0  # Session.answer(): the kernel's answer to an offer
@@ -52,3 +57,17 @@ ACK_TIMEOUT_S = 5.0
 
 # -- what the session pushes ----------------------------------------------------------------------
 STATS_EVERY_S = 1.0  # the `stats` event to listeners (widget, panel), from the loop
+
+# -- the Decart engine (engines/decart/) -----------------------------------------------------------
+# The SDK times every acknowledgement itself and its message is the one users see; this margin
+# only ends a call that never returns at all.
+DECART_BACKSTOP_S = 5.0
+# After a reconnect the SDK waits up to 30 s for its own passthrough ack before the new session
+# starts; a set() in that window waits for the restore rather than racing it.
+DECART_SETTLE_TIMEOUT_S = 30.0
+# A connect is the SDK's: up to 5 attempts, each waiting up to 15 s for room info (a longer queue
+# fails the attempt) and 30 s for its initial-state ack, with backoff 1+2+4+8 s between them.
+DECART_CONNECT_TIMEOUT_S = 5 * (15.0 + 30.0) + 15.0
+# A failed restore is reported only if no new drop follows within this time (a drop's reconnect
+# restores again; its error would be noise).
+DECART_RESTORE_GRACE_S = 1.0

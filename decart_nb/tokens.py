@@ -14,7 +14,7 @@ from typing import Any
 
 from . import _loop
 from .checks import check_number
-from .engines.decart_sdk import INSTALL_HINT, SecretKey, redact, resolve_key
+from .engines.decart import INSTALL_HINT, SecretKey, redact, resolve_key
 from .errors import DecartNBError, ErrorCode
 
 __all__ = ["create", "ClientToken", "API_BASE_URL_ENV"]

@@ -35,17 +35,42 @@ def test_the_pattern_sees_a_private_access() -> None:
     assert not PRIVATE_ACCESS.search("self._session.pipeline")
 
 
-# Timeouts defined elsewhere, for now: Decart's SDK timings (its engine and client tokens, kept with
-# the engine for the session that moves it to engines/decart/) and the sweep's frame wait.
-OWN_TIMEOUTS = {"engines/decart.py", "tokens.py", "sweeps/measure.py"}
+# Timeouts defined elsewhere, for now: Decart's client tokens and the sweep's frame wait.
+OWN_TIMEOUTS = {"tokens.py", "sweeps/measure.py"}
 TIMEOUT_DEFINITION = re.compile(r"^_?[A-Z_]*TIMEOUT[A-Z_]* = ", re.M)
+# Folders that define no duration at all (any module-level `NAME_S = ...`): all in timeouts.py.
+NO_DURATIONS = ["engines/decart"]
+DURATION_DEFINITION = re.compile(r"^_?[A-Z][A-Z0-9_]*_S\b\s*(:[^=\n]*)?= ", re.M)
 
 
 def test_timeouts_are_defined_in_one_place() -> None:
+    scanned = [path for path in sorted(PACKAGE.rglob("*.py")) if path.name != "timeouts.py"]
     found = [
-        str(path.relative_to(PACKAGE))
-        for path in sorted(PACKAGE.rglob("*.py"))
-        if path.name != "timeouts.py" and TIMEOUT_DEFINITION.search(path.read_text())
+        str(path.relative_to(PACKAGE)) for path in scanned if TIMEOUT_DEFINITION.search(path.read_text())
     ]
     assert set(found) <= OWN_TIMEOUTS, set(found) - OWN_TIMEOUTS
+    assert PACKAGE / "engines" / "decart" / "engine.py" in scanned  # packages are scanned too
     assert TIMEOUT_DEFINITION.search((PACKAGE / "timeouts.py").read_text())
+
+
+def test_the_decart_engine_takes_every_duration_from_timeouts() -> None:
+    for folder in NO_DURATIONS:
+        modules = sorted((PACKAGE / folder).rglob("*.py"))
+        assert len(modules) >= 6, folder  # engine, viewer, sdk, errors, hooks, livekit (+ __init__)
+        found = [
+            f"{path.relative_to(PACKAGE)}: {match.group().strip()}"
+            for path in modules
+            for match in DURATION_DEFINITION.finditer(path.read_text())
+        ]
+        assert found == []
+    # No module of the old flat layout is left behind (they are not kept as shims).
+    assert sorted((PACKAGE / "engines").glob("decart*.py")) == []
+
+
+def test_the_patterns_see_a_definition() -> None:
+    assert TIMEOUT_DEFINITION.search("x = 1\nSETTLE_TIMEOUT_S = 30.0\n")
+    assert DURATION_DEFINITION.search("BACKSTOP_S = 5.0")
+    assert DURATION_DEFINITION.search("_GRACE_S: float = 1.0")
+    assert not DURATION_DEFINITION.search("    backstop_s = BACKSTOP_S")
+    assert not DURATION_DEFINITION.search("    set_timeout_s = SET_TIMEOUT_S")
+    assert not DURATION_DEFINITION.search("DECART_SETTINGS = {}")

@@ -21,8 +21,7 @@ import pytest
 from aiortc.mediastreams import MediaStreamTrack
 
 from decart_nb import DecartNBError, ErrorCode, Session
-from decart_nb.engines.decart import DecartEngine
-from decart_nb.engines.decart_sdk import resolve_key
+from decart_nb.engines.decart import DecartEngine, resolve_key
 from decart_nb.media.frames import FrameMeta, recv_video
 from decart_nb.media.sources import PatternTrack
 from decart_nb.state import GenerationState
@@ -277,7 +276,7 @@ real_sdk = pytest.mark.skipif(not _real_sdk_installed(), reason='needs pip insta
 @real_sdk
 @pytest.mark.webrtc
 def test_livekit_bridge_round_trip() -> None:
-    from decart_nb.engines.decart_livekit import LiveKitBridge
+    from decart_nb.engines.decart.livekit import LiveKitBridge
 
     async def go() -> None:
         bridge = LiveKitBridge()

@@ -206,8 +206,7 @@ def test_a_rejection_leaves_the_state_untouched(server: FakeDecartServer) -> Non
 
 
 def test_invalid_input_from_the_sdks_pydantic_models(server: FakeDecartServer) -> None:
-    from decart_nb.engines.decart_errors import translate
-    from decart_nb.engines.decart_sdk import load_sdk, resolve_key
+    from decart_nb.engines.decart import load_sdk, resolve_key, translate
 
     sdk = load_sdk()
     with pytest.raises(Exception) as info:

@@ -22,10 +22,10 @@ from typing import Any
 import av
 import numpy as np
 
-from decart_nb.engines.decart_sdk import DecartSDK
+from decart_nb.engines.decart import DecartSDK
 
 # Written out again on purpose: the fake follows Decart's documented list on its own, so a wrong
-# list in the engine (decart_nb.engines.decart_errors) shows up as a failing test.
+# list in the engine (decart_nb.engines.decart.errors) shows up as a failing test.
 PERMANENT_ERRORS = (
     "permission denied",
     "not allowed",

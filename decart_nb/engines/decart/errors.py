@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import DecartNBError, ErrorCode, classify_realtime_error
-from .decart_sdk import SecretKey, redact
+from ...errors import DecartNBError, ErrorCode, classify_realtime_error
+from .sdk import SecretKey, redact
 
 if TYPE_CHECKING:
-    from .decart_sdk import DecartSDK
+    from .sdk import DecartSDK
 
 __all__ = ["translate", "is_permanent", "PERMANENT_ERRORS"]
 

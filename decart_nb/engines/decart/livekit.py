@@ -10,7 +10,7 @@ import av
 import livekit.rtc as rtc
 import numpy as np
 
-from ..media.frames import from_rgb
+from ...media.frames import from_rgb
 
 __all__ = ["LiveKitBridge", "LiveKitFeed"]
 

@@ -16,34 +16,28 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from ..errors import DecartNBError, ErrorCode
-from ..images import encode_jpeg
-from ..media.frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta, meta_of, recv_video
-from ..media.relay import MailboxTrack
-from ..models import ModelSpec, realtime
-from ..state import GenerationState
-from .base import Engine
-from .decart_errors import translate
-from .decart_sdk import DecartSDK, LocalFeed, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
+from ...errors import DecartNBError, ErrorCode
+from ...images import encode_jpeg
+from ...media.frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta, meta_of, recv_video
+from ...media.relay import MailboxTrack
+from ...models import ModelSpec, realtime
+from ...state import GenerationState
+from ...timeouts import (
+    DECART_BACKSTOP_S,
+    DECART_CONNECT_TIMEOUT_S,
+    DECART_RESTORE_GRACE_S,
+    DECART_SETTLE_TIMEOUT_S,
+    PROMPT_TIMEOUT_S,
+    SET_TIMEOUT_S,
+)
+from ..base import Engine
+from .errors import translate
+from .sdk import DecartSDK, LocalFeed, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
 
-__all__ = ["DecartEngine", "SET_TIMEOUT_S", "PROMPT_TIMEOUT_S", "RESOLUTIONS", "SPEEDS", "CODECS", "OPTIONS"]
+__all__ = ["DecartEngine", "RESOLUTIONS", "SPEEDS", "CODECS", "OPTIONS", "read_remote"]
 
 logger = logging.getLogger("decart_nb")
 
-SET_TIMEOUT_S = 30.0  # Decart: set() and set_image() wait 30 s for the acknowledgement
-PROMPT_TIMEOUT_S = 15.0  # Decart: set_prompt() waits 15 s for the echo
-# The SDK times every acknowledgement itself and its message is the one users see; this margin
-# only ends a call that never returns at all.
-BACKSTOP_S = 5.0
-# After a reconnect the SDK waits up to 30 s for its own passthrough ack before the new session
-# starts; a set() in that window waits for the restore rather than racing it.
-SETTLE_TIMEOUT_S = 30.0
-# A connect is the SDK's: up to 5 attempts, each waiting up to 15 s for room info (a longer queue
-# fails the attempt) and 30 s for its initial-state ack, with backoff 1+2+4+8 s between them.
-CONNECT_TIMEOUT_S = 5 * (15.0 + 30.0) + 15.0
-# A failed restore is reported only if no new drop follows within this time (a drop's reconnect
-# restores again; its error would be noise).
-RESTORE_REPORT_GRACE_S = 1.0
 RESOLUTIONS = ("720p", "1080p")
 SPEEDS = ("fast",)
 CODECS = ("h264", "vp9")
@@ -76,11 +70,11 @@ class DecartEngine(Engine):
     owns_connection_state = True
     set_timeout_s = SET_TIMEOUT_S
     prompt_timeout_s = PROMPT_TIMEOUT_S
-    backstop_s = BACKSTOP_S
-    settle_timeout_s = SETTLE_TIMEOUT_S
+    backstop_s = DECART_BACKSTOP_S
+    settle_timeout_s = DECART_SETTLE_TIMEOUT_S
     #: The longest apply() can take: waiting out a restore, then the SDK's ack timeout.
-    apply_timeout_s = SETTLE_TIMEOUT_S + SET_TIMEOUT_S + BACKSTOP_S
-    connect_timeout_s = CONNECT_TIMEOUT_S
+    apply_timeout_s = DECART_SETTLE_TIMEOUT_S + SET_TIMEOUT_S + DECART_BACKSTOP_S
+    connect_timeout_s = DECART_CONNECT_TIMEOUT_S
 
     def __init__(
         self,
@@ -169,7 +163,7 @@ class DecartEngine(Engine):
         return self._output
 
     async def _connect(self, spec: ModelSpec, feed: LocalFeed) -> Any:
-        from .. import __version__
+        from ... import __version__
 
         error: DecartNBError | None = None
         try:
@@ -265,7 +259,7 @@ class DecartEngine(Engine):
 
     async def _send(self, new: GenerationState, old: GenerationState | None) -> None:
         """One SDK call for the whole state; raises a DecartNBError and changes nothing on failure.
-        The SDK's own acknowledgement timeout is the one that counts (see BACKSTOP_S)."""
+        The SDK's own acknowledgement timeout is the one that counts (see DECART_BACKSTOP_S)."""
         client, sdk = self._client, self._sdk
         if client is None:
             raise DecartNBError(ErrorCode.NOT_CONNECTED, "Not connected to Decart")
@@ -321,7 +315,7 @@ class DecartEngine(Engine):
             self._settled.set()
             # A restore cut off by the next drop is not news: report only once that is clear.
             later = asyncio.get_running_loop().call_later
-            later(RESTORE_REPORT_GRACE_S, self._report_unrestored, session, error)
+            later(DECART_RESTORE_GRACE_S, self._report_unrestored, session, error)
             return
         if session == self._sessions:
             self._settled.set()

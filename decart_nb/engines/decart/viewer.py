@@ -17,13 +17,13 @@ import av
 from aiortc.mediastreams import MediaStreamTrack
 from PIL import Image
 
-from ..errors import DecartNBError, ErrorCode
-from ..media.frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta
-from ..state import GenerationState
-from .base import Engine
-from .decart import _OutputTrack, read_remote
-from .decart_errors import translate
-from .decart_sdk import DecartSDK, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
+from ...errors import DecartNBError, ErrorCode
+from ...media.frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta
+from ...state import GenerationState
+from ..base import Engine
+from .engine import _OutputTrack, read_remote
+from .errors import translate
+from .sdk import DecartSDK, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
 
 __all__ = ["DecartViewer", "watch"]
 
@@ -137,7 +137,7 @@ def watch(subscribe_token: str, api_key: str | None = None, *, model: str = "luc
     """A connected, receive-only Session showing someone's running Decart session (display it,
     snapshot() it, record() it). `subscribe_token` is the host's `session.engine.subscribe_token`;
     `api_key` (or DECART_API_KEY) is the viewer's own key; `model` only sets the view's size."""
-    from ..session import Session
+    from ...session import Session
 
     viewer = DecartViewer(subscribe_token, api_key)
     blank = Image.new("RGB", (2, 2))  # the pipeline's input, never read by the viewer

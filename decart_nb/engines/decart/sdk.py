@@ -16,9 +16,10 @@ from typing import Any, Protocol
 
 import av
 
-from ..errors import DecartNBError, ErrorCode
+from ...errors import DecartNBError, ErrorCode
 
 __all__ = [
+    "INSTALL_HINT",
     "DecartSDK",
     "LocalFeed",
     "MediaBridge",
@@ -131,7 +132,7 @@ class DecartSDK:
     """The SDK names the engine uses (real ones from `load_sdk`, or a test fake)."""
 
     # RealtimeClient.connect(base_url, api_key, local_track, options, integration=, on_session_started=,
-    # on_queue_position=, on_generation_ended=): see decart_hooks for the three extra events.
+    # on_queue_position=, on_generation_ended=): see hooks.py for the three extra events.
     connect: Callable[..., Awaitable[Any]]
     connect_options: Callable[..., Any]  # RealtimeConnectOptions(model=, on_remote_stream=, initial_state=)
     model_state: Callable[..., Any]  # ModelState(prompt=, image=)
@@ -160,8 +161,8 @@ def load_sdk() -> DecartSDK:
         import pydantic
         from decart.realtime import RealtimeClient, RealtimeConnectOptions, SetInput, SubscribeOptions
 
-        from . import decart_hooks
-        from .decart_livekit import LiveKitBridge
+        from . import hooks
+        from .livekit import LiveKitBridge
     except ImportError as exc:
         raise DecartNBError(
             ErrorCode.SDK_NOT_INSTALLED,
@@ -169,17 +170,17 @@ def load_sdk() -> DecartSDK:
             cause=exc,
         ) from exc
     return DecartSDK(
-        connect=decart_hooks.connect,
+        connect=hooks.connect,
         connect_options=RealtimeConnectOptions,
         model_state=decart.ModelState,
         prompt=decart.Prompt,
         set_input=SetInput,
-        model=decart_hooks.model,
+        model=hooks.model,
         base_url=_default_base_url(decart.DecartClient),
         error=decart.DecartSDKError,
         invalid_input=decart.InvalidInputError,
         media=LiveKitBridge(),
-        image_only=decart_hooks.image_only,
+        image_only=hooks.image_only,
         subscribe=RealtimeClient.subscribe,
         subscribe_options=SubscribeOptions,
         validation_errors=(pydantic.ValidationError,),
