@@ -71,3 +71,9 @@ DECART_CONNECT_TIMEOUT_S = 5 * (15.0 + 30.0) + 15.0
 # A failed restore is reported only if no new drop follows within this time (a drop's reconnect
 # restores again; its error would be noise).
 DECART_RESTORE_GRACE_S = 1.0
+
+# -- tools and sweeps -----------------------------------------------------------------------------
+TOKEN_TIMEOUT_S = 30.0  # decart_nb.tokens.create(): one request to Decart's token endpoint
+# A sweep item waits this long (plus its own seconds) for frames: generous, since the machine may
+# be busy; a real stall still shows as FRAME_TIMEOUT.
+FRAME_TIMEOUT_S = 15.0

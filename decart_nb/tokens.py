@@ -16,12 +16,12 @@ from . import _loop
 from .checks import check_number
 from .engines.decart import INSTALL_HINT, SecretKey, redact, resolve_key
 from .errors import DecartNBError, ErrorCode
+from .timeouts import TOKEN_TIMEOUT_S
 
 __all__ = ["create", "ClientToken", "API_BASE_URL_ENV"]
 
 API_BASE_URL_ENV = "DECART_API_BASE_URL"
 DEFAULT_API_BASE_URL = "https://api.decart.ai"
-TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def create(
         options["constraints"] = {"realtime": {"maxSessionDuration": limit}}
     _loop.acquire()
     try:
-        return _loop.run(_create(key, url, options), timeout=TIMEOUT_S + 5)
+        return _loop.run(_create(key, url, options), timeout=TOKEN_TIMEOUT_S + 5)
     finally:
         _loop.release()
 

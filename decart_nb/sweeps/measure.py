@@ -14,10 +14,10 @@ from ..errors import DecartNBError, ErrorCode
 from ..media.frames import meta_of, recv_video
 from ..media.relay import BroadcastTrack
 from ..session import Session
+from ..timeouts import FRAME_TIMEOUT_S
 
 __all__ = ["FrameLog", "settle", "timings", "looks", "small", "dropped", "FRAME_TIMEOUT_S"]
 
-FRAME_TIMEOUT_S = 15.0  # generous: the machine may be busy; a real stall still shows as FRAME_TIMEOUT
 _METRIC_SIZE = (160, 90)  # metrics are computed on a small copy: colours and looks, not pixels
 
 Frame = tuple[float, float, int, float]  # (arrival, t_in, state version, model ms)
