@@ -74,6 +74,7 @@ DECART_RESTORE_GRACE_S = 1.0
 
 # -- tools and sweeps -----------------------------------------------------------------------------
 TOKEN_TIMEOUT_S = 30.0  # decart_nb.tokens.create(): one request to Decart's token endpoint
+TURN_TIMEOUT_S = 10.0  # decart_nb.turn: one request to a TURN provider for credentials
 # A sweep item waits this long (plus its own seconds) for frames: generous, since the machine may
 # be busy; a real stall still shows as FRAME_TIMEOUT.
 FRAME_TIMEOUT_S = 15.0

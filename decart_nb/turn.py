@@ -1,0 +1,308 @@
+"""TURN credentials for `Session(ice_servers=...)`, where the kernel and the page cannot reach each
+other directly (Colab, JupyterHub, a kernel behind NAT).
+
+Each helper returns a list of RTCIceServer dicts (`{"urls", "username", "credential"}`):
+
+    from decart_nb import Session, turn
+
+    Session(ice_servers=turn.cloudflare(key_id, api_token))            # Cloudflare Realtime TURN
+    Session(ice_servers=turn.twilio(account_sid, auth_token))          # Twilio NTS tokens
+    Session(ice_servers=turn.coturn(["turn:turn.example.org:3478"], secret))  # your coturn
+    Session(ice_servers=turn.turn_server("turn:turn.example.org:3478", "user", "password"))
+
+Secrets: a provider's API secret (Cloudflare's API token, Twilio's auth token, coturn's shared
+secret) is used in the kernel only, to ask for (or compute) a short-lived TURN username and
+credential. Those two must go to the page, because the browser's RTCPeerConnection authenticates
+to the relay itself; they expire after `ttl` seconds. The long-lived secret is never in what
+these helpers return, so it never reaches the widget's state or a comm message. A static
+`turn_server(...)` password does go to the page as it is: prefer expiring credentials.
+
+Credentials expire: a session that outlives `ttl` can no longer renew its relay, so ask for a
+ttl longer than the session (the providers' default is 24 h).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .checks import check_number
+from .errors import DecartNBError, ErrorCode
+from .timeouts import TURN_TIMEOUT_S
+
+__all__ = ["cloudflare", "coturn", "turn_server", "twilio"]
+
+IceServer = dict[str, Any]
+
+ONE_DAY = 24 * 3600  # seconds: the default ttl (the providers' own default), not a wait
+MAX_ANSWER_BYTES = 1 << 20  # a credentials answer is a few hundred bytes
+
+CLOUDFLARE_URL = "https://rtc.live.cloudflare.com"
+CLOUDFLARE_KEY_ID_ENV = "CLOUDFLARE_TURN_KEY_ID"
+CLOUDFLARE_TOKEN_ENV = "CLOUDFLARE_TURN_KEY_API_TOKEN"
+TWILIO_URL = "https://api.twilio.com"
+TWILIO_SID_ENV = "TWILIO_ACCOUNT_SID"
+TWILIO_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
+
+
+# -- credentials you already have ------------------------------------------------------------------
+def turn_server(urls: str | Sequence[str], username: str, credential: str) -> list[IceServer]:
+    """A TURN server with a fixed username and password (they go to the page as they are)."""
+    return [
+        {
+            "urls": _turn_urls(urls),
+            "username": _text("username", username),
+            "credential": _text("credential", credential),
+        }
+    ]
+
+
+def coturn(
+    urls: str | Sequence[str], secret: str, *, user: str = "decart_nb", ttl: float = ONE_DAY
+) -> list[IceServer]:
+    """Credentials for a coturn server run with `use-auth-secret` and `static-auth-secret=<secret>`
+    (coturn's "TURN REST API", draft-uberti-behave-turn-rest), computed here without a request:
+    username "<expiry unix time>:<user>", credential base64(HMAC-SHA1(secret, username)).
+    coturn refuses them `ttl` seconds from now."""
+    key = _text("secret", secret)
+    if not isinstance(user, str) or ":" in user:
+        raise _invalid("user must be a string without ':' (coturn's separator)", "user")
+    expiry = int(time.time() + check_number("ttl", ttl, 1, 30 * ONE_DAY))
+    username = f"{expiry}:{user}" if user else str(expiry)
+    digest = hmac.new(key.encode(), username.encode(), hashlib.sha1).digest()
+    return [{"urls": _turn_urls(urls), "username": username, "credential": base64.b64encode(digest).decode()}]
+
+
+# -- hosted providers ------------------------------------------------------------------------------
+def cloudflare(
+    key_id: str | None = None,
+    api_token: str | None = None,
+    *,
+    ttl: float = ONE_DAY,
+    base_url: str = CLOUDFLARE_URL,
+) -> list[IceServer]:
+    """Short-lived credentials from Cloudflare Realtime TURN for a TURN key (its id and API token;
+    default: the CLOUDFLARE_TURN_KEY_ID and CLOUDFLARE_TURN_KEY_API_TOKEN environment variables).
+
+    Follows developers.cloudflare.com/realtime/turn/generate-credentials/: POST
+    /v1/turn/keys/{key_id}/credentials/generate-ice-servers with "Authorization: Bearer <token>" and
+    {"ttl": seconds}; the 201 answer is {"iceServers": [{urls, username?, credential?}, ...]}. (The
+    older .../credentials/generate answers one {urls, username, credential} object: read too.)
+    Cloudflare accepts a ttl of up to 48 h."""
+    key_id = _secret("key_id", key_id, CLOUDFLARE_KEY_ID_ENV)
+    token = _secret("api_token", api_token, CLOUDFLARE_TOKEN_ENV)
+    seconds = int(check_number("ttl", ttl, 1, 2 * ONE_DAY))
+    url = _endpoint(
+        base_url, f"/v1/turn/keys/{urllib.parse.quote(key_id, safe='')}/credentials/generate-ice-servers"
+    )
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"ttl": seconds}).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    return _ice_servers(_call(request, "Cloudflare", (token,)), "iceServers", "Cloudflare")
+
+
+def twilio(
+    account_sid: str | None = None,
+    auth_token: str | None = None,
+    *,
+    ttl: float = ONE_DAY,
+    api_key_sid: str | None = None,
+    base_url: str = TWILIO_URL,
+) -> list[IceServer]:
+    """Short-lived credentials from Twilio's Network Traversal Service (default: the
+    TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN environment variables). With `api_key_sid` (SK...),
+    `auth_token` is that API key's secret.
+
+    Follows twilio.com/docs/stun-turn/api: POST /2010-04-01/Accounts/{AccountSid}/Tokens.json with
+    HTTP basic auth and the form field Ttl; the 201 answer's "ice_servers" is a list of {urls (or the
+    older url), username?, credential?}. Twilio accepts a ttl of up to 24 h."""
+    sid = _secret("account_sid", account_sid, TWILIO_SID_ENV)
+    token = _secret("auth_token", auth_token, TWILIO_TOKEN_ENV)
+    login = sid if api_key_sid is None else _text("api_key_sid", api_key_sid)
+    seconds = int(check_number("ttl", ttl, 1, ONE_DAY))
+    url = _endpoint(base_url, f"/2010-04-01/Accounts/{urllib.parse.quote(sid, safe='')}/Tokens.json")
+    basic = base64.b64encode(f"{login}:{token}".encode()).decode()
+    request = urllib.request.Request(
+        url,
+        data=urllib.parse.urlencode({"Ttl": seconds}).encode(),
+        method="POST",
+        headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    return _ice_servers(_call(request, "Twilio", (token, basic)), "ice_servers", "Twilio")
+
+
+# -- checks -----------------------------------------------------------------------------------------
+def _invalid(message: str, argument: str) -> DecartNBError:
+    return DecartNBError(ErrorCode.INVALID_INPUT, message, data={"argument": argument})
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _invalid(f"{name} must be a non-empty string", name)
+    return value
+
+
+def _secret(name: str, value: str | None, env: str) -> str:
+    """The argument, else the environment variable; the message names both, never a value."""
+    found = value if value is not None else os.environ.get(env)
+    if not isinstance(found, str) or not found.strip():
+        raise _invalid(f"{name} is missing: pass {name}= or set {env}", name)
+    return found.strip()
+
+
+def _turn_urls(urls: str | Sequence[str]) -> list[str]:
+    listed = [urls] if isinstance(urls, str) else list(urls) if isinstance(urls, (list, tuple)) else []
+    if not listed:
+        raise _invalid("urls must be a TURN URL or a list of them ('turn:host:3478')", "urls")
+    for url in listed:
+        if not (isinstance(url, str) and url.lower().startswith(("turn:", "turns:"))):
+            raise _invalid(f"TURN URLs start with turn: or turns:, got {url!r:.60}", "urls")
+    return listed
+
+
+def _endpoint(base_url: str, path: str) -> str:
+    """https://, or http:// to this machine only (a test's fake): a secret never crosses a network
+    in clear text."""
+    parsed = urllib.parse.urlsplit(base_url) if isinstance(base_url, str) else None
+    if parsed is None or not parsed.hostname or parsed.scheme not in ("http", "https"):
+        raise DecartNBError(ErrorCode.INVALID_BASE_URL, f"Invalid base URL: {base_url!r:.80}")
+    if parsed.scheme == "http" and not _loopback(parsed.hostname):
+        raise DecartNBError(
+            ErrorCode.INVALID_BASE_URL, f"{base_url}: use https:// (http:// only to this machine)"
+        )
+    return base_url.rstrip("/") + path
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- the request -----------------------------------------------------------------------------------
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect would carry the Authorization header to wherever it points: refuse it."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _call(request: urllib.request.Request, provider: str, secrets: tuple[str, ...]) -> Any:
+    """The provider's JSON answer. The error is raised outside the except clauses, so it chains no
+    exception whose frames hold the request (and its Authorization header)."""
+    failure: DecartNBError
+    try:
+        with _OPENER.open(request, timeout=TURN_TIMEOUT_S) as response:
+            body = response.read(MAX_ANSWER_BYTES)
+    except urllib.error.HTTPError as exc:
+        failure = _refused(provider, exc.code, _reason(exc, secrets))
+    except (urllib.error.URLError, OSError) as exc:  # unreachable, refused, timed out
+        reason = getattr(exc, "reason", None) or exc
+        failure = DecartNBError(
+            ErrorCode.TOKEN_CREATE_ERROR,
+            f"{provider} did not answer within {TURN_TIMEOUT_S:g} s or could not be reached "
+            f"({_redact(str(reason) or type(reason).__name__, secrets)}): no TURN credentials",
+            data={"provider": provider},
+        )
+    else:
+        try:
+            return json.loads(body)
+        except ValueError:
+            failure = _bad_answer(provider, "not JSON")
+    raise failure
+
+
+def _refused(provider: str, status: int, reason: str) -> DecartNBError:
+    data = {"provider": provider, "status": status}
+    detail = f": {reason}" if reason else ""
+    if status in (401, 403):
+        return DecartNBError(
+            ErrorCode.INVALID_API_KEY,
+            f"{provider} refused the credentials (HTTP {status}){detail}: check the id and its secret",
+            data=data,
+        )
+    return DecartNBError(
+        ErrorCode.TOKEN_CREATE_ERROR,
+        f"{provider} gave no TURN credentials (HTTP {status}){detail}",
+        data=data,
+    )
+
+
+def _reason(exc: urllib.error.HTTPError, secrets: tuple[str, ...]) -> str:
+    """The provider's own short explanation (its JSON message, else the text), secrets removed."""
+    try:
+        text = exc.read(4096).decode("utf-8", "replace")
+    except OSError as read_error:
+        text = f"(no body: {type(read_error).__name__})"
+    finally:
+        exc.close()
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, Mapping):
+        errors = parsed.get("errors")
+        first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], Mapping) else {}
+        text = str(parsed.get("message") or parsed.get("error") or first.get("message") or text)
+    return _redact(" ".join(text.split())[:200], secrets)
+
+
+def _redact(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _bad_answer(provider: str, why: str) -> DecartNBError:
+    return DecartNBError(
+        ErrorCode.TOKEN_CREATE_ERROR,
+        f"{provider}'s answer has no usable ICE servers ({why})",
+        data={"provider": provider},
+    )
+
+
+def _ice_servers(answer: Any, field: str, provider: str) -> list[IceServer]:
+    """The answer's servers as RTCIceServer dicts (a single object read as a list of one; Twilio's
+    older "url" read as "urls")."""
+    found = answer.get(field) if isinstance(answer, Mapping) else None
+    if found is None:
+        raise _bad_answer(provider, f"no {field!r}")
+    entries = found if isinstance(found, list) else [found]
+    servers = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            raise _bad_answer(provider, f"an entry is {type(entry).__name__}")
+        urls = entry.get("urls", entry.get("url"))
+        listed = [urls] if isinstance(urls, str) else urls if isinstance(urls, list) else []
+        if not listed or not all(isinstance(u, str) and u.lower().startswith(_SCHEMES) for u in listed):
+            raise _bad_answer(provider, f"urls {urls!r:.60}")
+        server: IceServer = {"urls": listed}
+        for key in ("username", "credential"):
+            if entry.get(key) is not None:
+                server[key] = str(entry[key])
+        servers.append(server)
+    if not any(u.lower().startswith(("turn:", "turns:")) for s in servers for u in s["urls"]):
+        raise _bad_answer(provider, "no turn: URL")
+    return servers
+
+
+_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
