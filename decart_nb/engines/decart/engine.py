@@ -107,7 +107,7 @@ class DecartEngine(Engine):
         self._frames_version = -1  # the state version output frames are stamped with
         self._client: Any = None
         self._feed: LocalFeed | None = None
-        self._output: _OutputTrack | None = None
+        self._output: MailboxTrack | None = None  # one slot: a slow consumer sees the newest
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
         self._connected = asyncio.Event()
@@ -141,7 +141,7 @@ class DecartEngine(Engine):
         # Fresh per connect: asyncio primitives bind to the loop that first waits on them.
         self._lock, self._connected, self._settled = asyncio.Lock(), asyncio.Event(), asyncio.Event()
         self._settled.set()
-        self._output = _OutputTrack()
+        self._output = MailboxTrack()
         self._feed = feed = self._sdk.media.open_local(spec.width, spec.height)
         self._spawn("pump", self._forward(source, feed))
         try:
@@ -406,10 +406,6 @@ class DecartEngine(Engine):
         frame.time_base = VIDEO_TIME_BASE
         frame.opaque = FrameMeta(t_in=t_in, version=self._frames_version, model_ms=(now - t_in) * 1000.0)
         return frame
-
-
-class _OutputTrack(MailboxTrack):
-    """Decart's frames as an aiortc track; one slot, so a slow consumer only ever sees the newest."""
 
 
 async def read_remote(engine: Any, remote: Any, doing: str) -> None:

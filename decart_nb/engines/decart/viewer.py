@@ -19,9 +19,10 @@ from PIL import Image
 
 from ...errors import DecartNBError, ErrorCode
 from ...media.frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta
+from ...media.relay import MailboxTrack
 from ...state import GenerationState
 from ..base import Engine
-from .engine import _OutputTrack, read_remote
+from .engine import read_remote
 from .errors import translate
 from .sdk import DecartSDK, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
 
@@ -61,7 +62,7 @@ class DecartViewer(Engine):
         self.state = "disconnected"
         self._version = 0
         self._client: Any = None
-        self._output: _OutputTrack | None = None
+        self._output: MailboxTrack | None = None
         self._reader: asyncio.Task[None] | None = None
         self._t0 = time.perf_counter()
 
@@ -70,7 +71,7 @@ class DecartViewer(Engine):
 
     async def start(self, source: MediaStreamTrack) -> MediaStreamTrack:
         # The input is never read: a viewer sends nothing.
-        self._output = _OutputTrack()
+        self._output = MailboxTrack()
         error: DecartNBError | None = None
         try:
             options = self._sdk.subscribe_options(token=self._token, on_remote_stream=self._on_remote)  # type: ignore[misc]
