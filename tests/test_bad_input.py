@@ -135,6 +135,17 @@ CONSTRUCTOR = [
     pytest.param({"source": None}, II, "Unsupported source", id="source-None"),
     pytest.param({"source": b"\x89PNG..."}, II, "Unsupported source bytes", id="source-bytes"),
     pytest.param({"source": {"frames": []}}, II, "Unsupported source dict", id="source-dict"),
+    pytest.param({"source": "device:"}, II, "names no device", id="source-device-no-path"),
+    pytest.param({"source": "device:video0"}, II, "absolute path", id="source-device-relative"),
+    pytest.param(
+        {"source": "device:/etc/hostname"}, II, "not a device under /dev", id="source-device-not-dev"
+    ),
+    pytest.param(
+        {"source": "device:/dev/video-absent"},
+        ErrorCode.CAMERA_NOT_FOUND,
+        "kernel's machine",
+        id="source-device-absent",
+    ),
     # mirror
     pytest.param({"mirror": "sometimes"}, II, "mirror must be", id="mirror-string"),
     pytest.param({"mirror": 1}, II, "mirror must be", id="mirror-int-1"),

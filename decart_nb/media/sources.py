@@ -23,6 +23,7 @@ from ..checks import looks_like_url
 from ..errors import DecartNBError, ErrorCode
 from ..images import load_image
 from ..models import ModelSpec
+from .device import check_device, device_path, make_device_track
 from .frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta, from_planes, from_rgb
 from .stamp import write_stamp
 
@@ -33,6 +34,7 @@ __all__ = [
     "ImageTrack",
     "ArrayTrack",
     "check_source",
+    "describe_source",
     "make_source",
 ]
 
@@ -216,10 +218,13 @@ class FileTrack(PacedTrack):
 
 
 def check_source(source: object) -> str:
-    """What kind of source this is ("camera", "pattern", "video", "image", "iterator"), or
-    INVALID_INPUT; cheap (nothing is decoded), so the Session checks it before connecting."""
+    """What kind of source this is ("camera", "pattern", "device", "video", "image", "iterator"),
+    or INVALID_INPUT; cheap (nothing is decoded or opened), so the Session checks it first."""
     if isinstance(source, str) and source in ("camera", "pattern"):
         return source
+    if device_path(source) is not None:
+        check_device(cast(str, source))  # a missing camera says so here, with its own code
+        return "device"
     if looks_like_url(source):
         raise DecartNBError(
             ErrorCode.INVALID_INPUT,
@@ -234,8 +239,8 @@ def check_source(source: object) -> str:
         return "iterator"
     raise DecartNBError(
         ErrorCode.INVALID_INPUT,
-        f"Unsupported source {type(source).__name__}: use 'camera', 'pattern', a video or image "
-        "path, a PIL image or an iterator of RGB arrays",
+        f"Unsupported source {type(source).__name__}: use 'camera', 'pattern', 'device[:PATH]', "
+        "a video or image path, a PIL image or an iterator of RGB arrays",
     )
 
 
@@ -249,7 +254,7 @@ def _check_source_path(path: Path, given: object) -> str:
     if not exists:
         raise DecartNBError(
             ErrorCode.INVALID_INPUT,
-            f"Source {str(given)[:100]!r} is not 'camera', 'pattern' or an existing file",
+            f"Source {str(given)[:100]!r} is not 'camera', 'pattern', 'device[:PATH]' or an existing file",
         )
     if is_dir:
         raise DecartNBError(
@@ -266,6 +271,8 @@ def make_source(source: object, spec: ModelSpec) -> MediaStreamTrack | None:
         return None
     if kind == "pattern":
         return PatternTrack(w, h, fps)
+    if kind == "device":
+        return make_device_track(cast(str, source), w, h, fps)
     if isinstance(source, (Image.Image, np.ndarray)):
         return ImageTrack(load_image(source, max_side=None), w, h, fps)
     if isinstance(source, (str, os.PathLike)):
@@ -276,3 +283,15 @@ def make_source(source: object, spec: ModelSpec) -> MediaStreamTrack | None:
             else ImageTrack(load_image(path, max_side=None), w, h, fps)
         )
     return ArrayTrack(cast(Iterable[np.ndarray], source), w, h, fps)
+
+
+def describe_source(source: object) -> str:
+    """Where the video comes from, in a few words (for the panel and repr)."""
+    path = device_path(source)
+    if path is not None:
+        return f"camera {path or '/dev/video*'} on the kernel's machine"
+    if isinstance(source, str) and source in ("camera", "pattern"):
+        return "the page's camera" if source == "camera" else "test pattern"
+    if isinstance(source, (str, os.PathLike)):
+        return f"file {Path(source).name}"
+    return "image" if isinstance(source, (Image.Image, np.ndarray)) else "frames from Python"
