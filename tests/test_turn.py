@@ -18,6 +18,7 @@ from typing import Any
 
 import comm
 import pytest
+from aiortc.rtcicetransport import connection_kwargs
 
 from decart_nb import DecartNBError, ErrorCode, Session, turn
 from tests.test_widget import RecordingComm, comm_of
@@ -367,6 +368,20 @@ def test_each_helpers_result_is_accepted_by_a_session(provider: FakeProvider, fi
             assert relays[0].username == next(x["username"] for x in servers if "username" in x)
         finally:
             s.disconnect()
+
+
+def test_the_kernels_peer_relays_through_the_first_turn_url(provider: FakeProvider) -> None:
+    """aiortc uses one STUN and one TURN server: the first of each, with that entry's credentials."""
+    provider.answer = cloudflare_answer()
+    servers = turn.cloudflare("k", CF_TOKEN, base_url=provider.url)
+    s = Session(source="pattern", ice_servers=servers)
+    try:
+        kwargs = connection_kwargs(s.ice_servers)
+    finally:
+        s.disconnect()
+    assert kwargs["stun_server"] == ("stun.cloudflare.com", 3478)
+    assert (kwargs["turn_server"], kwargs["turn_transport"]) == (("turn.cloudflare.com", 3478), "udp")
+    assert (kwargs["turn_username"], kwargs["turn_password"]) == ("cf-user-1", "cf-cred-1")
 
 
 @pytest.fixture
