@@ -42,6 +42,7 @@ class FakeCamera:
         self.sent = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
+        self.paused = threading.Event()  # set: the camera stays open but sends nothing
         self._thread = threading.Thread(target=self._run, name="fake-camera", daemon=True)
         self._thread.start()
 
@@ -67,10 +68,13 @@ class FakeCamera:
             with os.fdopen(fd, "wb", buffering=0) as pipe:
                 pipe.write(f"YUV4MPEG2 W{W} H{H} F{FPS}:1 Ip A1:1 C420jpeg\n".encode())
                 start = time.perf_counter()
+                tick = 0
                 while not self._stop.is_set() and (self.frames is None or self.sent < self.frames):
-                    pipe.write(b"FRAME\n" + frame_bytes(self.sent))
-                    self.sent += 1
-                    time.sleep(max(0.0, start + self.sent / FPS - time.perf_counter()))
+                    if not self.paused.is_set():
+                        pipe.write(b"FRAME\n" + frame_bytes(self.sent))
+                        self.sent += 1
+                    tick += 1
+                    time.sleep(max(0.0, start + tick / FPS - time.perf_counter()))
         except BrokenPipeError:
             pass  # the reader closed the device: the camera stops
         except BaseException as exc:  # noqa: BLE001 - the test checks it
@@ -192,6 +196,29 @@ def test_a_session_whose_device_stops_stays_up(
         assert caplog.text.count("stopped sending frames") == 1
 
 
+def test_a_device_that_sends_nothing_for_a_while_is_stalled_then_flows_again(
+    camera: FakeCamera, no_leaked_threads: None
+) -> None:
+    async def run() -> tuple[list[DecartNBError], list[float], int]:
+        track = device.make_device_track(f"device:{camera.path}", 160, 96, 30)
+        errors: list[DecartNBError] = []
+        stalls: list[float] = []
+        track.watch(errors.append, lambda: stalls.append(time.monotonic()))
+        await asyncio.wait_for(track.recv(), 5)
+        camera.paused.set()
+        paused_at = time.monotonic()
+        while not stalls and time.monotonic() - paused_at < 5:
+            await asyncio.sleep(0.1)
+        camera.paused.clear()
+        frame = await asyncio.wait_for(track.recv(), 5)  # frames come back on the same track
+        track.stop()
+        return errors, [t - paused_at for t in stalls], frame.width
+
+    errors, stalled_after, width = asyncio.run(asyncio.wait_for(run(), 20))
+    assert errors == [] and width == 160
+    assert len(stalled_after) == 1 and 1.5 < stalled_after[0] < 3.5, stalled_after
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="Session._start_pipeline must hand the DeviceTrack its hooks (docs/device_camera.md, "
@@ -272,6 +299,25 @@ def test_a_regular_file_or_folder_is_not_a_device(roots: Path) -> None:
         with pytest.raises(DecartNBError) as info:
             Session(source=f"device:{path}")
         assert info.value.code == ErrorCode.INVALID_INPUT and kind in info.value.message
+
+
+def test_a_character_device_that_is_no_camera_is_camera_error_at_connect(
+    monkeypatch: pytest.MonkeyPatch, no_leaked_threads: None
+) -> None:
+    """/dev/null is a character device: the real v4l2 demuxer opens it, and every mode fails."""
+    asked: list[dict[str, str]] = []
+    real_open = av.open
+
+    def counting(path: str, **kwargs: Any) -> Any:
+        asked.append(kwargs["options"])
+        return real_open(path, **kwargs)
+
+    monkeypatch.setattr(device.av, "open", counting)
+    s = Session(source="device:/dev/null")
+    with pytest.raises(DecartNBError) as info:
+        s.connect()
+    assert info.value.code == ErrorCode.CAMERA_ERROR and "video capture device" in info.value.message
+    assert len(asked) == 3 and s.state == "disconnected"
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..errors import DecartNBError, ErrorCode
+from ..timeouts import CAMERA_STALL_S, WATCH_EVERY_S
 from .frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta
 from .mailbox import Mailbox
 
@@ -256,6 +257,9 @@ class DeviceTrack(MediaStreamTrack):
         self._on_error: Callable[[DecartNBError], None] | None = None
         self._on_stalled: Callable[[], None] | None = None
         self._t0 = time.perf_counter()
+        self._last_frame = time.monotonic()
+        self._stalled = False
+        self._stall_check = self._media_loop.call_later(WATCH_EVERY_S, self._check_stall)
         self._thread = threading.Thread(target=self._read, name="decart_nb-device", daemon=True)
         self._thread.start()
 
@@ -277,6 +281,7 @@ class DeviceTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         self._stopping.set()
+        self._stall_check.cancel()
         self._box.close()
         super().stop()
         if self._thread is not threading.current_thread():
@@ -347,7 +352,21 @@ class DeviceTrack(MediaStreamTrack):
         with self._lock:
             frame, self._latest = self._latest, None
         if frame is not None and not self._box.closed:
+            self._last_frame, self._stalled = time.monotonic(), False
             self._box.put(frame)
+
+    def _check_stall(self) -> None:
+        """A device that stays open but sends nothing (a stuck USB camera) is stalled, as a
+        browser camera that stopped is: the session says `connected` until frames come back."""
+        if self.readyState != "live":
+            return
+        quiet = time.monotonic() - self._last_frame >= CAMERA_STALL_S
+        if quiet and not self._stalled and self.failure is None:
+            self._stalled = True
+            logger.info("decart_nb: %s sent no frame for %.1f s", self.path, CAMERA_STALL_S)
+            if self._on_stalled is not None:
+                self._on_stalled()
+        self._stall_check = self._media_loop.call_later(WATCH_EVERY_S, self._check_stall)
 
     def _fail(self, failure: DecartNBError) -> None:
         if self.failure is not None or self.readyState != "live":
