@@ -98,7 +98,8 @@ def cloudflare(
     /v1/turn/keys/{key_id}/credentials/generate-ice-servers with "Authorization: Bearer <token>" and
     {"ttl": seconds}; the 201 answer is {"iceServers": [{urls, username?, credential?}, ...]}. (The
     older .../credentials/generate answers one {urls, username, credential} object: read too.)
-    Cloudflare accepts a ttl of up to 48 h."""
+    This helper allows a ttl of up to 48 h; Cloudflare's own refusal of a ttl comes back as
+    TOKEN_CREATE_ERROR with its reason."""
     key_id = _secret("key_id", key_id, CLOUDFLARE_KEY_ID_ENV)
     token = _secret("api_token", api_token, CLOUDFLARE_TOKEN_ENV)
     seconds = int(check_number("ttl", ttl, 1, 2 * ONE_DAY))
@@ -216,19 +217,23 @@ def _call(request: urllib.request.Request, provider: str, secrets: tuple[str, ..
     except urllib.error.HTTPError as exc:
         failure = _refused(provider, exc.code, _reason(exc, secrets))
     except (urllib.error.URLError, OSError) as exc:  # unreachable, refused, timed out
-        reason = getattr(exc, "reason", None) or exc
-        failure = DecartNBError(
-            ErrorCode.TOKEN_CREATE_ERROR,
-            f"{provider} did not answer within {TURN_TIMEOUT_S:g} s or could not be reached "
-            f"({_redact(str(reason) or type(reason).__name__, secrets)}): no TURN credentials",
-            data={"provider": provider},
-        )
+        failure = _unreachable(provider, getattr(exc, "reason", None) or exc, secrets)
     else:
         try:
             return json.loads(body)
         except ValueError:
             failure = _bad_answer(provider, "not JSON")
     raise failure
+
+
+def _unreachable(provider: str, reason: object, secrets: tuple[str, ...]) -> DecartNBError:
+    if isinstance(reason, TimeoutError):
+        what = f"did not answer within {TURN_TIMEOUT_S:g} s"
+    else:
+        what = f"could not be reached ({_redact(str(reason) or type(reason).__name__, secrets)})"
+    return DecartNBError(
+        ErrorCode.TOKEN_CREATE_ERROR, f"{provider} {what}: no TURN credentials", data={"provider": provider}
+    )
 
 
 def _refused(provider: str, status: int, reason: str) -> DecartNBError:

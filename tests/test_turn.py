@@ -279,7 +279,7 @@ def test_a_slow_provider_times_out(provider: FakeProvider, monkeypatch: pytest.M
     start = time.monotonic()
     error = raises(ErrorCode.TOKEN_CREATE_ERROR, turn.cloudflare, "k", CF_TOKEN, base_url=provider.url)
     assert time.monotonic() - start < 1.4
-    assert "0.3 s" in error.message and CF_TOKEN not in error.message
+    assert "did not answer within 0.3 s" in error.message and CF_TOKEN not in error.message
 
 
 def test_an_unreachable_provider_is_a_token_create_error() -> None:
@@ -289,7 +289,7 @@ def test_an_unreachable_provider_is_a_token_create_error() -> None:
     error = raises(
         ErrorCode.TOKEN_CREATE_ERROR, turn.cloudflare, "k", CF_TOKEN, base_url=f"http://127.0.0.1:{port}"
     )
-    assert CF_TOKEN not in error.message
+    assert "could not be reached" in error.message and CF_TOKEN not in error.message
 
 
 @pytest.mark.parametrize("base_url", ["http://turn-keys.example.org", "ftp://127.0.0.1", "rtc.example", ""])
