@@ -1,23 +1,34 @@
 """Frames over the widget's comm: the fallback when WebRTC cannot connect (UDP blocked, Binder).
 
-The page says `transport {transport: "comm"}`, then sends `frame {seq}` + one JPEG buffer (a camera
-session's camera) and acks the kernel's output `frame {seq, width, height}` + one JPEG buffer with
-`frame_ack {seq}`; the kernel acks the page's frames the same way (schema: messages.py).
+Two transports share this file's `CommLink`: JPEG frames (`CommTransport`, below) and VP8 chunks
+(`CodecTransport`, codec_transport.py). Their common rules (schema: messages.py):
+- Every frame is one custom message with ONE buffer; the receiver acks it at once on receipt.
+- At most one frame is in flight each way, so the newest frame wins and nothing queues on the
+  websocket: the page sends its next camera frame after the kernel's ack, the kernel its next
+  output frame after the page's ack (or after ACK_TIMEOUT_S) and never faster than its fps.
+- Encoding and decoding run in the media loop's executor, one job at a time, never on the loop.
+  Every method runs on the media loop.
 
-At most one frame is in flight each way, so the newest frame wins and nothing queues on the
-websocket: the page sends its next camera frame after the kernel's ack, the kernel its next output
-frame after the page's ack (and never faster than the model's fps). JPEG work runs in the media
-loop's executor, never on the loop. Every method runs on the media loop.
+JPEG: the page says `transport {transport: "comm"}`, then sends `frame {seq}` + one JPEG buffer
+(a camera session's camera) and acks the kernel's output `frame {seq, width, height}` + one JPEG
+buffer with `frame_ack {seq}`. A camera frame that arrives while one is decoded replaces the one
+waiting (JPEG frames stand alone, so any can be dropped).
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
-from collections.abc import Callable
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import av
 from aiortc.mediastreams import MediaStreamError
+from PIL import Image
 
 from ..errors import DecartNBError
 from ..media.frames import FrameMeta, recv_video
@@ -30,61 +41,164 @@ if TYPE_CHECKING:
     from ..pipeline import Pipeline
     from ..session import Session
 
-__all__ = ["CommTransport", "ACK_TIMEOUT_S"]
+__all__ = ["ACK_TIMEOUT_S", "CommLink", "CommTransport", "Incoming", "LinkMeter", "Outgoing"]
 
 logger = logging.getLogger("decart_nb")
 
-
 Send = Callable[[KernelMessage, list[bytes]], None]
+METER_WINDOW_S = 1.0  # kbps and fps are over the last second
 
 
-class CommTransport:
-    """One page's frames over the comm, for one session. Built and closed by the CameraWidget."""
+class LinkMeter:
+    """Bytes, frames and frame size of one direction of a link (loop thread)."""
+
+    def __init__(self) -> None:
+        self._sent: deque[tuple[float, int]] = deque(maxlen=512)
+        self.width = 0
+        self.height = 0
+
+    def add(self, nbytes: int) -> None:
+        self._sent.append((time.perf_counter(), nbytes))
+
+    def size(self, width: int, height: int) -> None:
+        if width and height:
+            self.width, self.height = width, height
+
+    def figures(self) -> dict[str, float]:
+        """kbps and fps over the last second, and the newest frame's size."""
+        since = time.perf_counter() - METER_WINDOW_S
+        recent = [n for t, n in list(self._sent) if t >= since]
+        return {
+            "kbps": round(sum(recent) * 8 / 1000 / METER_WINDOW_S, 1),
+            "fps": round(len(recent) / METER_WINDOW_S, 1),
+            "width": self.width,
+            "height": self.height,
+        }
+
+
+@dataclass
+class Incoming:
+    """A frame from the page as it arrived: its bytes, when, and what its message said."""
+
+    seq: Any
+    data: bytes
+    t_in: float
+    content: Mapping[str, Any]
+
+
+@dataclass
+class Outgoing:
+    """An encoded output frame, ready to send."""
+
+    data: bytes
+    width: int
+    height: int
+    key: bool = False
+
+
+class CommLink:
+    """One page's frames over the comm, for one session: what both comm transports share.
+    Built and closed by the CameraWidget. Subclasses say how frames are acked, queued, decoded,
+    encoded and announced."""
+
+    name = ""  # what `active_transport` and the stats call this transport
 
     def __init__(self, session: Session, send: Send) -> None:
         self._session = session
         self._send = send
         self.camera = MailboxTrack()  # the page's camera, read by the pipeline's input slot
+        self._pending: list[Incoming] = []
         self._decoding = False
-        self._next: tuple[bytes, float] | None = None
         self._acked = asyncio.Event()
         self._in_flight: int | None = None
+        self._sent_at = 0.0
+        self._sent_bytes = 0
         self._seq = 0
         self._sender: asyncio.Task[None] | None = None
         # The pipeline the sender reads (a model switch makes a new one).
         self._sending_from: Pipeline | None = None
         self.frames_received = 0
         self.frames_sent = 0
+        self.meter_in = LinkMeter()
+        self.meter_out = LinkMeter()
+
+    # -- what a transport says -----------------------------------------------------------------------
+    def _ack(self, seq: Any) -> KernelMessage:
+        raise NotImplementedError
+
+    def _queue(self, item: Incoming) -> None:
+        """Put a received frame in `_pending` (the decoder takes all of it, oldest first)."""
+        raise NotImplementedError
+
+    def _decode(
+        self, items: list[Incoming], width: int, height: int
+    ) -> tuple[av.VideoFrame | None, int, int]:
+        """Executor thread: the newest frame of `items` at width x height, and its size as sent."""
+        raise NotImplementedError
+
+    def _decode_failed(self, error: DecartNBError) -> None:
+        self._session.report_error(error)
+
+    def _encode(self, frame: av.VideoFrame, key: bool) -> Outgoing:
+        """Executor thread: one output frame for the page."""
+        raise NotImplementedError
+
+    def _announce(self, seq: int, out: Outgoing) -> KernelMessage:
+        raise NotImplementedError
+
+    def _period(self) -> float:
+        return 1.0 / max(1, self._session.model.fps)
+
+    def _delivered(self, nbytes: int, seconds: float) -> None:
+        """The page acked an output frame of `nbytes` after `seconds`."""
+
+    def _lost(self) -> None:
+        """No ack came for the output frame in flight within ACK_TIMEOUT_S."""
+
+    def _take_key(self) -> bool:
+        """Whether the next output frame must be a key frame (asked for since the last one)."""
+        return False
+
+    def figures(self) -> dict[str, Any]:
+        """This link's figures for session.stats (loop thread)."""
+        out: dict[str, Any] = {"transport": self.name}
+        for direction, meter in (("in", self.meter_in), ("out", self.meter_out)):
+            for key, value in meter.figures().items():
+                out[f"transport_{key}_{direction}"] = value
+        return out
 
     # -- page -> kernel: the camera ----------------------------------------------------------------
-    def receive(self, seq: Any, data: bytes, t_in: float) -> None:
-        """A camera frame from the page. Acked at once, so the page encodes its next frame while
-        this one is decoded; a frame that arrives during a decode replaces the waiting one."""
-        self._send(frame_ack(seq), [])
-        if self._decoding:
-            self._next = (data, t_in)
-            return
-        self._decoding = True
-        asyncio.get_running_loop().create_task(self._decode(data, t_in))
+    def receive(self, seq: Any, data: bytes, t_in: float, content: Mapping[str, Any] | None = None) -> None:
+        """A camera frame from the page. Acked at once, so the page's send->ack time is the
+        network's and it encodes its next frame while this one is decoded."""
+        self._send(self._ack(seq), [])
+        self.meter_in.add(len(data))
+        self._queue(Incoming(seq, data, t_in, content or {}))
+        if self._pending and not self._decoding:
+            self._decoding = True
+            asyncio.get_running_loop().create_task(self._decode_pending())
 
-    async def _decode(self, data: bytes, t_in: float) -> None:
+    async def _decode_pending(self) -> None:
         loop = asyncio.get_running_loop()
-        job: tuple[bytes, float] | None = (data, t_in)
         try:
-            while job is not None and self.camera.readyState == "live":
+            while self._pending and self.camera.readyState == "live":
+                items, self._pending = self._pending, []
                 spec = self._session.model
                 try:
-                    frame = await loop.run_in_executor(None, decode_jpeg, job[0], spec.width, spec.height)
+                    frame, width, height = await loop.run_in_executor(
+                        None, self._decode, items, spec.width, spec.height
+                    )
                 except DecartNBError as exc:
-                    self._session.report_error(exc)
-                else:
-                    frame.opaque = FrameMeta(t_in=job[1])
+                    self._decode_failed(exc)
+                    continue
+                self.meter_in.size(width, height)
+                if frame is not None:
+                    frame.opaque = FrameMeta(t_in=items[-1].t_in)
                     self._deliver(frame)
-                job, self._next = self._next, None
         finally:
             self._decoding = False
 
-    def _deliver(self, frame: Any) -> None:
+    def _deliver(self, frame: av.VideoFrame) -> None:
         session = self._session
         pipeline = session.pipeline
         if pipeline is None or pipeline.slot.readyState != "live" or self.camera.readyState != "live":
@@ -112,29 +226,37 @@ class CommTransport:
         if seq == self._in_flight:
             self._in_flight = None
             self._acked.set()
+            self._delivered(self._sent_bytes, time.perf_counter() - self._sent_at)
 
     async def _send_output(self, pipeline: Pipeline) -> None:
         track = pipeline.subscribe()
         loop = asyncio.get_running_loop()
-        period = 1.0 / max(1, self._session.model.fps)
-        last = -period
+        last = -self._period()
         try:
             while True:
+                key = False
                 try:
                     await asyncio.wait_for(self._acked.wait(), ACK_TIMEOUT_S)
                 except asyncio.TimeoutError:
                     logger.info("decart_nb: no ack for output frame %s, sending the next", self._in_flight)
-                await asyncio.sleep(max(0.0, last + period - loop.time()))
+                    self._lost()
+                    key = True  # a lost chunk broke the chain of delta frames
+                await asyncio.sleep(max(0.0, last + self._period() - loop.time()))
                 try:
                     frame = await recv_video(track)
                 except MediaStreamError:
                     return  # the pipeline stopped: a disconnect, or a model switch (the page restarts)
-                data = await loop.run_in_executor(None, encode_jpeg, frame)
+                out = await loop.run_in_executor(None, self._encode, frame, self._take_key() or key)
+                if not out.data:
+                    continue  # the encoder skipped the frame: nothing is in flight
                 self._seq += 1
                 self._in_flight = self._seq
                 self._acked.clear()
                 last = loop.time()
-                self._send(output_frame(self._seq, frame.width, frame.height), [data])
+                self._sent_at, self._sent_bytes = time.perf_counter(), len(out.data)
+                self._send(self._announce(self._seq, out), [out.data])
+                self.meter_out.add(len(out.data))
+                self.meter_out.size(out.width, out.height)
                 self.frames_sent += 1
         finally:
             track.stop()
@@ -147,5 +269,31 @@ class CommTransport:
     def close(self) -> None:
         """Stop sending and end the camera track (the input slot's reader stops with it)."""
         self.stop_output()
-        self._next = None
+        self._pending = []
         self.camera.stop()
+
+
+class CommTransport(CommLink):
+    """JPEG frames over the comm (see the module's docstring)."""
+
+    name = "comm"
+
+    def _ack(self, seq: Any) -> KernelMessage:
+        return frame_ack(seq)
+
+    def _queue(self, item: Incoming) -> None:
+        self._pending = [item]  # the newest wins: a JPEG frame needs no other
+
+    def _decode(
+        self, items: list[Incoming], width: int, height: int
+    ) -> tuple[av.VideoFrame | None, int, int]:
+        data = items[-1].data
+        frame = decode_jpeg(data, width, height)
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            return frame, image.width, image.height
+
+    def _encode(self, frame: av.VideoFrame, key: bool) -> Outgoing:
+        return Outgoing(encode_jpeg(frame), frame.width, frame.height)
+
+    def _announce(self, seq: int, out: Outgoing) -> KernelMessage:
+        return output_frame(seq, out.width, out.height)
