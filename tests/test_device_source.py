@@ -207,7 +207,7 @@ def test_a_device_that_sends_nothing_for_a_while_is_stalled_then_flows_again(
         await asyncio.wait_for(track.recv(), 5)
         camera.paused.set()
         paused_at = time.monotonic()
-        while not stalls and time.monotonic() - paused_at < 5:
+        while not stalls and time.monotonic() - paused_at < 8:
             await asyncio.sleep(0.1)
         camera.paused.clear()
         frame = await asyncio.wait_for(track.recv(), 5)  # frames come back on the same track
@@ -216,7 +216,7 @@ def test_a_device_that_sends_nothing_for_a_while_is_stalled_then_flows_again(
 
     errors, stalled_after, width = asyncio.run(asyncio.wait_for(run(), 20))
     assert errors == [] and width == 160
-    assert len(stalled_after) == 1 and 1.5 < stalled_after[0] < 3.5, stalled_after
+    assert len(stalled_after) == 1 and 1.5 < stalled_after[0] < 6, stalled_after  # CAMERA_STALL_S = 2
 
 
 @pytest.mark.xfail(
@@ -370,7 +370,7 @@ def test_a_refused_mode_falls_back_to_the_default_and_is_scaled(
 
     def device_like(path: str, format: str, options: dict[str, str]) -> Any:
         asked.append(options)
-        if options:
+        if "video_size" in options:
             av.error.err_check(-errno.EINVAL, path)
         return real_open(path, format="yuv4mpegpipe")
 
@@ -378,11 +378,22 @@ def test_a_refused_mode_falls_back_to_the_default_and_is_scaled(
     monkeypatch.setitem(device.FORMATS, "fifo", "v4l2")  # drive the v4l2 path with the stand-in
     with Session(source=f"device:{camera.path}") as s:
         assert s.snapshot(timeout=10).size == (1280, 720)
+    wallclock = {"timestamps": "abs"}
     assert asked == [
-        {"video_size": "1280x720", "framerate": "30", "input_format": "mjpeg"},
-        {"video_size": "1280x720", "framerate": "30"},
-        {},
+        wallclock | {"video_size": "1280x720", "framerate": "30", "input_format": "mjpeg"},
+        wallclock | {"video_size": "1280x720", "framerate": "30"},
+        wallclock,
     ]
+
+
+@pytest.mark.parametrize(
+    ("age", "stale"),
+    [(None, False), (0.0, False), (0.05, False), (0.07, True), (0.9, True), (1.5, False), (-3.0, False)],
+)
+def test_frames_queued_in_the_driver_are_skipped_only_when_plainly_late(
+    age: float | None, stale: bool
+) -> None:
+    assert device.is_stale(age, 1 / 30) is stale
 
 
 def test_devices_lists_video_nodes_with_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -191,8 +191,16 @@ def _attempts(fmt: str, width: int, height: int, fps: float) -> list[dict[str, s
     drops to 10 fps or less), then the raw default format, then the device's own default mode."""
     if fmt != FORMATS["char"]:
         return [{}]  # a stream (the stand-in) carries its own size and rate
-    asked = {"video_size": f"{width}x{height}", "framerate": f"{fps:g}"}
-    return [asked | {"input_format": "mjpeg"}, asked, {}]
+    wallclock = {"timestamps": "abs"}  # packet times on the wall clock: stale ones can be told
+    asked = wallclock | {"video_size": f"{width}x{height}", "framerate": f"{fps:g}"}
+    return [asked | {"input_format": "mjpeg"}, asked, wallclock]
+
+
+def is_stale(age_s: float | None, period_s: float) -> bool:
+    """A frame read more than two frame periods after its capture waited in the driver's queue
+    while the reader was behind: skipping it undecoded catches up (newest frame wins there too).
+    An age past a second is no lag but a clock the driver stamps differently: never skipped."""
+    return age_s is not None and 2 * period_s < age_s < 1.0
 
 
 def open_device(path: str, width: int, height: int, fps: float, fmt: str | None = None) -> tuple[Any, str]:
@@ -307,9 +315,15 @@ class DeviceTrack(MediaStreamTrack):
 
     def _pump(self) -> DecartNBError | None:
         stream = self._container.streams.video[0]
+        wallclock = "v4l2" in self._container.format.name  # asked with timestamps=abs
+        period = 1.0 / float(stream.average_rate or 30)
         for packet in self._container.demux(stream):
             if self._stopping.is_set():
                 return None
+            if wallclock and packet.pts is not None and packet.time_base is not None:
+                if is_stale(time.time() - float(packet.pts * packet.time_base), period):
+                    self.dropped += 1
+                    continue
             try:
                 frames = packet.decode()
             except av.InvalidDataError as exc:
