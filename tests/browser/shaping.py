@@ -2,8 +2,9 @@
 
 Inside the loopback-only network namespace that `scripts/test` and `bench/run` make, as root:
 
-    with shaped_link(rate_kbit=1000, port=lab.port):
+    with shaped_link(rate_kbit=1000, port=lab.port) as link:
         ...  # the page <-> JupyterLab traffic runs at 1 Mbit/s; every UDP packet is dropped
+        link.set_rate(5000)  # now 5 Mbit/s
 
 htb shapes, a blackhole qdisc eats UDP (netem, prio and act are not available on this kernel;
 htb, tbf, blackhole and u32 are). The qdiscs are always removed on the way out, also when the
@@ -39,13 +40,35 @@ class ShapingError(RuntimeError):
     """tc could not shape the link (not root, not inside a loopback-only namespace, no htb)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Shaping:
-    """What a `shaped_link` applied (for test output and the bench's table)."""
+    """What a `shaped_link` applied (for test output and the bench's table); `set_rate` changes
+    the rate in place (`tc class change`), so one page can be measured at several rates."""
 
     rate_kbit: int | None
     port: int | None
     block_udp: bool
+
+    def set_rate(self, rate_kbit: int | None) -> None:
+        rate = _rate(rate_kbit)
+        _tc(
+            [
+                "class",
+                "change",
+                "dev",
+                DEV,
+                "parent",
+                "1:",
+                "classid",
+                "1:10",
+                "htb",
+                "rate",
+                rate,
+                "ceil",
+                rate,
+            ]
+        )
+        self.rate_kbit = rate_kbit
 
     def __str__(self) -> str:
         rate = f"{self.rate_kbit / 1000:g} Mbit/s" if self.rate_kbit else "unshaped"
@@ -61,7 +84,7 @@ def loopback_only() -> bool:
 def tc_rules(rate_kbit: int | None, port: int | None = None, block_udp: bool = True) -> list[list[str]]:
     """The tc commands, in order: root htb, the shaped class 1:10, the UDP blackhole 1:20,
     (with a port) the free default class 1:30, then the filters."""
-    rate = f"{rate_kbit}kbit" if rate_kbit else FREE_RATE
+    rate = _rate(rate_kbit)
     default = "30" if port else "10"
     rules = [
         ["qdisc", "add", "dev", DEV, "root", "handle", "1:", "htb", "default", default],
@@ -84,6 +107,10 @@ def tc_rules(rate_kbit: int | None, port: int | None = None, block_udp: bool = T
                 rule = [match, "protocol", "6", "0xff", "match", match, direction, str(port), "0xffff"]
                 rules.append(_filter(family, prio, rule, "1:10"))
     return rules
+
+
+def _rate(rate_kbit: int | None) -> str:
+    return f"{rate_kbit}kbit" if rate_kbit else FREE_RATE
 
 
 def _filter(family: str, prio: int, match: list[str], flow: str) -> list[str]:
