@@ -46,7 +46,7 @@ class Pipeline:
         self._pump: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._source = make_source(self._source_arg, self.spec)
+        self._source = await make_source(self._source_arg, self.spec)
         output = await self.engine.start(self.slot)
         self._pump = asyncio.get_running_loop().create_task(self._run(output))
         if self._source is not None:

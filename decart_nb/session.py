@@ -20,6 +20,7 @@ from .engines import Engine, FrameEngine, make_engine
 from .errors import DecartNBError, ErrorCode
 from .events import CallbackFailure, EventHub, GenerationEnded, GenerationTick, QueuePosition
 from .images import ImageInput, load_image
+from .media.device import DeviceTrack
 from .media.frames import to_rgb
 from .media.recorder import check_clip_path
 from .media.recorder import record as record_clip
@@ -316,6 +317,8 @@ class Session:
             self._set_conn("connected")
         elif (camera := self._peer_set.camera_track()) is not None:
             pipeline.attach_camera(camera)
+        if isinstance(device := pipeline.slot.upstream, DeviceTrack):
+            device.watch(self.report_error, lambda: self._camera_news("stalled"))
             self._set_conn("connected")
 
     def disconnect(self) -> None:

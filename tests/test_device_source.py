@@ -159,7 +159,7 @@ def test_a_device_that_stops_is_reported_once_and_the_track_stays_live(
     camera.frames = 20
 
     async def run() -> tuple[list[DecartNBError], int, int, bool]:
-        track = device.make_device_track(f"device:{camera.path}", 160, 96, 30)
+        track = await device.make_device_track(f"device:{camera.path}", 160, 96, 30)
         errors: list[DecartNBError] = []
         stalls: list[int] = []
         track.watch(errors.append, lambda: stalls.append(1))
@@ -200,7 +200,7 @@ def test_a_device_that_sends_nothing_for_a_while_is_stalled_then_flows_again(
     camera: FakeCamera, no_leaked_threads: None
 ) -> None:
     async def run() -> tuple[list[DecartNBError], list[float], int]:
-        track = device.make_device_track(f"device:{camera.path}", 160, 96, 30)
+        track = await device.make_device_track(f"device:{camera.path}", 160, 96, 30)
         errors: list[DecartNBError] = []
         stalls: list[float] = []
         track.watch(errors.append, lambda: stalls.append(time.monotonic()))
@@ -219,11 +219,6 @@ def test_a_device_that_sends_nothing_for_a_while_is_stalled_then_flows_again(
     assert len(stalled_after) == 1 and 1.5 < stalled_after[0] < 6, stalled_after  # CAMERA_STALL_S = 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Session._start_pipeline must hand the DeviceTrack its hooks (docs/device_camera.md, "
-    "'For maintainers'); remove this mark when it does",
-)
 def test_a_stopped_device_is_an_error_event_and_the_state_goes_back_to_connected(
     camera: FakeCamera, no_leaked_threads: None
 ) -> None:

@@ -393,12 +393,18 @@ class DeviceTrack(MediaStreamTrack):
             self._on_stalled()
 
 
-def make_device_track(source: str, width: int, height: int, fps: float) -> DeviceTrack:
-    """The track for source="device[:PATH]", opened now (on the media loop, during connect)."""
+def open_any(source: str, width: int, height: int, fps: float) -> tuple[str, Any, str]:
+    """Path, open container and mode for source="device[:PATH]". Blocking (a camera can take a
+    while to start, a FIFO waits for its writer): the pipeline calls it in the loop's executor."""
     path = check_device(source)
     if path == "":
-        path, container, mode = first_device(width, height, fps)
-    else:
-        container, mode = open_device(path, width, height, fps)
+        return first_device(width, height, fps)
+    return (path, *open_device(path, width, height, fps))
+
+
+async def make_device_track(source: str, width: int, height: int, fps: float) -> DeviceTrack:
+    """The track for source="device[:PATH]": opened off the loop, built on it."""
+    loop = asyncio.get_running_loop()
+    path, container, mode = await loop.run_in_executor(None, open_any, source, width, height, fps)
     logger.info("decart_nb: camera %s opened at %s", path, mode)
     return DeviceTrack(path, container, mode, width, height)

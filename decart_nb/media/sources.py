@@ -263,16 +263,17 @@ def _check_source_path(path: Path, given: object) -> str:
     return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
 
 
-def make_source(source: object, spec: ModelSpec) -> MediaStreamTrack | None:
-    """The track for a Session's `source`; None for "camera" (the connected peer supplies it)."""
+async def make_source(source: object, spec: ModelSpec) -> MediaStreamTrack | None:
+    """The track for a Session's `source`, on the media loop; None for "camera" (the connected
+    peer supplies it)."""
     w, h, fps = spec.width, spec.height, spec.fps
     kind = check_source(source)
     if kind == "camera":
         return None
     if kind == "pattern":
         return PatternTrack(w, h, fps)
-    if kind == "device":
-        return make_device_track(cast(str, source), w, h, fps)
+    if kind == "device":  # opened in the loop's executor: a camera can take a while to start
+        return await make_device_track(cast(str, source), w, h, fps)
     if isinstance(source, (Image.Image, np.ndarray)):
         return ImageTrack(load_image(source, max_side=None), w, h, fps)
     if isinstance(source, (str, os.PathLike)):
