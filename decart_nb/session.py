@@ -311,14 +311,14 @@ class Session:
         self._engine.bind(spec)
         await self._engine.apply(self._state)
         await pipeline.start()
+        if isinstance(device := pipeline.slot.upstream, DeviceTrack):
+            device.watch(self.report_error, lambda: self._camera_news("stalled"))
         if self._stats_task is None:
             self._stats_task = asyncio.get_running_loop().create_task(self._publish_stats())
         if not _named(self._source, "camera"):
             self._set_conn("connected")
         elif (camera := self._peer_set.camera_track()) is not None:
             pipeline.attach_camera(camera)
-        if isinstance(device := pipeline.slot.upstream, DeviceTrack):
-            device.watch(self.report_error, lambda: self._camera_news("stalled"))
             self._set_conn("connected")
 
     def disconnect(self) -> None:
