@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from . import models, tokens
+from . import models, tokens, turn
 from .engines.decart import watch
 from .errors import DecartNBError, ErrorCode
 from .events import GenerationEnded, GenerationTick, QueuePosition
+from .media.device import devices
 from .reachability import diagnose
 from .session import ConnectionState, Session
 from .state import GenerationState
@@ -24,9 +25,11 @@ __all__ = [
     "QueuePosition",
     "Session",
     "__version__",
+    "devices",
     "diagnose",
     "models",
     "tokens",
+    "turn",
     "watch",
 ]
 

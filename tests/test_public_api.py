@@ -18,9 +18,11 @@ EXPORTED = [
     "QueuePosition",
     "Session",
     "__version__",
+    "devices",
     "diagnose",
     "models",
     "tokens",
+    "turn",
     "watch",
 ]
 
