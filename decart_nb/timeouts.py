@@ -78,3 +78,6 @@ TURN_TIMEOUT_S = 10.0  # decart_nb.turn: one request to a TURN provider for cred
 # A sweep item waits this long (plus its own seconds) for frames: generous, since the machine may
 # be busy; a real stall still shows as FRAME_TIMEOUT.
 FRAME_TIMEOUT_S = 15.0
+# A kernel-side camera (source="device:..."): how long stop() waits for its reader thread to let
+# go of the device (a reader blocked in a read lets go with the next frame or error).
+DEVICE_STOP_S = 1.0

@@ -26,7 +26,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..errors import DecartNBError, ErrorCode
-from ..timeouts import CAMERA_STALL_S, WATCH_EVERY_S
+from ..timeouts import CAMERA_STALL_S, DEVICE_STOP_S, WATCH_EVERY_S
 from .frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta
 from .mailbox import Mailbox
 
@@ -46,10 +46,6 @@ PREFIX = "device"
 DEVICE_ROOTS: tuple[str, ...] = ("/dev",)
 # Demuxer by kind of file: a V4L2 character device, or a pipe fed with YUV4MPEG (the stand-in).
 FORMATS = {"char": "v4l2", "fifo": "yuv4mpegpipe"}
-# How long stop() waits for the reader to let go of the device (a live camera sends its next
-# frame well within this), so that an immediate reconnect does not find it busy.
-# TODO(lead): move to timeouts.py (e.g. DEVICE_STOP_S) if the project wants it there.
-READER_JOIN_S = 1.0
 
 _NOT_FOUND = {errno.ENOENT, errno.ENODEV, errno.ENXIO}
 _DENIED = {errno.EACCES, errno.EPERM}
@@ -293,7 +289,7 @@ class DeviceTrack(MediaStreamTrack):
         self._box.close()
         super().stop()
         if self._thread is not threading.current_thread():
-            self._thread.join(READER_JOIN_S)
+            self._thread.join(DEVICE_STOP_S)
         if self._thread.is_alive():
             logger.warning(
                 "decart_nb: the reader of %s is still waiting for a frame; it lets go of the device "
