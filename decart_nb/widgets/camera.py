@@ -63,6 +63,11 @@ CAMERA_ADVICE = {
     ErrorCode.CAMERA_ERROR: "The camera could not be started. Press Try again, or reload the page.",
 }
 
+CAMERA_ENDED_ADVICE = (
+    "The camera stopped while in use: it was unplugged, or the browser's camera permission was "
+    "revoked. Plug it in (or allow the camera again), then press Try again."
+)
+
 
 class CameraWidget(anywidget.AnyWidget):
     """Camera in, transformed video out, live in the notebook page. Built by `session.widget`.
@@ -224,6 +229,13 @@ class CameraWidget(anywidget.AnyWidget):
             )
         )
 
+    def _camera_ended(self, content: Mapping[str, Any]) -> None:
+        """The camera stopped mid-stream; the page shows the error with Try again."""
+        label = str(content.get("label") or "")
+        self._session.report_error(
+            DecartNBError(ErrorCode.CAMERA_ERROR, CAMERA_ENDED_ADVICE, data={"name": "ended", "label": label})
+        )
+
     def _reconnecting(self, content: Mapping[str, Any]) -> None:
         if self.mode == "camera" and self._session.state != "disconnected":
             _loop.call_soon(self._session.peer_lost)
@@ -365,6 +377,7 @@ _HANDLERS = {
     "camera": CameraWidget._camera_info,
     "devices": CameraWidget._devices,
     "camera_error": CameraWidget._camera_error,
+    "camera_ended": CameraWidget._camera_ended,
     "reconnecting": CameraWidget._reconnecting,
     "gave_up": CameraWidget._gave_up,
     "stopped": CameraWidget._stopped,

@@ -2,8 +2,9 @@
 
 Every message is a JSON object with a `type`; a frame's JPEG travels as the message's one buffer.
 State the page renders (connection state, size, mirror, stats, last error) travels as synced traits
-of the CameraWidget instead. The page's side of this schema is in camera.js (`kernelMessage` and
-the `send` calls); tests/test_messages.py checks that the two sides name the same messages.
+of the CameraWidget instead. The page's side of this schema is camera.js's PAGE_MESSAGES and
+KERNEL_MESSAGES tables; tests/test_messages.py checks that both sides name the same messages with
+the same fields (PAGE_MESSAGES and KERNEL_MESSAGES here).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from __future__ import annotations
 from typing import Any, Literal, TypedDict
 
 __all__ = [
+    "KERNEL_MESSAGES",
     "KERNEL_TYPES",
+    "PAGE_MESSAGES",
     "PAGE_TYPES",
     "Answer",
     "AnswerError",
+    "CameraEnded",
     "CameraError",
     "CameraInfo",
     "Devices",
@@ -71,6 +75,13 @@ class CameraError(TypedDict):
     message: str
 
 
+class CameraEnded(TypedDict):
+    """The camera's track ended mid-stream (unplugged, or the browser's permission revoked)."""
+
+    type: Literal["camera_ended"]
+    label: str
+
+
 class Reconnecting(TypedDict):
     type: Literal["reconnecting"]
     attempt: int
@@ -123,20 +134,22 @@ class PageStats(TypedDict, total=False):
     height: float | None
 
 
-#: Every message type the page sends (frame, frame_ack and transport belong to the comm transport).
-PAGE_TYPES = (
-    "offer",
-    "camera",
-    "devices",
-    "camera_error",
-    "reconnecting",
-    "gave_up",
-    "stopped",
-    "transport",
-    "frame",
-    "frame_ack",
-    "page_stats",
-)
+#: Every message the page sends, by type (frame, frame_ack and transport belong to the comm transport).
+PAGE_MESSAGES: dict[str, type] = {
+    "offer": Offer,
+    "camera": CameraInfo,
+    "devices": Devices,
+    "camera_error": CameraError,
+    "camera_ended": CameraEnded,
+    "reconnecting": Reconnecting,
+    "gave_up": GaveUp,
+    "stopped": Stopped,
+    "transport": Transport,
+    "frame": Frame,
+    "frame_ack": FrameAck,
+    "page_stats": PageStats,
+}
+PAGE_TYPES = tuple(PAGE_MESSAGES)
 
 
 # -- kernel -> page -----------------------------------------------------------------------------
@@ -175,8 +188,16 @@ class OutputFrame(TypedDict):
 
 KernelMessage = Answer | AnswerError | Restart | Stop | OutputFrame | FrameAck
 
-#: Every message type the kernel sends.
-KERNEL_TYPES = ("answer", "answer_error", "restart", "stop", "frame", "frame_ack")
+#: Every message the kernel sends, by type.
+KERNEL_MESSAGES: dict[str, type] = {
+    "answer": Answer,
+    "answer_error": AnswerError,
+    "restart": Restart,
+    "stop": Stop,
+    "frame": OutputFrame,
+    "frame_ack": FrameAck,
+}
+KERNEL_TYPES = tuple(KERNEL_MESSAGES)
 
 
 def answer(attempt: Any, sdp: str) -> Answer:

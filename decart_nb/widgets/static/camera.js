@@ -2,11 +2,17 @@
 // comes back into a <video>. One self-contained ES module: anywidget loads it from a Blob URL, so
 // there are no imports and nothing is fetched from a CDN.
 //
-// One Controller per widget model owns the camera and the RTCPeerConnection; every view of the
-// model shows the same streams, so displaying the widget twice never opens the camera twice.
-// The kernel answers our offers (no trickle: we wait for ICE gathering to complete).
-// Where WebRTC cannot connect (transport "comm", or "auto" after AUTO_CONNECT_MS) frames travel
-// over the comm itself as JPEG, one in flight each way (CommLink).
+// One Controller per widget model; every view of the model shows the same streams, so displaying
+// the widget twice never opens the camera twice. Its parts, one concern each:
+//   CameraSource  getUserMedia with the model's constraints (exact, then ideal), switching, pause,
+//                 the track's `ended` (unplugged, permission revoked)
+//   RtcLink       transport "webrtc": RTCPeerConnection, offer/answer over the comm (no trickle:
+//                 we wait for ICE gathering), codec preference, playout target, page stats
+//   CommLink      transport "comm" (or "auto" after AUTO_CONNECT_MS): JPEG frames over the comm,
+//                 one in flight each way
+//   Controller    owns the status (TRANSITIONS below), picks the transport, retries, talks to the
+//                 kernel (PAGE_MESSAGES / KERNEL_MESSAGES) and renders the views
+//   View          one rendering of the widget
 
 const BACKOFF_S = [1, 2, 4, 8, 8]; // five reconnection attempts
 const ANSWER_TIMEOUT_MS = 15000;
@@ -36,9 +42,11 @@ const CAMERA_HINTS = {
   NotReadableError: "The camera is busy or failed to start.",
   AbortError: "The camera is busy or failed to start.",
   OverconstrainedError: "The camera cannot deliver the model's size or frame rate.",
+  CameraEnded: "The camera stopped: it was unplugged, or the browser's permission was revoked.",
 };
 
-// Test and debugging hook: the live controllers of this page.
+// Test and debugging hook: the live controllers of this page. `strict: true` makes a refused
+// status transition throw instead of logging.
 const registry = (globalThis.__decartNB ??= { controllers: new Set() });
 
 const PREVIEW_EMPTY = {
@@ -47,6 +55,140 @@ const PREVIEW_EMPTY = {
   "camera-error": "Camera unavailable",
   stopped: "Camera off",
 };
+
+// -- messages -------------------------------------------------------------------------------------
+// The page's side of the message schema; the kernel's side is decart_nb/widgets/messages.py, and
+// tests/test_messages.py checks that both name the same messages with the same fields. Each
+// message is a JSON object with a `type` and these fields; a frame's JPEG travels as its one buffer.
+//
+// Page -> kernel:
+/** @typedef {{type: "offer", sdp: string, attempt: number}} OfferMessage */
+/** @typedef {{type: "camera", facingMode: string, label: string, deviceId: string, width: number, height: number, frameRate: number}} CameraMessage */
+/** @typedef {{type: "devices", devices: {deviceId: string, label: string}[]}} DevicesMessage */
+/** @typedef {{type: "camera_error", name: string, message: string}} CameraErrorMessage getUserMedia failed */
+/** @typedef {{type: "camera_ended", label: string}} CameraEndedMessage the track ended mid-stream */
+/** @typedef {{type: "reconnecting", attempt: number}} ReconnectingMessage */
+/** @typedef {{type: "gave_up", attempts: number}} GaveUpMessage */
+/** @typedef {{type: "stopped", reason: string}} StoppedMessage */
+/** @typedef {{type: "transport", transport: "webrtc" | "comm"}} TransportMessage */
+/** @typedef {{type: "frame", seq: number}} FrameMessage a camera frame over the comm (buffer: JPEG) */
+/** @typedef {{type: "frame_ack", seq: number}} FrameAckMessage either way: frame `seq` arrived */
+/** @typedef {{type: "page_stats", fps_sent: ?number, fps_received: ?number, fps_decoded: ?number, fps_presented: ?number, frames_dropped: ?number, freezes: ?number, width: ?number, height: ?number}} PageStatsMessage */
+// Kernel -> page:
+/** @typedef {{type: "answer", attempt: number, sdp: string}} AnswerMessage */
+/** @typedef {{type: "answer_error", attempt: number, error: {code: string, message: string}}} AnswerErrorMessage */
+/** @typedef {{type: "restart"}} RestartMessage re-request the camera and renegotiate */
+/** @typedef {{type: "stop"}} StopMessage the session disconnected */
+/** @typedef {{type: "frame", seq: number, width: number, height: number}} OutputFrameMessage (buffer: JPEG) */
+
+const schema = (table) => Object.freeze(Object.fromEntries(Object.entries(table).map(([k, v]) => [k, Object.freeze(v)])));
+
+// Each message the page sends: its fields besides `type`.
+const PAGE_MESSAGES = schema({
+  offer: ["sdp", "attempt"],
+  camera: ["facingMode", "label", "deviceId", "width", "height", "frameRate"],
+  devices: ["devices"],
+  camera_error: ["name", "message"],
+  camera_ended: ["label"],
+  reconnecting: ["attempt"],
+  gave_up: ["attempts"],
+  stopped: ["reason"],
+  transport: ["transport"],
+  frame: ["seq"],
+  frame_ack: ["seq"],
+  page_stats: ["fps_sent", "fps_received", "fps_decoded", "fps_presented", "frames_dropped", "freezes", "width", "height"],
+});
+
+// Each message the page handles: its fields besides `type`.
+const KERNEL_MESSAGES = schema({
+  answer: ["attempt", "sdp"],
+  answer_error: ["attempt", "error"],
+  restart: [],
+  stop: [],
+  frame: ["seq", "width", "height"],
+  frame_ack: ["seq"],
+});
+
+// The fields `msg` lacks or has beyond its schema entry ("" when it matches).
+function schemaMismatch(table, msg) {
+  const fields = table[msg.type];
+  if (!fields) return `unknown type ${JSON.stringify(msg.type)}`;
+  const keys = Object.keys(msg).filter((k) => k !== "type");
+  const odd = [...fields.filter((f) => !keys.includes(f)), ...keys.filter((k) => !fields.includes(k))];
+  return odd.length ? `${msg.type}: fields ${odd.join(", ")} differ from the schema` : "";
+}
+
+// -- status: the page's state diagram -------------------------------------------------------------
+// Each status, the statuses it may go to, and what makes it go there. setStatus() refuses any
+// other move (console.error, the status stays; it throws when __decartNB.strict is set); staying
+// in a status with a new notice is always allowed. "stopped" is reachable from every status.
+//
+//                start (camera)            camera open           peer connected / first comm frame
+// idle, stopped ---------------> starting -------------> connecting -------------------------------> live
+//    |    \____ start (no camera) ____________________^  ^    |  attempt fails                        |
+//    | start (hidden)            ^ visible   "auto" falls |    v                 peer failed / lost   |
+//    +----------------> paused --+              back  reconnecting <----------------------------------+
+//                                                        |  peer connected again --> live
+// page hidden:                       starting, connecting, live, reconnecting --> paused
+// getUserMedia or a switch fails, the track ends:
+//                                    starting, connecting, live, reconnecting --> camera-error
+// camera-error --start (Try again, a new view)--> starting | paused           any --stop--> stopped
+const TRANSITIONS = Object.freeze({
+  idle: Object.freeze({
+    starting: "start: ask for the camera",
+    paused: "start while the page is hidden",
+    connecting: "start without a camera (mode receive)",
+    stopped: "stop",
+  }),
+  starting: Object.freeze({
+    connecting: "the camera opened: connect",
+    live: "resumed with the transport up",
+    reconnecting: "the peer was lost while the camera reopens",
+    paused: "the page was hidden",
+    "camera-error": "getUserMedia failed",
+    stopped: "stop",
+  }),
+  paused: Object.freeze({
+    starting: "the page is visible again: reopen the camera",
+    connecting: "started while hidden: connect anyway",
+    reconnecting: "the peer was lost while hidden",
+    stopped: "stop",
+  }),
+  connecting: Object.freeze({
+    live: "the peer connected, or the first frame crossed the comm",
+    reconnecting: "the attempt failed or the peer was lost",
+    paused: "the page was hidden",
+    "camera-error": "the camera ended, or a switch failed",
+    stopped: "stop, or the kernel is disconnected",
+  }),
+  live: Object.freeze({
+    reconnecting: "the peer failed, or stayed disconnected",
+    connecting: '"auto" fell back to the comm',
+    paused: "the page was hidden",
+    "camera-error": "the camera ended, or a switch failed",
+    stopped: "stop",
+  }),
+  reconnecting: Object.freeze({
+    live: "the peer connected again",
+    connecting: '"auto" fell back to the comm',
+    paused: "the page was hidden",
+    "camera-error": "the camera ended, or a switch failed",
+    stopped: "gave up, or stop",
+  }),
+  "camera-error": Object.freeze({
+    starting: "start again (a new view)",
+    paused: "start again while the page is hidden",
+    stopped: "stop, or Try again (which then starts)",
+  }),
+  stopped: Object.freeze({
+    starting: "start: ask for the camera",
+    paused: "start while the page is hidden",
+    connecting: "start without a camera",
+  }),
+});
+
+// Statuses in which the page has not started, or has stopped trying (Try again starts it).
+const IDLE_STATUSES = new Set(["idle", "stopped", "camera-error"]);
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -83,13 +225,126 @@ function deadline(promise, ms, what) {
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
+// -- camera ---------------------------------------------------------------------------------------
+// The camera: getUserMedia with the model's size and rate (exact first, then as a preference),
+// failures as CameraError (the kernel maps their names to CAMERA_* codes), and the track's `ended`.
+class CameraSource {
+  constructor(model, onEnded) {
+    this.model = model;
+    this.onEnded = onEnded; // (track): the camera stopped by itself (unplugged, permission revoked)
+    this.stream = null;
+    this.facing = ""; // the camera's own facingMode ("" when it does not say)
+    this.paused = false; // released while the page is hidden
+    this.unlisten = null;
+  }
+
+  get track() {
+    return this.stream ? this.stream.getVideoTracks()[0] : null;
+  }
+
+  constraints(ideal) {
+    const m = this.model;
+    const [w, h, fps] = [m.get("width"), m.get("height"), m.get("fps")];
+    const video = ideal
+      ? { width: { ideal: w }, height: { ideal: h }, frameRate: { ideal: fps } }
+      : { width: { exact: w }, height: { exact: h }, frameRate: { ideal: fps, max: fps } };
+    const id = m.get("device_id");
+    if (id) video.deviceId = ideal ? { ideal: id } : { exact: id };
+    else video.facingMode = { ideal: m.get("facing_mode") };
+    return { video, audio: false };
+  }
+
+  async open() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      throw new CameraError({ name: "SecurityError", message: "No camera API: open the notebook over https or from localhost." });
+    }
+    try {
+      return await navigator.mediaDevices.getUserMedia(this.constraints(false));
+    } catch (err) {
+      if (err.name !== "OverconstrainedError") throw new CameraError(err);
+    }
+    try {
+      return await navigator.mediaDevices.getUserMedia(this.constraints(true));
+    } catch (err) {
+      throw new CameraError(err);
+    }
+  }
+
+  // Another camera while this one is open. Many phones open one camera at a time: when the new
+  // one is busy, release the old one and ask again.
+  async reopen() {
+    try {
+      return await this.open();
+    } catch (err) {
+      if (err.name !== "NotReadableError") throw err;
+    }
+    this.release();
+    return await this.open();
+  }
+
+  // Makes `stream` the camera (releasing the previous one); returns what the kernel is told.
+  use(stream) {
+    this.release();
+    this.stream = stream;
+    const track = this.track;
+    const ended = () => this.stream === stream && this.onEnded(track);
+    track.addEventListener("ended", ended);
+    this.unlisten = () => track.removeEventListener("ended", ended);
+    const s = track.getSettings();
+    this.facing = s.facingMode || "";
+    return {
+      facingMode: this.facing,
+      label: track.label,
+      deviceId: s.deviceId || "",
+      width: s.width || 0,
+      height: s.height || 0,
+      frameRate: s.frameRate || 0,
+    };
+  }
+
+  release() {
+    this.unlisten?.();
+    this.unlisten = null;
+    stopStream(this.stream); // the camera light goes off (stop() itself fires no `ended`)
+    this.stream = null;
+  }
+
+  async devices() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return null;
+    const all = await navigator.mediaDevices.enumerateDevices();
+    return all.filter((d) => d.kind === "videoinput").map((d) => ({ deviceId: d.deviceId, label: d.label }));
+  }
+}
+
+// -- transports -----------------------------------------------------------------------------------
+// A transport carries the camera to the kernel and the output back. The Controller holds one at a
+// time (`controller.link`) and uses only this interface, so another (say, WebCodecs frames over
+// the comm) can go beside RtcLink and CommLink:
+//   kind                   "webrtc" | "comm": the "transport" message and the view's label
+//   drawsFrames            true: the output is drawn frame by frame on a canvas (`output`);
+//                          false: it plays in a <video> from the MediaStream `remote`
+//   start(): Promise       connect (again); resolves once frames can flow, rejects if they cannot
+//   reset()                drop the current connection (start() makes a new one)
+//   close()                for good
+//   setTrack(track|null)   the camera changed (switched, paused, resumed): Promise
+//   message(msg, buffers)  a kernel message for this transport: true when it was one
+//   up                     frames flow now
+//   output, received       the newest output frame and how many arrived (drawsFrames only)
+// It calls back its host (the Controller): carrying(link) once it carries the frames,
+// linkLive(link) when frames flow, linkLost(link) when the connection is gone, outputChanged()
+// and showFrame(frame) for the output; it reads host.model, host.stream, host.paused, host.camera,
+// host.generation (bumped: stale work backs off) and sends through host.send.
+
 // Frames over the comm: the camera goes to the kernel as JPEG drawn at the model's size, the
 // output comes back as JPEG. One frame in flight each way: the next camera frame leaves after the
 // kernel's ack, and we ack each output frame once it is decoded, so the newest frame always wins.
 class CommLink {
-  constructor(controller, gen) {
-    this.c = controller;
+  constructor(host, gen) {
+    this.host = host;
     this.gen = gen;
+    this.kind = "comm";
+    this.drawsFrames = true;
+    this.remote = null;
     this.seq = 0;
     this.waiting = null; // the camera frame in flight: {seq, resolve, timer}
     this.output = null; // the newest output frame, an ImageBitmap
@@ -99,12 +354,27 @@ class CommLink {
   }
 
   get live() {
-    return !this.closed && this.gen === this.c.generation;
+    return !this.closed && this.gen === this.host.generation;
   }
 
-  start() {
-    this.c.send({ type: "transport", transport: "comm" });
-    if (this.c.camera) this.sendCamera().catch((err) => console.warn("decart_nb: comm camera loop stopped", err));
+  get up() {
+    return this.sent > 0;
+  }
+
+  async start() {
+    this.host.carrying(this);
+    if (this.host.camera) this.sendCamera().catch((err) => console.warn("decart_nb: comm camera loop stopped", err));
+  }
+
+  reset() {}
+
+  async setTrack() {} // the camera loop reads host.stream for each frame
+
+  message(msg, buffers) {
+    if (msg.type === "frame") this.frame(msg, buffers);
+    else if (msg.type === "frame_ack") this.acked(msg.seq);
+    else return false;
+    return true;
   }
 
   async sendCamera() {
@@ -116,8 +386,8 @@ class CommLink {
     let inFlight = Promise.resolve();
     try {
       while (this.live) {
-        const stream = this.c.stream;
-        if (!stream || this.c.paused) {
+        const stream = this.host.stream;
+        if (!stream || this.host.paused) {
           await sleep(100);
           continue;
         }
@@ -129,7 +399,7 @@ class CommLink {
           await sleep(20);
           continue;
         }
-        const m = this.c.model;
+        const m = this.host.model;
         const [w, h, fps] = [m.get("width"), m.get("height"), m.get("fps")];
         const started = performance.now();
         if (canvas.width !== w || canvas.height !== h) [canvas.width, canvas.height] = [w, h];
@@ -152,7 +422,7 @@ class CommLink {
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.acked(seq, false), FRAME_ACK_TIMEOUT_MS);
       this.waiting = { seq, resolve, timer };
-      if (this.c.send({ type: "frame", seq }, [buffer])) this.sent += 1;
+      if (this.host.send({ type: "frame", seq }, [buffer])) this.sent += 1;
       else this.acked(seq, false);
     });
   }
@@ -164,7 +434,7 @@ class CommLink {
     this.waiting = null;
     clearTimeout(waiting.timer);
     waiting.resolve();
-    if (byKernel && this.live) this.c.commLive();
+    if (byKernel && this.live) this.host.linkLive(this);
   }
 
   async frame(msg, buffers) {
@@ -176,12 +446,13 @@ class CommLink {
       console.warn("decart_nb: an output frame did not decode", err);
     }
     if (!this.live) return bitmap?.close();
-    this.c.send({ type: "frame_ack", seq: msg.seq });
+    this.host.send({ type: "frame_ack", seq: msg.seq });
     if (!bitmap) return;
     this.output?.close();
     this.output = bitmap;
     this.received += 1;
-    this.c.commFrame(bitmap);
+    this.host.linkLive(this);
+    this.host.showFrame(bitmap);
   }
 
   close() {
@@ -192,57 +463,318 @@ class CommLink {
   }
 }
 
+// WebRTC: one RTCPeerConnection at a time, its offer answered by the kernel over the comm.
+class RtcLink {
+  constructor(host, gen) {
+    this.host = host;
+    this.gen = gen;
+    this.kind = "webrtc";
+    this.drawsFrames = false;
+    this.pc = null;
+    this.sender = null; // the camera's RTCRtpSender (null: receive only)
+    this.receiver = null; // the output's RTCRtpReceiver
+    this.remote = null; // the output; kept while reconnecting, replaced by the next track
+    this.pending = null; // the offer waiting for its answer
+    this.closed = false;
+    this.disconnectTimer = null;
+    this.statsTimer = null;
+    this.lastStats = null; // the previous sample: rates are differences between samples
+  }
+
+  get live() {
+    return !this.closed && this.gen === this.host.generation;
+  }
+
+  get up() {
+    return this.pc?.connectionState === "connected";
+  }
+
+  // One attempt: a new peer, our offer, the kernel's answer, then until the peer connects.
+  async start() {
+    this.reset();
+    const pc = new RTCPeerConnection({ iceServers: this.host.model.get("ice_servers") || [] });
+    this.pc = pc;
+    const camera = this.host.camera;
+    const stream = this.host.stream;
+    let transceiver;
+    if (camera && stream) {
+      transceiver = pc.addTransceiver(stream.getVideoTracks()[0], { direction: "sendrecv", streams: [stream] });
+    } else if (camera) {
+      transceiver = pc.addTransceiver("video", { direction: "sendrecv" }); // paused: a track comes later
+    } else {
+      transceiver = pc.addTransceiver("video", { direction: "recvonly" });
+    }
+    this.sender = camera ? transceiver.sender : null;
+    this.preferCodec(transceiver);
+    pc.ontrack = (event) => this.gotTrack(event);
+    pc.onconnectionstatechange = () => this.peerState(pc);
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGathered(pc, ICE_GATHER_TIMEOUT_MS);
+    if (!this.live || pc !== this.pc) throw new Error("superseded");
+    const sdp = await this.offer(pc.localDescription.sdp);
+    if (!this.live || pc !== this.pc) throw new Error("superseded");
+    await pc.setRemoteDescription({ type: "answer", sdp });
+    await this.connected(pc);
+  }
+
+  preferCodec(transceiver) {
+    if (!transceiver.setCodecPreferences || !window.RTCRtpReceiver?.getCapabilities) return;
+    const want = this.host.model.get("codec") === "h264" ? "video/h264" : "video/vp8";
+    const codecs = RTCRtpReceiver.getCapabilities("video").codecs;
+    const first = codecs.filter((c) => c.mimeType.toLowerCase() === want);
+    if (!first.length) return;
+    try {
+      transceiver.setCodecPreferences([...first, ...codecs.filter((c) => c.mimeType.toLowerCase() !== want)]);
+    } catch (err) {
+      console.warn("decart_nb: codec preference not applied", err);
+    }
+  }
+
+  offer(sdp) {
+    this.rejectPending(new Error("superseded"));
+    const attempt = this.host.nextOffer();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.pending?.attempt === attempt) this.pending = null;
+        reject(new Error(`no answer from the kernel within ${ANSWER_TIMEOUT_MS / 1000} s`));
+      }, ANSWER_TIMEOUT_MS);
+      this.pending = { attempt, resolve, reject, timer };
+      this.host.send({ type: "offer", sdp, attempt });
+    });
+  }
+
+  message(msg) {
+    if (msg.type !== "answer" && msg.type !== "answer_error") return false;
+    const pending = this.pending;
+    if (!pending || pending.attempt !== msg.attempt) return true; // an answer to a superseded offer
+    this.pending = null;
+    clearTimeout(pending.timer);
+    if (msg.type === "answer") pending.resolve(msg.sdp);
+    else pending.reject(Object.assign(new Error(msg.error?.message || "the kernel could not answer"), { code: msg.error?.code }));
+    return true;
+  }
+
+  rejectPending(err) {
+    const pending = this.pending;
+    if (!pending) return;
+    this.pending = null;
+    clearTimeout(pending.timer);
+    pending.reject(err);
+  }
+
+  connected(pc) {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!this.live || pc !== this.pc) return done(new Error("superseded"));
+        if (pc.connectionState === "connected") return done(null);
+        if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+          return done(new Error(`connection ${pc.connectionState}`));
+        }
+      };
+      const done = (err) => {
+        clearTimeout(timer);
+        pc.removeEventListener("connectionstatechange", check);
+        err ? reject(err) : resolve();
+      };
+      const timer = setTimeout(() => done(new Error("connection timed out")), CONNECT_TIMEOUT_MS);
+      pc.addEventListener("connectionstatechange", check);
+      check();
+    });
+  }
+
+  gotTrack(event) {
+    if (event.track.kind !== "video") return;
+    this.receiver = event.receiver;
+    this.applyPlayoutTarget();
+    this.remote = new MediaStream([event.track]);
+    this.host.outputChanged();
+  }
+
+  // The kernel is on loopback or a LAN: the default 0 plays each frame as soon as it is decoded.
+  // Measured in Chromium (bench scenario 7): 0 presents 26-28 of 30 fps (two frames often land
+  // within one display refresh), 40 presents 29.5-30 with the same glass-to-glass p50 on a quiet
+  // machine but 17-33 ms more in some runs under load; playout_target_ms lets the user choose.
+  applyPlayoutTarget() {
+    const receiver = this.receiver;
+    if (!receiver) return;
+    const ms = Number(this.host.model.get("playout_target_ms")) || 0;
+    try {
+      if ("jitterBufferTarget" in receiver) receiver.jitterBufferTarget = ms;
+      else if ("playoutDelayHint" in receiver) receiver.playoutDelayHint = ms / 1000;
+    } catch (err) {
+      console.warn("decart_nb: playout target not set", err);
+    }
+  }
+
+  async setTrack(track) {
+    if (this.sender) await this.sender.replaceTrack(track);
+  }
+
+  peerState(pc) {
+    if (pc !== this.pc || !this.live) return;
+    const state = pc.connectionState;
+    clearTimeout(this.disconnectTimer);
+    if (state === "connected") {
+      this.host.carrying(this);
+      this.startPageStats(pc);
+      this.host.linkLive(this);
+    } else if (state === "failed") {
+      this.host.linkLost(this);
+    } else if (state === "disconnected") {
+      this.disconnectTimer = setTimeout(() => {
+        if (pc === this.pc && this.live && pc.connectionState === "disconnected") this.host.linkLost(this);
+      }, DISCONNECTED_GRACE_MS);
+    }
+  }
+
+  reset() {
+    const pc = this.pc;
+    this.pc = null;
+    this.sender = null;
+    this.receiver = null;
+    clearTimeout(this.disconnectTimer);
+    clearInterval(this.statsTimer);
+    this.statsTimer = null;
+    this.lastStats = null;
+    if (pc) {
+      pc.ontrack = null;
+      pc.onconnectionstatechange = null;
+      pc.close();
+    }
+  }
+
+  close() {
+    this.closed = true;
+    this.rejectPending(new Error("transport closed"));
+    this.reset();
+    this.remote = null;
+  }
+
+  // -- page stats: what the browser sends, receives and presents, for session.stats -------------
+  startPageStats(pc) {
+    clearInterval(this.statsTimer);
+    this.lastStats = null;
+    this.statsTimer = setInterval(() => {
+      if (pc !== this.pc || !this.live) return;
+      this.samplePageStats(pc).catch((err) => console.warn("decart_nb: page stats failed", err));
+    }, PAGE_STATS_MS);
+  }
+
+  async samplePageStats(pc) {
+    const [report, presented] = await Promise.all([pc.getStats(), this.host.presentedFrames()]);
+    if (pc !== this.pc) return;
+    let inbound = null;
+    let outbound = null;
+    report.forEach((r) => {
+      if (r.kind !== "video") return;
+      if (r.type === "inbound-rtp") inbound = r;
+      else if (r.type === "outbound-rtp" && (!outbound || (r.framesSent || 0) > (outbound.framesSent || 0))) outbound = r;
+    });
+    const sample = {
+      t: performance.now(),
+      sent: outbound?.framesSent,
+      received: inbound?.framesReceived,
+      decoded: inbound?.framesDecoded,
+      presented,
+    };
+    const last = this.lastStats;
+    this.lastStats = sample;
+    if (!last) return;
+    const rate = (key) =>
+      typeof sample[key] === "number" && typeof last[key] === "number" && sample.t > last.t
+        ? ((sample[key] - last[key]) * 1000) / (sample.t - last.t)
+        : null;
+    this.host.send({
+      type: "page_stats",
+      fps_sent: rate("sent"),
+      fps_received: rate("received"),
+      fps_decoded: rate("decoded"),
+      fps_presented: rate("presented"),
+      frames_dropped: inbound?.framesDropped ?? null,
+      freezes: inbound?.freezeCount ?? null,
+      width: inbound?.frameWidth ?? null,
+      height: inbound?.frameHeight ?? null,
+    });
+  }
+}
+
+// -- controller -----------------------------------------------------------------------------------
+// Owns the status and wires the camera and the transport to the views and the kernel.
 class Controller {
   constructor(model) {
     this.model = model;
     this.views = new Set();
-    this.stream = null; // the camera
-    this.remote = null; // the model's output
-    this.pc = null;
-    this.sender = null;
-    this.receiver = null; // the output's RTCRtpReceiver
-    this.link = null; // frames over the comm (CommLink), when WebRTC is not used
+    this.source = new CameraSource(model, (track) => this.cameraEnded(track));
+    this.link = null; // the transport (RtcLink or CommLink) of this generation
     this.transport = ""; // what carries the frames now: "webrtc", "comm" or ""
     this.fellBack = false; // "auto" found that WebRTC does not connect here: use the comm directly
-    this.generation = 0; // bumped by stop(): stale async work sees it and backs off
-    this.attempt = 0;
-    this.pending = null; // the offer waiting for its answer
-    this.running = false;
-    this.paused = false;
-    this.reconnecting = false;
+    this.generation = 0; // bumped by stop() and camera failures: stale async work backs off
+    this.attempt = 0; // offers made (the kernel's answer names its offer)
+    this.retrying = false; // in the reconnection loop (the status may say "paused" meanwhile)
     this.switching = Promise.resolve();
     this.status = "idle";
     this.notice = "";
     this.localError = null; // {name, message} of a camera failure, until the kernel's arrives
-    this.facing = ""; // the camera's own facingMode ("" when it does not say)
     this.lastViewTimer = null;
-    this.disconnectTimer = null;
-    this.pageStatsTimer = null;
-    this.lastPageStats = null; // the previous sample: rates are differences between samples
     this.onVisibility = () => this.visibilityChanged();
     this.onPageHide = () => this.stop("page closed", true);
     this.onDeviceChange = () => this.reportDevices();
   }
 
+  // -- what the parts and the views read -----------------------------------------------------
   get camera() {
     return this.model.get("mode") === "camera";
+  }
+
+  get running() {
+    return !IDLE_STATUSES.has(this.status);
+  }
+
+  get stream() {
+    return this.source.stream;
+  }
+
+  get paused() {
+    return this.source.paused;
+  }
+
+  get remote() {
+    return this.link?.remote ?? null;
+  }
+
+  get pc() {
+    return this.link?.pc ?? null;
   }
 
   // The preview is flipped exactly when the kernel flips the model's input (session.mirror), so
   // the camera and the output always face the same way.
   get selfie() {
     const mirror = this.model.get("mirror");
-    return mirror === true || (mirror === "auto" && this.facing === "user");
+    return mirror === true || (mirror === "auto" && this.source.facing === "user");
   }
 
-  // -- lifecycle ----------------------------------------------------------------------------
+  // -- status ---------------------------------------------------------------------------------
+  setStatus(status, notice) {
+    if (status !== this.status && !(status in (TRANSITIONS[this.status] || {}))) {
+      const why = `decart_nb: refused status transition ${this.status} -> ${status}`;
+      if (registry.strict) throw new Error(why);
+      console.error(why);
+      return false;
+    }
+    this.status = status;
+    this.notice = notice;
+    this.render();
+    return true;
+  }
+
+  // -- lifecycle ------------------------------------------------------------------------------
   listen() {
     this.model.on("msg:custom", (msg, buffers) => this.kernelMessage(msg, buffers));
     for (const name of ["state", "stats", "error", "mirror"]) this.model.on(`change:${name}`, () => this.render());
     this.model.on("change:device_id", () => this.switchCamera());
     this.model.on("change:facing_mode", () => this.switchCamera());
     this.model.on("change:keep_running_hidden", () => this.visibilityChanged());
-    this.model.on("change:playout_target_ms", () => this.applyPlayoutTarget());
+    this.model.on("change:playout_target_ms", () => this.link?.applyPlayoutTarget?.());
     this.model.on("change:transport", () => {
       this.fellBack = false;
       this.restart();
@@ -277,13 +809,13 @@ class Controller {
   }
 
   async start() {
+    this.dropLink(); // a transport left idle by a camera failure
     const gen = ++this.generation;
-    this.running = true;
     this.localError = null;
     try {
       if (this.camera) {
         if (document.hidden && !this.model.get("keep_running_hidden")) {
-          this.paused = true;
+          this.source.paused = true;
           this.setStatus("paused", "Camera paused while the page is hidden.");
         } else {
           this.setStatus("starting", "Asking for the camera…");
@@ -293,9 +825,9 @@ class Controller {
       const transport = this.model.get("transport");
       if (transport === "comm" || (transport === "auto" && this.fellBack)) return this.useComm(gen);
       this.setStatus("connecting", "Connecting to the kernel…");
+      this.link = new RtcLink(this, gen);
       if (transport === "auto") return await this.connectOrFallBack(gen);
-      await this.connect(gen);
-      await this.connected(gen);
+      await this.link.start();
     } catch (err) {
       if (gen !== this.generation) return;
       console.warn("decart_nb: connecting failed", err);
@@ -304,9 +836,10 @@ class Controller {
     }
   }
 
-  // One WebRTC connection attempt; "auto" gives it AUTO_CONNECT_MS before the comm takes over.
-  connectWebRTC(gen) {
-    const attempt = this.connect(gen).then(() => this.connected(gen));
+  // One connection attempt of the transport; "auto" gives WebRTC AUTO_CONNECT_MS before the comm
+  // takes over.
+  connectLink() {
+    const attempt = this.link.start();
     if (this.model.get("transport") !== "auto") return attempt;
     return deadline(attempt, AUTO_CONNECT_MS, "WebRTC did not connect");
   }
@@ -314,7 +847,7 @@ class Controller {
   // "auto": WebRTC when it connects within AUTO_CONNECT_MS, otherwise (UDP blocked, Binder) the comm.
   async connectOrFallBack(gen) {
     try {
-      await this.connectWebRTC(gen);
+      await this.connectLink();
     } catch (err) {
       if (gen !== this.generation || err.code === "NOT_CONNECTED") throw err;
       console.warn("decart_nb: WebRTC failed, frames go over the comm instead", err);
@@ -324,372 +857,30 @@ class Controller {
   }
 
   useComm(gen) {
-    this.rejectPending(new Error("superseded"));
-    this.closePeer();
-    this.remote = null;
-    this.transport = "comm";
+    this.dropLink();
     this.setStatus("connecting", "Sending frames over the comm…");
     this.link = new CommLink(this, gen);
     this.link.start();
   }
 
-  // The first frame acked or received over the comm: live.
-  commLive() {
-    if (this.link && this.status === "connecting") this.setStatus("live", "");
-  }
-
-  commFrame(bitmap) {
-    this.commLive();
-    for (const view of this.views) view.draw(bitmap);
-  }
-
-  // The session is disconnected: nothing to retry until session.connect() sends "restart".
-  notConnected(err) {
-    this.stop("kernel stopped", false);
-    this.setStatus("stopped", err.message);
-  }
-
-  stop(reason, tellKernel) {
-    this.generation += 1;
-    const wasRunning = this.running;
-    this.running = false;
-    this.paused = false;
-    this.reconnecting = false;
-    clearTimeout(this.disconnectTimer);
-    this.rejectPending(new Error(reason));
-    this.closePeer();
+  dropLink() {
     this.link?.close();
     this.link = null;
-    this.transport = "";
-    stopStream(this.stream);
-    this.stream = null;
-    this.remote = null;
-    this.setStatus("stopped", reason === "kernel stopped" ? "" : `Stopped: ${reason}.`);
-    if (tellKernel && wasRunning) this.send({ type: "stopped", reason });
-  }
-
-  restart() {
-    if (!this.views.size) return;
-    this.stop("restarting", false);
-    this.start();
-  }
-
-  // A send that throws means the comm is gone for good (the kernel restarted or shut down):
-  // turn the camera off rather than offer to nobody.
-  send(msg, buffers) {
-    try {
-      if (buffers) this.model.send(msg, undefined, buffers);
-      else this.model.send(msg);
-      return true;
-    } catch (err) {
-      console.warn("decart_nb: the kernel is gone, stopping the camera", err);
-      if (this.running) {
-        this.stop("kernel gone", false);
-        this.setStatus("stopped", "The kernel restarted or shut down: run the cell again to restart the camera.");
-      }
-      return false;
-    }
-  }
-
-  // -- camera -------------------------------------------------------------------------------
-  constraints(ideal) {
-    const m = this.model;
-    const [w, h, fps] = [m.get("width"), m.get("height"), m.get("fps")];
-    const video = ideal
-      ? { width: { ideal: w }, height: { ideal: h }, frameRate: { ideal: fps } }
-      : { width: { exact: w }, height: { exact: h }, frameRate: { ideal: fps, max: fps } };
-    const id = m.get("device_id");
-    if (id) video.deviceId = ideal ? { ideal: id } : { exact: id };
-    else video.facingMode = { ideal: m.get("facing_mode") };
-    return { video, audio: false };
-  }
-
-  async getCamera() {
-    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-      throw new CameraError({ name: "SecurityError", message: "No camera API: open the notebook over https or from localhost." });
-    }
-    try {
-      return await navigator.mediaDevices.getUserMedia(this.constraints(false));
-    } catch (err) {
-      if (err.name !== "OverconstrainedError") throw new CameraError(err);
-    }
-    try {
-      return await navigator.mediaDevices.getUserMedia(this.constraints(true));
-    } catch (err) {
-      throw new CameraError(err);
-    }
-  }
-
-  // Returns false (after reporting) when the camera cannot be opened.
-  async openCamera(gen) {
-    let stream;
-    try {
-      stream = await this.getCamera();
-    } catch (err) {
-      if (gen !== this.generation) return false;
-      this.cameraFailed(err);
-      return false;
-    }
-    if (gen !== this.generation) {
-      stopStream(stream);
-      return false;
-    }
-    this.useStream(stream);
-    return true;
-  }
-
-  useStream(stream) {
-    stopStream(this.stream);
-    this.stream = stream;
-    const track = stream.getVideoTracks()[0];
-    const s = track.getSettings();
-    const facing = s.facingMode || "";
-    this.facing = facing;
-    this.localError = null;
-    this.send({
-      type: "camera",
-      facingMode: facing,
-      label: track.label,
-      deviceId: s.deviceId || "",
-      width: s.width || 0,
-      height: s.height || 0,
-      frameRate: s.frameRate || 0,
-    });
-    this.reportDevices();
-    this.render();
-  }
-
-  cameraFailed(err) {
-    console.warn("decart_nb: camera failed", err);
-    this.running = false;
-    this.localError = { name: err.name, message: err.message };
-    this.send({ type: "camera_error", name: err.name, message: err.message });
-    this.setStatus("camera-error", "");
-  }
-
-  async reportDevices() {
-    if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return;
-    try {
-      const all = await navigator.mediaDevices.enumerateDevices();
-      const devices = all
-        .filter((d) => d.kind === "videoinput")
-        .map((d) => ({ deviceId: d.deviceId, label: d.label }));
-      this.send({ type: "devices", devices });
-    } catch (err) {
-      console.warn("decart_nb: could not list cameras", err);
-    }
-  }
-
-  // Another camera (device_id or facing_mode changed): same peer, the sent track is replaced.
-  // Switches run one after the other, each with the constraints of its own start.
-  switchCamera() {
-    this.switching = this.switching.then(() => this.switchNow());
-    return this.switching;
-  }
-
-  async switchNow() {
-    if (!this.camera || !this.running || this.paused || !this.stream) return;
-    const gen = this.generation;
-    let stream;
-    try {
-      stream = await this.getCamera();
-    } catch (err) {
-      if (gen !== this.generation) return;
-      if (err.name !== "NotReadableError") return this.cameraFailed(err);
-      // Many phones open one camera at a time: release the old one, then ask again.
-      stopStream(this.stream);
-      try {
-        stream = await this.getCamera();
-      } catch (again) {
-        if (gen === this.generation) this.cameraFailed(again);
-        return;
-      }
-    }
-    if (gen !== this.generation) return stopStream(stream);
-    await this.replaceTrack(stream);
-  }
-
-  async replaceTrack(stream) {
-    const track = stream.getVideoTracks()[0];
-    if (this.sender) await this.sender.replaceTrack(track);
-    this.useStream(stream);
-  }
-
-  visibilityChanged() {
-    if (!this.camera || !this.running) return;
-    const hide = document.hidden && !this.model.get("keep_running_hidden");
-    if (hide && !this.paused) this.pause();
-    else if (!hide && this.paused) this.resume();
-  }
-
-  pause() {
-    this.paused = true;
-    if (this.sender) this.sender.replaceTrack(null).catch((err) => console.warn("decart_nb: pause", err));
-    stopStream(this.stream); // the camera light goes off
-    this.stream = null;
-    this.setStatus("paused", "Camera paused while the page is hidden.");
-  }
-
-  async resume() {
-    const gen = this.generation;
-    this.paused = false;
-    this.setStatus("starting", "Resuming the camera…");
-    let stream;
-    try {
-      stream = await this.getCamera();
-    } catch (err) {
-      if (gen === this.generation) this.cameraFailed(err);
-      return;
-    }
-    if (gen !== this.generation) return stopStream(stream);
-    if (this.link) {
-      await this.replaceTrack(stream); // the comm loop draws the new stream
-      this.setStatus(this.link.sent ? "live" : "connecting", "");
-    } else if (this.pc) {
-      await this.replaceTrack(stream);
-      this.setStatus(this.pc.connectionState === "connected" ? "live" : "connecting", "");
-    } else {
-      this.useStream(stream); // paused before the first connection: connect now
-      this.start();
-    }
-  }
-
-  // -- peer ---------------------------------------------------------------------------------
-  preferCodec(transceiver) {
-    if (!transceiver.setCodecPreferences || !window.RTCRtpReceiver?.getCapabilities) return;
-    const want = this.model.get("codec") === "h264" ? "video/h264" : "video/vp8";
-    const codecs = RTCRtpReceiver.getCapabilities("video").codecs;
-    const first = codecs.filter((c) => c.mimeType.toLowerCase() === want);
-    if (!first.length) return;
-    try {
-      transceiver.setCodecPreferences([...first, ...codecs.filter((c) => c.mimeType.toLowerCase() !== want)]);
-    } catch (err) {
-      console.warn("decart_nb: codec preference not applied", err);
-    }
-  }
-
-  async connect(gen) {
-    this.closePeer();
-    const pc = new RTCPeerConnection({ iceServers: this.model.get("ice_servers") || [] });
-    this.pc = pc;
-    let transceiver;
-    if (this.camera && this.stream) {
-      transceiver = pc.addTransceiver(this.stream.getVideoTracks()[0], { direction: "sendrecv", streams: [this.stream] });
-    } else if (this.camera) {
-      transceiver = pc.addTransceiver("video", { direction: "sendrecv" }); // paused: a track comes later
-    } else {
-      transceiver = pc.addTransceiver("video", { direction: "recvonly" });
-    }
-    this.sender = this.camera ? transceiver.sender : null;
-    this.preferCodec(transceiver);
-    pc.ontrack = (event) => this.gotTrack(event);
-    pc.onconnectionstatechange = () => this.peerState(pc, gen);
-    await pc.setLocalDescription(await pc.createOffer());
-    await iceGathered(pc, ICE_GATHER_TIMEOUT_MS);
-    if (gen !== this.generation || pc !== this.pc) throw new Error("superseded");
-    const sdp = await this.offer(pc.localDescription.sdp);
-    if (gen !== this.generation || pc !== this.pc) throw new Error("superseded");
-    await pc.setRemoteDescription({ type: "answer", sdp });
-  }
-
-  offer(sdp) {
-    this.rejectPending(new Error("superseded"));
-    const attempt = ++this.attempt;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (this.pending?.attempt === attempt) this.pending = null;
-        reject(new Error(`no answer from the kernel within ${ANSWER_TIMEOUT_MS / 1000} s`));
-      }, ANSWER_TIMEOUT_MS);
-      this.pending = { attempt, resolve, reject, timer };
-      this.send({ type: "offer", sdp, attempt });
-    });
-  }
-
-  rejectPending(err) {
-    const pending = this.pending;
-    if (!pending) return;
-    this.pending = null;
-    clearTimeout(pending.timer);
-    pending.reject(err);
-  }
-
-  connected(gen) {
-    const pc = this.pc;
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (gen !== this.generation || pc !== this.pc) return done(new Error("superseded"));
-        if (pc.connectionState === "connected") return done(null);
-        if (pc.connectionState === "failed" || pc.connectionState === "closed") {
-          return done(new Error(`connection ${pc.connectionState}`));
-        }
-      };
-      const done = (err) => {
-        clearTimeout(timer);
-        pc.removeEventListener("connectionstatechange", check);
-        err ? reject(err) : resolve();
-      };
-      const timer = setTimeout(() => done(new Error("connection timed out")), CONNECT_TIMEOUT_MS);
-      pc.addEventListener("connectionstatechange", check);
-      check();
-    });
-  }
-
-  gotTrack(event) {
-    if (event.track.kind !== "video") return;
-    this.receiver = event.receiver;
-    this.applyPlayoutTarget();
-    this.remote = new MediaStream([event.track]);
-    this.render();
-  }
-
-  // The kernel is on loopback or a LAN: the default 0 plays each frame as soon as it is decoded.
-  // Measured in Chromium (bench scenario 7): 0 presents 26-28 of 30 fps (two frames often land
-  // within one display refresh), 40 presents 29.5-30 with the same glass-to-glass p50 on a quiet
-  // machine but 17-33 ms more in some runs under load; playout_target_ms lets the user choose.
-  applyPlayoutTarget() {
-    const receiver = this.receiver;
-    if (!receiver) return;
-    const ms = Number(this.model.get("playout_target_ms")) || 0;
-    try {
-      if ("jitterBufferTarget" in receiver) receiver.jitterBufferTarget = ms;
-      else if ("playoutDelayHint" in receiver) receiver.playoutDelayHint = ms / 1000;
-    } catch (err) {
-      console.warn("decart_nb: playout target not set", err);
-    }
-  }
-
-  peerState(pc, gen) {
-    if (pc !== this.pc || gen !== this.generation) return;
-    const state = pc.connectionState;
-    clearTimeout(this.disconnectTimer);
-    if (state === "connected") {
-      if (this.transport !== "webrtc") {
-        this.transport = "webrtc";
-        this.send({ type: "transport", transport: "webrtc" });
-      }
-      this.startPageStats(pc);
-      if (!this.paused) this.setStatus("live", "");
-    } else if (state === "failed") {
-      this.reconnect(gen);
-    } else if (state === "disconnected") {
-      this.disconnectTimer = setTimeout(() => {
-        if (pc === this.pc && pc.connectionState === "disconnected") this.reconnect(gen);
-      }, DISCONNECTED_GRACE_MS);
-    }
   }
 
   async reconnect(gen) {
-    if (this.reconnecting || gen !== this.generation) return;
-    this.reconnecting = true;
+    const link = this.link;
+    if (this.retrying || gen !== this.generation || !link) return;
+    this.retrying = true;
     for (let i = 0; i < BACKOFF_S.length; i++) {
-      this.closePeer();
+      link.reset();
       this.send({ type: "reconnecting", attempt: i + 1 });
       this.setStatus("reconnecting", `Connection lost: reconnecting (attempt ${i + 1} of ${BACKOFF_S.length})…`);
       await sleep(BACKOFF_S[i] * 1000);
       if (gen !== this.generation) return;
       try {
-        await this.connectWebRTC(gen);
-        this.reconnecting = false;
+        await this.connectLink();
+        this.retrying = false;
         return;
       } catch (err) {
         if (gen !== this.generation) return;
@@ -697,7 +888,7 @@ class Controller {
         if (err.code === "NOT_CONNECTED") return this.notConnected(err);
         if (this.model.get("transport") === "auto") {
           // WebRTC stopped working here (the network changed): the comm still reaches the kernel.
-          this.reconnecting = false;
+          this.retrying = false;
           this.fellBack = true;
           return this.useComm(gen);
         }
@@ -708,66 +899,57 @@ class Controller {
     this.setStatus("stopped", "Could not reconnect to the kernel. Run the cell again to restart.");
   }
 
-  closePeer() {
-    const pc = this.pc;
-    this.pc = null;
-    this.sender = null;
-    this.receiver = null;
-    clearInterval(this.pageStatsTimer);
-    this.pageStatsTimer = null;
-    this.lastPageStats = null;
-    if (pc) {
-      pc.ontrack = null;
-      pc.onconnectionstatechange = null;
-      pc.close();
-    }
+  // The session is disconnected: nothing to retry until session.connect() sends "restart".
+  notConnected(err) {
+    this.stop("kernel stopped", false);
+    this.setStatus("stopped", err.message);
   }
 
-  // -- page stats: what the browser sends, receives and presents, for session.stats -----------
-  startPageStats(pc) {
-    clearInterval(this.pageStatsTimer);
-    this.lastPageStats = null;
-    this.pageStatsTimer = setInterval(() => {
-      if (pc !== this.pc) return;
-      this.samplePageStats(pc).catch((err) => console.warn("decart_nb: page stats failed", err));
-    }, PAGE_STATS_MS);
+  stop(reason, tellKernel) {
+    const wasRunning = this.running || !!this.link; // a camera failure leaves the peer idle, open
+    this.generation += 1;
+    this.retrying = false;
+    this.source.paused = false;
+    this.dropLink();
+    this.transport = "";
+    this.source.release();
+    this.setStatus("stopped", reason === "kernel stopped" ? "" : `Stopped: ${reason}.`);
+    if (tellKernel && wasRunning) this.send({ type: "stopped", reason });
   }
 
-  async samplePageStats(pc) {
-    const [report, presented] = await Promise.all([pc.getStats(), this.presentedFrames()]);
-    if (pc !== this.pc) return;
-    let inbound = null;
-    let outbound = null;
-    report.forEach((r) => {
-      if (r.kind !== "video") return;
-      if (r.type === "inbound-rtp") inbound = r;
-      else if (r.type === "outbound-rtp" && (!outbound || (r.framesSent || 0) > (outbound.framesSent || 0))) outbound = r;
-    });
-    const sample = {
-      t: performance.now(),
-      sent: outbound?.framesSent,
-      received: inbound?.framesReceived,
-      decoded: inbound?.framesDecoded,
-      presented,
-    };
-    const last = this.lastPageStats;
-    this.lastPageStats = sample;
-    if (!last) return;
-    const rate = (key) =>
-      typeof sample[key] === "number" && typeof last[key] === "number" && sample.t > last.t
-        ? ((sample[key] - last[key]) * 1000) / (sample.t - last.t)
-        : null;
-    this.send({
-      type: "page_stats",
-      fps_sent: rate("sent"),
-      fps_received: rate("received"),
-      fps_decoded: rate("decoded"),
-      fps_presented: rate("presented"),
-      frames_dropped: inbound?.framesDropped ?? null,
-      freezes: inbound?.freezeCount ?? null,
-      width: inbound?.frameWidth ?? null,
-      height: inbound?.frameHeight ?? null,
-    });
+  restart() {
+    if (!this.views.size) return;
+    this.stop("restarting", false);
+    this.start();
+  }
+
+  // -- the transport's callbacks --------------------------------------------------------------
+  nextOffer() {
+    return ++this.attempt;
+  }
+
+  carrying(link) {
+    if (link !== this.link || this.transport === link.kind) return;
+    this.transport = link.kind;
+    this.send({ type: "transport", transport: link.kind });
+  }
+
+  // Frames flow: a connection being made is live (a camera being reopened says so itself).
+  linkLive(link) {
+    if (link !== this.link || this.paused) return;
+    if (this.status === "connecting" || this.status === "reconnecting") this.setStatus("live", "");
+  }
+
+  linkLost(link) {
+    if (link === this.link) this.reconnect(this.generation);
+  }
+
+  outputChanged() {
+    this.render();
+  }
+
+  showFrame(frame) {
+    for (const view of this.views) view.draw(frame);
   }
 
   // The output <video>'s count of presented frames (one video-frame callback; null when none shows).
@@ -783,21 +965,149 @@ class Controller {
     });
   }
 
-  // -- kernel messages ----------------------------------------------------------------------
+  // -- camera ---------------------------------------------------------------------------------
+  // Returns false (after reporting) when the camera cannot be opened.
+  async openCamera(gen) {
+    let stream;
+    try {
+      stream = await this.source.open();
+    } catch (err) {
+      if (gen === this.generation) this.cameraFailed(err);
+      return false;
+    }
+    if (gen !== this.generation) {
+      stopStream(stream);
+      return false;
+    }
+    this.useStream(stream);
+    return true;
+  }
+
+  useStream(stream) {
+    const info = this.source.use(stream);
+    this.localError = null;
+    this.send({ type: "camera", ...info });
+    this.reportDevices();
+    this.render();
+  }
+
+  // The transport is left open but idle (generation bumped) until Try again or a new view.
+  cameraFailed(err) {
+    console.warn("decart_nb: camera failed", err);
+    this.generation += 1;
+    this.retrying = false;
+    this.localError = { name: err.name, message: err.message };
+    this.send({ type: "camera_error", name: err.name, message: err.message });
+    this.setStatus("camera-error", "");
+  }
+
+  // The camera stopped by itself mid-stream: unplugged, or the permission was revoked.
+  cameraEnded(track) {
+    if (!this.running) return;
+    console.warn("decart_nb: the camera stopped", track.label);
+    this.generation += 1;
+    this.retrying = false;
+    this.source.release();
+    this.localError = { name: "CameraEnded", message: `${track.label || "the camera"} ended` };
+    this.send({ type: "camera_ended", label: track.label });
+    this.setStatus("camera-error", "The camera stopped. Plug it in or allow it again, then press Try again.");
+  }
+
+  async reportDevices() {
+    try {
+      const devices = await this.source.devices();
+      if (devices) this.send({ type: "devices", devices });
+    } catch (err) {
+      console.warn("decart_nb: could not list cameras", err);
+    }
+  }
+
+  // Another camera (device_id or facing_mode changed): same transport, the sent track is replaced.
+  // Switches run one after the other, each with the constraints of its own start.
+  switchCamera() {
+    this.switching = this.switching.then(() => this.switchNow());
+    return this.switching;
+  }
+
+  async switchNow() {
+    if (!this.camera || !this.running || this.paused || !this.stream) return;
+    const gen = this.generation;
+    let stream;
+    try {
+      stream = await this.source.reopen();
+    } catch (err) {
+      if (gen === this.generation) this.cameraFailed(err);
+      return;
+    }
+    if (gen !== this.generation) return stopStream(stream);
+    await this.replaceTrack(stream);
+  }
+
+  async replaceTrack(stream) {
+    if (this.link) await this.link.setTrack(stream.getVideoTracks()[0]);
+    this.useStream(stream);
+  }
+
+  visibilityChanged() {
+    if (!this.camera || !this.running) return;
+    const hide = document.hidden && !this.model.get("keep_running_hidden");
+    if (hide && !this.paused) this.pause();
+    else if (!hide && this.paused) this.resume();
+  }
+
+  pause() {
+    this.source.paused = true;
+    this.link?.setTrack(null).catch((err) => console.warn("decart_nb: pause", err));
+    this.source.release(); // the camera light goes off
+    this.setStatus("paused", "Camera paused while the page is hidden.");
+  }
+
+  async resume() {
+    const gen = this.generation;
+    this.source.paused = false;
+    this.setStatus("starting", "Resuming the camera…");
+    let stream;
+    try {
+      stream = await this.source.open();
+    } catch (err) {
+      if (gen === this.generation) this.cameraFailed(err);
+      return;
+    }
+    if (gen !== this.generation) return stopStream(stream);
+    if (this.link) {
+      await this.replaceTrack(stream);
+      this.setStatus(this.link.up ? "live" : "connecting", "");
+    } else {
+      this.useStream(stream); // paused before the first connection: connect now
+      this.start();
+    }
+  }
+
+  // -- kernel ---------------------------------------------------------------------------------
+  // A send that throws means the comm is gone for good (the kernel restarted or shut down):
+  // turn the camera off rather than offer to nobody.
+  send(msg, buffers) {
+    const odd = schemaMismatch(PAGE_MESSAGES, msg);
+    if (odd) console.error(`decart_nb: a message off the schema (${odd})`);
+    try {
+      if (buffers) this.model.send(msg, undefined, buffers);
+      else this.model.send(msg);
+      return true;
+    } catch (err) {
+      console.warn("decart_nb: the kernel is gone, stopping the camera", err);
+      if (this.running) {
+        this.stop("kernel gone", false);
+        this.setStatus("stopped", "The kernel restarted or shut down: run the cell again to restart the camera.");
+      }
+      return false;
+    }
+  }
+
   kernelMessage(msg, buffers) {
     if (!msg || typeof msg !== "object") return;
-    const pending = this.pending;
-    if (msg.type === "frame") {
-      this.link?.frame(msg, buffers);
-    } else if (msg.type === "frame_ack") {
-      this.link?.acked(msg.seq);
-    } else if (msg.type === "answer" || msg.type === "answer_error") {
-      if (!pending || pending.attempt !== msg.attempt) return; // an answer to a superseded offer
-      this.pending = null;
-      clearTimeout(pending.timer);
-      if (msg.type === "answer") pending.resolve(msg.sdp);
-      else pending.reject(Object.assign(new Error(msg.error?.message || "the kernel could not answer"), { code: msg.error?.code }));
-    } else if (msg.type === "restart") {
+    if (!(msg.type in KERNEL_MESSAGES)) return console.warn("decart_nb: an unknown kernel message", msg.type);
+    if (this.link?.message(msg, buffers)) return;
+    if (msg.type === "restart") {
       this.restart();
     } else if (msg.type === "stop") {
       this.stop("kernel stopped", false);
@@ -805,13 +1115,7 @@ class Controller {
     }
   }
 
-  // -- views --------------------------------------------------------------------------------
-  setStatus(status, notice) {
-    this.status = status;
-    this.notice = notice;
-    this.render();
-  }
-
+  // -- views ----------------------------------------------------------------------------------
   render() {
     for (const view of this.views) view.update(this);
   }
@@ -878,7 +1182,7 @@ class View {
     const m = c.model;
     const root = this.root;
     const state = m.get("state");
-    const comm = !!c.link;
+    const comm = !!c.link?.drawsFrames;
     root.classList.toggle("decart-receive", !c.camera);
     root.dataset.state = state;
     root.dataset.status = c.status;
