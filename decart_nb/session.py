@@ -123,6 +123,8 @@ class Session:
             on_camera_news=self._camera_news,
         )
         self._camera_facing: str | None = None
+        # The page's link (camera widget): transport, kbps, size and fps each way, for `stats`.
+        self._link_figures: Callable[[], dict[str, Any]] | None = None
         self._generating_since: float | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._stats_task: asyncio.Task[None] | None = None
@@ -247,6 +249,10 @@ class Session:
         pipeline = self._pipeline
         if pipeline is not None:
             _loop.call_soon(pipeline.stats.on_page, figures)
+
+    def show_link_figures(self, figures: Callable[[], dict[str, Any]] | None) -> None:
+        """Loop thread: where `stats` reads the page link's figures (None: no page link)."""
+        self._link_figures = figures
 
     def camera_arrived(self) -> None:
         """Loop thread: the camera's frames arrive (over any transport), so a connecting or
@@ -476,7 +482,9 @@ class Session:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """fps in/out, kernel latency p50/p95 (ms), dropped frames, and the session's state."""
+        """fps in/out, kernel latency p50/p95 (ms), dropped frames, and the session's state; with a
+        camera widget, its page's `transport` ("webrtc", "codec", "comm") and, over the comm,
+        `transport_{kbps,fps,width,height}_{in,out}`."""
         pipeline = self._pipeline
         base: dict[str, Any] = {
             "state": self._conn,
@@ -501,7 +509,8 @@ class Session:
         if self._pipeline is None:
             return base
         seconds = 0.0 if self._generating_since is None else time.perf_counter() - self._generating_since
-        return base | self._pipeline.stats.snapshot() | {"generating_seconds": round(seconds, 1)}
+        link = self._link_figures() if self._link_figures is not None else {}
+        return base | self._pipeline.stats.snapshot() | {"generating_seconds": round(seconds, 1)} | link
 
     async def _publish_stats(self) -> None:
         """Push, not poll: the stats go to listeners once a second while connected."""

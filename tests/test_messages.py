@@ -62,6 +62,9 @@ def test_the_page_handles_the_messages_the_kernel_sends_with_the_same_fields() -
         messages.stop(),
         messages.output_frame(1, 2, 3),
         messages.frame_ack(1),
+        messages.output_chunk(1, True, 2, 3),
+        messages.chunk_ack(1),
+        messages.keyframe(),
     ]
     assert {m["type"] for m in built} == set(messages.KERNEL_MESSAGES)
     for message in built:  # the builders fill exactly the schema's fields
@@ -69,8 +72,8 @@ def test_the_page_handles_the_messages_the_kernel_sends_with_the_same_fields() -
 
 
 def test_the_kernel_handles_every_page_message() -> None:
-    # "frame" (a camera frame over the comm) takes the hot path before the table.
-    assert set(_HANDLERS) | {"frame"} == set(messages.PAGE_MESSAGES)
+    # "frame" and "chunk" (a camera frame over the comm) take the hot path before the table.
+    assert set(_HANDLERS) | {"frame", "chunk"} == set(messages.PAGE_MESSAGES)
 
 
 def test_every_send_in_camera_js_uses_a_schema_name() -> None:

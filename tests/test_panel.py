@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
 import threading
 import time
@@ -22,10 +23,14 @@ from decart_nb.state import GenerationState
 from decart_nb.widgets.camera import CameraWidget
 from decart_nb.widgets.panel import ControlPanel
 from decart_nb.widgets.panel import control as panel_module
-from decart_nb.widgets.panel.live import STATES
+from decart_nb.widgets.panel.live import STATES, stats_html
 from decart_nb.widgets.panel.presets import preset_prompts
 from decart_nb.widgets.view import session_view
 from tests.helpers import png_bytes, wait_until
+from tests.test_codec_transport import CodecPage
+from tests.test_widget import RecordingComm, comm_of, comms
+
+__all__ = ["comms"]  # the recording-comm fixture, shared with test_widget.py
 
 SETTLE_S = 1.0  # longer than the debounce, with margin for a loaded machine
 
@@ -452,3 +457,38 @@ def test_stats_are_pushed_to_the_panel_and_closing_stops_listening(no_leaked_thr
         assert panel._on_event not in s._events._watchers
         assert s.panel is not panel  # displaying the session again builds a fresh panel
         s.panel.close()
+
+
+def test_the_stats_line_shows_the_pages_link() -> None:
+    figures = {
+        "fps_in": 29.0,
+        "transport": "codec",
+        "transport_kbps_in": 812.4,
+        "transport_kbps_out": 455.6,
+        "transport_width_out": 640,
+        "transport_height_out": 360,
+        "transport_fps_out": 30.0,
+        "transport_width_in": 1280,
+        "transport_height_in": 720,
+        "transport_fps_in": 29.5,
+    }
+    line = stats_html(figures)
+    assert "codec · 812/456 kbps · 640x360" in line, line
+    assert "in 1280x720 at 29.5 fps" in line and "out 640x360 at 30.0 fps" in line
+    assert "webrtc" in stats_html({"transport": "webrtc"})
+    assert "link" not in stats_html({"fps_in": 29.0}), "no page link, no link cell"
+
+
+def test_the_panel_shows_the_codec_link_of_a_page(comms: list[RecordingComm]) -> None:
+    with Session(source="pattern") as s:
+        page = CodecPage(comm_of(s.widget, comms))
+        page.use_codec()
+        panel = s.panel
+
+        def shown() -> bool:
+            page.take_outputs()  # the page acks and decodes what arrives, as it streams
+            return bool(re.search(r"codec · 0/[1-9]\d* kbps · \d+x\d+", panel.stats.value))
+
+        assert wait_until(shown, timeout=15, every=0.01), panel.stats.value
+        panel.close()
+        s.widget.close()

@@ -6,7 +6,8 @@ traits, each with one writer (this class); events travel as custom messages, who
 messages.py (one handler per page message type below, in `_HANDLERS`).
 
 With `transport="comm"` (or "auto" when WebRTC does not connect within a few seconds) frames
-travel over the comm itself as JPEG: see comm_transport.py.
+travel over the comm itself: VP8 chunks where the page's WebCodecs can (codec_transport.py), JPEG
+frames otherwise or with `transport="jpeg"` (comm_transport.py).
 
 Comm handlers may run on the main thread or on a kernel subshell thread while a cell is busy: they
 only decode and hand off to the media loop, never block.
@@ -30,7 +31,8 @@ from ..errors import DecartNBError, ErrorCode, camera_error_code
 from ..media.stats import PAGE_STATS
 from ..timeouts import LOOP_CALL_TIMEOUT_S
 from . import messages
-from .comm_transport import CommTransport
+from .codec_transport import CodecTransport
+from .comm_transport import CommLink, CommTransport
 
 if TYPE_CHECKING:
     from ..rtc.peer import KernelPeer
@@ -40,7 +42,9 @@ __all__ = ["CameraWidget", "CAMERA_ADVICE", "TRANSPORTS"]
 
 logger = logging.getLogger("decart_nb")
 STATIC = Path(__file__).parent / "static"
-TRANSPORTS = ("auto", "webrtc", "comm")
+TRANSPORTS = ("auto", "webrtc", "comm", "jpeg")
+# What the page says it uses (`transport` message) -> the kernel's side of it.
+_LINKS: dict[str, type[CommLink]] = {"comm": CommTransport, "codec": CodecTransport}
 
 # What the user can do about each camera failure (shown in the page and carried by the error).
 CAMERA_ADVICE = {
@@ -77,8 +81,9 @@ class CameraWidget(anywidget.AnyWidget):
     camera session is disconnected with it (the widget is its camera).
 
     Frames travel over WebRTC, or, where it cannot connect (UDP blocked, Binder), over the comm
-    itself as JPEG: slower, but it always works. `transport` chooses ("auto" tries WebRTC first);
-    `active_transport` says what the page uses now.
+    itself: as VP8 video where the browser's WebCodecs can, else as JPEG (slower, but it always
+    works). `transport` chooses ("auto" tries WebRTC first); `active_transport` says what the page
+    uses now.
     """
 
     _esm = STATIC / "camera.js"
@@ -110,8 +115,9 @@ class CameraWidget(anywidget.AnyWidget):
     transport = t.Enum(
         TRANSPORTS,
         "auto",
-        help="'webrtc', 'comm' (JPEG frames over the Jupyter comm: slower, always works), or "
-        "'auto': WebRTC, falling back to the comm when it does not connect",
+        help="'webrtc', 'comm' (video over the Jupyter comm: VP8 where the browser's WebCodecs can, "
+        "JPEG otherwise; always works), 'jpeg' (JPEG frames over the comm), or 'auto': WebRTC, "
+        "falling back to the comm when it does not connect",
     ).tag(sync=True)
     state = t.Unicode("disconnected").tag(sync=True)
     stats = t.Dict().tag(sync=True)
@@ -122,7 +128,10 @@ class CameraWidget(anywidget.AnyWidget):
     devices = t.List(t.Dict())
     camera = t.Dict()
     active_transport = t.Unicode(
-        "", read_only=True, help="the transport the page uses now: 'webrtc', 'comm' or '' (none yet)"
+        "",
+        read_only=True,
+        help="the transport the page uses now: 'webrtc', 'codec' (VP8 over the comm), 'comm' (JPEG "
+        "over the comm) or '' (none yet)",
     )
 
     def __init__(self, session: Session, **kwargs: Any) -> None:
@@ -143,7 +152,7 @@ class CameraWidget(anywidget.AnyWidget):
         self._session = session
         self._closed = False
         self._peers: set[KernelPeer] = set()  # this page's peers (a receive-only page may leave old ones)
-        self._comm: CommTransport | None = None  # loop thread only
+        self._comm: CommLink | None = None  # loop thread only
         self.on_msg(self._on_page_message)
         session.listen(self._on_event)
         session.connect()
@@ -157,7 +166,7 @@ class CameraWidget(anywidget.AnyWidget):
         if not isinstance(content, Mapping):
             return
         kind = content.get("type")
-        if kind == "frame":  # the hot path of the comm transport
+        if kind in ("frame", "chunk"):  # the hot path of the comm transports
             self._comm_frame(content, buffers)
             return
         handler = _HANDLERS.get(str(kind))
@@ -261,25 +270,35 @@ class CameraWidget(anywidget.AnyWidget):
         """What the browser sends, receives and presents, into session.stats as `page_*`."""
         self._session.add_page_stats({key: _finite(content.get(key)) for key in PAGE_STATS})
 
-    # -- the comm transport (see comm_transport.py) ---------------------------------------------------
+    # -- the comm transports (see comm_transport.py, codec_transport.py) ------------------------------
     def _transport(self, content: Mapping[str, Any]) -> None:
         kind = content.get("transport")
-        if kind not in ("webrtc", "comm"):
+        if kind != "webrtc" and kind not in _LINKS:
             return
         self.set_trait("active_transport", kind)
         if self._session.state == "disconnected":
             return
-        _loop.call_soon(self._use_comm if kind == "comm" else self._stop_comm_output)
+        if kind == "webrtc":
+            _loop.call_soon(self._use_webrtc)
+        else:
+            _loop.call_soon(self._use_comm, kind)
 
-    def _use_comm(self) -> None:
+    def _use_comm(self, kind: str) -> None:
         """On the loop: the page gave up on WebRTC (or never tried): frames travel over the comm."""
         if self._closed:
             return
         if self._peers:  # a failed WebRTC attempt must not report the session as lost later
             _loop.get_loop().create_task(self._drop_peers())
+        if self._comm is not None and self._comm.name != kind:
+            self._close_comm()  # the page moved between JPEG and VP8
         if self._comm is None:
-            self._comm = CommTransport(self._session, self._send_frame)
+            self._comm = _LINKS[kind](self._session, self._send_frame)
+        self._session.show_link_figures(self._comm.figures)
         self._comm.start_output()
+
+    def _use_webrtc(self) -> None:
+        self._stop_comm_output()
+        self._session.show_link_figures(_webrtc_figures)
 
     def _send_frame(self, content: messages.KernelMessage, buffers: list[bytes]) -> None:
         if not self._closed:
@@ -289,11 +308,13 @@ class CameraWidget(anywidget.AnyWidget):
         t_in = time.perf_counter()
         if self.mode != "camera" or self._session.state == "disconnected" or not buffers:
             return
-        _loop.call_soon(self._receive_frame, content.get("seq"), bytes(buffers[0]), t_in)
+        _loop.call_soon(self._receive_frame, dict(content), bytes(buffers[0]), t_in)
 
-    def _receive_frame(self, seq: Any, data: bytes, t_in: float) -> None:
-        if self._comm is not None and not self._closed:
-            self._comm.receive(seq, data, t_in)
+    def _receive_frame(self, content: dict[str, Any], data: bytes, t_in: float) -> None:
+        # A JPEG frame to the VP8 transport, or the reverse (a page between transports): dropped.
+        expected = "chunk" if isinstance(self._comm, CodecTransport) else "frame"
+        if self._comm is not None and not self._closed and content.get("type") == expected:
+            self._comm.receive(content.get("seq"), data, t_in, content)
 
     def _frame_ack(self, content: Mapping[str, Any]) -> None:
         if self._session.state != "disconnected":
@@ -303,12 +324,21 @@ class CameraWidget(anywidget.AnyWidget):
         if self._comm is not None:
             self._comm.acked(seq)
 
+    def _keyframe(self, content: Mapping[str, Any]) -> None:
+        if self._session.state != "disconnected":
+            _loop.call_soon(self._keyframe_requested)
+
+    def _keyframe_requested(self) -> None:
+        if isinstance(self._comm, CodecTransport):
+            self._comm.keyframe_requested()
+
     def _stop_comm_output(self) -> None:
         if self._comm is not None:
             self._comm.stop_output()
 
     def _close_comm(self) -> None:
         comm, self._comm = self._comm, None
+        self._session.show_link_figures(None)
         if comm is not None:
             comm.close()
 
@@ -383,8 +413,14 @@ _HANDLERS = {
     "stopped": CameraWidget._stopped,
     "transport": CameraWidget._transport,
     "frame_ack": CameraWidget._frame_ack,
+    "chunk_ack": CameraWidget._frame_ack,
+    "keyframe": CameraWidget._keyframe,
     "page_stats": CameraWidget._page_stats,
 }
+
+
+def _webrtc_figures() -> dict[str, Any]:
+    return {"transport": "webrtc"}
 
 
 def _browser_ice_server(server: Any) -> dict[str, Any]:

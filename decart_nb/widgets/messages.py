@@ -1,6 +1,6 @@
 """The custom messages between the page (static/camera.js) and the kernel: the kernel's side.
 
-Every message is a JSON object with a `type`; a frame's JPEG travels as the message's one buffer.
+Every message is a JSON object with a `type`; a frame's JPEG or VP8 chunk travels as its one buffer.
 State the page renders (connection state, size, mirror, stats, last error) travels as synced traits
 of the CameraWidget instead. The page's side of this schema is camera.js's PAGE_MESSAGES and
 KERNEL_MESSAGES tables; tests/test_messages.py checks that both sides name the same messages with
@@ -9,7 +9,7 @@ the same fields (PAGE_MESSAGES and KERNEL_MESSAGES here).
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
     "KERNEL_MESSAGES",
@@ -21,12 +21,16 @@ __all__ = [
     "CameraEnded",
     "CameraError",
     "CameraInfo",
+    "Chunk",
+    "ChunkAck",
     "Devices",
     "Frame",
     "FrameAck",
     "GaveUp",
+    "Keyframe",
     "KernelMessage",
     "Offer",
+    "OutputChunk",
     "OutputFrame",
     "PageStats",
     "Reconnecting",
@@ -36,7 +40,10 @@ __all__ = [
     "Transport",
     "answer",
     "answer_error",
+    "chunk_ack",
     "frame_ack",
+    "keyframe",
+    "output_chunk",
     "output_frame",
     "restart",
     "stop",
@@ -100,10 +107,11 @@ class Stopped(TypedDict):
 
 
 class Transport(TypedDict):
-    """The transport the page uses now."""
+    """The transport the page uses now ("comm": JPEG frames, "codec": VP8 chunks of `codec`)."""
 
     type: Literal["transport"]
-    transport: Literal["webrtc", "comm"]
+    transport: Literal["webrtc", "comm", "codec"]
+    codec: NotRequired[str]
 
 
 class Frame(TypedDict):
@@ -120,6 +128,29 @@ class FrameAck(TypedDict):
     seq: Any
 
 
+class Chunk(TypedDict):
+    """A camera frame over the comm as VP8 (buffer: one EncodedVideoChunk's bytes)."""
+
+    type: Literal["chunk"]
+    seq: int
+    key: bool
+    width: int
+    height: int
+
+
+class ChunkAck(TypedDict):
+    """Either way, sent on receipt before decoding: the chunk `seq` arrived; send the next."""
+
+    type: Literal["chunk_ack"]
+    seq: Any
+
+
+class Keyframe(TypedDict):
+    """Either way: my decoder needs a key frame (start, a decode error, a gap): send one next."""
+
+    type: Literal["keyframe"]
+
+
 class PageStats(TypedDict, total=False):
     """What the browser sends, receives and presents (media/stats.py PAGE_STATS), every 2 s."""
 
@@ -134,7 +165,7 @@ class PageStats(TypedDict, total=False):
     height: float | None
 
 
-#: Every message the page sends, by type (frame, frame_ack and transport belong to the comm transport).
+#: Every message the page sends, by type (transport, frame, frame_ack, chunk, chunk_ack, keyframe: comm).
 PAGE_MESSAGES: dict[str, type] = {
     "offer": Offer,
     "camera": CameraInfo,
@@ -147,6 +178,9 @@ PAGE_MESSAGES: dict[str, type] = {
     "transport": Transport,
     "frame": Frame,
     "frame_ack": FrameAck,
+    "chunk": Chunk,
+    "chunk_ack": ChunkAck,
+    "keyframe": Keyframe,
     "page_stats": PageStats,
 }
 PAGE_TYPES = tuple(PAGE_MESSAGES)
@@ -186,7 +220,19 @@ class OutputFrame(TypedDict):
     height: int
 
 
-KernelMessage = Answer | AnswerError | Restart | Stop | OutputFrame | FrameAck
+class OutputChunk(TypedDict):
+    """An output frame over the comm as VP8 (buffer: one VP8 frame, libvpx realtime)."""
+
+    type: Literal["chunk"]
+    seq: int
+    key: bool
+    width: int
+    height: int
+
+
+KernelMessage = (
+    Answer | AnswerError | Restart | Stop | OutputFrame | FrameAck | OutputChunk | ChunkAck | Keyframe
+)
 
 #: Every message the kernel sends, by type.
 KERNEL_MESSAGES: dict[str, type] = {
@@ -196,6 +242,9 @@ KERNEL_MESSAGES: dict[str, type] = {
     "stop": Stop,
     "frame": OutputFrame,
     "frame_ack": FrameAck,
+    "chunk": OutputChunk,
+    "chunk_ack": ChunkAck,
+    "keyframe": Keyframe,
 }
 KERNEL_TYPES = tuple(KERNEL_MESSAGES)
 
@@ -222,3 +271,15 @@ def output_frame(seq: int, width: int, height: int) -> OutputFrame:
 
 def frame_ack(seq: Any) -> FrameAck:
     return {"type": "frame_ack", "seq": seq}
+
+
+def output_chunk(seq: int, key: bool, width: int, height: int) -> OutputChunk:
+    return {"type": "chunk", "seq": seq, "key": key, "width": width, "height": height}
+
+
+def chunk_ack(seq: Any) -> ChunkAck:
+    return {"type": "chunk_ack", "seq": seq}
+
+
+def keyframe() -> Keyframe:
+    return {"type": "keyframe"}

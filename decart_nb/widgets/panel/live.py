@@ -16,6 +16,7 @@ __all__ = [
     "errors_html",
     "failures_html",
     "format_seconds",
+    "link_html",
     "stats_html",
 ]
 
@@ -57,7 +58,24 @@ def stats_html(stats: dict[str, Any]) -> str:
     )
     return "".join(
         f'<span class="dnb-stat"><b>{value}</b><small>{label}</small></span>' for label, value in cells
-    )
+    ) + link_html(stats)
+
+
+def link_html(stats: dict[str, Any]) -> str:
+    """The page's link: "transport · kbps in/out · WxH" (the output's size), details on hover."""
+    transport = stats.get("transport")
+    if not isinstance(transport, str) or not transport:
+        return ""
+    parts = [html.escape(transport)]
+    kbps_in, kbps_out = stats.get("transport_kbps_in"), stats.get("transport_kbps_out")
+    if isinstance(kbps_in, (int, float)) and isinstance(kbps_out, (int, float)):
+        parts.append(f"{kbps_in:.0f}/{kbps_out:.0f} kbps")
+    width, height = stats.get("transport_width_out"), stats.get("transport_height_out")
+    if isinstance(width, int) and isinstance(height, int) and width and height:
+        parts.append(f"{width}x{height}")
+    details = ", ".join(_direction(stats, d) for d in ("in", "out") if f"transport_fps_{d}" in stats)
+    title = f' title="{html.escape(details)}"' if details else ""
+    return f'<span class="dnb-stat dnb-link"{title}><b>{" · ".join(parts)}</b><small>link</small></span>'
 
 
 def errors_html(errors: Iterable[DecartNBError]) -> str:
@@ -80,3 +98,8 @@ def _failure_html(failure: CallbackFailure) -> str:
     event, callback = html.escape(failure.event), html.escape(failure.callback)
     summary = f"<code>{event}</code> callback <code>{callback}</code> raised {html.escape(failure.error)}"
     return f"<details><summary>{summary}</summary><pre>{html.escape(failure.traceback)}</pre></details>"
+
+
+def _direction(stats: dict[str, Any], direction: str) -> str:
+    size = f"{stats.get(f'transport_width_{direction}')}x{stats.get(f'transport_height_{direction}')}"
+    return f"{direction} {size} at {stats.get(f'transport_fps_{direction}')} fps"
