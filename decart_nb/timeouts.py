@@ -20,6 +20,7 @@ __all__ = [
     "DECART_RESTORE_GRACE_S",
     "DECART_SETTLE_TIMEOUT_S",
     "GUARD_MARGIN_S",
+    "KEYFRAME_REQUEST_EVERY_S",
     "LOOP_CALL_TIMEOUT_S",
     "MAX_WAIT_S",
     "PEER_SILENT_S",
@@ -54,6 +55,9 @@ PEER_SILENT_S = 3.0
 # The comm transport: a page that lost an ack (or went away without saying so) gets the next
 # output frame after this long.
 ACK_TIMEOUT_S = 5.0
+# The codec transport: while it waits for the page's key frame (after a gap or a chunk that did not
+# decode), the kernel asks again this often, since a request can be lost with a page restart.
+KEYFRAME_REQUEST_EVERY_S = 1.0
 
 # -- what the session pushes ----------------------------------------------------------------------
 STATS_EVERY_S = 1.0  # the `stats` event to listeners (widget, panel), from the loop

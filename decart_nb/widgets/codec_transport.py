@@ -27,18 +27,18 @@ import av
 from ..errors import DecartNBError
 from ..media.rate import RateController
 from ..media.vp8 import Vp8Decoder, Vp8Encoder, is_key_chunk
+from ..timeouts import KEYFRAME_REQUEST_EVERY_S
 from .comm_transport import CommLink, Incoming, Outgoing, Send
 from .messages import KernelMessage, chunk_ack, keyframe, output_chunk
 
 if TYPE_CHECKING:
     from ..session import Session
 
-__all__ = ["CodecTransport", "KEY_REQUEST_EVERY_S", "MAX_PENDING"]
+__all__ = ["CodecTransport", "KEYFRAME_REQUEST_EVERY_S", "MAX_PENDING"]
 
 logger = logging.getLogger("decart_nb")
 
 MAX_PENDING = 30  # chunks waiting for the decoder (a second at 30 fps): past that, start again at a key
-KEY_REQUEST_EVERY_S = 1.0  # while waiting for a key frame, ask again this often (a request may be lost)
 
 
 class CodecTransport(CommLink):
@@ -85,7 +85,7 @@ class CodecTransport(CommLink):
 
     def _ask_key(self, now: bool = False) -> None:
         t = time.perf_counter()
-        if now or t - self._key_asked_at >= KEY_REQUEST_EVERY_S:
+        if now or t - self._key_asked_at >= KEYFRAME_REQUEST_EVERY_S:
             self._key_asked_at = t
             self.keyframes_asked += 1
             self._send(keyframe(), [])
