@@ -365,3 +365,22 @@ def test_encoding_and_decoding_a_frame_stays_well_under_a_period(size: tuple[int
         decode_s.append(time.perf_counter() - start)
     # Measured here: 720p 8 ms + 2 ms, 360p 2.5 ms + 1 ms; the bound leaves room for a busy machine.
     assert np.median(encode_s) + np.median(decode_s) < 1 / 30, (np.median(encode_s), np.median(decode_s))
+
+
+def test_a_model_switch_moves_the_output_to_the_new_models_ladder(
+    camera_page: tuple[Session, CameraWidget, CodecPage],
+) -> None:
+    s, widget, page = camera_page
+    page.stream(seconds=1.0)
+    s.switch_model("lucy-restyle-2")  # 1280x704: the page restarts and announces its transport again
+    assert page.rec.custom("restart")
+    page.use_codec()
+    page.stream(seconds=1.5)
+    assert wait_until(lambda: s.state == "generating", timeout=10), s.state
+    assert wait_until(lambda: s.stats["height"] == 704, timeout=5), s.stats
+    rate = transport_of(widget).rate
+    assert rate is not None and (rate.rungs[0].width, rate.rungs[0].height) == (1280, 704)
+    page.stream(seconds=0.5)
+    content, frame = page.decoded[-1]
+    assert (content["width"], content["height"]) in {(r.width, r.height) for r in rate.rungs}
+    assert (frame.width, frame.height) == (content["width"], content["height"])

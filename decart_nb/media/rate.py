@@ -30,9 +30,10 @@ Rules, applied in this order on every ack (`on_ack(nbytes, seconds, now)`):
 3. Rung: the largest rung whose bits per pixel per frame, `kbps * 1000 / (pixels * fps)`, is
    >= MIN_BPP (0.1); the smallest rung when none is. A step UP needs a margin, bpp >= MIN_BPP *
    UP_MARGIN (1.25) at the larger rung, so a bitrate at a boundary does not flip between two rungs.
-   The rung changes at most once every RUNG_HOLD_S (2 s), counted from the last change (the first
-   ack may change the starting rung at once). `on_ack` returns True when the rung changed: the
-   sender then makes the next frame a key frame (its encoder restarts at the new size).
+   The rung changes at most once every RUNG_HOLD_S (2 s), counted from the last change, or before
+   any change from the first ack (which may itself change the starting rung). `on_ack` returns
+   True when the rung changed: the sender then makes the next frame a key frame (its encoder
+   restarts at the new size).
 
 A chunk whose ack never comes (the sender waited timeouts.ACK_TIMEOUT_S): `on_lost(now)` halves
 kbps (LOST_DECREASE), then applies rules 2 and 3, and returns True on a rung change as `on_ack`
