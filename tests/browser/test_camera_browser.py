@@ -359,8 +359,8 @@ BLOCK_WEBRTC = """() => {
 COMM_RECEIVED = f"() => ({CONTROLLER})()?.link?.received ?? -1"
 
 
-def grab_canvas(nb: LabNotebook) -> tuple[int, int, np.ndarray]:
-    shot = nb.grab_video(OUTPUT_FRAMES)
+def grab_canvas(nb: LabNotebook, scale: float = 0.25) -> tuple[int, int, np.ndarray]:
+    shot = nb.grab_video(OUTPUT_FRAMES, scale)
     assert shot is not None, f"the comm output canvas shows nothing\n{nb.diagnostics()}"
     return shot.width, shot.height, shot.rgb
 
@@ -372,10 +372,12 @@ def page_fps(nb: LabNotebook, seconds: float = 2.0) -> float:
     return (nb.page.evaluate(COMM_RECEIVED) - n0) / seconds
 
 
-def assert_live_over_the_comm(nb: LabNotebook, name: str) -> dict[str, Any]:
-    wait_page(nb, "el.dataset.transport === 'comm' && el.dataset.status === 'live'", timeout=40)
+def assert_live_over_the_comm(nb: LabNotebook, name: str, kind: str = "comm") -> dict[str, Any]:
+    """Live over the comm as JPEG frames (kind "comm") or VP8 video ("codec", at a rung's size)."""
+    wait_page(nb, f"el.dataset.transport === '{kind}' && el.dataset.status === 'live'", timeout=40)
     wait_page(nb, "el.dataset.state === 'generating'", timeout=30)
-    assert nb.wait_py("s.widget.active_transport == 'comm'", timeout=10), nb.py("s.widget.active_transport")
+    active = nb.wait_py(f"s.widget.active_transport == '{kind}'", timeout=10)
+    assert active, nb.py("s.widget.active_transport")
     assert nb.page.evaluate(f"() => ({CONTROLLER})().pc") is None  # no WebRTC peer in the page
     assert "comm" in nb.page.inner_text(f"{ROOT} .decart-transport")  # the status line says so
     stats = best_stats(nb, 6.0)
@@ -383,8 +385,10 @@ def assert_live_over_the_comm(nb: LabNotebook, name: str) -> dict[str, Any]:
     assert stats["fps_in"] >= LIVE_FPS, stats
     fps = page_fps(nb)
     assert fps >= LIVE_FPS, f"the page received {fps:.1f} output fps over the comm"
-    width, height, output = grab_canvas(nb)
-    assert (width, height) == (1280, 720)
+    width, _, _ = grab_canvas(nb)
+    width, height, output = grab_canvas(nb, 0.25 * 1280 / width)  # the preview grab's size
+    if kind == "comm":
+        assert (width, height) == (1280, 720)
     assert band_diff(grab(nb, PREVIEW).rgb, output) > 10, "the output shows the camera untransformed"
     print(f"{name}: kernel in {stats['fps_in']} fps, out {stats['fps_out']} fps, page {fps:.1f} fps")
     nb.screenshot(name)
@@ -404,7 +408,7 @@ def test_frames_travel_over_the_comm_when_asked(comm_nb: LabNotebook) -> None:
     nb = comm_nb
     nb.run_cell(
         'from decart_nb import Session\ns = Session(source="camera", prompt="pencil sketch")\n'
-        's.widget.transport = "comm"\ns'
+        's.widget.transport = "jpeg"\ns'
     )
     assert_live_over_the_comm(nb, "comm-live")
     nb.run_cell("s.disconnect()")
@@ -420,9 +424,9 @@ def test_auto_falls_back_to_the_comm_when_webrtc_cannot_connect(comm_nb: LabNote
     start = time.monotonic()
     # transport="auto", the default
     nb.run_cell('from decart_nb import Session\ns = Session(source="camera", prompt="pencil sketch")\ns')
-    wait_page(nb, "el.dataset.transport === 'comm'", timeout=40)
+    wait_page(nb, "el.dataset.transport === 'codec'", timeout=40)  # video over the comm (VP8)
     print(f"auto: fell back to the comm {time.monotonic() - start:.1f} s after the cell ran")
-    assert_live_over_the_comm(nb, "comm-fallback")
+    assert_live_over_the_comm(nb, "comm-fallback", "codec")
     assert nb.py("len(s._peer_set.peers)") == 0  # the failed WebRTC attempt was closed in the kernel
     assert nb.py("[e.code for e in s.errors]") == []
     nb.run_cell("s.disconnect()")
@@ -433,7 +437,7 @@ def test_a_headless_session_shows_its_output_over_the_comm(comm_nb: LabNotebook)
     nb = comm_nb
     nb.page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
     nb.page.wait_for_function("() => !document.querySelector('.decart-camera')", timeout=10_000)
-    nb.run_cell('s = Session(source="pattern")\ns.widget.transport = "comm"\ns')
+    nb.run_cell('s = Session(source="pattern")\ns.widget.transport = "jpeg"\ns')
     wait_page(nb, "el.dataset.transport === 'comm' && el.dataset.status === 'live'", timeout=30)
     width, height, _ = grab_canvas(nb)
     assert (width, height) == (1280, 720)

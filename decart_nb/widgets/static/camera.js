@@ -8,8 +8,9 @@
 //                 the track's `ended` (unplugged, permission revoked)
 //   RtcLink       transport "webrtc": RTCPeerConnection, offer/answer over the comm (no trickle:
 //                 we wait for ICE gathering), codec preference, playout target, page stats
-//   CommLink      transport "comm" (or "auto" after AUTO_CONNECT_MS): JPEG frames over the comm,
-//                 one in flight each way
+//   CodecLink     transport "comm" (or "auto" where WebRTC finds no path): VP8 video over the comm
+//                 through WebCodecs, one chunk in flight each way, sized by a RateController
+//   CommLink      the same as JPEG frames, where WebCodecs cannot do VP8 (or transport "jpeg")
 //   Controller    owns the status (TRANSITIONS below), picks the transport, retries, talks to the
 //                 kernel (PAGE_MESSAGES / KERNEL_MESSAGES) and renders the views
 //   View          one rendering of the widget
@@ -21,10 +22,21 @@ const ICE_GATHER_TIMEOUT_MS = 5000;
 const DISCONNECTED_GRACE_MS = 3000; // "disconnected" often recovers by itself; "failed" does not
 const LAST_VIEW_GRACE_MS = 1000; // a view re-rendered at once (cell moved) keeps the camera
 const AUTO_CONNECT_MS = 6000; // "auto": WebRTC gets this long to connect, then the comm takes over
+// "auto" also gives up on WebRTC when ICE has found no working candidate pair this long after the
+// kernel's answer: where UDP is blocked no pair ever works, and the comm takes over within ~1.5 s
+// of the offer instead of 6 (issue 12). On a network that passes UDP (or relays it) the first
+// pair succeeds within a few round trips, and DTLS then gets the rest of AUTO_CONNECT_MS. We do
+// not start the comm at once and upgrade later: the kernel keeps one transport per page (a comm
+// transport drops the page's peer), and the camera would be encoded twice meanwhile.
+const AUTO_ICE_MS = 1000;
 const FRAME_ACK_TIMEOUT_MS = 3000; // a lost ack must not stall the camera for good
 const JPEG_QUALITY = 0.7;
 const PAGE_STATS_MS = 2000; // how often the page tells the kernel what it sends, receives and shows
-const TRANSPORT_TEXT = { webrtc: "WebRTC", comm: "comm (JPEG)" };
+const TRANSPORT_TEXT = { webrtc: "WebRTC", codec: "comm (VP8)", comm: "comm (JPEG)" };
+const TRANSPORT_TITLE = {
+  codec: "WebRTC is not used: the video travels over the notebook's comm as VP8",
+  comm: "WebRTC is not used: frames travel over the notebook's comm as JPEG (slower)",
+};
 
 const STATE_TEXT = {
   disconnected: "disconnected",
@@ -70,9 +82,12 @@ const PREVIEW_EMPTY = {
 /** @typedef {{type: "reconnecting", attempt: number}} ReconnectingMessage */
 /** @typedef {{type: "gave_up", attempts: number}} GaveUpMessage */
 /** @typedef {{type: "stopped", reason: string}} StoppedMessage */
-/** @typedef {{type: "transport", transport: "webrtc" | "comm"}} TransportMessage */
+/** @typedef {{type: "transport", transport: "webrtc" | "codec" | "comm", codec: string}} TransportMessage codec: "vp8"/"h264" (WebRTC), "vp8" (codec), "jpeg" (comm) */
 /** @typedef {{type: "frame", seq: number}} FrameMessage a camera frame over the comm (buffer: JPEG) */
 /** @typedef {{type: "frame_ack", seq: number}} FrameAckMessage either way: frame `seq` arrived */
+/** @typedef {{type: "chunk", seq: number, key: boolean, width: number, height: number}} ChunkMessage either way: one VP8 frame (buffer: the EncodedVideoChunk's bytes) */
+/** @typedef {{type: "chunk_ack", seq: number}} ChunkAckMessage either way, at once on receipt */
+/** @typedef {{type: "keyframe"}} KeyframeMessage either way: "my decoder needs a key frame" */
 /** @typedef {{type: "page_stats", fps_sent: ?number, fps_received: ?number, fps_decoded: ?number, fps_presented: ?number, frames_dropped: ?number, freezes: ?number, width: ?number, height: ?number}} PageStatsMessage */
 // Kernel -> page:
 /** @typedef {{type: "answer", attempt: number, sdp: string}} AnswerMessage */
@@ -93,9 +108,12 @@ const PAGE_MESSAGES = schema({
   reconnecting: ["attempt"],
   gave_up: ["attempts"],
   stopped: ["reason"],
-  transport: ["transport"],
+  transport: ["transport", "codec"],
   frame: ["seq"],
   frame_ack: ["seq"],
+  chunk: ["seq", "key", "width", "height"],
+  chunk_ack: ["seq"],
+  keyframe: [],
   page_stats: ["fps_sent", "fps_received", "fps_decoded", "fps_presented", "frames_dropped", "freezes", "width", "height"],
 });
 
@@ -107,6 +125,9 @@ const KERNEL_MESSAGES = schema({
   stop: [],
   frame: ["seq", "width", "height"],
   frame_ack: ["seq"],
+  chunk: ["seq", "key", "width", "height"],
+  chunk_ack: ["seq"],
+  keyframe: [],
 });
 
 // The fields `msg` lacks or has beyond its schema entry ("" when it matches).
@@ -318,9 +339,9 @@ class CameraSource {
 
 // -- transports -----------------------------------------------------------------------------------
 // A transport carries the camera to the kernel and the output back. The Controller holds one at a
-// time (`controller.link`) and uses only this interface, so another (say, WebCodecs frames over
-// the comm) can go beside RtcLink and CommLink:
-//   kind                   "webrtc" | "comm": the "transport" message and the view's label
+// time (`controller.link`) and uses only this interface (RtcLink, CodecLink, CommLink):
+//   kind                   "webrtc" | "codec" | "comm": the "transport" message and the view's label
+//   codec                  what the video is coded as ("vp8", "h264", "jpeg"), for the same message
 //   drawsFrames            true: the output is drawn frame by frame on a canvas (`output`);
 //                          false: it plays in a <video> from the MediaStream `remote`
 //   start(): Promise       connect (again); resolves once frames can flow, rejects if they cannot
@@ -343,6 +364,7 @@ class CommLink {
     this.host = host;
     this.gen = gen;
     this.kind = "comm";
+    this.codec = "jpeg";
     this.drawsFrames = true;
     this.remote = null;
     this.seq = 0;
@@ -463,12 +485,454 @@ class CommLink {
   }
 }
 
+// -- video over the comm: VP8 through WebCodecs ----------------------------------------------------
+// Rate control, the twin of decart_nb/media/rate.py (its docstring is the spec: same rules,
+// constants and order of steps, so both senders behave alike). Inputs per acked chunk: its bytes
+// and its send->ack seconds; outputs: kbps, fps and the rung (resolution) to encode at.
+const RATE = Object.freeze({
+  LADDER: Object.freeze([1.0, 0.75, 0.5, 0.375, 0.25]), // fractions of the model's width and height
+  DECREASE: 0.85, // send->ack over a frame period: the link is full or queueing
+  INCREASE: 1.05, // send->ack under HEADROOM of a period: well under
+  LOST_DECREASE: 0.5,
+  HEADROOM: 0.5,
+  MIN_BPP: 0.1, // bits per pixel per frame a rung needs
+  UP_MARGIN: 1.25, // a step up needs MIN_BPP * UP_MARGIN, so a boundary does not flip rungs
+  MAX_BPP: 0.2, // max kbps: this at the full size and the model's fps
+  RUNG_HOLD_S: 2.0,
+  MIN_FPS: 5.0,
+  MIN_KBPS: 50.0,
+  START_KBPS: 400.0,
+});
+
+const even = (x) => Math.max(2, Math.floor(Math.floor(x) / 2) * 2);
+
+function ladder(width, height) {
+  return RATE.LADDER.map((f) => Object.freeze({ width: even(width * f), height: even(height * f) }));
+}
+
+class RateController {
+  constructor(width, height, fps, { startKbps = RATE.START_KBPS, minKbps = RATE.MIN_KBPS, maxKbps = null } = {}) {
+    this.rungs = ladder(width, height);
+    this.modelFps = fps;
+    this.minKbps = minKbps;
+    this.maxKbps = maxKbps ?? (RATE.MAX_BPP * width * height * fps) / 1000;
+    this.kbps = this.clamp(startKbps);
+    this.fps = this.targetFps();
+    this.rung = this.rungs[this.bestRung(this.rungs.length - 1)];
+    this.rungSince = null; // null: the first ack may move the rung at once
+    this.rungChanges = 0;
+  }
+
+  // Rule 1, then 2 and 3: a chunk of `nbytes` took `seconds` from send to ack (`now` in
+  // seconds); true when the rung changed (the next frame is then a key frame).
+  onAck(nbytes, seconds, now) {
+    const period = 1 / this.fps;
+    if (seconds > period) this.kbps = this.clamp(this.kbps * RATE.DECREASE);
+    else if (seconds < RATE.HEADROOM * period) this.kbps = this.clamp(this.kbps * RATE.INCREASE);
+    return this.adapt(now);
+  }
+
+  // The last chunk's ack never came; true when the rung changed.
+  onLost(now) {
+    this.kbps = this.clamp(this.kbps * RATE.LOST_DECREASE);
+    return this.adapt(now);
+  }
+
+  adapt(now) {
+    this.fps = this.targetFps();
+    if (this.rungSince !== null && now - this.rungSince < RATE.RUNG_HOLD_S) return false;
+    const current = this.rungs.indexOf(this.rung);
+    const best = this.bestRung(current);
+    if (this.rungSince === null) this.rungSince = now;
+    if (best === current) return false;
+    this.rung = this.rungs[best];
+    this.rungSince = now;
+    this.rungChanges += 1;
+    return true;
+  }
+
+  // Bits per pixel per frame at the current kbps and fps.
+  bpp(rung) {
+    return (this.kbps * 1000) / (rung.width * rung.height * this.fps);
+  }
+
+  bestRung(current) {
+    for (let i = 0; i < this.rungs.length; i++) {
+      const need = i < current ? RATE.MIN_BPP * RATE.UP_MARGIN : RATE.MIN_BPP;
+      if (this.bpp(this.rungs[i]) >= need) return i;
+    }
+    return this.rungs.length - 1;
+  }
+
+  // The model's fps, unless even the smallest rung would get under MIN_BPP: fewer, better frames.
+  targetFps() {
+    const smallest = this.rungs[this.rungs.length - 1];
+    const affordable = (this.kbps * 1000) / (RATE.MIN_BPP * smallest.width * smallest.height);
+    return Math.max(RATE.MIN_FPS, Math.min(this.modelFps, affordable));
+  }
+
+  clamp(kbps) {
+    return Math.min(this.maxKbps, Math.max(this.minKbps, kbps));
+  }
+}
+
+// The camera's newest frame. MediaStreamTrackProcessor (Chromium) hands us every camera frame:
+// we keep only the newest and close the others at once (the camera's frame pool must not run
+// dry). Without it, a <video> of the track is read into a VideoFrame when one is wanted.
+class FrameTap {
+  constructor(track) {
+    this.track = track;
+    this.latest = null;
+    this.closed = false;
+    this.wake = null;
+    this.reader = null;
+    this.video = null;
+    if (typeof MediaStreamTrackProcessor === "function") {
+      this.reader = new MediaStreamTrackProcessor({ track }).readable.getReader();
+      this.pump().catch((err) => this.closed || console.warn("decart_nb: camera frames stopped", err));
+    } else {
+      this.video = document.createElement("video");
+      this.video.muted = true;
+      this.video.playsInline = true;
+      this.video.srcObject = new MediaStream([track]);
+      this.video.play().catch((err) => console.warn("decart_nb: camera video did not start", err));
+    }
+  }
+
+  async pump() {
+    while (!this.closed) {
+      const { value, done } = await this.reader.read();
+      if (done) return;
+      if (this.closed) return value.close();
+      this.latest?.close();
+      this.latest = value;
+      this.wake?.();
+    }
+  }
+
+  // The newest frame, which the caller closes; waits for a new one. null once closed.
+  async take() {
+    while (!this.closed) {
+      if (this.latest) {
+        const frame = this.latest;
+        this.latest = null;
+        return frame;
+      }
+      if (this.video && this.video.readyState >= 2) {
+        return new VideoFrame(this.video, { timestamp: Math.round(performance.now() * 1000) });
+      }
+      await new Promise((resolve) => {
+        this.wake = resolve;
+        setTimeout(resolve, this.video ? 20 : 200);
+      });
+      this.wake = null;
+    }
+    return null;
+  }
+
+  close() {
+    this.closed = true;
+    this.reader?.cancel().catch((err) => console.warn("decart_nb: closing the camera frames", err));
+    this.latest?.close();
+    this.latest = null;
+    this.wake?.();
+    if (this.video) this.video.srcObject = null;
+  }
+}
+
+// Can this browser encode and decode VP8 with WebCodecs? Asked once per page.
+let vp8Check = null;
+function vp8Supported(width, height) {
+  vp8Check ??= (async () => {
+    if (![globalThis.VideoEncoder, globalThis.VideoDecoder, globalThis.EncodedVideoChunk].every((f) => typeof f === "function")) return false;
+    try {
+      const [enc, dec] = await Promise.all([
+        VideoEncoder.isConfigSupported({ codec: "vp8", width, height, bitrate: 1e6, framerate: 30, latencyMode: "realtime" }),
+        VideoDecoder.isConfigSupported({ codec: "vp8" }),
+      ]);
+      return !!(enc.supported && dec.supported);
+    } catch (err) {
+      console.warn("decart_nb: no WebCodecs VP8 here, JPEG over the comm instead", err);
+      return false;
+    }
+  })();
+  return vp8Check;
+}
+
+// Video over the comm: the camera leaves as VP8 chunks (WebCodecs), the output comes back as VP8
+// chunks. One chunk in flight each way, acked on receipt (before decoding), so send->ack is the
+// network's time for one chunk; the RateController turns it into bitrate, frame rate and size. A
+// VP8 delta frame can never be dropped, so we encode only what we send: once the last chunk is
+// acked (and a frame period has passed), the newest camera frame is encoded and sent at once.
+class CodecLink {
+  constructor(host, gen) {
+    this.host = host;
+    this.gen = gen;
+    this.kind = "codec";
+    this.codec = "vp8";
+    this.drawsFrames = true;
+    this.remote = null;
+    this.closed = false;
+    this.sent = 0; // camera chunks sent
+    this.received = 0; // output chunks received
+    this.decoded = 0;
+    this.output = null; // the newest decoded output frame (a VideoFrame), drawn by the views
+    // camera -> kernel
+    this.seq = 0;
+    this.tap = null;
+    this.encoder = null;
+    this.encoding = null; // {resolve} of the encode in progress
+    this.configured = null; // {width, height, kbps, fps} the encoder runs with
+    this.wantKey = true;
+    this.waiting = null; // the chunk in flight: {seq, bytes, sentAt, resolve, timer}
+    const m = host.model;
+    this.rate = new RateController(m.get("width"), m.get("height"), m.get("fps"));
+    // kernel -> page
+    this.decoder = null;
+    this.needKey = true;
+    this.statsTimer = null;
+    this.lastStats = null;
+  }
+
+  get live() {
+    return !this.closed && this.gen === this.host.generation;
+  }
+
+  get up() {
+    return this.sent > 0 || this.received > 0;
+  }
+
+  async start() {
+    this.host.carrying(this);
+    this.host.send({ type: "keyframe" }); // our decoder starts from nothing
+    this.statsTimer = setInterval(() => this.sendPageStats(), PAGE_STATS_MS);
+    if (this.host.camera) this.sendCamera().catch((err) => console.warn("decart_nb: codec camera loop stopped", err));
+  }
+
+  reset() {}
+
+  async setTrack() {
+    this.wantKey = true; // the camera loop taps the new track
+  }
+
+  message(msg, buffers) {
+    if (msg.type === "chunk") this.chunk(msg, buffers);
+    else if (msg.type === "chunk_ack") this.acked(msg.seq);
+    else if (msg.type === "keyframe") this.wantKey = true;
+    else return false;
+    return true;
+  }
+
+  // -- camera -> kernel -------------------------------------------------------------------------
+  async sendCamera() {
+    let last = -Infinity;
+    try {
+      while (this.live) {
+        const track = this.host.paused ? null : this.host.stream?.getVideoTracks()[0];
+        if (!track || track.readyState !== "live") {
+          this.closeTap();
+          await sleep(100);
+          continue;
+        }
+        if (this.tap?.track !== track) {
+          this.closeTap();
+          this.tap = new FrameTap(track);
+        }
+        const rest = last + 1000 / this.rate.fps - performance.now();
+        if (rest > 0) await sleep(rest);
+        const frame = await this.tap.take();
+        if (!frame) continue;
+        if (!this.live) return frame.close();
+        last = performance.now();
+        let chunk = null;
+        try {
+          chunk = await this.encode(frame);
+        } catch (err) {
+          if (!this.live) return; // closed while encoding
+          console.warn("decart_nb: a camera frame did not encode", err);
+          this.configured = null; // a new encoder, starting at a key frame
+          await sleep(200);
+        }
+        if (chunk && this.live) await this.sendChunk(chunk);
+      }
+    } finally {
+      this.closeTap();
+    }
+  }
+
+  closeTap() {
+    this.tap?.close();
+    this.tap = null;
+  }
+
+  // Encodes `frame` (and closes it) at the rate controller's rung, bitrate and fps; a new size,
+  // or a bitrate or fps well off the encoder's, reconfigures it first. null: libvpx skipped it.
+  async encode(frame) {
+    try {
+      const { width, height } = this.rate.rung;
+      const [kbps, fps, c] = [this.rate.kbps, this.rate.fps, this.configured];
+      const resize = !c || c.width !== width || c.height !== height;
+      if (resize || Math.abs(kbps - c.kbps) > 0.1 * c.kbps || Math.abs(fps - c.fps) > 1) {
+        this.configureEncoder(width, height, kbps, fps);
+        if (resize) this.wantKey = true;
+      }
+      const key = this.wantKey;
+      this.wantKey = false;
+      const out = new Promise((resolve) => (this.encoding = { resolve }));
+      this.encoder.encode(frame, { keyFrame: key });
+      // flush() resolves after every output: an encode that yields nothing cannot hang us.
+      const chunk = await Promise.race([out, this.encoder.flush().then(() => null)]);
+      if (!chunk && key) this.wantKey = true;
+      return chunk;
+    } finally {
+      this.encoding = null;
+      frame.close();
+    }
+  }
+
+  configureEncoder(width, height, kbps, fps) {
+    if (!this.encoder || this.encoder.state === "closed") {
+      this.encoder = new VideoEncoder({
+        output: (chunk) => this.encoding?.resolve(chunk),
+        error: (err) => console.warn("decart_nb: the VP8 encoder failed", err),
+      });
+    }
+    this.encoder.configure({
+      codec: "vp8",
+      width,
+      height,
+      bitrate: Math.round(kbps * 1000),
+      framerate: fps,
+      latencyMode: "realtime",
+      bitrateMode: "constant", // each frame near its share: a burst would hold the link
+    });
+    this.configured = { width, height, kbps, fps };
+  }
+
+  sendChunk(chunk) {
+    const data = new ArrayBuffer(chunk.byteLength);
+    chunk.copyTo(data);
+    const seq = ++this.seq;
+    const { width, height } = this.configured;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.lost(seq), FRAME_ACK_TIMEOUT_MS);
+      this.waiting = { seq, bytes: data.byteLength, sentAt: performance.now(), resolve, timer };
+      if (this.host.send({ type: "chunk", seq, key: chunk.type === "key", width, height }, [data])) this.sent += 1;
+      else this.lost(seq);
+    });
+  }
+
+  acked(seq) {
+    const w = this.waiting;
+    if (!w || w.seq !== seq) return;
+    this.finish(w);
+    const now = performance.now();
+    if (this.rate.onAck(w.bytes, (now - w.sentAt) / 1000, now / 1000)) this.wantKey = true;
+    if (this.live) this.host.linkLive(this);
+  }
+
+  // No ack within FRAME_ACK_TIMEOUT_MS: the chunk is lost, and with it the chain of delta frames.
+  lost(seq) {
+    const w = this.waiting;
+    if (!w || w.seq !== seq) return;
+    this.finish(w);
+    this.rate.onLost(performance.now() / 1000);
+    this.wantKey = true;
+  }
+
+  finish(w) {
+    this.waiting = null;
+    clearTimeout(w.timer);
+    w.resolve();
+  }
+
+  // -- kernel -> page ---------------------------------------------------------------------------
+  chunk(msg, buffers) {
+    if (!this.live || !buffers || !buffers.length) return;
+    this.host.send({ type: "chunk_ack", seq: msg.seq }); // at once: send->ack measures the network
+    this.received += 1;
+    if (this.needKey && !msg.key) return; // a delta frame without its reference: a key is coming
+    try {
+      if (!this.decoder || this.decoder.state === "closed") this.openDecoder();
+      const type = msg.key ? "key" : "delta";
+      this.decoder.decode(new EncodedVideoChunk({ type, timestamp: msg.seq, data: buffers[0] }));
+      this.needKey = false;
+    } catch (err) {
+      this.decodeFailed(err);
+    }
+  }
+
+  openDecoder() {
+    this.decoder = new VideoDecoder({
+      output: (frame) => this.show(frame),
+      error: (err) => this.decodeFailed(err),
+    });
+    this.decoder.configure({ codec: "vp8", optimizeForLatency: true });
+  }
+
+  decodeFailed(err) {
+    if (!this.live) return;
+    console.warn("decart_nb: an output chunk did not decode: asking for a key frame", err);
+    if (this.decoder && this.decoder.state !== "closed") this.decoder.close();
+    this.decoder = null;
+    this.needKey = true;
+    this.host.send({ type: "keyframe" });
+  }
+
+  show(frame) {
+    if (!this.live) return frame.close();
+    this.decoded += 1;
+    const old = this.output;
+    this.output = frame;
+    this.host.linkLive(this);
+    this.host.showFrame(frame);
+    old?.close();
+  }
+
+  // What the page sends, receives and decodes, for session.stats (as RtcLink's getStats sample).
+  sendPageStats() {
+    if (!this.live) return;
+    const sample = { t: performance.now(), sent: this.sent, received: this.received, decoded: this.decoded };
+    const last = this.lastStats;
+    this.lastStats = sample;
+    if (!last) return;
+    const rate = (key) => ((sample[key] - last[key]) * 1000) / (sample.t - last.t);
+    this.host.send({
+      type: "page_stats",
+      fps_sent: rate("sent"),
+      fps_received: rate("received"),
+      fps_decoded: rate("decoded"),
+      fps_presented: rate("decoded"), // each decoded frame is drawn at once
+      frames_dropped: null,
+      freezes: null,
+      width: this.output?.displayWidth ?? null,
+      height: this.output?.displayHeight ?? null,
+    });
+  }
+
+  close() {
+    this.closed = true;
+    clearInterval(this.statsTimer);
+    if (this.waiting) this.finish(this.waiting);
+    this.closeTap();
+    this.encoding?.resolve(null);
+    for (const coder of [this.encoder, this.decoder]) {
+      if (coder && coder.state !== "closed") coder.close();
+    }
+    this.encoder = this.decoder = null;
+    this.output?.close();
+    this.output = null;
+  }
+}
+
 // WebRTC: one RTCPeerConnection at a time, its offer answered by the kernel over the comm.
 class RtcLink {
   constructor(host, gen) {
     this.host = host;
     this.gen = gen;
     this.kind = "webrtc";
+    this.codec = host.model.get("codec") || "vp8";
+    this.answeredAt = 0; // when the kernel's answer was applied (ICE checks start then)
     this.drawsFrames = false;
     this.pc = null;
     this.sender = null; // the camera's RTCRtpSender (null: receive only)
@@ -514,6 +978,7 @@ class RtcLink {
     const sdp = await this.offer(pc.localDescription.sdp);
     if (!this.live || pc !== this.pc) throw new Error("superseded");
     await pc.setRemoteDescription({ type: "answer", sdp });
+    this.answeredAt = performance.now();
     await this.connected(pc);
   }
 
@@ -627,9 +1092,22 @@ class RtcLink {
     }
   }
 
+  // Has ICE found a working candidate pair (so UDP, or a relay, reaches the kernel)?
+  async icePath() {
+    const pc = this.pc;
+    if (!pc) return false;
+    if (pc.iceConnectionState === "connected" || pc.iceConnectionState === "completed") return true;
+    let found = false;
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === "candidate-pair" && r.state === "succeeded") found = true;
+    });
+    return found;
+  }
+
   reset() {
     const pc = this.pc;
     this.pc = null;
+    this.answeredAt = 0;
     this.sender = null;
     this.receiver = null;
     clearTimeout(this.disconnectTimer);
@@ -823,7 +1301,9 @@ class Controller {
         }
       }
       const transport = this.model.get("transport");
-      if (transport === "comm" || (transport === "auto" && this.fellBack)) return this.useComm(gen);
+      if (transport === "comm" || transport === "jpeg" || (transport === "auto" && this.fellBack)) {
+        return await this.useComm(gen);
+      }
       this.setStatus("connecting", "Connecting to the kernel…");
       this.link = new RtcLink(this, gen);
       if (transport === "auto") return await this.connectOrFallBack(gen);
@@ -837,11 +1317,25 @@ class Controller {
   }
 
   // One connection attempt of the transport; "auto" gives WebRTC AUTO_CONNECT_MS before the comm
-  // takes over.
+  // takes over, or AUTO_ICE_MS after the answer when ICE has found no path by then.
   connectLink() {
     const attempt = this.link.start();
     if (this.model.get("transport") !== "auto") return attempt;
-    return deadline(attempt, AUTO_CONNECT_MS, "WebRTC did not connect");
+    const settled = { done: false };
+    const timed = deadline(attempt, AUTO_CONNECT_MS, "WebRTC did not connect").finally(() => (settled.done = true));
+    return Promise.race([timed, this.noIcePath(this.link, settled)]);
+  }
+
+  // Rejects when the link's ICE has no working pair AUTO_ICE_MS after the answer; otherwise never
+  // settles (the attempt itself decides).
+  async noIcePath(link, settled) {
+    while (!settled.done) {
+      await sleep(50);
+      if (settled.done || !link.answeredAt || performance.now() - link.answeredAt < AUTO_ICE_MS) continue;
+      if (await link.icePath()) break;
+      if (!settled.done) throw new Error(`WebRTC found no network path within ${AUTO_ICE_MS / 1000} s of the answer`);
+    }
+    return new Promise(() => {});
   }
 
   // "auto": WebRTC when it connects within AUTO_CONNECT_MS, otherwise (UDP blocked, Binder) the comm.
@@ -852,14 +1346,18 @@ class Controller {
       if (gen !== this.generation || err.code === "NOT_CONNECTED") throw err;
       console.warn("decart_nb: WebRTC failed, frames go over the comm instead", err);
       this.fellBack = true;
-      this.useComm(gen);
+      await this.useComm(gen);
     }
   }
 
-  useComm(gen) {
+  // Video over the comm: VP8 (CodecLink) where WebCodecs can, else JPEG (CommLink); "jpeg" forces JPEG.
+  async useComm(gen) {
     this.dropLink();
     this.setStatus("connecting", "Sending frames over the comm…");
-    this.link = new CommLink(this, gen);
+    const m = this.model;
+    const vp8 = m.get("transport") !== "jpeg" && (await vp8Supported(m.get("width"), m.get("height")));
+    if (gen !== this.generation) return;
+    this.link = vp8 ? new CodecLink(this, gen) : new CommLink(this, gen);
     this.link.start();
   }
 
@@ -931,7 +1429,7 @@ class Controller {
   carrying(link) {
     if (link !== this.link || this.transport === link.kind) return;
     this.transport = link.kind;
-    this.send({ type: "transport", transport: link.kind });
+    this.send({ type: "transport", transport: link.kind, codec: link.codec });
   }
 
   // Frames flow: a connection being made is live (a camera being reopened says so itself).
@@ -1167,12 +1665,12 @@ class View {
     if (stream) video.play().catch((err) => console.warn("decart_nb: video did not start", err));
   }
 
+  // An ImageBitmap (JPEG) or a VideoFrame (VP8), at its own size: CSS scales the canvas.
   draw(bitmap) {
     if (this.drawn === bitmap) return;
     const canvas = this.frames;
-    if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
-      [canvas.width, canvas.height] = [bitmap.width, bitmap.height];
-    }
+    const [width, height] = [bitmap.displayWidth ?? bitmap.width, bitmap.displayHeight ?? bitmap.height];
+    if (canvas.width !== width || canvas.height !== height) [canvas.width, canvas.height] = [width, height];
     canvas.getContext("2d").drawImage(bitmap, 0, 0);
     this.drawn = bitmap;
     if (this.frames.parentElement.dataset.empty) this.frames.parentElement.dataset.empty = "";
@@ -1197,7 +1695,7 @@ class View {
     this.output.parentElement.dataset.empty = hasOutput ? "" : c.running ? "Waiting for the model…" : "No output";
     const transport = root.querySelector(".decart-transport");
     transport.textContent = c.transport ? `via ${TRANSPORT_TEXT[c.transport]}` : "";
-    transport.title = c.transport === "comm" ? "WebRTC is not used: frames travel over the notebook's comm as JPEG (slower)" : "";
+    transport.title = TRANSPORT_TITLE[c.transport] || "";
     this.preview.classList.toggle("decart-selfie", c.selfie);
     this.inputCaption.textContent = "Camera" + (c.selfie ? " (mirrored, as the model sees it)" : "");
 
