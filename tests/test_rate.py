@@ -4,11 +4,14 @@ to be acked, one chunk in flight, the sender never faster than its target fps.""
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
+from decart_nb.media import rate
 from decart_nb.media.rate import MIN_BPP, RUNG_HOLD_S, RateController, ladder
 
 RTT_S = 0.004  # the loopback's round trip plus the kernel's handling
@@ -121,3 +124,17 @@ def test_a_lost_chunk_halves_the_bitrate() -> None:
     rc.on_lost(now=0.5)
     assert rc.kbps == pytest.approx(before / 2)
     assert rc.on_lost(now=3.0), "a halved bitrate past the hold moves to a smaller rung"
+
+
+def test_the_pages_twin_uses_the_same_constants() -> None:
+    """camera.js's RateController mirrors this one: its RATE table must hold rate.py's values."""
+    js = (Path(rate.__file__).parent.parent / "widgets" / "static" / "camera.js").read_text()
+    block = re.search(r"^const RATE = Object\.freeze\(\{\n(.*?)\n\}\);$", js, re.S | re.M)
+    assert block, "camera.js has no RATE table"
+    table = block.group(1)
+    numbers = {name: float(value) for name, value in re.findall(r"^\s+([A-Z_]+): ([\d.]+),", table, re.M)}
+    ladder_js = re.search(r"LADDER: Object\.freeze\(\[([^\]]*)\]\)", table)
+    assert ladder_js and tuple(float(f) for f in ladder_js.group(1).split(",")) == rate.LADDER
+    names = set(rate.__all__) - {"LADDER", "RateController", "Rung", "ladder"}
+    assert set(numbers) == names, set(numbers) ^ names
+    assert all(numbers[name] == getattr(rate, name) for name in names), numbers
