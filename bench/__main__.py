@@ -12,6 +12,7 @@ import time
 
 from .browser import browser_rows
 from .busy import BUSY_LOOP, BUSY_NAME, busy_processes, cores, exited, raise_on_sigterm
+from .codec import CODEC_NOTE, codec_rows
 from .repeat import combine
 from .runs import PromptRun, StreamRun, pct, prompt_run, stream_run
 from .soak import LATENCY_SLACK_MS, soak, soak_rows, window_table
@@ -142,19 +143,27 @@ async def measure(short: bool, only: set[int], ours_kind: str = "session") -> li
     return rows
 
 
-def run_all(short: bool, only: set[int], ours_kind: str = "session") -> list[Row]:
+def run_all(
+    short: bool, only: set[int], ours_kind: str = "session", named: frozenset[str] = frozenset()
+) -> list[Row]:
     rows = asyncio.run(measure(short, only, ours_kind))
     if 3 in only:
         rows += style_rows()
     if 7 in only:
         rows += browser_rows(short)  # Playwright's sync API: outside any asyncio loop
+    if "codec" in named:
+        rows += codec_rows(short)  # scenario 8: a shaped link, UDP blocked (bench/codec.py)
     return sorted(rows, key=lambda r: r.scenario[0])  # stable: figures keep their order
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench", description="decart_nb latency benchmark")
     parser.add_argument("--short", action="store_true", help="quick mode (about 3.5 minutes a run)")
-    parser.add_argument("--only", default=None, help="scenarios to run, e.g. 1,2 (default: 1-7)")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="scenarios to run, e.g. 1,2 or codec (default: 1-7; codec only when named)",
+    )
     parser.add_argument(
         "--repeat", type=int, default=1, metavar="N", help="run N times; cells are median (min-max)"
     )
@@ -175,13 +184,27 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+NAMED = frozenset({"codec"})  # scenarios run only when named in --only
+
+
+def selected(spec: str | None) -> tuple[set[int], frozenset[str]]:
+    """--only's numbered scenarios and named ones ("codec"); unknown names are an error."""
+    words = [x.strip() for x in (spec or "1,2,3,4,5,6,7").split(",") if x.strip()]
+    unknown = [w for w in words if not w.isdigit() and w not in NAMED]
+    if unknown:
+        raise SystemExit(
+            f"bench: unknown scenario {', '.join(unknown)} (numbers 1-7, or {', '.join(sorted(NAMED))})"
+        )
+    return {int(w) for w in words if w.isdigit()}, frozenset(w for w in words if w in NAMED)
+
+
 def scenarios(args: argparse.Namespace, kind: str) -> tuple[str, str]:
     """Run the scenarios --repeat times: (the table, what the table's cells are)."""
-    only = {int(x) for x in (args.only or "1,2,3,4,5,6,7").split(",") if x.strip()}
+    only, named = selected(args.only)
     runs: list[list[Row]] = []
     for i in range(args.repeat):
         start = time.perf_counter()
-        runs.append(run_all(args.short, only, kind))
+        runs.append(run_all(args.short, only, kind, named))
         if args.repeat > 1:  # every run's own table stays in the log
             took = time.perf_counter() - start
             print(
@@ -237,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.soak is None:
         print("\nratio = decart_nb / naive relay.")
         print("Round trip = client stamps a frame -> frame back at the client.")
+        if "codec" in selected(args.only)[1]:
+            print(CODEC_NOTE)
     return 0
 
 
