@@ -246,13 +246,14 @@ class CommLink:
                     frame = await recv_video(track)
                 except MediaStreamError:
                     return  # the pipeline stopped: a disconnect, or a model switch (the page restarts)
+                taken = loop.time()  # the period counts from here: the encode is part of it
                 out = await loop.run_in_executor(None, self._encode, frame, self._take_key() or key)
                 if not out.data:
                     continue  # the encoder skipped the frame: nothing is in flight
                 self._seq += 1
                 self._in_flight = self._seq
                 self._acked.clear()
-                last = loop.time()
+                last = taken
                 self._sent_at, self._sent_bytes = time.perf_counter(), len(out.data)
                 self._send(self._announce(self._seq, out), [out.data])
                 self.meter_out.add(len(out.data))
