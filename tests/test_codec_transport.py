@@ -4,6 +4,7 @@ chunks), on a recording comm; and the VP8 encoder and decoder on their own."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -210,7 +211,9 @@ def test_a_keyframe_request_makes_the_next_chunk_a_key_frame(comms: list[Recordi
         for _ in range(20):
             assert wait_until(lambda: len(page.outputs()) > page.done, timeout=5)
             page.take_outputs()
-        assert not any(c["key"] for c, _ in page.outputs()[5:]), "key frames came unasked"
+        sizes = [(c["width"], c["height"], c["key"]) for c, _ in page.outputs()]
+        unasked = [b for a, b in itertools.pairwise(sizes) if b[2] and a[:2] == b[:2]]
+        assert not unasked, "key frames came unasked (not on a new rung)"
         page.rec.from_page({"type": "keyframe"})
         count = len(page.outputs())
         page.take_outputs()
@@ -282,29 +285,40 @@ def test_a_burst_of_chunks_is_all_decoded_and_nothing_queues(
     assert page.key_requests() >= asked
 
 
-def test_slow_acks_lower_the_bitrate_and_the_rung(comms: list[RecordingComm]) -> None:
-    def run(ack_delay: float, seconds: float) -> tuple[float, int, float]:
-        with Session(source="pattern") as s:
-            page = CodecPage(comm_of(s.widget, comms))
-            page.use_codec()
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                if not wait_until(lambda: len(page.outputs()) > page.done, timeout=2, every=0.002):
-                    continue
-                time.sleep(ack_delay)
-                page.take_outputs()
-            rate = transport_of(s.widget).rate
-            assert rate is not None
-            sizes = [len(d) for _, d in page.outputs()[-10:]]
-            s.widget.close()
-            return rate.kbps, rate.rung.width, float(np.mean(sizes))
+def run_over(
+    comms: list[RecordingComm], mbit: float, seconds: float, rtt: float = 0.004
+) -> tuple[CodecTransport, list[tuple[float, int]]]:
+    """A grainy headless session's output taken through a simulated link (CodecPage.receive_over)."""
+    with Session(source=grainy()) as s:
+        page = CodecPage(comm_of(s.widget, comms))
+        page.use_codec()
+        acked = page.receive_over(mbit, seconds, rtt)
+        link = transport_of(s.widget)
+        assert len(page.decoded) == page.done, "a chunk did not decode"
+        s.widget.close()
+        return link, acked
 
-    fast_kbps, fast_width, fast_bytes = run(0.0, 3.0)
-    slow_kbps, slow_width, slow_bytes = run(0.15, 5.0)  # 150 ms a chunk: over four 30 fps periods
-    assert fast_kbps > 400, "acks at once let the bitrate grow"
-    assert slow_kbps < 150, slow_kbps
-    assert slow_width < fast_width, (slow_width, fast_width)
-    assert slow_bytes < fast_bytes / 2, (slow_bytes, fast_bytes)
+
+def test_acks_slowed_by_a_narrow_link_lower_the_bitrate_and_the_rung(comms: list[RecordingComm]) -> None:
+    wide, wide_acks = run_over(comms, 50.0, 3.0)
+    narrow, narrow_acks = run_over(comms, 0.3, 5.0)  # 300 kbit/s: each chunk's ack waits for its bytes
+    assert wide.rate is not None and narrow.rate is not None
+    assert wide.rate.kbps > 1000, "acks at once let the bitrate grow"
+    assert narrow.rate.kbps < 300, narrow.rate.kbps
+    assert narrow.rate.rung.width < wide.rate.rung.width, (narrow.rate.rung, wide.rate.rung)
+    last = [n for _, n in narrow_acks[-10:]]
+    assert np.mean(last) < np.mean([n for _, n in wide_acks[-10:]]) / 2
+
+
+def test_acks_that_all_come_late_lower_the_frame_rate(comms: list[RecordingComm]) -> None:
+    # 150 ms whatever the size (a long round trip): one chunk in flight allows ~6 a second, so the
+    # sender sends fewer, better frames instead of reading the wait as a full link.
+    link, acked = run_over(comms, 1000.0, 5.0, rtt=0.15)
+    assert link.rate is not None
+    assert link.rate.latency == pytest.approx(0.15, abs=0.03)
+    assert link.rate.fps < 7, link.rate.fps
+    assert link.rate.kbps > 200, "the wait was read as a full link"
+    assert len(acked) / 5.0 < 7.5
 
 
 def grainy(width: int = 1280, height: int = 720) -> Iterator[np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,15 +37,18 @@ def simulate(
     rtt: float = RTT_S,
     jitter: float = 0.0,
     seed: int = 1,
+    stalls: float = 0.0,
 ) -> Run:
     """Drive `rc` as the sender does: send the newest frame when the last one is acked and a
-    period has passed, of the size the target bitrate gives (bigger when a key frame)."""
+    period has passed, of the size the target bitrate gives (bigger when a key frame). With
+    `stalls`, that share of the chunks waits up to 40 ms more (a delayed ACK, a busy page)."""
     rng = random.Random(seed)
     run, t, key = Run(), 0.0, True
     while t < seconds:
         nbytes = rc.kbps * 1000 / 8 / rc.fps * (KEY_FACTOR if key else 1.0)
         nbytes *= 1 + jitter * (rng.random() - 0.5)
         delivery = nbytes * 8 / bandwidth(t) + rtt
+        delivery += rng.uniform(0.0, 0.040) if rng.random() < stalls else 0.0
         sent, t = t, t + delivery
         key = rc.on_ack(int(nbytes), delivery, t)
         if key:
@@ -115,6 +119,33 @@ def test_a_link_too_slow_for_the_smallest_rung_lowers_the_frame_rate() -> None:
     assert rc.rung == rc.rungs[-1]
     assert 5 <= rc.fps < 30, rc.fps
     assert rc.kbps < 100
+
+
+def tail_kbps(run: Run, after: float) -> float:
+    """The median target bitrate after `after` seconds."""
+    return statistics.median(s[1] for s in run.samples if s[0] > after)
+
+
+@pytest.mark.parametrize(("mbit", "min_kbps"), [(1.0, 130), (5.0, 500)])
+def test_a_latency_longer_than_a_period_lowers_the_frame_rate_not_the_bitrate(
+    mbit: float, min_kbps: float
+) -> None:
+    # A Jupyter server without TCP_NODELAY: every message waits ~40 ms for a delayed ACK.
+    rc = RateController(1280, 720, 30)
+    run = simulate(rc, 15.0, lambda t: mbit * 1e6, rtt=0.043, jitter=0.6)
+    assert rc.latency == pytest.approx(0.043, abs=0.005), "the latency is not told from the transmission"
+    assert 15 <= rc.fps <= 1 / (1.25 * 0.040), rc.fps
+    assert tail_kbps(run, 8.0) > min_kbps, "the bitrate went down as if the link were full"
+    assert max(s[1] for s in run.samples if s[0] > 8.0) < mbit * 1000
+    assert meets_the_rung_rule(rc)
+
+
+@pytest.mark.parametrize(("mbit", "min_kbps"), [(1.0, 350), (5.0, 1500)])
+def test_stalls_of_single_chunks_do_not_take_the_bitrate_down(mbit: float, min_kbps: float) -> None:
+    rc = RateController(1280, 720, 30)
+    run = simulate(rc, 15.0, lambda t: mbit * 1e6, jitter=0.6, stalls=0.5)
+    assert tail_kbps(run, 8.0) > min_kbps, tail_kbps(run, 8.0)
+    assert rc.fps == 30
 
 
 def test_a_lost_chunk_halves_the_bitrate() -> None:

@@ -18,15 +18,25 @@ Outputs (read them after every call):
   it gets to the model's size (kernel) or the display's (page).
 
 Rules, applied in this order on every ack (`on_ack(nbytes, seconds, now)`):
-1. Bitrate, by the delivery time against the frame period (`period = 1 / fps`):
-   `seconds > period` -> `kbps *= DECREASE` (0.85: the link is full or queueing);
-   `seconds < HEADROOM * period` (0.5) -> `kbps *= INCREASE` (1.05: well under);
+0. Latency: the part of send->ack that does not depend on the chunk's size (the round trip, and
+   what the path adds to every message: a Jupyter server without TCP_NODELAY holds a message up to
+   ~40 ms for the browser's delayed ACK). From the last FIT_ACKS (40) acks' (nbytes, seconds),
+   the least-squares slope of seconds over nbytes, `slope = max(0, cov / var)` (0 when all sizes
+   are equal), and `latency = max(0, min(seconds_i - slope * nbytes_i))` (the lower envelope:
+   stalls only ever add time).
+1. Bitrate, by the delivery time against the frame period (`period = 1 / fps`, before rule 2):
+   LATE_ACKS (2) chunks in a row with `seconds > period` -> `kbps *= DECREASE` (0.85: the link
+   is full or queueing; one late chunk alone is a stall, not a full link);
+   else `seconds - latency < HEADROOM * (period - latency)` (0.5) -> `kbps *= INCREASE` (1.05:
+   the chunk's own transmission took well under the time a period leaves it);
    otherwise kbps stays. Then kbps is clamped to [min_kbps, max_kbps]. On a steady link send->ack
-   settles a little above half a period (the bitrate near 0.4-0.5 of the link at 30 fps), so the
+   settles a little above half a period (the bitrate near 0.4-0.6 of the link at 30 fps), so the
    larger key frames and the other direction's traffic still fit.
-2. Frame rate: the model's fps, unless even the smallest rung gets fewer than MIN_BPP bits per
-   pixel per frame at that fps; then `fps = kbps * 1000 / (MIN_BPP * smallest.pixels)`, never
-   below MIN_FPS (fewer, better frames rather than mush).
+2. Frame rate: the model's fps, but with one chunk in flight no more than `1 / (LATENCY_FACTOR *
+   latency)` (1.25: a period leaves the chunk's transmission at least a fifth of it; without this
+   a latency longer than a period would read as a full link and take the bitrate to its minimum),
+   and no more than `kbps * 1000 / (MIN_BPP * smallest.pixels)` (even the smallest rung gets
+   MIN_BPP bits per pixel per frame: fewer, better frames rather than mush); never below MIN_FPS.
 3. Rung: the largest rung whose bits per pixel per frame, `kbps * 1000 / (pixels * fps)`, is
    >= MIN_BPP (0.1); the smallest rung when none is. A step UP needs a margin, bpp >= MIN_BPP *
    UP_MARGIN (1.25) at the larger rung, so a bitrate at a boundary does not flip between two rungs.
@@ -36,8 +46,9 @@ Rules, applied in this order on every ack (`on_ack(nbytes, seconds, now)`):
    restarts at the new size).
 
 A chunk whose ack never comes (the sender waited timeouts.ACK_TIMEOUT_S): `on_lost(now)` halves
-kbps (LOST_DECREASE), then applies rules 2 and 3, and returns True on a rung change as `on_ack`
-does. The sender sends a key frame after a lost chunk anyway: the lost one broke the chain.
+kbps (LOST_DECREASE), then applies rules 2 and 3 (it adds no sample to rule 0), and returns True
+on a rung change as `on_ack` does. The sender sends a key frame after a lost chunk anyway: the
+lost one broke the chain.
 
 Starting point: `start_kbps` (START_KBPS, 400) at the model's fps, with rules 2 and 3 applied.
 `max_kbps` defaults to MAX_BPP (0.2) bits per pixel per frame at the full size and the model's fps
@@ -46,13 +57,17 @@ Starting point: `start_kbps` (START_KBPS, 400) at the model's fps, with rules 2 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 __all__ = [
     "DECREASE",
+    "FIT_ACKS",
     "HEADROOM",
     "INCREASE",
     "LADDER",
+    "LATE_ACKS",
+    "LATENCY_FACTOR",
     "LOST_DECREASE",
     "MAX_BPP",
     "MIN_BPP",
@@ -70,7 +85,10 @@ LADDER = (1.0, 0.75, 0.5, 0.375, 0.25)  # fractions of the model's width and hei
 DECREASE = 0.85
 INCREASE = 1.05
 LOST_DECREASE = 0.5
-HEADROOM = 0.5  # increase while send->ack is under this fraction of a frame period
+HEADROOM = 0.5  # increase while a chunk's transmission takes under this share of what a period leaves
+FIT_ACKS = 40  # the acks rule 0 fits the latency to
+LATE_ACKS = 2  # this many late chunks in a row mean a full link
+LATENCY_FACTOR = 1.25  # a frame period is at least this many latencies
 MIN_BPP = 0.1
 UP_MARGIN = 1.25
 MAX_BPP = 0.2
@@ -119,6 +137,8 @@ class RateController:
         self.min_kbps = min_kbps
         self.max_kbps = max_kbps if max_kbps is not None else MAX_BPP * width * height * fps / 1000.0
         self.kbps = self._clamp(start_kbps)
+        self.latency = 0.0
+        self._acks: deque[tuple[int, float]] = deque(maxlen=FIT_ACKS)
         self.fps = self._target_fps()
         self.rung = self.rungs[self._best_rung(len(self.rungs) - 1)]
         self._rung_since: float | None = None  # None: the first ack may move the rung at once
@@ -127,13 +147,25 @@ class RateController:
     # -- inputs --------------------------------------------------------------------------------------
     def on_ack(self, nbytes: int, seconds: float, now: float) -> bool:
         """A chunk of `nbytes` took `seconds` from send to ack; True when the rung changed."""
-        del nbytes  # the delivery time says it all; kept in the signature for the JS twin and logs
+        self._acks.append((nbytes, seconds))
+        self.latency = self._fit_latency()
         period = 1.0 / self.fps
-        if seconds > period:
+        recent = list(self._acks)[-LATE_ACKS:]
+        if len(recent) == LATE_ACKS and all(t > period for _, t in recent):
             self.kbps = self._clamp(self.kbps * DECREASE)
-        elif seconds < HEADROOM * period:
+        elif seconds - self.latency < HEADROOM * (period - self.latency):
             self.kbps = self._clamp(self.kbps * INCREASE)
         return self._adapt(now)
+
+    def _fit_latency(self) -> float:
+        """Rule 0: what every chunk's send->ack holds whatever its size."""
+        acks = list(self._acks)
+        mean_b = sum(b for b, _ in acks) / len(acks)
+        mean_t = sum(t for _, t in acks) / len(acks)
+        var = sum((b - mean_b) ** 2 for b, _ in acks)
+        cov = sum((b - mean_b) * (t - mean_t) for b, t in acks)
+        slope = max(0.0, cov / var) if var > 0 else 0.0
+        return max(0.0, min(t - slope * b for b, t in acks))
 
     def on_lost(self, now: float) -> bool:
         """The last chunk's ack never came; True when the rung changed."""
@@ -170,7 +202,10 @@ class RateController:
     def _target_fps(self) -> float:
         smallest = self.rungs[-1].pixels
         affordable = self.kbps * 1000.0 / (MIN_BPP * smallest)
-        return max(MIN_FPS, min(self.model_fps, affordable))
+        fps = min(self.model_fps, affordable)
+        if self.latency > 0:
+            fps = min(fps, 1.0 / (LATENCY_FACTOR * self.latency))
+        return max(MIN_FPS, fps)
 
     def _clamp(self, kbps: float) -> float:
         return min(self.max_kbps, max(self.min_kbps, kbps))
