@@ -144,7 +144,11 @@ async def measure(short: bool, only: set[int], ours_kind: str = "session") -> li
 
 
 def run_all(
-    short: bool, only: set[int], ours_kind: str = "session", named: frozenset[str] = frozenset()
+    short: bool,
+    only: set[int],
+    ours_kind: str = "session",
+    named: frozenset[str] = frozenset(),
+    nodelay: bool = False,
 ) -> list[Row]:
     rows = asyncio.run(measure(short, only, ours_kind))
     if 3 in only:
@@ -152,7 +156,7 @@ def run_all(
     if 7 in only:
         rows += browser_rows(short)  # Playwright's sync API: outside any asyncio loop
     if "codec" in named:
-        rows += codec_rows(short)  # scenario 8: a shaped link, UDP blocked (bench/codec.py)
+        rows += codec_rows(short, nodelay=nodelay)  # scenario 8: a shaped link, UDP blocked (bench/codec.py)
     return sorted(rows, key=lambda r: r.scenario[0])  # stable: figures keep their order
 
 
@@ -175,6 +179,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--no-marker",
         action="store_true",
         help="run the Session with aiortc's own jitter buffer (to attribute the marker-bit gain)",
+    )
+    parser.add_argument(
+        "--server-nodelay",
+        action="store_true",
+        help="scenario 8 with JupyterLab's websockets in TCP_NODELAY (an experiment, bench/nodelay/)",
     )
     args = parser.parse_args(argv)
     if args.repeat < 1:
@@ -204,7 +213,7 @@ def scenarios(args: argparse.Namespace, kind: str) -> tuple[str, str]:
     runs: list[list[Row]] = []
     for i in range(args.repeat):
         start = time.perf_counter()
-        runs.append(run_all(args.short, only, kind, named))
+        runs.append(run_all(args.short, only, kind, named, args.server_nodelay))
         if args.repeat > 1:  # every run's own table stays in the log
             took = time.perf_counter() - start
             print(

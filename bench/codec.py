@@ -15,10 +15,13 @@ frozen output shows no new stamp, so it counts no frame.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,7 @@ TARGET_FPS = {1000: 15.0, 5000: 25.0}  # issue 12's targets, judged here (the te
 PREVIEW = ".decart-camera video.decart-preview"
 OUTPUT = ".decart-camera canvas.decart-output-frames"
 WARMUP_S = 4.0  # the rate controllers settle on a rung first
+NODELAY = Path(__file__).parent / "nodelay"  # --server-nodelay: see nodelay/sitecustomize.py
 
 # The stamp: 32 blocks of 32 px across the top 16 rows of a 1280x720 frame. Any frame size of the
 # model's aspect is scaled to that geometry first (the codec transport sends smaller rungs).
@@ -192,8 +196,26 @@ def one_run(nb: Any, transport: str, seconds: float) -> CanvasRun:
         nb.page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
 
 
-def codec_rows(short: bool, transports: tuple[str, str] = ("comm", "jpeg")) -> list[Row]:
-    """Both transports at each rate, in one JupyterLab and one Chromium."""
+@contextlib.contextmanager
+def server_nodelay(on: bool) -> Iterator[None]:
+    """With `on`, processes started in the body (JupyterLab) set TCP_NODELAY on their websockets."""
+    before = os.environ.get("PYTHONPATH")
+    if on:
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(NODELAY), before) if p)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+def codec_rows(
+    short: bool, transports: tuple[str, str] = ("comm", "jpeg"), nodelay: bool = False
+) -> list[Row]:
+    """Both transports at each rate, in one JupyterLab and one Chromium (`nodelay`: JupyterLab's
+    websockets with TCP_NODELAY, an experiment)."""
     try:
         from tests.browser.harness import (
             JupyterLab,
@@ -211,8 +233,10 @@ def codec_rows(short: bool, transports: tuple[str, str] = ("comm", "jpeg")) -> l
         with tempfile.TemporaryDirectory(prefix="decart-bench-codec-") as tmp:
             root = Path(tmp)
             clip = write_stamped_clip(root / "clip.y4m", seconds=4.0)
-            with Playwright() as pw, JupyterLab.start(root) as lab:
-                browser = launch_chromium(pw, clip)
+            with contextlib.ExitStack() as stack:
+                with server_nodelay(nodelay):  # the server process starts here, with its env
+                    lab = stack.enter_context(JupyterLab.start(root))
+                browser = launch_chromium(stack.enter_context(Playwright()), clip)
                 try:
                     for rate in RATES_KBIT:
                         runs = {}
@@ -223,7 +247,7 @@ def codec_rows(short: bool, transports: tuple[str, str] = ("comm", "jpeg")) -> l
                                     runs[transport] = one_run(nb, transport, seconds)
                             finally:
                                 nb.close()
-                        rows += _rows(rate, runs[transports[0]], runs[transports[1]])
+                        rows += _rows(rate, runs[transports[0]], runs[transports[1]], nodelay)
                 finally:
                     browser.close()
     except Exception as exc:  # noqa: BLE001 - reported in the table instead of faking a figure
@@ -232,8 +256,8 @@ def codec_rows(short: bool, transports: tuple[str, str] = ("comm", "jpeg")) -> l
     return rows
 
 
-def _rows(rate: int, codec: CanvasRun, jpeg: CanvasRun) -> list[Row]:
-    scenario = f"8 comm video, {rate / 1000:g} Mbit/s, no UDP"
+def _rows(rate: int, codec: CanvasRun, jpeg: CanvasRun, nodelay: bool = False) -> list[Row]:
+    scenario = f"8 comm video, {rate / 1000:g} Mbit/s, no UDP" + (", server NODELAY" if nodelay else "")
     target = TARGET_FPS[rate]
     return [
         Row(

@@ -9,7 +9,8 @@ cannot connect, and the tests check what issue 12 asks of the page:
     the view's canvas and matched with the frame the preview showed, and the picture's static
     colour bars match the camera's), so a grey, garbled or frozen output fails, at a frame rate;
 (c) the same at 5 Mbit/s;
-(d) glass-to-glass latency over ~20 s at 1 Mbit/s does not grow (last third vs first third).
+(d) glass-to-glass latency over ~20 s at 1 Mbit/s does not grow (last third vs first third);
+and a page without WebCodecs falls back to JPEG over the comm.
 
 Frame-rate floors: issue 12's targets are >= 15 fps at 1 Mbit/s and >= 25 fps at 5 Mbit/s; the
 bench (`bench/run --only codec`) judges those, and today they are NOT met: one chunk in flight
@@ -18,8 +19,8 @@ first of a burst waits for the browser's delayed ACK, ~40 ms) and a rate rule th
 floor as congestion hold the page near 9 and 12 fps (bench/README.md). These tests assert floors
 that the transport as it is meets with a margin on a loaded 2-core CI machine (5 and 8 fps), so
 the suite never flakes; a stalled, frozen or grey output still fails them, since only frames with
-a new, valid stamp count. Raise them with the transport. The tests share one notebook and one
-session and run in order (~45 s in all).
+a new, valid stamp count. Raise them with the transport. (a)-(d) share one notebook and one
+session and run in order; with the fallback's own page, about a minute in all.
 """
 
 from __future__ import annotations
@@ -159,3 +160,25 @@ def test_at_5_mbit_the_page_shows_the_camera_faster(codec_nb: LabNotebook, link:
     assert_recognisable(nb, run, FPS_FLOOR[5000], "codec-5mbit")
     nb.run_cell("s.disconnect()")
     wait_page(nb, "el.dataset.state === 'disconnected'", timeout=15)
+
+
+def test_a_page_without_webcodecs_sends_jpeg_over_the_comm(
+    chromium: Any, lab: JupyterLab, link: Shaping, artifacts: Path
+) -> None:
+    nb = open_notebook(chromium, lab, "no-webcodecs.ipynb", artifacts)  # a fresh page: no cached check
+    try:
+        nb.page.evaluate("() => { delete window.VideoEncoder; }")  # an older browser
+        nb.run_cell(
+            "from decart_nb import Session\ns = Session(source='camera')\ns.widget.transport = 'comm'\ns"
+        )
+        wait_page(nb, "el.dataset.transport === 'comm' && el.dataset.status === 'live'", timeout=30)
+        assert nb.wait_py("s.widget.active_transport == 'comm'", timeout=10), nb.py(
+            "s.widget.active_transport"
+        )
+        received = "() => [...window.__decartNB.controllers].find((c) => c.running).link.received"
+        before = nb.page.evaluate(received)
+        time.sleep(2.0)
+        assert nb.page.evaluate(received) > before, f"no JPEG output arrived ({link})"
+        nb.run_cell("s.disconnect()")
+    finally:
+        nb.close()
