@@ -22,8 +22,9 @@ Rules, applied in this order on every ack (`on_ack(nbytes, seconds, now)`):
    what the path adds to every message: a Jupyter server without TCP_NODELAY holds a message up to
    ~40 ms for the browser's delayed ACK). From the last FIT_ACKS (40) acks' (nbytes, seconds),
    the least-squares slope of seconds over nbytes, `slope = max(0, cov / var)` (0 when all sizes
-   are equal), and `latency = max(0, min(seconds_i - slope * nbytes_i))` (the lower envelope:
-   stalls only ever add time).
+   are equal), and `latency = max(0, sorted(residuals)[int(LATENCY_QUANTILE * (n - 1))])` with
+   `residuals = seconds_i - slope * nbytes_i` (LATENCY_QUANTILE 0.5: the median, not the minimum,
+   since on a Jupyter websocket a few acks come quick while most wait ~40 ms).
 1. Bitrate, by the delivery time against the frame period (`period = 1 / fps`, before rule 2):
    LATE_ACKS (2) chunks in a row with `seconds > period` -> `kbps *= DECREASE` (0.85: the link
    is full or queueing; one late chunk alone is a stall, not a full link);
@@ -68,6 +69,7 @@ __all__ = [
     "LADDER",
     "LATE_ACKS",
     "LATENCY_FACTOR",
+    "LATENCY_QUANTILE",
     "LOST_DECREASE",
     "MAX_BPP",
     "MIN_BPP",
@@ -89,6 +91,7 @@ HEADROOM = 0.5  # increase while a chunk's transmission takes under this share o
 FIT_ACKS = 40  # the acks rule 0 fits the latency to
 LATE_ACKS = 2  # this many late chunks in a row mean a full link
 LATENCY_FACTOR = 1.25  # a frame period is at least this many latencies
+LATENCY_QUANTILE = 0.5  # of the acks' residuals: a few quick acks do not make the latency
 MIN_BPP = 0.1
 UP_MARGIN = 1.25
 MAX_BPP = 0.2
@@ -165,7 +168,8 @@ class RateController:
         var = sum((b - mean_b) ** 2 for b, _ in acks)
         cov = sum((b - mean_b) * (t - mean_t) for b, t in acks)
         slope = max(0.0, cov / var) if var > 0 else 0.0
-        return max(0.0, min(t - slope * b for b, t in acks))
+        residuals = sorted(t - slope * b for b, t in acks)
+        return max(0.0, residuals[int(LATENCY_QUANTILE * (len(residuals) - 1))])
 
     def on_lost(self, now: float) -> bool:
         """The last chunk's ack never came; True when the rung changed."""
