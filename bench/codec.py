@@ -98,10 +98,20 @@ MEASURE_JS = """async ([preview, output, seconds]) => {
     }
     if (performance.now() < end) requestAnimationFrame(onTick);
   };
+  // The page's send->ack of each camera frame or chunk: its link's `waiting` says when it left.
+  const link = [...window.__decartNB.controllers].find((c) => c.running)?.link, acks = [];
+  if (link && link.acked) {
+    link.acked = function (seq, byKernel) {
+      const w = this.waiting;
+      if (byKernel !== false && w && w.seq === seq && w.sentAt) acks.push(performance.now() - w.sentAt);
+      return Object.getPrototypeOf(this).acked.call(this, seq, byKernel);
+    };
+  }
   pv.requestVideoFrameCallback(onPreview);
   requestAnimationFrame(onTick);
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000 + 100));
-  return {frames, ticks, unreadable, unmatched, width, height};
+  if (link) delete link.acked;
+  return {frames, ticks, unreadable, unmatched, width, height, acks};
 }"""
 
 
@@ -118,6 +128,7 @@ class CanvasRun:
     width: int = 0
     height: int = 0
     stats: dict[str, Any] = field(default_factory=dict)  # session.stats at the end
+    ack_ms: list[float] = field(default_factory=list)  # the page's send->ack of its camera frames
 
     @property
     def fps(self) -> float:
@@ -142,7 +153,7 @@ class CanvasRun:
             f"{self.fps:.1f} fps at {self.width}x{self.height}, glass-to-glass p50 "
             f"{pct(self.latency_ms, 50):.0f} ms p95 {pct(self.latency_ms, 95):.0f} ms, growth "
             f"{self.growth_ms():+.0f} ms, {self.unreadable}/{self.ticks} unreadable, "
-            f"{self.unmatched} unmatched"
+            f"{self.unmatched} unmatched, send->ack p50 {pct(self.ack_ms, 50):.0f} ms"
         )
 
 
@@ -165,6 +176,7 @@ def measure_output(nb: Any, seconds: float) -> CanvasRun:
         int(got["width"]),
         int(got["height"]),
     )
+    run.ack_ms = [float(ms) for ms in got["acks"]]
     run.stats = nb.py("s.stats")
     return run
 
@@ -278,6 +290,13 @@ def _rows(rate: int, codec: CanvasRun, jpeg: CanvasRun, nodelay: bool = False) -
             codec.growth_ms(),
             jpeg.growth_ms(),
             limit=("<=", 30),
+        ),
+        Row(
+            scenario,
+            "page send->ack p50 / p95 (ms)",
+            "-",
+            f"{pct(codec.ack_ms, 50):.0f} / {pct(codec.ack_ms, 95):.0f}",
+            f"{pct(jpeg.ack_ms, 50):.0f} / {pct(jpeg.ack_ms, 95):.0f}",
         ),
         Row(
             scenario,

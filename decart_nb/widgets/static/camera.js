@@ -443,7 +443,7 @@ class CommLink {
     const seq = ++this.seq;
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.acked(seq, false), FRAME_ACK_TIMEOUT_MS);
-      this.waiting = { seq, resolve, timer };
+      this.waiting = { seq, resolve, timer, sentAt: performance.now() }; // sentAt: the bench reads send->ack
       if (this.host.send({ type: "frame", seq }, [buffer])) this.sent += 1;
       else this.acked(seq, false);
     });
