@@ -487,14 +487,19 @@ class CommLink {
 
 // -- video over the comm: VP8 through WebCodecs ----------------------------------------------------
 // Rate control, the twin of decart_nb/media/rate.py (its docstring is the spec: same rules,
-// constants and order of steps, so both senders behave alike). Inputs per acked chunk: its bytes
-// and its send->ack seconds; outputs: kbps, fps and the rung (resolution) to encode at.
+// constants and order of steps, so both senders behave alike; tests/test_rate.py checks the
+// constants). Inputs per acked chunk: its bytes and its send->ack seconds; outputs: kbps, fps and
+// the rung (resolution) to encode at.
 const RATE = Object.freeze({
   LADDER: Object.freeze([1.0, 0.75, 0.5, 0.375, 0.25]), // fractions of the model's width and height
-  DECREASE: 0.85, // send->ack over a frame period: the link is full or queueing
-  INCREASE: 1.05, // send->ack under HEADROOM of a period: well under
+  DECREASE: 0.85, // LATE_ACKS chunks in a row over a frame period: the link is full or queueing
+  INCREASE: 1.05, // a chunk's own transmission under HEADROOM of what a period leaves: well under
   LOST_DECREASE: 0.5,
   HEADROOM: 0.5,
+  FIT_ACKS: 40, // the acks rule 0 fits the latency to
+  LATE_ACKS: 2,
+  LATENCY_FACTOR: 1.25, // a frame period is at least this many latencies
+  LATENCY_QUANTILE: 0.5, // of the acks' residuals: a few quick acks do not make the latency
   MIN_BPP: 0.1, // bits per pixel per frame a rung needs
   UP_MARGIN: 1.25, // a step up needs MIN_BPP * UP_MARGIN, so a boundary does not flip rungs
   MAX_BPP: 0.2, // max kbps: this at the full size and the model's fps
@@ -517,19 +522,44 @@ class RateController {
     this.minKbps = minKbps;
     this.maxKbps = maxKbps ?? (RATE.MAX_BPP * width * height * fps) / 1000;
     this.kbps = this.clamp(startKbps);
+    this.latency = 0; // rule 0: what every chunk's send->ack holds whatever its size
+    this.acks = []; // the last FIT_ACKS [nbytes, seconds]
     this.fps = this.targetFps();
     this.rung = this.rungs[this.bestRung(this.rungs.length - 1)];
     this.rungSince = null; // null: the first ack may move the rung at once
     this.rungChanges = 0;
   }
 
-  // Rule 1, then 2 and 3: a chunk of `nbytes` took `seconds` from send to ack (`now` in
+  // Rules 0 and 1, then 2 and 3: a chunk of `nbytes` took `seconds` from send to ack (`now` in
   // seconds); true when the rung changed (the next frame is then a key frame).
   onAck(nbytes, seconds, now) {
+    this.acks.push([nbytes, seconds]);
+    if (this.acks.length > RATE.FIT_ACKS) this.acks.shift();
+    this.latency = this.fitLatency();
     const period = 1 / this.fps;
-    if (seconds > period) this.kbps = this.clamp(this.kbps * RATE.DECREASE);
-    else if (seconds < RATE.HEADROOM * period) this.kbps = this.clamp(this.kbps * RATE.INCREASE);
+    const recent = this.acks.slice(-RATE.LATE_ACKS);
+    if (recent.length === RATE.LATE_ACKS && recent.every(([, t]) => t > period)) {
+      this.kbps = this.clamp(this.kbps * RATE.DECREASE);
+    } else if (seconds - this.latency < RATE.HEADROOM * (period - this.latency)) {
+      this.kbps = this.clamp(this.kbps * RATE.INCREASE);
+    }
     return this.adapt(now);
+  }
+
+  // Rule 0: the LATENCY_QUANTILE of the residuals of send->ack over the least-squares line in bytes.
+  fitLatency() {
+    const n = this.acks.length;
+    const meanB = this.acks.reduce((sum, [b]) => sum + b, 0) / n;
+    const meanT = this.acks.reduce((sum, [, t]) => sum + t, 0) / n;
+    let variance = 0;
+    let covariance = 0;
+    for (const [b, t] of this.acks) {
+      variance += (b - meanB) ** 2;
+      covariance += (b - meanB) * (t - meanT);
+    }
+    const slope = variance > 0 ? Math.max(0, covariance / variance) : 0;
+    const residuals = this.acks.map(([b, t]) => t - slope * b).sort((x, y) => x - y);
+    return Math.max(0, residuals[Math.floor(RATE.LATENCY_QUANTILE * (n - 1))]);
   }
 
   // The last chunk's ack never came; true when the rung changed.
@@ -564,11 +594,14 @@ class RateController {
     return this.rungs.length - 1;
   }
 
-  // The model's fps, unless even the smallest rung would get under MIN_BPP: fewer, better frames.
+  // The model's fps, but no more than one chunk in flight allows (1 / (LATENCY_FACTOR * latency))
+  // and no more than gives the smallest rung MIN_BPP (fewer, better frames); at least MIN_FPS.
   targetFps() {
     const smallest = this.rungs[this.rungs.length - 1];
     const affordable = (this.kbps * 1000) / (RATE.MIN_BPP * smallest.width * smallest.height);
-    return Math.max(RATE.MIN_FPS, Math.min(this.modelFps, affordable));
+    let fps = Math.min(this.modelFps, affordable);
+    if (this.latency > 0) fps = Math.min(fps, 1 / (RATE.LATENCY_FACTOR * this.latency));
+    return Math.max(RATE.MIN_FPS, fps);
   }
 
   clamp(kbps) {
