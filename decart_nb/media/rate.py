@@ -23,8 +23,9 @@ Rules, applied in this order on every ack (`on_ack(nbytes, seconds, now)`):
    ~40 ms for the browser's delayed ACK). From the last FIT_ACKS (40) acks' (nbytes, seconds),
    the least-squares slope of seconds over nbytes, `slope = max(0, cov / var)` (0 when all sizes
    are equal), and `latency = max(0, sorted(residuals)[int(LATENCY_QUANTILE * (n - 1))])` with
-   `residuals = seconds_i - slope * nbytes_i` (LATENCY_QUANTILE 0.5: the median, not the minimum,
-   since on a Jupyter websocket a few acks come quick while most wait ~40 ms).
+   `residuals = seconds_i - slope * nbytes_i` (LATENCY_QUANTILE 0.75: the upper quartile, not the
+   minimum, since on a Jupyter websocket a few acks come quick while most wait ~40 ms; erring high
+   costs a little frame rate, erring low reads the latency as a full link).
 1. Bitrate, by the delivery time against the frame period (`period = 1 / fps`, before rule 2):
    LATE_ACKS (2) chunks in a row with `seconds > period` -> `kbps *= DECREASE` (0.85: the link
    is full or queueing; one late chunk alone is a stall, not a full link);
@@ -91,7 +92,7 @@ HEADROOM = 0.5  # increase while a chunk's transmission takes under this share o
 FIT_ACKS = 40  # the acks rule 0 fits the latency to
 LATE_ACKS = 2  # this many late chunks in a row mean a full link
 LATENCY_FACTOR = 1.25  # a frame period is at least this many latencies
-LATENCY_QUANTILE = 0.5  # of the acks' residuals: a few quick acks do not make the latency
+LATENCY_QUANTILE = 0.75  # of the acks' residuals: quick acks among slow ones do not make the latency
 MIN_BPP = 0.1
 UP_MARGIN = 1.25
 MAX_BPP = 0.2
