@@ -499,7 +499,7 @@ const RATE = Object.freeze({
   FIT_ACKS: 40, // the acks rule 0 fits the latency to
   LATE_ACKS: 2,
   LATENCY_FACTOR: 1.25, // a frame period is at least this many latencies
-  LATENCY_QUANTILE: 0.5, // of the acks' residuals: a few quick acks do not make the latency
+  LATENCY_QUANTILE: 0.75, // of the acks' residuals: quick acks among slow ones do not make the latency
   MIN_BPP: 0.1, // bits per pixel per frame a rung needs
   UP_MARGIN: 1.25, // a step up needs MIN_BPP * UP_MARGIN, so a boundary does not flip rungs
   MAX_BPP: 0.2, // max kbps: this at the full size and the model's fps
@@ -546,7 +546,7 @@ class RateController {
     return this.adapt(now);
   }
 
-  // Rule 0: the LATENCY_QUANTILE of the residuals of send->ack over the least-squares line in bytes.
+  // Rule 0: the LATENCY_QUANTILE (upper quartile) of the residuals of send->ack over the least-squares line in bytes.
   fitLatency() {
     const n = this.acks.length;
     const meanB = this.acks.reduce((sum, [b]) => sum + b, 0) / n;
