@@ -102,7 +102,7 @@ MEASURE_JS = """async ([preview, output, seconds]) => {
   const link = [...window.__decartNB.controllers].find((c) => c.running)?.link, acks = [];
   if (link && link.acked) {
     link.acked = function (seq, byKernel) {
-      const w = this.waiting;
+      const w = this.waiting instanceof Map ? this.waiting.get(seq) : this.waiting;  // codec: a window
       if (byKernel !== false && w && w.seq === seq && w.sentAt) acks.push(performance.now() - w.sentAt);
       return Object.getPrototypeOf(this).acked.call(this, seq, byKernel);
     };

@@ -5,10 +5,15 @@ the page for its camera (a JavaScript twin in widgets/static/camera.js that foll
 constants and order of steps, so both ends behave alike). Pure arithmetic: no I/O, no clock (the
 caller passes `now`, in seconds).
 
-The link carries at most ONE chunk in flight per direction: the sender sends a chunk, the receiver
-acks it at once on receipt, and only then is the next frame taken, encoded and sent. So the time
-from send to ack (`seconds`) is what the network needs for one chunk (its bytes plus a round trip),
-and a chunk that takes longer than a frame period costs frames.
+The link carries at most IN_FLIGHT (2) chunks per direction: the receiver acks each chunk as soon
+as it can (the kernel on receipt, the page once decoded: a busy page is a slow link), and the
+sender takes, encodes and sends the next frame only while fewer than IN_FLIGHT are unacked. So the
+time from send to ack (`seconds`) is what the far end needs for one chunk (its bytes, a round
+trip, and at most the other chunk in flight ahead of it). Two, not one:
+with a single chunk in flight every frame waits a whole round trip (~50 ms through a Jupyter
+server), which caps the frame rate near 15 fps whatever the bandwidth; the second chunk travels
+while the first one's ack comes back. The queue stays bounded: at most one chunk waits behind the
+one being delivered, and the sender holds no frame (it encodes only what it can send).
 
 Outputs (read them after every call):
 - `kbps`: the encoder's target bitrate, within [min_kbps, max_kbps].
@@ -18,6 +23,12 @@ Outputs (read them after every call):
   it gets to the model's size (kernel) or the display's (page).
 
 Rules, applied in this order on every ack (`on_ack(nbytes, seconds, now)`):
+The chunk's own time first: a chunk sent before the previous ack came (`now - seconds` before the
+previous ack's `now`) may have waited on the link behind the one ahead of it, which left the link
+at about (previous ack - latency). On a FIFO link the chunk's time alone is then exactly
+`seconds = min(seconds, now - previous_ack + latency)` (with the latency as it stood before this
+ack); that is what the rules below see, so a wait behind our own chunk is not read as latency and
+a link that is full shows as chunks that take longer than a period.
 0. Latency: the part of send->ack that does not depend on the chunk's size (the round trip, and
    what the path adds to every message: a Jupyter server without TCP_NODELAY holds a message up to
    ~40 ms for the browser's delayed ACK). From the last FIT_ACKS (40) acks' (nbytes, seconds),
@@ -26,17 +37,21 @@ Rules, applied in this order on every ack (`on_ack(nbytes, seconds, now)`):
    `residuals = seconds_i - slope * nbytes_i` (LATENCY_QUANTILE 0.75: the upper quartile, not the
    minimum, since on a Jupyter websocket a few acks come quick while most wait ~40 ms; erring high
    costs a little frame rate, erring low reads the latency as a full link).
-1. Bitrate, by the delivery time against the frame period (`period = 1 / fps`, before rule 2):
-   LATE_ACKS (2) chunks in a row with `seconds > period` -> `kbps *= DECREASE` (0.85: the link
-   is full or queueing; one late chunk alone is a stall, not a full link);
-   else `seconds - latency < HEADROOM * (period - latency)` (0.5) -> `kbps *= INCREASE` (1.05:
-   the chunk's own transmission took well under the time a period leaves it);
-   otherwise kbps stays. Then kbps is clamped to [min_kbps, max_kbps]. On a steady link send->ack
-   settles a little above half a period (the bitrate near 0.4-0.6 of the link at 30 fps), so the
-   larger key frames and the other direction's traffic still fit.
-2. Frame rate: the model's fps, but with one chunk in flight no more than `1 / (LATENCY_FACTOR *
-   latency)` (1.25: a period leaves the chunk's transmission at least a fifth of it; without this
-   a latency longer than a period would read as a full link and take the bitrate to its minimum),
+1. Bitrate, by the delivery time against the time a chunk has (`period = 1 / fps`, before rule 2;
+   `budget = min(IN_FLIGHT * period, latency + period)`: the window must be free again when the
+   frame after next is due, and the chunk's own transmission must fit in one period or the link
+   falls behind the frames):
+   LATE_ACKS (2) chunks in a row with `seconds - latency > FULL * (budget - latency)` -> `kbps *=
+   DECREASE` (FULL 0.75, DECREASE 0.85: the link is full or queueing, and a key frame or the other
+   direction's traffic would not fit; one late chunk alone is a stall, not a full link);
+   else `seconds - latency < HEADROOM * (budget - latency)` (0.5) -> `kbps *= INCREASE` (1.05:
+   the chunk's own transmission took well under the time the budget leaves it);
+   otherwise kbps stays. Then kbps is clamped to [min_kbps, max_kbps]. On a steady link a chunk's
+   transmission settles between half and FULL of what the budget leaves it (the bitrate near
+   0.5-0.75 of the link), so the larger key frames and the other direction's traffic still fit.
+2. Frame rate: the model's fps, but no more than `IN_FLIGHT / (LATENCY_FACTOR * latency)` (1.25:
+   the window's round trips leave each chunk's transmission some of its period; without this a
+   latency longer than the window would read as a full link and take the bitrate to its minimum),
    and no more than `kbps * 1000 / (MIN_BPP * smallest.pixels)` (even the smallest rung gets
    MIN_BPP bits per pixel per frame: fewer, better frames rather than mush); never below MIN_FPS.
 3. Rung: the largest rung whose bits per pixel per frame, `kbps * 1000 / (pixels * fps)`, is
@@ -65,8 +80,10 @@ from dataclasses import dataclass
 __all__ = [
     "DECREASE",
     "FIT_ACKS",
+    "FULL",
     "HEADROOM",
     "INCREASE",
+    "IN_FLIGHT",
     "LADDER",
     "LATE_ACKS",
     "LATENCY_FACTOR",
@@ -85,10 +102,12 @@ __all__ = [
 ]
 
 LADDER = (1.0, 0.75, 0.5, 0.375, 0.25)  # fractions of the model's width and height, largest first
+IN_FLIGHT = 2  # chunks a sender may have unacked: the second travels while the first's ack returns
 DECREASE = 0.85
 INCREASE = 1.05
 LOST_DECREASE = 0.5
-HEADROOM = 0.5  # increase while a chunk's transmission takes under this share of what a period leaves
+HEADROOM = 0.5  # increase while a chunk's transmission takes under this share of what the budget leaves
+FULL = 0.75  # decrease when it takes over this share (LATE_ACKS chunks in a row)
 FIT_ACKS = 40  # the acks rule 0 fits the latency to
 LATE_ACKS = 2  # this many late chunks in a row mean a full link
 LATENCY_FACTOR = 1.25  # a frame period is at least this many latencies
@@ -143,6 +162,7 @@ class RateController:
         self.kbps = self._clamp(start_kbps)
         self.latency = 0.0
         self._acks: deque[tuple[int, float]] = deque(maxlen=FIT_ACKS)
+        self._last_ack_at: float | None = None
         self.fps = self._target_fps()
         self.rung = self.rungs[self._best_rung(len(self.rungs) - 1)]
         self._rung_since: float | None = None  # None: the first ack may move the rung at once
@@ -151,13 +171,19 @@ class RateController:
     # -- inputs --------------------------------------------------------------------------------------
     def on_ack(self, nbytes: int, seconds: float, now: float) -> bool:
         """A chunk of `nbytes` took `seconds` from send to ack; True when the rung changed."""
+        if self._last_ack_at is not None and now - seconds < self._last_ack_at:
+            seconds = min(seconds, now - self._last_ack_at + self.latency)  # its time alone
+        self._last_ack_at = now
         self._acks.append((nbytes, seconds))
         self.latency = self._fit_latency()
         period = 1.0 / self.fps
+        budget = min(IN_FLIGHT * period, self.latency + period)
         recent = list(self._acks)[-LATE_ACKS:]
-        if len(recent) == LATE_ACKS and all(t > period for _, t in recent):
+        if len(recent) == LATE_ACKS and all(
+            t - self.latency > FULL * (budget - self.latency) for _, t in recent
+        ):
             self.kbps = self._clamp(self.kbps * DECREASE)
-        elif seconds - self.latency < HEADROOM * (period - self.latency):
+        elif seconds - self.latency < HEADROOM * (budget - self.latency):
             self.kbps = self._clamp(self.kbps * INCREASE)
         return self._adapt(now)
 
@@ -209,7 +235,7 @@ class RateController:
         affordable = self.kbps * 1000.0 / (MIN_BPP * smallest)
         fps = min(self.model_fps, affordable)
         if self.latency > 0:
-            fps = min(fps, 1.0 / (LATENCY_FACTOR * self.latency))
+            fps = min(fps, IN_FLIGHT / (LATENCY_FACTOR * self.latency))
         return max(MIN_FPS, fps)
 
     def _clamp(self, kbps: float) -> float:

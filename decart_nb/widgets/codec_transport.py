@@ -2,15 +2,16 @@
 
 The page says `transport {transport: "codec", codec: "vp8"}` when its WebCodecs can encode and
 decode VP8 (else it uses JPEG, comm_transport.py). Then, each way (schema: messages.py):
-`chunk {seq, key, width, height}` + one buffer = one VP8 frame, acked at once with
-`chunk_ack {seq}`, at most one chunk in flight; `keyframe {}` asks the other side's next frame to
-be a key frame.
+`chunk {seq, key, width, height}` + one buffer = one VP8 frame, acked with `chunk_ack {seq}` (by
+the kernel at once on receipt, by the page once decoded, so a page too busy to decode reads as a
+slow link), at most IN_FLIGHT (2) chunks in flight; `keyframe {}` asks the other side's next
+frame to be a key frame.
 
 A delta frame needs every frame before it, so nothing received is skipped: every chunk is decoded
 in order and only the newest decoded frame goes to the pipeline. What breaks the chain (a gap in
 the sequence, a chunk that does not decode, more than MAX_PENDING chunks behind) drops the chunks
 up to the next key frame and asks the page for one. The sender's side encodes only what it sends:
-the newest output frame when the page has acked the last chunk, at the bitrate, size and frame rate
+the newest output frame when the window has room, at the bitrate, size and frame rate
 its RateController (media/rate.py) picks from the acks; a key frame on the page's request, on a new
 rung and after a lost chunk.
 """
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import av
 
 from ..errors import DecartNBError
-from ..media.rate import RateController
+from ..media.rate import IN_FLIGHT, RateController
 from ..media.vp8 import Vp8Decoder, Vp8Encoder, is_key_chunk
 from ..timeouts import KEYFRAME_REQUEST_EVERY_S
 from .comm_transport import CommLink, Incoming, Outgoing, Send
@@ -45,6 +46,7 @@ class CodecTransport(CommLink):
     """VP8 chunks over the comm (see the module's docstring)."""
 
     name = "codec"
+    window = IN_FLIGHT
 
     def __init__(self, session: Session, send: Send) -> None:
         super().__init__(session, send)

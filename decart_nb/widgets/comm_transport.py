@@ -2,10 +2,12 @@
 
 Two transports share this file's `CommLink`: JPEG frames (`CommTransport`, below) and VP8 chunks
 (`CodecTransport`, codec_transport.py). Their common rules (schema: messages.py):
-- Every frame is one custom message with ONE buffer; the receiver acks it at once on receipt.
-- At most one frame is in flight each way, so the newest frame wins and nothing queues on the
-  websocket: the page sends its next camera frame after the kernel's ack, the kernel its next
-  output frame after the page's ack (or after ACK_TIMEOUT_S) and never faster than its fps.
+- Every frame is one custom message with ONE buffer; the receiver acks it at once on receipt
+  (the page acks a VP8 chunk once decoded: codec_transport.py).
+- At most `window` frames are in flight each way (JPEG 1, VP8 2: media/rate.py says why), so the
+  newest frame wins and nothing queues on the websocket: the page sends its next camera frame
+  once an ack frees the window, the kernel its next output frame likewise (an unacked frame
+  counts as lost after ACK_TIMEOUT_S), never faster than its fps.
 - Encoding and decoding run in the media loop's executor, one job at a time, never on the loop.
   Every method runs on the media loop.
 
@@ -102,6 +104,7 @@ class CommLink:
     encoded and announced."""
 
     name = ""  # what `active_transport` and the stats call this transport
+    window = 1  # output frames that may be unacked at once
 
     def __init__(self, session: Session, send: Send) -> None:
         self._session = session
@@ -109,10 +112,8 @@ class CommLink:
         self.camera = MailboxTrack()  # the page's camera, read by the pipeline's input slot
         self._pending: list[Incoming] = []
         self._decoding = False
-        self._acked = asyncio.Event()
-        self._in_flight: int | None = None
-        self._sent_at = 0.0
-        self._sent_bytes = 0
+        self._room = asyncio.Event()  # set while fewer than `window` output frames are unacked
+        self._unacked: dict[int, tuple[float, int]] = {}  # seq -> (sent at, bytes), oldest first
         self._seq = 0
         self._sender: asyncio.Task[None] | None = None
         # The pipeline the sender reads (a model switch makes a new one).
@@ -212,8 +213,8 @@ class CommLink:
     # -- kernel -> page: the output ----------------------------------------------------------------
     def start_output(self) -> None:
         """Send the output to the page; a (re)started page has no frame in flight."""
-        self._in_flight = None
-        self._acked.set()
+        self._unacked.clear()
+        self._room.set()
         pipeline = self._session.pipeline
         if self._sender is not None and not self._sender.done() and self._sending_from is pipeline:
             return
@@ -223,10 +224,24 @@ class CommLink:
             self._sender = asyncio.get_running_loop().create_task(self._send_output(pipeline))
 
     def acked(self, seq: Any) -> None:
-        if seq == self._in_flight:
-            self._in_flight = None
-            self._acked.set()
-            self._delivered(self._sent_bytes, time.perf_counter() - self._sent_at)
+        sent = self._unacked.pop(seq, None) if isinstance(seq, int) else None
+        if sent is not None:
+            self._room.set()
+            self._delivered(sent[1], time.perf_counter() - sent[0])
+
+    async def _wait_for_room(self) -> bool:
+        """Until fewer than `window` frames are unacked; True when the oldest was given up as lost."""
+        while not self._room.is_set():
+            oldest, (sent_at, _) = next(iter(self._unacked.items()))
+            try:
+                await asyncio.wait_for(self._room.wait(), sent_at + ACK_TIMEOUT_S - time.perf_counter())
+            except asyncio.TimeoutError:
+                logger.info("decart_nb: no ack for output frame %s, sending the next", oldest)
+                del self._unacked[oldest]
+                self._room.set()
+                self._lost()
+                return True
+        return False
 
     async def _send_output(self, pipeline: Pipeline) -> None:
         track = pipeline.subscribe()
@@ -234,13 +249,7 @@ class CommLink:
         last = -self._period()
         try:
             while True:
-                key = False
-                try:
-                    await asyncio.wait_for(self._acked.wait(), ACK_TIMEOUT_S)
-                except asyncio.TimeoutError:
-                    logger.info("decart_nb: no ack for output frame %s, sending the next", self._in_flight)
-                    self._lost()
-                    key = True  # a lost chunk broke the chain of delta frames
+                key = await self._wait_for_room()  # a lost chunk broke the chain of delta frames
                 await asyncio.sleep(max(0.0, last + self._period() - loop.time()))
                 try:
                     frame = await recv_video(track)
@@ -251,10 +260,10 @@ class CommLink:
                 if not out.data:
                     continue  # the encoder skipped the frame: nothing is in flight
                 self._seq += 1
-                self._in_flight = self._seq
-                self._acked.clear()
+                self._unacked[self._seq] = (time.perf_counter(), len(out.data))
+                if len(self._unacked) >= self.window:
+                    self._room.clear()
                 last = taken
-                self._sent_at, self._sent_bytes = time.perf_counter(), len(out.data)
                 self._send(self._announce(self._seq, out), [out.data])
                 self.meter_out.add(len(out.data))
                 self.meter_out.size(out.width, out.height)

@@ -139,7 +139,7 @@ class Chunk(TypedDict):
 
 
 class ChunkAck(TypedDict):
-    """Either way, sent on receipt before decoding: the chunk `seq` arrived; send the next."""
+    """Either way: the chunk `seq` arrived (the kernel acks on receipt, the page once decoded)."""
 
     type: Literal["chunk_ack"]
     seq: Any

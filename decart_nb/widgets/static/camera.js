@@ -9,7 +9,8 @@
 //   RtcLink       transport "webrtc": RTCPeerConnection, offer/answer over the comm (no trickle:
 //                 we wait for ICE gathering), codec preference, playout target, page stats
 //   CodecLink     transport "comm" (or "auto" where WebRTC finds no path): VP8 video over the comm
-//                 through WebCodecs, one chunk in flight each way, sized by a RateController
+//                 through WebCodecs, at most RATE.IN_FLIGHT chunks in flight each way, sized by a
+//                 RateController
 //   CommLink      the same as JPEG frames, where WebCodecs cannot do VP8 (or transport "jpeg")
 //   Controller    owns the status (TRANSITIONS below), picks the transport, retries, talks to the
 //                 kernel (PAGE_MESSAGES / KERNEL_MESSAGES) and renders the views
@@ -86,7 +87,7 @@ const PREVIEW_EMPTY = {
 /** @typedef {{type: "frame", seq: number}} FrameMessage a camera frame over the comm (buffer: JPEG) */
 /** @typedef {{type: "frame_ack", seq: number}} FrameAckMessage either way: frame `seq` arrived */
 /** @typedef {{type: "chunk", seq: number, key: boolean, width: number, height: number}} ChunkMessage either way: one VP8 frame (buffer: the EncodedVideoChunk's bytes) */
-/** @typedef {{type: "chunk_ack", seq: number}} ChunkAckMessage either way, at once on receipt */
+/** @typedef {{type: "chunk_ack", seq: number}} ChunkAckMessage either way: the kernel on receipt, the page once decoded */
 /** @typedef {{type: "keyframe"}} KeyframeMessage either way: "my decoder needs a key frame" */
 /** @typedef {{type: "page_stats", fps_sent: ?number, fps_received: ?number, fps_decoded: ?number, fps_presented: ?number, frames_dropped: ?number, freezes: ?number, width: ?number, height: ?number}} PageStatsMessage */
 // Kernel -> page:
@@ -492,13 +493,15 @@ class CommLink {
 // the rung (resolution) to encode at.
 const RATE = Object.freeze({
   LADDER: Object.freeze([1.0, 0.75, 0.5, 0.375, 0.25]), // fractions of the model's width and height
-  DECREASE: 0.85, // LATE_ACKS chunks in a row over a frame period: the link is full or queueing
-  INCREASE: 1.05, // a chunk's own transmission under HEADROOM of what a period leaves: well under
+  IN_FLIGHT: 2, // chunks a sender may have unacked: the second travels while the first's ack returns
+  DECREASE: 0.85, // LATE_ACKS chunks in a row over FULL of the budget: the link is full or queueing
+  INCREASE: 1.05, // a chunk's own transmission under HEADROOM of what the budget leaves: well under
   LOST_DECREASE: 0.5,
   HEADROOM: 0.5,
+  FULL: 0.75,
   FIT_ACKS: 40, // the acks rule 0 fits the latency to
   LATE_ACKS: 2,
-  LATENCY_FACTOR: 1.25, // a frame period is at least this many latencies
+  LATENCY_FACTOR: 1.25, // IN_FLIGHT frame periods are at least this many latencies
   LATENCY_QUANTILE: 0.75, // of the acks' residuals: quick acks among slow ones do not make the latency
   MIN_BPP: 0.1, // bits per pixel per frame a rung needs
   UP_MARGIN: 1.25, // a step up needs MIN_BPP * UP_MARGIN, so a boundary does not flip rungs
@@ -524,6 +527,7 @@ class RateController {
     this.kbps = this.clamp(startKbps);
     this.latency = 0; // rule 0: what every chunk's send->ack holds whatever its size
     this.acks = []; // the last FIT_ACKS [nbytes, seconds]
+    this.lastAckAt = null; // `now` of the last ack
     this.fps = this.targetFps();
     this.rung = this.rungs[this.bestRung(this.rungs.length - 1)];
     this.rungSince = null; // null: the first ack may move the rung at once
@@ -533,14 +537,21 @@ class RateController {
   // Rules 0 and 1, then 2 and 3: a chunk of `nbytes` took `seconds` from send to ack (`now` in
   // seconds); true when the rung changed (the next frame is then a key frame).
   onAck(nbytes, seconds, now) {
+    // A chunk sent before the last ack came may have waited for the one ahead: count from when
+    // that one left the link (its ack less the latency), as if it had travelled alone.
+    if (this.lastAckAt !== null && now - seconds < this.lastAckAt) {
+      seconds = Math.min(seconds, now - this.lastAckAt + this.latency);
+    }
+    this.lastAckAt = now;
     this.acks.push([nbytes, seconds]);
     if (this.acks.length > RATE.FIT_ACKS) this.acks.shift();
     this.latency = this.fitLatency();
     const period = 1 / this.fps;
+    const budget = Math.min(RATE.IN_FLIGHT * period, this.latency + period);
     const recent = this.acks.slice(-RATE.LATE_ACKS);
-    if (recent.length === RATE.LATE_ACKS && recent.every(([, t]) => t > period)) {
+    if (recent.length === RATE.LATE_ACKS && recent.every(([, t]) => t - this.latency > RATE.FULL * (budget - this.latency))) {
       this.kbps = this.clamp(this.kbps * RATE.DECREASE);
-    } else if (seconds - this.latency < RATE.HEADROOM * (period - this.latency)) {
+    } else if (seconds - this.latency < RATE.HEADROOM * (budget - this.latency)) {
       this.kbps = this.clamp(this.kbps * RATE.INCREASE);
     }
     return this.adapt(now);
@@ -594,13 +605,13 @@ class RateController {
     return this.rungs.length - 1;
   }
 
-  // The model's fps, but no more than one chunk in flight allows (1 / (LATENCY_FACTOR * latency))
+  // The model's fps, but no more than the window allows (IN_FLIGHT / (LATENCY_FACTOR * latency))
   // and no more than gives the smallest rung MIN_BPP (fewer, better frames); at least MIN_FPS.
   targetFps() {
     const smallest = this.rungs[this.rungs.length - 1];
     const affordable = (this.kbps * 1000) / (RATE.MIN_BPP * smallest.width * smallest.height);
     let fps = Math.min(this.modelFps, affordable);
-    if (this.latency > 0) fps = Math.min(fps, 1 / (RATE.LATENCY_FACTOR * this.latency));
+    if (this.latency > 0) fps = Math.min(fps, RATE.IN_FLIGHT / (RATE.LATENCY_FACTOR * this.latency));
     return Math.max(RATE.MIN_FPS, fps);
   }
 
@@ -693,10 +704,11 @@ function vp8Supported(width, height) {
 }
 
 // Video over the comm: the camera leaves as VP8 chunks (WebCodecs), the output comes back as VP8
-// chunks. One chunk in flight each way, acked on receipt (before decoding), so send->ack is the
-// network's time for one chunk; the RateController turns it into bitrate, frame rate and size. A
-// VP8 delta frame can never be dropped, so we encode only what we send: once the last chunk is
-// acked (and a frame period has passed), the newest camera frame is encoded and sent at once.
+// chunks. At most RATE.IN_FLIGHT chunks in flight each way, each acked by the kernel on receipt
+// and by the page once decoded, so send->ack is the time the far end needs for a chunk; the
+// RateController turns it into bitrate, frame rate and size. A VP8 delta frame can never be
+// dropped, so we encode only what we send: once the window has room (and a frame period has
+// passed), the newest camera frame is encoded and sent at once.
 class CodecLink {
   constructor(host, gen) {
     this.host = host;
@@ -717,12 +729,13 @@ class CodecLink {
     this.encoding = null; // {resolve} of the encode in progress
     this.configured = null; // {width, height, kbps, fps} the encoder runs with
     this.wantKey = true;
-    this.waiting = null; // the chunk in flight: {seq, bytes, sentAt, resolve, timer}
+    this.waiting = new Map(); // the chunks in flight, oldest first: seq -> {seq, bytes, sentAt, done, resolve, timer}
     const m = host.model;
     this.rate = new RateController(m.get("width"), m.get("height"), m.get("fps"));
     // kernel -> page
     this.decoder = null;
     this.needKey = true;
+    this.decoding = []; // seqs of the output chunks given to the decoder, not yet acked
     this.statsTimer = null;
     this.lastStats = null;
   }
@@ -842,22 +855,24 @@ class CodecLink {
     this.configured = { width, height, kbps, fps };
   }
 
-  sendChunk(chunk) {
+  // Sends the chunk, then waits until fewer than RATE.IN_FLIGHT chunks are unacked.
+  async sendChunk(chunk) {
     const data = new ArrayBuffer(chunk.byteLength);
     chunk.copyTo(data);
     const seq = ++this.seq;
     const { width, height } = this.configured;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.lost(seq), FRAME_ACK_TIMEOUT_MS);
-      this.waiting = { seq, bytes: data.byteLength, sentAt: performance.now(), resolve, timer };
-      if (this.host.send({ type: "chunk", seq, key: chunk.type === "key", width, height }, [data])) this.sent += 1;
-      else this.lost(seq);
-    });
+    const w = { seq, bytes: data.byteLength, sentAt: performance.now() };
+    w.done = new Promise((resolve) => (w.resolve = resolve));
+    w.timer = setTimeout(() => this.lost(seq), FRAME_ACK_TIMEOUT_MS);
+    this.waiting.set(seq, w);
+    if (this.host.send({ type: "chunk", seq, key: chunk.type === "key", width, height }, [data])) this.sent += 1;
+    else this.lost(seq);
+    while (this.live && this.waiting.size >= RATE.IN_FLIGHT) await this.waiting.values().next().value.done;
   }
 
   acked(seq) {
-    const w = this.waiting;
-    if (!w || w.seq !== seq) return;
+    const w = this.waiting.get(seq);
+    if (!w) return;
     this.finish(w);
     const now = performance.now();
     if (this.rate.onAck(w.bytes, (now - w.sentAt) / 1000, now / 1000)) this.wantKey = true;
@@ -866,33 +881,44 @@ class CodecLink {
 
   // No ack within FRAME_ACK_TIMEOUT_MS: the chunk is lost, and with it the chain of delta frames.
   lost(seq) {
-    const w = this.waiting;
-    if (!w || w.seq !== seq) return;
+    const w = this.waiting.get(seq);
+    if (!w) return;
     this.finish(w);
     this.rate.onLost(performance.now() / 1000);
     this.wantKey = true;
   }
 
   finish(w) {
-    this.waiting = null;
+    this.waiting.delete(w.seq);
     clearTimeout(w.timer);
     w.resolve();
   }
 
   // -- kernel -> page ---------------------------------------------------------------------------
+  // An output chunk is acked once decoded, not on receipt: a page too busy to decode at the
+  // kernel's rate then reads as a slow link to the kernel's RateController, and the decoder's
+  // queue cannot grow without bound.
   chunk(msg, buffers) {
     if (!this.live || !buffers || !buffers.length) return;
-    this.host.send({ type: "chunk_ack", seq: msg.seq }); // at once: send->ack measures the network
     this.received += 1;
-    if (this.needKey && !msg.key) return; // a delta frame without its reference: a key is coming
+    if (this.needKey && !msg.key) {
+      this.host.send({ type: "chunk_ack", seq: msg.seq }); // no reference: a key frame is coming
+      return;
+    }
     try {
       if (!this.decoder || this.decoder.state === "closed") this.openDecoder();
       const type = msg.key ? "key" : "delta";
+      this.decoding.push(msg.seq);
       this.decoder.decode(new EncodedVideoChunk({ type, timestamp: msg.seq, data: buffers[0] }));
       this.needKey = false;
     } catch (err) {
       this.decodeFailed(err);
     }
+  }
+
+  // Acks the chunks given to the decoder up to `seq` (a VP8 chunk gives one frame, or none).
+  ackDecoded(seq) {
+    while (this.decoding.length && this.decoding[0] <= seq) this.host.send({ type: "chunk_ack", seq: this.decoding.shift() });
   }
 
   openDecoder() {
@@ -909,11 +935,13 @@ class CodecLink {
     if (this.decoder && this.decoder.state !== "closed") this.decoder.close();
     this.decoder = null;
     this.needKey = true;
+    for (const seq of this.decoding.splice(0)) this.host.send({ type: "chunk_ack", seq }); // nothing will come of them
     this.host.send({ type: "keyframe" });
   }
 
   show(frame) {
     if (!this.live) return frame.close();
+    this.ackDecoded(frame.timestamp);
     this.decoded += 1;
     const old = this.output;
     this.output = frame;
@@ -946,7 +974,7 @@ class CodecLink {
   close() {
     this.closed = true;
     clearInterval(this.statsTimer);
-    if (this.waiting) this.finish(this.waiting);
+    for (const w of [...this.waiting.values()]) this.finish(w);
     this.closeTap();
     this.encoding?.resolve(null);
     for (const coder of [this.encoder, this.decoder]) {
