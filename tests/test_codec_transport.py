@@ -5,6 +5,7 @@ chunks), on a recording comm; and the VP8 encoder and decoder on their own."""
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -189,6 +190,29 @@ def test_camera_chunks_come_back_as_transformed_vp8_at_the_rungs_size(
     assert stats["transport_kbps_in"] > 0 and stats["transport_kbps_out"] > 0, stats
     assert (stats["transport_width_in"], stats["transport_height_in"]) == page.size, stats
     assert stats["transport_width_out"] == content["width"], stats
+
+
+def test_a_camera_chunk_is_acked_once_decoded(
+    camera_page: tuple[Session, CameraWidget, CodecPage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _s, widget, page = camera_page
+    release = threading.Event()
+    decode = CodecTransport._decode
+
+    def held(self: CodecTransport, *args: Any) -> Any:
+        release.wait(10)
+        return decode(self, *args)
+
+    monkeypatch.setattr(CodecTransport, "_decode", held)
+    page.send_chunk(page.encode(key=True))
+    page.send_chunk(page.encode())
+    time.sleep(0.5)
+    assert page.acked() == [], "acked before the decoder had it: a busy kernel would not show"
+    release.set()
+    assert wait_until(lambda: page.acked() == [1, 2], timeout=5), page.acked()
+    page.send_chunk(page.encode(), seq=5)  # after a gap: dropped until a key frame, acked at once
+    assert wait_until(lambda: page.acked() == [1, 2, 5], timeout=5), page.acked()
+    assert transport_of(widget).keyframes_asked >= 1
 
 
 def test_at_most_two_output_chunks_are_in_flight_until_the_page_acks(comms: list[RecordingComm]) -> None:

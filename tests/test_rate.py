@@ -214,3 +214,38 @@ def test_the_pages_twin_uses_the_same_constants() -> None:
     names = set(rate.__all__) - {"LADDER", "RateController", "Rung", "ladder"}
     assert set(numbers) == names, set(numbers) ^ names
     assert all(numbers[name] == getattr(rate, name) for name in names), numbers
+
+
+def steady_acks(rc: RateController, start: float, seconds: float, encode_ms_at_720p: float | None) -> float:
+    """Quick acks at the target fps on a wide link; each frame's encode reported as taking its
+    rung's share of `encode_ms_at_720p` (an encoder's time goes with the pixels)."""
+    t = start
+    while t < start + seconds:
+        if encode_ms_at_720p is not None:
+            rc.on_encoded(encode_ms_at_720p / 1000 * rc.rung.pixels / (1280 * 720))
+        rc.on_ack(int(rc.kbps * 125 / rc.fps), 0.005, t)
+        t += 1 / rc.fps
+    return t
+
+
+def test_slow_encodes_step_the_rung_down_and_quick_ones_let_it_back_up() -> None:
+    rc = RateController(1280, 720, 30, start_kbps=5000)
+    t = steady_acks(rc, 0.0, 3.0, None)
+    assert rc.rung == rc.rungs[0], "a wide link and no encode times: the full size"
+    # 25 ms at 1280x720 is over half a 33 ms period; 14 ms at 960x540 is under it, and 25 ms is
+    # too slow to step back up (under ENCODE_SHARE / UP_MARGIN of it, 13.3 ms, is the bar).
+    t = steady_acks(rc, t, 8.0, 25.0)
+    assert rc.rung == rc.rungs[1], rc.rung
+    assert rc.bpp(rc.rungs[0]) >= MIN_BPP * 1.25, "the bits alone would allow the full size"
+    # The machine frees up: 12 ms at 1280x720.
+    steady_acks(rc, t, 4.0, 12.0)
+    assert rc.rung == rc.rungs[0], rc.rung
+
+
+def test_a_few_slow_encodes_do_not_move_the_rung() -> None:
+    rc = RateController(1280, 720, 30, start_kbps=5000)
+    t = steady_acks(rc, 0.0, 3.0, 4.0)
+    for _ in range(4):  # a hiccup: under half of ENCODE_FRAMES, so the median stays quick
+        rc.on_encoded(0.2)
+    steady_acks(rc, t, 3.0, None)
+    assert rc.rung == rc.rungs[0] and rc.rung_changes == 0, rc.rung

@@ -26,11 +26,13 @@ CLASS_MARKER = "\nclass RateController {"
 EVENTS = 600
 SEEDS = (1, 2, 3)
 LOST_SHARE = 0.03
+ENCODED_SHARE = 0.6  # of the acks, those a frame's encode time comes before
+OVERLAP_SHARE = 0.3  # of the acks, those sent before the previous ack came
 ACK_TIMEOUT_S = 3.0  # what a sender waits before it calls a chunk lost
 REL_TOL = 1e-9
 ABS_TOL = 1e-12  # a latency of 0 in one and 1e-18 in the other is no mismatch
 
-Event = tuple[Any, ...]  # ("ack", nbytes, seconds, now) or ("lost", now)
+Event = tuple[Any, ...]  # ("ack", nbytes, seconds, now), ("lost", now) or ("encoded", seconds)
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,12 @@ def random_events(seed: int, count: int = EVENTS) -> list[Event]:
             now += ACK_TIMEOUT_S
             events.append(("lost", now))
             continue
+        if rng.random() < ENCODED_SHARE:  # rule 4's input: 1-80 ms, quick and slow encoders alike
+            events.append(("encoded", rng.choice([rng.uniform(0.001, 0.012), rng.uniform(0.012, 0.08)])))
         nbytes, seconds = one_ack(rng, mode, size)
-        now += seconds
+        # Two chunks in flight: some acks come sooner after the last one than their own send->ack,
+        # so they were sent before it (the rules' FIFO correction).
+        now += seconds * (rng.uniform(0.3, 1.0) if rng.random() < OVERLAP_SHARE else 1.0)
         events.append(("ack", nbytes, seconds, now))
         now += rng.choice([0.0, rng.uniform(0.0, 0.05)])
     return events
@@ -132,7 +138,11 @@ def py_states(run: Run) -> list[State]:
     rc = RateController(m.width, m.height, m.fps, **m.py_options())
     states = [py_state(rc, None)]
     for event in run.events:
-        changed = rc.on_ack(*event[1:]) if event[0] == "ack" else rc.on_lost(event[1])
+        if event[0] == "encoded":
+            rc.on_encoded(event[1])
+            changed = None
+        else:
+            changed = rc.on_ack(*event[1:]) if event[0] == "ack" else rc.on_lost(event[1])
         states.append(py_state(rc, changed))
     return states
 
@@ -145,7 +155,10 @@ const runs = INPUT.map(({ model: [width, height, fps], options, events }) => {
     [changed, rc.kbps, rc.fps, rc.latency, [rc.rung.width, rc.rung.height], rc.rungChanges];
   const states = [state(null)];
   for (const [kind, ...args] of events) {
-    states.push(state(kind === "ack" ? rc.onAck(...args) : rc.onLost(...args)));
+    if (kind === "encoded") {
+      rc.onEncoded(...args);
+      states.push(state(null));
+    } else states.push(state(kind === "ack" ? rc.onAck(...args) : rc.onLost(...args)));
   }
   return states;
 });
@@ -239,6 +252,21 @@ def test_the_random_events_exercise_every_rule() -> None:
     assert sum(s[-1].rung_changes for s in states) >= len(runs)
     kbps_steps = [b.kbps / a.kbps for s in states for a, b in itertools.pairwise(s)]
     assert any(x > 1.0 for x in kbps_steps) and any(0.5 < x < 1.0 for x in kbps_steps)
+    assert any(cpu_capped(r) for r in runs), "rule 4 (the CPU cap) never engaged"
+
+
+def cpu_capped(run: Run) -> bool:
+    """Whether rate.py's CPU cap (rule 4) held the rung down at some step of `run`."""
+    m = run.model
+    rc = RateController(m.width, m.height, m.fps, **m.py_options())
+    for event in run.events:
+        if event[0] == "encoded":
+            rc.on_encoded(event[1])
+        elif event[0] == "ack":
+            rc.on_ack(*event[1:])
+        if rc._cpu_cap > 0:
+            return True
+    return False
 
 
 def test_the_comparison_catches_a_changed_constant() -> None:

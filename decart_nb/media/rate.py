@@ -6,14 +6,14 @@ constants and order of steps, so both ends behave alike). Pure arithmetic: no I/
 caller passes `now`, in seconds).
 
 The link carries at most IN_FLIGHT (2) chunks per direction: the receiver acks each chunk as soon
-as it can (the kernel on receipt, the page once decoded: a busy page is a slow link), and the
-sender takes, encodes and sends the next frame only while fewer than IN_FLIGHT are unacked. So the
-time from send to ack (`seconds`) is what the far end needs for one chunk (its bytes, a round
-trip, and at most the other chunk in flight ahead of it). Two, not one:
-with a single chunk in flight every frame waits a whole round trip (~50 ms through a Jupyter
-server), which caps the frame rate near 15 fps whatever the bandwidth; the second chunk travels
-while the first one's ack comes back. The queue stays bounded: at most one chunk waits behind the
-one being delivered, and the sender holds no frame (it encodes only what it can send).
+as it has decoded it (a receiver too busy to decode is a slow link), and the sender takes, encodes
+and sends the next frame only while fewer than IN_FLIGHT are unacked. So the time from send to
+ack (`seconds`) is what the far end needs for one chunk (its bytes, a round trip, the decode, and
+at most the other chunk in flight ahead of it). Two, not one: with a single chunk in flight every
+frame waits a whole round trip (~50 ms through a Jupyter server), which caps the frame rate near
+15 fps whatever the bandwidth; the second chunk travels while the first one's ack comes back. The
+queue stays bounded: at most one chunk waits behind the one being delivered, and the sender holds
+no frame (it encodes only what it can send).
 
 Outputs (read them after every call):
 - `kbps`: the encoder's target bitrate, within [min_kbps, max_kbps].
@@ -61,6 +61,15 @@ a link that is full shows as chunks that take longer than a period.
    any change from the first ack (which may itself change the starting rung). `on_ack` returns
    True when the rung changed: the sender then makes the next frame a key frame (its encoder
    restarts at the new size).
+4. CPU: the rung is no larger than the sender's encoder keeps up with. The sender reports each
+   frame's encode time, wall clock, with `on_encoded(seconds)` (a machine busy with decoding,
+   drawing or the model counts: that is the point). When the rung may change (rule 3's hold), and
+   the last ENCODE_FRAMES (10) encodes at the current rung have a median over ENCODE_SHARE (0.5)
+   of the period, the rung steps one down (the "CPU cap"; rule 3 may go lower, not higher); once
+   the median scaled by the next larger rung's pixels stays under ENCODE_SHARE / UP_MARGIN of the
+   period, the cap steps one up. Encodes at an earlier rung are forgotten on a change. A sender
+   that never calls `on_encoded` gets rule 3 alone (the realtime encoders take a few ms a frame;
+   a camera page on a 2-core machine busy with the kernel took 40 ms at 1280x720).
 
 A chunk whose ack never comes (the sender waited timeouts.ACK_TIMEOUT_S): `on_lost(now)` halves
 kbps (LOST_DECREASE), then applies rules 2 and 3 (it adds no sample to rule 0), and returns True
@@ -79,6 +88,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "DECREASE",
+    "ENCODE_FRAMES",
+    "ENCODE_SHARE",
     "FIT_ACKS",
     "FULL",
     "HEADROOM",
@@ -116,6 +127,8 @@ MIN_BPP = 0.1
 UP_MARGIN = 1.25
 MAX_BPP = 0.2
 RUNG_HOLD_S = 2.0
+ENCODE_FRAMES = 10  # the encodes rule 4 takes the median of
+ENCODE_SHARE = 0.5  # of a frame period, the most a frame's encode may take
 MIN_FPS = 5.0
 MIN_KBPS = 50.0
 START_KBPS = 400.0
@@ -163,6 +176,8 @@ class RateController:
         self.latency = 0.0
         self._acks: deque[tuple[int, float]] = deque(maxlen=FIT_ACKS)
         self._last_ack_at: float | None = None
+        self._encodes: deque[float] = deque(maxlen=ENCODE_FRAMES)  # at the current rung
+        self._cpu_cap = 0  # rule 4: the largest rung's index the encoder keeps up with
         self.fps = self._target_fps()
         self.rung = self.rungs[self._best_rung(len(self.rungs) - 1)]
         self._rung_since: float | None = None  # None: the first ack may move the rung at once
@@ -198,6 +213,10 @@ class RateController:
         residuals = sorted(t - slope * b for b, t in acks)
         return max(0.0, residuals[int(LATENCY_QUANTILE * (len(residuals) - 1))])
 
+    def on_encoded(self, seconds: float) -> None:
+        """A frame took `seconds` (wall clock) to encode at the current rung: rule 4's input."""
+        self._encodes.append(seconds)
+
     def on_lost(self, now: float) -> bool:
         """The last chunk's ack never came; True when the rung changed."""
         self.kbps = self._clamp(self.kbps * LOST_DECREASE)
@@ -209,7 +228,8 @@ class RateController:
         if self._rung_since is not None and now - self._rung_since < RUNG_HOLD_S:
             return False
         current = self.rungs.index(self.rung)
-        best = self._best_rung(current)
+        self._cpu_cap = self._cpu_rung(current)
+        best = max(self._best_rung(current), self._cpu_cap)
         if self._rung_since is None:
             self._rung_since = now
         if best == current:
@@ -217,7 +237,22 @@ class RateController:
         self.rung = self.rungs[best]
         self._rung_since = now
         self.rung_changes += 1
+        self._encodes.clear()
         return True
+
+    def _cpu_rung(self, current: int) -> int:
+        """Rule 4: the CPU cap, from the encodes at the current rung."""
+        if len(self._encodes) < ENCODE_FRAMES:
+            return self._cpu_cap
+        median = sorted(self._encodes)[len(self._encodes) // 2]
+        allowed = ENCODE_SHARE / self.fps
+        if median > allowed:
+            return min(len(self.rungs) - 1, current + 1)
+        if 0 < current <= self._cpu_cap:
+            larger = median * self.rungs[current - 1].pixels / self.rungs[current].pixels
+            if larger < allowed / UP_MARGIN:
+                return current - 1
+        return self._cpu_cap
 
     def bpp(self, rung: Rung) -> float:
         """Bits per pixel per frame at the current kbps and fps."""

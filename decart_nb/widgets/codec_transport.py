@@ -2,10 +2,10 @@
 
 The page says `transport {transport: "codec", codec: "vp8"}` when its WebCodecs can encode and
 decode VP8 (else it uses JPEG, comm_transport.py). Then, each way (schema: messages.py):
-`chunk {seq, key, width, height}` + one buffer = one VP8 frame, acked with `chunk_ack {seq}` (by
-the kernel at once on receipt, by the page once decoded, so a page too busy to decode reads as a
-slow link), at most IN_FLIGHT (2) chunks in flight; `keyframe {}` asks the other side's next
-frame to be a key frame.
+`chunk {seq, key, width, height}` + one buffer = one VP8 frame, acked with `chunk_ack {seq}` by
+each side once decoded (so a receiver too busy to decode reads as a slow link and nothing piles
+up before a decoder), at most IN_FLIGHT (2) chunks in flight; `keyframe {}` asks the other side's
+next frame to be a key frame.
 
 A delta frame needs every frame before it, so nothing received is skipped: every chunk is decoded
 in order and only the newest decoded frame goes to the pipeline. What breaks the chain (a gap in
@@ -47,6 +47,7 @@ class CodecTransport(CommLink):
 
     name = "codec"
     window = IN_FLIGHT
+    ack_on_receipt = False
 
     def __init__(self, session: Session, send: Send) -> None:
         super().__init__(session, send)
@@ -145,6 +146,10 @@ class CodecTransport(CommLink):
     def _delivered(self, nbytes: int, seconds: float) -> None:
         if self.rate is not None and self.rate.on_ack(nbytes, seconds, time.perf_counter()):
             logger.info("decart_nb: output rung %s at %.0f kbps", self.rate.rung, self.rate.kbps)
+
+    def _encoded(self, seconds: float) -> None:
+        if self.rate is not None:
+            self.rate.on_encoded(seconds)
 
     def _lost(self) -> None:
         if self.rate is not None:

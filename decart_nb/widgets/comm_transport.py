@@ -3,7 +3,7 @@
 Two transports share this file's `CommLink`: JPEG frames (`CommTransport`, below) and VP8 chunks
 (`CodecTransport`, codec_transport.py). Their common rules (schema: messages.py):
 - Every frame is one custom message with ONE buffer; the receiver acks it at once on receipt
-  (the page acks a VP8 chunk once decoded: codec_transport.py).
+  (a VP8 chunk once decoded: codec_transport.py).
 - At most `window` frames are in flight each way (JPEG 1, VP8 2: media/rate.py says why), so the
   newest frame wins and nothing queues on the websocket: the page sends its next camera frame
   once an ack frees the window, the kernel its next output frame likewise (an unacked frame
@@ -105,12 +105,16 @@ class CommLink:
 
     name = ""  # what `active_transport` and the stats call this transport
     window = 1  # output frames that may be unacked at once
+    # A camera frame is acked on receipt, or once decoded (so a busy kernel reads as a slow link
+    # to the page and frames cannot pile up before the decoder).
+    ack_on_receipt = True
 
     def __init__(self, session: Session, send: Send) -> None:
         self._session = session
         self._send = send
         self.camera = MailboxTrack()  # the page's camera, read by the pipeline's input slot
         self._pending: list[Incoming] = []
+        self._unacked_in: list[Any] = []  # seqs of the camera frames received, not yet acked
         self._decoding = False
         self._room = asyncio.Event()  # set while fewer than `window` output frames are unacked
         self._unacked: dict[int, tuple[float, int]] = {}  # seq -> (sent at, bytes), oldest first
@@ -156,6 +160,9 @@ class CommLink:
     def _lost(self) -> None:
         """No ack came for the output frame in flight within ACK_TIMEOUT_S."""
 
+    def _encoded(self, seconds: float) -> None:
+        """An output frame took `seconds` to encode, wall clock (its wait for the executor too)."""
+
     def _take_key(self) -> bool:
         """Whether the next output frame must be a key frame (asked for since the last one)."""
         return False
@@ -170,14 +177,26 @@ class CommLink:
 
     # -- page -> kernel: the camera ----------------------------------------------------------------
     def receive(self, seq: Any, data: bytes, t_in: float, content: Mapping[str, Any] | None = None) -> None:
-        """A camera frame from the page. Acked at once, so the page's send->ack time is the
-        network's and it encodes its next frame while this one is decoded."""
-        self._send(self._ack(seq), [])
+        """A camera frame from the page, acked at once (`ack_on_receipt`) or once decoded."""
+        self._unacked_in.append(seq)
+        if self.ack_on_receipt:
+            self._ack_received()
         self.meter_in.add(len(data))
         self._queue(Incoming(seq, data, t_in, content or {}))
         if self._pending and not self._decoding:
             self._decoding = True
             asyncio.get_running_loop().create_task(self._decode_pending())
+        elif not self._decoding:
+            self._ack_received()  # dropped: nothing will decode it
+
+    def _ack_received(self, upto: Any = None) -> None:
+        """Ack the frames received so far, or those up to the one numbered `upto`."""
+        count = len(self._unacked_in)
+        if upto is not None and upto in self._unacked_in:
+            count = self._unacked_in.index(upto) + 1
+        for seq in self._unacked_in[:count]:
+            self._send(self._ack(seq), [])
+        del self._unacked_in[:count]
 
     async def _decode_pending(self) -> None:
         loop = asyncio.get_running_loop()
@@ -190,14 +209,17 @@ class CommLink:
                         None, self._decode, items, spec.width, spec.height
                     )
                 except DecartNBError as exc:
+                    self._ack_received(items[-1].seq)
                     self._decode_failed(exc)
                     continue
+                self._ack_received(items[-1].seq)
                 self.meter_in.size(width, height)
                 if frame is not None:
                     frame.opaque = FrameMeta(t_in=items[-1].t_in)
                     self._deliver(frame)
         finally:
             self._decoding = False
+            self._ack_received()  # what was dropped meanwhile
 
     def _deliver(self, frame: av.VideoFrame) -> None:
         session = self._session
@@ -256,7 +278,9 @@ class CommLink:
                 except MediaStreamError:
                     return  # the pipeline stopped: a disconnect, or a model switch (the page restarts)
                 taken = loop.time()  # the period counts from here: the encode is part of it
+                started = time.perf_counter()
                 out = await loop.run_in_executor(None, self._encode, frame, self._take_key() or key)
+                self._encoded(time.perf_counter() - started)
                 if not out.data:
                     continue  # the encoder skipped the frame: nothing is in flight
                 self._seq += 1

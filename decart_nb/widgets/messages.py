@@ -139,7 +139,7 @@ class Chunk(TypedDict):
 
 
 class ChunkAck(TypedDict):
-    """Either way: the chunk `seq` arrived (the kernel acks on receipt, the page once decoded)."""
+    """Either way: the chunk `seq` arrived (acked once decoded)."""
 
     type: Literal["chunk_ack"]
     seq: Any

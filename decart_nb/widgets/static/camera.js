@@ -33,6 +33,7 @@ const AUTO_ICE_MS = 1000;
 const FRAME_ACK_TIMEOUT_MS = 3000; // a lost ack must not stall the camera for good
 const JPEG_QUALITY = 0.7;
 const PAGE_STATS_MS = 2000; // how often the page tells the kernel what it sends, receives and shows
+const CAMERA_JITTER_MS = 10; // a camera frame this much early still counts as the next period's
 const TRANSPORT_TEXT = { webrtc: "WebRTC", codec: "comm (VP8)", comm: "comm (JPEG)" };
 const TRANSPORT_TITLE = {
   codec: "WebRTC is not used: the video travels over the notebook's comm as VP8",
@@ -87,7 +88,7 @@ const PREVIEW_EMPTY = {
 /** @typedef {{type: "frame", seq: number}} FrameMessage a camera frame over the comm (buffer: JPEG) */
 /** @typedef {{type: "frame_ack", seq: number}} FrameAckMessage either way: frame `seq` arrived */
 /** @typedef {{type: "chunk", seq: number, key: boolean, width: number, height: number}} ChunkMessage either way: one VP8 frame (buffer: the EncodedVideoChunk's bytes) */
-/** @typedef {{type: "chunk_ack", seq: number}} ChunkAckMessage either way: the kernel on receipt, the page once decoded */
+/** @typedef {{type: "chunk_ack", seq: number}} ChunkAckMessage either way, once the chunk is decoded */
 /** @typedef {{type: "keyframe"}} KeyframeMessage either way: "my decoder needs a key frame" */
 /** @typedef {{type: "page_stats", fps_sent: ?number, fps_received: ?number, fps_decoded: ?number, fps_presented: ?number, frames_dropped: ?number, freezes: ?number, width: ?number, height: ?number}} PageStatsMessage */
 // Kernel -> page:
@@ -507,6 +508,8 @@ const RATE = Object.freeze({
   UP_MARGIN: 1.25, // a step up needs MIN_BPP * UP_MARGIN, so a boundary does not flip rungs
   MAX_BPP: 0.2, // max kbps: this at the full size and the model's fps
   RUNG_HOLD_S: 2.0,
+  ENCODE_FRAMES: 10, // rule 4 takes the median of this many encode times
+  ENCODE_SHARE: 0.5, // of a frame period, the most a frame's encode may take
   MIN_FPS: 5.0,
   MIN_KBPS: 50.0,
   START_KBPS: 400.0,
@@ -528,6 +531,8 @@ class RateController {
     this.latency = 0; // rule 0: what every chunk's send->ack holds whatever its size
     this.acks = []; // the last FIT_ACKS [nbytes, seconds]
     this.lastAckAt = null; // `now` of the last ack
+    this.encodes = []; // rule 4: the last ENCODE_FRAMES encode times at the current rung
+    this.cpuCap = 0; // rule 4: the largest rung's index the encoder keeps up with
     this.fps = this.targetFps();
     this.rung = this.rungs[this.bestRung(this.rungs.length - 1)];
     this.rungSince = null; // null: the first ack may move the rung at once
@@ -573,6 +578,12 @@ class RateController {
     return Math.max(0, residuals[Math.floor(RATE.LATENCY_QUANTILE * (n - 1))]);
   }
 
+  // Rule 4's input: a frame took `seconds` (wall clock) to encode at the current rung.
+  onEncoded(seconds) {
+    this.encodes.push(seconds);
+    if (this.encodes.length > RATE.ENCODE_FRAMES) this.encodes.shift();
+  }
+
   // The last chunk's ack never came; true when the rung changed.
   onLost(now) {
     this.kbps = this.clamp(this.kbps * RATE.LOST_DECREASE);
@@ -583,13 +594,29 @@ class RateController {
     this.fps = this.targetFps();
     if (this.rungSince !== null && now - this.rungSince < RATE.RUNG_HOLD_S) return false;
     const current = this.rungs.indexOf(this.rung);
-    const best = this.bestRung(current);
+    this.cpuCap = this.cpuRung(current);
+    const best = Math.max(this.bestRung(current), this.cpuCap);
     if (this.rungSince === null) this.rungSince = now;
     if (best === current) return false;
     this.rung = this.rungs[best];
     this.rungSince = now;
     this.rungChanges += 1;
+    this.encodes = [];
     return true;
+  }
+
+  // Rule 4: the CPU cap, from the encodes at the current rung.
+  cpuRung(current) {
+    if (this.encodes.length < RATE.ENCODE_FRAMES) return this.cpuCap;
+    const median = [...this.encodes].sort((x, y) => x - y)[Math.floor(this.encodes.length / 2)];
+    const allowed = RATE.ENCODE_SHARE / this.fps;
+    if (median > allowed) return Math.min(this.rungs.length - 1, current + 1);
+    if (current > 0 && current <= this.cpuCap) {
+      const [up, here] = [this.rungs[current - 1], this.rungs[current]];
+      const larger = (median * (up.width * up.height)) / (here.width * here.height);
+      if (larger < allowed / RATE.UP_MARGIN) return current - 1;
+    }
+    return this.cpuCap;
   }
 
   // Bits per pixel per frame at the current kbps and fps.
@@ -627,6 +654,8 @@ class FrameTap {
   constructor(track) {
     this.track = track;
     this.latest = null;
+    this.latestAt = 0; // when the newest frame came (performance.now() ms)
+    this.takenAt = 0; // when the frame take() returned last came
     this.closed = false;
     this.wake = null;
     this.reader = null;
@@ -650,20 +679,30 @@ class FrameTap {
       if (this.closed) return value.close();
       this.latest?.close();
       this.latest = value;
+      this.latestAt = performance.now();
       this.wake?.();
     }
   }
 
-  // The newest frame, which the caller closes; waits for a new one. null once closed.
-  async take() {
+  // The newest frame that came at `notBefore` (performance.now() ms) or later, which the caller
+  // closes; waits for one. Paced by the camera's frames rather than by a timer, which fires late
+  // on a busy page. null once closed.
+  async take(notBefore = 0) {
     while (!this.closed) {
-      if (this.latest) {
+      if (this.latest && this.latestAt >= notBefore) {
         const frame = this.latest;
         this.latest = null;
+        this.takenAt = this.latestAt;
         return frame;
       }
-      if (this.video && this.video.readyState >= 2) {
-        return new VideoFrame(this.video, { timestamp: Math.round(performance.now() * 1000) });
+      const early = notBefore - performance.now();
+      if (this.video && this.video.readyState >= 2 && early <= 0) {
+        this.takenAt = performance.now();
+        return new VideoFrame(this.video, { timestamp: Math.round(this.takenAt * 1000) });
+      }
+      if (this.video && early > 0) {
+        await sleep(early);
+        continue;
       }
       await new Promise((resolve) => {
         this.wake = resolve;
@@ -704,9 +743,9 @@ function vp8Supported(width, height) {
 }
 
 // Video over the comm: the camera leaves as VP8 chunks (WebCodecs), the output comes back as VP8
-// chunks. At most RATE.IN_FLIGHT chunks in flight each way, each acked by the kernel on receipt
-// and by the page once decoded, so send->ack is the time the far end needs for a chunk; the
-// RateController turns it into bitrate, frame rate and size. A VP8 delta frame can never be
+// chunks. At most RATE.IN_FLIGHT chunks in flight each way, each acked once decoded, so send->ack
+// is the time the far end needs for a chunk; the RateController turns it into bitrate, frame rate
+// and size. A VP8 delta frame can never be
 // dropped, so we encode only what we send: once the window has room (and a frame period has
 // passed), the newest camera frame is encoded and sent at once.
 class CodecLink {
@@ -784,12 +823,10 @@ class CodecLink {
           this.closeTap();
           this.tap = new FrameTap(track);
         }
-        const rest = last + 1000 / this.rate.fps - performance.now();
-        if (rest > 0) await sleep(rest);
-        const frame = await this.tap.take();
+        const frame = await this.tap.take(last + 1000 / this.rate.fps - CAMERA_JITTER_MS);
         if (!frame) continue;
         if (!this.live) return frame.close();
-        last = performance.now();
+        last = this.tap.takenAt; // the period counts from the frame's arrival, not from our turn
         let chunk = null;
         try {
           chunk = await this.encode(frame);
@@ -825,10 +862,12 @@ class CodecLink {
       const key = this.wantKey;
       this.wantKey = false;
       const out = new Promise((resolve) => (this.encoding = { resolve }));
+      const started = performance.now();
       this.encoder.encode(frame, { keyFrame: key });
       // flush() resolves after every output: an encode that yields nothing cannot hang us.
       const chunk = await Promise.race([out, this.encoder.flush().then(() => null)]);
       if (!chunk && key) this.wantKey = true;
+      if (chunk && !resize) this.rate.onEncoded((performance.now() - started) / 1000); // rule 4
       return chunk;
     } finally {
       this.encoding = null;
@@ -895,9 +934,9 @@ class CodecLink {
   }
 
   // -- kernel -> page ---------------------------------------------------------------------------
-  // An output chunk is acked once decoded, not on receipt: a page too busy to decode at the
-  // kernel's rate then reads as a slow link to the kernel's RateController, and the decoder's
-  // queue cannot grow without bound.
+  // An output chunk is acked once decoded, not on receipt (as the kernel does with the camera's):
+  // a page too busy to decode at the kernel's rate then reads as a slow link to the kernel's
+  // RateController, and the decoder's queue cannot grow without bound.
   chunk(msg, buffers) {
     if (!this.live || !buffers || !buffers.length) return;
     this.received += 1;
