@@ -82,9 +82,18 @@ MEASURE_JS = """async ([preview, output, seconds]) => {
     if (n !== null) shown.set(n, now);
     if (performance.now() < end) pv.requestVideoFrameCallback(onPreview);
   };
+  // The canvas is read only at refreshes after the page drew into it: reading it is a GPU readback
+  // on the page's main thread, which would otherwise take time from the page we measure.
+  const canvasOut = document.querySelector(output), ctxOut = canvasOut && canvasOut.getContext('2d');
+  let draws = 0, readDraws = -1;
+  if (ctxOut) {
+    const drawImage = ctxOut.drawImage;
+    ctxOut.drawImage = function (...args) { draws += 1; return drawImage.apply(this, args); };
+  }
   const onTick = (now) => {
     const out = document.querySelector(output);
-    if (out && !out.hidden && out.width) {
+    if (out && !out.hidden && out.width && draws !== readDraws) {
+      readDraws = draws;
       ticks += 1;
       [width, height] = [out.width, out.height];
       const n = stamp(out, out.width, out.height);
@@ -111,6 +120,7 @@ MEASURE_JS = """async ([preview, output, seconds]) => {
   requestAnimationFrame(onTick);
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000 + 100));
   if (link) delete link.acked;
+  if (ctxOut) delete ctxOut.drawImage;
   return {frames, ticks, unreadable, unmatched, width, height, acks};
 }"""
 
@@ -122,7 +132,7 @@ class CanvasRun:
     seconds: float
     times_ms: list[float] = field(default_factory=list)  # when each new output frame was seen
     latency_ms: list[float] = field(default_factory=list)  # glass-to-glass of each
-    ticks: int = 0  # animation frames that looked at the output
+    ticks: int = 0  # animation frames that read the output (those after a draw)
     unreadable: int = 0  # of those, how many showed no valid stamp
     unmatched: int = 0  # new stamps the preview never showed (or over 2 s old)
     width: int = 0
