@@ -4,6 +4,7 @@ sender keeps at most IN_FLIGHT chunks unacked and never sends faster than its ta
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import statistics
@@ -148,8 +149,9 @@ def test_the_rung_never_changes_faster_than_the_hold() -> None:
 
 def test_a_link_too_slow_for_the_smallest_rung_lowers_the_frame_rate() -> None:
     rc = RateController(1280, 720, 30)
-    simulate(rc, 10.0, lambda t: 0.1e6)
-    assert rc.rung in rc.rungs[-2:] and meets_the_rung_rule(rc), (rc.rung, rc.kbps, rc.fps)
+    run = simulate(rc, 10.0, lambda t: 0.1e6)
+    held = bool(run.rung_changes) and run.samples[-1][0] - run.rung_changes[-1] < RUNG_HOLD_S
+    assert rc.rung in rc.rungs[-2:] and (meets_the_rung_rule(rc) or held), (rc.rung, rc.kbps, rc.fps)
     assert 5 <= rc.fps < 30, rc.fps
     assert rc.kbps < 100
 
@@ -249,3 +251,22 @@ def test_a_few_slow_encodes_do_not_move_the_rung() -> None:
         rc.on_encoded(0.2)
     steady_acks(rc, t, 3.0, None)
     assert rc.rung == rc.rungs[0] and rc.rung_changes == 0, rc.rung
+
+
+def test_a_latency_risen_over_its_least_reads_as_a_queue() -> None:
+    # Other traffic (Jupyter's own messages, the other direction) queues our chunks on a shared
+    # link: that shows as latency whatever a chunk's size, not as its own time.
+    rc = RateController(1280, 720, 30)
+    t, kbps = 0.0, []
+    while t < 10.0:
+        queue = 0.0 if t < 6.0 else 0.08
+        nbytes = int(rc.kbps * 125 / rc.fps)
+        rc.on_ack(nbytes, 0.01 + queue + nbytes * 8 / 5e6, t)
+        kbps.append((t, rc.kbps))
+        t += 1 / rc.fps
+    before = [k for s, k in kbps if s < 6.0][-1]
+    queued = [k for s, k in kbps if s >= 7.0]
+    assert queued[-1] <= before * 0.85**2, (before, queued[-1])
+    assert all(b <= a for a, b in itertools.pairwise(queued)), "an increase while queued"
+    cuts = sum(b < a for a, b in itertools.pairwise(queued))
+    assert cuts <= 4, f"{cuts} cuts in 3 s: at most one a second"

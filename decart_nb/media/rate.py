@@ -46,6 +46,10 @@ a link that is full shows as chunks that take longer than a period.
    direction's traffic would not fit; one late chunk alone is a stall, not a full link);
    else `seconds - latency < HEADROOM * (budget - latency)` (0.5) -> `kbps *= INCREASE` (1.05:
    the chunk's own transmission took well under the time the budget leaves it);
+   else, when the latency is over QUEUE_S (50 ms) above its least of the last BASE_S (10 s)
+   (other traffic on the link, Jupyter's own messages or the other direction, queues our chunks:
+   that shows as latency, not as a chunk's own time), `kbps *= DECREASE` at most once every
+   QUEUE_CUT_EVERY_S (1 s), and never an increase;
    otherwise kbps stays. Then kbps is clamped to [min_kbps, max_kbps]. On a steady link a chunk's
    transmission settles between half and FULL of what the budget leaves it (the bitrate near
    0.5-0.75 of the link), so the larger key frames and the other direction's traffic still fit.
@@ -92,6 +96,9 @@ __all__ = [
     "ENCODE_SHARE",
     "FIT_ACKS",
     "FULL",
+    "BASE_S",
+    "QUEUE_CUT_EVERY_S",
+    "QUEUE_S",
     "HEADROOM",
     "INCREASE",
     "IN_FLIGHT",
@@ -119,6 +126,9 @@ INCREASE = 1.05
 LOST_DECREASE = 0.5
 HEADROOM = 0.5  # increase while a chunk's transmission takes under this share of what the budget leaves
 FULL = 0.75  # decrease when it takes over this share (LATE_ACKS chunks in a row)
+QUEUE_S = 0.05  # a latency this much over its least of the last BASE_S is a queue: decrease
+BASE_S = 10.0
+QUEUE_CUT_EVERY_S = 1.0  # the latency follows a cut slowly (a quantile of 40 acks): one cut a second
 FIT_ACKS = 40  # the acks rule 0 fits the latency to
 LATE_ACKS = 2  # this many late chunks in a row mean a full link
 LATENCY_FACTOR = 1.25  # a frame period is at least this many latencies
@@ -176,6 +186,8 @@ class RateController:
         self.latency = 0.0
         self._acks: deque[tuple[int, float]] = deque(maxlen=FIT_ACKS)
         self._last_ack_at: float | None = None
+        self._latencies: deque[tuple[float, float]] = deque()  # (now, latency) of the last BASE_S
+        self._queue_cut_at = float("-inf")
         self._encodes: deque[float] = deque(maxlen=ENCODE_FRAMES)  # at the current rung
         self._cpu_cap = 0  # rule 4: the largest rung's index the encoder keeps up with
         self.fps = self._target_fps()
@@ -191,6 +203,7 @@ class RateController:
         self._last_ack_at = now
         self._acks.append((nbytes, seconds))
         self.latency = self._fit_latency()
+        queued = self._queued(now)
         period = 1.0 / self.fps
         budget = min(IN_FLIGHT * period, self.latency + period)
         recent = list(self._acks)[-LATE_ACKS:]
@@ -198,9 +211,20 @@ class RateController:
             t - self.latency > FULL * (budget - self.latency) for _, t in recent
         ):
             self.kbps = self._clamp(self.kbps * DECREASE)
+        elif queued:
+            if now - self._queue_cut_at >= QUEUE_CUT_EVERY_S:
+                self._queue_cut_at = now
+                self.kbps = self._clamp(self.kbps * DECREASE)
         elif seconds - self.latency < HEADROOM * (budget - self.latency):
             self.kbps = self._clamp(self.kbps * INCREASE)
         return self._adapt(now)
+
+    def _queued(self, now: float) -> bool:
+        """Rule 1's queue test: the latency is QUEUE_S over its least in the last BASE_S."""
+        self._latencies.append((now, self.latency))
+        while self._latencies[0][0] < now - BASE_S:
+            self._latencies.popleft()
+        return self.latency - min(lat for _, lat in self._latencies) > QUEUE_S
 
     def _fit_latency(self) -> float:
         """Rule 0: what every chunk's send->ack holds whatever its size."""

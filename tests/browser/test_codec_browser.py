@@ -13,14 +13,15 @@ cannot connect, and the tests check what issue 12 asks of the page:
 and a page without WebCodecs falls back to JPEG over the comm.
 
 Frame-rate floors: issue 12's targets are >= 15 fps at 1 Mbit/s and >= 25 fps at 5 Mbit/s; the
-bench (`bench/run --only codec`) judges those, and today they are NOT met: with one chunk in
-flight, Jupyter's ~50 ms message round trip (the server's websockets lack TCP_NODELAY, so a
-message waits for the browser's delayed ACK) holds the page near 7 fps at 1 Mbit/s and 11 at 5
-(bench/README.md). These tests assert floors that the transport as it is meets with a margin on
-a loaded 2-core CI machine (5 and 7 fps), so the suite never flakes; a stalled, frozen or grey
-output still fails them, since only frames with a new, valid stamp count. Raise them with the
-transport. (a)-(d) share one notebook and one session and run in order; with the fallback's own
-page, about 70 s in all.
+bench (`bench/run --only codec`) judges those, and today they are NOT met: on this 2-core machine
+the page and the kernel share the CPU (the page's encode, decode and drawing, the kernel's codec
+and model, JupyterLab), and at 1 Mbit/s Jupyter's own messages (a header per chunk and ack, two
+iopub `status` messages per message from the page) take about half the link; the page shows
+about 10 fps at 1 Mbit/s and 16 at 5 (bench/README.md). These tests assert floors that the
+transport as it is meets with a margin on a loaded 2-core CI machine (5 and 7 fps), so the suite
+never flakes; a stalled, frozen or grey output still fails them, since only frames with a new,
+valid stamp count. Raise them with the transport. (a)-(d) share one notebook and one session and
+run in order; with the fallback's own page, about 70 s in all.
 """
 
 from __future__ import annotations

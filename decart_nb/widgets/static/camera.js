@@ -500,6 +500,9 @@ const RATE = Object.freeze({
   LOST_DECREASE: 0.5,
   HEADROOM: 0.5,
   FULL: 0.75,
+  QUEUE_S: 0.05, // a latency this much over its least of the last BASE_S is a queue: decrease
+  BASE_S: 10.0,
+  QUEUE_CUT_EVERY_S: 1.0, // the latency follows a cut slowly: one cut a second
   FIT_ACKS: 40, // the acks rule 0 fits the latency to
   LATE_ACKS: 2,
   LATENCY_FACTOR: 1.25, // IN_FLIGHT frame periods are at least this many latencies
@@ -531,6 +534,8 @@ class RateController {
     this.latency = 0; // rule 0: what every chunk's send->ack holds whatever its size
     this.acks = []; // the last FIT_ACKS [nbytes, seconds]
     this.lastAckAt = null; // `now` of the last ack
+    this.latencies = []; // [now, latency] of the last BASE_S
+    this.queueCutAt = -Infinity;
     this.encodes = []; // rule 4: the last ENCODE_FRAMES encode times at the current rung
     this.cpuCap = 0; // rule 4: the largest rung's index the encoder keeps up with
     this.fps = this.targetFps();
@@ -551,15 +556,28 @@ class RateController {
     this.acks.push([nbytes, seconds]);
     if (this.acks.length > RATE.FIT_ACKS) this.acks.shift();
     this.latency = this.fitLatency();
+    const queued = this.queued(now);
     const period = 1 / this.fps;
     const budget = Math.min(RATE.IN_FLIGHT * period, this.latency + period);
     const recent = this.acks.slice(-RATE.LATE_ACKS);
     if (recent.length === RATE.LATE_ACKS && recent.every(([, t]) => t - this.latency > RATE.FULL * (budget - this.latency))) {
       this.kbps = this.clamp(this.kbps * RATE.DECREASE);
+    } else if (queued) {
+      if (now - this.queueCutAt >= RATE.QUEUE_CUT_EVERY_S) {
+        this.queueCutAt = now;
+        this.kbps = this.clamp(this.kbps * RATE.DECREASE);
+      }
     } else if (seconds - this.latency < RATE.HEADROOM * (budget - this.latency)) {
       this.kbps = this.clamp(this.kbps * RATE.INCREASE);
     }
     return this.adapt(now);
+  }
+
+  // Rule 1's queue test: the latency is QUEUE_S over its least in the last BASE_S.
+  queued(now) {
+    this.latencies.push([now, this.latency]);
+    while (this.latencies[0][0] < now - RATE.BASE_S) this.latencies.shift();
+    return this.latency - Math.min(...this.latencies.map(([, lat]) => lat)) > RATE.QUEUE_S;
   }
 
   // Rule 0: the LATENCY_QUANTILE (upper quartile) of the residuals of send->ack over the least-squares line in bytes.
