@@ -112,8 +112,9 @@ def _open_kernel_websocket(lab: JupyterLab, kernel_id: str) -> websocket.WebSock
         timeout=REPLY_S,
     )
     ws.send(_kernel_info_request(session))
-    while json.loads(ws.recv())["header"]["msg_type"] != "kernel_info_reply":
-        pass
+    replied = False
+    while not replied:  # iopub status messages come first
+        replied = json.loads(ws.recv())["header"]["msg_type"] == "kernel_info_reply"
     return ws
 
 

@@ -179,15 +179,13 @@ class CommLink:
     def receive(self, seq: Any, data: bytes, t_in: float, content: Mapping[str, Any] | None = None) -> None:
         """A camera frame from the page, acked at once (`ack_on_receipt`) or once decoded."""
         self._unacked_in.append(seq)
-        if self.ack_on_receipt:
-            self._ack_received()
         self.meter_in.add(len(data))
         self._queue(Incoming(seq, data, t_in, content or {}))
         if self._pending and not self._decoding:
             self._decoding = True
             asyncio.get_running_loop().create_task(self._decode_pending())
-        elif not self._decoding:
-            self._ack_received()  # dropped: nothing will decode it
+        if self.ack_on_receipt or not self._decoding:  # not decoding: it was dropped
+            self._ack_received()
 
     def _ack_received(self, upto: Any = None) -> None:
         """Ack the frames received so far, or those up to the one numbered `upto`."""
@@ -209,10 +207,10 @@ class CommLink:
                         None, self._decode, items, spec.width, spec.height
                     )
                 except DecartNBError as exc:
-                    self._ack_received(items[-1].seq)
                     self._decode_failed(exc)
                     continue
-                self._ack_received(items[-1].seq)
+                finally:
+                    self._ack_received(items[-1].seq)
                 self.meter_in.size(width, height)
                 if frame is not None:
                     frame.opaque = FrameMeta(t_in=items[-1].t_in)

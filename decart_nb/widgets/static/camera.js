@@ -499,7 +499,7 @@ const RATE = Object.freeze({
   INCREASE: 1.05, // a chunk's own transmission under HEADROOM of what the budget leaves: well under
   LOST_DECREASE: 0.5,
   HEADROOM: 0.5,
-  FULL: 0.75,
+  FULL: 0.75, // a chunk's own transmission over this share of the budget counts as late
   QUEUE_S: 0.05, // a latency this much over its least of the last BASE_S is a queue: decrease
   BASE_S: 10.0,
   QUEUE_CUT_EVERY_S: 1.0, // the latency follows a cut slowly: one cut a second
@@ -763,9 +763,8 @@ function vp8Supported(width, height) {
 // Video over the comm: the camera leaves as VP8 chunks (WebCodecs), the output comes back as VP8
 // chunks. At most RATE.IN_FLIGHT chunks in flight each way, each acked once decoded, so send->ack
 // is the time the far end needs for a chunk; the RateController turns it into bitrate, frame rate
-// and size. A VP8 delta frame can never be
-// dropped, so we encode only what we send: once the window has room (and a frame period has
-// passed), the newest camera frame is encoded and sent at once.
+// and size. A VP8 delta frame can never be dropped, so we encode only what we send: once the
+// window has room (and a frame period has passed), the newest camera frame is encoded and sent.
 class CodecLink {
   constructor(host, gen) {
     this.host = host;
