@@ -18,6 +18,7 @@ __all__ = [
     "CONNECT_TIMEOUT_S",
     "DECART_BACKSTOP_S",
     "DECART_CONNECT_TIMEOUT_S",
+    "DECART_FRAME_SETTLE_S",
     "DECART_RESTORE_GRACE_S",
     "DECART_SETTLE_TIMEOUT_S",
     "GUARD_MARGIN_S",
@@ -73,6 +74,10 @@ DECART_SETTLE_TIMEOUT_S = 30.0
 # A connect is the SDK's: up to 5 attempts, each waiting up to 15 s for room info (a longer queue
 # fails the attempt) and 30 s for its initial-state ack, with backoff 1+2+4+8 s between them.
 DECART_CONNECT_TIMEOUT_S = 5 * (15.0 + 30.0) + 15.0
+# Decart's output frames travel apart from its acks (LiveKit media vs the WebSocket): frames made
+# before an ack can come after it, for about a jitter buffer's worth. Frames count as made with the
+# new state from this long after its ack on (what snapshot() and the sweeps wait for).
+DECART_FRAME_SETTLE_S = 0.25
 # A failed restore is reported only if no new drop follows within this time (a drop's reconnect
 # restores again; its error would be noise).
 DECART_RESTORE_GRACE_S = 1.0

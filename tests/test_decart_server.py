@@ -194,6 +194,16 @@ def test_set_set_prompt_and_passthrough_on_the_wire(server: FakeDecartServer) ->
         assert s.generation.is_passthrough
 
 
+def test_a_snapshot_after_a_set_shows_the_new_state(server: FakeDecartServer) -> None:
+    """Frames of the old state still on the way when the ack comes are not taken for new ones."""
+    server.script.output_lag_s = 0.1  # as a jitter buffer holds them (the ack does not wait)
+    with session(prompt="anime") as s:
+        assert shows(s, state_colour("anime", None))
+        for prompt in ("sketch", "noir", "anime"):
+            s.set_prompt(prompt)
+            assert np.abs(colour(s) - np.array(state_colour(prompt, None))).max() < 8, prompt
+
+
 def test_a_rejection_leaves_the_state_untouched(server: FakeDecartServer) -> None:
     server.script.rejections = {"gore": "Prompt rejected by content moderation"}
     with session(prompt="anime") as s:

@@ -58,6 +58,9 @@ class Script:
     refuse: list[int] = field(default_factory=list)  # HTTP statuses for the next upgrades (e.g. 503)
     drop_after: list[str] = field(default_factory=list)  # close the socket after sending this ack type
     drop_on: list[str] = field(default_factory=list)  # close it on receiving this type (no ack)
+    # Output frames leave this long after they were painted: the network and LiveKit's jitter
+    # buffer, which the acks (on the WebSocket) do not wait for.
+    output_lag_s: float = 0.0
 
 
 @dataclass
@@ -403,9 +406,17 @@ class StubRoom:
                         painted[state] = _i420(frame.width, frame.height, state_colour(*state))
                     data = painted[state]
                 out = rtc.VideoFrame(frame.width, frame.height, rtc.VideoBufferType.I420, data)
-                self._out.capture_frame(out, timestamp_us=event.timestamp_us)
+                lag = self._server.script.output_lag_s
+                if lag:
+                    asyncio.get_running_loop().call_later(lag, self._send, out, event.timestamp_us)
+                else:
+                    self._send(out, event.timestamp_us)
         finally:
             await stream.aclose()
+
+    def _send(self, frame: rtc.VideoFrame, timestamp_us: int) -> None:
+        if self._out is not None:  # a lagging frame may outlive the room
+            self._out.capture_frame(frame, timestamp_us=timestamp_us)
 
     async def disconnect(self) -> None:
         tasks, self._tasks = self._tasks, []

@@ -25,6 +25,7 @@ from ...state import GenerationState
 from ...timeouts import (
     DECART_BACKSTOP_S,
     DECART_CONNECT_TIMEOUT_S,
+    DECART_FRAME_SETTLE_S,
     DECART_RESTORE_GRACE_S,
     DECART_SETTLE_TIMEOUT_S,
     PROMPT_TIMEOUT_S,
@@ -72,6 +73,7 @@ class DecartEngine(Engine):
     prompt_timeout_s = PROMPT_TIMEOUT_S
     backstop_s = DECART_BACKSTOP_S
     settle_timeout_s = DECART_SETTLE_TIMEOUT_S
+    frame_settle_s = DECART_FRAME_SETTLE_S
     #: The longest apply() can take: waiting out a restore, then the SDK's ack timeout.
     apply_timeout_s = DECART_SETTLE_TIMEOUT_S + SET_TIMEOUT_S + DECART_BACKSTOP_S
     connect_timeout_s = DECART_CONNECT_TIMEOUT_S
@@ -105,6 +107,7 @@ class DecartEngine(Engine):
         self.subscribe_token: str | None = None
         self._applied = GenerationState()  # the state Decart acknowledged (or gets at connect)
         self._frames_version = -1  # the state version output frames are stamped with
+        self._next_version, self._next_at = -1, 0.0  # ... and from when on (0: none waiting)
         self._client: Any = None
         self._feed: LocalFeed | None = None
         self._output: MailboxTrack | None = None  # one slot: a slow consumer sees the newest
@@ -157,7 +160,7 @@ class DecartEngine(Engine):
         client.on("error", self._on_sdk_error)
         client.on("generation_tick", self._on_sdk_tick)
         self.state = "connected"
-        self._frames_version = self._applied.version
+        self._stamp_now(self._applied.version)  # the first frames come after connect's own ack
         # The SDK replays its connect-time events on the next loop turn; this runs after them.
         asyncio.get_running_loop().call_soon(self._go_live)
         return self._output
@@ -239,7 +242,7 @@ class DecartEngine(Engine):
             # After a failed restore Decart holds passthrough: the whole state goes out again.
             await self._send(state, None if self._unrestored else self._applied)
             self._applied, self._unrestored = state, False
-            self._frames_version = state.version
+            self._stamp_later(state.version)
 
     async def _wait_settled(self) -> None:
         """Refuse while Decart is away; once it reports itself back, wait for the restore."""
@@ -306,7 +309,8 @@ class DecartEngine(Engine):
                 state = self._applied
                 if not state.is_passthrough:
                     await self._send(state, None)
-                self._frames_version, self._unrestored = state.version, False
+                self._unrestored = False
+                self._stamp_later(state.version)
         except DecartNBError as error:
             if session != self._sessions or self._stopping:
                 return  # overtaken by another drop: that session restores
@@ -349,7 +353,7 @@ class DecartEngine(Engine):
         previous, self.state = self.state, state
         if state not in ("connected", "generating"):
             self._settled.clear()  # a drop (or a retry): sets wait until the state is restored
-            self._frames_version = -1  # frames are passthrough until the state is restored
+            self._stamp_now(-1)  # frames are passthrough until the state is restored
         if previous != state:
             self.on_connection_change(state)
 
@@ -397,10 +401,21 @@ class DecartEngine(Engine):
     async def _read(self, remote: Any) -> None:
         await read_remote(self, remote, "receive video from Decart")
 
+    def _stamp_now(self, version: int) -> None:
+        self._frames_version, self._next_at = version, 0.0
+
+    def _stamp_later(self, version: int) -> None:
+        """Frames Decart made before it acknowledged a state can arrive after the ack (they were
+        in the network or LiveKit's jitter buffer): the new version goes on frames that arrive
+        `frame_settle_s` after it, so a snapshot after set_prompt() shows the new prompt."""
+        self._next_version, self._next_at = version, time.perf_counter() + self.frame_settle_s
+
     def _stamp(self, frame: av.VideoFrame) -> av.VideoFrame:
         # Decart does not say which input an output frame was made from: latency counts from the
         # newest input handed to the SDK, a lower bound of the true glass-to-glass figure.
         now = time.perf_counter()
+        if self._next_at and now >= self._next_at:
+            self._frames_version, self._next_at = self._next_version, 0.0
         t_in = self._last_t_in or now
         frame.pts = int((now - self._t0) * VIDEO_CLOCK_RATE)
         frame.time_base = VIDEO_TIME_BASE
