@@ -7,7 +7,9 @@ messages.py (one handler per page message type below, in `_HANDLERS`).
 
 With `transport="comm"` (or "auto" when WebRTC does not connect within a few seconds) frames
 travel over the comm itself: VP8 chunks where the page's WebCodecs can (codec_transport.py), JPEG
-frames otherwise or with `transport="jpeg"` (comm_transport.py).
+frames otherwise or with `transport="jpeg"` (comm_transport.py). The VP8 chunks, their acks and
+key-frame requests take the widget's media socket instead while the page has one (media_socket.py:
+a websocket relayed by decart_nb_server, without Jupyter's per-message overhead).
 
 Comm handlers may run on the main thread or on a kernel subshell thread while a cell is busy: they
 only decode and hand off to the media loop, never block.
@@ -33,6 +35,7 @@ from ..timeouts import LOOP_CALL_TIMEOUT_S
 from . import messages
 from .codec_transport import CodecTransport
 from .comm_transport import CommLink, CommTransport
+from .media_socket import MediaSocket
 
 if TYPE_CHECKING:
     from ..rtc.peer import KernelPeer
@@ -153,6 +156,7 @@ class CameraWidget(anywidget.AnyWidget):
         self._closed = False
         self._peers: set[KernelPeer] = set()  # this page's peers (a receive-only page may leave old ones)
         self._comm: CommLink | None = None  # loop thread only
+        self._media: MediaSocket | None = None  # the codec transport's media socket (loop thread)
         self.on_msg(self._on_page_message)
         session.listen(self._on_event)
         session.connect()
@@ -293,15 +297,66 @@ class CameraWidget(anywidget.AnyWidget):
             self._close_comm()  # the page moved between JPEG and VP8
         if self._comm is None:
             self._comm = _LINKS[kind](self._session, self._send_frame)
-        self._session.show_link_figures(self._comm.figures)
+        self._session.show_link_figures(self._link_figures)
         self._comm.start_output()
+        if kind == "codec":
+            if self._media is None:  # one per codec link, closed with it
+                self._media = MediaSocket(self._media_message, self._media_live, self._media_lost)
+            _loop.get_loop().create_task(self._offer_media_socket(self._media))
 
     def _use_webrtc(self) -> None:
         self._stop_comm_output()
         self._session.show_link_figures(_webrtc_figures)
 
+    def _link_figures(self) -> dict[str, Any]:
+        """Loop thread: the comm link's figures for session.stats, and the codec transport's pipe."""
+        comm = self._comm
+        if comm is None:
+            return {}
+        figures = comm.figures()
+        if isinstance(comm, CodecTransport):
+            figures["transport_pipe"] = "socket" if self._media is not None and self._media.live else "comm"
+        return figures
+
+    async def _offer_media_socket(self, media: MediaSocket) -> None:
+        """Loop thread: start the media socket (at its first offer) and tell the page where it is
+        (on each `transport` message: a reloaded page tries it once per message)."""
+        try:
+            port = await media.start()
+        except OSError as exc:  # no loopback listener: everything stays on the comm
+            logger.warning("decart_nb: no media socket (%s); the comm carries the video", exc)
+            return
+        if media is self._media and not self._closed:
+            self.send(messages.media_socket(port, media.token))
+
+    def _media_message(self, content: dict[str, Any], data: bytes) -> None:
+        """Loop thread: a chunk, chunk_ack or keyframe from the media socket, as from the comm."""
+        if self._closed or self._session.state == "disconnected":
+            return
+        kind = content["type"]
+        if kind == "chunk":
+            if self.mode == "camera":
+                self._receive_frame(content, data, time.perf_counter())
+        elif kind == "chunk_ack":
+            self._output_acked(content["seq"])
+        elif kind == "keyframe":
+            self._keyframe_requested()
+
+    def _media_live(self) -> None:
+        logger.info("decart_nb: the codec transport's media socket is live")
+
+    def _media_lost(self) -> None:
+        """Loop thread: the live media socket closed or was replaced: the output goes on (over the
+        comm, or the newer socket) at a key frame, without waiting for chunks lost with it."""
+        logger.info("decart_nb: the media socket closed; the codec transport goes on")
+        if self._comm is not None:
+            self._comm.pipe_lost()
+
     def _send_frame(self, content: messages.KernelMessage, buffers: list[bytes]) -> None:
-        if not self._closed:
+        if self._closed:
+            return
+        media = self._media
+        if media is None or not media.send(content, buffers):  # the media socket while it is live
             self.send(content, buffers or None)
 
     def _comm_frame(self, content: Mapping[str, Any], buffers: Any) -> None:
@@ -338,7 +393,10 @@ class CameraWidget(anywidget.AnyWidget):
 
     def _close_comm(self) -> None:
         comm, self._comm = self._comm, None
+        media, self._media = self._media, None
         self._session.show_link_figures(None)
+        if media is not None:
+            media.close()
         if comm is not None:
             comm.close()
 

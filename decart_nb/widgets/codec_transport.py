@@ -121,6 +121,10 @@ class CodecTransport(CommLink):
         self._send_key = True  # a (re)started page decodes from a key frame
         super().start_output()
 
+    def pipe_lost(self) -> None:
+        super().pipe_lost()
+        self._send_key = True  # the chunks it would refer to are gone
+
     def keyframe_requested(self) -> None:
         """The page's decoder needs a key frame: the next chunk is one."""
         self._send_key = True

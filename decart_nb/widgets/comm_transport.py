@@ -119,6 +119,7 @@ class CommLink:
         self._room = asyncio.Event()  # set while fewer than `window` output frames are unacked
         self._unacked: dict[int, tuple[float, int]] = {}  # seq -> (sent at, bytes), oldest first
         self._seq = 0
+        self._pipe = 0  # counts the pipes the output went over that were lost (pipe_lost)
         self._sender: asyncio.Task[None] | None = None
         # The pipeline the sender reads (a model switch makes a new one).
         self._sending_from: Pipeline | None = None
@@ -243,6 +244,13 @@ class CommLink:
             self._sending_from = pipeline
             self._sender = asyncio.get_running_loop().create_task(self._send_output(pipeline))
 
+    def pipe_lost(self) -> None:
+        """The pipe the output went over (the media socket) closed: the frames in flight on it are
+        gone, so nothing waits for their acks and the next frame needs none of them."""
+        self._pipe += 1
+        self._unacked.clear()
+        self._room.set()
+
     def acked(self, seq: Any) -> None:
         sent = self._unacked.pop(seq, None) if isinstance(seq, int) else None
         if sent is not None:
@@ -276,11 +284,13 @@ class CommLink:
                 except MediaStreamError:
                     return  # the pipeline stopped: a disconnect, or a model switch (the page restarts)
                 taken = loop.time()  # the period counts from here: the encode is part of it
-                started = time.perf_counter()
+                started, pipe = time.perf_counter(), self._pipe
                 out = await loop.run_in_executor(None, self._encode, frame, self._take_key() or key)
                 self._encoded(time.perf_counter() - started)
                 if not out.data:
                     continue  # the encoder skipped the frame: nothing is in flight
+                if pipe != self._pipe and not out.key:
+                    continue  # it follows frames lost with their pipe: the next one starts afresh
                 self._seq += 1
                 self._unacked[self._seq] = (time.perf_counter(), len(out.data))
                 if len(self._unacked) >= self.window:

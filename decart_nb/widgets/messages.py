@@ -29,6 +29,7 @@ __all__ = [
     "GaveUp",
     "Keyframe",
     "KernelMessage",
+    "MediaSocketAddress",
     "Offer",
     "OutputChunk",
     "OutputFrame",
@@ -43,6 +44,7 @@ __all__ = [
     "chunk_ack",
     "frame_ack",
     "keyframe",
+    "media_socket",
     "output_chunk",
     "output_frame",
     "restart",
@@ -230,8 +232,27 @@ class OutputChunk(TypedDict):
     height: int
 
 
+class MediaSocketAddress(TypedDict):
+    """The codec transport's media socket (media_socket.py): open the relay's websocket to `port`
+    (`decart_nb/media/<port>` under the server's base URL) and send `token` as its first message.
+    Sent on each `transport {transport: "codec"}`; the token travels in this message only."""
+
+    type: Literal["media_socket"]
+    port: int
+    token: str
+
+
 KernelMessage = (
-    Answer | AnswerError | Restart | Stop | OutputFrame | FrameAck | OutputChunk | ChunkAck | Keyframe
+    Answer
+    | AnswerError
+    | Restart
+    | Stop
+    | OutputFrame
+    | FrameAck
+    | OutputChunk
+    | ChunkAck
+    | Keyframe
+    | MediaSocketAddress
 )
 
 #: Every message the kernel sends, by type.
@@ -245,6 +266,7 @@ KERNEL_MESSAGES: dict[str, type] = {
     "chunk": OutputChunk,
     "chunk_ack": ChunkAck,
     "keyframe": Keyframe,
+    "media_socket": MediaSocketAddress,
 }
 KERNEL_TYPES = tuple(KERNEL_MESSAGES)
 
@@ -283,3 +305,7 @@ def chunk_ack(seq: Any) -> ChunkAck:
 
 def keyframe() -> Keyframe:
     return {"type": "keyframe"}
+
+
+def media_socket(port: int, token: str) -> MediaSocketAddress:
+    return {"type": "media_socket", "port": port, "token": token}

@@ -1,0 +1,255 @@
+"""The media socket: the codec transport's chunks, acks and key-frame requests beside the comm.
+
+Jupyter's own messages take about half of a slow link for the codec transport (iopub `status`
+messages after each page message, a Jupyter header on each chunk and ack). So each CameraWidget
+whose page uses the codec transport listens on 127.0.0.1 (an ephemeral port, on the media loop);
+decart_nb_server relays a websocket from the page to it, one websocket message per frame. Where
+the relay is missing the page never connects and everything stays on the comm.
+
+Framing (TCP, between the relay and the kernel): each frame is a u32 little-endian length, then
+that many bytes (at most MAX_FRAME). The kernel speaks first: one frame MAGIC (the relay closes
+anything else, so it is no generic proxy to local ports). The page's first frame is the token,
+which the kernel sent it over the comm (`media_socket {port, token}`); a wrong one, or anything
+else first, closes the connection. The right one gets READY and makes the connection the live
+one (a newer one replaces it). Then, both ways, little-endian:
+
+- `0x00` READY (kernel -> page): 1 byte.
+- `0x01` CHUNK: `u8 0x01, u32 seq, u8 key (0/1), u16 width, u16 height`, then one VP8 frame:
+  the comm's `chunk {seq, key, width, height}` + its buffer.
+- `0x02` CHUNK_ACK: `u8 0x02, u32 seq`: the comm's `chunk_ack {seq}`.
+- `0x03` KEYFRAME: `u8 0x03`: the comm's `keyframe {}`.
+
+A malformed frame from the page is dropped with a log line. Every method runs on the media loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+import socket
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "CHUNK",
+    "CHUNK_ACK",
+    "HELLO_TIMEOUT_S",
+    "KEYFRAME",
+    "MAGIC",
+    "MAX_BUFFERED",
+    "MAX_FRAME",
+    "READY",
+    "Malformed",
+    "MediaSocket",
+    "decode",
+    "encode",
+    "framed",
+]
+
+logger = logging.getLogger("decart_nb")
+
+MAGIC = b"decart_nb-media/1"
+READY, CHUNK, CHUNK_ACK, KEYFRAME = 0x00, 0x01, 0x02, 0x03
+MAX_FRAME = 16 * 1024 * 1024  # a larger frame closes the connection
+MAX_HELLO = 256  # the token's frame (an unauthenticated peer gets no more)
+MAX_BUFFERED = 4 * 1024 * 1024  # bytes waiting to be written: past that, the connection is closed
+HELLO_TIMEOUT_S = 10.0  # from accepting a connection to its token
+
+_LENGTH = struct.Struct("<I")
+_CHUNK = struct.Struct("<BIBHH")  # kind, seq, key, width, height: 10 bytes
+_ACK = struct.Struct("<BI")  # kind, seq: 5 bytes
+_U32, _U16 = range(1 << 32), range(1 << 16)
+
+OnMessage = Callable[[dict[str, Any], bytes], None]
+
+
+class Malformed(ValueError):
+    """A frame body that is no message of the page's."""
+
+
+def framed(body: bytes) -> bytes:
+    """`body` with its u32 little-endian length in front."""
+    return _LENGTH.pack(len(body)) + body
+
+
+def encode(content: Mapping[str, Any], buffers: Sequence[bytes] = ()) -> bytes | None:
+    """The frame body of a comm message (chunk + one buffer, chunk_ack, keyframe); None for any
+    other message, or one whose fields do not fit the wire format (it goes over the comm)."""
+    kind = content.get("type")
+    if kind == "keyframe":
+        return bytes([KEYFRAME])
+    seq = content.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq not in _U32:
+        return None
+    if kind == "chunk_ack":
+        return _ACK.pack(CHUNK_ACK, seq)
+    if kind != "chunk" or len(buffers) != 1:
+        return None
+    width, height = content.get("width"), content.get("height")
+    if not (isinstance(width, int) and isinstance(height, int) and width in _U16 and height in _U16):
+        return None
+    return _CHUNK.pack(CHUNK, seq, 1 if content.get("key") else 0, width, height) + bytes(buffers[0])
+
+
+def decode(body: bytes) -> tuple[dict[str, Any], bytes]:
+    """A frame body from the page as the comm would give it: its content and its buffer (b"" for
+    chunk_ack and keyframe). Raises Malformed."""
+    if not body:
+        raise Malformed("an empty frame")
+    kind = body[0]
+    if kind == CHUNK:
+        if len(body) <= _CHUNK.size:
+            raise Malformed(f"a chunk of {len(body)} bytes (its header alone takes {_CHUNK.size})")
+        _, seq, key, width, height = _CHUNK.unpack_from(body)
+        if key not in (0, 1):
+            raise Malformed(f"a chunk whose key byte is {key}")
+        content = {"type": "chunk", "seq": seq, "key": bool(key), "width": width, "height": height}
+        return content, body[_CHUNK.size :]
+    if kind == CHUNK_ACK:
+        if len(body) != _ACK.size:
+            raise Malformed(f"a chunk_ack of {len(body)} bytes, not {_ACK.size}")
+        return {"type": "chunk_ack", "seq": _ACK.unpack(body)[1]}, b""
+    if kind == KEYFRAME:
+        if len(body) != 1:
+            raise Malformed(f"a keyframe of {len(body)} bytes, not 1")
+        return {"type": "keyframe"}, b""
+    raise Malformed(f"a frame of kind {kind:#04x}")
+
+
+async def _read(reader: asyncio.StreamReader, limit: int) -> bytes | None:
+    """The next frame's body; None at the end of the stream or past `limit` bytes."""
+    try:
+        (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+        if length > limit:
+            logger.warning("decart_nb: media socket frame of %s bytes (at most %s): closing", length, limit)
+            return None
+        return await reader.readexactly(length)
+    except (asyncio.IncompleteReadError, OSError):
+        return None
+
+
+class MediaSocket:
+    """One widget's listener: at most one live connection, whose frames go to `on_message`.
+
+    `on_live()` runs when a connection becomes the live one, `on_lost()` when the live one ends
+    (closed, or replaced by a newer one: then `on_live()` follows); what was in flight on it is
+    gone. Neither runs after `close()`.
+    """
+
+    def __init__(
+        self, on_message: OnMessage, on_live: Callable[[], None], on_lost: Callable[[], None]
+    ) -> None:
+        self.token = secrets.token_urlsafe(24)
+        self.port = 0
+        self._on_message = on_message
+        self._on_live = on_live
+        self._on_lost = on_lost
+        self._server: asyncio.Server | None = None
+        self._starting = asyncio.Lock()
+        self._writers: set[asyncio.StreamWriter] = set()  # every open connection
+        self._live: asyncio.StreamWriter | None = None
+        self._closed = False
+
+    @property
+    def live(self) -> bool:
+        return self._live is not None
+
+    async def start(self) -> int:
+        """Listen on 127.0.0.1, an ephemeral port; returns the port."""
+        async with self._starting:  # two offers at once make one listener
+            if self._server is None and not self._closed:
+                self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+                self.port = self._server.sockets[0].getsockname()[1]
+                if self._closed:  # closed while it started
+                    self._server.close()
+        return self.port
+
+    def send(self, content: Mapping[str, Any], buffers: Sequence[bytes] = ()) -> bool:
+        """Send a chunk, chunk_ack or keyframe over the live connection; False when there is none
+        or the message has no wire form (the caller sends it over the comm)."""
+        writer = self._live
+        if writer is None:
+            return False
+        body = encode(content, buffers)
+        if body is None:
+            return False
+        if writer.transport.get_write_buffer_size() + len(body) > MAX_BUFFERED:
+            logger.warning("decart_nb: the media socket's page reads too slowly: back to the comm")
+            self._drop(writer, soon=True)
+            return False
+        writer.write(framed(body))
+        return True
+
+    def close(self) -> None:
+        """Stop listening and close every connection (no callback runs)."""
+        self._closed = True
+        self._live = None
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    # -- a connection --------------------------------------------------------------------------------
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closed:
+            writer.transport.abort()
+            return
+        self._writers.add(writer)
+        try:
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            writer.write(framed(MAGIC))
+            try:
+                hello = await asyncio.wait_for(_read(reader, MAX_HELLO), HELLO_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                hello = None
+            if hello is None or not hmac.compare_digest(hello, self.token.encode()):
+                logger.warning("decart_nb: a media socket connection without the token: closed")
+                return
+            self._go_live(writer)
+            while (body := await _read(reader, MAX_FRAME)) is not None and writer is self._live:
+                try:
+                    content, data = decode(body)
+                except Malformed as exc:
+                    logger.warning("decart_nb: dropped %s from the media socket", exc)
+                    continue
+                try:
+                    self._on_message(content, data)
+                except Exception:  # the reader goes on; the widget's bug is logged
+                    logger.exception("decart_nb: a media socket message failed")
+        finally:
+            self._drop(writer)
+
+    def _go_live(self, writer: asyncio.StreamWriter) -> None:
+        old, self._live = self._live, writer
+        writer.write(framed(bytes([READY])))
+        if old is not None:
+            logger.info("decart_nb: a newer media socket connection replaces the live one")
+            self._writers.discard(old)
+            old.transport.abort()
+            self._on_lost()
+        self._on_live()
+
+    def _drop(self, writer: asyncio.StreamWriter, soon: bool = False) -> None:
+        """Close `writer`'s connection; `on_lost()` when it was the live one (`soon`: on the loop's
+        next turn, not inside the caller's `send`, which may be the output's sender)."""
+        self._writers.discard(writer)
+        writer.transport.abort()
+        if writer is not self._live:
+            return
+        self._live = None
+        if soon:
+            asyncio.get_running_loop().call_soon(self._lost)
+        else:
+            self._lost()
+
+    def _lost(self) -> None:
+        if not self._closed:
+            self._on_lost()

@@ -1,0 +1,554 @@
+"""The media socket (kernel side): a Python page connects straight to the kernel's listener, doing
+what decart_nb_server's relay does (expects MAGIC, sends the token, then one frame per websocket
+message), with a real Session and PyAV playing the page's VP8 (tests/test_codec_transport.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from decart_nb import Session
+from decart_nb.media.rate import IN_FLIGHT
+from decart_nb.media.vp8 import is_key_chunk
+from decart_nb.widgets import media_socket
+from decart_nb.widgets.camera import CameraWidget
+from decart_nb.widgets.codec_transport import CodecTransport
+from decart_nb.widgets.media_socket import (
+    CHUNK,
+    CHUNK_ACK,
+    KEYFRAME,
+    MAGIC,
+    READY,
+    Malformed,
+    MediaSocket,
+    decode,
+    encode,
+    framed,
+)
+from tests.helpers import wait_until
+from tests.test_codec_transport import CodecPage
+from tests.test_widget import RecordingComm, comm_of, comms
+
+__all__ = ["comms"]  # the recording-comm fixture, shared with test_widget.py
+
+QUICK_S = 2.0  # well under ACK_TIMEOUT_S (5 s): what must not wait for a lost chunk's ack
+
+
+class Wire:
+    """The relay's end of a connection to the kernel's listener: u32 framing, a thread keeping
+    every frame the kernel sends (MAGIC first)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sock.settimeout(None)
+        self.frames: list[bytes] = []
+        self.ended = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="test-wire", daemon=True)
+        self._thread.start()
+
+    def _exactly(self, n: int) -> bytes | None:
+        data = b""
+        while len(data) < n:
+            try:
+                part = self.sock.recv(n - len(data))
+            except OSError:
+                return None
+            if not part:
+                return None
+            data += part
+        return data
+
+    def _read(self) -> None:
+        try:
+            while (head := self._exactly(4)) is not None:
+                body = self._exactly(struct.unpack("<I", head)[0])
+                if body is None:
+                    return
+                self.frames.append(body)
+        finally:
+            self.ended.set()
+
+    def send(self, body: bytes) -> None:
+        self.sock.sendall(framed(body))
+
+    def hello(self, token: str) -> bool:
+        """Expect MAGIC, send the token; True once READY came back."""
+        assert wait_until(lambda: bool(self.frames), timeout=5), "the kernel did not speak first"
+        assert self.frames[0] == MAGIC
+        self.send(token.encode())
+        wait_until(lambda: len(self.frames) > 1 or self.ended.is_set(), timeout=5)
+        return self.frames[1:2] == [bytes([READY])]
+
+    def messages(self, kind: int) -> list[tuple[dict[str, Any], bytes]]:
+        """The kernel's frames of one kind after the handshake, decoded."""
+        return [decode(f) for f in list(self.frames[2:]) if f[:1] == bytes([kind])]
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self._thread.join(5)
+
+
+class SocketPage(CodecPage):
+    """The page with a media socket: sends its chunks and acks over the socket while it is live,
+    over the comm otherwise, and takes the kernel's chunks from either (in the kernel's order)."""
+
+    def __init__(self, rec: RecordingComm) -> None:
+        super().__init__(rec)
+        self.wires: list[Wire] = []
+
+    @property
+    def wire(self) -> Wire | None:
+        """The live socket: the newest, while it is open."""
+        wire = self.wires[-1] if self.wires else None
+        return wire if wire is not None and not wire.ended.is_set() else None
+
+    def address(self) -> dict[str, Any]:
+        assert wait_until(lambda: bool(self.rec.custom("media_socket")), timeout=5), "no media_socket"
+        return self.rec.custom("media_socket")[-1]
+
+    def connect(self, token: str | None = None) -> Wire:
+        """Connect as the relay does and send the token (the kernel's, unless given)."""
+        address = self.address()
+        wire = Wire(address["port"])
+        self.wires.append(wire)
+        assert wire.hello(address["token"] if token is None else token), "no READY"
+        return wire
+
+    def _send(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        wire = self.wire
+        if wire is None:
+            self.rec.from_page(content, buffers)
+            return
+        body = encode(content, buffers or [])
+        assert body is not None, content
+        wire.send(body)
+
+    def send_chunk(self, data: bytes, seq: int | None = None) -> int:
+        self.seq = self.seq + 1 if seq is None else seq
+        content = {"type": "chunk", "seq": self.seq, "key": is_key_chunk(data)}
+        self._send(content | {"width": self.size[0], "height": self.size[1]}, [data])
+        return self.seq
+
+    def ack(self, seq: int) -> None:
+        self._send({"type": "chunk_ack", "seq": seq})
+
+    def ask_key(self) -> None:
+        self._send({"type": "keyframe"})
+
+    def socket_outputs(self) -> list[tuple[dict[str, Any], bytes]]:
+        return [m for w in self.wires for m in w.messages(CHUNK)]
+
+    def comm_outputs(self) -> list[tuple[dict[str, Any], bytes]]:
+        return super().outputs()
+
+    def outputs(self) -> list[tuple[dict[str, Any], bytes]]:
+        return sorted(self.comm_outputs() + self.socket_outputs(), key=lambda o: o[0]["seq"])
+
+    def acked(self) -> list[Any]:
+        return super().acked() + [c["seq"] for w in self.wires for c, _ in w.messages(CHUNK_ACK)]
+
+    def key_requests(self) -> int:
+        return super().key_requests() + sum(len(w.messages(KEYFRAME)) for w in self.wires)
+
+    def fill_window(self) -> None:
+        """Take the outputs so far, then let IN_FLIGHT more come unacked: the kernel waits for room."""
+        self.take_outputs()
+        assert wait_until(lambda: len(self.outputs()) - self.done >= IN_FLIGHT, timeout=5)
+
+    def close(self) -> None:
+        for wire in self.wires:
+            wire.close()
+
+
+def pipe(s: Session) -> Any:
+    return s.stats.get("transport_pipe")
+
+
+@pytest.fixture
+def camera_page(comms: list[RecordingComm]) -> Iterator[tuple[Session, CameraWidget, SocketPage]]:
+    s = Session(source="camera", prompt="pencil sketch")
+    widget = s.widget
+    widget.transport = "comm"
+    page = SocketPage(comm_of(widget, comms))
+    page.use_codec()
+    yield s, widget, page
+    page.close()
+    widget.close()
+    s.disconnect()
+
+
+@pytest.fixture
+def output_page(comms: list[RecordingComm]) -> Iterator[tuple[Session, SocketPage]]:
+    """A headless session (its output only) whose page has its media socket, the output flowing."""
+    s = Session(source="pattern")
+    page = SocketPage(comm_of(s.widget, comms))
+    page.use_codec()
+    page.connect()
+    for _ in range(10):
+        assert wait_until(lambda: len(page.outputs()) > page.done, timeout=5)
+        page.take_outputs()
+    assert page.socket_outputs(), "no output over the socket"
+    yield s, page
+    page.close()
+    s.widget.close()
+    s.disconnect()
+
+
+# -- the wire format --------------------------------------------------------------------------------
+def test_the_wire_format_is_the_specs() -> None:
+    assert framed(b"abc") == b"\x03\x00\x00\x00abc"
+    chunk = {"type": "chunk", "seq": 0x01020304, "key": True, "width": 640, "height": 360}
+    body = encode(chunk, [b"vp8"])
+    assert body == b"\x01\x04\x03\x02\x01\x01\x80\x02\x68\x01vp8"
+    assert decode(body) == (chunk, b"vp8")
+    assert decode(encode(chunk | {"key": False}, [b"x"]) or b"")[0]["key"] is False
+    assert encode({"type": "chunk_ack", "seq": 7}) == b"\x02\x07\x00\x00\x00"
+    assert decode(b"\x02\x07\x00\x00\x00") == ({"type": "chunk_ack", "seq": 7}, b"")
+    assert encode({"type": "keyframe"}) == b"\x03"
+    assert decode(b"\x03") == ({"type": "keyframe"}, b"")
+    # What has no wire form goes over the comm.
+    for content, buffers in [
+        ({"type": "frame", "seq": 1, "width": 2, "height": 3}, [b"jpeg"]),
+        ({"type": "restart"}, []),
+        ({"type": "chunk_ack", "seq": "7"}, []),
+        ({"type": "chunk_ack", "seq": 1 << 32}, []),
+        (chunk, []),
+        (chunk | {"width": 1 << 16}, [b"x"]),
+    ]:
+        assert encode(content, buffers) is None, content
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\x09junk",
+        b"\x00",  # READY is the kernel's
+        b"\x01\x01\x00\x00\x00\x01\x80\x02\x68",  # a short chunk header
+        b"\x01\x01\x00\x00\x00\x01\x80\x02\x68\x01",  # a header without a VP8 frame
+        b"\x01\x01\x00\x00\x00\x07\x80\x02\x68\x01vp8",  # key byte 7
+        b"\x02\x01\x00",
+        b"\x02\x01\x00\x00\x00\x00",
+        b"\x03\x03",
+    ],
+)
+def test_a_malformed_body_is_refused(body: bytes) -> None:
+    with pytest.raises(Malformed):
+        decode(body)
+
+
+# -- the listener on its own ----------------------------------------------------------------------------
+class Listener:
+    """A MediaSocket on a test's own loop, recording its callbacks."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[dict[str, Any], bytes]] = []
+        self.events: list[str] = []
+        self.media = MediaSocket(
+            lambda c, d: self.messages.append((c, d)),
+            lambda: self.events.append("live"),
+            lambda: self.events.append("lost"),
+        )
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.media.port)
+        assert await read_frame(reader) == MAGIC
+        return reader, writer
+
+
+async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
+    """The next frame; None when the kernel closed the connection."""
+    try:
+        (length,) = struct.unpack("<I", await asyncio.wait_for(reader.readexactly(4), 5))
+        return await asyncio.wait_for(reader.readexactly(length), 5)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+def test_the_listener_closes_a_connection_without_its_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(media_socket, "HELLO_TIMEOUT_S", 0.3)
+    key_chunk = encode({"type": "chunk", "seq": 1, "key": True, "width": 2, "height": 2}, [b"vp8"])
+    assert key_chunk is not None
+
+    async def main() -> None:
+        lis = Listener()
+        port = await lis.media.start()
+        assert port and await lis.media.start() == port, "one listener"
+        token = lis.media.token
+        wrong = ("A" if token[0] != "A" else "B") + token[1:]
+        for first in (
+            framed(wrong.encode()),
+            framed(key_chunk),  # anything else first
+            framed(token.encode() + b"x"),
+            struct.pack("<I", 1 << 20),  # a long hello: refused before it is read
+            None,  # nothing within HELLO_TIMEOUT_S
+        ):
+            reader, writer = await lis.connect()
+            if first is not None:
+                writer.write(first + framed(key_chunk) + framed(b"\x03"))
+            assert await read_frame(reader) is None, f"{first[:12]!r}: not closed"
+            writer.close()
+        assert lis.events == [] and lis.messages == [] and not lis.media.live
+        reader, writer = await lis.connect()  # the listener lives on
+        writer.write(framed(token.encode()) + framed(b"\x03"))
+        assert await read_frame(reader) == bytes([READY])
+        for _ in range(100):
+            if lis.messages:
+                break
+            await asyncio.sleep(0.01)
+        assert lis.events == ["live"] and lis.messages == [({"type": "keyframe"}, b"")]
+        lis.media.close()
+        assert await read_frame(reader) is None, "close() leaves the connection open"
+        writer.close()
+        assert lis.events == ["live"], "a callback after close()"
+
+    asyncio.run(main())
+
+
+def test_a_page_that_does_not_read_is_closed_before_much_queues() -> None:
+    async def main() -> None:
+        lis = Listener()
+        await lis.media.start()
+        reader, writer = await lis.connect()
+        writer.write(framed(lis.media.token.encode()))
+        assert await read_frame(reader) == bytes([READY])
+        assert lis.media.live
+        chunk = {"type": "chunk", "seq": 1, "key": False, "width": 2, "height": 2}
+        data = bytes(1 << 20)
+        sent = 0
+        while lis.media.send(chunk, [data]):  # the page reads nothing
+            sent += 1
+            assert sent < 200, "the writes queue without bound"
+            await asyncio.sleep(0)  # the loop writes what the kernel's socket takes
+        assert not lis.media.live and not lis.media.send({"type": "keyframe"})
+        for _ in range(100):
+            if lis.events == ["live", "lost"]:
+                break
+            await asyncio.sleep(0.01)
+        assert lis.events == ["live", "lost"]
+        writer.close()
+        lis.media.close()
+
+    asyncio.run(main())
+
+
+def test_a_frame_over_the_limit_closes_the_connection() -> None:
+    async def main() -> None:
+        lis = Listener()
+        await lis.media.start()
+        reader, writer = await lis.connect()
+        writer.write(framed(lis.media.token.encode()))
+        assert await read_frame(reader) == bytes([READY])
+        writer.write(struct.pack("<I", media_socket.MAX_FRAME + 1) + b"\x03")
+        assert await read_frame(reader) is None
+        assert lis.events == ["live", "lost"] and lis.messages == []
+        writer.close()
+        lis.media.close()
+
+    asyncio.run(main())
+
+
+# -- the widget, with PyAV as the page ------------------------------------------------------------------
+def test_the_page_gets_the_socket_over_the_comm_and_the_token_stays_out_of_the_state(
+    camera_page: tuple[Session, CameraWidget, SocketPage],
+) -> None:
+    s, widget, page = camera_page
+    address = page.address()
+    assert set(address) == {"type", "port", "token"}
+    assert isinstance(address["port"], int) and address["port"] > 0
+    assert isinstance(address["token"], str) and len(address["token"]) >= 32
+    assert pipe(s) == "comm"
+    page.use_codec()  # each `transport` message gets the address again: the same listener
+    assert wait_until(lambda: len(page.rec.custom("media_socket")) == 2, timeout=5)
+    assert page.rec.custom("media_socket")[1] == address
+    page.connect()
+    assert pipe(s) == "socket"
+    token = address["token"]
+    assert token not in json.dumps(widget.get_state(), default=repr)
+    others = [d for t, d in page.rec.sent if not (t == "comm_msg" and d.get("content") == address)]
+    assert token not in json.dumps(others, default=repr), "the token left the media_socket message"
+    assert token not in json.dumps(s.stats, default=repr)
+
+
+def test_a_wrong_token_is_closed_and_nothing_is_delivered(
+    camera_page: tuple[Session, CameraWidget, SocketPage],
+) -> None:
+    s, widget, page = camera_page
+    address = page.address()
+    token = address["token"]
+    key = page.encode(key=True)
+    chunk = encode({"type": "chunk", "seq": 1, "key": True, "width": 640, "height": 360}, [key])
+    assert chunk is not None
+    for first in (("A" if token[0] != "A" else "B") + token[1:], chunk):
+        wire = Wire(address["port"])
+        page.wires.append(wire)
+        assert wait_until(lambda wire=wire: wire.frames == [MAGIC], timeout=5)
+        wire.send(first.encode() if isinstance(first, str) else first)
+        wire.send(chunk)
+        assert wire.ended.wait(5), "the kernel kept a connection without its token"
+        assert wire.frames == [MAGIC], "READY without the token"
+    assert pipe(s) == "comm"
+    # The right token: this chunk is the first one the kernel acks (the kernel acks every chunk
+    # it receives, in order: one taken from the connections above would have been acked first).
+    good = page.connect()
+    good.send(chunk)
+    assert wait_until(lambda: bool(good.messages(CHUNK_ACK)), timeout=5)
+    assert page.acked() == [1], "a chunk from a connection without the token was taken"
+    link = widget._comm
+    assert isinstance(link, CodecTransport) and link.frames_received <= 1
+
+
+def test_over_the_socket_camera_chunks_reach_the_pipeline_and_the_output_comes_back_acked(
+    camera_page: tuple[Session, CameraWidget, SocketPage],
+) -> None:
+    s, widget, page = camera_page
+    wire = page.connect()
+    sent = page.stream(seconds=3.0)
+    assert wait_until(lambda: s.state == "generating", timeout=10), s.state
+    assert sorted(c["seq"] for c, _ in wire.messages(CHUNK_ACK)) == list(range(1, sent + 1)), (
+        "every camera chunk is acked over the socket"
+    )
+    stats = s.stats
+    assert stats["frames_in"] >= 10, stats
+    outputs = page.socket_outputs()
+    assert len(outputs) >= 10 and len(page.decoded) >= 10, (len(outputs), len(page.decoded))
+    assert outputs[0][0]["key"] and is_key_chunk(outputs[0][1]), "the stream starts at a key"
+    for content, frame in page.decoded:
+        assert (frame.width, frame.height) == (content["width"], content["height"])
+    # More than IN_FLIGHT outputs: the acks that went over the socket freed the kernel's window.
+    assert len(outputs) > IN_FLIGHT + 5
+    comm = [c.get("type") for c in page.rec.custom()]
+    assert not {"chunk", "chunk_ack", "keyframe"} & set(comm), f"media over the comm: {comm}"
+    assert not page.comm_outputs()
+    assert stats["transport"] == "codec" and stats["transport_pipe"] == "socket", stats
+    assert stats["transport_kbps_in"] > 0 and stats["transport_kbps_out"] > 0, stats
+    port = page.address()["port"]
+    widget.close()  # the socket closes with the widget
+    assert wire.ended.wait(5), "the widget closed, its media socket did not"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_a_keyframe_request_over_the_socket_makes_the_next_output_chunk_a_key_frame(
+    output_page: tuple[Session, SocketPage],
+) -> None:
+    s, page = output_page
+    page.fill_window()  # the kernel waits for an ack: nothing is being encoded
+    count = len(page.outputs())
+    page.ask_key()  # the acks below follow it on the same socket
+    page.take_outputs()
+    assert wait_until(lambda: len(page.outputs()) > count, timeout=5)
+    content, data = page.outputs()[count]
+    assert content["key"] and is_key_chunk(data), "the request did not reach the encoder"
+    assert content["seq"] in {c["seq"] for c, _ in page.socket_outputs()}, "it came over the comm"
+    assert pipe(s) == "socket"
+
+
+def test_a_second_connection_replaces_the_first(output_page: tuple[Session, SocketPage]) -> None:
+    s, page = output_page
+    first = page.wire
+    assert first is not None
+    page.fill_window()  # two chunks in flight on the first connection, never to be acked there
+    count = len(page.outputs())
+    second = page.connect()
+    assert first.ended.wait(5), "the older connection was not closed"
+    started = time.monotonic()
+    assert wait_until(lambda: bool(second.messages(CHUNK)), timeout=QUICK_S), (
+        "the output waited for the acks of chunks lost with the first connection"
+    )
+    assert time.monotonic() - started < QUICK_S
+    content, data = second.messages(CHUNK)[0]
+    assert content["key"] and is_key_chunk(data), "the new connection's output starts at a delta frame"
+    for _ in range(5):  # acked over the new connection: the output goes on over it
+        page.take_outputs()
+        assert wait_until(lambda: len(page.outputs()) > page.done, timeout=5), "the output stalled"
+    assert len(second.messages(CHUNK)) >= 5 and len(page.outputs()) > count
+    assert pipe(s) == "socket"
+
+
+def test_closing_the_socket_moves_the_output_back_to_the_comm_at_a_key_frame(
+    output_page: tuple[Session, SocketPage],
+) -> None:
+    s, page = output_page
+    wire = page.wire
+    assert wire is not None
+    comm_before = len(page.comm_outputs())
+    page.fill_window()  # two chunks in flight on the socket, lost with it
+    wire.close()
+    assert wait_until(lambda: len(page.comm_outputs()) > comm_before, timeout=QUICK_S), (
+        "the output waited for the acks of chunks lost with the socket"
+    )
+    assert pipe(s) == "comm"
+    content, data = page.comm_outputs()[comm_before]
+    assert content["key"] and is_key_chunk(data), "the comm's output starts at a delta frame"
+    assert content["seq"] > max(c["seq"] for c, _ in page.socket_outputs())
+    for _ in range(5):  # the page acks over the comm now: the output goes on
+        page.take_outputs()
+        assert wait_until(lambda: len(page.outputs()) > page.done, timeout=5), "the output stalled"
+    assert len(page.decoded) == page.done, "a chunk did not decode"
+
+
+def test_a_chunk_encoded_while_the_socket_closed_is_not_sent(
+    output_page: tuple[Session, SocketPage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, page = output_page
+    entered, release = threading.Event(), threading.Event()
+    encode_chunk = CodecTransport._encode
+
+    def held(self: CodecTransport, frame: Any, key: bool) -> Any:
+        if not key and not release.is_set():
+            entered.set()
+            release.wait(10)
+        return encode_chunk(self, frame, key)
+
+    monkeypatch.setattr(CodecTransport, "_encode", held)
+    page.take_outputs()
+    assert entered.wait(5), "no delta frame was encoded"
+    wire = page.wire
+    assert wire is not None
+    comm_before = len(page.comm_outputs())
+    wire.close()
+    assert wait_until(lambda: pipe(s) == "comm", timeout=5)
+    release.set()
+    assert wait_until(lambda: len(page.comm_outputs()) > comm_before, timeout=5)
+    content, data = page.comm_outputs()[comm_before]
+    assert content["key"] and is_key_chunk(data), "a delta frame encoded for the closed socket was sent"
+
+
+def test_malformed_frames_are_dropped_and_the_link_lives_on(
+    camera_page: tuple[Session, CameraWidget, SocketPage], caplog: pytest.LogCaptureFixture
+) -> None:
+    s, _widget, page = camera_page
+    wire = page.connect()
+    bad = [
+        b"",
+        b"\x09junk",
+        b"\x00",
+        b"\x01\x01\x00",
+        b"\x01\x01\x00\x00\x00\x07\x80\x02\x68\x01x",
+        b"\x03\x03",
+    ]
+    with caplog.at_level(logging.WARNING, logger="decart_nb"):
+        for body in bad:
+            wire.send(body)
+        sent = page.stream(seconds=1.5)  # over the same connection
+    assert not wire.ended.is_set(), "a malformed frame closed the connection"
+    assert sorted(c["seq"] for c, _ in wire.messages(CHUNK_ACK)) == list(range(1, sent + 1))
+    assert wait_until(lambda: s.stats.get("frames_in", 0) > 0, timeout=10), s.stats
+    assert page.socket_outputs(), "no output over the socket"
+    dropped = [r for r in caplog.records if "dropped" in r.getMessage() and "media socket" in r.getMessage()]
+    assert len(dropped) == len(bad), [r.getMessage() for r in caplog.records]
+    assert not s.errors, s.errors
