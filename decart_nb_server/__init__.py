@@ -1,10 +1,15 @@
-"""decart_nb's jupyter_server extension: TCP_NODELAY on kernel websockets.
+"""decart_nb's jupyter_server extension: TCP_NODELAY on kernel websockets, and the media relay.
 
-jupyter_server never calls `set_nodelay(True)` on its kernel websockets, so a small message to
+1. jupyter_server never calls `set_nodelay(True)` on its kernel websockets, so a small message to
 the page that follows another one not yet acknowledged waits for the browser's delayed ACK (up
 to 40 ms): the comm video transports (a chunk or two in flight, acknowledged per chunk) see
 ~50 ms from send to ack instead of ~20 ms. This extension turns TCP_NODELAY on for kernel
 websockets only, by subclassing the configured `ServerApp.kernel_websocket_connection_class`.
+
+2. The media socket (relay.py): a websocket at `{base_url}decart_nb/media/<port>` relayed to a
+CameraWidget's TCP listener on 127.0.0.1:<port> (it must say MAGIC first), so VP8 chunks, acks
+and key-frame requests skip Jupyter's messages (their headers and iopub status messages take
+about half of a 1 Mbit/s link). Without this extension the page keeps everything on the comm.
 
 A package of its own, next to decart_nb: the server process imports it, and importing decart_nb
 would load the kernel-side runtime (aiortc, av, anywidget) into the server.
@@ -15,9 +20,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .nodelay import nodelay_connection_class
+from jupyter_server.utils import url_path_join
 
-__all__ = ["nodelay_connection_class"]
+from .nodelay import nodelay_connection_class
+from .relay import MAGIC, MAX_FRAME, URL_PATTERN, MediaRelayHandler
+
+__all__ = ["MAGIC", "MAX_FRAME", "URL_PATTERN", "MediaRelayHandler", "nodelay_connection_class"]
 
 SETTING = "kernel_websocket_connection_class"
 
@@ -27,7 +35,8 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
-    """Swap the web app's kernel websocket connection class for its TCP_NODELAY subclass."""
+    """Swap the web app's kernel websocket connection class for its TCP_NODELAY subclass, and
+    serve the media relay."""
     settings = serverapp.web_app.settings
     configured = settings[SETTING]
     settings[SETTING] = nodelay_connection_class(configured)
@@ -36,3 +45,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         configured.__module__,
         configured.__qualname__,
     )
+    web_app = serverapp.web_app
+    route = url_path_join(web_app.settings["base_url"], URL_PATTERN)
+    web_app.add_handlers(".*$", [(route, MediaRelayHandler)])
+    serverapp.log.info("decart_nb_server: media relay at %s", route)
