@@ -291,6 +291,13 @@ def _rows(rate: int, codec: CanvasRun, jpeg: CanvasRun, nodelay: bool = False) -
             limit=(">=", target),
         ),
         Row(scenario, "output size", "-", f"{codec.width}x{codec.height}", f"{jpeg.width}x{jpeg.height}"),
+        Row(
+            scenario,
+            "frames travel over",
+            "-",
+            codec.stats.get("transport_pipe", "comm"),
+            jpeg.stats.get("transport_pipe", "comm"),
+        ),
         Row(scenario, "glass-to-glass p50 (ms)", "-", pct(codec.latency_ms, 50), pct(jpeg.latency_ms, 50)),
         Row(scenario, "glass-to-glass p95 (ms)", "-", pct(codec.latency_ms, 95), pct(jpeg.latency_ms, 95)),
         Row(

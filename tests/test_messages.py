@@ -36,8 +36,9 @@ def py_schema(table: dict[str, type]) -> dict[str, set[str]]:
 
 
 def page_sends() -> list[str]:
-    """The type of each `send(...)` call in camera.js ("" for a call without a literal type)."""
-    calls = re.finditer(r"\bsend\((.{0,40})", CAMERA_JS, re.S)
+    """The type of each `send(...)` / `sendMedia(...)` call in camera.js ("" for a call without a
+    literal type); the media socket's own `ws.send` (the token, framed bytes) is not a message."""
+    calls = re.finditer(r"(?<!ws\.)\b(?:send|sendMedia)\((.{0,40})", CAMERA_JS, re.S)
     kinds = []
     for call in calls:
         head = call.group(1)
@@ -65,6 +66,7 @@ def test_the_page_handles_the_messages_the_kernel_sends_with_the_same_fields() -
         messages.output_chunk(1, True, 2, 3),
         messages.chunk_ack(1),
         messages.keyframe(),
+        messages.media_socket(1, "t"),
     ]
     assert {m["type"] for m in built} == set(messages.KERNEL_MESSAGES)
     for message in built:  # the builders fill exactly the schema's fields

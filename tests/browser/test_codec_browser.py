@@ -10,6 +10,8 @@ cannot connect, and the tests check what issue 12 asks of the page:
     colour bars match the camera's), so a grey, garbled or frozen output fails, at a frame rate;
 (c) the same at 5 Mbit/s;
 (d) glass-to-glass latency over ~20 s at 1 Mbit/s does not grow (last third vs first third);
+(e) the chunks travel over the media socket (decart_nb_server's relay), and when it goes away the
+    video goes on over the comm;
 and a page without WebCodecs falls back to JPEG over the comm.
 
 Frame-rate floors: issue 12's targets are >= 15 fps at 1 Mbit/s and >= 25 fps at 5 Mbit/s; the
@@ -20,7 +22,7 @@ iopub `status` messages per message from the page) take about half the link; the
 about 10 fps at 1 Mbit/s and 16 at 5 (bench/README.md). These tests assert floors that the
 transport as it is meets with a margin on a loaded 2-core CI machine (5 and 7 fps), so the suite
 never flakes; a stalled, frozen or grey output still fails them, since only frames with a new,
-valid stamp count. Raise them with the transport. (a)-(d) share one notebook and one session and
+valid stamp count. Raise them with the transport. (a)-(e) share one notebook and one session and
 run in order; with the fallback's own page, about 70 s in all.
 """
 
@@ -132,6 +134,8 @@ def test_auto_picks_the_codec_transport_within_2_s_when_udp_is_blocked(
     assert nb.wait_py("s.widget.active_transport == 'codec'", timeout=10), nb.py("s.widget.active_transport")
     wait_page(nb, "el.dataset.status === 'live'", timeout=20)
     assert nb.py("len(s._peer_set.peers)") == 0  # the WebRTC attempt was closed in the kernel
+    wait_page(nb, "el.dataset.pipe === 'socket'", timeout=10)  # the relay carries the chunks
+    assert nb.wait_py("s.stats.get('transport_pipe') == 'socket'", timeout=10), nb.py("s.stats")
     assert nb.py("[e.code for e in s.errors]") == []
 
 
@@ -159,6 +163,22 @@ def test_at_5_mbit_the_page_shows_the_camera_faster(codec_nb: LabNotebook, link:
     time.sleep(WARMUP_S)
     run = measure_output(nb, 8.0)
     assert_recognisable(nb, run, FPS_FLOOR[5000], "codec-5mbit")
+
+
+def test_without_the_media_socket_the_video_goes_on_over_the_comm(
+    codec_nb: LabNotebook, link: Shaping
+) -> None:
+    nb = codec_nb
+    codec = "[...window.__decartNB.controllers].find((c) => c.running).link"
+    nb.page.evaluate(f"() => {codec}.pipe.ws.close()")  # the relay went away
+    wait_page(nb, "el.dataset.pipe === 'codec' && el.dataset.status === 'live'", timeout=10)
+    assert nb.wait_py("s.stats.get('transport_pipe') == 'comm'", timeout=10), nb.py("s.stats")
+    counts = f"() => [{codec}.received, {codec}.sent]"
+    before = nb.page.evaluate(counts)
+    time.sleep(2.0)
+    after = nb.page.evaluate(counts)
+    assert after[0] > before[0] + 5 and after[1] > before[1] + 5, f"{before} -> {after} ({link})"
+    assert nb.py("[e.code for e in s.errors]") == []
     nb.run_cell("s.disconnect()")
     wait_page(nb, "el.dataset.state === 'disconnected'", timeout=15)
 

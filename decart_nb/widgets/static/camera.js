@@ -34,9 +34,10 @@ const FRAME_ACK_TIMEOUT_MS = 3000; // a lost ack must not stall the camera for g
 const JPEG_QUALITY = 0.7;
 const PAGE_STATS_MS = 2000; // how often the page tells the kernel what it sends, receives and shows
 const CAMERA_JITTER_MS = 10; // a camera frame this much early still counts as the next period's
-const TRANSPORT_TEXT = { webrtc: "WebRTC", codec: "comm (VP8)", comm: "comm (JPEG)" };
+const TRANSPORT_TEXT = { webrtc: "WebRTC", codec: "comm (VP8)", socket: "media socket (VP8)", comm: "comm (JPEG)" };
 const TRANSPORT_TITLE = {
   codec: "WebRTC is not used: the video travels over the notebook's comm as VP8",
+  socket: "WebRTC is not used: the video travels as VP8 over a websocket of its own, relayed by the Jupyter server",
   comm: "WebRTC is not used: frames travel over the notebook's comm as JPEG (slower)",
 };
 
@@ -130,6 +131,7 @@ const KERNEL_MESSAGES = schema({
   chunk: ["seq", "key", "width", "height"],
   chunk_ack: ["seq"],
   keyframe: [],
+  media_socket: ["port", "token"],
 });
 
 // The fields `msg` lacks or has beyond its schema entry ("" when it matches).
@@ -356,7 +358,8 @@ class CameraSource {
 // It calls back its host (the Controller): carrying(link) once it carries the frames,
 // linkLive(link) when frames flow, linkLost(link) when the connection is gone, outputChanged()
 // and showFrame(frame) for the output; it reads host.model, host.stream, host.paused, host.camera,
-// host.generation (bumped: stale work backs off) and sends through host.send.
+// host.generation (bumped: stale work backs off) and host.mediaSocket (the kernel's offer); it
+// sends through host.send and asks host.render() to redraw.
 
 // Frames over the comm: the camera goes to the kernel as JPEG drawn at the model's size, the
 // output comes back as JPEG. One frame in flight each way: the next camera frame leaves after the
@@ -765,6 +768,101 @@ function vp8Supported(width, height) {
 // is the time the far end needs for a chunk; the RateController turns it into bitrate, frame rate
 // and size. A VP8 delta frame can never be dropped, so we encode only what we send: once the
 // window has room (and a frame period has passed), the newest camera frame is encoded and sent.
+// The media socket (decart_nb_server relays it to the kernel): VP8 chunks, their acks and key-frame
+// requests without Jupyter's per-message headers and status messages. Each message is one binary
+// websocket message: u8 kind, then (little-endian) CHUNK u32 seq, u8 key, u16 width, u16 height,
+// the chunk's bytes; CHUNK_ACK u32 seq; KEYFRAME nothing. First the page sends the kernel's token;
+// the kernel answers READY. Everything else (and everything where there is no relay) is the comm's.
+const MEDIA = Object.freeze({ READY: 0, CHUNK: 1, CHUNK_ACK: 2, KEYFRAME: 3, HEADER: 10 });
+
+// The server's websocket URL for the kernel's media port, from the page's Jupyter config; null
+// where there is none (Colab, VS Code: the comm carries everything there).
+function mediaSocketUrl(port) {
+  const config = document.getElementById("jupyter-config-data");
+  if (!config || !Number.isInteger(port)) return null;
+  let data;
+  try {
+    data = JSON.parse(config.textContent);
+  } catch {
+    return null;
+  }
+  const base = new URL(data.wsUrl || data.baseUrl || "/", location.href);
+  if (base.protocol === "http:" || base.protocol === "https:") base.protocol = base.protocol === "https:" ? "wss:" : "ws:";
+  if (!base.pathname.endsWith("/")) base.pathname += "/";
+  const url = new URL(`decart_nb/media/${port}`, base);
+  if (data.token) url.searchParams.set("token", data.token);
+  return url.href;
+}
+
+class MediaPipe {
+  constructor(url, token, link) {
+    this.link = link;
+    this.live = false;
+    this.closed = false;
+    this.ws = new WebSocket(url);
+    this.ws.binaryType = "arraybuffer";
+    this.ws.onopen = () => this.ws.send(new TextEncoder().encode(token));
+    this.ws.onmessage = (event) => this.received(event.data);
+    this.ws.onclose = () => this.ended();
+    this.ws.onerror = () => {}; // a close follows: the comm goes on carrying everything
+  }
+
+  received(data) {
+    if (!(data instanceof ArrayBuffer) || data.byteLength < 1 || this.closed) return;
+    const view = new DataView(data);
+    const kind = view.getUint8(0);
+    if (kind === MEDIA.READY) {
+      this.live = true;
+      this.link.pipeChanged();
+    } else if (kind === MEDIA.CHUNK && data.byteLength > MEDIA.HEADER) {
+      const msg = { type: "chunk", seq: view.getUint32(1, true), key: view.getUint8(5) === 1, width: view.getUint16(6, true), height: view.getUint16(8, true) };
+      this.link.message(msg, [new Uint8Array(data, MEDIA.HEADER)]);
+    } else if (kind === MEDIA.CHUNK_ACK && data.byteLength >= 5) {
+      this.link.message({ type: "chunk_ack", seq: view.getUint32(1, true) });
+    } else if (kind === MEDIA.KEYFRAME) {
+      this.link.message({ type: "keyframe" });
+    } else {
+      console.warn("decart_nb: an odd media socket message", kind, data.byteLength);
+    }
+  }
+
+  // Sends a chunk, chunk_ack or keyframe message (a chunk's bytes in `chunk`, an EncodedVideoChunk).
+  send(msg, chunk) {
+    if (!this.live || this.ws.readyState !== WebSocket.OPEN) return false;
+    const size = msg.type === "chunk" ? MEDIA.HEADER + chunk.byteLength : msg.type === "chunk_ack" ? 5 : 1;
+    const data = new ArrayBuffer(size);
+    const view = new DataView(data);
+    if (msg.type === "chunk") {
+      view.setUint8(0, MEDIA.CHUNK);
+      view.setUint32(1, msg.seq, true);
+      view.setUint8(5, msg.key ? 1 : 0);
+      view.setUint16(6, msg.width, true);
+      view.setUint16(8, msg.height, true);
+      chunk.copyTo(new Uint8Array(data, MEDIA.HEADER));
+    } else if (msg.type === "chunk_ack") {
+      view.setUint8(0, MEDIA.CHUNK_ACK);
+      view.setUint32(1, msg.seq, true);
+    } else {
+      view.setUint8(0, MEDIA.KEYFRAME);
+    }
+    this.ws.send(data);
+    return true;
+  }
+
+  ended() {
+    const was = this.live;
+    this.live = false;
+    if (!this.closed && was) this.link.pipeChanged();
+    this.closed = true;
+  }
+
+  close() {
+    this.closed = true;
+    this.live = false;
+    this.ws.close();
+  }
+}
+
 class CodecLink {
   constructor(host, gen) {
     this.host = host;
@@ -794,6 +892,7 @@ class CodecLink {
     this.decoding = []; // seqs of the output chunks given to the decoder, not yet acked
     this.statsTimer = null;
     this.lastStats = null;
+    this.pipe = null; // the media socket, once the kernel offered one
   }
 
   get live() {
@@ -804,9 +903,47 @@ class CodecLink {
     return this.sent > 0 || this.received > 0;
   }
 
+  get pipeLive() {
+    return Boolean(this.pipe?.live);
+  }
+
+  // Chunks, acks and key-frame requests: over the media socket while it is live, else the comm.
+  sendMedia(msg, chunk) {
+    if (this.pipe?.send(msg, chunk)) return true;
+    if (!chunk) return this.host.send(msg);
+    const data = new ArrayBuffer(chunk.byteLength);
+    chunk.copyTo(data);
+    return this.host.send(msg, [data]);
+  }
+
+  openPipe() {
+    const offer = this.host.mediaSocket;
+    const url = offer && mediaSocketUrl(offer.port);
+    if (!url || !this.live) return;
+    this.pipe?.close();
+    try {
+      this.pipe = new MediaPipe(url, String(offer.token), this);
+    } catch (err) {
+      console.warn("decart_nb: no media socket; the comm carries the video", err);
+      this.pipe = null;
+    }
+  }
+
+  // The socket went live or away. Away: what was in flight on it is gone, so nothing waits for
+  // its acks and the next chunk is a key frame (the kernel does the same with its output).
+  pipeChanged() {
+    if (!this.live) return;
+    if (!this.pipe?.live) {
+      for (const w of [...this.waiting.values()]) this.finish(w);
+      this.wantKey = true;
+    }
+    this.host.render();
+  }
+
   async start() {
     this.host.carrying(this);
-    this.host.send({ type: "keyframe" }); // our decoder starts from nothing
+    this.openPipe(); // the kernel's media socket, when it offered one to an earlier link
+    this.sendMedia({ type: "keyframe" }); // our decoder starts from nothing
     this.statsTimer = setInterval(() => this.sendPageStats(), PAGE_STATS_MS);
     if (this.host.camera) this.sendCamera().catch((err) => console.warn("decart_nb: codec camera loop stopped", err));
   }
@@ -821,6 +958,11 @@ class CodecLink {
     if (msg.type === "chunk") this.chunk(msg, buffers);
     else if (msg.type === "chunk_ack") this.acked(msg.seq);
     else if (msg.type === "keyframe") this.wantKey = true;
+    else if (msg.type === "media_socket") {
+      const known = this.host.mediaSocket;
+      this.host.mediaSocket = { port: msg.port, token: msg.token }; // for the next links too
+      if (!(this.pipe && !this.pipe.closed && known?.port === msg.port && known?.token === msg.token)) this.openPipe();
+    }
     else return false;
     return true;
   }
@@ -913,15 +1055,13 @@ class CodecLink {
 
   // Sends the chunk, then waits until fewer than RATE.IN_FLIGHT chunks are unacked.
   async sendChunk(chunk) {
-    const data = new ArrayBuffer(chunk.byteLength);
-    chunk.copyTo(data);
     const seq = ++this.seq;
     const { width, height } = this.configured;
-    const w = { seq, bytes: data.byteLength, sentAt: performance.now() };
+    const w = { seq, bytes: chunk.byteLength, sentAt: performance.now() };
     w.done = new Promise((resolve) => (w.resolve = resolve));
     w.timer = setTimeout(() => this.lost(seq), FRAME_ACK_TIMEOUT_MS);
     this.waiting.set(seq, w);
-    if (this.host.send({ type: "chunk", seq, key: chunk.type === "key", width, height }, [data])) this.sent += 1;
+    if (this.sendMedia({ type: "chunk", seq, key: chunk.type === "key", width, height }, chunk)) this.sent += 1;
     else this.lost(seq);
     while (this.live && this.waiting.size >= RATE.IN_FLIGHT) await this.waiting.values().next().value.done;
   }
@@ -958,7 +1098,7 @@ class CodecLink {
     if (!this.live || !buffers || !buffers.length) return;
     this.received += 1;
     if (this.needKey && !msg.key) {
-      this.host.send({ type: "chunk_ack", seq: msg.seq }); // no reference: a key frame is coming
+      this.sendMedia({ type: "chunk_ack", seq: msg.seq }); // no reference: a key frame is coming
       return;
     }
     try {
@@ -974,7 +1114,7 @@ class CodecLink {
 
   // Acks the chunks given to the decoder up to `seq` (a VP8 chunk gives one frame, or none).
   ackDecoded(seq) {
-    while (this.decoding.length && this.decoding[0] <= seq) this.host.send({ type: "chunk_ack", seq: this.decoding.shift() });
+    while (this.decoding.length && this.decoding[0] <= seq) this.sendMedia({ type: "chunk_ack", seq: this.decoding.shift() });
   }
 
   openDecoder() {
@@ -991,8 +1131,8 @@ class CodecLink {
     if (this.decoder && this.decoder.state !== "closed") this.decoder.close();
     this.decoder = null;
     this.needKey = true;
-    for (const seq of this.decoding.splice(0)) this.host.send({ type: "chunk_ack", seq }); // nothing will come of them
-    this.host.send({ type: "keyframe" });
+    for (const seq of this.decoding.splice(0)) this.sendMedia({ type: "chunk_ack", seq }); // nothing will come of them
+    this.sendMedia({ type: "keyframe" });
   }
 
   show(frame) {
@@ -1029,6 +1169,8 @@ class CodecLink {
 
   close() {
     this.closed = true;
+    this.pipe?.close();
+    this.pipe = null;
     clearInterval(this.statsTimer);
     for (const w of [...this.waiting.values()]) this.finish(w);
     this.closeTap();
@@ -1301,6 +1443,7 @@ class Controller {
     this.views = new Set();
     this.source = new CameraSource(model, (track) => this.cameraEnded(track));
     this.link = null; // the transport (RtcLink or CommLink) of this generation
+    this.mediaSocket = null; // {port, token}: the kernel's media socket, once it offered one
     this.transport = ""; // what carries the frames now: "webrtc", "comm" or ""
     this.fellBack = false; // "auto" found that WebRTC does not connect here: use the comm directly
     this.generation = 0; // bumped by stop() and camera failures: stale async work backs off
@@ -1810,9 +1953,11 @@ class View {
     const hasOutput = comm ? !!this.drawn && !!c.link.received : !!c.remote;
     this.preview.parentElement.dataset.empty = c.stream ? "" : PREVIEW_EMPTY[c.status] || "No camera";
     this.output.parentElement.dataset.empty = hasOutput ? "" : c.running ? "Waiting for the model…" : "No output";
+    const pipe = c.link?.pipeLive ? "socket" : c.transport; // VP8 over the media socket, or the comm
+    root.dataset.pipe = pipe ?? "";
     const transport = root.querySelector(".decart-transport");
-    transport.textContent = c.transport ? `via ${TRANSPORT_TEXT[c.transport]}` : "";
-    transport.title = TRANSPORT_TITLE[c.transport] || "";
+    transport.textContent = c.transport ? `via ${TRANSPORT_TEXT[pipe]}` : "";
+    transport.title = TRANSPORT_TITLE[pipe] || "";
     this.preview.classList.toggle("decart-selfie", c.selfie);
     this.inputCaption.textContent = "Camera" + (c.selfie ? " (mirrored, as the model sees it)" : "");
 
