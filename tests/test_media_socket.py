@@ -268,6 +268,14 @@ class Listener:
         assert await read_frame(reader) == MAGIC
         return reader, writer
 
+    async def go_live(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Start listening, connect and give the token: the connection is the live one."""
+        await self.media.start()
+        reader, writer = await self.connect()
+        writer.write(framed(self.media.token.encode()))
+        assert await read_frame(reader) == bytes([READY])
+        return reader, writer
+
 
 async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
     """The next frame; None when the kernel closed the connection."""
@@ -321,10 +329,7 @@ def test_the_listener_closes_a_connection_without_its_token(monkeypatch: pytest.
 def test_a_page_that_does_not_read_is_closed_before_much_queues() -> None:
     async def main() -> None:
         lis = Listener()
-        await lis.media.start()
-        reader, writer = await lis.connect()
-        writer.write(framed(lis.media.token.encode()))
-        assert await read_frame(reader) == bytes([READY])
+        _reader, writer = await lis.go_live()
         assert lis.media.live
         chunk = {"type": "chunk", "seq": 1, "key": False, "width": 2, "height": 2}
         data = bytes(1 << 20)
@@ -348,10 +353,7 @@ def test_a_page_that_does_not_read_is_closed_before_much_queues() -> None:
 def test_a_frame_over_the_limit_closes_the_connection() -> None:
     async def main() -> None:
         lis = Listener()
-        await lis.media.start()
-        reader, writer = await lis.connect()
-        writer.write(framed(lis.media.token.encode()))
-        assert await read_frame(reader) == bytes([READY])
+        reader, writer = await lis.go_live()
         writer.write(struct.pack("<I", media_socket.MAX_FRAME + 1) + b"\x03")
         assert await read_frame(reader) is None
         assert lis.events == ["live", "lost"] and lis.messages == []
