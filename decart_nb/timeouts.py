@@ -25,6 +25,7 @@ __all__ = [
     "KEYFRAME_REQUEST_EVERY_S",
     "LOOP_CALL_TIMEOUT_S",
     "MAX_WAIT_S",
+    "MEDIA_HELLO_TIMEOUT_S",
     "PEER_SILENT_S",
     "PROMPT_TIMEOUT_S",
     "RECONNECT_GIVE_UP_S",
@@ -60,6 +61,9 @@ ACK_TIMEOUT_S = 5.0
 # The codec transport: while it waits for the page's key frame (after a gap or a chunk that did not
 # decode), the kernel asks again this often, since a request can be lost with a page restart.
 KEYFRAME_REQUEST_EVERY_S = 1.0
+# The media socket (widgets/media_socket.py): a connection gives its token within this long of
+# being accepted, or is closed (the relay connects as the page opens it; the token is its first frame).
+MEDIA_HELLO_TIMEOUT_S = 10.0
 
 # -- what the session pushes ----------------------------------------------------------------------
 STATS_EVERY_S = 1.0  # the `stats` event to listeners (widget, panel), from the loop

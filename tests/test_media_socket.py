@@ -287,7 +287,7 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
 
 
 def test_the_listener_closes_a_connection_without_its_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(media_socket, "HELLO_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(media_socket, "MEDIA_HELLO_TIMEOUT_S", 0.3)
     key_chunk = encode({"type": "chunk", "seq": 1, "key": True, "width": 2, "height": 2}, [b"vp8"])
     assert key_chunk is not None
 
@@ -302,7 +302,7 @@ def test_the_listener_closes_a_connection_without_its_token(monkeypatch: pytest.
             framed(key_chunk),  # anything else first
             framed(token.encode() + b"x"),
             struct.pack("<I", 1 << 20),  # a long hello: refused before it is read
-            None,  # nothing within HELLO_TIMEOUT_S
+            None,  # nothing within MEDIA_HELLO_TIMEOUT_S
         ):
             reader, writer = await lis.connect()
             if first is not None:

@@ -34,14 +34,16 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..timeouts import MEDIA_HELLO_TIMEOUT_S
+
 __all__ = [
     "CHUNK",
     "CHUNK_ACK",
-    "HELLO_TIMEOUT_S",
     "KEYFRAME",
     "MAGIC",
     "MAX_BUFFERED",
     "MAX_FRAME",
+    "MEDIA_HELLO_TIMEOUT_S",
     "READY",
     "Malformed",
     "MediaSocket",
@@ -57,7 +59,6 @@ READY, CHUNK, CHUNK_ACK, KEYFRAME = 0x00, 0x01, 0x02, 0x03
 MAX_FRAME = 16 * 1024 * 1024  # a larger frame closes the connection
 MAX_HELLO = 256  # the token's frame (an unauthenticated peer gets no more)
 MAX_BUFFERED = 4 * 1024 * 1024  # bytes waiting to be written: past that, the connection is closed
-HELLO_TIMEOUT_S = 10.0  # from accepting a connection to its token
 
 _LENGTH = struct.Struct("<I")
 _CHUNK = struct.Struct("<BIBHH")  # kind, seq, key, width, height: 10 bytes
@@ -207,7 +208,7 @@ class MediaSocket:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             writer.write(framed(MAGIC))
             try:
-                hello = await asyncio.wait_for(_read(reader, MAX_HELLO), HELLO_TIMEOUT_S)
+                hello = await asyncio.wait_for(_read(reader, MAX_HELLO), MEDIA_HELLO_TIMEOUT_S)
             except asyncio.TimeoutError:
                 hello = None
             if hello is None or not hmac.compare_digest(hello, self.token.encode()):
