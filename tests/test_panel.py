@@ -152,6 +152,24 @@ def test_enter_sends_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
         s.disconnect()
 
 
+def test_sending_the_state_the_session_holds_spends_no_version(
+    live: tuple[Session, ControlPanel, Spy],
+) -> None:
+    """Two flushes in a row (the page's last keystroke, then Enter) both read the box: the second
+    must not set an equal copy (with Decart's cloud that is a round trip, and a new version)."""
+    s, panel, spy = live
+    panel.prompt_box.value = "film noir"
+    press_enter(panel)
+    assert wait_until(lambda: s.generation.prompt == "film noir", timeout=10)
+    held = s.generation
+    panel._send_state()  # what the second flush runs
+    assert s.generation is held and len(spy.sets) == 1
+    panel.enhance_box.value = not held.enhance  # a real change still goes out
+    press_enter(panel)
+    assert wait_until(lambda: s.generation.enhance is not held.enhance, timeout=10)
+    assert len(spy.sets) == 2
+
+
 def test_an_empty_prompt_without_image_sends_nothing_and_says_why(
     live: tuple[Session, ControlPanel, Spy],
 ) -> None:

@@ -227,6 +227,9 @@ class ControlPanel(w.VBox):
             if prompt is None and image is None:
                 self._show_notice("Type a prompt or upload a reference image: a state needs one of them.")
                 return
+            held = self._session.generation
+            if (prompt, enhance) == (held.prompt, held.enhance) and image is held.image:
+                return  # the session holds this state already (a second flush): no version spent
             if self._run("set", lambda: self._session.set(prompt=prompt, image=image, enhance=enhance)):
                 self._known_version = self._session.generation.version
                 self._show_notice("")
