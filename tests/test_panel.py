@@ -492,6 +492,8 @@ def test_the_stats_line_shows_the_pages_link() -> None:
     }
     line = stats_html(figures)
     assert "codec · 812/456 kbps · 640x360" in line, line
+    socket = stats_html(figures | {"transport_pipe": "socket"})
+    assert "codec (media socket) · 812/456 kbps" in socket, socket
     assert "in 1280x720 at 29.5 fps" in line and "out 640x360 at 30.0 fps" in line
     assert "webrtc" in stats_html({"transport": "webrtc"})
     assert "link" not in stats_html({"fps_in": 29.0}), "no page link, no link cell"

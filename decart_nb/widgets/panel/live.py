@@ -62,10 +62,13 @@ def stats_html(stats: dict[str, Any]) -> str:
 
 
 def link_html(stats: dict[str, Any]) -> str:
-    """The page's link: "transport · kbps in/out · WxH" (the output's size), details on hover."""
+    """The page's link: "transport · kbps in/out · WxH" (the output's size), details on hover;
+    "codec (media socket)" while the codec transport's chunks take the media socket."""
     transport = stats.get("transport")
     if not isinstance(transport, str) or not transport:
         return ""
+    if stats.get("transport_pipe") == "socket":  # the codec transport's chunks skip the comm
+        transport += " (media socket)"
     parts = [html.escape(transport)]
     kbps_in, kbps_out = stats.get("transport_kbps_in"), stats.get("transport_kbps_out")
     if isinstance(kbps_in, (int, float)) and isinstance(kbps_out, (int, float)):
