@@ -5,6 +5,7 @@ message), with a real Session and PyAV playing the page's VP8 (tests/test_codec_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -93,10 +94,8 @@ class Wire:
         return [decode(f) for f in list(self.frames[2:]) if f[:1] == bytes([kind])]
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # the kernel closed it first: nothing to shut down
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
         self._thread.join(5)
 
