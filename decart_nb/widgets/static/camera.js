@@ -804,7 +804,7 @@ class MediaPipe {
     this.ws.onopen = () => this.ws.send(new TextEncoder().encode(token));
     this.ws.onmessage = (event) => this.received(event.data);
     this.ws.onclose = () => this.ended();
-    this.ws.onerror = () => {}; // a close follows: the comm goes on carrying everything
+    this.ws.onerror = () => {}; // a close follows, and ended() says what it means
   }
 
   received(data) {
@@ -853,6 +853,7 @@ class MediaPipe {
     const was = this.live;
     this.live = false;
     if (!this.closed && was) this.link.pipeChanged();
+    else if (!this.closed) console.info("decart_nb: no media socket here (the server lacks decart_nb_server?): the comm carries the video");
     this.closed = true;
   }
 
