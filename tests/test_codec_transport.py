@@ -4,13 +4,14 @@ chunks), on a recording comm; and the VP8 encoder and decoder on their own."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 import av
 import numpy as np
@@ -147,16 +148,30 @@ def idle(link: CodecTransport) -> CodecTransport:
     return link
 
 
-@pytest.fixture
-def camera_page(comms: list[RecordingComm]) -> Iterator[tuple[Session, CameraWidget, CodecPage]]:
+P = TypeVar("P", bound=CodecPage)
+
+
+@contextlib.contextmanager
+def camera_session(
+    page_type: Callable[[RecordingComm], P], comms: list[RecordingComm]
+) -> Iterator[tuple[Session, CameraWidget, P]]:
+    """A camera session over the comm whose page (a `page_type`) uses the codec transport."""
     s = Session(source="camera", prompt="pencil sketch")
     widget = s.widget
     widget.transport = "comm"
-    page = CodecPage(comm_of(widget, comms))
+    page = page_type(comm_of(widget, comms))
     page.use_codec()
-    yield s, widget, page
-    widget.close()
-    s.disconnect()
+    try:
+        yield s, widget, page
+    finally:
+        widget.close()
+        s.disconnect()
+
+
+@pytest.fixture
+def camera_page(comms: list[RecordingComm]) -> Iterator[tuple[Session, CameraWidget, CodecPage]]:
+    with camera_session(CodecPage, comms) as made:
+        yield made
 
 
 # -- the widget, with PyAV as the page ---------------------------------------------------------------

@@ -36,7 +36,7 @@ from decart_nb.widgets.media_socket import (
     framed,
 )
 from tests.helpers import wait_until
-from tests.test_codec_transport import CodecPage
+from tests.test_codec_transport import CodecPage, camera_session
 from tests.test_widget import RecordingComm, comm_of, comms
 
 __all__ = ["comms"]  # the recording-comm fixture, shared with test_widget.py
@@ -178,15 +178,9 @@ def pipe(s: Session) -> Any:
 
 @pytest.fixture
 def camera_page(comms: list[RecordingComm]) -> Iterator[tuple[Session, CameraWidget, SocketPage]]:
-    s = Session(source="camera", prompt="pencil sketch")
-    widget = s.widget
-    widget.transport = "comm"
-    page = SocketPage(comm_of(widget, comms))
-    page.use_codec()
-    yield s, widget, page
-    page.close()
-    widget.close()
-    s.disconnect()
+    with camera_session(SocketPage, comms) as made:
+        yield made
+        made[2].close()
 
 
 @pytest.fixture
