@@ -32,6 +32,9 @@ __all__ = [
     "SET_TIMEOUT_S",
     "STATS_EVERY_S",
     "STATS_TIMEOUT_S",
+    "PAGE_SOCKET_OFFER_AFTER_S",
+    "UI_POLL_EVERY_S",
+    "WAIT_UNTIL_TIMEOUT_S",
     "WATCH_EVERY_S",
 ]
 
@@ -46,6 +49,10 @@ MAX_WAIT_S = 3600.0  # the longest snapshot timeout or recording a call may ask 
 CLOSE_TIMEOUT_S = 15.0  # disconnect(): closing the peers and the pipeline on the loop
 STATS_TIMEOUT_S = 5.0  # the blocking `stats` property reads the figures on the loop
 LOOP_CALL_TIMEOUT_S = 10.0  # a widget's housekeeping on the loop when it closes
+WAIT_UNTIL_TIMEOUT_S = 30.0  # Session.wait_until(state): how long it waits by default
+# A blocking call on the kernel's main thread (snapshot, set, record, wait_until, ...) handles the
+# page's pending widget messages this often while it waits (where no page socket carries them).
+UI_POLL_EVERY_S = 0.02
 
 # -- the camera's connection ---------------------------------------------------------------------
 # The page retries after 1, 2, 4 and 8 s (5 attempts); past this the kernel gives up.
@@ -64,6 +71,9 @@ KEYFRAME_REQUEST_EVERY_S = 1.0
 # The media socket (widgets/media_socket.py): a connection gives its token within this long of
 # being accepted, or is closed (the relay connects as the page opens it; the token is its first frame).
 MEDIA_HELLO_TIMEOUT_S = 10.0
+# The page socket's offer (port and token) goes to the page when the widget is made, and again
+# this long after it while no connection is live (a page still loading the widget can miss one).
+PAGE_SOCKET_OFFER_AFTER_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 # -- what the session pushes ----------------------------------------------------------------------
 STATS_EVERY_S = 1.0  # the `stats` event to listeners (widget, panel), from the loop
