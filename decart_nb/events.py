@@ -4,23 +4,47 @@ Event names follow Decart's Python SDK (`connection_change`, `error`, `generatio
 names (`connectionChange`, `generationTick`) are accepted too. Events raised while connect() runs are
 held and delivered once connect() has returned, to every callback registered by then or within a
 short grace period (the rest of the notebook cell, at most `HOLD_SECONDS`), as Decart's SDKs do.
+
+Where a callback's output goes. Callbacks run on the dispatcher thread, often after their cell has
+ended, when Jupyter shows nothing a thread prints. The rule, which never loses output: while the
+session has a display (a watcher that takes callback output, the panel's event log), what each
+callback prints to stdout or stderr is routed to it (callback_output.capture: that thread only),
+and a callback that raises is shown there too, with its traceback; without one, the output goes to
+the ordinary streams as it always did (visible while a cell runs, and in a terminal).
+
+`recent()` (`Session.events`) keeps the last `RECENT_EVENTS` events with the time they were
+emitted (not delivered, so held events keep theirs), and the callback failures (name
+`callback_failure`). Generation ticks come every second and would push everything else out, so a
+tick replaces the tick just before it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import sys
 import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from .callback_output import OutputBuffer, StreamName, capture
 from .errors import DecartNBError, ErrorCode
 
-__all__ = ["EventHub", "GenerationTick", "QueuePosition", "GenerationEnded", "CallbackFailure", "EVENT_NAMES"]
+__all__ = [
+    "EVENT_NAMES",
+    "CallbackFailure",
+    "CallbackOutputWatcher",
+    "EventHub",
+    "EventRecord",
+    "GenerationEnded",
+    "GenerationTick",
+    "QueuePosition",
+]
 
 logger = logging.getLogger("decart_nb")
 
@@ -33,6 +57,7 @@ _ALIASES = {
 }
 HOLD_SECONDS = 1.0
 _QUEUE_LIMIT = 1024  # events are rare (ticks once a second); a full queue means a stuck callback
+RECENT_EVENTS = 200
 
 
 @dataclass(frozen=True)
@@ -70,6 +95,26 @@ class CallbackFailure:
     at: float
 
 
+@dataclass(frozen=True)
+class EventRecord:
+    """One event as `Session.events` lists it: when it was emitted (time.time()), its name and
+    its payload (a state name, a DecartNBError, a GenerationTick, a CallbackFailure, ...)."""
+
+    at: float
+    name: str
+    payload: Any
+
+
+@runtime_checkable
+class CallbackOutputWatcher(Protocol):
+    """A watcher that also shows what callbacks print (the panel's event log): while one watches,
+    callbacks' stdout and stderr go to it instead of the ordinary streams."""
+
+    def __call__(self, event: str, payload: Any) -> None: ...
+
+    def write_callback_output(self, stream: StreamName, text: str) -> None: ...
+
+
 def canonical_event(name: str) -> str:
     event = _ALIASES.get(name, name)
     if event not in EVENT_NAMES:
@@ -92,6 +137,7 @@ class EventHub:
         self._thread: threading.Thread | None = None
         self._name = name
         self.failures: deque[CallbackFailure] = deque(maxlen=50)
+        self._recent: deque[EventRecord] = deque(maxlen=RECENT_EVENTS)
 
     # -- registration -------------------------------------------------------------------------
     def on(self, event: str, callback: Callable[[Any], Any]) -> None:
@@ -109,15 +155,30 @@ class EventHub:
                 callbacks.remove(callback)
 
     def watch(self, watcher: Callable[[str, Any], None]) -> None:
-        """Internal listeners (widget, panel): called at once on the emitting thread, never held."""
+        """Internal listeners (widget, panel): called at once on the emitting thread, never held.
+        A CallbackOutputWatcher also receives what callbacks print (see the module's docstring)."""
         self._watchers.append(watcher)
 
     def unwatch(self, watcher: Callable[[str, Any], None]) -> None:
         if watcher in self._watchers:
             self._watchers.remove(watcher)
 
+    def recent(self) -> list[EventRecord]:
+        """The last RECENT_EVENTS events and callback failures, oldest first."""
+        with self._lock:
+            return list(self._recent)
+
+    def _record(self, record: EventRecord) -> None:
+        with self._lock:
+            last = self._recent[-1] if self._recent else None
+            if last is not None and last.name == record.name == "generation_tick":
+                self._recent.pop()  # the newest tick stands for the run of ticks
+            self._recent.append(record)
+
     # -- emitting (any thread) ----------------------------------------------------------------
     def emit(self, event: str, payload: Any) -> None:
+        if event in EVENT_NAMES:
+            self._record(EventRecord(at=time.time(), name=event, payload=payload))
         for watcher in list(self._watchers):
             try:
                 watcher(event, payload)
@@ -203,9 +264,31 @@ class EventHub:
             for callback in callbacks:
                 self._call(event, callback, payload)
 
+    def _output_watchers(self) -> list[CallbackOutputWatcher]:
+        return [w for w in list(self._watchers) if isinstance(w, CallbackOutputWatcher)]
+
+    def _write_output(self, stream: StreamName, text: str) -> None:
+        """Show a callback's output in the watchers that take it (called outside its capture, or
+        by the router, which sends this thread's writes to the ordinary streams meanwhile)."""
+        watchers = self._output_watchers()
+        if not watchers:  # the display closed while the callback ran
+            getattr(sys, stream).write(text)
+        for watcher in watchers:
+            try:
+                watcher.write_callback_output(stream, text)
+            except Exception:
+                logger.exception("decart_nb: the event log failed; the callback's output goes to %s", stream)
+                getattr(sys, stream).write(text)
+
     def _call(self, event: str, callback: Callable[[Any], Any], payload: Any) -> None:
+        output = OutputBuffer(self._write_output)
+        routed = capture(output.write) if self._output_watchers() else contextlib.nullcontext()
         try:
-            callback(payload)
+            try:
+                with routed:
+                    callback(payload)
+            finally:
+                output.flush()  # before the failure, which follows the output in the log
         except Exception as exc:  # noqa: BLE001 - recorded, logged and shown; never swallowed
             failure = CallbackFailure(
                 event=event,
@@ -215,6 +298,7 @@ class EventHub:
                 at=time.time(),
             )
             self.failures.append(failure)
+            self._record(EventRecord(at=failure.at, name="callback_failure", payload=failure))
             logger.error("decart_nb: %s callback %s raised\n%s", event, failure.callback, failure.traceback)
             for watcher in list(self._watchers):
                 try:

@@ -22,15 +22,15 @@ import ipywidgets as w
 import numpy as np
 
 from ...errors import DecartNBError, ErrorCode
-from ...events import CallbackFailure, GenerationTick
+from ...events import EventRecord, GenerationTick
 from .actions import SessionActions
 from .camera_controls import CameraControls
 from .debounce import Debouncer
+from .event_log import EventLog
 from .live import (
     STATES,
     badge_html,
     errors_html,
-    failures_html,
     format_seconds,
     stats_html,
 )
@@ -69,7 +69,6 @@ class ControlPanel(w.VBox):
         self._closed = False
         self._errors: deque[DecartNBError] = deque(session.errors, maxlen=50)
         self._camera_error: str | None = None  # the code of a camera failure the session waits out
-        self._failures: deque[CallbackFailure] = deque(session.callback_failures, maxlen=20)
         self._submitted_at = -1e9
         self._state_sender = Debouncer(self._send_state, PROMPT_DEBOUNCE_S, "decart_nb-panel-set")
         self._controls_sender = Debouncer(self._send_controls, CONTROL_DEBOUNCE_S, "decart_nb-panel-controls")
@@ -83,6 +82,7 @@ class ControlPanel(w.VBox):
         self._build_image()
         self.camera = CameraControls(session)
         self.actions = SessionActions(session, self._run)
+        self.event_log = EventLog(_history(session))
         super().__init__(
             [
                 w.HTML(f"<style>{_css()}</style>", layout=w.Layout(display="none")),
@@ -95,15 +95,15 @@ class ControlPanel(w.VBox):
                 self.actions.outputs,
                 self.notice,
                 self.errors_box,
-                self.failures_box,
+                self.event_log.box,
             ],
             layout=w.Layout(width="360px", min_width="300px", flex="0 1 360px"),
         )
         self.add_class("dnb-panel")
         session.listen(self._on_event)
+        session.listen(self.event_log)  # also takes what callbacks print (see events.py)
         self._show_state(session.state)
         self._show_errors()
-        self._show_failures()
 
     # -- building ---------------------------------------------------------------------------
     @staticmethod
@@ -124,7 +124,6 @@ class ControlPanel(w.VBox):
         self.live.add_class("dnb-live")
         self.notice = w.HTML()
         self.errors_box = w.HTML()
-        self.failures_box = w.HTML()
 
     def _build_prompt(self, prompt: str, enhance: bool) -> None:
         self.prompt_box = w.Text(
@@ -311,10 +310,6 @@ class ControlPanel(w.VBox):
             if payload.code.startswith("CAMERA_"):
                 self._camera_error = payload.code
                 self._show_state(self._session.state)
-        elif event == "callback_failure" and isinstance(payload, CallbackFailure):
-            with self._view_lock:
-                self._failures.append(payload)
-            self._show_failures()
         elif event == "model_change":
             self.actions.show_model(payload.name)
         elif event == "stats":
@@ -348,10 +343,6 @@ class ControlPanel(w.VBox):
     def _show_errors(self) -> None:
         with self._view_lock:
             self.errors_box.value = errors_html(self._errors)
-
-    def _show_failures(self) -> None:
-        with self._view_lock:
-            self.failures_box.value = failures_html(self._failures)
 
     def _show_notice(self, text: str) -> None:
         self.notice.value = f'<div class="dnb-message">{_escape(text)}</div>' if text else ""
@@ -393,6 +384,7 @@ class ControlPanel(w.VBox):
         """Stop listening and pending sends, then close the widgets."""
         self._closed = True
         self._session.unlisten(self._on_event)
+        self._session.unlisten(self.event_log)  # callbacks print to the ordinary streams again
         self._state_sender.close()
         self._controls_sender.close()
         self._follower.close()
@@ -410,6 +402,12 @@ def _descendants(box: w.Box) -> list[w.Widget]:
             found.extend(_descendants(child))
         found.append(child)
     return found
+
+
+def _history(session: Session) -> list[EventRecord]:
+    """What happened before the panel was built (Session.events, from issue 18 on)."""
+    records = getattr(session, "events", None)
+    return list(records) if records is not None else []
 
 
 def _escape(text: str) -> str:

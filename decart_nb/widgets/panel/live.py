@@ -1,4 +1,4 @@
-"""The panel's live read-outs: badge, timer, stats line, error and callback-failure lists."""
+"""The panel's live read-outs: badge, timer, stats line, the error list."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from ...errors import DecartNBError
-from ...events import CallbackFailure
 
 __all__ = [
     "STATES",
     "badge_html",
     "errors_html",
-    "failures_html",
     "format_seconds",
     "link_html",
     "stats_html",
@@ -23,7 +21,6 @@ __all__ = [
 
 STATES = ("disconnected", "connecting", "connected", "generating", "reconnecting")
 SHOWN_ERRORS = 5
-SHOWN_FAILURES = 3
 
 
 def badge_html(state: str, camera_error: str | None = None) -> str:
@@ -87,20 +84,6 @@ def errors_html(errors: Iterable[DecartNBError]) -> str:
         return ""
     rows = "".join(f"<li><code>{html.escape(e.code)}</code> {html.escape(e.message)}</li>" for e in items)
     return f'<ul class="dnb-errors">{rows}</ul>'
-
-
-def failures_html(failures: Iterable[CallbackFailure]) -> str:
-    items = list(failures)[-SHOWN_FAILURES:][::-1]
-    if not items:
-        return ""
-    rows = "".join(_failure_html(f) for f in items)
-    return f'<div class="dnb-failures">{rows}</div>'
-
-
-def _failure_html(failure: CallbackFailure) -> str:
-    event, callback = html.escape(failure.event), html.escape(failure.callback)
-    summary = f"<code>{event}</code> callback <code>{callback}</code> raised {html.escape(failure.error)}"
-    return f"<details><summary>{summary}</summary><pre>{html.escape(failure.traceback)}</pre></details>"
 
 
 def _direction(stats: dict[str, Any], direction: str) -> str:
