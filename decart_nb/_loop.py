@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from . import ui_pump
 from .errors import DecartNBError, ErrorCode
 
 __all__ = ["acquire", "release", "run", "submit", "call_soon", "in_loop_thread", "get_loop"]
@@ -98,14 +99,21 @@ def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
     return asyncio.run_coroutine_threadsafe(coro, get_loop())
 
 
-def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """Run a coroutine on the loop and wait for it; for sync public methods, never on the loop."""
+def run(coro: Coroutine[Any, Any, T], timeout: float | None = None, *, pump: bool = False) -> T:
+    """Run a coroutine on the loop and wait for it; for sync public methods, never on the loop.
+
+    `pump=True` (the waits a user's call makes: snapshot, set, record, ...) handles the page's
+    widget messages while it waits, on the kernel's main thread (ui_pump). A DecartNBError comes
+    out with a fresh traceback: the user's call, not the loop's and concurrent.futures' frames."""
+    __tracebackhide__ = True  # IPython hides this frame from the user's traceback
     if in_loop_thread():
         coro.close()
         raise RuntimeError("decart_nb: a blocking call was made from the media loop itself")
     fut = submit(coro)
     try:
-        return fut.result(timeout=timeout)
+        return ui_pump.wait(fut, timeout) if pump else fut.result(timeout=timeout)
+    except DecartNBError as exc:  # raised on the loop: its __cause__ stays, its frames go
+        raise exc.with_traceback(None)  # noqa: B904 - the same error, re-raised here
     except concurrent.futures.TimeoutError:
         fut.cancel()
         raise DecartNBError(

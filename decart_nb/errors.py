@@ -29,6 +29,8 @@ class ErrorCode:
     # decart_nb's own.
     NOT_CONNECTED = "NOT_CONNECTED"
     FRAME_TIMEOUT = "FRAME_TIMEOUT"
+    # Session.wait_until(state) timed out: the session did not reach the state in time.
+    WAIT_TIMEOUT = "WAIT_TIMEOUT"
     ENGINE_ERROR = "ENGINE_ERROR"
     SOURCE_ERROR = "SOURCE_ERROR"
     CALLBACK_ERROR = "CALLBACK_ERROR"

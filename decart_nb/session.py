@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiortc import RTCIceServer
 from aiortc.mediastreams import MediaStreamTrack
 from PIL import Image
 
-from . import _loop
+from . import _loop, ui_pump
 from .checks import check_bool, check_choice, check_ice_servers, check_mapping, check_number
 from .engines import Engine, FrameEngine, make_engine
 from .errors import DecartNBError, ErrorCode
@@ -41,11 +42,22 @@ from .timeouts import (
     SET_TIMEOUT_S,
     STATS_EVERY_S,
     STATS_TIMEOUT_S,
+    WAIT_UNTIL_TIMEOUT_S,
 )
+
+if TYPE_CHECKING:
+    from .events import EventRecord
 
 __all__ = ["Session", "ConnectionState"]
 
 ConnectionState = Literal["disconnected", "connecting", "connected", "generating", "reconnecting"]
+STATES: tuple[ConnectionState, ...] = (
+    "disconnected",
+    "connecting",
+    "connected",
+    "generating",
+    "reconnecting",
+)
 Mirror = bool | Literal["auto"]
 
 
@@ -159,6 +171,12 @@ class Session:
     @property
     def callback_failures(self) -> list[CallbackFailure]:
         return list(self._events.failures)
+
+    @property
+    def events(self) -> list[EventRecord]:
+        """The last events (connection changes, errors, ticks, ...), oldest first, each with its
+        time (`at`, time.time()), `name` and `payload`."""
+        return self._events.recent()
 
     def __repr__(self) -> str:
         return (
@@ -431,7 +449,7 @@ class Session:
                 return
             try:
                 wait = self._guard(self._engine.apply_timeout_s, timeout)
-                _loop.run(self._apply_on_loop(new), timeout=wait)
+                _loop.run(self._apply_on_loop(new), timeout=wait, pump=True)
             except Exception as exc:
                 if isinstance(exc, DecartNBError):
                     raise
@@ -466,11 +484,88 @@ class Session:
                 return await asyncio.wait_for(pipeline.broadcast.next_frame(version), timeout)
             except asyncio.TimeoutError:
                 raise DecartNBError(
-                    ErrorCode.FRAME_TIMEOUT, f"No output frame within {timeout} s (state: {self._conn})"
+                    ErrorCode.FRAME_TIMEOUT,
+                    f"No output frame within {timeout} s (state: {self._conn}).{self._not_live_hint()}",
                 ) from None
 
-        frame = _loop.run(grab(), timeout=timeout + 5)
+        frame = _loop.run(grab(), timeout=timeout + 5, pump=True)
         return Image.fromarray(to_rgb(frame))
+
+    def wait_until(self, state: ConnectionState, timeout: float = WAIT_UNTIL_TIMEOUT_S) -> Session:
+        """Wait until the connection state is `state`; returns the session, so that
+        `s.wait_until("generating").snapshot()` reads as it runs.
+
+        "generating" (output frames are being made) is what a notebook that needs live output
+        waits for, e.g. before `snapshot()` in a notebook run top to bottom. "connected" also
+        accepts "generating" (a generating session is connected); every other state is waited
+        for exactly. On the kernel's main thread the page's widget messages are handled while
+        this waits, so the page can connect while the cell runs. Raises DecartNBError:
+        WAIT_TIMEOUT after `timeout` seconds, NOT_CONNECTED if the session is disconnected
+        while waiting for another state, INVALID_INPUT for an unknown state."""
+        if not isinstance(state, str) or state not in STATES:
+            raise DecartNBError(
+                ErrorCode.INVALID_INPUT, f"state must be one of {', '.join(STATES)}, not {state!r:.40}"
+            )
+        timeout = check_number("timeout", timeout, 0, MAX_WAIT_S, low_inclusive=False)
+        _refuse_on_loop("wait_until")
+        self._refuse_in_model("wait_until")
+        reached: concurrent.futures.Future[None] = concurrent.futures.Future()
+        accepted = ("connected", "generating") if state == "connected" else (state,)
+
+        def watch(event: str, now: Any) -> None:
+            if event != "connection_change" or reached.done():
+                return
+            if now in accepted:
+                reached.set_result(None)
+            elif now == "disconnected":
+                reached.set_exception(self._gone_while_waiting(state))
+
+        self._events.watch(watch)
+        try:
+            if self._conn in accepted:
+                return self
+            self._wait_for(reached, state, timeout)
+        finally:
+            self._events.unwatch(watch)
+        return self
+
+    def _wait_for(self, reached: concurrent.futures.Future[None], state: str, timeout: float) -> None:
+        __tracebackhide__ = True  # IPython shows the user's wait_until() line, not this one
+        try:
+            ui_pump.wait(reached, timeout)
+        except concurrent.futures.TimeoutError:
+            raise DecartNBError(
+                ErrorCode.WAIT_TIMEOUT,
+                f"The session was not {state} within {timeout} s (state: {self._conn})."
+                + self._not_live_hint(),
+            ) from None
+        except DecartNBError as exc:
+            raise exc.with_traceback(None)  # noqa: B904 - the same error, raised where the user waits
+
+    def _gone_while_waiting(self, state: str) -> DecartNBError:
+        last = self.errors[-1] if self.errors else None
+        why = f": {last}" if last is not None else ""
+        return DecartNBError(
+            ErrorCode.NOT_CONNECTED,
+            f"The session was disconnected while waiting for {state!r}{why}",
+            cause=last,
+        )
+
+    def _not_live_hint(self) -> str:
+        """What to try when nothing comes out, for the state the session is in."""
+        if self._conn in ("connecting", "reconnecting") and _named(self._source, "camera"):
+            return (
+                " The page has not connected its camera: is the session displayed (display(s), or s"
+                " as a cell's last line) and did the browser allow the camera? Is another cell still"
+                " running? Without decart_nb_server (Colab, VS Code) the page's messages reach the"
+                " kernel only between cells or while a decart_nb call waits on the main thread. In a"
+                ' notebook run top to bottom, call s.wait_until("generating") before snapshot().'
+            )
+        if self._conn == "connected":
+            return " The model has produced no frame yet: is a frame coming in (s.stats: fps_in)?"
+        if self._conn == "disconnected":
+            return " The session is disconnected: call s.connect() (or display it) first."
+        return ""
 
     def record(self, path: str | Path, seconds: float) -> Path:
         """Record `seconds` of output to an mp4 at `path`; returns the path when it is written."""
@@ -478,7 +573,9 @@ class Session:
         clip = check_clip_path(path)
         self._refuse_in_model("record")
         pipeline = self._require_pipeline()
-        return _loop.run(record_clip(pipeline.broadcast, clip, seconds, self._spec.fps), timeout=seconds + 60)
+        return _loop.run(
+            record_clip(pipeline.broadcast, clip, seconds, self._spec.fps), timeout=seconds + 60, pump=True
+        )
 
     @property
     def stats(self) -> dict[str, Any]:

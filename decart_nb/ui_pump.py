@@ -1,0 +1,210 @@
+"""Blocking waits that let the page's widget messages in, on the kernel's main thread.
+
+The kernel reads the page's comm messages (the WebRTC offer among them) between cells, so a cell
+blocked in `snapshot()` waits for a page that cannot reach it: Run All stalls. Where no page socket
+carries those messages (no decart_nb_server: Colab, VS Code), `wait()` handles them between short
+slices of the wait. Only on the main thread of an IPython kernel, only inside a cell, never nested
+(a comm handler it runs that calls a Session method waits plainly). Elsewhere it is `fut.result()`.
+
+Two ways to poll: ipykernel 6 has `do_one_iteration()`, which jupyter-ui-poll drives. ipykernel 7
+has none (jupyter-ui-poll 1.1.0 then polls nothing and says nothing), so `_CommPoller` reads the
+messages that wait for the main thread itself, handles the comm ones (through the kernel's own
+handlers) and gives the rest (the next cells' execute_requests) back to the kernel, in their order,
+when the cell ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, TypeVar
+
+from .timeouts import UI_POLL_EVERY_S
+
+__all__ = ["wait", "can_pump", "pumping"]
+
+T = TypeVar("T")
+logger = logging.getLogger("decart_nb")
+COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
+MAX_PER_POLL = 50  # messages read in one poll: a flood of them still lets the wait check its future
+
+_active = False  # main thread only: a wait is pumping (a comm handler it runs must not pump again)
+
+
+def pumping() -> bool:
+    """True while a wait on the main thread handles widget messages."""
+    return _active
+
+
+def wait(fut: concurrent.futures.Future[T], timeout: float | None) -> T:
+    """`fut.result(timeout)`, handling the page's widget messages meanwhile where that is needed."""
+    __tracebackhide__ = True  # IPython hides this frame from the user's traceback
+    poller = _poller()
+    if poller is None:
+        return fut.result(timeout=timeout)
+    global _active
+    _active = True
+    try:
+        with poller as poll:
+            return _wait_polling(fut, timeout, poll)
+    finally:
+        _active = False
+
+
+def can_pump() -> bool:
+    """True where a blocking wait would handle widget messages (main thread, in a kernel's cell)."""
+    return _poller() is not None
+
+
+def _wait_polling(fut: concurrent.futures.Future[T], timeout: float | None, poll: Callable[[], None]) -> T:
+    __tracebackhide__ = True  # hidden from IPython's traceback
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        poll()
+        left = UI_POLL_EVERY_S if deadline is None else min(UI_POLL_EVERY_S, deadline - time.monotonic())
+        try:
+            return fut.result(timeout=max(0.0, left))
+        except concurrent.futures.TimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
+
+
+def _poller() -> AbstractContextManager[Callable[[], None]] | None:
+    """How to poll here, or None: not the main thread, not in an IPython kernel's cell, nested."""
+    if _active or threading.current_thread() is not threading.main_thread():
+        return None
+    if "IPython" not in sys.modules:  # plain Python never imported it: no kernel to poll
+        return None
+    from IPython import get_ipython
+
+    kernel = getattr(get_ipython(), "kernel", None)
+    if kernel is None or not _in_cell(kernel):
+        return None
+    if hasattr(kernel, "do_one_iteration"):  # ipykernel 6
+        return _ui_poll_events()
+    poller = _CommPoller.for_kernel(kernel)
+    return None if poller is None else nullcontext(poller.poll)
+
+
+def _in_cell(kernel: Any) -> bool:
+    """The main thread is running a cell (not a comm handler between cells, whose pump would take
+    the next cells' requests with no cell end to give them back at)."""
+    parent = kernel.get_parent() if hasattr(kernel, "get_parent") else {}
+    return bool(parent) and parent.get("header", {}).get("msg_type") == "execute_request"
+
+
+@contextmanager
+def _ui_poll_events() -> Iterator[Callable[[], None]]:
+    """jupyter-ui-poll (ipykernel 6): up to MAX_PER_POLL events per poll."""
+    from jupyter_ui_poll import ui_events
+
+    with ui_events() as events:
+        yield lambda: events(MAX_PER_POLL)
+
+
+class _CommPoller:
+    """ipykernel 7: the main thread's pending shell messages, read while a cell blocks it.
+
+    Comm messages are handled at once, as the kernel would between cells; every other message is
+    kept and handed back to the kernel (as if it had just arrived) when the cell ends."""
+
+    _current: _CommPoller | None = None
+
+    def __init__(self, shell: Any, kernel: Any, socket: Any) -> None:
+        self._shell = shell
+        self._kernel = kernel
+        self._socket = socket
+        self._held: list[list[Any]] = []  # bounded by what the page and the notebook send in a cell
+        self._replays: set[asyncio.Task[None]] = set()  # held messages handed back, until handled
+        shell.events.register("post_run_cell", self._give_back)
+
+    @classmethod
+    def for_kernel(cls, kernel: Any) -> _CommPoller | None:
+        if cls._current is not None and cls._current._kernel is kernel:
+            return cls._current
+        socket = _main_socket(kernel)
+        if socket is None:
+            logger.warning("decart_nb: this ipykernel's messages cannot be read during a cell")
+            return None
+        cls._current = cls(kernel.shell, kernel, socket)
+        return cls._current
+
+    def poll(self) -> None:
+        import zmq
+
+        for _ in range(MAX_PER_POLL):
+            try:
+                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._handle(frames)
+
+    def _handle(self, frames: list[Any]) -> None:
+        session = self._kernel.session
+        try:
+            idents, rest = session.feed_identities(frames, copy=False)
+            # A peek: content=False leaves the signature unrecorded, so the kernel can still read
+            # a held message (a signature read twice is refused as a replay).
+            peek = session.deserialize(rest, content=False, copy=False)
+        except Exception:  # not ours to judge: the kernel reads it after the cell
+            logger.debug("decart_nb: an unreadable shell message is left to the kernel", exc_info=True)
+            self._held.append(frames)
+            return
+        if peek["msg_type"] not in COMM_TYPES:  # the next cells' requests among them
+            self._held.append(frames)
+            return
+        try:
+            msg = session.deserialize(rest, content=True, copy=False)
+        except Exception:  # the kernel would log it and drop it too
+            logger.exception("decart_nb: an invalid widget message was dropped")
+            return
+        # Before the held requests (they are the next cells): as between cells, handled at once.
+        self._dispatch_comm(idents, msg)
+
+    def _dispatch_comm(self, idents: list[Any], msg: dict[str, Any]) -> None:
+        kernel = self._kernel
+        cell = (kernel.get_parent("shell"), _shell_ident(kernel))
+        handler = kernel.shell_handlers.get(msg["header"]["msg_type"])
+        kernel.set_parent(idents, msg, channel="shell")
+        try:
+            handler(None, idents, msg)
+        except Exception:  # the kernel logs a failing handler and goes on; so does the wait
+            logger.exception("decart_nb: a widget message handler failed during a blocking call")
+        finally:
+            kernel.set_parent(cell[1], cell[0], channel="shell")  # the cell's output stays the cell's
+
+    def _give_back(self, *_: Any) -> None:
+        """The cell ended: the kernel handles what was held, in order, after the cell's reply."""
+        held, self._held = self._held, []
+        if not held:
+            return
+        loop = asyncio.get_running_loop()  # the kernel's, which runs the cell
+        for frames in held:  # queued in order on the kernel's lock for the main shell
+            task = loop.create_task(self._kernel.shell_main(None, frames))
+            self._replays.add(task)
+            task.add_done_callback(self._replayed)
+
+    def _replayed(self, task: asyncio.Task[None]) -> None:
+        self._replays.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("decart_nb: a held shell message failed", exc_info=task.exception())
+
+
+def _main_socket(kernel: Any) -> Any | None:
+    """The socket the main thread reads its shell messages from (ipykernel 7)."""
+    thread = getattr(kernel, "shell_channel_thread", None)
+    if thread is not None:
+        return thread.manager.get_shell_channel_to_subshell_pair(None).to_socket
+    stream = getattr(kernel, "shell_stream", None)
+    return None if stream is None else stream.socket
+
+
+def _shell_ident(kernel: Any) -> Any:
+    idents = getattr(kernel, "_parent_ident", None)
+    return idents["shell"] if idents is not None else b""
