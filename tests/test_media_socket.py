@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from decart_nb import Session
+from decart_nb import ErrorCode, Session
 from decart_nb.media.rate import IN_FLIGHT
 from decart_nb.media.vp8 import is_key_chunk
+from decart_nb.widgets import camera as camera_module
 from decart_nb.widgets import media_socket
 from decart_nb.widgets.camera import CameraWidget
 from decart_nb.widgets.codec_transport import CodecTransport
@@ -28,16 +30,19 @@ from decart_nb.widgets.media_socket import (
     CHUNK_ACK,
     KEYFRAME,
     MAGIC,
+    MAX_MESSAGE,
+    MESSAGE,
     READY,
     Malformed,
     MediaSocket,
     decode,
     encode,
+    encode_message,
     framed,
 )
 from tests.helpers import wait_until
 from tests.test_codec_transport import CodecPage, camera_session
-from tests.test_widget import RecordingComm, comm_of, comms
+from tests.test_widget import RecordingComm, StampedCamera, comm_of, comms
 
 __all__ = ["comms"]  # the recording-comm fixture, shared with test_widget.py
 
@@ -366,9 +371,8 @@ def test_the_page_gets_the_socket_over_the_comm_and_the_token_stays_out_of_the_s
     assert isinstance(address["port"], int) and address["port"] > 0
     assert isinstance(address["token"], str) and len(address["token"]) >= 32
     assert pipe(s) == "comm"
-    page.use_codec()  # each `transport` message gets the address again: the same listener
-    assert wait_until(lambda: len(page.rec.custom("media_socket")) == 2, timeout=5)
-    assert page.rec.custom("media_socket")[1] == address
+    page.use_codec()  # the same listener for the widget's life, whatever the transport
+    assert all(m == address for m in page.rec.custom("media_socket"))
     page.connect()
     assert pipe(s) == "socket"
     token = address["token"]
@@ -545,5 +549,190 @@ def test_malformed_frames_are_dropped_and_the_link_lives_on(
     assert wait_until(lambda: s.stats.get("frames_in", 0) > 0, timeout=10), s.stats
     assert page.socket_outputs(), "no output over the socket"
     dropped = [r for r in caplog.records if "dropped" in r.getMessage() and "media socket" in r.getMessage()]
-    assert len(dropped) == len(bad), [r.getMessage() for r in caplog.records]
+    assert len(dropped) == 1, [r.getMessage() for r in caplog.records]  # once per connection
     assert not s.errors, s.errors
+
+
+# -- the page socket carries the page's messages (issue 18) ---------------------------------------------
+def offers(rec: RecordingComm) -> int:
+    return len(rec.custom("media_socket"))
+
+
+@pytest.fixture
+def quick_offers(monkeypatch: pytest.MonkeyPatch) -> tuple[float, ...]:
+    """Resends of the socket's offer 0.2 and 0.4 s after the first (and on a comm message after 0.4 s)."""
+    after = (0.2, 0.4)
+    monkeypatch.setattr(camera_module, "PAGE_SOCKET_OFFER_AFTER_S", after)
+    return after
+
+
+@pytest.fixture
+def socket_camera(comms: list[RecordingComm]) -> Iterator[tuple[Session, CameraWidget, SocketPage]]:
+    """A camera session whose page has done nothing yet (no transport chosen, nothing sent)."""
+    s = Session(source="camera", mirror="auto")
+    page = SocketPage(comm_of(s.widget, comms))
+    try:
+        yield s, s.widget, page
+    finally:
+        page.close()
+        s.widget.close()
+        s.disconnect()
+
+
+def test_the_socket_is_offered_when_the_widget_is_made_and_again_until_a_connection_is_live(
+    quick_offers: tuple[float, ...], socket_camera: tuple[Session, CameraWidget, SocketPage]
+) -> None:
+    _s, widget, page = socket_camera
+    rec = page.rec
+    # No `transport` message: the widget offers its socket as soon as it is made, then resends.
+    assert wait_until(lambda: offers(rec) == 1 + len(quick_offers), timeout=5), rec.custom("media_socket")
+    time.sleep(0.6)
+    assert offers(rec) == 1 + len(quick_offers), "resent past the schedule"
+    # A page message over the comm after the last wait: the page may have missed them all.
+    rec.from_page({"type": "devices", "devices": []})
+    assert wait_until(lambda: offers(rec) == 2 + len(quick_offers), timeout=5)
+    rec.from_page({"type": "devices", "devices": []})  # at most once per the last wait
+    time.sleep(0.2)
+    assert offers(rec) == 2 + len(quick_offers)
+    wire = page.connect()
+    count = offers(rec)
+    time.sleep(0.8)
+    rec.from_page({"type": "devices", "devices": []})
+    time.sleep(0.2)
+    assert offers(rec) == count, "offered again while a connection is live"
+    # The live connection goes (the page was reloaded): the new page gets the offer again.
+    wire.close()
+    assert wait_until(lambda: offers(rec) >= count + 1 + len(quick_offers), timeout=5)
+    assert all(m == page.address() for m in rec.custom("media_socket")), "one listener for the widget's life"
+    assert not widget.get_state().get("token")
+
+
+def test_page_messages_over_the_socket_reach_their_handlers(
+    socket_camera: tuple[Session, CameraWidget, SocketPage],
+) -> None:
+    s, widget, page = socket_camera
+    wire = page.connect()
+    states: list[str] = []
+    s.listen(lambda event, payload: event == "connection_change" and states.append(str(payload)))
+    cams = [{"deviceId": "a1", "label": "Front"}]
+    info = {"facingMode": "user", "label": "Front", "deviceId": "a1", "width": 1280, "height": 720}
+    for content in (
+        {"type": "camera", **info, "frameRate": 30},
+        {"type": "devices", "devices": cams},
+        {"type": "transport", "transport": "codec", "codec": "vp8", "reason": "UDP blocked: no path"},
+        {"type": "page_stats", "fps_sent": 29.5, "fps_received": 12.0},
+        {"type": "camera_error", "name": "NotReadableError", "message": "busy"},
+        {"type": "reconnecting", "attempt": 1},
+    ):
+        wire.send(encode_message(content))
+    assert wait_until(lambda: "reconnecting" in states, timeout=5), states
+    assert widget.camera["label"] == "Front" and widget.devices == cams
+    assert wait_until(s._mirror_now, timeout=5), "the camera's facing mode did not reach the session"
+    assert widget.active_transport == "codec"
+    assert s.errors and s.errors[-1].code == ErrorCode.CAMERA_BUSY
+    stats = s.stats
+    assert stats["transport"] == "codec" and stats["transport_reason"] == "UDP blocked: no path", stats
+    assert stats["transport_pipe"] == "socket" and stats.get("page_fps_sent") == 29.5, stats
+    assert not page.rec.custom("answer_error")
+    # Back on WebRTC: no reason.
+    wire.send(encode_message({"type": "transport", "transport": "webrtc", "codec": "vp8", "reason": "x"}))
+    assert wait_until(lambda: s.stats.get("transport") == "webrtc", timeout=5)
+    assert s.stats["transport_reason"] == ""
+
+
+def test_the_socket_handles_page_messages_in_the_order_sent(
+    socket_camera: tuple[Session, CameraWidget, SocketPage],
+) -> None:
+    _s, widget, page = socket_camera
+    wire = page.connect()
+    seen: list[str] = []
+    widget.observe(lambda change: seen.append(change["new"]["label"]), "camera")
+    for n in range(40):
+        wire.send(encode_message({"type": "camera", "facingMode": "", "label": str(n)}))
+    assert wait_until(lambda: len(seen) == 40, timeout=5), seen
+    assert seen == [str(n) for n in range(40)]
+
+
+def test_malformed_message_frames_are_dropped_and_logged_once_per_connection(
+    socket_camera: tuple[Session, CameraWidget, SocketPage], caplog: pytest.LogCaptureFixture
+) -> None:
+    s, widget, page = socket_camera
+    bad = [
+        bytes([MESSAGE]) + b"{not json",
+        bytes([MESSAGE]) + b"\xff\xfe",
+        bytes([MESSAGE]) + b"[1, 2]",
+        bytes([MESSAGE]) + b'{"no": "type"}',
+        encode_message({"type": "answer", "sdp": "x", "attempt": 1}),  # the kernel's, not the page's
+        encode_message({"type": "chunk", "seq": 1, "key": True, "width": 2, "height": 2}),  # needs a buffer
+        encode_message({"type": "devices", "devices": [], "pad": "x" * MAX_MESSAGE}),
+    ]
+    with caplog.at_level(logging.WARNING, logger="decart_nb"):
+        wire = page.connect()
+        for body in bad:
+            wire.send(body)
+        wire.send(encode_message({"type": "camera", "facingMode": "", "label": "after"}))
+        assert wait_until(lambda: widget.camera.get("label") == "after", timeout=5), "the socket stopped"
+        assert not wire.ended.is_set(), "a malformed message closed the connection"
+        dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+        assert len(dropped) == 1, dropped
+        second = page.connect()  # a new connection logs its own first one
+        second.send(bad[0])
+        second.send(encode_message({"type": "camera", "facingMode": "", "label": "second"}))
+        assert wait_until(lambda: widget.camera.get("label") == "second", timeout=5)
+        assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 2
+    assert not s.errors, s.errors
+
+
+@pytest.mark.webrtc
+def test_an_offer_over_the_socket_is_answered_while_the_main_thread_is_blocked(
+    socket_camera: tuple[Session, CameraWidget, SocketPage],
+) -> None:
+    """The page's offer does not wait for the kernel's main thread (a running cell): the test's
+    main thread sleeps in one blocking call while a page thread offers over the socket and
+    connects (nothing is delivered through the recording comm: the kernel would read it only
+    after the cell)."""
+    s, _widget, page = socket_camera
+    rec = page.rec
+    wire = page.connect()
+    result: dict[str, Any] = {}
+
+    async def offer_and_connect() -> None:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver(StampedCamera(640, 360), direction="sendrecv")
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            wire.send(encode_message({"type": "offer", "sdp": pc.localDescription.sdp, "attempt": 7}))
+            for _ in range(200):
+                answers = rec.custom("answer")
+                if answers:
+                    result["answered"] = time.monotonic()
+                    await pc.setRemoteDescription(RTCSessionDescription(sdp=answers[0]["sdp"], type="answer"))
+                    break
+                await asyncio.sleep(0.05)
+            for _ in range(200):
+                if pc.connectionState == "connected":
+                    result["connected"] = time.monotonic()
+                    break
+                await asyncio.sleep(0.05)
+            for _ in range(200):
+                if s.state in ("connected", "generating"):
+                    result["state"] = s.state
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await pc.close()
+
+    def play_the_page() -> None:
+        asyncio.run(offer_and_connect())
+
+    page_thread = threading.Thread(target=play_the_page, name="test-page")
+    started = time.monotonic()
+    page_thread.start()
+    time.sleep(6.0)  # the "cell": the main thread reads no comm message meanwhile
+    blocked_until = time.monotonic()
+    page_thread.join(20)
+    assert rec.custom("answer") and rec.custom("answer")[0]["attempt"] == 7, rec.custom()
+    assert "answered" in result and result["answered"] < blocked_until, result
+    assert result["answered"] - started < 5.0, "the answer was slow"
+    assert "connected" in result and result["connected"] < blocked_until, result
+    assert result.get("state") in ("connected", "generating"), (result, s.state)

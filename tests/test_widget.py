@@ -19,11 +19,13 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from comm.base_comm import BaseComm
+from IPython.core.events import EventManager, available_events
 
 from decart_nb import DecartNBError, ErrorCode, Session
 from decart_nb.media import stats as stats_module
 from decart_nb.media.stamp import STAMP_ROWS, read_stamp, write_stamp
 from decart_nb.media.stats import StreamStats
+from decart_nb.widgets import camera as camera_module
 from decart_nb.widgets.camera import CAMERA_ADVICE, CameraWidget
 from tests.helpers import wait_until
 
@@ -479,3 +481,57 @@ def test_a_receive_only_page_gets_a_headless_sessions_output(comms: list[Recordi
         width, height, count = asyncio.run(receive())
         s.widget.close()
     assert (width, height, count) == (1280, 720, 10)
+
+
+# -- kernel_busy: the page knows when a cell runs --------------------------------------------------
+class CellShell:
+    """The part of IPython's shell the widget uses: its events (pre_run_cell, post_run_cell)."""
+
+    def __init__(self) -> None:
+        self.events = EventManager(self, available_events)
+
+    def run_cell(self) -> None:
+        self.events.trigger("pre_run_cell", None)
+        self.events.trigger("post_run_cell", None)
+
+
+def test_kernel_busy_follows_the_cells_and_the_widget_lets_go_of_them_on_close(
+    comms: list[RecordingComm], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shell = CellShell()
+    monkeypatch.setattr(camera_module, "_ipython", lambda: shell)
+    s = Session(source="camera")
+    widget = s.widget
+    rec = comm_of(widget, comms)
+    try:
+        # Made on the main thread of a kernel: by a running cell.
+        assert widget.kernel_busy is True and rec.opened_state()["kernel_busy"] is True
+        shell.events.trigger("post_run_cell", None)
+        assert widget.kernel_busy is False and rec.updates("kernel_busy")[-1] is False
+        shell.events.trigger("pre_run_cell", None)
+        assert widget.kernel_busy is True and rec.updates("kernel_busy")[-1] is True
+        shell.run_cell()
+        assert rec.updates("kernel_busy")[-2:] == [True, False]
+    finally:
+        widget.close()
+        s.disconnect()
+    assert not shell.events.callbacks["pre_run_cell"] and not shell.events.callbacks["post_run_cell"]
+    shell.run_cell()  # a closed widget hears no cell
+    assert widget.kernel_busy is False
+
+
+def test_a_widget_made_off_a_kernel_or_off_the_main_thread_is_not_busy(
+    comms: list[RecordingComm], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Session(source="camera") as s:  # no IPython here
+        assert s.widget.kernel_busy is False
+        s.widget.close()
+    shell = CellShell()
+    monkeypatch.setattr(camera_module, "_ipython", lambda: shell)
+    made: list[CameraWidget] = []
+    with Session(source="pattern") as s:
+        thread = threading.Thread(target=lambda: made.append(s.widget), name="test-maker")
+        thread.start()
+        thread.join(10)
+        assert made and made[0].kernel_busy is False
+        made[0].close()

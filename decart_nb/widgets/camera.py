@@ -7,18 +7,26 @@ messages.py (one handler per page message type below, in `_HANDLERS`).
 
 With `transport="comm"` (or "auto" when WebRTC does not connect within a few seconds) frames
 travel over the comm itself: VP8 chunks where the page's WebCodecs can (codec_transport.py), JPEG
-frames otherwise or with `transport="jpeg"` (comm_transport.py). The VP8 chunks, their acks and
-key-frame requests take the widget's media socket instead while the page has one (media_socket.py:
-a websocket relayed by decart_nb_server, without Jupyter's per-message overhead).
+frames otherwise or with `transport="jpeg"` (comm_transport.py).
 
-Comm handlers may run on the main thread or on a kernel subshell thread while a cell is busy: they
-only decode and hand off to the media loop, never block.
+The kernel reads comm messages only between cells. So the widget has a page socket for as long as
+it lives (media_socket.py: a websocket relayed by decart_nb_server, read on the media loop): the
+page sends its messages there (its offer reaches the kernel while a cell runs), and the codec
+transport's chunks, acks and key-frame requests, without Jupyter's per-message overhead. Where
+the server has no relay everything stays on the comm, and `kernel_busy` tells the page that a
+slow answer is a running cell, not a broken network.
+
+Page messages are handled through `_HANDLERS`, from the comm (the main thread, or a kernel
+subshell thread) or from the socket (the media loop): handlers only decode and hand off to the
+media loop, never block.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -31,7 +39,7 @@ import traitlets as t
 from .. import _loop
 from ..errors import DecartNBError, ErrorCode, camera_error_code
 from ..media.stats import PAGE_STATS
-from ..timeouts import LOOP_CALL_TIMEOUT_S
+from ..timeouts import LOOP_CALL_TIMEOUT_S, PAGE_SOCKET_OFFER_AFTER_S
 from . import messages
 from .codec_transport import CodecTransport
 from .comm_transport import CommLink, CommTransport
@@ -46,6 +54,7 @@ __all__ = ["CameraWidget", "CAMERA_ADVICE", "TRANSPORTS"]
 logger = logging.getLogger("decart_nb")
 STATIC = Path(__file__).parent / "static"
 TRANSPORTS = ("auto", "webrtc", "comm", "jpeg")
+MAX_REASON = 200  # characters of the page's `transport` reason kept for session.stats
 # What the page says it uses (`transport` message) -> the kernel's side of it.
 _LINKS: dict[str, type[CommLink]] = {"comm": CommTransport, "codec": CodecTransport}
 
@@ -123,6 +132,9 @@ class CameraWidget(anywidget.AnyWidget):
         "falling back to the comm when it does not connect",
     ).tag(sync=True)
     state = t.Unicode("disconnected").tag(sync=True)
+    # True while an IPython cell runs: the kernel reads comm messages only between cells, so a page
+    # waiting for an answer over the comm waits for the cell rather than giving up on WebRTC.
+    kernel_busy = t.Bool(False).tag(sync=True)
     stats = t.Dict().tag(sync=True)
     error = t.Dict().tag(sync=True)
     # anywidget hands initialize and render different proxies of one model: this ties them.
@@ -139,6 +151,7 @@ class CameraWidget(anywidget.AnyWidget):
 
     def __init__(self, session: Session, **kwargs: Any) -> None:
         spec = session.model
+        shell = _ipython()
         super().__init__(
             mode="camera" if isinstance(session.source, str) and session.source == "camera" else "receive",
             width=spec.width,
@@ -150,16 +163,34 @@ class CameraWidget(anywidget.AnyWidget):
             ice_servers=[_browser_ice_server(s) for s in session.ice_servers],
             state=session.state,
             _key=uuid.uuid4().hex,
+            # Made on the main thread of a kernel: made by a running cell.
+            kernel_busy=shell is not None and threading.current_thread() is threading.main_thread(),
             **kwargs,
         )
         self._session = session
         self._closed = False
         self._peers: set[KernelPeer] = set()  # this page's peers (a receive-only page may leave old ones)
         self._comm: CommLink | None = None  # loop thread only
-        self._media: MediaSocket | None = None  # the codec transport's media socket (loop thread)
-        self.on_msg(self._on_page_message)
-        session.listen(self._on_event)
-        session.connect()
+        self._transport_reason = ""  # why the page does not use WebRTC ("" when it does)
+        self._shell: Any = None  # the IPython shell whose cell events set kernel_busy
+        # The page socket lives as long as the widget, so the widget holds the media loop too (a
+        # disconnected session lets go of it; session.connect() must find the same listener).
+        _loop.acquire()
+        self._media = MediaSocket(
+            self._media_message, self._media_live, self._media_lost, types=messages.SOCKET_TYPES
+        )
+        self._offering: asyncio.Task[None] | None = None  # the offer's resends (loop thread)
+        self._offered_at = float("-inf")  # time.monotonic() of the last offer
+        try:
+            self._watch_cells(shell)
+            _loop.submit(self._open_page_socket())
+            self.on_msg(self._on_page_message)
+            session.listen(self._on_event)
+            session.connect()
+        except BaseException:
+            self._closed = True
+            self._release_page_socket()
+            raise
 
     @property
     def session(self) -> Session:
@@ -167,12 +198,19 @@ class CameraWidget(anywidget.AnyWidget):
 
     # -- page -> kernel (any thread; never block) -----------------------------------------------
     def _on_page_message(self, _widget: Any, content: Any, buffers: Any) -> None:
+        """A page message over the comm (main or subshell thread)."""
         if not isinstance(content, Mapping):
             return
+        self._page_used_the_comm()
         kind = content.get("type")
         if kind in ("frame", "chunk"):  # the hot path of the comm transports
             self._comm_frame(content, buffers)
             return
+        self._dispatch(content)
+
+    def _dispatch(self, content: Mapping[str, Any]) -> None:
+        """A page message (not a frame) to its handler: from the comm or the page socket."""
+        kind = content.get("type")
         handler = _HANDLERS.get(str(kind))
         if handler is None:
             logger.warning("decart_nb: the camera page sent an unknown message %r", kind)
@@ -279,6 +317,8 @@ class CameraWidget(anywidget.AnyWidget):
         kind = content.get("transport")
         if kind != "webrtc" and kind not in _LINKS:
             return
+        reason = content.get("reason")
+        self._transport_reason = reason[:MAX_REASON] if isinstance(reason, str) and kind != "webrtc" else ""
         self.set_trait("active_transport", kind)
         if self._session.state == "disconnected":
             return
@@ -299,64 +339,147 @@ class CameraWidget(anywidget.AnyWidget):
             self._comm = _LINKS[kind](self._session, self._send_frame)
         self._session.show_link_figures(self._link_figures)
         self._comm.start_output()
-        if kind == "codec":
-            if self._media is None:  # one per codec link, closed with it
-                self._media = MediaSocket(self._media_message, self._media_live, self._media_lost)
-            _loop.get_loop().create_task(self._offer_media_socket(self._media))
 
     def _use_webrtc(self) -> None:
         self._stop_comm_output()
         self._session.show_link_figures(_webrtc_figures)
 
     def _link_figures(self) -> dict[str, Any]:
-        """Loop thread: the comm link's figures for session.stats, and the codec transport's pipe."""
+        """Loop thread: the comm link's figures for session.stats, the codec transport's pipe, and
+        why the page does not use WebRTC."""
         comm = self._comm
         if comm is None:
             return {}
-        figures = comm.figures()
+        figures = comm.figures() | {"transport_reason": self._transport_reason}
         if isinstance(comm, CodecTransport):
-            figures["transport_pipe"] = "socket" if self._media is not None and self._media.live else "comm"
+            figures["transport_pipe"] = "socket" if self._media.live else "comm"
         return figures
 
-    async def _offer_media_socket(self, media: MediaSocket) -> None:
-        """Loop thread: start the media socket (at its first offer) and tell the page where it is
-        (on each `transport` message: a reloaded page tries it once per message)."""
+    # -- the page socket (media_socket.py; loop thread unless said otherwise) ----------------------
+    async def _open_page_socket(self) -> None:
+        """Listen, then tell the page where (at once, and again while no connection is live)."""
         try:
-            port = await media.start()
+            await self._media.start()
         except OSError as exc:  # no loopback listener: everything stays on the comm
-            logger.warning("decart_nb: no media socket (%s); the comm carries the video", exc)
+            logger.warning("decart_nb: no page socket (%s); the comm carries everything", exc)
             return
-        if media is self._media and not self._closed:
-            self.send(messages.media_socket(port, media.token))
+        self._start_offering()
+
+    def _start_offering(self) -> None:
+        if self._offering is not None:
+            self._offering.cancel()
+        self._offering = None
+        if not self._closed and self._media.port:
+            self._offering = asyncio.get_running_loop().create_task(self._offer_page_socket())
+
+    async def _offer_page_socket(self) -> None:
+        """The offer now and PAGE_SOCKET_OFFER_AFTER_S after it, until a connection is live (a
+        page still loading the widget's module can miss a message)."""
+        start = time.monotonic()
+        for after in (0.0, *PAGE_SOCKET_OFFER_AFTER_S):
+            await asyncio.sleep(max(0.0, start + after - time.monotonic()))
+            if self._closed or self._media.live:
+                return
+            self._offer_now()
+
+    def _offer_now(self) -> None:
+        self._offered_at = time.monotonic()
+        self.send(messages.media_socket(self._media.port, self._media.token))
+
+    def _page_used_the_comm(self) -> None:
+        """Any thread: a page message came over the comm, so the page may not know the socket (a
+        page reloaded after the resends): offer it again, at most once per the resends' last wait."""
+        if self._media.live or time.monotonic() - self._offered_at < PAGE_SOCKET_OFFER_AFTER_S[-1]:
+            return
+        self._offered_at = time.monotonic()  # one hop to the loop per wait, not one per frame
+        _loop.call_soon(self._offer_again)
+
+    def _offer_again(self) -> None:
+        if not self._closed and self._media.port and not self._media.live:
+            self._offer_now()
 
     def _media_message(self, content: dict[str, Any], data: bytes) -> None:
-        """Loop thread: a chunk, chunk_ack or keyframe from the media socket, as from the comm."""
-        if self._closed or self._session.state == "disconnected":
+        """A message from the page socket: media (chunk, chunk_ack, keyframe) as from the comm's
+        hot path, any other page message through `_HANDLERS`."""
+        if self._closed:
             return
         kind = content["type"]
-        if kind == "chunk":
+        if kind not in ("chunk", "chunk_ack", "keyframe"):
+            self._dispatch(content)
+        elif self._session.state == "disconnected":
+            return
+        elif kind == "chunk":
             if self.mode == "camera":
                 self._receive_frame(content, data, time.perf_counter())
         elif kind == "chunk_ack":
             self._output_acked(content["seq"])
-        elif kind == "keyframe":
+        else:
             self._keyframe_requested()
 
     def _media_live(self) -> None:
-        logger.info("decart_nb: the codec transport's media socket is live")
+        logger.info("decart_nb: the page socket is live")
+        if self._offering is not None:
+            self._offering.cancel()
+            self._offering = None
 
     def _media_lost(self) -> None:
-        """Loop thread: the live media socket closed or was replaced: the output goes on (over the
-        comm, or the newer socket) at a key frame, without waiting for chunks lost with it."""
-        logger.info("decart_nb: the media socket closed; the codec transport goes on")
+        """The live page socket closed or was replaced: the output goes on (over the comm, or the
+        newer socket) at a key frame, without waiting for chunks lost with it; a page reloaded
+        meanwhile gets the offer again."""
+        logger.info("decart_nb: the page socket closed; the comm carries the page's messages")
         if self._comm is not None:
             self._comm.pipe_lost()
+        self._start_offering()
+
+    def _release_page_socket(self) -> None:
+        """Any thread but the loop's, or the loop: close the socket, let go of the media loop."""
+        try:
+            if _loop.in_loop_thread():
+                self._close_page_socket()
+            else:
+                _loop.run(self._close_page_socket_async(), timeout=LOOP_CALL_TIMEOUT_S)
+        finally:
+            _loop.release()
+
+    def _close_page_socket(self) -> None:
+        if self._offering is not None:
+            self._offering.cancel()
+            self._offering = None
+        self._media.close()
+
+    async def _close_page_socket_async(self) -> None:
+        self._close_page_socket()
+
+    # -- kernel_busy: IPython's cells ------------------------------------------------------------
+    def _watch_cells(self, shell: Any) -> None:
+        """kernel_busy follows the cells of the IPython shell the widget was made in."""
+        if shell is None:
+            return
+        shell.events.register("pre_run_cell", self._cell_started)
+        shell.events.register("post_run_cell", self._cell_ended)
+        self._shell = shell
+
+    def _unwatch_cells(self) -> None:
+        shell, self._shell = self._shell, None
+        if shell is None:
+            return
+        for event, callback in (("pre_run_cell", self._cell_started), ("post_run_cell", self._cell_ended)):
+            try:
+                shell.events.unregister(event, callback)
+            except ValueError:  # not registered (anymore): nothing to undo
+                logger.debug("decart_nb: %s was not registered", event)
+
+    def _cell_started(self, _info: Any = None) -> None:
+        self.kernel_busy = True
+
+    def _cell_ended(self, _result: Any = None) -> None:
+        self.kernel_busy = False
 
     def _send_frame(self, content: messages.KernelMessage, buffers: list[bytes]) -> None:
         if self._closed:
             return
         media = self._media
-        if media is None or not media.send(content, buffers):  # the media socket while it is live
+        if not media.send(content, buffers):  # the page socket while it is live
             self.send(content, buffers or None)
 
     def _comm_frame(self, content: Mapping[str, Any], buffers: Any) -> None:
@@ -393,10 +516,7 @@ class CameraWidget(anywidget.AnyWidget):
 
     def _close_comm(self) -> None:
         comm, self._comm = self._comm, None
-        media, self._media = self._media, None
         self._session.show_link_figures(None)
-        if media is not None:
-            media.close()
         if comm is not None:
             comm.close()
 
@@ -448,6 +568,7 @@ class CameraWidget(anywidget.AnyWidget):
             return super().close()
         self._closed = True
         self._session.unlisten(self._on_event)
+        self._unwatch_cells()
         try:
             if self._session.state != "disconnected" and not _loop.in_loop_thread():
                 _loop.run(self._close_comm_async(), timeout=LOOP_CALL_TIMEOUT_S)
@@ -456,8 +577,11 @@ class CameraWidget(anywidget.AnyWidget):
                 else:
                     _loop.run(self._drop_peers(), timeout=LOOP_CALL_TIMEOUT_S)
         finally:
-            self._session.forget_view(self)
-            super().close()
+            try:
+                self._release_page_socket()
+            finally:
+                self._session.forget_view(self)
+                super().close()
 
 
 _HANDLERS = {
@@ -478,7 +602,16 @@ _HANDLERS = {
 
 
 def _webrtc_figures() -> dict[str, Any]:
-    return {"transport": "webrtc"}
+    return {"transport": "webrtc", "transport_reason": ""}
+
+
+def _ipython() -> Any:
+    """The running IPython shell, or None (plain Python, tests)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # no IPython: no cells to follow
+        return None
+    return get_ipython()
 
 
 def _browser_ice_server(server: Any) -> dict[str, Any]:

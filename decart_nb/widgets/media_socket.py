@@ -1,10 +1,12 @@
-"""The media socket: the codec transport's chunks, acks and key-frame requests beside the comm.
+"""The page socket: the page's messages and the codec transport's media, beside the comm.
 
-Jupyter's own messages take about half of a slow link for the codec transport (iopub `status`
-messages after each page message, a Jupyter header on each chunk and ack). So each CameraWidget
-whose page uses the codec transport listens on 127.0.0.1 (an ephemeral port, on the media loop);
-decart_nb_server relays a websocket from the page to it, one websocket message per frame. Where
-the relay is missing the page never connects and everything stays on the comm.
+The kernel reads comm messages only between cells, so a page whose offer travels over the comm
+waits for a busy kernel (Run All, papermill). And Jupyter's own messages take about half of a
+slow link for the codec transport (iopub `status` messages after each page message, a Jupyter
+header on each chunk and ack). So each CameraWidget listens on 127.0.0.1 (an ephemeral port, on
+the media loop) for as long as it lives; decart_nb_server relays a websocket from the page to it,
+one websocket message per frame, read on the media loop whatever the kernel's main thread does.
+Where the relay is missing the page never connects and everything stays on the comm.
 
 Framing (TCP, between the relay and the kernel): each frame is a u32 little-endian length, then
 that many bytes (at most MAX_FRAME). The kernel speaks first: one frame MAGIC (the relay closes
@@ -18,8 +20,12 @@ one (a newer one replaces it). Then, both ways, little-endian:
   the comm's `chunk {seq, key, width, height}` + its buffer.
 - `0x02` CHUNK_ACK: `u8 0x02, u32 seq`: the comm's `chunk_ack {seq}`.
 - `0x03` KEYFRAME: `u8 0x03`: the comm's `keyframe {}`.
+- `0x04` MESSAGE (page -> kernel): `u8 0x04`, then one page message as UTF-8 JSON (an object
+  whose `type` is in the `types` the socket was made with: every page message but the ones with
+  a buffer), at most MAX_MESSAGE bytes.
 
-A malformed frame from the page is dropped with a log line. Every method runs on the media loop.
+A malformed frame from the page is dropped, with one log line per connection (a page that sends
+junk 30 times a second must not flood the log). Every method runs on the media loop.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import secrets
 import socket
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from ..timeouts import MEDIA_HELLO_TIMEOUT_S
@@ -43,20 +50,26 @@ __all__ = [
     "MAGIC",
     "MAX_BUFFERED",
     "MAX_FRAME",
+    "MAX_MESSAGE",
     "MEDIA_HELLO_TIMEOUT_S",
+    "MESSAGE",
     "READY",
     "Malformed",
     "MediaSocket",
     "decode",
     "encode",
+    "encode_message",
     "framed",
 ]
 
 logger = logging.getLogger("decart_nb")
 
 MAGIC = b"decart_nb-media/1"
-READY, CHUNK, CHUNK_ACK, KEYFRAME = 0x00, 0x01, 0x02, 0x03
+READY, CHUNK, CHUNK_ACK, KEYFRAME, MESSAGE = 0x00, 0x01, 0x02, 0x03, 0x04
 MAX_FRAME = 16 * 1024 * 1024  # a larger frame closes the connection
+# A page message's JSON (an offer's SDP is a few kB; a long camera list less than this): a larger
+# one is dropped as malformed.
+MAX_MESSAGE = 256 * 1024
 MAX_HELLO = 256  # the token's frame (an unauthenticated peer gets no more)
 MAX_BUFFERED = 4 * 1024 * 1024  # bytes waiting to be written: past that, the connection is closed
 
@@ -96,12 +109,19 @@ def encode(content: Mapping[str, Any], buffers: Sequence[bytes] = ()) -> bytes |
     return _CHUNK.pack(CHUNK, seq, 1 if content.get("key") else 0, width, height) + bytes(buffers[0])
 
 
-def decode(body: bytes) -> tuple[dict[str, Any], bytes]:
+def encode_message(content: Mapping[str, Any]) -> bytes:
+    """The MESSAGE frame body of a page message (what the page sends; tests play the page)."""
+    return bytes([MESSAGE]) + json.dumps(content, separators=(",", ":")).encode()
+
+
+def decode(body: bytes, types: Collection[str] = ()) -> tuple[dict[str, Any], bytes]:
     """A frame body from the page as the comm would give it: its content and its buffer (b"" for
-    chunk_ack and keyframe). Raises Malformed."""
+    chunk_ack, keyframe and a MESSAGE, whose `type` must be one of `types`). Raises Malformed."""
     if not body:
         raise Malformed("an empty frame")
     kind = body[0]
+    if kind == MESSAGE:
+        return _message(body[1:], types), b""
     if kind == CHUNK:
         if len(body) <= _CHUNK.size:
             raise Malformed(f"a chunk of {len(body)} bytes (its header alone takes {_CHUNK.size})")
@@ -121,6 +141,21 @@ def decode(body: bytes) -> tuple[dict[str, Any], bytes]:
     raise Malformed(f"a frame of kind {kind:#04x}")
 
 
+def _message(data: bytes, types: Collection[str]) -> dict[str, Any]:
+    """A MESSAGE's JSON: one object whose `type` is one of `types`."""
+    if len(data) > MAX_MESSAGE:
+        raise Malformed(f"a message of {len(data)} bytes (at most {MAX_MESSAGE})")
+    try:
+        content = json.loads(data.decode())
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise Malformed(f"a message that is no JSON ({exc})") from None
+    if not isinstance(content, dict):
+        raise Malformed(f"a message that is a JSON {type(content).__name__}, not an object")
+    if content.get("type") not in types:
+        raise Malformed(f"a message of type {str(content.get('type'))[:40]!r}")
+    return content
+
+
 async def _read(reader: asyncio.StreamReader, limit: int) -> bytes | None:
     """The next frame's body; None at the end of the stream or past `limit` bytes."""
     try:
@@ -134,7 +169,8 @@ async def _read(reader: asyncio.StreamReader, limit: int) -> bytes | None:
 
 
 class MediaSocket:
-    """One widget's listener: at most one live connection, whose frames go to `on_message`.
+    """One widget's listener: at most one live connection, whose frames go to `on_message`
+    (media, and MESSAGE frames whose type is in `types`).
 
     `on_live()` runs when a connection becomes the live one, `on_lost()` when the live one ends
     (closed, or replaced by a newer one: then `on_live()` follows); what was in flight on it is
@@ -142,10 +178,15 @@ class MediaSocket:
     """
 
     def __init__(
-        self, on_message: OnMessage, on_live: Callable[[], None], on_lost: Callable[[], None]
+        self,
+        on_message: OnMessage,
+        on_live: Callable[[], None],
+        on_lost: Callable[[], None],
+        types: Collection[str] = (),
     ) -> None:
         self.token = secrets.token_urlsafe(24)
         self.port = 0
+        self._types = frozenset(types)
         self._on_message = on_message
         self._on_live = on_live
         self._on_lost = on_lost
@@ -215,18 +256,25 @@ class MediaSocket:
                 logger.warning("decart_nb: a media socket connection without the token: closed")
                 return
             self._go_live(writer)
-            while (body := await _read(reader, MAX_FRAME)) is not None and writer is self._live:
-                try:
-                    content, data = decode(body)
-                except Malformed as exc:
-                    logger.warning("decart_nb: dropped %s from the media socket", exc)
-                    continue
-                try:
-                    self._on_message(content, data)
-                except Exception:  # the reader goes on; the widget's bug is logged
-                    logger.exception("decart_nb: a media socket message failed")
+            await self._read_frames(reader, writer)
         finally:
             self._drop(writer)
+
+    async def _read_frames(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The live connection's frames to `on_message`, until it ends or is replaced."""
+        dropped = 0
+        while (body := await _read(reader, MAX_FRAME)) is not None and writer is self._live:
+            try:
+                content, data = decode(body, self._types)
+            except Malformed as exc:
+                dropped += 1
+                if dropped == 1:  # once per connection: later ones are counted, not logged
+                    logger.warning("decart_nb: dropped %s from the media socket (once per connection)", exc)
+                continue
+            try:
+                self._on_message(content, data)
+            except Exception:  # the reader goes on; the widget's bug is logged
+                logger.exception("decart_nb: a media socket message failed")
 
     def _go_live(self, writer: asyncio.StreamWriter) -> None:
         old, self._live = self._live, writer

@@ -5,6 +5,9 @@ State the page renders (connection state, size, mirror, stats, last error) trave
 of the CameraWidget instead. The page's side of this schema is camera.js's PAGE_MESSAGES and
 KERNEL_MESSAGES tables; tests/test_messages.py checks that both sides name the same messages with
 the same fields (PAGE_MESSAGES and KERNEL_MESSAGES here).
+
+Page messages travel over the page socket (media_socket.py, SOCKET_TYPES: all but the ones with
+a buffer) where the server relays it, else over the comm; kernel messages over the comm.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ __all__ = [
     "KERNEL_TYPES",
     "PAGE_MESSAGES",
     "PAGE_TYPES",
+    "SOCKET_TYPES",
     "Answer",
     "AnswerError",
     "CameraEnded",
@@ -109,11 +113,14 @@ class Stopped(TypedDict):
 
 
 class Transport(TypedDict):
-    """The transport the page uses now ("comm": JPEG frames, "codec": VP8 chunks of `codec`)."""
+    """The transport the page uses now ("comm": JPEG frames, "codec": VP8 chunks of `codec`), and
+    `reason`: why not WebRTC ("" on WebRTC), e.g. "UDP blocked: WebRTC found no network path"
+    (the part before a colon is the short form the status line shows)."""
 
     type: Literal["transport"]
     transport: Literal["webrtc", "comm", "codec"]
     codec: NotRequired[str]
+    reason: NotRequired[str]
 
 
 class Frame(TypedDict):
@@ -186,6 +193,8 @@ PAGE_MESSAGES: dict[str, type] = {
     "page_stats": PageStats,
 }
 PAGE_TYPES = tuple(PAGE_MESSAGES)
+#: What the page socket carries as JSON: every page message but the ones with a buffer.
+SOCKET_TYPES = frozenset(PAGE_MESSAGES) - {"frame", "chunk"}
 
 
 # -- kernel -> page -----------------------------------------------------------------------------
@@ -233,9 +242,11 @@ class OutputChunk(TypedDict):
 
 
 class MediaSocketAddress(TypedDict):
-    """The codec transport's media socket (media_socket.py): open the relay's websocket to `port`
+    """The widget's page socket (media_socket.py): open the relay's websocket to `port`
     (`decart_nb/media/<port>` under the server's base URL) and send `token` as its first message.
-    Sent on each `transport {transport: "codec"}`; the token travels in this message only."""
+    Sent when the widget is made, again while no connection is live (timeouts.py
+    PAGE_SOCKET_OFFER_AFTER_S, and on a page message over the comm); the token travels in this
+    message only, never in the widget's state."""
 
     type: Literal["media_socket"]
     port: int
