@@ -181,12 +181,19 @@ class _CommPoller:
 
     def _give_back(self, *_: Any) -> None:
         """The cell ended: the kernel handles what was held, in order, after the cell's reply."""
+        self.poll()  # what came since the last poll goes in order behind the held ones, not before
         held, self._held = self._held, []
-        if not held:
-            return
-        loop = asyncio.get_running_loop()  # the kernel's, which runs the cell
-        for frames in held:  # queued in order on the kernel's lock for the main shell
-            task = loop.create_task(self._kernel.shell_main(None, frames))
+        if held:
+            replay = asyncio.get_running_loop().create_task(self._replay(held))  # the kernel's loop
+            self._replays.add(replay)
+            replay.add_done_callback(self._replayed)
+
+    async def _replay(self, held: list[list[Any]]) -> None:
+        # One turn of the loop first: a request the kernel read just before the cell began is two
+        # steps from its lock (its read, then shell_main), held ones one: this keeps them behind it.
+        await asyncio.sleep(0)
+        for frames in held:  # queued in this order on the kernel's lock for the main shell
+            task = asyncio.get_running_loop().create_task(self._kernel.shell_main(None, frames))
             self._replays.add(task)
             task.add_done_callback(self._replayed)
 

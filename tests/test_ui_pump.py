@@ -1,0 +1,211 @@
+"""Blocking Session calls in a real ipykernel handle the page's widget messages while the cell runs
+(issue 18: Run All stalled, since the kernel read the page's WebRTC offer only between cells)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import VideoStreamTrack
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager, start_new_kernel
+
+from decart_nb import _loop, ui_pump
+
+KERNEL_START_S = 60.0
+CELL_S = 60.0  # a busy 2-core machine: imports and the kernel's start take seconds there
+
+
+@pytest.fixture
+def kernel() -> Iterator[BlockingKernelClient]:
+    km: KernelManager
+    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=KERNEL_START_S)  # 127.0.0.1
+    try:
+        yield kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def run_cell(kc: BlockingKernelClient, code: str) -> str:
+    """Run a cell to its end; its stdout, or the kernel's traceback as an AssertionError."""
+    out: list[str] = []
+
+    def keep(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+
+    reply = kc.execute_interactive(code, timeout=CELL_S, output_hook=keep)
+    if reply["content"]["status"] != "ok":
+        raise AssertionError("\n".join(reply["content"].get("traceback", [])))
+    return "".join(out)
+
+
+def outputs(kc: BlockingKernelClient, msg_ids: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Each cell's stdout by msg_id, and the order the cells went idle in, once all did."""
+    out = dict.fromkeys(msg_ids, "")
+    done: list[str] = []
+    end = time.monotonic() + CELL_S
+    while len(done) < len(msg_ids) and time.monotonic() < end:
+        try:
+            msg = kc.get_iopub_msg(timeout=1)
+        except queue.Empty:  # nothing yet
+            continue
+        parent = msg["parent_header"].get("msg_id")
+        if parent not in out:
+            continue
+        if msg["msg_type"] == "stream":
+            out[parent] += msg["content"]["text"]
+        elif msg["msg_type"] == "error":
+            out[parent] += "\n".join(msg["content"]["traceback"])
+        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            done.append(parent)
+    return out, done
+
+
+def send_comm(kc: BlockingKernelClient, msg_type: str, content: dict[str, Any]) -> None:
+    kc.shell_channel.send(kc.session.msg(msg_type, content))
+
+
+SETUP = """
+import time
+from decart_nb import Session, _loop, ui_pump
+s = Session(source="camera")
+s.connect()
+seen = []
+def page(comm, msg):  # plays the page: its message makes the camera arrive
+    seen.append(("pumping", ui_pump.pumping(), "nested", ui_pump.can_pump()))
+    _loop.call_soon(s.camera_arrived)
+get_ipython().kernel.comm_manager.register_target("page", page)
+print(s.state)
+"""
+
+
+def test_wait_until_handles_the_pages_message_while_the_cell_runs(kernel: BlockingKernelClient) -> None:
+    """Run All: the next cell is already queued when the page's message comes. The page's message
+    is handled during the blocked cell, the next cell runs after it, each output in its cell."""
+    assert run_cell(kernel, SETUP).strip() == "connecting"
+    waiting = kernel.execute(
+        't0 = time.monotonic(); s.wait_until("connected", timeout=30)\n'
+        'print("waited", s.state, seen, time.monotonic() - t0 < 25)'
+    )
+    after = kernel.execute('print("next cell", s.state)')
+    time.sleep(1.0)  # both cells are in the kernel's hands; the first one waits
+    send_comm(kernel, "comm_open", {"comm_id": "p1", "target_name": "page", "data": {}})
+    out, done = outputs(kernel, [waiting, after])
+    assert done == [waiting, after], out
+    # Handled by the pump, inside the waiting call; a Session call made there would not pump again.
+    assert out[waiting].strip() == "waited connected [('pumping', True, 'nested', False)] True", out
+    assert out[after].strip() == "next cell connected", out
+    reply = kernel.get_shell_msg(timeout=CELL_S)
+    assert reply["content"]["status"] == "ok"
+
+
+def test_held_requests_run_in_order_after_the_cell(kernel: BlockingKernelClient) -> None:
+    """Shell requests other than comm ones that arrive during the pump wait for the cell's end and
+    run in their order (three queued cells, then the page's message)."""
+    run_cell(kernel, SETUP)
+    first = kernel.execute('s.wait_until("connected", timeout=30); print("first")')
+    rest = [kernel.execute(f'print("cell {n}")') for n in range(3)]
+    time.sleep(1.0)
+    send_comm(kernel, "comm_open", {"comm_id": "p1", "target_name": "page", "data": {}})
+    out, done = outputs(kernel, [first, *rest])
+    assert done == [first, *rest], (out, [[first, *rest].index(m) for m in done])
+    assert [out[m].strip() for m in rest] == ["cell 0", "cell 1", "cell 2"]
+
+
+def test_a_plain_blocking_cell_still_holds_comm_messages(kernel: BlockingKernelClient) -> None:
+    """Only decart_nb's waits pump: a cell that sleeps gets the page's message after it ends, as
+    before (the kernel is not changed behind the user's back)."""
+    run_cell(kernel, SETUP)
+    sleeper = kernel.execute('time.sleep(2); print("slept", s.state, seen)')
+    time.sleep(0.5)
+    send_comm(kernel, "comm_open", {"comm_id": "p1", "target_name": "page", "data": {}})
+    out, _ = outputs(kernel, [sleeper])
+    assert out[sleeper].strip() == "slept connecting []", out
+
+
+OFFER_CELLS = """
+from decart_nb import Session
+s = Session(source="camera")
+w = s.widget
+print(w.comm.comm_id)
+"""
+
+
+@pytest.mark.webrtc
+def test_snapshot_returns_a_frame_when_the_offer_comes_during_the_cell(kernel: BlockingKernelClient) -> None:
+    """End to end: the page's WebRTC offer over the comm is answered while the cell is blocked in
+    snapshot(), so the camera connects and the snapshot is a frame, not FRAME_TIMEOUT."""
+    comm_id = run_cell(kernel, OFFER_CELLS).strip()
+    snap = kernel.execute('img = s.snapshot(timeout=30); print("snapshot", img.size, s.state)')
+    time.sleep(1.0)
+    answers: concurrent.futures.Future[str] = concurrent.futures.Future()
+    lines: dict[str, str] = {}
+
+    def read_iopub() -> None:  # the page's side of iopub: the answer, and the cell's output
+        end = time.monotonic() + CELL_S
+        while time.monotonic() < end:
+            try:
+                msg = kernel.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            content = msg["content"]
+            if msg["msg_type"] == "comm_msg" and content.get("comm_id") == comm_id:
+                data = content["data"]
+                if data.get("method") == "custom" and data["content"].get("type") == "answer":
+                    answers.set_result(data["content"]["sdp"])
+            if msg["parent_header"].get("msg_id") == snap:
+                if msg["msg_type"] in ("stream", "error"):
+                    lines[msg["msg_type"]] = content.get("text") or "\n".join(content["traceback"])
+                if msg["msg_type"] == "status" and content["execution_state"] == "idle":
+                    return
+
+    reader = threading.Thread(target=read_iopub, daemon=True)
+    reader.start()
+
+    async def page() -> None:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(VideoStreamTrack())
+        await pc.setLocalDescription(await pc.createOffer())
+        offer = {"type": "offer", "sdp": pc.localDescription.sdp, "attempt": 1}
+        data = {"method": "custom", "content": offer}
+        send_comm(kernel, "comm_msg", {"comm_id": comm_id, "data": data})
+        sdp = await asyncio.wrap_future(answers)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        await asyncio.to_thread(reader.join, CELL_S)
+        await pc.close()
+
+    asyncio.run(asyncio.wait_for(page(), CELL_S + 5))
+    assert "error" not in lines, lines["error"]
+    # The camera's own size (aiortc's test track: 640x480), through the local model.
+    assert lines.get("stream", "").strip() == "snapshot (640, 480) generating", lines
+
+
+def test_outside_a_kernel_a_wait_is_a_plain_wait() -> None:
+    """Plain Python (pytest here): no pumping, fut.result() as before, on any thread."""
+    assert not ui_pump.can_pump()
+    fut: concurrent.futures.Future[int] = concurrent.futures.Future()
+    threading.Timer(0.05, fut.set_result, (7,)).start()
+    assert ui_pump.wait(fut, 5) == 7
+    with pytest.raises(concurrent.futures.TimeoutError):
+        ui_pump.wait(concurrent.futures.Future(), 0.05)
+    assert not ui_pump.pumping()
+
+
+def test_outside_a_kernel_loop_run_with_pump_is_loop_run() -> None:
+    async def seven() -> int:
+        return 7
+
+    _loop.acquire()
+    try:
+        assert _loop.run(seven(), timeout=5, pump=True) == 7
+    finally:
+        _loop.release()
