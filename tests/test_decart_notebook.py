@@ -26,10 +26,12 @@ STARTUP = """
 import os, sys
 sys.path.insert(0, {root!r})
 from decart_nb import _loop
-from tests.fakes.decart_server import FakeDecartServer, stub_livekit_room
+from tests.fakes.decart_server import FakeDecartServer, Script, stub_livekit_room
 
 _loop.acquire()  # held for the kernel's life: the fake server runs on decart_nb's loop
-_fake_decart = _loop.run(FakeDecartServer(log_path={log!r}).start(), timeout=10)
+# As Decart does: generation_started once media flows (the notebook waits for "generating").
+_fake_script = Script(tick_every_s=1.0)
+_fake_decart = _loop.run(FakeDecartServer(_fake_script, log_path={log!r}).start(), timeout=10)
 os.environ["DECART_REALTIME_BASE_URL"] = _fake_decart.url
 _fake_livekit = stub_livekit_room(_fake_decart)  # kept: collecting it would undo the stub
 _fake_livekit.__enter__()
