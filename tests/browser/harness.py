@@ -25,9 +25,13 @@ From a script (the latency benchmark):
         nb = open_notebook(browser, lab, "bench.ipynb")
         ...
 
+`JupyterLab.start(root, app="notebook")` serves Notebook 7 instead; `server_extension=False` turns
+decart_nb_server (the media relay) off, as on a server from another environment.
+
 LabNotebook, the handle on one open notebook:
     run_cell(code) / start_cell(code) + wait_cell()   a visible cell (start_cell does not wait, for
                                                       a busy cell while the page is measured)
+    run_all()                                         Run > Run All Cells, as a user runs a notebook
     py(expr), wait_py(expr), execute(code)            the kernel, without a cell
     grab_video(selector) -> VideoGrab                 a <video>'s (or <canvas>'s) pixels
     count_video_frames(selector, seconds)             presented frames per second
@@ -144,6 +148,7 @@ class JupyterLab:
     port: int
     token: str
     log: Path
+    app: str = "jupyterlab"  # or "notebook" (Notebook 7): which page open_notebook opens
 
     @property
     def base(self) -> str:
@@ -175,21 +180,35 @@ class JupyterLab:
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls, root: Path, app: str = "jupyterlab") -> Iterator[JupyterLab]:
+    def start(
+        cls,
+        root: Path,
+        app: str = "jupyterlab",
+        *,
+        server_extension: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> Iterator[JupyterLab]:
         """Start `jupyter lab` (or, with app="notebook", Notebook 7) with isolated
-        config/data/runtime dirs under `root`, a token, on loopback; stop it after."""
+        config/data/runtime dirs under `root`, a token, on loopback; stop it after.
+        `server_extension=False` turns decart_nb_server off (a server from another environment,
+        Colab, VS Code: no media relay); `env` is added to the server's (and its kernels')
+        environment. Kernels read IPython startup files from `startup_dir(root)`."""
         root.mkdir(parents=True, exist_ok=True)
-        env = os.environ | {
-            name: str(root / ".jupyter" / sub)
-            for name, sub in (
-                ("JUPYTER_CONFIG_DIR", "config"),
-                ("JUPYTER_DATA_DIR", "data"),
-                ("JUPYTER_RUNTIME_DIR", "runtime"),
-                ("IPYTHONDIR", "ipython"),
-                ("JUPYTERLAB_SETTINGS_DIR", "settings"),
-                ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"),
-            )
-        }
+        env = (
+            os.environ
+            | (env or {})
+            | {
+                name: str(root / ".jupyter" / sub)
+                for name, sub in (
+                    ("JUPYTER_CONFIG_DIR", "config"),
+                    ("JUPYTER_DATA_DIR", "data"),
+                    ("JUPYTER_RUNTIME_DIR", "runtime"),
+                    ("IPYTHONDIR", "ipython"),
+                    ("JUPYTERLAB_SETTINGS_DIR", "settings"),
+                    ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"),
+                )
+            }
+        )
         env["PYTHONUNBUFFERED"] = "1"
         # No "get notified about Jupyter news?" toast over the screenshots.
         notification = root / ".jupyter" / "settings" / "@jupyterlab" / "apputils-extension"
@@ -217,15 +236,21 @@ class JupyterLab:
             f"--ServerApp.root_dir={root}",
             "--ServerApp.allow_root=True",
             *app_flags,
+            *([] if server_extension else ["--ServerApp.jpserver_extensions=decart_nb_server=False"]),
         ]
         with log.open("wb") as sink:
             process = subprocess.Popen(cmd, cwd=root, env=env, stdout=sink, stderr=subprocess.STDOUT)
-        server = cls(process, root, port, token, log)
+        server = cls(process, root, port, token, log, app)
         try:
             server._wait_ready()
             yield server
         finally:
             server.stop()
+
+    @staticmethod
+    def startup_dir(root: Path) -> Path:
+        """IPython startup files here run in every kernel of the server started on `root`."""
+        return root / ".jupyter" / "ipython" / "profile_default" / "startup"
 
     def _wait_ready(self) -> None:
         end = time.monotonic() + SERVER_START_S
@@ -296,6 +321,12 @@ _RUN_CELL_JS = """async (code) => {
   window.__harnessRun = run.then(() => nb.widgets[index].model.outputs.toJSON());
   return index;
 }"""
+
+_RUN_ALL_JS = """() => {
+  window.__harnessRunAll = window.jupyterapp.commands.execute('notebook:run-all-cells');
+}"""
+
+_CELLS_JS = "() => window.jupyterapp.shell.currentWidget.content.model.toJSON().cells"
 
 _EXECUTE_JS = """async (code) => {
   const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
@@ -382,6 +413,19 @@ class LabNotebook:
         self.start_cell(code)
         return self.wait_cell(timeout)
 
+    def run_all(self, timeout: float = 300.0) -> list[dict[str, Any]]:
+        """Run > Run All Cells (JupyterLab's and Notebook 7's `notebook:run-all-cells` command, as
+        the menu runs it) and wait until it is done and the kernel idle; the notebook's cells as
+        nbformat dicts (outputs, execution_count). Run All stops at a cell that raised."""
+        self.page.evaluate(_RUN_ALL_JS)
+        self.page.evaluate(
+            "(ms) => Promise.race([window.__harnessRunAll, new Promise((_, no) => "
+            "setTimeout(() => no(new Error('Run All timed out')), ms))])",
+            timeout * 1000,
+        )
+        self.wait_kernel_idle()
+        return list(self.page.evaluate(_CELLS_JS))
+
     def execute(self, code: str) -> str:
         """Run code in the kernel without a cell (waits behind a busy cell); its stdout."""
         result = self.page.evaluate(_EXECUTE_JS, code)
@@ -459,27 +503,37 @@ def _joined(value: str | list[str]) -> str:
     return value if isinstance(value, str) else "".join(value)
 
 
+EMPTY_NOTEBOOK: dict[str, Any] = {
+    "cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": [], "execution_count": None}],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
 def open_notebook(
-    browser: Any, lab: JupyterLab, name: str | None = None, artifacts: Path | None = None
+    browser: Any,
+    lab: JupyterLab,
+    name: str | None = None,
+    artifacts: Path | None = None,
+    content: dict[str, Any] | None = None,
 ) -> LabNotebook:
-    """Create an empty python3 notebook on the server, open it in a new browser context (its own
-    JupyterLab workspace, so nothing else is restored) and wait for its kernel to be idle."""
+    """Save `content` (an nbformat dict; default one empty python3 cell) on the server as `name`,
+    open it in a new browser context (in JupyterLab its own workspace, so nothing else is
+    restored; in Notebook 7 its notebook page) and wait for its kernel to be idle."""
     path = name or f"nb-{uuid.uuid4().hex[:8]}.ipynb"
-    content = {
-        "cells": [
-            {"cell_type": "code", "source": "", "metadata": {}, "outputs": [], "execution_count": None}
-        ],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-    lab.api("PUT", f"contents/{path}", {"type": "notebook", "format": "json", "content": content})
+    body = {"type": "notebook", "format": "json", "content": content or EMPTY_NOTEBOOK}
+    lab.api("PUT", f"contents/{path}", body)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     notebook = LabNotebook(page, lab, path, artifacts)
-    page.goto(lab.url(f"lab/workspaces/{uuid.uuid4().hex[:8]}/tree/{path}"))
+    if lab.app == "notebook":
+        page.goto(lab.url(f"notebooks/{path}"))
+    else:
+        page.goto(lab.url(f"lab/workspaces/{uuid.uuid4().hex[:8]}/tree/{path}"))
     notebook.wait_kernel_idle()
-    page.evaluate("() => window.jupyterapp.shell.collapseLeft()")  # room for the widgets
+    # Room for the widgets (Notebook 7's shell has no left area to collapse).
+    page.evaluate("() => window.jupyterapp.shell.collapseLeft && window.jupyterapp.shell.collapseLeft()")
     return notebook
 
 
