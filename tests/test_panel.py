@@ -19,10 +19,12 @@ import traitlets
 from PIL import Image
 
 from decart_nb import DecartNBError, ErrorCode, Session
+from decart_nb.events import EventRecord, GenerationTick
 from decart_nb.state import GenerationState
 from decart_nb.widgets.camera import CameraWidget
 from decart_nb.widgets.panel import ControlPanel
 from decart_nb.widgets.panel import control as panel_module
+from decart_nb.widgets.panel.event_log import LOG_ENTRIES, LOG_STREAM_CHARS, EventLog
 from decart_nb.widgets.panel.live import STATES, stats_html
 from decart_nb.widgets.panel.presets import preset_prompts
 from decart_nb.widgets.view import session_view
@@ -354,11 +356,106 @@ def test_errors_and_callback_failures_are_listed_with_codes() -> None:
     try:
         assert wait_until(lambda: ErrorCode.ENGINE_ERROR in panel.errors_box.value, timeout=15)
         assert "the model tripped" in panel.errors_box.value
-        assert wait_until(lambda: "ZeroDivisionError" in panel.failures_box.value, timeout=15)
-        assert "Traceback" in panel.failures_box.value and "generation_tick" in panel.failures_box.value
+        assert wait_until(lambda: "ZeroDivisionError" in panel.event_log.text, timeout=15)
+        assert "Traceback" in panel.event_log.text and "generation_tick callback" in panel.event_log.text
+        assert ErrorCode.ENGINE_ERROR in panel.event_log.text  # the log has the error's line too
     finally:
         panel.close()
         s.disconnect()
+
+
+# -- the event log -------------------------------------------------------------------------------
+def outputs_of(panel: ControlPanel) -> list[dict[str, Any]]:
+    return list(panel.event_log.output.outputs)
+
+
+def printed(panel: ControlPanel, stream: str = "stdout") -> str:
+    return "".join(
+        o["text"] for o in outputs_of(panel) if o["output_type"] == "stream" and o["name"] == stream
+    )
+
+
+def test_callbacks_print_and_raise_into_the_event_log_after_the_cell(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What issue 18 saw: callbacks run on the dispatcher thread after the cell; their output was
+    dropped. Here no cell runs at all: the dispatcher delivers after connect() returned."""
+
+    def picky(state: str) -> None:
+        if state == "generating":
+            print("picky saw", state, file=sys.stderr)
+            raise RuntimeError("not in the mood")
+
+    s = Session(source="pattern")
+    view = session_view(s)
+    panel = s.panel
+    s.on("connection_change", print)
+    s.on("connection_change", picky)
+    try:
+        s.connect()
+        assert wait_until(lambda: any(o["output_type"] == "error" for o in outputs_of(panel)), timeout=15)
+        assert wait_until(lambda: "generating\n" in printed(panel))
+        assert printed(panel) == "connecting\nconnected\ngenerating\n"
+        assert printed(panel, "stderr") == "picky saw generating\n"
+        (error,) = [o for o in outputs_of(panel) if o["output_type"] == "error"]
+        assert (error["ename"], error["evalue"]) == ("RuntimeError", "not in the mood")
+        assert "Traceback" in error["traceback"][0] and "picky" in "\n".join(error["traceback"])
+        lines = [o["data"]["text/plain"] for o in outputs_of(panel) if o["output_type"] == "display_data"]
+        assert any(line.endswith(" generating\n") for line in lines)  # the state change, timed
+        assert any("connection_change callback" in line and "picky raised" in line for line in lines)
+        assert panel.event_log.box in panel.children and panel in view.children
+        assert "generating" not in capsys.readouterr().out  # nothing went to the ordinary stream
+    finally:
+        panel.close()
+        s.disconnect()
+
+
+def test_without_a_display_callbacks_print_as_before_and_again_once_it_closed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    s = Session(source="pattern")
+    s.on("connection_change", lambda state: print("state", state))
+    panel = s.panel
+    panel.close()  # the display is gone: its log takes nothing more
+    try:
+        s.connect()
+        seen: list[str] = []  # readouterr() takes what is there: a print may be half written
+        assert wait_until(
+            lambda: seen.append(capsys.readouterr().out) or "state generating" in "".join(seen), timeout=15
+        )
+        assert printed(panel) == ""
+    finally:
+        s.disconnect()
+
+
+def test_the_event_log_is_bounded_and_keeps_the_newest() -> None:
+    log = EventLog()
+    for n in range(LOG_ENTRIES + 20):
+        log("connection_change", f"state{n}")
+    outputs = log.output.outputs
+    assert len(outputs) == LOG_ENTRIES and "state20" in outputs[0]["data"]["text/plain"]
+    log.write_callback_output("stdout", "x" * (LOG_STREAM_CHARS + 100) + "end\n")
+    last = log.output.outputs[-1]
+    assert last["output_type"] == "stream" and last["text"].endswith("end\n")
+    assert len(last["text"]) <= LOG_STREAM_CHARS + 1
+
+
+def test_the_event_log_shows_history_hides_and_clears() -> None:
+    history = [
+        EventRecord(at=0.0, name="connection_change", payload="connected"),
+        EventRecord(at=1.0, name="generation_tick", payload=GenerationTick(1.0)),  # too chatty
+        EventRecord(at=2.0, name="error", payload=DecartNBError(ErrorCode.ENGINE_ERROR, "it broke")),
+    ]
+    log = EventLog(history)
+    stamp = time.strftime("%H:%M:%S", time.localtime(0.0))
+    assert log.text.startswith(f"{stamp} connected\n") and "ENGINE_ERROR it broke" in log.text
+    assert len(log.output.outputs) == 2 and log.empty.layout.display == "none"
+    log.toggle.click()
+    assert log.output.layout.display == "none" and log.toggle.description == "Show"
+    log.toggle.click()
+    assert log.output.layout.display is None
+    log.clear_button.click()
+    assert log.output.outputs == () and log.empty.layout.display is None
 
 
 def test_a_failed_set_is_shown_with_its_code(live: tuple[Session, ControlPanel, Spy]) -> None:
