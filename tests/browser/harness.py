@@ -504,7 +504,16 @@ def _joined(value: str | list[str]) -> str:
 
 
 EMPTY_NOTEBOOK: dict[str, Any] = {
-    "cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": [], "execution_count": None}],
+    "cells": [
+        {
+            "id": "cell-0",
+            "cell_type": "code",
+            "source": "",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+        }
+    ],
     "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
     "nbformat": 4,
     "nbformat_minor": 5,
