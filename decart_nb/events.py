@@ -294,7 +294,7 @@ class EventHub:
                 event=event,
                 callback=getattr(callback, "__qualname__", repr(callback)),
                 error=f"{type(exc).__name__}: {exc}",
-                traceback=traceback.format_exc(),
+                traceback=_user_traceback(exc),
                 at=time.time(),
             )
             self.failures.append(failure)
@@ -305,6 +305,12 @@ class EventHub:
                     watcher("callback_failure", failure)
                 except Exception:
                     logger.exception("decart_nb: an internal event watcher failed")
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the user's callback down, without the dispatcher's frame."""
+    tb = exc.__traceback__
+    return "".join(traceback.format_exception(type(exc), exc, tb.tb_next if tb is not None else None))
 
 
 def _on_cell_end(fn: Callable[[], None]) -> None:

@@ -245,6 +245,7 @@ def test_a_callbacks_output_comes_before_its_failure(hub: EventHub, streams: Str
     failure = log.items[-1][1]
     assert isinstance(failure, CallbackFailure) and failure.error == "ValueError: tripped on generating"
     assert "Traceback" in failure.traceback and "tripping" in failure.traceback
+    assert "decart_nb/events.py" not in failure.traceback  # the user's frames, not the dispatcher's
     assert out.getvalue() == ""
 
 

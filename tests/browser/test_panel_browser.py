@@ -215,3 +215,64 @@ EMPTY = {
     "nbformat": 4,
     "nbformat_minor": 5,
 }
+
+
+# -- the event log -----------------------------------------------------------------------------
+LOG = ".dnb-panel .dnb-events .dnb-log"
+LOG_TEXT_JS = """([selector, mime]) => [...document.querySelectorAll(
+  `${selector} .jp-OutputArea-output[data-mime-type="${mime}"]`)].map((e) => e.textContent).join('')"""
+
+
+def log_text(nb: LabNotebook, mime: str) -> str:
+    """The event log's text in the page, of one kind of output (stdout, stderr, html lines)."""
+    return str(nb.page.evaluate(LOG_TEXT_JS, [LOG, mime]))
+
+
+def test_callbacks_print_and_fail_into_the_event_log_after_their_cells(
+    notebook: LabNotebook, artifacts: Path
+) -> None:
+    """Issue 18: events come after the cell that caused them (connect() holds them to its end);
+    what the callbacks print, and a callback's traceback, are in the page's event log."""
+    nb = notebook
+    nb.page.set_viewport_size({"width": 1440, "height": 900})
+    nb.run_cell(
+        'from decart_nb import Session\ns = Session(source="pattern")\ns.on("connection_change", print)\ns'
+    )
+    nb.page.wait_for_selector(LOG, state="attached", timeout=30_000)
+    nb.run_cell(
+        "def picky(state):\n"
+        "    if state == 'generating':\n"
+        "        raise RuntimeError(f'picky about {state}')\n"
+        "s.on('connection_change', picky)\n"
+        "s.disconnect()\n"
+        "s.connect();"  # (the session once in the page: connect() returns it)
+    )
+    stdout = "application/vnd.jupyter.stdout"
+    nb.page.wait_for_function(
+        f"(a) => ({LOG_TEXT_JS})(a).includes('generating')", arg=[LOG, stdout], timeout=30_000
+    )
+    printed = log_text(nb, stdout)
+    assert "connecting\nconnected\ngenerating\n" in printed, (printed, nb.diagnostics())
+    nb.page.wait_for_function(
+        f"(a) => ({LOG_TEXT_JS})(a).includes('picky about generating')",
+        arg=[LOG, "application/vnd.jupyter.stderr"],
+        timeout=30_000,
+    )
+    traceback = log_text(nb, "application/vnd.jupyter.stderr")
+    assert "Traceback" in traceback and "RuntimeError: picky about generating" in traceback, traceback
+    lines = log_text(nb, "text/html")
+    assert "generating" in lines and "connection_change callback" in lines, lines
+
+    # A later cell's disconnect: its event comes while no cell runs, and is printed in the log too.
+    nb.run_cell("s.disconnect()")
+    nb.page.wait_for_function(
+        f"(a) => ({LOG_TEXT_JS})(a).endsWith('generating\\ndisconnected\\n')",
+        arg=[LOG, stdout],
+        timeout=30_000,
+    )
+    for theme in ("JupyterLab Light", "JupyterLab Dark"):
+        set_theme(nb, theme)
+        name = "light" if "Light" in theme else "dark"
+        nb.page.locator(".dnb-panel .dnb-events").screenshot(path=str(artifacts / f"event-log-{name}.png"))
+        nb.screenshot(f"event-log-page-{name}")
+    set_theme(nb, "JupyterLab Light")
