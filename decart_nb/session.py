@@ -314,8 +314,10 @@ class Session:
         except BaseException as exc:
             self._teardown_sync()
             self._events.release()
-            if isinstance(exc, DecartNBError) or not isinstance(exc, Exception):
-                raise  # coded already, or the user's Ctrl-C (KeyboardInterrupt) that stays one
+            if isinstance(exc, DecartNBError):
+                raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
+            if not isinstance(exc, Exception):
+                raise  # the user's Ctrl-C (KeyboardInterrupt) stays one
             raise DecartNBError(
                 ErrorCode.ENGINE_ERROR, f"Could not start the session: {exc}", cause=exc
             ) from exc
@@ -452,7 +454,7 @@ class Session:
                 _loop.run(self._apply_on_loop(new), timeout=wait, pump=True)
             except Exception as exc:
                 if isinstance(exc, DecartNBError):
-                    raise
+                    raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
                 raise DecartNBError(
                     ErrorCode.ENGINE_ERROR, f"The {self._engine.name} engine rejected the state: {exc!r}"
                 ) from exc
@@ -488,7 +490,10 @@ class Session:
                     f"No output frame within {timeout} s (state: {self._conn}).{self._not_live_hint()}",
                 ) from None
 
-        frame = _loop.run(grab(), timeout=timeout + 5, pump=True)
+        try:
+            frame = _loop.run(grab(), timeout=timeout + 5, pump=True)
+        except DecartNBError as exc:
+            raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
         return Image.fromarray(to_rgb(frame))
 
     def wait_until(self, state: ConnectionState, timeout: float = WAIT_UNTIL_TIMEOUT_S) -> Session:
@@ -522,17 +527,8 @@ class Session:
 
         self._events.watch(watch)
         try:
-            if self._conn in accepted:
-                return self
-            self._wait_for(reached, state, timeout)
-        finally:
-            self._events.unwatch(watch)
-        return self
-
-    def _wait_for(self, reached: concurrent.futures.Future[None], state: str, timeout: float) -> None:
-        __tracebackhide__ = True  # IPython shows the user's wait_until() line, not this one
-        try:
-            ui_pump.wait(reached, timeout)
+            if self._conn not in accepted:
+                ui_pump.wait(reached, timeout)
         except concurrent.futures.TimeoutError:
             raise DecartNBError(
                 ErrorCode.WAIT_TIMEOUT,
@@ -540,7 +536,10 @@ class Session:
                 + self._not_live_hint(),
             ) from None
         except DecartNBError as exc:
-            raise exc.with_traceback(None)  # noqa: B904 - the same error, raised where the user waits
+            raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
+        finally:
+            self._events.unwatch(watch)
+        return self
 
     def _gone_while_waiting(self, state: str) -> DecartNBError:
         last = self.errors[-1] if self.errors else None
@@ -573,9 +572,14 @@ class Session:
         clip = check_clip_path(path)
         self._refuse_in_model("record")
         pipeline = self._require_pipeline()
-        return _loop.run(
-            record_clip(pipeline.broadcast, clip, seconds, self._spec.fps), timeout=seconds + 60, pump=True
-        )
+        try:
+            return _loop.run(
+                record_clip(pipeline.broadcast, clip, seconds, self._spec.fps),
+                timeout=seconds + 60,
+                pump=True,
+            )
+        except DecartNBError as exc:
+            raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -642,7 +646,10 @@ class Session:
             if self._pipeline is None:
                 self._spec = spec
                 return
-            _loop.run(self._switch(spec), timeout=self._guard(self._engine.connect_timeout_s))
+            try:
+                _loop.run(self._switch(spec), timeout=self._guard(self._engine.connect_timeout_s))
+            except DecartNBError as exc:
+                raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
 
     async def _switch(self, spec: ModelSpec) -> None:
         self._stop_ticks()
@@ -666,7 +673,10 @@ class Session:
                 ErrorCode.WEBRTC_SIGNALING_ERROR, "The offer must be SDP with a video section"
             )
         self.connect()
-        peer = _loop.run(self.answer_async(offer_sdp), timeout=timeout)
+        try:
+            peer = _loop.run(self.answer_async(offer_sdp), timeout=timeout)
+        except DecartNBError as exc:
+            raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
         return peer.answer_sdp
 
     async def answer_async(self, offer_sdp: str) -> KernelPeer:

@@ -79,6 +79,11 @@ def _poller() -> AbstractContextManager[Callable[[], None]] | None:
     """How to poll here, or None: not the main thread, not in an IPython kernel's cell, nested."""
     if _active or threading.current_thread() is not threading.main_thread():
         return None
+    return _kernel_poller()
+
+
+def _kernel_poller() -> AbstractContextManager[Callable[[], None]] | None:
+    """The running IPython kernel's poller while it runs a cell, else None."""
     if "IPython" not in sys.modules:  # plain Python never imported it: no kernel to poll
         return None
     from IPython import get_ipython

@@ -359,3 +359,66 @@ def test_an_rgb_array_is_a_still_image_source() -> None:
         left, right = shot[:, :600].mean(), shot[:, 680:].mean()
         assert left > right + 20  # the picture, through the model
         assert session.widget.mode == "receive"  # no camera to ask the page for
+
+
+# -- wait_until, events, errors that say what to do (issue 18) ------------------------------------
+def test_wait_until_generating_on_a_headless_session() -> None:
+    with Session(source="pattern") as s:
+        assert s.wait_until("generating", timeout=20) is s
+        assert s.state == "generating"
+        assert s.wait_until("connected", timeout=0.01) is s  # generating counts as connected
+        assert s.wait_until("generating", timeout=0.01) is s  # already there: at once
+
+
+def test_wait_until_times_out_with_what_to_try() -> None:
+    with Session(source="camera") as s:  # no page: it stays connecting
+        start = time.monotonic()
+        with pytest.raises(DecartNBError) as info:
+            s.wait_until("generating", timeout=0.3)
+        assert time.monotonic() - start < 3
+        assert info.value.code == ErrorCode.WAIT_TIMEOUT
+        message = info.value.message
+        assert "(state: connecting)" in message and "has not connected" in message, message
+        assert "display(s)" in message and 'wait_until("generating")' in message, message
+
+
+@pytest.mark.parametrize("state", ["live", "Generating", None, 3])
+def test_wait_until_refuses_unknown_states(state: Any) -> None:
+    s = Session(source="pattern")
+    with pytest.raises(DecartNBError) as info:
+        s.wait_until(state, timeout=1)
+    assert info.value.code == ErrorCode.INVALID_INPUT
+    assert "generating" in info.value.message
+
+
+def test_wait_until_fails_at_once_when_the_session_goes_away() -> None:
+    s = Session(source="camera")
+    s.connect()
+    threading.Timer(0.3, s.disconnect).start()
+    start = time.monotonic()
+    with pytest.raises(DecartNBError) as info:
+        s.wait_until("generating", timeout=30)
+    assert info.value.code == ErrorCode.NOT_CONNECTED
+    assert time.monotonic() - start < 10
+
+
+def test_frame_timeout_while_connecting_says_the_page_has_not_connected() -> None:
+    with Session(source="camera") as s:
+        with pytest.raises(DecartNBError) as info:
+            s.snapshot(timeout=0.2)
+    assert info.value.code == ErrorCode.FRAME_TIMEOUT
+    assert "has not connected" in info.value.message and "wait_until" in info.value.message
+
+
+def test_session_events_are_the_last_events_with_their_times() -> None:
+    before = time.time()
+    with Session(source="pattern") as s:
+        s.wait_until("generating", timeout=20)
+        records = s.events
+    changes = [(r.name, r.payload) for r in records if r.name == "connection_change"]
+    assert changes == [
+        ("connection_change", "connecting"),
+        ("connection_change", "connected"),
+        ("connection_change", "generating"),
+    ]
+    assert all(before <= r.at <= time.time() for r in records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import queue
 import threading
 import time
@@ -209,3 +210,22 @@ def test_outside_a_kernel_loop_run_with_pump_is_loop_run() -> None:
         assert _loop.run(seven(), timeout=5, pump=True) == 7
     finally:
         _loop.release()
+
+
+def test_a_wait_inside_a_pumping_wait_does_not_pump(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A comm handler run by the pump that calls a Session method waits plainly: one pump only."""
+    polls: list[bool] = []
+    inner: concurrent.futures.Future[str] = concurrent.futures.Future()
+    outer: concurrent.futures.Future[str] = concurrent.futures.Future()
+
+    def poll() -> None:  # plays a widget message whose handler makes a blocking call
+        polls.append(ui_pump.can_pump())
+        if not outer.done():
+            threading.Timer(0.05, inner.set_result, ("inner",)).start()
+            outer.set_result(ui_pump.wait(inner, 5))
+
+    monkeypatch.setattr(ui_pump, "_kernel_poller", lambda: contextlib.nullcontext(poll))
+    assert ui_pump.can_pump()
+    assert ui_pump.wait(outer, 5) == "inner"
+    assert polls == [False]  # polled once, by the outer wait; the inner wait could not pump
+    assert not ui_pump.pumping()
