@@ -736,3 +736,31 @@ def test_an_offer_over_the_socket_is_answered_while_the_main_thread_is_blocked(
     assert result["answered"] - started < 5.0, "the answer was slow"
     assert "connected" in result and result["connected"] < blocked_until, result
     assert result.get("state") in ("connected", "generating"), (result, s.state)
+
+
+def test_the_socket_closes_with_the_sessions_connection_and_a_new_one_is_offered_before_the_restart(
+    socket_camera: tuple[Session, CameraWidget, SocketPage],
+) -> None:
+    s, widget, page = socket_camera
+    rec = page.rec
+    first = page.address()
+    wire = page.connect()
+    s.disconnect()  # the media loop goes: no listener is left behind
+    assert wire.ended.wait(5), "the socket outlived the session's connection"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", first["port"]), timeout=2).close()
+    sent_before = len(rec.sent)
+    s.connect()
+    after = [d.get("content", {}) for t, d in rec.sent[sent_before:] if t == "comm_msg"]
+    kinds = [c.get("type") for c in after]
+    assert "media_socket" in kinds and "restart" in kinds, kinds
+    assert kinds.index("media_socket") < kinds.index("restart"), (
+        "the page restarts before it knows the socket"
+    )
+    second = after[kinds.index("media_socket")]
+    assert (second["port"], second["token"]) != (first["port"], first["token"])
+    wire = page.connect()
+    wire.send(encode_message({"type": "camera", "facingMode": "", "label": "again"}))
+    assert wait_until(lambda: widget.camera.get("label") == "again", timeout=5)
+    widget.close()
+    assert wire.ended.wait(5), "the socket outlived the widget"

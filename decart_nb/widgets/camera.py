@@ -173,24 +173,17 @@ class CameraWidget(anywidget.AnyWidget):
         self._comm: CommLink | None = None  # loop thread only
         self._transport_reason = ""  # why the page does not use WebRTC ("" when it does)
         self._shell: Any = None  # the IPython shell whose cell events set kernel_busy
-        # The page socket lives as long as the widget, so the widget holds the media loop too (a
-        # disconnected session lets go of it; session.connect() must find the same listener).
-        _loop.acquire()
-        self._media = MediaSocket(
-            self._media_message, self._media_live, self._media_lost, types=messages.SOCKET_TYPES
-        )
+        # The page socket: one listener per connection of the session (it lives on the session's
+        # media loop, which a disconnected session lets go of), for as long as the widget lives.
+        self._media: MediaSocket | None = None
         self._offering: asyncio.Task[None] | None = None  # the offer's resends (loop thread)
         self._offered_at = float("-inf")  # time.monotonic() of the last offer
-        try:
-            self._watch_cells(shell)
-            _loop.submit(self._open_page_socket())
-            self.on_msg(self._on_page_message)
-            session.listen(self._on_event)
-            session.connect()
-        except BaseException:
-            self._closed = True
-            self._release_page_socket()
-            raise
+        self._watch_cells(shell)
+        self.on_msg(self._on_page_message)
+        session.listen(self._on_event)  # a connect below opens the page socket
+        session.connect()
+        if self._media is None and session.state != "disconnected":  # it was connected already
+            self._open_page_socket()
 
     @property
     def session(self) -> Session:
@@ -352,51 +345,66 @@ class CameraWidget(anywidget.AnyWidget):
             return {}
         figures = comm.figures() | {"transport_reason": self._transport_reason}
         if isinstance(comm, CodecTransport):
-            figures["transport_pipe"] = "socket" if self._media.live else "comm"
+            figures["transport_pipe"] = "socket" if self._media is not None and self._media.live else "comm"
         return figures
 
     # -- the page socket (media_socket.py; loop thread unless said otherwise) ----------------------
-    async def _open_page_socket(self) -> None:
+    def _open_page_socket(self) -> None:
+        """Any thread (the session just connected): a new listener on the session's loop, offered
+        to the page before this returns (off the loop), so before the `restart` that follows."""
+        media = MediaSocket(
+            self._media_message, self._media_live, self._media_lost, types=messages.SOCKET_TYPES
+        )
+        self._media = media
+        if _loop.in_loop_thread():
+            _loop.get_loop().create_task(self._listen(media))
+        else:
+            _loop.run(self._listen(media), timeout=LOOP_CALL_TIMEOUT_S)
+
+    async def _listen(self, media: MediaSocket) -> None:
         """Listen, then tell the page where (at once, and again while no connection is live)."""
         try:
-            await self._media.start()
+            await media.start()
         except OSError as exc:  # no loopback listener: everything stays on the comm
             logger.warning("decart_nb: no page socket (%s); the comm carries everything", exc)
             return
-        self._start_offering()
+        if media is self._media and not self._closed:
+            self._offer_now(media)
+            self._start_offering(media, first=False)
 
-    def _start_offering(self) -> None:
+    def _start_offering(self, media: MediaSocket, first: bool = True) -> None:
         if self._offering is not None:
             self._offering.cancel()
         self._offering = None
-        if not self._closed and self._media.port:
-            self._offering = asyncio.get_running_loop().create_task(self._offer_page_socket())
+        if not self._closed and media is self._media and media.port:
+            self._offering = asyncio.get_running_loop().create_task(self._offer_page_socket(media, first))
 
-    async def _offer_page_socket(self) -> None:
-        """The offer now and PAGE_SOCKET_OFFER_AFTER_S after it, until a connection is live (a
-        page still loading the widget's module can miss a message)."""
+    async def _offer_page_socket(self, media: MediaSocket, first: bool) -> None:
+        """The offer now (if `first`) and PAGE_SOCKET_OFFER_AFTER_S after it, until a connection
+        is live (a page still loading the widget's module can miss a message)."""
         start = time.monotonic()
-        for after in (0.0, *PAGE_SOCKET_OFFER_AFTER_S):
+        for after in (0.0, *PAGE_SOCKET_OFFER_AFTER_S) if first else PAGE_SOCKET_OFFER_AFTER_S:
             await asyncio.sleep(max(0.0, start + after - time.monotonic()))
-            if self._closed or self._media.live:
+            if self._closed or media is not self._media or media.live:
                 return
-            self._offer_now()
+            self._offer_now(media)
 
-    def _offer_now(self) -> None:
+    def _offer_now(self, media: MediaSocket) -> None:
         self._offered_at = time.monotonic()
-        self.send(messages.media_socket(self._media.port, self._media.token))
+        self.send(messages.media_socket(media.port, media.token))
 
     def _page_used_the_comm(self) -> None:
         """Any thread: a page message came over the comm, so the page may not know the socket (a
         page reloaded after the resends): offer it again, at most once per the resends' last wait."""
-        if self._media.live or time.monotonic() - self._offered_at < PAGE_SOCKET_OFFER_AFTER_S[-1]:
+        media = self._media
+        if media is None or media.live or time.monotonic() - self._offered_at < PAGE_SOCKET_OFFER_AFTER_S[-1]:
             return
         self._offered_at = time.monotonic()  # one hop to the loop per wait, not one per frame
-        _loop.call_soon(self._offer_again)
+        _loop.call_soon(self._offer_again, media)
 
-    def _offer_again(self) -> None:
-        if not self._closed and self._media.port and not self._media.live:
-            self._offer_now()
+    def _offer_again(self, media: MediaSocket) -> None:
+        if not self._closed and media is self._media and media.port and not media.live:
+            self._offer_now(media)
 
     def _media_message(self, content: dict[str, Any], data: bytes) -> None:
         """A message from the page socket: media (chunk, chunk_ack, keyframe) as from the comm's
@@ -417,7 +425,7 @@ class CameraWidget(anywidget.AnyWidget):
             self._keyframe_requested()
 
     def _media_live(self) -> None:
-        logger.info("decart_nb: the page socket is live")
+        logger.debug("decart_nb: the page socket is live")
         if self._offering is not None:
             self._offering.cancel()
             self._offering = None
@@ -429,26 +437,28 @@ class CameraWidget(anywidget.AnyWidget):
         logger.info("decart_nb: the page socket closed; the comm carries the page's messages")
         if self._comm is not None:
             self._comm.pipe_lost()
-        self._start_offering()
-
-    def _release_page_socket(self) -> None:
-        """Any thread but the loop's, or the loop: close the socket, let go of the media loop."""
-        try:
-            if _loop.in_loop_thread():
-                self._close_page_socket()
-            else:
-                _loop.run(self._close_page_socket_async(), timeout=LOOP_CALL_TIMEOUT_S)
-        finally:
-            _loop.release()
+        if self._media is not None:
+            self._start_offering(self._media)
 
     def _close_page_socket(self) -> None:
+        """Loop thread: stop listening (the session disconnects, or the widget closes)."""
+        media, self._media = self._media, None
         if self._offering is not None:
             self._offering.cancel()
             self._offering = None
-        self._media.close()
+        if media is not None:
+            media.close()
 
-    async def _close_page_socket_async(self) -> None:
-        self._close_page_socket()
+    def _close_page_socket_soon(self) -> None:
+        """Any thread, the loop still running (the session disconnects): close it on the loop."""
+        if _loop.in_loop_thread():
+            self._close_page_socket()
+            return
+        try:
+            _loop.call_soon(self._close_page_socket)
+        except (DecartNBError, RuntimeError) as exc:  # no loop (any more): the listener went with it
+            logger.debug("decart_nb: the page socket's loop is gone (%s)", exc)
+            self._media = None
 
     # -- kernel_busy: IPython's cells ------------------------------------------------------------
     def _watch_cells(self, shell: Any) -> None:
@@ -479,7 +489,7 @@ class CameraWidget(anywidget.AnyWidget):
         if self._closed:
             return
         media = self._media
-        if not media.send(content, buffers):  # the page socket while it is live
+        if media is None or not media.send(content, buffers):  # the page socket while it is live
             self.send(content, buffers or None)
 
     def _comm_frame(self, content: Mapping[str, Any], buffers: Any) -> None:
@@ -522,6 +532,7 @@ class CameraWidget(anywidget.AnyWidget):
 
     async def _close_comm_async(self) -> None:
         self._close_comm()
+        self._close_page_socket()
 
     # -- session -> page (emitting thread: the loop or the caller's) --------------------------------
     def _on_event(self, event: str, payload: Any) -> None:
@@ -533,7 +544,9 @@ class CameraWidget(anywidget.AnyWidget):
                 self.send(messages.stop())
                 if self._comm is not None:
                     _loop.call_soon(self._close_comm)
+                self._close_page_socket_soon()
             elif previous == "disconnected" and payload == "connecting":
+                self._open_page_socket()  # its offer goes first: the page's new offer may take it
                 self.send(messages.restart())
         elif event == "error" and isinstance(payload, DecartNBError):
             self.error = payload.to_dict()
@@ -577,11 +590,8 @@ class CameraWidget(anywidget.AnyWidget):
                 else:
                     _loop.run(self._drop_peers(), timeout=LOOP_CALL_TIMEOUT_S)
         finally:
-            try:
-                self._release_page_socket()
-            finally:
-                self._session.forget_view(self)
-                super().close()
+            self._session.forget_view(self)
+            super().close()
 
 
 _HANDLERS = {
