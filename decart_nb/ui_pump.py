@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from .timeouts import UI_POLL_EVERY_S
 
-__all__ = ["wait", "can_pump", "pumping"]
+__all__ = ["wait", "sleep", "can_pump", "pumping"]
 
 T = TypeVar("T")
 logger = logging.getLogger("decart_nb")
@@ -55,6 +55,16 @@ def wait(fut: concurrent.futures.Future[T], timeout: float | None) -> T:
             return _wait_polling(fut, timeout, poll)
     finally:
         _active = False
+
+
+def sleep(seconds: float) -> None:
+    """`time.sleep(seconds)`, handling the page's widget messages meanwhile where wait() would (a
+    sweep over a camera session lets its state run: the page's frames may travel over the comm)."""
+    never: concurrent.futures.Future[None] = concurrent.futures.Future()
+    try:
+        wait(never, seconds)
+    except concurrent.futures.TimeoutError:
+        return  # the whole time passed: what a sleep is for
 
 
 def can_pump() -> bool:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import concurrent.futures
 import contextlib
@@ -10,6 +11,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -229,3 +231,35 @@ def test_a_wait_inside_a_pumping_wait_does_not_pump(monkeypatch: pytest.MonkeyPa
     assert ui_pump.wait(outer, 5) == "inner"
     assert polls == [False]  # polled once, by the outer wait; the inner wait could not pump
     assert not ui_pump.pumping()
+
+
+def test_a_sweep_over_the_users_session_handles_page_messages_while_it_runs(
+    kernel: BlockingKernelClient, tmp_path: Path
+) -> None:
+    """sweep(session=...) lets each item run for `seconds`: the page's messages (its frames, over
+    the comm without decart_nb_server) are handled then too, not only at the next snapshot."""
+    run_cell(
+        kernel,
+        "import time\n"
+        "from decart_nb import Session\n"
+        "from decart_nb.experiments import sweep\n"
+        "s = Session(source='pattern')\n"
+        "s.connect()\n"
+        "handled = {}\n"
+        "def page(comm, msg):\n"
+        "    handled[msg['content']['data']['n']] = time.monotonic()\n"
+        "get_ipython().kernel.comm_manager.register_target('page', page)\n",
+    )
+    swept = kernel.execute(
+        f"sweep(prompts=['a', 'b'], seconds=3.0, session=s, out_dir={str(tmp_path)!r})\n"
+        "print(sorted(handled.items()))"
+    )
+    sent = {}
+    for n in range(4):  # mostly during the items' seconds, when no snapshot waits
+        time.sleep(1.0)
+        sent[n] = time.monotonic()  # CLOCK_MONOTONIC: the kernel's clock too (same machine)
+        send_comm(kernel, "comm_open", {"comm_id": f"p{n}", "target_name": "page", "data": {"n": n}})
+    out, _ = outputs(kernel, [swept])
+    handled = dict(ast.literal_eval(out[swept].strip()))
+    delays = {n: round(handled[n] - sent[n], 2) for n in sent}
+    assert max(delays.values()) < 0.75, delays  # a 20 ms pump; held until a snapshot: 1-3 s

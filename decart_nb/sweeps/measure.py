@@ -10,6 +10,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError
 from PIL import Image
 
+from .. import ui_pump
 from ..errors import DecartNBError, ErrorCode
 from ..media.frames import meta_of, recv_video
 from ..media.relay import BroadcastTrack
@@ -67,7 +68,7 @@ def dropped(session: Session) -> int:
 def settle(log: FrameLog, start: int, version: int, seconds: float, frames: int | None) -> None:
     """Let the new state run: `seconds`, or until `frames` of its frames came out."""
     if frames is None:
-        time.sleep(seconds)
+        ui_pump.sleep(seconds)  # the page's messages go on arriving (sweep(session=...))
         return
     deadline = time.monotonic() + FRAME_TIMEOUT_S + seconds
     while sum(1 for f in log.frames[start:] if f[2] == version) < frames:
@@ -75,7 +76,7 @@ def settle(log: FrameLog, start: int, version: int, seconds: float, frames: int 
             raise DecartNBError(
                 ErrorCode.FRAME_TIMEOUT, f"Fewer than {frames} frames of the new state within the timeout"
             )
-        time.sleep(0.02)
+        ui_pump.sleep(0.02)
 
 
 def timings(frames: list[Frame], version: int, t_set: float) -> dict[str, Any]:
