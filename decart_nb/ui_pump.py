@@ -1,10 +1,12 @@
 """Blocking waits that let the page's widget messages in, on the kernel's main thread.
 
 The kernel reads the page's comm messages (the WebRTC offer among them) between cells, so a cell
-blocked in `snapshot()` waits for a page that cannot reach it: Run All stalls. Where no page socket
-carries those messages (no decart_nb_server: Colab, VS Code), `wait()` handles them between short
-slices of the wait. Only on the main thread of an IPython kernel, only inside a cell, never nested
-(a comm handler it runs that calls a Session method waits plainly). Elsewhere it is `fut.result()`.
+blocked in `snapshot()` waits for a page that cannot reach it: Run All stalls. decart_nb_server's
+page socket carries the camera's signalling past the shell; without it (Colab, VS Code, a server
+from another environment) only the comm does. So `wait()` handles pending comm messages between
+short slices of the wait: only on the main thread of an IPython kernel, only inside a cell, never
+nested (a comm handler it runs that calls a Session method waits plainly). Elsewhere (plain Python,
+other threads) it is `fut.result()`.
 
 Two ways to poll: ipykernel 6 has `do_one_iteration()`, which jupyter-ui-poll drives. ipykernel 7
 has none (jupyter-ui-poll 1.1.0 then polls nothing and says nothing), so `_CommPoller` reads the
@@ -199,7 +201,7 @@ class _CommPoller:
         self.poll()  # what came since the last poll goes in order behind the held ones, not before
         held, self._held = self._held, []
         if held:
-            replay = asyncio.get_running_loop().create_task(self._replay(held))  # the kernel's loop
+            replay = _kernel_loop(self._kernel).create_task(self._replay(held))
             self._replays.add(replay)
             replay.add_done_callback(self._replayed)
 
@@ -216,6 +218,15 @@ class _CommPoller:
         self._replays.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("decart_nb: a held shell message failed", exc_info=task.exception())
+
+
+def _kernel_loop(kernel: Any) -> asyncio.AbstractEventLoop:
+    """The main thread's asyncio loop (the kernel's), which runs the cell, or will once it ends."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # a cell run outside the loop: the loop under the kernel's tornado IOLoop
+        loop: asyncio.AbstractEventLoop = kernel.io_loop.asyncio_loop
+        return loop
 
 
 def _main_socket(kernel: Any) -> Any | None:
