@@ -264,7 +264,8 @@ def test_callbacks_print_and_fail_into_the_event_log_after_their_cells(
     assert "generating" in lines and "connection_change callback" in lines, lines
 
     # A later cell's disconnect: its event comes while no cell runs, and is printed in the log too.
-    nb.run_cell("s.disconnect()")
+    # The cell's own prints still go to the cell: only the dispatcher thread's are routed.
+    assert nb.run_cell("s.disconnect()\nprint('from the cell')") == "from the cell\n"
     nb.page.wait_for_function(
         f"(a) => ({LOG_TEXT_JS})(a).endsWith('generating\\ndisconnected\\n')",
         arg=[LOG, stdout],
