@@ -120,6 +120,9 @@ def test_run_all_on_the_bring_your_own_model_notebook(
         cells = run_all(nb, "run-all-03_bring_your_own_model")
         assert_ran_clean_over_webrtc(nb, cells)
         assert (lab.root / "out" / "byo" / "output.png").exists()
+        assert any("image/png" in o.get("data", {}) for o in cells[-1]["outputs"]), summary(
+            cells
+        )  # the sheet
     finally:
         nb.close()
 
