@@ -126,6 +126,9 @@ class Session:
         self._events = EventHub()
         self._conn: ConnectionState = "disconnected"
         self._set_lock = threading.Lock()
+        # The thread whose set() holds _set_lock: on the main thread it handles widget messages
+        # while it waits (ui_pump), and a callback there that set() again would wait for itself.
+        self._set_waiter: int | None = None
         self._life_lock = threading.RLock()
         self._pipeline: Pipeline | None = None
         self._peer_set = PeerSet(
@@ -443,22 +446,36 @@ class Session:
     def _apply(
         self, build: Callable[[GenerationState], tuple[Any, Any, bool, dict[str, float]]], timeout: float
     ) -> None:
+        if self._set_waiter == threading.get_ident():  # a widget callback the waiting set() ran
+            raise RuntimeError(
+                "decart_nb: a widget callback changed the state while a set() in the running cell "
+                "waits for its acknowledgement; the callback can start a thread for it instead"
+            )
         with self._set_lock:  # concurrent set() calls are applied one after the other
-            new = self._new_state(*build(self._state))
-            if self._pipeline is None:  # kept for connect(); listeners hear of it now
-                self._state = new
-                self._events.emit("generation_change", new)
-                return
+            self._set_waiter = threading.get_ident()
             try:
-                wait = self._guard(self._engine.apply_timeout_s, timeout)
-                _loop.run(self._apply_on_loop(new), timeout=wait, pump=True)
-            except Exception as exc:
-                if isinstance(exc, DecartNBError):
-                    raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
-                raise DecartNBError(
-                    ErrorCode.ENGINE_ERROR, f"The {self._engine.name} engine rejected the state: {exc!r}"
-                ) from exc
+                self._apply_locked(build, timeout)
+            finally:
+                self._set_waiter = None
+
+    def _apply_locked(
+        self, build: Callable[[GenerationState], tuple[Any, Any, bool, dict[str, float]]], timeout: float
+    ) -> None:
+        new = self._new_state(*build(self._state))
+        if self._pipeline is None:  # kept for connect(); listeners hear of it now
             self._state = new
+            self._events.emit("generation_change", new)
+            return
+        try:
+            wait = self._guard(self._engine.apply_timeout_s, timeout)
+            _loop.run(self._apply_on_loop(new), timeout=wait, pump=True)
+        except Exception as exc:
+            if isinstance(exc, DecartNBError):
+                raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
+            raise DecartNBError(
+                ErrorCode.ENGINE_ERROR, f"The {self._engine.name} engine rejected the state: {exc!r}"
+            ) from exc
+        self._state = new
 
     @staticmethod
     def _guard(engine_s: float | None, own_s: float = CONNECT_TIMEOUT_S) -> float:

@@ -422,3 +422,30 @@ def test_session_events_are_the_last_events_with_their_times() -> None:
         ("connection_change", "generating"),
     ]
     assert all(before <= r.at <= time.time() for r in records)
+
+
+def test_a_widget_callback_that_sets_during_a_waiting_set_is_refused_not_deadlocked(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the kernel's main thread set() handles widget messages while it waits (ui_pump): a
+    callback there calling set() again would wait for the lock its own thread holds."""
+    from contextlib import nullcontext
+
+    from decart_nb import ui_pump
+
+    nested: list[BaseException] = []
+
+    def poll() -> None:  # plays a widget message whose callback sets the prompt
+        if not nested:
+            try:
+                session.set_prompt("from a callback")
+            except RuntimeError as exc:
+                nested.append(exc)
+
+    monkeypatch.setattr(ui_pump, "_kernel_poller", lambda: nullcontext(poll))
+    session.set_prompt("from the cell")
+    assert session.generation.prompt == "from the cell"
+    assert len(nested) == 1 and "widget callback" in str(nested[0])
+    monkeypatch.undo()
+    session.set_prompt("afterwards")  # the lock was let go
+    assert session.generation.prompt == "afterwards"
