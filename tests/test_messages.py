@@ -91,3 +91,11 @@ def test_the_checks_catch_a_drift() -> None:
     assert js_schema("PAGE_MESSAGES", drifted) != py_schema(messages.PAGE_MESSAGES)
     with pytest.raises(AssertionError):
         js_schema("NO_SUCH_TABLE")
+
+
+def test_the_transport_message_says_why_not_webrtc_and_the_socket_carries_the_bufferless_messages() -> None:
+    assert "reason" in py_schema(messages.PAGE_MESSAGES)["transport"]
+    assert "reason" in js_schema("PAGE_MESSAGES")["transport"]
+    # Every page message but a frame with its buffer can take the page socket as JSON.
+    assert messages.SOCKET_TYPES == set(messages.PAGE_MESSAGES) - {"frame", "chunk"}
+    assert {"offer", "stopped", "transport", "page_stats", "chunk_ack", "keyframe"} <= messages.SOCKET_TYPES

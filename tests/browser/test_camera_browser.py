@@ -448,3 +448,48 @@ def test_a_headless_session_shows_its_output_over_the_comm(comm_nb: LabNotebook)
     print(f"comm-headless: page {fps:.1f} fps")
     nb.run_cell("s.disconnect()")
     assert_no_media_threads(nb)
+
+
+# What a network that blocks UDP looks like to the page, until the test lets it through again.
+BLOCK_WEBRTC_FOR_NOW = """() => {
+  const Original = (window.__realRTC ??= window.RTCPeerConnection);
+  window.__blockWebRTC = true;
+  window.RTCPeerConnection = class extends Original {
+    constructor(config) {
+      super(window.__blockWebRTC ? {...(config || {}), iceServers: [], iceTransportPolicy: 'relay'} : config);
+    }
+  };
+}"""
+
+
+def test_a_fallback_is_not_for_life_reconnect_probes_webrtc_again(
+    chromium: Any, lab: Any, artifacts: Path
+) -> None:
+    """'auto' falls back to the comm where UDP is blocked, and says why (status line, title,
+    session.stats); once the network passes UDP, Reconnect (session.connect(), as the panel's
+    button) brings the session back on WebRTC with no reason."""
+    nb = open_notebook(chromium, lab, "reprobe.ipynb", artifacts)
+    try:
+        nb.page.evaluate(BLOCK_WEBRTC_FOR_NOW)
+        nb.run_cell('from decart_nb import Session\ns = Session(source="camera", prompt="pencil sketch")\ns')
+        wait_page(nb, "el.dataset.transport === 'codec' && el.dataset.status === 'live'", timeout=40)
+        reason = nb.wait_py("s.stats.get('transport_reason')", timeout=10)
+        assert str(reason).startswith("UDP blocked"), nb.py("s.stats")
+        assert nb.py("s.stats['transport']") == "codec"
+        said = nb.page.inner_text(f"{ROOT} .decart-transport")
+        assert said.endswith("· UDP blocked"), said
+        title = nb.page.get_attribute(f"{ROOT} .decart-transport", "title") or ""
+        assert reason in title, title
+        nb.screenshot("fallback-reason")
+        nb.page.evaluate("() => { window.__blockWebRTC = false; }")  # the network passes UDP again
+        nb.run_cell("s.disconnect()\ns.connect()  # the panel's Reconnect")
+        wait_page(nb, "el.dataset.transport === 'webrtc' && el.dataset.status === 'live'", timeout=40)
+        wait_page(nb, "el.dataset.state === 'generating'", timeout=30)
+        stats = nb.wait_py("s.stats if s.stats.get('transport') == 'webrtc' else {}", timeout=10)
+        assert stats.get("transport_reason") == "", stats
+        assert nb.page.inner_text(f"{ROOT} .decart-transport") == "via WebRTC"
+        assert nb.count_video_frames(OUTPUT, 2.0) >= LIVE_FPS
+        assert nb.py("[e.code for e in s.errors]") == []
+        nb.run_cell("s.disconnect()")
+    finally:
+        nb.close()

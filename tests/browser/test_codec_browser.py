@@ -10,7 +10,7 @@ cannot connect, and the tests check what issue 12 asks of the page:
     colour bars match the camera's), so a grey, garbled or frozen output fails, at a frame rate;
 (c) the same at 5 Mbit/s;
 (d) glass-to-glass latency over ~20 s at 1 Mbit/s does not grow (last third vs first third);
-(e) the chunks travel over the media socket (decart_nb_server's relay), and when it goes away the
+(e) the chunks travel over the page socket (decart_nb_server's relay), and when it goes away the
     video goes on over the comm;
 and a page without WebCodecs falls back to JPEG over the comm.
 
@@ -167,8 +167,10 @@ def test_without_the_media_socket_the_video_goes_on_over_the_comm(
     codec_nb: LabNotebook, link: Shaping
 ) -> None:
     nb = codec_nb
-    codec = "[...window.__decartNB.controllers].find((c) => c.running).link"
-    nb.page.evaluate(f"() => {codec}.pipe.ws.close()")  # the relay went away
+    controller = "[...window.__decartNB.controllers].find((c) => c.running)"
+    codec = f"{controller}.link"
+    # The relay went away (and stays away: the page takes no new offer of the socket).
+    nb.page.evaluate(f"() => {{ const c = {controller}; c.socketOffered = () => {{}}; c.pipe.ws.close(); }}")
     wait_page(nb, "el.dataset.pipe === 'codec' && el.dataset.status === 'live'", timeout=10)
     assert nb.wait_py("s.stats.get('transport_pipe') == 'comm'", timeout=10), nb.py("s.stats")
     counts = f"() => [{codec}.received, {codec}.sent]"

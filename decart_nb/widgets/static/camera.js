@@ -6,23 +6,30 @@
 // the widget twice never opens the camera twice. Its parts, one concern each:
 //   CameraSource  getUserMedia with the model's constraints (exact, then ideal), switching, pause,
 //                 the track's `ended` (unplugged, permission revoked)
-//   RtcLink       transport "webrtc": RTCPeerConnection, offer/answer over the comm (no trickle:
-//                 we wait for ICE gathering), codec preference, playout target, page stats
+//   PagePipe      the page socket (decart_nb_server relays it to the kernel's media loop): the
+//                 page's messages, read by the kernel while a cell runs, and the codec's media
+//   RtcLink       transport "webrtc": RTCPeerConnection, offer/answer (no trickle: we wait for
+//                 ICE gathering), codec preference, playout target, page stats
 //   CodecLink     transport "comm" (or "auto" where WebRTC finds no path): VP8 video over the comm
 //                 through WebCodecs, at most RATE.IN_FLIGHT chunks in flight each way, sized by a
 //                 RateController
 //   CommLink      the same as JPEG frames, where WebCodecs cannot do VP8 (or transport "jpeg")
 //   Controller    owns the status (TRANSITIONS below), picks the transport, retries, talks to the
-//                 kernel (PAGE_MESSAGES / KERNEL_MESSAGES) and renders the views
+//                 kernel (PAGE_MESSAGES / KERNEL_MESSAGES; over the page socket while it is live,
+//                 else the comm) and renders the views
 //   View          one rendering of the widget
 
 const BACKOFF_S = [1, 2, 4, 8, 8]; // five reconnection attempts
+// The kernel's answer to an offer. An offer over the comm waits for a running cell (the kernel
+// reads the comm between cells): while the model says `kernel_busy`, this does not run out.
 const ANSWER_TIMEOUT_MS = 15000;
 const CONNECT_TIMEOUT_MS = 10000;
 const ICE_GATHER_TIMEOUT_MS = 5000;
 const DISCONNECTED_GRACE_MS = 3000; // "disconnected" often recovers by itself; "failed" does not
 const LAST_VIEW_GRACE_MS = 1000; // a view re-rendered at once (cell moved) keeps the camera
-const AUTO_CONNECT_MS = 6000; // "auto": WebRTC gets this long to connect, then the comm takes over
+// "auto": WebRTC gets this long from the kernel's answer to connect, then the comm takes over (a
+// slow answer is a busy kernel, not the network).
+const AUTO_CONNECT_MS = 6000;
 // "auto" also gives up on WebRTC when ICE has found no working candidate pair this long after the
 // kernel's answer: where UDP is blocked no pair ever works, and the comm takes over within ~1.5 s
 // of the offer instead of 6 (issue 12). On a network that passes UDP (or relays it) the first
@@ -34,6 +41,11 @@ const FRAME_ACK_TIMEOUT_MS = 3000; // a lost ack must not stall the camera for g
 const JPEG_QUALITY = 0.7;
 const PAGE_STATS_MS = 2000; // how often the page tells the kernel what it sends, receives and shows
 const CAMERA_JITTER_MS = 10; // a camera frame this much early still counts as the next period's
+// The page socket: READY within this long of opening, or the comm carries everything.
+const PIPE_OPEN_TIMEOUT_MS = 5000;
+const PIPE_QUEUE_MAX = 64; // messages held while the socket opens; more: the comm takes them all
+const PIPE_MESSAGE_MAX = 256 * 1024; // the kernel's MAX_MESSAGE (media_socket.py): larger goes by the comm
+const KERNEL_BUSY_NOTICE = "Waiting for the kernel (a cell is running)…";
 const TRANSPORT_TEXT = { webrtc: "WebRTC", codec: "comm (VP8)", socket: "media socket (VP8)", comm: "comm (JPEG)" };
 const TRANSPORT_TITLE = {
   codec: "WebRTC is not used: the video travels over the notebook's comm as VP8",
@@ -85,7 +97,7 @@ const PREVIEW_EMPTY = {
 /** @typedef {{type: "reconnecting", attempt: number}} ReconnectingMessage */
 /** @typedef {{type: "gave_up", attempts: number}} GaveUpMessage */
 /** @typedef {{type: "stopped", reason: string}} StoppedMessage */
-/** @typedef {{type: "transport", transport: "webrtc" | "codec" | "comm", codec: string}} TransportMessage codec: "vp8"/"h264" (WebRTC), "vp8" (codec), "jpeg" (comm) */
+/** @typedef {{type: "transport", transport: "webrtc" | "codec" | "comm", codec: string, reason: string}} TransportMessage codec: "vp8"/"h264" (WebRTC), "vp8" (codec), "jpeg" (comm); reason: why not WebRTC ("" on WebRTC) */
 /** @typedef {{type: "frame", seq: number}} FrameMessage a camera frame over the comm (buffer: JPEG) */
 /** @typedef {{type: "frame_ack", seq: number}} FrameAckMessage either way: frame `seq` arrived */
 /** @typedef {{type: "chunk", seq: number, key: boolean, width: number, height: number}} ChunkMessage either way: one VP8 frame (buffer: the EncodedVideoChunk's bytes) */
@@ -111,7 +123,7 @@ const PAGE_MESSAGES = schema({
   reconnecting: ["attempt"],
   gave_up: ["attempts"],
   stopped: ["reason"],
-  transport: ["transport", "codec"],
+  transport: ["transport", "codec", "reason"],
   frame: ["seq"],
   frame_ack: ["seq"],
   chunk: ["seq", "key", "width", "height"],
@@ -242,12 +254,19 @@ function stopStream(stream) {
   if (stream) for (const track of stream.getTracks()) track.stop();
 }
 
-function deadline(promise, ms, what) {
-  let timer;
-  const late = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} within ${ms / 1000} s`)), ms);
-  });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+// Why "auto" leaves WebRTC, for the `transport` message and the status line: an error's `reason`
+// when it has one ("UDP blocked: WebRTC found no network path"), else its message. The part before
+// the first ": " or "; " is the short form the status line shows; the title shows it all.
+function fallbackError(message, reason) {
+  return Object.assign(new Error(message), { reason });
+}
+
+function fallbackReason(err) {
+  return err?.reason || `WebRTC failed: ${err?.message || err}`;
+}
+
+function shortReason(reason) {
+  return reason.split(/: |; /)[0];
 }
 
 // -- camera ---------------------------------------------------------------------------------------
@@ -355,10 +374,13 @@ class CameraSource {
 //   message(msg, buffers)  a kernel message for this transport: true when it was one
 //   up                     frames flow now
 //   output, received       the newest output frame and how many arrived (drawsFrames only)
+//   pipeChanged()          optional: the page socket went live or away (CodecLink)
+//   kernelBusyChanged()    optional: the model's kernel_busy, or the socket, changed (RtcLink)
 // It calls back its host (the Controller): carrying(link) once it carries the frames,
 // linkLive(link) when frames flow, linkLost(link) when the connection is gone, outputChanged()
-// and showFrame(frame) for the output; it reads host.model, host.stream, host.paused, host.camera,
-// host.generation (bumped: stale work backs off) and host.mediaSocket (the kernel's offer); it
+// and showFrame(frame) for the output, waitingForKernel(bool) while an offer waits for a cell;
+// it reads host.model, host.stream, host.paused, host.camera, host.generation (bumped: stale work
+// backs off) and host.pipe / host.pipeLive (the page socket, the Controller's); it
 // sends through host.send and asks host.render() to redraw.
 
 // Frames over the comm: the camera goes to the kernel as JPEG drawn at the model's size, the
@@ -768,12 +790,15 @@ function vp8Supported(width, height) {
 // is the time the far end needs for a chunk; the RateController turns it into bitrate, frame rate
 // and size. A VP8 delta frame can never be dropped, so we encode only what we send: once the
 // window has room (and a frame period has passed), the newest camera frame is encoded and sent.
-// The media socket (decart_nb_server relays it to the kernel): VP8 chunks, their acks and key-frame
-// requests without Jupyter's per-message headers and status messages. Each message is one binary
-// websocket message: u8 kind, then (little-endian) CHUNK u32 seq, u8 key, u16 width, u16 height,
-// the chunk's bytes; CHUNK_ACK u32 seq; KEYFRAME nothing. First the page sends the kernel's token;
-// the kernel answers READY. Everything else (and everything where there is no relay) is the comm's.
-const MEDIA = Object.freeze({ READY: 0, CHUNK: 1, CHUNK_ACK: 2, KEYFRAME: 3, HEADER: 10 });
+// The page socket (decart_nb_server relays it to the kernel's media loop), the widget's for as long
+// as it lives: the page's messages, which the kernel reads there while a cell runs, and the codec
+// transport's VP8 chunks, acks and key-frame requests without Jupyter's per-message headers and
+// status messages. Each message is one binary websocket message: u8 kind, then (little-endian)
+// CHUNK u32 seq, u8 key, u16 width, u16 height, the chunk's bytes; CHUNK_ACK u32 seq; KEYFRAME
+// nothing; MESSAGE (page -> kernel) one page message as UTF-8 JSON. First the page sends the
+// kernel's token; the kernel answers READY. Kernel messages, frames with a buffer, and everything
+// where there is no relay go over the comm.
+const MEDIA = Object.freeze({ READY: 0, CHUNK: 1, CHUNK_ACK: 2, KEYFRAME: 3, MESSAGE: 4, HEADER: 10 });
 
 // The server's websocket URL for the kernel's media port, from the page's Jupyter config; null
 // where there is none (Colab, VS Code: the comm carries everything there).
@@ -794,9 +819,12 @@ function mediaSocketUrl(port) {
   return url.href;
 }
 
-class MediaPipe {
-  constructor(url, token, link) {
-    this.link = link;
+// One connection of the page socket. Its host (the Controller) hears pipeReady(pipe) once the
+// kernel said READY, pipeEnded(pipe, wasLive) once it is gone (or never opened within
+// PIPE_OPEN_TIMEOUT_MS), and pipeMedia(msg, buffers) for the kernel's chunks, acks and requests.
+class PagePipe {
+  constructor(url, token, host) {
+    this.host = host;
     this.live = false;
     this.closed = false;
     this.ws = new WebSocket(url);
@@ -805,6 +833,12 @@ class MediaPipe {
     this.ws.onmessage = (event) => this.received(event.data);
     this.ws.onclose = () => this.ended();
     this.ws.onerror = () => {}; // a close follows, and ended() says what it means
+    this.openTimer = setTimeout(() => {
+      if (this.live || this.closed) return;
+      console.warn(`decart_nb: the page socket did not open within ${PIPE_OPEN_TIMEOUT_MS / 1000} s: the comm carries everything`);
+      this.ws.close();
+      this.ended();
+    }, PIPE_OPEN_TIMEOUT_MS);
   }
 
   received(data) {
@@ -812,23 +846,40 @@ class MediaPipe {
     const view = new DataView(data);
     const kind = view.getUint8(0);
     if (kind === MEDIA.READY) {
+      clearTimeout(this.openTimer);
       this.live = true;
-      this.link.pipeChanged();
+      this.host.pipeReady(this);
     } else if (kind === MEDIA.CHUNK && data.byteLength > MEDIA.HEADER) {
       const msg = { type: "chunk", seq: view.getUint32(1, true), key: view.getUint8(5) === 1, width: view.getUint16(6, true), height: view.getUint16(8, true) };
-      this.link.message(msg, [new Uint8Array(data, MEDIA.HEADER)]);
+      this.host.pipeMedia(msg, [new Uint8Array(data, MEDIA.HEADER)]);
     } else if (kind === MEDIA.CHUNK_ACK && data.byteLength >= 5) {
-      this.link.message({ type: "chunk_ack", seq: view.getUint32(1, true) });
+      this.host.pipeMedia({ type: "chunk_ack", seq: view.getUint32(1, true) });
     } else if (kind === MEDIA.KEYFRAME) {
-      this.link.message({ type: "keyframe" });
+      this.host.pipeMedia({ type: "keyframe" });
     } else {
-      console.warn("decart_nb: an odd media socket message", kind, data.byteLength);
+      console.warn("decart_nb: an odd page socket message", kind, data.byteLength);
     }
   }
 
+  get open() {
+    return this.live && !this.closed && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  // One page message as JSON; false when the socket cannot take it (the caller uses the comm).
+  sendMessage(msg) {
+    if (!this.open) return false;
+    const json = new TextEncoder().encode(JSON.stringify(msg));
+    if (json.byteLength > PIPE_MESSAGE_MAX) return false;
+    const data = new Uint8Array(1 + json.byteLength);
+    data[0] = MEDIA.MESSAGE;
+    data.set(json, 1);
+    this.ws.send(data.buffer);
+    return true;
+  }
+
   // Sends a chunk, chunk_ack or keyframe message (a chunk's bytes in `chunk`, an EncodedVideoChunk).
-  send(msg, chunk) {
-    if (!this.live || this.ws.readyState !== WebSocket.OPEN) return false;
+  sendMedia(msg, chunk) {
+    if (!this.open) return false;
     const size = msg.type === "chunk" ? MEDIA.HEADER + chunk.byteLength : msg.type === "chunk_ack" ? 5 : 1;
     const data = new ArrayBuffer(size);
     const view = new DataView(data);
@@ -850,16 +901,19 @@ class MediaPipe {
   }
 
   ended() {
+    if (this.closed) return;
     const was = this.live;
     this.live = false;
-    if (!this.closed && was) this.link.pipeChanged();
-    else if (!this.closed) console.info("decart_nb: no media socket here (the server lacks decart_nb_server?): the comm carries the video");
     this.closed = true;
+    clearTimeout(this.openTimer);
+    if (!was) console.info("decart_nb: no page socket here (the server lacks decart_nb_server?): the comm carries everything");
+    this.host.pipeEnded(this, was);
   }
 
   close() {
     this.closed = true;
     this.live = false;
+    clearTimeout(this.openTimer);
     this.ws.close();
   }
 }
@@ -893,7 +947,6 @@ class CodecLink {
     this.decoding = []; // seqs of the output chunks given to the decoder, not yet acked
     this.statsTimer = null;
     this.lastStats = null;
-    this.pipe = null; // the media socket, once the kernel offered one
   }
 
   get live() {
@@ -905,36 +958,23 @@ class CodecLink {
   }
 
   get pipeLive() {
-    return Boolean(this.pipe?.live);
+    return this.host.pipeLive;
   }
 
-  // Chunks, acks and key-frame requests: over the media socket while it is live, else the comm.
+  // Chunks, acks and key-frame requests: over the page socket while it is live, else the comm.
   sendMedia(msg, chunk) {
-    if (this.pipe?.send(msg, chunk)) return true;
+    if (this.host.pipe?.sendMedia(msg, chunk)) return true;
     if (!chunk) return this.host.send(msg);
     const data = new ArrayBuffer(chunk.byteLength);
     chunk.copyTo(data);
     return this.host.send(msg, [data]);
   }
 
-  openPipe() {
-    const offer = this.host.mediaSocket;
-    const url = offer && mediaSocketUrl(offer.port);
-    if (!url || !this.live) return;
-    this.pipe?.close();
-    try {
-      this.pipe = new MediaPipe(url, String(offer.token), this);
-    } catch (err) {
-      console.warn("decart_nb: no media socket; the comm carries the video", err);
-      this.pipe = null;
-    }
-  }
-
-  // The socket went live or away. Away: what was in flight on it is gone, so nothing waits for
-  // its acks and the next chunk is a key frame (the kernel does the same with its output).
+  // The page socket went live or away. Away: what was in flight on it is gone, so nothing waits
+  // for its acks and the next chunk is a key frame (the kernel does the same with its output).
   pipeChanged() {
     if (!this.live) return;
-    if (!this.pipe?.live) {
+    if (!this.pipeLive) {
       for (const w of [...this.waiting.values()]) this.finish(w);
       this.wantKey = true;
     }
@@ -943,7 +983,6 @@ class CodecLink {
 
   async start() {
     this.host.carrying(this);
-    this.openPipe(); // the kernel's media socket, when it offered one to an earlier link
     this.sendMedia({ type: "keyframe" }); // our decoder starts from nothing
     this.statsTimer = setInterval(() => this.sendPageStats(), PAGE_STATS_MS);
     if (this.host.camera) this.sendCamera().catch((err) => console.warn("decart_nb: codec camera loop stopped", err));
@@ -959,11 +998,6 @@ class CodecLink {
     if (msg.type === "chunk") this.chunk(msg, buffers);
     else if (msg.type === "chunk_ack") this.acked(msg.seq);
     else if (msg.type === "keyframe") this.wantKey = true;
-    else if (msg.type === "media_socket") {
-      const known = this.host.mediaSocket;
-      this.host.mediaSocket = { port: msg.port, token: msg.token }; // for the next links too
-      if (!(this.pipe && !this.pipe.closed && known?.port === msg.port && known?.token === msg.token)) this.openPipe();
-    }
     else return false;
     return true;
   }
@@ -1170,8 +1204,6 @@ class CodecLink {
 
   close() {
     this.closed = true;
-    this.pipe?.close();
-    this.pipe = null;
     clearInterval(this.statsTimer);
     for (const w of [...this.waiting.values()]) this.finish(w);
     this.closeTap();
@@ -1259,13 +1291,42 @@ class RtcLink {
     this.rejectPending(new Error("superseded"));
     const attempt = this.host.nextOffer();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (this.pending?.attempt === attempt) this.pending = null;
-        reject(new Error(`no answer from the kernel within ${ANSWER_TIMEOUT_MS / 1000} s`));
-      }, ANSWER_TIMEOUT_MS);
-      this.pending = { attempt, resolve, reject, timer };
-      this.host.send({ type: "offer", sdp, attempt });
+      const pending = { attempt, resolve, reject, timer: null, sent: "" };
+      this.pending = pending;
+      pending.sent = this.host.send({ type: "offer", sdp, attempt }); // "socket", "queued", "comm"
+      this.armAnswerTimer(pending);
+      this.host.waitingForKernel(this.waitsForKernel(pending));
     });
+  }
+
+  // Does the offer wait for a running cell? It went over the comm (the kernel reads it between
+  // cells) while the kernel is busy; over the page socket it is answered at once.
+  waitsForKernel(pending) {
+    const viaSocket = pending.sent === "socket" || (pending.sent === "queued" && this.host.pipeLive);
+    return !viaSocket && Boolean(this.host.model.get("kernel_busy"));
+  }
+
+  // ANSWER_TIMEOUT_MS, which starts again while the offer waits for a running cell.
+  armAnswerTimer(pending) {
+    clearTimeout(pending.timer);
+    pending.timer = setTimeout(() => {
+      if (this.pending !== pending) return;
+      if (this.waitsForKernel(pending)) return this.armAnswerTimer(pending);
+      this.pending = null;
+      this.host.waitingForKernel(false);
+      const s = ANSWER_TIMEOUT_MS / 1000;
+      pending.reject(fallbackError(`no answer from the kernel within ${s} s`, `the kernel did not answer within ${s} s`));
+    }, ANSWER_TIMEOUT_MS);
+  }
+
+  // The model's kernel_busy changed: the notice says whether the offer waits for a cell, and the
+  // cell's end starts the answer's count afresh.
+  kernelBusyChanged() {
+    const pending = this.pending;
+    if (!pending || !this.live) return;
+    const waits = this.waitsForKernel(pending);
+    if (!waits) this.armAnswerTimer(pending);
+    this.host.waitingForKernel(waits);
   }
 
   message(msg) {
@@ -1274,6 +1335,7 @@ class RtcLink {
     if (!pending || pending.attempt !== msg.attempt) return true; // an answer to a superseded offer
     this.pending = null;
     clearTimeout(pending.timer);
+    this.host.waitingForKernel(false);
     if (msg.type === "answer") pending.resolve(msg.sdp);
     else pending.reject(Object.assign(new Error(msg.error?.message || "the kernel could not answer"), { code: msg.error?.code }));
     return true;
@@ -1284,6 +1346,7 @@ class RtcLink {
     if (!pending) return;
     this.pending = null;
     clearTimeout(pending.timer);
+    this.host.waitingForKernel(false);
     pending.reject(err);
   }
 
@@ -1293,7 +1356,7 @@ class RtcLink {
         if (!this.live || pc !== this.pc) return done(new Error("superseded"));
         if (pc.connectionState === "connected") return done(null);
         if (pc.connectionState === "failed" || pc.connectionState === "closed") {
-          return done(new Error(`connection ${pc.connectionState}`));
+          return done(fallbackError(`connection ${pc.connectionState}`, `WebRTC failed: the connection ${pc.connectionState}`));
         }
       };
       const done = (err) => {
@@ -1444,9 +1507,16 @@ class Controller {
     this.views = new Set();
     this.source = new CameraSource(model, (track) => this.cameraEnded(track));
     this.link = null; // the transport (RtcLink or CommLink) of this generation
-    this.mediaSocket = null; // {port, token}: the kernel's media socket, once it offered one
+    this.mediaSocket = null; // {port, token, key}: the kernel's page socket, once it offered one
+    this.pipe = null; // the page socket (PagePipe) while it opens or is live
+    this.pipeQueue = []; // messages sent while the socket opens, in order
+    this.pipeRefused = ""; // the key of an offer whose socket never opened here (no relay)
     this.transport = ""; // what carries the frames now: "webrtc", "comm" or ""
-    this.fellBack = false; // "auto" found that WebRTC does not connect here: use the comm directly
+    this.reason = ""; // why the frames do not take WebRTC ("" on WebRTC): the transport message's
+    // "auto" found in this reconnection loop that WebRTC does not connect: the loop uses the comm.
+    // Each new connection (start: Reconnect, a model change, Try again) probes WebRTC again.
+    this.fellBack = false;
+    this.noticeBeforeWait = null; // the notice a "waiting for the kernel" notice replaced
     this.generation = 0; // bumped by stop() and camera failures: stale async work backs off
     this.attempt = 0; // offers made (the kernel's answer names its offer)
     this.retrying = false; // in the reconnection loop (the status may say "paused" meanwhile)
@@ -1514,10 +1584,8 @@ class Controller {
     this.model.on("change:facing_mode", () => this.switchCamera());
     this.model.on("change:keep_running_hidden", () => this.visibilityChanged());
     this.model.on("change:playout_target_ms", () => this.link?.applyPlayoutTarget?.());
-    this.model.on("change:transport", () => {
-      this.fellBack = false;
-      this.restart();
-    });
+    this.model.on("change:transport", () => this.restart());
+    this.model.on("change:kernel_busy", () => this.link?.kernelBusyChanged?.());
     document.addEventListener("visibilitychange", this.onVisibility);
     window.addEventListener("pagehide", this.onPageHide);
     navigator.mediaDevices?.addEventListener?.("devicechange", this.onDeviceChange);
@@ -1529,6 +1597,8 @@ class Controller {
     navigator.mediaDevices?.removeEventListener?.("devicechange", this.onDeviceChange);
     this.stop("widget closed", false);
     this.views.clear();
+    this.pipeQueue = []; // the kernel's side is gone with the model
+    this.dropPipe();
   }
 
   attach(view) {
@@ -1551,6 +1621,8 @@ class Controller {
     this.dropLink(); // a transport left idle by a camera failure
     const gen = ++this.generation;
     this.localError = null;
+    this.fellBack = false; // a new connection: "auto" probes WebRTC again
+    this.reason = "";
     try {
       if (this.camera) {
         if (document.hidden && !this.model.get("keep_running_hidden")) {
@@ -1562,7 +1634,8 @@ class Controller {
         }
       }
       const transport = this.model.get("transport");
-      if (transport === "comm" || transport === "jpeg" || (transport === "auto" && this.fellBack)) {
+      if (transport === "comm" || transport === "jpeg") {
+        this.reason = `transport='${transport}' was asked for`;
         return await this.useComm(gen);
       }
       this.setStatus("connecting", "Connecting to the kernel…");
@@ -1577,24 +1650,36 @@ class Controller {
     }
   }
 
-  // One connection attempt of the transport; "auto" gives WebRTC AUTO_CONNECT_MS before the comm
-  // takes over, or AUTO_ICE_MS after the answer when ICE has found no path by then.
+  // One connection attempt of the transport; "auto" gives WebRTC AUTO_CONNECT_MS from the kernel's
+  // answer before the comm takes over, or AUTO_ICE_MS after it when ICE has found no path by then.
   connectLink() {
-    const attempt = this.link.start();
+    const link = this.link;
+    const attempt = link.start();
     if (this.model.get("transport") !== "auto") return attempt;
     const settled = { done: false };
-    const timed = deadline(attempt, AUTO_CONNECT_MS, "WebRTC did not connect").finally(() => (settled.done = true));
-    return Promise.race([timed, this.noIcePath(this.link, settled)]);
+    const done = () => (settled.done = true);
+    attempt.then(done, done);
+    return Promise.race([attempt, this.autoDeadline(link, settled)]);
   }
 
-  // Rejects when the link's ICE has no working pair AUTO_ICE_MS after the answer; otherwise never
-  // settles (the attempt itself decides).
-  async noIcePath(link, settled) {
+  // Rejects when, after the kernel's answer, ICE has no working pair within AUTO_ICE_MS or the peer
+  // has not connected within AUTO_CONNECT_MS; otherwise never settles (the attempt itself decides).
+  // Before the answer nothing counts here: a slow answer is a busy kernel, not the network.
+  async autoDeadline(link, settled) {
+    let path = false;
     while (!settled.done) {
       await sleep(50);
-      if (settled.done || !link.answeredAt || performance.now() - link.answeredAt < AUTO_ICE_MS) continue;
-      if (await link.icePath()) break;
-      if (!settled.done) throw new Error(`WebRTC found no network path within ${AUTO_ICE_MS / 1000} s of the answer`);
+      if (settled.done || !link.answeredAt) continue;
+      const since = performance.now() - link.answeredAt;
+      if (since >= AUTO_CONNECT_MS) {
+        const s = AUTO_CONNECT_MS / 1000;
+        throw fallbackError(`WebRTC did not connect within ${s} s of the answer`, `WebRTC did not connect within ${s} s`);
+      }
+      if (path || since < AUTO_ICE_MS) continue;
+      path = await link.icePath();
+      if (!path && !settled.done) {
+        throw fallbackError(`WebRTC found no network path within ${AUTO_ICE_MS / 1000} s of the answer`, "UDP blocked: WebRTC found no network path");
+      }
     }
     return new Promise(() => {});
   }
@@ -1607,6 +1692,7 @@ class Controller {
       if (gen !== this.generation || err.code === "NOT_CONNECTED") throw err;
       console.warn("decart_nb: WebRTC failed, frames go over the comm instead", err);
       this.fellBack = true;
+      this.reason = fallbackReason(err);
       await this.useComm(gen);
     }
   }
@@ -1618,6 +1704,7 @@ class Controller {
     const m = this.model;
     const vp8 = m.get("transport") !== "jpeg" && (await vp8Supported(m.get("width"), m.get("height")));
     if (gen !== this.generation) return;
+    if (!vp8 && m.get("transport") !== "jpeg") this.reason = [this.reason, "no WebCodecs VP8 in this browser"].filter(Boolean).join("; ");
     this.link = vp8 ? new CodecLink(this, gen) : new CommLink(this, gen);
     this.link.start();
   }
@@ -1649,6 +1736,7 @@ class Controller {
           // WebRTC stopped working here (the network changed): the comm still reaches the kernel.
           this.retrying = false;
           this.fellBack = true;
+          this.reason = fallbackReason(err);
           return this.useComm(gen);
         }
       }
@@ -1690,7 +1778,19 @@ class Controller {
   carrying(link) {
     if (link !== this.link || this.transport === link.kind) return;
     this.transport = link.kind;
-    this.send({ type: "transport", transport: link.kind, codec: link.codec });
+    if (link.kind === "webrtc") this.reason = "";
+    this.send({ type: "transport", transport: link.kind, codec: link.codec, reason: this.reason });
+  }
+
+  // The offer waits (or no longer waits) for a running cell: the notice says so.
+  waitingForKernel(waits) {
+    if (this.status !== "connecting" && this.status !== "reconnecting") return;
+    if (waits && this.notice !== KERNEL_BUSY_NOTICE) {
+      this.noticeBeforeWait = this.notice;
+      this.setStatus(this.status, KERNEL_BUSY_NOTICE);
+    } else if (!waits && this.notice === KERNEL_BUSY_NOTICE) {
+      this.setStatus(this.status, this.noticeBeforeWait ?? "Connecting to the kernel…");
+    }
   }
 
   // Frames flow: a connection being made is live (a camera being reopened says so itself).
@@ -1843,15 +1943,36 @@ class Controller {
   }
 
   // -- kernel ---------------------------------------------------------------------------------
-  // A send that throws means the comm is gone for good (the kernel restarted or shut down):
-  // turn the camera off rather than offer to nobody.
+  // A page message: over the page socket while it is live (the kernel reads it while a cell runs),
+  // held while the socket opens (so nothing sent before it can arrive after something sent on
+  // it), else over the comm; a frame's buffer always over the comm. Returns where it went:
+  // "socket", "queued", "comm", or false when the kernel is gone.
   send(msg, buffers) {
     const odd = schemaMismatch(PAGE_MESSAGES, msg);
     if (odd) console.error(`decart_nb: a message off the schema (${odd})`);
+    if (!buffers && this.pipe && !this.pipe.live) return this.hold(msg);
+    return this.deliver(msg, buffers);
+  }
+
+  // While the socket opens: in order, the newest page_stats replacing an older one; past
+  // PIPE_QUEUE_MAX the socket is given up and the comm takes them all.
+  hold(msg) {
+    if (msg.type === "page_stats") this.pipeQueue = this.pipeQueue.filter((m) => m.type !== "page_stats");
+    this.pipeQueue.push(msg);
+    if (this.pipeQueue.length <= PIPE_QUEUE_MAX) return "queued";
+    console.warn("decart_nb: the page socket takes too long to open: the comm carries everything");
+    this.dropPipe();
+    return "comm";
+  }
+
+  // A send over the comm that throws means the comm is gone for good (the kernel restarted or shut
+  // down): turn the camera off rather than offer to nobody.
+  deliver(msg, buffers) {
+    if (!buffers && this.pipe?.sendMessage(msg)) return "socket";
     try {
       if (buffers) this.model.send(msg, undefined, buffers);
       else this.model.send(msg);
-      return true;
+      return "comm";
     } catch (err) {
       console.warn("decart_nb: the kernel is gone, stopping the camera", err);
       if (this.running) {
@@ -1865,6 +1986,7 @@ class Controller {
   kernelMessage(msg, buffers) {
     if (!msg || typeof msg !== "object") return;
     if (!(msg.type in KERNEL_MESSAGES)) return console.warn("decart_nb: an unknown kernel message", msg.type);
+    if (msg.type === "media_socket") return this.socketOffered(msg);
     if (this.link?.message(msg, buffers)) return;
     if (msg.type === "restart") {
       this.restart();
@@ -1872,6 +1994,74 @@ class Controller {
       this.stop("kernel stopped", false);
       this.render();
     }
+  }
+
+  // -- the page socket (PagePipe) --------------------------------------------------------------
+  get pipeLive() {
+    return Boolean(this.pipe?.live);
+  }
+
+  // The kernel offered its socket: open it, unless it is the one open, or one that never opened
+  // here (no relay: the comm carries everything). A live one that closed opens again on the
+  // kernel's next offer (it offers again when its connection goes).
+  socketOffered(msg) {
+    const key = `${msg.port} ${msg.token}`;
+    const same = this.mediaSocket?.key === key;
+    this.mediaSocket = { port: msg.port, token: String(msg.token), key };
+    if (same && (this.pipe || this.pipeRefused === key)) return;
+    this.dropPipe(); // a newer offer: the kernel's listener changed
+    const url = mediaSocketUrl(msg.port);
+    if (!url) {
+      this.pipeRefused = key;
+      return;
+    }
+    try {
+      this.pipe = new PagePipe(url, this.mediaSocket.token, this);
+    } catch (err) {
+      console.warn("decart_nb: no page socket; the comm carries everything", err);
+      this.pipeRefused = key;
+    }
+  }
+
+  pipeReady(pipe) {
+    if (pipe !== this.pipe) return;
+    this.pipeRefused = "";
+    this.flushQueue();
+    this.link?.pipeChanged?.();
+    this.link?.kernelBusyChanged?.(); // an offer held for the socket waits for no cell
+    this.render();
+  }
+
+  pipeEnded(pipe, wasLive) {
+    if (pipe !== this.pipe) return;
+    this.pipe = null;
+    if (!wasLive) this.pipeRefused = this.mediaSocket?.key ?? "";
+    this.flushQueue(); // over the comm now
+    if (wasLive) this.link?.pipeChanged?.();
+    this.link?.kernelBusyChanged?.();
+    this.render();
+  }
+
+  pipeMedia(msg, buffers) {
+    this.link?.message(msg, buffers);
+  }
+
+  // Close the socket (what it held goes over the comm).
+  dropPipe() {
+    const pipe = this.pipe;
+    if (!pipe) return;
+    const wasLive = pipe.live;
+    this.pipe = null;
+    pipe.close();
+    this.flushQueue();
+    if (wasLive) this.link?.pipeChanged?.();
+  }
+
+  // What waited for the socket, in order: over it once live, else over the comm.
+  flushQueue() {
+    const queue = this.pipeQueue;
+    this.pipeQueue = [];
+    for (const msg of queue) this.deliver(msg);
   }
 
   // -- views ----------------------------------------------------------------------------------
@@ -1954,11 +2144,13 @@ class View {
     const hasOutput = comm ? !!this.drawn && !!c.link.received : !!c.remote;
     this.preview.parentElement.dataset.empty = c.stream ? "" : PREVIEW_EMPTY[c.status] || "No camera";
     this.output.parentElement.dataset.empty = hasOutput ? "" : c.running ? "Waiting for the model…" : "No output";
-    const pipe = c.link?.pipeLive ? "socket" : c.transport; // VP8 over the media socket, or the comm
+    const pipe = c.link?.pipeLive ? "socket" : c.transport; // VP8 over the page socket, or the comm
     root.dataset.pipe = pipe ?? "";
+    const reason = c.transport && c.transport !== "webrtc" ? c.reason : "";
+    root.dataset.reason = reason;
     const transport = root.querySelector(".decart-transport");
-    transport.textContent = c.transport ? `via ${TRANSPORT_TEXT[pipe]}` : "";
-    transport.title = TRANSPORT_TITLE[pipe] || "";
+    transport.textContent = c.transport ? `via ${TRANSPORT_TEXT[pipe]}${reason ? ` · ${shortReason(reason)}` : ""}` : "";
+    transport.title = [TRANSPORT_TITLE[pipe], reason && `Why: ${reason}.`].filter(Boolean).join(". ");
     this.preview.classList.toggle("decart-selfie", c.selfie);
     this.inputCaption.textContent = "Camera" + (c.selfie ? " (mirrored, as the model sees it)" : "");
 
