@@ -96,6 +96,8 @@ def assert_ran_clean_over_webrtc(nb: LabNotebook, cells: list[dict[str, Any]]) -
     assert not errors, f"{errors}\n{summary(cells)}\n{session_events(nb)}\n{nb.diagnostics()}"
     unrun = [i for i, c in enumerate(cells) if c.get("execution_count") is None]
     assert not unrun, f"code cells never executed: {unrun}\n{nb.diagnostics()}"
+    counts = [c["execution_count"] for c in cells]
+    assert counts == sorted(set(counts)), f"cells ran out of order: {counts}\n{summary(cells)}"
     transports = [t for t in nb.py("_transports") if t is not None]
     assert transports and set(transports) == {"webrtc"}, f"transports: {transports}\n{nb.diagnostics()}"
 
