@@ -387,21 +387,24 @@ def test_callbacks_print_and_raise_into_the_event_log_after_the_cell(
             raise RuntimeError("not in the mood")
 
     s = Session(source="pattern")
-    view = session_view(s)
+    view = session_view(s)  # the video widget connects the session
     panel = s.panel
+    assert wait_until(lambda: s.state == "generating")
     s.on("connection_change", print)
     s.on("connection_change", picky)
     try:
+        s.disconnect()
         s.connect()
-        assert wait_until(lambda: any(o["output_type"] == "error" for o in outputs_of(panel)), timeout=15)
-        assert wait_until(lambda: "generating\n" in printed(panel))
-        assert printed(panel) == "connecting\nconnected\ngenerating\n"
-        assert printed(panel, "stderr") == "picky saw generating\n"
-        (error,) = [o for o in outputs_of(panel) if o["output_type"] == "error"]
-        assert (error["ename"], error["evalue"]) == ("RuntimeError", "not in the mood")
-        assert "Traceback" in error["traceback"][0] and "picky" in "\n".join(error["traceback"])
+        tail = "disconnected\nconnecting\nconnected\ngenerating\n"
+        assert wait_until(lambda: printed(panel).endswith(tail), timeout=15), printed(panel)
+        assert wait_until(lambda: printed(panel, "stderr").endswith("picky saw generating\n"))
+        assert wait_until(lambda: len([o for o in outputs_of(panel) if o["output_type"] == "error"]) >= 1)
+        errors = [o for o in outputs_of(panel) if o["output_type"] == "error"]
+        assert (errors[-1]["ename"], errors[-1]["evalue"]) == ("RuntimeError", "not in the mood")
+        assert "Traceback" in errors[-1]["traceback"][0] and "picky" in "\n".join(errors[-1]["traceback"])
         lines = [o["data"]["text/plain"] for o in outputs_of(panel) if o["output_type"] == "display_data"]
-        assert any(line.endswith(" generating\n") for line in lines)  # the state change, timed
+        states = [line.split(" ", 1)[1] for line in lines if " callback " not in line]
+        assert states[-4:] == tail.splitlines(keepends=True)  # timed lines, as they were emitted
         assert any("connection_change callback" in line and "picky raised" in line for line in lines)
         assert panel.event_log.box in panel.children and panel in view.children
         assert "generating" not in capsys.readouterr().out  # nothing went to the ordinary stream
@@ -425,6 +428,23 @@ def test_without_a_display_callbacks_print_as_before_and_again_once_it_closed(
         )
         assert printed(panel) == ""
     finally:
+        s.disconnect()
+
+
+def test_the_event_log_starts_with_what_happened_before_the_display() -> None:
+    s = Session(source="pattern")
+    s.connect()
+    assert wait_until(lambda: s.state == "generating")
+    panel = s.panel  # built after the events: they come from Session.events, with their times
+    try:
+        lines = [o["data"]["text/plain"] for o in outputs_of(panel) if o["output_type"] == "display_data"]
+        assert [line.split(" ", 1)[1] for line in lines[:3]] == [
+            "connecting\n",
+            "connected\n",
+            "generating\n",
+        ]
+    finally:
+        panel.close()
         s.disconnect()
 
 

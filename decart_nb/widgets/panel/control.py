@@ -22,7 +22,7 @@ import ipywidgets as w
 import numpy as np
 
 from ...errors import DecartNBError, ErrorCode
-from ...events import EventRecord, GenerationTick
+from ...events import GenerationTick
 from .actions import SessionActions
 from .camera_controls import CameraControls
 from .debounce import Debouncer
@@ -82,7 +82,7 @@ class ControlPanel(w.VBox):
         self._build_image()
         self.camera = CameraControls(session)
         self.actions = SessionActions(session, self._run)
-        self.event_log = EventLog(_history(session))
+        self.event_log = EventLog(session.events)  # what happened before the panel was built
         super().__init__(
             [
                 w.HTML(f"<style>{_css()}</style>", layout=w.Layout(display="none")),
@@ -402,12 +402,6 @@ def _descendants(box: w.Box) -> list[w.Widget]:
             found.extend(_descendants(child))
         found.append(child)
     return found
-
-
-def _history(session: Session) -> list[EventRecord]:
-    """What happened before the panel was built (Session.events, from issue 18 on)."""
-    records = getattr(session, "events", None)
-    return list(records) if records is not None else []
 
 
 def _escape(text: str) -> str:
