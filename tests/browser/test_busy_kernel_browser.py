@@ -86,6 +86,13 @@ def page_text(nb: LabNotebook) -> str:
     return str(text).lower()
 
 
+def assert_webrtc(nb: LabNotebook) -> None:
+    """The camera came over WebRTC: a kernel that was busy when the page connected is no reason to
+    fall back to the comm (the page's transport message can come a moment after the first frame)."""
+    if not nb.wait_py("s.stats.get('transport') == 'webrtc'", timeout=10):
+        raise AssertionError(f"not on WebRTC: {nb.py('s.stats')}\n{nb.diagnostics()}")
+
+
 @contextlib.contextmanager
 def notebook_on(lab: JupyterLab, chromium: Any, artifacts: Path, shot: str) -> Iterator[LabNotebook]:
     """A notebook on `lab` with decart_nb imported and the frame watcher defined."""
@@ -109,6 +116,7 @@ def test_one_cell_display_and_snapshot_returns_a_frame(
         print(f"one cell display + snapshot: {elapsed:.2f} s")
         assert size == [1280, 720], size
         assert elapsed < FIRST_FRAME_S, f"snapshot after {elapsed:.2f} s\n{nb.diagnostics()}"
+        assert_webrtc(nb)
 
 
 def test_a_sleeping_cell_gets_frames_while_it_sleeps_with_the_extension(
@@ -122,6 +130,7 @@ def test_a_sleeping_cell_gets_frames_while_it_sleeps_with_the_extension(
         late = marks["first_frame"] - marks["display"]
         print(f"first camera frame in the kernel {late:.2f} s after display")
         assert late < LIVE_AFTER_S, f"first frame {late:.2f} s after display\n{nb.diagnostics()}"
+        assert_webrtc(nb)
 
 
 def test_a_sleeping_cell_without_the_extension_says_the_page_waits_for_it(
@@ -148,3 +157,4 @@ def test_a_sleeping_cell_without_the_extension_says_the_page_waits_for_it(
         late = marks["first_frame"] - marks["cell_end"]
         print(f"first camera frame in the kernel {late:.2f} s after the cell's end")
         assert late < LIVE_AFTER_S, f"first frame {late:.2f} s after the cell's end\n{nb.diagnostics()}"
+        assert_webrtc(nb)  # the page waited out the busy kernel (20 s, past its answer timeout)
