@@ -10,7 +10,8 @@ ended, when Jupyter shows nothing a thread prints. The rule, which never loses o
 session has a display (a watcher that takes callback output, the panel's event log), what each
 callback prints to stdout or stderr is routed to it (callback_output.capture: that thread only),
 and a callback that raises is shown there too, with its traceback; without one, the output goes to
-the ordinary streams as it always did (visible while a cell runs, and in a terminal).
+the ordinary streams as it always did (visible while a cell runs, and in a terminal). A callback's
+output reaches the log when it returns (or every 8 KB), in one update, before its failure if any.
 
 `recent()` (`Session.events`) keeps the last `RECENT_EVENTS` events with the time they were
 emitted (not delivered, so held events keep theirs), and the callback failures (name
