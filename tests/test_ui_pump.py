@@ -73,6 +73,21 @@ def outputs(kc: BlockingKernelClient, msg_ids: list[str]) -> tuple[dict[str, str
     return out, done
 
 
+def started(kc: BlockingKernelClient, msg_id: str) -> None:
+    """Returns once the kernel runs the cell (its execute_input), and a little more: its code is
+    then in the blocking call (a page message read just before the cell began waits for its end)."""
+    end = time.monotonic() + CELL_S
+    while time.monotonic() < end:
+        try:
+            msg = kc.get_iopub_msg(timeout=1)
+        except queue.Empty:
+            continue
+        if msg["msg_type"] == "execute_input" and msg["parent_header"].get("msg_id") == msg_id:
+            time.sleep(0.5)
+            return
+    raise AssertionError(f"the kernel did not start cell {msg_id} within {CELL_S} s")
+
+
 def send_comm(kc: BlockingKernelClient, msg_type: str, content: dict[str, Any]) -> None:
     kc.shell_channel.send(kc.session.msg(msg_type, content))
 
@@ -100,7 +115,7 @@ def test_wait_until_handles_the_pages_message_while_the_cell_runs(kernel: Blocki
         'print("waited", s.state, seen, time.monotonic() - t0 < 25)'
     )
     after = kernel.execute('print("next cell", s.state)')
-    time.sleep(1.0)  # both cells are in the kernel's hands; the first one waits
+    started(kernel, waiting)  # both cells are in the kernel's hands; the first one waits
     send_comm(kernel, "comm_open", {"comm_id": "p1", "target_name": "page", "data": {}})
     out, done = outputs(kernel, [waiting, after])
     assert done == [waiting, after], out
@@ -117,7 +132,7 @@ def test_held_requests_run_in_order_after_the_cell(kernel: BlockingKernelClient)
     run_cell(kernel, SETUP)
     first = kernel.execute('s.wait_until("connected", timeout=30); print("first")')
     rest = [kernel.execute(f'print("cell {n}")') for n in range(3)]
-    time.sleep(1.0)
+    started(kernel, first)
     send_comm(kernel, "comm_open", {"comm_id": "p1", "target_name": "page", "data": {}})
     out, done = outputs(kernel, [first, *rest])
     assert done == [first, *rest], (out, [[first, *rest].index(m) for m in done])
@@ -129,7 +144,7 @@ def test_a_plain_blocking_cell_still_holds_comm_messages(kernel: BlockingKernelC
     before (the kernel is not changed behind the user's back)."""
     run_cell(kernel, SETUP)
     sleeper = kernel.execute('time.sleep(2); print("slept", s.state, seen)')
-    time.sleep(0.5)
+    started(kernel, sleeper)
     send_comm(kernel, "comm_open", {"comm_id": "p1", "target_name": "page", "data": {}})
     out, _ = outputs(kernel, [sleeper])
     assert out[sleeper].strip() == "slept connecting []", out
@@ -149,7 +164,7 @@ def test_snapshot_returns_a_frame_when_the_offer_comes_during_the_cell(kernel: B
     snapshot(), so the camera connects and the snapshot is a frame, not FRAME_TIMEOUT."""
     comm_id = run_cell(kernel, OFFER_CELLS).strip()
     snap = kernel.execute('img = s.snapshot(timeout=30); print("snapshot", img.size, s.state)')
-    time.sleep(1.0)
+    started(kernel, snap)
     answers: concurrent.futures.Future[str] = concurrent.futures.Future()
     lines: dict[str, str] = {}
 
