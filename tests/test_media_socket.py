@@ -560,8 +560,9 @@ def offers(rec: RecordingComm) -> int:
 
 @pytest.fixture
 def quick_offers(monkeypatch: pytest.MonkeyPatch) -> tuple[float, ...]:
-    """Resends of the socket's offer 0.2 and 0.4 s after the first (and on a comm message after 0.4 s)."""
-    after = (0.2, 0.4)
+    """Resends of the socket's offer 0.2 and 1 s after the first (and on a comm message 1 s after
+    the last offer: a second of margin for a busy machine between two messages of the test)."""
+    after = (0.2, 1.0)
     monkeypatch.setattr(camera_module, "PAGE_SOCKET_OFFER_AFTER_S", after)
     return after
 
@@ -586,7 +587,7 @@ def test_the_socket_is_offered_when_the_widget_is_made_and_again_until_a_connect
     rec = page.rec
     # No `transport` message: the widget offers its socket as soon as it is made, then resends.
     assert wait_until(lambda: offers(rec) == 1 + len(quick_offers), timeout=5), rec.custom("media_socket")
-    time.sleep(0.6)
+    time.sleep(quick_offers[-1] + 0.1)
     assert offers(rec) == 1 + len(quick_offers), "resent past the schedule"
     # A page message over the comm after the last wait: the page may have missed them all.
     rec.from_page({"type": "devices", "devices": []})
@@ -600,9 +601,14 @@ def test_the_socket_is_offered_when_the_widget_is_made_and_again_until_a_connect
     rec.from_page({"type": "devices", "devices": []})
     time.sleep(0.2)
     assert offers(rec) == count, "offered again while a connection is live"
-    # The live connection goes (the page was reloaded): the new page gets the offer again.
+    # The live connection goes (the page was reloaded): the new page gets the offer again, and
+    # once it connects, no more resends.
     wire.close()
-    assert wait_until(lambda: offers(rec) >= count + 1 + len(quick_offers), timeout=5)
+    assert wait_until(lambda: offers(rec) > count, timeout=5), "no offer after the connection went"
+    page.connect()
+    count = offers(rec)
+    time.sleep(quick_offers[-1] + 0.3)
+    assert offers(rec) == count, "resent while a connection is live"
     assert all(m == page.address() for m in rec.custom("media_socket")), "one listener for the widget's life"
     assert not widget.get_state().get("token")
 
@@ -726,15 +732,11 @@ def test_an_offer_over_the_socket_is_answered_while_the_main_thread_is_blocked(
         asyncio.run(offer_and_connect())
 
     page_thread = threading.Thread(target=play_the_page, name="test-page")
-    started = time.monotonic()
     page_thread.start()
-    time.sleep(6.0)  # the "cell": the main thread reads no comm message meanwhile
-    blocked_until = time.monotonic()
-    page_thread.join(20)
+    page_thread.join(30)  # the "cell": the main thread blocks and reads no comm message meanwhile
+    assert not page_thread.is_alive(), "the page did not finish"
     assert rec.custom("answer") and rec.custom("answer")[0]["attempt"] == 7, rec.custom()
-    assert "answered" in result and result["answered"] < blocked_until, result
-    assert result["answered"] - started < 5.0, "the answer was slow"
-    assert "connected" in result and result["connected"] < blocked_until, result
+    assert "answered" in result and "connected" in result, result
     assert result.get("state") in ("connected", "generating"), (result, s.state)
 
 

@@ -311,7 +311,7 @@ class CameraWidget(anywidget.AnyWidget):
         if kind != "webrtc" and kind not in _LINKS:
             return
         reason = content.get("reason")
-        self._transport_reason = reason[:MAX_REASON] if isinstance(reason, str) and kind != "webrtc" else ""
+        self._transport_reason = reason[:MAX_REASON] if isinstance(reason, str) else ""
         self.set_trait("active_transport", kind)
         if self._session.state == "disconnected":
             return
