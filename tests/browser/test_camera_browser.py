@@ -122,6 +122,7 @@ def test_the_camera_reaches_the_kernel_at_720p30_and_the_output_is_transformed(
     nb = camera_nb
     wait_page(nb, "el.dataset.state === 'generating' && el.dataset.status === 'live'")
     wait_page(nb, "el.dataset.transport === 'webrtc'")  # "auto" found WebRTC working
+    wait_page(nb, "el.dataset.socket === 'live'", timeout=10)  # the page's messages take the socket
     assert nb.wait_py("s.widget.active_transport == 'webrtc'", timeout=10)
     stats = best_stats(nb)
     assert (stats["width"], stats["height"]) == (1280, 720), stats

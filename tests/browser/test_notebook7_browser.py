@@ -1,6 +1,6 @@
 """The camera widget in Notebook 7 (the README's "Where it runs" says it works there as in
-JupyterLab): it renders, the fake camera's frames reach the kernel over WebRTC and the transformed
-video plays in the page."""
+JupyterLab): it renders, the page socket carries the page's messages, the fake camera's frames
+reach the kernel over WebRTC and the transformed video plays in the page."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def test_the_camera_widget_streams_over_webrtc_in_notebook_7(
             )
             wait_element(nb, ROOT, "el.dataset.state === 'generating' && el.dataset.status === 'live'", 60)
             wait_element(nb, ROOT, "el.dataset.transport === 'webrtc'")
+            # Notebook 7's server has decart_nb_server too: the page's messages take its socket.
+            wait_element(nb, ROOT, "el.dataset.socket === 'live'", 10)
             assert nb.wait_py("s.widget.active_transport == 'webrtc'", timeout=10), nb.diagnostics()
             stats = best_stats(nb)
             assert (stats["width"], stats["height"]) == (1280, 720), stats

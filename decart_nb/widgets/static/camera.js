@@ -2148,6 +2148,7 @@ class View {
     root.dataset.pipe = pipe ?? "";
     const reason = c.transport && c.transport !== "webrtc" ? c.reason : "";
     root.dataset.reason = reason;
+    root.dataset.socket = c.pipeLive ? "live" : ""; // the page socket carries the page's messages
     const transport = root.querySelector(".decart-transport");
     transport.textContent = c.transport ? `via ${TRANSPORT_TEXT[pipe]}${reason ? ` · ${shortReason(reason)}` : ""}` : "";
     transport.title = [TRANSPORT_TITLE[pipe], reason && `Why: ${reason}.`].filter(Boolean).join(". ");
