@@ -7,7 +7,7 @@ import logging
 from . import models, tokens, turn
 from .engines.decart import watch
 from .errors import DecartNBError, ErrorCode
-from .events import GenerationEnded, GenerationTick, QueuePosition
+from .events import EventRecord, GenerationEnded, GenerationTick, QueuePosition
 from .media.device import devices
 from .reachability import diagnose
 from .session import ConnectionState, Session
@@ -19,6 +19,7 @@ __all__ = [
     "ConnectionState",
     "DecartNBError",
     "ErrorCode",
+    "EventRecord",
     "GenerationEnded",
     "GenerationState",
     "GenerationTick",

@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from aiortc import RTCIceServer
 from aiortc.mediastreams import MediaStreamTrack
@@ -19,7 +19,14 @@ from . import _loop, ui_pump
 from .checks import check_bool, check_choice, check_ice_servers, check_mapping, check_number
 from .engines import Engine, FrameEngine, make_engine
 from .errors import DecartNBError, ErrorCode
-from .events import CallbackFailure, EventHub, GenerationEnded, GenerationTick, QueuePosition
+from .events import (
+    CallbackFailure,
+    EventHub,
+    EventRecord,
+    GenerationEnded,
+    GenerationTick,
+    QueuePosition,
+)
 from .images import ImageInput, load_image
 from .media.device import DeviceTrack
 from .media.frames import to_rgb
@@ -44,9 +51,6 @@ from .timeouts import (
     STATS_TIMEOUT_S,
     WAIT_UNTIL_TIMEOUT_S,
 )
-
-if TYPE_CHECKING:
-    from .events import EventRecord
 
 __all__ = ["Session", "ConnectionState"]
 

@@ -12,6 +12,7 @@ EXPORTED = [
     "ConnectionState",
     "DecartNBError",
     "ErrorCode",
+    "EventRecord",
     "GenerationEnded",
     "GenerationState",
     "GenerationTick",
@@ -51,3 +52,10 @@ def test_without_logging_configured_a_warning_prints_nothing() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "not shown" not in done.stderr
+
+
+def test_session_has_wait_until_and_events() -> None:
+    """Issue 18's additions to the Session a notebook holds."""
+    assert callable(decart_nb.Session.wait_until)
+    assert isinstance(decart_nb.Session.events, property)
+    assert decart_nb.ErrorCode.WAIT_TIMEOUT == "WAIT_TIMEOUT"
