@@ -27,14 +27,19 @@ CELL_S = 60.0  # a busy 2-core machine: imports and the kernel's start take seco
 
 
 @pytest.fixture
-def kernel() -> Iterator[BlockingKernelClient]:
+def kernel_and_manager() -> Iterator[tuple[BlockingKernelClient, KernelManager]]:
     km: KernelManager
     km, kc = start_new_kernel(kernel_name="python3", startup_timeout=KERNEL_START_S)  # 127.0.0.1
     try:
-        yield kc
+        yield kc, km
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def kernel(kernel_and_manager: tuple[BlockingKernelClient, KernelManager]) -> BlockingKernelClient:
+    return kernel_and_manager[0]
 
 
 def run_cell(kc: BlockingKernelClient, code: str) -> str:
@@ -148,6 +153,25 @@ def test_a_plain_blocking_cell_still_holds_comm_messages(kernel: BlockingKernelC
     send_comm(kernel, "comm_open", {"comm_id": "p1", "target_name": "page", "data": {}})
     out, _ = outputs(kernel, [sleeper])
     assert out[sleeper].strip() == "slept connecting []", out
+
+
+def test_interrupting_a_pumping_wait_stops_it_and_the_kernel_goes_on(
+    kernel_and_manager: tuple[BlockingKernelClient, KernelManager],
+) -> None:
+    """Interrupt (Ctrl-C, the stop button) while wait_until pumps: KeyboardInterrupt in the cell,
+    the pump let go, and the next cell's Session call pumps again."""
+    kc, km = kernel_and_manager
+    run_cell(kc, SETUP)
+    waiting = kc.execute('s.wait_until("generating", timeout=120)')
+    started(kc, waiting)
+    km.interrupt_kernel()
+    out, _ = outputs(kc, [waiting])
+    assert "KeyboardInterrupt" in out[waiting], out
+    after = kc.execute('print(ui_pump.pumping()); s.wait_until("connected", timeout=30); print(seen)')
+    started(kc, after)
+    send_comm(kc, "comm_open", {"comm_id": "p1", "target_name": "page", "data": {}})
+    out, _ = outputs(kc, [after])
+    assert out[after].split() == ["False", "[('pumping',", "True,", "'nested',", "False)]"], out
 
 
 OFFER_CELLS = """
