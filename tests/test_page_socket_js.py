@@ -1,0 +1,265 @@
+"""camera.js's side of the page socket and of a busy kernel, in node (no browser): the whole module
+runs against a fake widget model, a fake WebSocket and a manual clock.
+
+- While the socket opens, page messages wait in order (the newest page_stats replacing an older
+  one) and go over it on READY, or over the comm when it fails, so nothing sent before a socket
+  message can reach the kernel after it; past PIPE_QUEUE_MAX the comm takes them all.
+- An offer whose socket never opened is not tried again; a newer offer is, and so is the same one
+  after a live socket closed.
+- An offer sent over the comm does not time out while `kernel_busy`, and the notice says why;
+  the count starts again when the cell ends. Over the socket the timeout runs as before.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CAMERA_JS = Path(__file__).parents[1] / "decart_nb" / "widgets" / "static" / "camera.js"
+
+STUBS = r"""
+let now = 0;
+let nextTimer = 1;
+const timers = new Map();
+globalThis.setTimeout = (f, ms) => {
+  const id = nextTimer++;
+  timers.set(id, { at: now + (ms || 0), f });
+  return id;
+};
+globalThis.clearTimeout = (id) => timers.delete(id);
+globalThis.setInterval = () => 0;
+globalThis.clearInterval = () => {};
+function advance(ms) {
+  const end = now + ms;
+  for (;;) {
+    let next = null;
+    for (const [id, t] of timers) if (t.at <= end && (!next || t.at < next[1].at)) next = [id, t];
+    if (!next) break;
+    timers.delete(next[0]);
+    now = next[1].at;
+    next[1].f();
+  }
+  now = end;
+}
+globalThis.performance = { now: () => now };
+globalThis.location = { href: "http://127.0.0.1:8888/lab" };
+globalThis.navigator = {};
+globalThis.window = { addEventListener() {}, removeEventListener() {} };
+globalThis.document = {
+  hidden: false,
+  addEventListener() {},
+  removeEventListener() {},
+  getElementById: (id) =>
+    id === "jupyter-config-data" ? { textContent: '{"baseUrl": "/base/", "token": "tk"}' } : null,
+};
+class FakeSocket {
+  constructor(url) { this.url = url; this.sent = []; this.readyState = 0; FakeSocket.made.push(this); }
+  send(data) { this.sent.push(data); }
+  close() { this.readyState = 3; }
+  open() { this.readyState = 1; this.onopen(); }
+  ready() { this.onmessage({ data: new Uint8Array([0]).buffer }); }
+  drop() { this.readyState = 3; this.onclose(); }
+  // The page messages it carried (MESSAGE frames), by type.
+  messages() {
+    return this.sent.filter((d) => d instanceof ArrayBuffer && new Uint8Array(d)[0] === 4)
+      .map((d) => JSON.parse(new TextDecoder().decode(new Uint8Array(d).subarray(1))).type);
+  }
+}
+FakeSocket.made = [];
+FakeSocket.OPEN = 1;
+globalThis.WebSocket = FakeSocket;
+class FakeModel {
+  constructor(state) {
+    this.state = { mode: "camera", transport: "auto", kernel_busy: false, codec: "vp8", ...state };
+    this.sent = [];
+    this.handlers = {};
+  }
+  get(key) { return this.state[key]; }
+  set(key, value) { this.state[key] = value; for (const f of this.handlers[`change:${key}`] || []) f(); }
+  on(event, f) { (this.handlers[event] ??= []).push(f); }
+  send(msg) { this.sent.push(msg.type); }
+}
+function controller(state) {
+  const c = new Controller(new FakeModel(state));
+  c.listen();
+  return c;
+}
+const offer = (c, token = "secret") => c.kernelMessage({ type: "media_socket", port: 4242, token });
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+const pageStats = (n) => ({
+  type: "page_stats", fps_sent: n, fps_received: null, fps_decoded: null, fps_presented: null,
+  frames_dropped: null, freezes: null, width: null, height: null,
+});
+const cameraInfo = (label) => ({
+  type: "camera", facingMode: "", label, deviceId: "", width: 0, height: 0, frameRate: 0,
+});
+"""
+
+SCENARIOS = r"""
+const out = {};
+
+// 1. Held while the socket opens, flushed over it on READY, in order; the comm gets none of them.
+{
+  const c = controller();
+  offer(c);
+  const ws = FakeSocket.made.at(-1);
+  out.url = ws.url;
+  const where = [
+    c.send({ type: "stopped", reason: "restarting" }),
+    c.send(pageStats(1)),
+    c.send(cameraInfo("x")),
+    c.send(pageStats(2)),
+    c.send({ type: "offer", sdp: "v=0", attempt: 1 }),
+  ];
+  ws.open();
+  out.token = new TextDecoder().decode(ws.sent[0]);
+  out.heldBeforeReady = ws.messages();
+  ws.ready();
+  out.where = where;
+  out.flushed = ws.messages();
+  out.commWhileOpening = c.model.sent.slice();
+  out.afterReady = c.send({ type: "reconnecting", attempt: 1 });
+  out.liveSocket = ws.messages().at(-1);
+  // The live socket closes: the comm takes the next message; the same offer opens it again.
+  ws.drop();
+  out.afterDrop = c.send({ type: "gave_up", attempts: 5 });
+  out.commAfterDrop = c.model.sent.slice();
+  offer(c);
+  out.reopenedAfterLive = FakeSocket.made.length === 2;
+}
+
+// 2. A socket that never opens: what it held goes over the comm in order; the same offer is
+//    not tried again, a newer one is.
+{
+  FakeSocket.made.length = 0;
+  const c = controller();
+  offer(c);
+  c.send({ type: "stopped", reason: "restarting" });
+  c.send({ type: "offer", sdp: "v=0", attempt: 2 });
+  FakeSocket.made[0].drop(); // no relay: a 404
+  out.failedFlush = c.model.sent.slice();
+  out.afterFail = c.send(pageStats(3));
+  offer(c);
+  out.retriedSame = FakeSocket.made.length;
+  offer(c, "newer");
+  out.triedNewer = FakeSocket.made.length;
+}
+
+// 3. A socket that neither opens nor fails: PIPE_OPEN_TIMEOUT_MS, then the comm.
+{
+  FakeSocket.made.length = 0;
+  const c = controller();
+  offer(c);
+  c.send(cameraInfo("y"));
+  advance(PIPE_OPEN_TIMEOUT_MS + 1);
+  out.timedOut = c.model.sent.slice();
+  out.pipeAfterTimeout = c.pipe === null;
+}
+
+// 4. More than PIPE_QUEUE_MAX held: the socket is given up, all of them go over the comm in order.
+{
+  FakeSocket.made.length = 0;
+  const c = controller();
+  offer(c);
+  for (let i = 0; i <= PIPE_QUEUE_MAX; i++) c.send({ type: "reconnecting", attempt: i });
+  out.overflow = [c.model.sent.length, c.pipe === null, c.pipeQueue.length];
+}
+
+// 5. An offer over the comm while a cell runs: no timeout, a notice; the count restarts at the
+//    cell's end. Over the socket: the timeout runs.
+async function answerTimeout(busy, viaSocket) {
+  FakeSocket.made.length = 0;
+  const c = controller({ kernel_busy: busy });
+  if (viaSocket) {
+    offer(c);
+    FakeSocket.made[0].open();
+    FakeSocket.made[0].ready();
+  }
+  c.setStatus("connecting", "Connecting to the kernel…");
+  const link = new RtcLink(c, c.generation);
+  c.link = link;
+  const result = { error: null, notices: [c.notice] };
+  link.offer("v=0").catch((err) => (result.error = err.reason));
+  result.notices.push(c.notice);
+  advance(ANSWER_TIMEOUT_MS * 2);
+  await tick();
+  result.afterTwoTimeouts = result.error;
+  c.model.set("kernel_busy", false); // the cell ended
+  result.notices.push(c.notice);
+  advance(ANSWER_TIMEOUT_MS - 1000);
+  await tick();
+  result.justBefore = result.error;
+  advance(2000);
+  await tick();
+  result.notices.push(c.notice);
+  return result;
+}
+out.busyComm = await answerTimeout(true, false);
+out.busySocket = await answerTimeout(true, true);
+console.log(JSON.stringify(out));
+"""
+
+
+def node() -> str:
+    path = shutil.which("node")
+    if path is None:
+        pytest.fail("node not found: install nodejs (sudo apt-get install nodejs, or run scripts/setup)")
+    return path
+
+
+def run_scenarios(source: str) -> dict[str, Any]:
+    module = source.replace("\nexport default {", "\nconst widget = {")
+    assert module != source, "camera.js has no `export default {`"
+    script = f"{STUBS}\n{module}\n(async () => {{\n{SCENARIOS}\n}})();\n"
+    done = subprocess.run(
+        [node(), "--input-type=module", "-"], input=script, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def out() -> dict[str, Any]:
+    return run_scenarios(CAMERA_JS.read_text())
+
+
+def test_messages_wait_for_the_opening_socket_in_order_and_take_it_once_ready(out: dict[str, Any]) -> None:
+    assert out["url"] == "ws://127.0.0.1:8888/base/decart_nb/media/4242?token=tk"
+    assert out["token"] == "secret"
+    assert out["heldBeforeReady"] == []
+    assert out["where"] == ["queued"] * 5
+    # The newest page_stats replaced the older one; the order is otherwise the order sent.
+    assert out["flushed"] == ["stopped", "camera", "page_stats", "offer"]
+    assert out["commWhileOpening"] == []
+    assert out["afterReady"] == "socket" and out["liveSocket"] == "reconnecting"
+    assert out["afterDrop"] == "comm" and out["commAfterDrop"] == ["gave_up"]
+    assert out["reopenedAfterLive"], "the same offer did not reopen a socket that had been live"
+
+
+def test_a_socket_that_never_opens_hands_everything_to_the_comm_and_is_not_retried(
+    out: dict[str, Any],
+) -> None:
+    assert out["failedFlush"] == ["stopped", "offer"]
+    assert out["afterFail"] == "comm"
+    assert out["retriedSame"] == 1, "the offer of a socket that never opened was tried again"
+    assert out["triedNewer"] == 2, "a newer offer was not tried"
+    assert out["timedOut"] == ["camera"] and out["pipeAfterTimeout"]
+    assert out["overflow"][0] == 65 and out["overflow"][1] and out["overflow"][2] == 0
+
+
+def test_an_offer_over_the_comm_waits_for_a_running_cell_and_says_so(out: dict[str, Any]) -> None:
+    busy = out["busyComm"]
+    assert busy["afterTwoTimeouts"] is None, "the answer timed out while a cell ran"
+    assert busy["notices"][1] == "Waiting for the kernel (a cell is running)…", busy
+    assert busy["notices"][2] == "Connecting to the kernel…", busy  # the cell ended
+    assert busy["justBefore"] is None, "the count did not start again at the cell's end"
+    # Then the timeout runs out, with the reason the transport message would carry.
+    assert busy["error"] == "the kernel did not answer within 15 s", busy
+    socket = out["busySocket"]
+    assert socket["notices"][1] == "Connecting to the kernel…", "a socket offer waits for no cell"
+    assert socket["afterTwoTimeouts"] == "the kernel did not answer within 15 s", socket
