@@ -576,11 +576,14 @@ class Session:
         if self._conn in ("connecting", "reconnecting") and _named(self._source, "camera"):
             return (
                 " The page has not connected its camera: is the session displayed (display(s), or s"
-                " as a cell's last line) and did the browser allow the camera? Is another cell still"
-                " running? Without decart_nb_server (Colab, VS Code) the page's messages reach the"
-                " kernel only between cells or while a decart_nb call waits on the main thread. In a"
+                " as a cell's last line), and did the browser allow the camera? Did code that does"
+                " not call decart_nb (time.sleep, a long loop) keep the kernel busy? Without"
+                " decart_nb_server (Colab, VS Code, a server from another environment) the page's"
+                " messages reach the kernel only between cells or while a decart_nb call waits. In a"
                 ' notebook run top to bottom, call s.wait_until("generating") before snapshot().'
             )
+        if self._conn in ("connecting", "reconnecting"):
+            return f" The {self._engine.name} engine is still connecting to its model."
         if self._conn == "connected":
             return " The model has produced no frame yet: is a frame coming in (s.stats: fps_in)?"
         if self._conn == "disconnected":
