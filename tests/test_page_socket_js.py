@@ -8,6 +8,7 @@ runs against a fake widget model, a fake WebSocket and a manual clock.
   after a live socket closed.
 - An offer sent over the comm does not time out while `kernel_busy`, and the notice says why;
   the count starts again when the cell ends. Over the socket the timeout runs as before.
+- "auto" gives WebRTC AUTO_ICE_MS / AUTO_CONNECT_MS from the kernel's answer, not from the offer.
 """
 
 from __future__ import annotations
@@ -201,6 +202,29 @@ async function answerTimeout(busy, viaSocket) {
 }
 out.busyComm = await answerTimeout(true, false);
 out.busySocket = await answerTimeout(true, true);
+
+// 6. "auto" counts from the kernel's answer: nothing runs out before it, however late it comes.
+async function autoDeadline(path, answerAfter) {
+  const c = controller();
+  const link = { answeredAt: 0, icePath: async () => path };
+  const settled = { done: false };
+  const result = { reason: null, at: null };
+  const start = now;
+  c.autoDeadline(link, settled).catch((err) => {
+    result.reason = err.reason;
+    result.at = now - start - answerAfter;
+  });
+  for (let t = 0; t < answerAfter + 10000 && result.reason === null; t += 50) {
+    if (t === answerAfter) link.answeredAt = now;
+    advance(50);
+    await tick();
+    await tick();
+  }
+  settled.done = true;
+  return result;
+}
+out.autoNoPath = await autoDeadline(false, 20000);
+out.autoSlowConnect = await autoDeadline(true, 20000);
 console.log(JSON.stringify(out));
 """
 
@@ -263,3 +287,12 @@ def test_an_offer_over_the_comm_waits_for_a_running_cell_and_says_so(out: dict[s
     socket = out["busySocket"]
     assert socket["notices"][1] == "Connecting to the kernel…", "a socket offer waits for no cell"
     assert socket["afterTwoTimeouts"] == "the kernel did not answer within 15 s", socket
+
+
+def test_auto_counts_webrtcs_time_from_the_answer_not_the_offer(out: dict[str, Any]) -> None:
+    # The answer came 20 s after the offer (a busy kernel): no fallback before it.
+    no_path, slow = out["autoNoPath"], out["autoSlowConnect"]
+    assert no_path["reason"] == "UDP blocked: WebRTC found no network path", no_path
+    assert 1000 <= no_path["at"] <= 1200, no_path  # AUTO_ICE_MS after the answer
+    assert slow["reason"] == "WebRTC did not connect within 6 s", slow
+    assert 6000 <= slow["at"] <= 6200, slow  # AUTO_CONNECT_MS after the answer
