@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from decart_nb import ErrorCode, Session
+from decart_nb import ErrorCode, Session, _loop
 from decart_nb.media.rate import IN_FLIGHT
 from decart_nb.media.vp8 import is_key_chunk
 from decart_nb.widgets import camera as camera_module
@@ -766,3 +766,29 @@ def test_the_socket_closes_with_the_sessions_connection_and_a_new_one_is_offered
     assert wait_until(lambda: widget.camera.get("label") == "again", timeout=5)
     widget.close()
     assert wire.ended.wait(5), "the socket outlived the widget"
+
+
+def test_a_quick_reconnect_on_a_shared_loop_keeps_its_new_socket(
+    socket_camera: tuple[Session, CameraWidget, SocketPage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another session keeps the media loop running, so the old socket's close and the new one's
+    start queue on the same loop; a busy loop runs the close after connect() made the new one.
+    The close must take the old one only."""
+    s, widget, page = socket_camera
+    call_soon = _loop.call_soon
+
+    def late_close(fn: Any, *args: Any) -> None:  # the loop is busy when the session disconnects
+        if getattr(fn, "__name__", "") in ("_close_page_socket", "_close_media"):
+            _loop.get_loop().call_soon_threadsafe(_loop.get_loop().call_later, 0.3, fn, *args)
+            return
+        call_soon(fn, *args)
+
+    monkeypatch.setattr(_loop, "call_soon", late_close)
+    with Session(source="pattern"):  # holds the loop
+        s.disconnect()
+        s.connect()
+        time.sleep(0.5)  # the close ran
+        wire = page.connect()  # the newest offer's socket
+        wire.send(encode_message({"type": "camera", "facingMode": "", "label": "kept"}))
+        assert wait_until(lambda: widget.camera.get("label") == "kept", timeout=5)
+        assert not wire.ended.is_set()

@@ -358,8 +358,11 @@ class CameraWidget(anywidget.AnyWidget):
         self._media = media
         if _loop.in_loop_thread():
             _loop.get_loop().create_task(self._listen(media))
-        else:
+            return
+        try:
             _loop.run(self._listen(media), timeout=LOOP_CALL_TIMEOUT_S)
+        except DecartNBError as exc:  # the loop is stuck or gone: the comm carries everything
+            logger.warning("decart_nb: no page socket (%s); the comm carries everything", exc)
 
     async def _listen(self, media: MediaSocket) -> None:
         """Listen, then tell the page where (at once, and again while no connection is live)."""
@@ -373,11 +376,14 @@ class CameraWidget(anywidget.AnyWidget):
             self._start_offering(media, first=False)
 
     def _start_offering(self, media: MediaSocket, first: bool = True) -> None:
-        if self._offering is not None:
-            self._offering.cancel()
-        self._offering = None
+        self._stop_offering()
         if not self._closed and media is self._media and media.port:
             self._offering = asyncio.get_running_loop().create_task(self._offer_page_socket(media, first))
+
+    def _stop_offering(self) -> None:
+        if self._offering is not None:
+            self._offering.cancel()
+            self._offering = None
 
     async def _offer_page_socket(self, media: MediaSocket, first: bool) -> None:
         """The offer now (if `first`) and PAGE_SOCKET_OFFER_AFTER_S after it, until a connection
@@ -426,9 +432,7 @@ class CameraWidget(anywidget.AnyWidget):
 
     def _media_live(self) -> None:
         logger.debug("decart_nb: the page socket is live")
-        if self._offering is not None:
-            self._offering.cancel()
-            self._offering = None
+        self._stop_offering()
 
     def _media_lost(self) -> None:
         """The live page socket closed or was replaced: the output goes on (over the comm, or the
@@ -443,22 +447,26 @@ class CameraWidget(anywidget.AnyWidget):
     def _close_page_socket(self) -> None:
         """Loop thread: stop listening (the session disconnects, or the widget closes)."""
         media, self._media = self._media, None
-        if self._offering is not None:
-            self._offering.cancel()
-            self._offering = None
+        self._close_media(media)
+
+    def _close_media(self, media: MediaSocket | None) -> None:
+        """Loop thread: close `media`, and its resends (a newer socket's offers are its own)."""
+        if media is not None and self._media is None:
+            self._stop_offering()
         if media is not None:
             media.close()
 
     def _close_page_socket_soon(self) -> None:
-        """Any thread, the loop still running (the session disconnects): close it on the loop."""
+        """Any thread, the loop still running (the session disconnects): this socket, not one a
+        quick connect() opens meanwhile, is closed on the loop."""
+        media, self._media = self._media, None
         if _loop.in_loop_thread():
-            self._close_page_socket()
+            self._close_media(media)
             return
         try:
-            _loop.call_soon(self._close_page_socket)
+            _loop.call_soon(self._close_media, media)
         except (DecartNBError, RuntimeError) as exc:  # no loop (any more): the listener went with it
             logger.debug("decart_nb: the page socket's loop is gone (%s)", exc)
-            self._media = None
 
     # -- kernel_busy: IPython's cells ------------------------------------------------------------
     def _watch_cells(self, shell: Any) -> None:
