@@ -35,6 +35,10 @@ T = TypeVar("T")
 logger = logging.getLogger("decart_nb")
 COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 MAX_PER_POLL = 50  # messages read in one poll: a flood of them still lets the wait check its future
+# Requests held for the cell's end (Run All's next cells: one each). Past this many the pump reads
+# no further: the rest stay in the kernel's queue, in order, and the page's behind them wait.
+MAX_HELD = 10_000
+REPLAY_TURNS = 3  # turns of the kernel's loop before held requests go back (see _replay)
 
 _active = False  # main thread only: a wait is pumping (a comm handler it runs must not pump again)
 
@@ -129,15 +133,20 @@ class _CommPoller:
     """ipykernel 7: the main thread's pending shell messages, read while a cell blocks it.
 
     Comm messages are handled at once, as the kernel would between cells; every other message is
-    kept and handed back to the kernel (as if it had just arrived) when the cell ends."""
+    kept and handed back to the kernel when the cell ends, in the order they came. From the first
+    held message until they are handed back, the kernel's own reader of that socket is paused, so
+    that nothing that came after them can be read (and run) before them."""
 
     _current: _CommPoller | None = None
+    _unreadable: Any = None  # a kernel whose main-thread socket was not found
 
-    def __init__(self, shell: Any, kernel: Any, socket: Any) -> None:
-        self._shell = shell
+    def __init__(self, shell: Any, kernel: Any, stream: Any) -> None:
         self._kernel = kernel
-        self._socket = socket
-        self._held: list[list[Any]] = []  # bounded by what the page and the notebook send in a cell
+        self._stream = stream  # the kernel's ZMQStream on the main thread's socket
+        self._socket = stream.socket
+        self._held: list[list[Any]] = []  # at most MAX_HELD
+        self._full = False
+        self._paused: Callable[..., Any] | None = None  # the stream's callback while it is paused
         self._replays: set[asyncio.Task[None]] = set()  # held messages handed back, until handled
         shell.events.register("post_run_cell", self._give_back)
 
@@ -145,22 +154,37 @@ class _CommPoller:
     def for_kernel(cls, kernel: Any) -> _CommPoller | None:
         if cls._current is not None and cls._current._kernel is kernel:
             return cls._current
-        socket = _main_socket(kernel)
-        if socket is None:
-            logger.warning("decart_nb: this ipykernel's messages cannot be read during a cell")
+        if cls._unreadable is kernel:
             return None
-        cls._current = cls(kernel.shell, kernel, socket)
+        stream = _main_stream(kernel)
+        if stream is None or getattr(stream, "_recv_callback", None) is None:
+            # Said once: every later wait in this kernel waits plainly, as before.
+            logger.warning("decart_nb: this ipykernel's messages cannot be read during a cell")
+            cls._unreadable = kernel
+            return None
+        cls._current = cls(kernel.shell, kernel, stream)
         return cls._current
 
     def poll(self) -> None:
-        import zmq
-
         for _ in range(MAX_PER_POLL):
-            try:
-                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+            if len(self._held) >= MAX_HELD:
+                if not self._full:  # said once a cell
+                    logger.warning("decart_nb: %d requests wait for this cell's end; no more read", MAX_HELD)
+                self._full = True
+                return
+            frames = self._read()
+            if frames is None:
                 return
             self._handle(frames)
+
+    def _read(self) -> list[Any] | None:
+        import zmq
+
+        try:
+            frames: list[Any] = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+        return frames
 
     def _handle(self, frames: list[Any]) -> None:
         session = self._kernel.session
@@ -171,10 +195,10 @@ class _CommPoller:
             peek = session.deserialize(rest, content=False, copy=False)
         except Exception:  # not ours to judge: the kernel reads it after the cell
             logger.debug("decart_nb: an unreadable shell message is left to the kernel", exc_info=True)
-            self._held.append(frames)
+            self._hold(frames)
             return
         if peek["msg_type"] not in COMM_TYPES:  # the next cells' requests among them
-            self._held.append(frames)
+            self._hold(frames)
             return
         try:
             msg = session.deserialize(rest, content=True, copy=False)
@@ -183,6 +207,12 @@ class _CommPoller:
             return
         # Before the held requests (they are the next cells): as between cells, handled at once.
         self._dispatch_comm(idents, msg)
+
+    def _hold(self, frames: list[Any]) -> None:
+        if self._paused is None:  # the kernel reads nothing more until the held ones are back
+            self._paused = self._stream._recv_callback
+            self._stream.stop_on_recv()
+        self._held.append(frames)
 
     def _dispatch_comm(self, idents: list[Any], msg: dict[str, Any]) -> None:
         kernel = self._kernel
@@ -197,22 +227,30 @@ class _CommPoller:
             kernel.set_parent(cell[1], cell[0], channel="shell")  # the cell's output stays the cell's
 
     def _give_back(self, *_: Any) -> None:
-        """The cell ended: the kernel handles what was held, in order, after the cell's reply."""
-        self.poll()  # what came since the last poll goes in order behind the held ones, not before
-        held, self._held = self._held, []
-        if held:
-            replay = _kernel_loop(self._kernel).create_task(self._replay(held))
-            self._replays.add(replay)
-            replay.add_done_callback(self._replayed)
+        """The cell ended: the kernel gets what was held, in order, after the cell's reply."""
+        if self._paused is None:
+            return  # nothing held: the kernel's reader never stopped
+        replay = _kernel_loop(self._kernel).create_task(self._replay())
+        self._replays.add(replay)
+        replay.add_done_callback(self._replayed)
 
-    async def _replay(self, held: list[list[Any]]) -> None:
-        # One turn of the loop first: a request the kernel read just before the cell began is two
-        # steps from its lock (its read, then shell_main), held ones one: this keeps them behind it.
-        await asyncio.sleep(0)
-        for frames in held:  # queued in this order on the kernel's lock for the main shell
-            task = asyncio.get_running_loop().create_task(self._kernel.shell_main(None, frames))
-            self._replays.add(task)
-            task.add_done_callback(self._replayed)
+    async def _replay(self) -> None:
+        try:
+            # A request the kernel read before the cell began is a few steps from the kernel's
+            # lock (its read's task, then shell_main's); these turns let it queue there first.
+            for _ in range(REPLAY_TURNS):
+                await asyncio.sleep(0)
+            while (frames := self._read()) is not None:  # came since: behind the held ones
+                self._held.append(frames)
+            held, self._held, self._full = self._held, [], False
+            loop = asyncio.get_running_loop()
+            for frames in held:  # queued in this order on the kernel's lock for the main shell
+                task = loop.create_task(self._kernel.shell_main(None, frames))
+                self._replays.add(task)
+                task.add_done_callback(self._replayed)
+        finally:
+            callback, self._paused = self._paused, None
+            self._stream.on_recv(callback, copy=False)  # the kernel reads again, after them
 
     def _replayed(self, task: asyncio.Task[None]) -> None:
         self._replays.discard(task)
@@ -229,13 +267,12 @@ def _kernel_loop(kernel: Any) -> asyncio.AbstractEventLoop:
         return loop
 
 
-def _main_socket(kernel: Any) -> Any | None:
-    """The socket the main thread reads its shell messages from (ipykernel 7)."""
+def _main_stream(kernel: Any) -> Any | None:
+    """The kernel's ZMQStream on the socket the main thread reads its shell messages from."""
     thread = getattr(kernel, "shell_channel_thread", None)
     if thread is not None:
-        return thread.manager.get_shell_channel_to_subshell_pair(None).to_socket
-    stream = getattr(kernel, "shell_stream", None)
-    return None if stream is None else stream.socket
+        return thread.manager.get_shell_channel_to_subshell_pair(None).to_stream
+    return getattr(kernel, "shell_stream", None)
 
 
 def _shell_ident(kernel: Any) -> Any:

@@ -144,6 +144,22 @@ def test_held_requests_run_in_order_after_the_cell(kernel: BlockingKernelClient)
     assert [out[m].strip() for m in rest] == ["cell 0", "cell 1", "cell 2"]
 
 
+def test_past_max_held_the_rest_waits_in_order(kernel: BlockingKernelClient) -> None:
+    """With MAX_HELD requests held the pump reads no further: what follows (here the page's
+    message) waits for the cell's end, and every cell still runs in its order."""
+    run_cell(kernel, SETUP + "ui_pump.MAX_HELD = 2\n")
+    first = kernel.execute(
+        'try:\n    s.wait_until("connected", timeout=3)\nexcept Exception as exc:\n    print(exc.code, seen)'
+    )
+    rest = [kernel.execute(f'print("cell {n}", s.state)') for n in range(4)]
+    started(kernel, first)
+    send_comm(kernel, "comm_open", {"comm_id": "p1", "target_name": "page", "data": {}})
+    out, done = outputs(kernel, [first, *rest])
+    assert done == [first, *rest], out
+    assert out[first].strip() == "WAIT_TIMEOUT []", out
+    assert [out[m].split()[:2] for m in rest] == [["cell", str(n)] for n in range(4)], out
+
+
 def test_a_plain_blocking_cell_still_holds_comm_messages(kernel: BlockingKernelClient) -> None:
     """Only decart_nb's waits pump: a cell that sleeps gets the page's message after it ends, as
     before (the kernel is not changed behind the user's back)."""
@@ -163,10 +179,13 @@ def test_interrupting_a_pumping_wait_stops_it_and_the_kernel_goes_on(
     kc, km = kernel_and_manager
     run_cell(kc, SETUP)
     waiting = kc.execute('s.wait_until("generating", timeout=120)')
+    queued = kc.execute('print("queued")')  # held by the pump: Run All's next cell
     started(kc, waiting)
     km.interrupt_kernel()
-    out, _ = outputs(kc, [waiting])
+    out, done = outputs(kc, [waiting, queued])
+    assert done == [waiting, queued], out
     assert "KeyboardInterrupt" in out[waiting], out
+    assert out[queued] == "", out  # aborted after the error, as the kernel does with a queued cell
     after = kc.execute('print(ui_pump.pumping()); s.wait_until("connected", timeout=30); print(seen)')
     started(kc, after)
     send_comm(kc, "comm_open", {"comm_id": "p1", "target_name": "page", "data": {}})
