@@ -1,5 +1,5 @@
 """Every test module in tests/browser/ gets the harness fixtures (see harness.py)."""
 
-from .harness import artifacts, chromium, clip, lab, notebook, playwright
+from .harness import artifacts, chromium, clip, lab, lab_without_server, notebook, playwright
 
-__all__ = ["artifacts", "chromium", "clip", "lab", "notebook", "playwright"]
+__all__ = ["artifacts", "chromium", "clip", "lab", "lab_without_server", "notebook", "playwright"]

@@ -8,6 +8,7 @@ tests/browser/ gets them):
 
     clip       Path of a generated 1280x720 30 fps y4m with a frame stamp in the luma (module scope)
     lab        a JupyterLab server in an isolated temp dir, with a token (module scope)
+    lab_without_server   the same with decart_nb_server turned off (module scope)
     chromium   Chromium whose fake camera plays `clip`, camera granted (module scope)
     notebook   a fresh notebook with an idle python3 kernel (per test); closed and its kernel shut
                down afterwards
@@ -55,6 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -79,9 +81,11 @@ __all__ = [
     "chromium",
     "clip",
     "lab",
+    "lab_without_server",
     "launch_chromium",
     "notebook",
     "open_notebook",
+    "relay_status",
     "write_stamped_clip",
 ]
 
@@ -328,7 +332,7 @@ _RUN_ALL_JS = """() => {
 
 _CELLS_JS = "() => window.jupyterapp.shell.currentWidget.content.model.toJSON().cells"
 
-_EXECUTE_JS = """async (code) => {
+_EXECUTE_JS = """async ([code, ms]) => {
   const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
   const future = kernel.requestExecute({code, store_history: false});
   let out = '', err = null;
@@ -337,8 +341,9 @@ _EXECUTE_JS = """async (code) => {
     if (msg.header.msg_type === 'stream') out += c.text;
     if (msg.header.msg_type === 'error') err = c.ename + ': ' + c.evalue + '\\n' + c.traceback.join('\\n');
   };
-  await future.done;
-  return {out, err};
+  const late = new Promise((resolve) => setTimeout(() => resolve('late'), ms));
+  const done = await Promise.race([future.done.then(() => 'done'), late]);
+  return {out, err, late: done === 'late'};
 }"""
 
 _GRAB_JS = """async ([selector, scale]) => {
@@ -426,9 +431,14 @@ class LabNotebook:
         self.wait_kernel_idle()
         return list(self.page.evaluate(_CELLS_JS))
 
-    def execute(self, code: str) -> str:
-        """Run code in the kernel without a cell (waits behind a busy cell); its stdout."""
-        result = self.page.evaluate(_EXECUTE_JS, code)
+    def execute(self, code: str, timeout: float = 120.0) -> str:
+        """Run code in the kernel without a cell (waits behind a busy cell); its stdout. A kernel
+        that does not answer within `timeout` fails the test rather than hanging it."""
+        result = self.page.evaluate(_EXECUTE_JS, [code, int(timeout * 1000)])
+        if result["late"]:
+            raise AssertionError(
+                f"the kernel did not answer within {timeout} s: {code[:80]!r}\n{self.diagnostics()}"
+            )
         if result["err"]:
             raise CellError(result["err"])
         return str(result["out"])
@@ -573,6 +583,26 @@ def clip() -> Iterator[Path]:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
     """One JupyterLab server per test module."""
     with JupyterLab.start(tmp_path_factory.mktemp("lab")) as server:
+        yield server
+
+
+def relay_status(lab: JupyterLab) -> int:
+    """The HTTP status of a plain GET on decart_nb_server's media relay URL: 404 without the
+    extension (a websocket route answers a plain GET with 400)."""
+    request = urllib.request.Request(lab.url("decart_nb/media/9"))
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+@pytest.fixture(scope="module")
+def lab_without_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    """One JupyterLab per test module with decart_nb_server turned off (as on a server from another
+    environment): no media relay, the page's messages have only the comm."""
+    with JupyterLab.start(tmp_path_factory.mktemp("lab-plain"), server_extension=False) as server:
+        assert relay_status(server) == 404, server.log_tail()
         yield server
 
 

@@ -14,15 +14,13 @@ Times are taken in the kernel (time.monotonic), so a slow page-to-test round tri
 from __future__ import annotations
 
 import contextlib
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .harness import JupyterLab, LabNotebook, open_notebook
+from .harness import JupyterLab, LabNotebook, open_notebook, relay_status
 
 pytestmark = pytest.mark.browser
 
@@ -60,24 +58,6 @@ _marks["display"] = time.monotonic()
 threading.Thread(target=_watch_frames, args=(s, time.monotonic() + 90), daemon=True).start()
 time.sleep({SLEEP_S})
 _marks["cell_end"] = time.monotonic()"""
-
-
-def relay_status(lab: JupyterLab) -> int:
-    """The HTTP status of a plain GET on the media relay's URL (a websocket route answers 400)."""
-    request = urllib.request.Request(lab.url("decart_nb/media/9"))
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-
-
-@pytest.fixture(scope="module")
-def lab_without_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
-    """A JupyterLab with decart_nb_server turned off: no relay, the page has only the comm."""
-    with JupyterLab.start(tmp_path_factory.mktemp("lab-plain"), server_extension=False) as server:
-        assert relay_status(server) == 404, server.log_tail()
-        yield server
 
 
 def page_text(nb: LabNotebook) -> str:

@@ -2,7 +2,8 @@
 with Chromium's fake camera, as a user runs them from Run > Run All Cells: no error output, every
 cell executed, the camera over WebRTC. Each notebook is copied into the server's root with its
 parameter cell edited (source="camera", shorter clips), as papermill would; the committed notebooks
-stay as they are. A screenshot of each run is kept in artifacts/browser/run-all-*.png."""
+stay as they are. Notebook 01 runs with decart_nb_server and without it. A screenshot of each run
+is kept in artifacts/browser/run-all-*.png."""
 
 from __future__ import annotations
 
@@ -102,11 +103,17 @@ def assert_ran_clean_over_webrtc(nb: LabNotebook, cells: list[dict[str, Any]]) -
     assert transports and set(transports) == {"webrtc"}, f"transports: {transports}\n{nb.diagnostics()}"
 
 
-def test_run_all_on_the_camera_notebook(chromium: Any, lab: JupyterLab, artifacts: Path) -> None:
+@pytest.mark.parametrize("extension", [True, False], ids=["extension", "no-extension"])
+def test_run_all_on_the_camera_notebook(
+    extension: bool, chromium: Any, artifacts: Path, request: pytest.FixtureRequest
+) -> None:
+    """Also without decart_nb_server (Colab, VS Code, a server from another environment), where
+    the page's messages come over the comm and the notebook's blocking calls let them in."""
+    lab: JupyterLab = request.getfixturevalue("lab" if extension else "lab_without_server")
     content = notebook_copy("01_camera.ipynb", source="camera", clip_seconds=1.0)
     nb = open_notebook(chromium, lab, "01_camera.ipynb", artifacts, content)
     try:
-        cells = run_all(nb, "run-all-01_camera")
+        cells = run_all(nb, f"run-all-01_camera-{request.node.callspec.id}")
         assert_ran_clean_over_webrtc(nb, cells)
         assert (lab.root / "out" / "camera" / "snapshot.png").exists()
     finally:
