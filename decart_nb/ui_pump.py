@@ -147,6 +147,7 @@ class _CommPoller:
         self._held: list[list[Any]] = []  # at most MAX_HELD
         self._full = False
         self._paused: Callable[..., Any] | None = None  # the stream's callback while it is paused
+        self._replaying = False  # a hand-back is under way (one at a time: it resumes the stream)
         self._replays: set[asyncio.Task[None]] = set()  # held messages handed back, until handled
         shell.events.register("post_run_cell", self._give_back)
 
@@ -228,8 +229,9 @@ class _CommPoller:
 
     def _give_back(self, *_: Any) -> None:
         """The cell ended: the kernel gets what was held, in order, after the cell's reply."""
-        if self._paused is None:
-            return  # nothing held: the kernel's reader never stopped
+        if self._paused is None or self._replaying:
+            return  # nothing held, or the hand-back under way takes these too (a replayed cell's)
+        self._replaying = True
         replay = _kernel_loop(self._kernel).create_task(self._replay())
         self._replays.add(replay)
         replay.add_done_callback(self._replayed)
@@ -249,8 +251,9 @@ class _CommPoller:
                 self._replays.add(task)
                 task.add_done_callback(self._replayed)
         finally:
-            callback, self._paused = self._paused, None
-            self._stream.on_recv(callback, copy=False)  # the kernel reads again, after them
+            callback, self._paused, self._replaying = self._paused, None, False
+            if callback is not None:
+                self._stream.on_recv(callback, copy=False)  # the kernel reads again, after them
 
     def _replayed(self, task: asyncio.Task[None]) -> None:
         self._replays.discard(task)

@@ -321,3 +321,48 @@ def test_a_sweep_over_the_users_session_handles_page_messages_while_it_runs(
     handled = dict(ast.literal_eval(out[swept].strip()))
     delays = {n: round(handled[n] - sent[n], 2) for n in sent}
     assert max(delays.values()) < 0.75, delays  # a 20 ms pump; held until a snapshot: 1-3 s
+
+
+class FakeStream:
+    """A ZMQStream's recv side: its callback, paused and resumed; an empty socket."""
+
+    def __init__(self) -> None:
+        self.socket = self
+        self._recv_callback: Any = "the kernel's reader"
+
+    def recv_multipart(self, flags: int, copy: bool) -> list[Any]:
+        import zmq
+
+        raise zmq.Again()
+
+    def stop_on_recv(self) -> None:
+        self._recv_callback = None
+
+    def on_recv(self, callback: Any, copy: bool) -> None:
+        self._recv_callback = callback
+
+
+def test_a_cell_that_ends_during_a_hand_back_leaves_the_kernel_reading() -> None:
+    """Run All: a replayed cell that held requests too ends before the first hand-back is done.
+    One hand-back takes both, and the kernel's reader is resumed (a second one stopped it for good)."""
+    ran: list[str] = []
+
+    async def shell_main(_subshell: Any, frames: list[Any]) -> None:
+        ran.append(frames[0])
+
+    shell = type("Shell", (), {"events": type("Events", (), {"register": lambda *a: None})()})()
+    kernel = type("Kernel", (), {"shell_main": staticmethod(shell_main)})()
+    stream = FakeStream()
+    poller = ui_pump._CommPoller(shell, kernel, stream)
+
+    async def run_all() -> None:
+        poller._hold(["cell 1"])
+        poller._give_back()  # cell 0 ends
+        poller._hold(["cell 2"])  # a cell that ran before the hand-back held another
+        poller._give_back()
+        for _ in range(ui_pump.REPLAY_TURNS + 3):
+            await asyncio.sleep(0)
+
+    asyncio.run(run_all())
+    assert ran == ["cell 1", "cell 2"]
+    assert stream._recv_callback == "the kernel's reader"
