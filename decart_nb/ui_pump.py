@@ -149,7 +149,10 @@ class _CommPoller:
         self._paused: Callable[..., Any] | None = None  # the stream's callback while it is paused
         self._replaying = False  # a hand-back is under way (one at a time: it resumes the stream)
         self._replays: set[asyncio.Task[None]] = set()  # held messages handed back, until handled
-        shell.events.register("post_run_cell", self._give_back)
+        # post_execute, not post_run_cell: IPython skips the latter for silent cells (a paused
+        # reader would then stay paused); the former also follows each comm message's handler,
+        # where an early hand-back only starts once the cell lets the kernel's loop run.
+        shell.events.register("post_execute", self._give_back)
 
     @classmethod
     def for_kernel(cls, kernel: Any) -> _CommPoller | None:

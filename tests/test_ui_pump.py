@@ -144,6 +144,21 @@ def test_held_requests_run_in_order_after_the_cell(kernel: BlockingKernelClient)
     assert [out[m].strip() for m in rest] == ["cell 0", "cell 1", "cell 2"]
 
 
+def test_a_silent_cell_that_pumps_hands_back_what_it_held(kernel: BlockingKernelClient) -> None:
+    """A silent execute (tools, extensions) has no post_run_cell: what its wait held still goes
+    back to the kernel when it ends, and the kernel goes on answering."""
+    run_cell(kernel, SETUP)
+    waiting = kernel.execute('s.wait_until("connected", timeout=30)', silent=True)
+    time.sleep(1.0)  # a silent cell publishes no execute_input to wait for
+    after = kernel.execute('print("next cell", s.state, seen)')  # comes while the pump runs: held
+    time.sleep(0.5)
+    send_comm(kernel, "comm_open", {"comm_id": "p1", "target_name": "page", "data": {}})
+    out, done = outputs(kernel, [waiting, after])
+    assert done == [waiting, after], out
+    assert out[after].strip() == "next cell connected [('pumping', True, 'nested', False)]", out
+    assert run_cell(kernel, "print('still answering')").strip() == "still answering"
+
+
 def test_past_max_held_the_rest_waits_in_order(kernel: BlockingKernelClient) -> None:
     """With MAX_HELD requests held the pump reads no further: what follows (here the page's
     message) waits for the cell's end, and every cell still runs in its order."""
