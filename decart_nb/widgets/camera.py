@@ -387,7 +387,8 @@ class CameraWidget(anywidget.AnyWidget):
 
     async def _offer_page_socket(self, media: MediaSocket, first: bool) -> None:
         """The offer now (if `first`) and PAGE_SOCKET_OFFER_AFTER_S after it, until a connection
-        is live (a page still loading the widget's module can miss a message)."""
+        is live. anywidget (0.11) holds a model's custom messages until its `initialize` has run,
+        but one that reaches the page before the model exists there is lost."""
         start = time.monotonic()
         for after in (0.0, *PAGE_SOCKET_OFFER_AFTER_S) if first else PAGE_SOCKET_OFFER_AFTER_S:
             await asyncio.sleep(max(0.0, start + after - time.monotonic()))
