@@ -140,7 +140,7 @@ class _CommPoller:
     _current: _CommPoller | None = None
     _unreadable: Any = None  # a kernel whose main-thread socket was not found
 
-    def __init__(self, shell: Any, kernel: Any, stream: Any) -> None:
+    def __init__(self, kernel: Any, stream: Any) -> None:
         self._kernel = kernel
         self._stream = stream  # the kernel's ZMQStream on the main thread's socket
         self._socket = stream.socket
@@ -149,10 +149,6 @@ class _CommPoller:
         self._paused: Callable[..., Any] | None = None  # the stream's callback while it is paused
         self._replaying = False  # a hand-back is under way (one at a time: it resumes the stream)
         self._replays: set[asyncio.Task[None]] = set()  # held messages handed back, until handled
-        # post_execute, not post_run_cell: IPython skips the latter for silent cells (a paused
-        # reader would then stay paused); the former also follows each comm message's handler,
-        # where an early hand-back only starts once the cell lets the kernel's loop run.
-        shell.events.register("post_execute", self._give_back)
 
     @classmethod
     def for_kernel(cls, kernel: Any) -> _CommPoller | None:
@@ -166,7 +162,7 @@ class _CommPoller:
             logger.warning("decart_nb: this ipykernel's messages cannot be read during a cell")
             cls._unreadable = kernel
             return None
-        cls._current = cls(kernel.shell, kernel, stream)
+        cls._current = cls(kernel, stream)
         return cls._current
 
     def poll(self) -> None:
@@ -216,6 +212,7 @@ class _CommPoller:
         if self._paused is None:  # the kernel reads nothing more until the held ones are back
             self._paused = self._stream._recv_callback
             self._stream.stop_on_recv()
+            self._hand_back_later()
         self._held.append(frames)
 
     def _dispatch_comm(self, idents: list[Any], msg: dict[str, Any]) -> None:
@@ -230,10 +227,12 @@ class _CommPoller:
         finally:
             kernel.set_parent(cell[1], cell[0], channel="shell")  # the cell's output stays the cell's
 
-    def _give_back(self, *_: Any) -> None:
-        """The cell ended: the kernel gets what was held, in order, after the cell's reply."""
-        if self._paused is None or self._replaying:
-            return  # nothing held, or the hand-back under way takes these too (a replayed cell's)
+    def _hand_back_later(self) -> None:
+        """The kernel gets what was held, in order, once the cell lets its loop run again: at the
+        cell's end (silent cells, hooks and errors included: no cell event to miss), or at an
+        `await` of an async cell, where they queue behind the cell on the kernel's lock."""
+        if self._replaying:
+            return  # the hand-back under way takes these too
         self._replaying = True
         replay = _kernel_loop(self._kernel).create_task(self._replay())
         self._replays.add(replay)

@@ -357,24 +357,24 @@ class FakeStream:
         self._recv_callback = callback
 
 
-def test_a_cell_that_ends_during_a_hand_back_leaves_the_kernel_reading() -> None:
-    """Run All: a replayed cell that held requests too ends before the first hand-back is done.
-    One hand-back takes both, and the kernel's reader is resumed (a second one stopped it for good)."""
+def test_a_cell_that_holds_during_a_hand_back_leaves_the_kernel_reading() -> None:
+    """Run All: a cell holds requests, and another one holds more before the first hand-back is
+    done. One hand-back takes them all, in order, and the kernel's reader is resumed (on 629d4af a
+    second hand-back stopped it for good)."""
     ran: list[str] = []
 
     async def shell_main(_subshell: Any, frames: list[Any]) -> None:
         ran.append(frames[0])
 
-    shell = type("Shell", (), {"events": type("Events", (), {"register": lambda *a: None})()})()
     kernel = type("Kernel", (), {"shell_main": staticmethod(shell_main)})()
     stream = FakeStream()
-    poller = ui_pump._CommPoller(shell, kernel, stream)
+    poller = ui_pump._CommPoller(kernel, stream)
 
     async def run_all() -> None:
-        poller._hold(["cell 1"])
-        poller._give_back()  # cell 0 ends
+        poller._hold(["cell 1"])  # the reader pauses; the hand-back waits for the loop
+        assert stream._recv_callback is None
+        await asyncio.sleep(0)
         poller._hold(["cell 2"])  # a cell that ran before the hand-back held another
-        poller._give_back()
         for _ in range(ui_pump.REPLAY_TURNS + 3):
             await asyncio.sleep(0)
 
