@@ -517,9 +517,9 @@ class Session:
             raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
         return Image.fromarray(to_rgb(frame))
 
-    def wait_until(self, state: ConnectionState, timeout: float = WAIT_UNTIL_TIMEOUT_S) -> Session:
-        """Wait until the connection state is `state`; returns the session, so that
-        `s.wait_until("generating").snapshot()` reads as it runs.
+    def wait_until(self, state: ConnectionState, timeout: float = WAIT_UNTIL_TIMEOUT_S) -> None:
+        """Wait until the connection state is `state`. Returns None: a session returned from a
+        cell's last line would be displayed again (a second view of the camera and panel).
 
         "generating" (output frames are being made) is what a notebook that needs live output
         waits for, e.g. before `snapshot()` in a notebook run top to bottom. "connected" also
@@ -560,7 +560,6 @@ class Session:
             raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
         finally:
             self._events.unwatch(watch)
-        return self
 
     def _gone_while_waiting(self, state: str) -> DecartNBError:
         last = self.errors[-1] if self.errors else None

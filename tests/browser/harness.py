@@ -1,7 +1,7 @@
 """Real-browser test harness: JupyterLab + Debian Chromium with a fake camera, driven by Playwright.
 
 Everything here must run inside the loopback-only network namespace that `scripts/test` makes
-(see docs TESTING.md). Two ways to use it:
+(see docs/testing.md). Two ways to use it:
 
 From pytest (the fixtures are re-exported by tests/browser/conftest.py, so any test module in
 tests/browser/ gets them):
