@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from aiortc import RTCIceServer
 from aiortc.mediastreams import MediaStreamTrack
@@ -55,13 +55,7 @@ from .timeouts import (
 __all__ = ["Session", "ConnectionState"]
 
 ConnectionState = Literal["disconnected", "connecting", "connected", "generating", "reconnecting"]
-STATES: tuple[ConnectionState, ...] = (
-    "disconnected",
-    "connecting",
-    "connected",
-    "generating",
-    "reconnecting",
-)
+STATES: tuple[ConnectionState, ...] = get_args(ConnectionState)  # what wait_until accepts
 Mirror = bool | Literal["auto"]
 
 

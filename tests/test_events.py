@@ -140,8 +140,10 @@ def test_a_stream_replaced_after_the_router_is_captured_too(streams: Streams) ->
 
 def test_the_router_delegates_what_it_does_not_route(streams: Streams) -> None:
     out, _ = streams()
-    with capture(Collected()):
-        pass
+    sink = Collected()
+    with capture(sink):  # installs the router over `out`
+        print("routed")
+    assert sink.text() == "routed\n"
     assert sys.stdout is not out  # the router
     assert sys.stdout.getvalue() == ""  # type: ignore[attr-defined]  # StringIO's own method
     sys.stdout.writelines(["x", "y\n"])
