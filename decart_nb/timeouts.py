@@ -26,6 +26,7 @@ __all__ = [
     "LOOP_CALL_TIMEOUT_S",
     "MAX_WAIT_S",
     "MEDIA_HELLO_TIMEOUT_S",
+    "MEDIA_WARNING_EVERY_S",
     "PEER_SILENT_S",
     "PROMPT_TIMEOUT_S",
     "RECONNECT_GIVE_UP_S",
@@ -68,9 +69,13 @@ ACK_TIMEOUT_S = 5.0
 # The codec transport: while it waits for the page's key frame (after a gap or a chunk that did not
 # decode), the kernel asks again this often, since a request can be lost with a page restart.
 KEYFRAME_REQUEST_EVERY_S = 1.0
-# The media socket (widgets/media_socket.py): a connection gives its token within this long of
-# being accepted, or is closed (the relay connects as the page opens it; the token is its first frame).
-MEDIA_HELLO_TIMEOUT_S = 10.0
+# The media socket (widgets/media_socket.py): a connection finishes its handshake (both sides prove
+# they hold the token) within this long of being accepted, or is closed. The relay connects once the
+# page's websocket is open, so this covers a few round trips of a remote page (200 ms each).
+MEDIA_HELLO_TIMEOUT_S = 5.0
+# Refused media socket connections and malformed frames are counted; a warning says how many at
+# most this often (a neighbour's flood must not flood the log).
+MEDIA_WARNING_EVERY_S = 60.0
 # The page socket's offer (port and token) goes to the page when the widget is made, and again
 # this long after it while no connection is live (a page still loading the widget can miss one).
 PAGE_SOCKET_OFFER_AFTER_S = (0.5, 1.0, 2.0, 4.0, 8.0)
