@@ -107,44 +107,45 @@ def sweep(
     settings |= {"controls": {k: float(v) for k, v in sorted(controls.items())} if controls else None}
     items = build_items(prompts, images, _image_labels(images), source_list, seed_list, repeats, settings)
     folder = RunFolder(out, COLUMNS)
-    kept = _resume(folder, items, resume, retry_failed)
-    spec = RunSpec(
-        run_id=uuid.uuid4().hex[:12],
-        model=model,
-        engine=engine,
-        controls=controls,
-        enhance=enhance,
-        seconds=float(seconds),
-        frames=frames,
-        record_seconds=float(record_seconds),
-        metrics=metrics,
-        single_source=len(source_list) == 1,
-    )
-    todo = [item for item in items if item.key not in kept]
-    rows = {key: row for key, row in kept.items()}
-    bar = Progress(progress, len(items), len(kept), sum(bool(r["error_code"]) for r in kept.values()))
+    with folder.locked():  # from the first read to the last write: one run at a time
+        kept = _resume(folder, items, resume, retry_failed)
+        spec = RunSpec(
+            run_id=uuid.uuid4().hex[:12],
+            model=model,
+            engine=engine,
+            controls=controls,
+            enhance=enhance,
+            seconds=float(seconds),
+            frames=frames,
+            record_seconds=float(record_seconds),
+            metrics=metrics,
+            single_source=len(source_list) == 1,
+        )
+        todo = [item for item in items if item.key not in kept]
+        rows = {key: row for key, row in kept.items()}
+        bar = Progress(progress, len(items), len(kept), sum(bool(r["error_code"]) for r in kept.values()))
 
-    def finished(outcome: Outcome) -> None:
-        row = _store(folder, outcome)
-        rows[row["key"]] = row
-        bar.update(row)
+        def finished(outcome: Outcome) -> None:
+            row = folder.store(outcome["row"], outcome["files"])  # files first, then the row
+            rows[row["key"]] = row
+            bar.update(row)
 
-    try:
-        _run(todo, spec, finished, session=session, inline=inline, executor=executor, workers=workers)
-    finally:
-        bar.close()
-    result = SweepResult(
-        rows=sorted(rows.values(), key=lambda r: r["index"]),
-        out_dir=out,
-        grid_columns=len(images) * len(seed_list) * repeats,
-        skipped=len(kept),
-    )
-    for s in dict.fromkeys(item.source_label for item in items):
-        path = out / spec.passthrough_name(s)
-        if path.exists():
-            result.passthroughs[s] = path
-    result.passthrough = next(iter(result.passthroughs.values()), None)
-    result.save()
+        try:
+            _run(todo, spec, finished, session=session, inline=inline, executor=executor, workers=workers)
+        finally:
+            bar.close()
+        result = SweepResult(
+            rows=sorted(rows.values(), key=lambda r: r["index"]),
+            out_dir=out,
+            grid_columns=len(images) * len(seed_list) * repeats,
+            skipped=len(kept),
+        )
+        for s in dict.fromkeys(item.source_label for item in items):
+            path = out / spec.passthrough_name(s)
+            if path.exists():
+                result.passthroughs[s] = path
+        result.passthrough = next(iter(result.passthroughs.values()), None)
+        result.save()
     return result
 
 
@@ -186,38 +187,21 @@ def _run(
         dispatch(executor, spec, todo, workers, finished)
 
 
-def _store(folder: RunFolder, outcome: Outcome) -> dict[str, Any]:
-    """Files first (renamed into place), then the row: a row never points at a missing file."""
-    row = outcome["row"]
-    for name, data in outcome["files"].items():
-        if name.startswith("passthrough") and (folder.out / name).exists():
-            continue  # the first session of a source wrote it
-        folder.write_file(name, data)
-    for column in ("snapshot", "clip"):
-        if row.get(column):
-            row[column] = str(folder.out / row[column])
-    folder.append(row)
-    return row
-
-
 def _resume(
     folder: RunFolder, items: list[Item], resume: bool, retry_failed: bool
 ) -> dict[str, dict[str, Any]]:
     """The rows of this sweep's items already in the folder; says what it skips (or sets aside)."""
     where = folder.out
     if not resume:
-        earlier = folder.start_over()
-        if earlier:
+        earlier, moved = folder.start_over()
+        if moved:
             print(
                 f"decart_nb sweep: resume=False: starting over in {where}; {earlier} earlier rows moved to "
-                f"{folder.jsonl.name}.previous",
+                f"{moved} (with the earlier results.csv, results.md and contact sheet)",
                 flush=True,
             )
         return {}
-    try:
-        stored, torn = folder.load()
-    except ValueError as exc:
-        raise DecartNBError(ErrorCode.INVALID_INPUT, f"Cannot resume: {exc}", cause=exc) from exc
+    stored, torn = folder.load()
     index = {item.key: item.index for item in items}
     kept = {k: r | {"index": index[k]} for k, r in stored.items() if k in index}
     if retry_failed:

@@ -81,8 +81,9 @@ def test_run_folder_drops_a_torn_last_line_and_refuses_damage_before_it(tmp_path
     assert json.loads(folder.jsonl.read_text().splitlines()[0])["snapshot"] == f"{items[0].stem}.png"
     assert folder.jsonl.read_bytes().endswith(b"\n")  # the torn tail was cut: appends start clean
     folder.jsonl.write_text("not json\n" + folder.jsonl.read_text())
-    with pytest.raises(ValueError, match="line 1"):
+    with pytest.raises(DecartNBError, match="results.jsonl, line 1: it is not a JSON row") as caught:
         folder.load()
+    assert caught.value.code == ErrorCode.INVALID_INPUT
 
 
 # -- retry and replacement (a fake lane makes sessions fail on demand) ---------------------------

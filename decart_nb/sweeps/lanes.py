@@ -125,11 +125,13 @@ class Lane:
             session.snapshot(timeout=FRAME_TIMEOUT_S)  # returns once a frame of this state is out
             settle(log, 0, version, spec.seconds, spec.frames)
             picture = session.snapshot(timeout=FRAME_TIMEOUT_S)
+            # A row names a file only once its bytes are in hand: the coordinator refuses a row
+            # that points at a file it was not sent.
+            files[f"{item.stem}.png"] = _png(picture)
             row["snapshot"] = f"{item.stem}.png"
-            files[row["snapshot"]] = _png(picture)
             if spec.record_seconds > 0:
+                files[f"{item.stem}.mp4"] = _record(session, spec.record_seconds)
                 row["clip"] = f"{item.stem}.mp4"
-                files[row["clip"]] = _record(session, spec.record_seconds)
         except DecartNBError as exc:
             row |= {"error_code": exc.code, "error": exc.message}
         else:

@@ -10,11 +10,12 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import DecartNBError, ErrorCode
+from .folder_io import replace_file
 from .rows import COLUMNS
 
 __all__ = ["SweepResult", "LABEL_HEIGHT", "THUMB_WIDTH"]
@@ -57,20 +58,28 @@ class SweepResult:
         return COLUMNS + tuple(extra)
 
     def save(self) -> None:
-        """Write results.csv (in item order), results.md and contact_sheet.png into out_dir."""
-        tmp = self.to_csv(self.out_dir / ".results.csv.part")
-        os.replace(tmp, self.out_dir / "results.csv")  # the appended CSV is replaced whole
-        (self.out_dir / "results.md").write_text(self.to_markdown(relative_to=self.out_dir) + "\n")
+        """Write results.csv (in item order), results.md and contact_sheet.png into out_dir, each
+        whole (a new file renamed into place, never written through a link)."""
+        replace_file(self.out_dir / "results.csv", self._write_csv)  # the appended CSV is replaced whole
+        markdown = (self.to_markdown(relative_to=self.out_dir) + "\n").encode()
+        replace_file(self.out_dir / "results.md", lambda f: f.write(markdown))
         if self.rows:
-            self.contact_sheet().save(self.out_dir / "contact_sheet.png")
+            sheet = self.contact_sheet()
+            replace_file(self.out_dir / "contact_sheet.png", lambda f: sheet.save(f, format="PNG"))
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         path = Path(path)
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in self.rows)
+        with path.open("wb") as f:
+            self._write_csv(f)
         return path
+
+    def _write_csv(self, f: BinaryIO) -> None:
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        writer = csv.DictWriter(text, fieldnames=self.columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in self.rows)
+        text.flush()
+        text.detach()  # f stays open: its owner closes it
 
     def to_markdown(self, relative_to: str | os.PathLike[str] | None = None) -> str:
         """A GitHub-flavoured table; snapshot links are made relative to `relative_to` if given."""

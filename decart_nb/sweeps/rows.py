@@ -7,7 +7,7 @@ from typing import Any
 from ..errors import DecartNBError
 from .items import Item
 
-__all__ = ["COLUMNS", "ITEM_FAULTS", "new_row", "error_row"]
+__all__ = ["COLUMNS", "ITEM_FAULTS", "new_row", "error_row", "row_problem"]
 
 #: The columns of results.csv, in order (a metrics hook's columns follow them).
 COLUMNS = (
@@ -56,3 +56,65 @@ def error_row(item: Item, enhance: bool, exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, DecartNBError):
         return row | {"error_code": exc.code, "error": exc.message}
     return row | {"error_code": type(exc).__name__, "error": str(exc) or repr(exc)}
+
+
+# -- a stored row's shape (checked on resume: the file may have been edited or damaged) -----------
+_TEXT = (str,)
+_NUMBER = (int, float)
+_KINDS: dict[str, tuple[tuple[type, ...], bool]] = {  # column: (allowed types, None allowed)
+    "index": ((int,), False),
+    "prompt": (_TEXT, False),
+    "image": (_TEXT, False),
+    "source": (_TEXT, False),
+    "seed": ((int,), True),
+    "repeat": ((int,), False),
+    "enhance": ((bool,), False),
+    "state_version": ((int,), True),
+    "first_frame_ms": (_NUMBER, True),
+    "fps_out": (_NUMBER, True),
+    "latency_ms_p50": (_NUMBER, True),
+    "latency_ms_p95": (_NUMBER, True),
+    "model_ms_p50": (_NUMBER, True),
+    "frames_out": ((int,), True),
+    "frames_dropped": ((int,), True),
+    "mean_r": (_NUMBER, True),
+    "mean_g": (_NUMBER, True),
+    "mean_b": (_NUMBER, True),
+    "diff_vs_passthrough": (_NUMBER, True),
+    "snapshot": (_TEXT, True),
+    "clip": (_TEXT, True),
+    "error_code": (_TEXT, True),
+    "error": (_TEXT, True),
+    "engine_errors": (_TEXT, True),
+    "attempts": ((int,), True),
+    "worker": (_TEXT, True),
+    "key": (_TEXT, False),
+}
+_TYPE_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def row_problem(row: object) -> str | None:
+    """What is wrong with a stored row's shape, or None. Metric columns (not built in) may hold any
+    JSON value; every built-in column must be there with its type."""
+    if not isinstance(row, dict):
+        return f"a row is a JSON object, not {_json_kind(row)}"
+    for column, (kinds, nullable) in _KINDS.items():
+        if column not in row:
+            return f"the column {column!r} is missing"
+        value = row[column]
+        if value is None and nullable:
+            continue
+        # bool is an int in Python, not in a row: true is no frame count
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            what = " or ".join(_TYPE_NAMES[k] for k in kinds) + (" or null" if nullable else "")
+            return f"{column!r} must be {what}, not {_json_kind(value)}"
+    if not row["key"]:
+        return "'key' is empty"
+    return None
+
+
+def _json_kind(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null"}
+    if isinstance(value, bool) or type(value) in names:
+        return names[type(value)]
+    return "a number" if isinstance(value, (int, float)) else type(value).__name__
