@@ -1,6 +1,8 @@
 """The media socket (kernel side): a Python page connects straight to the kernel's listener, doing
-what decart_nb_server's relay does (expects MAGIC, sends the token, then one frame per websocket
-message), with a real Session and PyAV playing the page's VP8 (tests/test_codec_transport.py)."""
+what decart_nb_server's relay does (expects MAGIC) and what the page does (the handshake that
+proves the token on both sides, then one frame per websocket message), with a real Session and
+PyAV playing the page's VP8 (tests/test_codec_transport.py). The attacks on it are in
+tests/security/test_page_socket.py."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from decart_nb.media.rate import IN_FLIGHT
 from decart_nb.media.vp8 import is_key_chunk
 from decart_nb.widgets import camera as camera_module
 from decart_nb.widgets import media_socket
+from decart_nb.widgets import socket_handshake as hs
 from decart_nb.widgets.camera import CameraWidget
 from decart_nb.widgets.codec_transport import CodecTransport
 from decart_nb.widgets.media_socket import (
@@ -47,6 +50,7 @@ from tests.test_widget import RecordingComm, StampedCamera, comm_of, comms
 __all__ = ["comms"]  # the recording-comm fixture, shared with test_widget.py
 
 QUICK_S = 2.0  # well under ACK_TIMEOUT_S (5 s): what must not wait for a lost chunk's ack
+HANDSHAKE = 4  # the kernel's frames before its messages: MAGIC, NONCE, PROOF, READY
 
 
 class Wire:
@@ -54,6 +58,8 @@ class Wire:
     every frame the kernel sends (MAGIC first)."""
 
     def __init__(self, port: int) -> None:
+        self.port = port
+        self.kernel_proven = False  # the kernel's proof checked (hello)
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         self.sock.settimeout(None)
         self.frames: list[bytes] = []
@@ -87,16 +93,24 @@ class Wire:
         self.sock.sendall(framed(body))
 
     def hello(self, token: str) -> bool:
-        """Expect MAGIC, send the token; True once READY came back."""
-        assert wait_until(lambda: bool(self.frames), timeout=5), "the kernel did not speak first"
+        """The page's handshake with `token`: expect MAGIC and the kernel's nonce, send ours, check
+        the kernel's proof (`kernel_proven`), send ours; True once READY came back."""
+        assert wait_until(lambda: len(self.frames) >= 2, timeout=5), "the kernel did not speak first"
         assert self.frames[0] == MAGIC
-        self.send(token.encode())
-        wait_until(lambda: len(self.frames) > 1 or self.ended.is_set(), timeout=5)
-        return self.frames[1:2] == [bytes([READY])]
+        nonce_k = hs.read_field(self.frames[1], hs.NONCE)
+        assert nonce_k is not None, self.frames[1]
+        nonce_p = hs.new_nonce()
+        self.send(hs.nonce_frame(nonce_p))
+        wait_until(lambda: len(self.frames) > 2 or self.ended.is_set(), timeout=5)
+        proof = hs.read_field(self.frames[2] if len(self.frames) > 2 else None, hs.PROOF)
+        self.kernel_proven = proof == hs.kernel_proof(token, self.port, nonce_p, nonce_k)
+        self.send(hs.proof_frame(hs.page_proof(token, self.port, nonce_k, nonce_p)))
+        wait_until(lambda: len(self.frames) > 3 or self.ended.is_set(), timeout=5)
+        return self.frames[3:4] == [bytes([READY])]
 
     def messages(self, kind: int) -> list[tuple[dict[str, Any], bytes]]:
         """The kernel's frames of one kind after the handshake, decoded."""
-        return [decode(f) for f in list(self.frames[2:]) if f[:1] == bytes([kind])]
+        return [decode(f) for f in list(self.frames[HANDSHAKE:]) if f[:1] == bytes([kind])]
 
     def close(self) -> None:
         with contextlib.suppress(OSError):  # the kernel closed it first: nothing to shut down
@@ -124,11 +138,12 @@ class SocketPage(CodecPage):
         return self.rec.custom("media_socket")[-1]
 
     def connect(self, token: str | None = None) -> Wire:
-        """Connect as the relay does and send the token (the kernel's, unless given)."""
+        """Connect as the relay does and do the page's handshake (the kernel's token, unless given)."""
         address = self.address()
         wire = Wire(address["port"])
         self.wires.append(wire)
         assert wire.hello(address["token"] if token is None else token), "no READY"
+        assert wire.kernel_proven, "the kernel did not prove it holds the token"
         return wire
 
     def _send(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
@@ -261,18 +276,33 @@ class Listener:
             lambda: self.events.append("lost"),
         )
 
-    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+        """A connection, MAGIC read; with the kernel's nonce."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.media.port)
         assert await read_frame(reader) == MAGIC
-        return reader, writer
+        nonce_k = hs.read_field(await read_frame(reader), hs.NONCE)
+        assert nonce_k is not None
+        return reader, writer, nonce_k
 
     async def go_live(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Start listening, connect and give the token: the connection is the live one."""
+        """Start listening, connect and do the page's handshake: the connection is the live one."""
         await self.media.start()
-        reader, writer = await self.connect()
-        writer.write(framed(self.media.token.encode()))
-        assert await read_frame(reader) == bytes([READY])
+        reader, writer, nonce_k = await self.connect()
+        assert await page_handshake(reader, writer, self.media.token, self.media.port, nonce_k)
         return reader, writer
+
+
+async def page_handshake(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token: str, port: int, nonce_k: bytes
+) -> bool:
+    """The page's side after the kernel's nonce: ours, the kernel's proof checked, ours; READY?"""
+    nonce_p = hs.new_nonce()
+    writer.write(framed(hs.nonce_frame(nonce_p)))
+    proof = hs.read_field(await read_frame(reader), hs.PROOF)
+    if proof != hs.kernel_proof(token, port, nonce_p, nonce_k):
+        return False
+    writer.write(framed(hs.proof_frame(hs.page_proof(token, port, nonce_k, nonce_p))))
+    return await read_frame(reader) == bytes([READY])
 
 
 async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
@@ -284,7 +314,7 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
         return None
 
 
-def test_the_listener_closes_a_connection_without_its_token(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_listener_closes_a_connection_without_the_tokens_proof(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(media_socket, "MEDIA_HELLO_TIMEOUT_S", 0.3)
     key_chunk = encode({"type": "chunk", "seq": 1, "key": True, "width": 2, "height": 2}, [b"vp8"])
     assert key_chunk is not None
@@ -295,22 +325,29 @@ def test_the_listener_closes_a_connection_without_its_token(monkeypatch: pytest.
         assert port and await lis.media.start() == port, "one listener"
         token = lis.media.token
         wrong = ("A" if token[0] != "A" else "B") + token[1:]
+        nonce = hs.nonce_frame(hs.new_nonce())
         for first in (
-            framed(wrong.encode()),
+            framed(token.encode()),  # the token itself (the old hello) is no proof
             framed(key_chunk),  # anything else first
-            framed(token.encode() + b"x"),
+            framed(nonce) + framed(hs.proof_frame(bytes(hs.NONCE_SIZE))),  # a made-up proof
+            framed(nonce) + framed(key_chunk),  # media instead of the proof
             struct.pack("<I", 1 << 20),  # a long hello: refused before it is read
+            framed(nonce),  # no proof within MEDIA_HELLO_TIMEOUT_S
             None,  # nothing within MEDIA_HELLO_TIMEOUT_S
         ):
-            reader, writer = await lis.connect()
+            reader, writer, _nonce_k = await lis.connect()
             if first is not None:
                 writer.write(first + framed(key_chunk) + framed(b"\x03"))
-            assert await read_frame(reader) is None, f"{first[:12]!r}: not closed"
+            while (frame := await read_frame(reader)) is not None:  # the kernel's proof, at most
+                assert frame[:1] == bytes([hs.PROOF]), f"{first!r:.40}: {frame!r:.40}"
             writer.close()
+        reader, writer, nonce_k = await lis.connect()  # a wrong token's proof
+        assert not await page_handshake(reader, writer, wrong, port, nonce_k)
+        assert await read_frame(reader) is None
         assert lis.events == [] and lis.messages == [] and not lis.media.live
-        reader, writer = await lis.connect()  # the listener lives on
-        writer.write(framed(token.encode()) + framed(b"\x03"))
-        assert await read_frame(reader) == bytes([READY])
+        reader, writer, nonce_k = await lis.connect()  # the listener lives on
+        assert await page_handshake(reader, writer, token, port, nonce_k)
+        writer.write(framed(b"\x03"))
         for _ in range(100):
             if lis.messages:
                 break
@@ -391,14 +428,20 @@ def test_a_wrong_token_is_closed_and_nothing_is_delivered(
     key = page.encode(key=True)
     chunk = encode({"type": "chunk", "seq": 1, "key": True, "width": 640, "height": 360}, [key])
     assert chunk is not None
-    for first in (("A" if token[0] != "A" else "B") + token[1:], chunk):
+    for first in (token.encode(), chunk):  # the token itself is no proof; nor is media
         wire = Wire(address["port"])
         page.wires.append(wire)
-        assert wait_until(lambda wire=wire: wire.frames == [MAGIC], timeout=5)
-        wire.send(first.encode() if isinstance(first, str) else first)
+        assert wait_until(lambda wire=wire: len(wire.frames) == 2, timeout=5)
+        wire.send(first)
         wire.send(chunk)
         assert wire.ended.wait(5), "the kernel kept a connection without its token"
-        assert wire.frames == [MAGIC], "READY without the token"
+        assert wire.frames[0] == MAGIC and len(wire.frames) == 2, "more than MAGIC and a nonce"
+    wire = Wire(address["port"])  # a proof made with a wrong token
+    page.wires.append(wire)
+    assert not wire.hello(("A" if token[0] != "A" else "B") + token[1:])
+    assert not wire.kernel_proven
+    wire.send(chunk)
+    assert wire.ended.wait(5), "the kernel kept a connection with a wrong proof"
     assert pipe(s) == "comm"
     # The right token: this chunk is the first one the kernel acks (the kernel acks every chunk
     # it receives, in order: one taken from the connections above would have been acked first).
@@ -549,7 +592,7 @@ def test_malformed_frames_are_dropped_and_the_link_lives_on(
     assert wait_until(lambda: s.stats.get("frames_in", 0) > 0, timeout=10), s.stats
     assert page.socket_outputs(), "no output over the socket"
     dropped = [r for r in caplog.records if "dropped" in r.getMessage() and "media socket" in r.getMessage()]
-    assert len(dropped) == 1, [r.getMessage() for r in caplog.records]  # once per connection
+    assert len(dropped) == 1, [r.getMessage() for r in caplog.records]  # the others are counted
     assert not s.errors, s.errors
 
 
@@ -659,7 +702,7 @@ def test_the_socket_handles_page_messages_in_the_order_sent(
     assert seen == [str(n) for n in range(40)]
 
 
-def test_malformed_message_frames_are_dropped_and_logged_once_per_connection(
+def test_malformed_message_frames_are_dropped_and_counted_in_one_warning(
     socket_camera: tuple[Session, CameraWidget, SocketPage], caplog: pytest.LogCaptureFixture
 ) -> None:
     s, widget, page = socket_camera
@@ -681,11 +724,11 @@ def test_malformed_message_frames_are_dropped_and_logged_once_per_connection(
         assert not wire.ended.is_set(), "a malformed message closed the connection"
         dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
         assert len(dropped) == 1, dropped
-        second = page.connect()  # a new connection logs its own first one
+        second = page.connect()  # a new connection's are counted with the others
         second.send(bad[0])
         second.send(encode_message({"type": "camera", "facingMode": "", "label": "second"}))
         assert wait_until(lambda: widget.camera.get("label") == "second", timeout=5)
-        assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 2
+        assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 1
     assert not s.errors, s.errors
 
 

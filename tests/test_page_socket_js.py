@@ -6,6 +6,9 @@ runs against a fake widget model, a fake WebSocket and a manual clock.
   message can reach the kernel after it; past PIPE_QUEUE_MAX the comm takes them all.
 - An offer whose socket never opened is not tried again; a newer offer is, and so is the same one
   after a live socket closed.
+- The handshake: the page's nonce first, its proof (Python's HMAC) only after the kernel's checked,
+  never the token; SHA-256 and HMAC-SHA256 agree with Python's hashlib/hmac. (The attacks on the
+  page's side: tests/security/test_page_socket_js.py.)
 - An offer sent over the comm does not time out while `kernel_busy`, and the notice says why;
   the count starts again when the cell ends. Over the socket the timeout runs as before.
 - "auto" gives WebRTC AUTO_ICE_MS / AUTO_CONNECT_MS from the kernel's answer, not from the offer.
@@ -13,6 +16,8 @@ runs against a fake widget model, a fake WebSocket and a manual clock.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import shutil
 import subprocess
@@ -20,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from decart_nb.widgets import socket_handshake as hs
 
 CAMERA_JS = Path(__file__).parents[1] / "decart_nb" / "widgets" / "static" / "camera.js"
 
@@ -58,12 +65,28 @@ globalThis.document = {
   getElementById: (id) =>
     id === "jupyter-config-data" ? { textContent: '{"baseUrl": "/base/", "token": "tk"}' } : null,
 };
+// The page's nonces are all 7s (PAGE_NONCE), the fake kernel's all 9s (KERNEL_NONCE): Python
+// made the proofs (KERNEL_PROOFS, PAGE_PROOFS: hex, by token, for port 4242).
+const pageRandom = { getRandomValues: (a) => a.fill(7) };
+Object.defineProperty(globalThis, "crypto", { value: pageRandom, configurable: true });
+const hex = (h) => new Uint8Array((h.match(/../g) || []).map((b) => parseInt(b, 16)));
+const frame = (kind, bytes) => {
+  const data = new Uint8Array(1 + bytes.length);
+  data[0] = kind;
+  data.set(bytes, 1);
+  return data.buffer;
+};
 class FakeSocket {
   constructor(url) { this.url = url; this.sent = []; this.readyState = 0; FakeSocket.made.push(this); }
   send(data) { this.sent.push(data); }
   close() { this.readyState = 3; }
   open() { this.readyState = 1; this.onopen(); }
-  ready() { this.onmessage({ data: new Uint8Array([0]).buffer }); }
+  // The kernel's side of the handshake (MAGIC stays with the relay), then READY.
+  ready(token = "secret") {
+    this.onmessage({ data: frame(5, new Uint8Array(32).fill(9)) });
+    this.onmessage({ data: frame(6, hex(KERNEL_PROOFS[token])) });
+    this.onmessage({ data: new Uint8Array([0]).buffer });
+  }
   drop() { this.readyState = 3; this.onclose(); }
   // The page messages it carried (MESSAGE frames), by type.
   messages() {
@@ -118,9 +141,10 @@ const out = {};
     c.send({ type: "offer", sdp: "v=0", attempt: 1 }),
   ];
   ws.open();
-  out.token = new TextDecoder().decode(ws.sent[0]);
+  out.beforeProof = ws.sent.map((d) => Buffer.from(d).toString("hex"));
   out.heldBeforeReady = ws.messages();
   ws.ready();
+  out.handshake = ws.sent.slice(0, 2).map((d) => Buffer.from(d).toString("hex"));
   out.where = where;
   out.flushed = ws.messages();
   out.commWhileOpening = c.model.sent.slice();
@@ -236,29 +260,46 @@ def node() -> str:
     return path
 
 
-def run_scenarios(source: str) -> dict[str, Any]:
+PORT = 4242
+PAGE_NONCE, KERNEL_NONCE = bytes([7]) * hs.NONCE_SIZE, bytes([9]) * hs.NONCE_SIZE
+TOKENS = ("secret", "newer")
+
+
+def proofs() -> str:
+    """The fake kernel's proofs and the page's expected ones, by token, as JS constants."""
+    kernel = {t: hs.kernel_proof(t, PORT, PAGE_NONCE, KERNEL_NONCE).hex() for t in TOKENS}
+    page = {t: hs.page_proof(t, PORT, KERNEL_NONCE, PAGE_NONCE).hex() for t in TOKENS}
+    return f"const KERNEL_PROOFS = {json.dumps(kernel)};\nconst PAGE_PROOFS = {json.dumps(page)};\n"
+
+
+def run_scenarios(source: str, scenarios: str = SCENARIOS) -> Any:
+    """Runs camera.js with the stubs, then `scenarios` (which print one JSON line)."""
     module = source.replace("\nexport default {", "\nconst widget = {")
     assert module != source, "camera.js has no `export default {`"
-    script = f"{STUBS}\n{module}\n(async () => {{\n{SCENARIOS}\n}})();\n"
+    script = f"{proofs()}{STUBS}\n{module}\n(async () => {{\n{scenarios}\n}})();\n"
     done = subprocess.run(
         [node(), "--input-type=module", "-"], input=script, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
 def out() -> dict[str, Any]:
-    return run_scenarios(CAMERA_JS.read_text())
+    return dict(run_scenarios(CAMERA_JS.read_text()))
 
 
 def test_messages_wait_for_the_opening_socket_in_order_and_take_it_once_ready(out: dict[str, Any]) -> None:
     assert out["url"] == "ws://127.0.0.1:8888/base/decart_nb/media/4242?token=tk"
-    assert out["token"] == "secret"
+    # Before the kernel's proof: the page's nonce only (never the token).
+    assert out["beforeProof"] == [bytes([hs.NONCE]).hex() + PAGE_NONCE.hex()]
     assert out["heldBeforeReady"] == []
     assert out["where"] == ["queued"] * 5
     # The newest page_stats replaced the older one; the order is otherwise the order sent.
     assert out["flushed"] == ["stopped", "camera", "page_stats", "offer"]
+    # The kernel proved itself: the page's proof, as Python's HMAC makes it, went before them.
+    page_proof = hs.page_proof("secret", PORT, KERNEL_NONCE, PAGE_NONCE)
+    assert out["handshake"][1] == bytes([hs.PROOF]).hex() + page_proof.hex()
     assert out["commWhileOpening"] == []
     assert out["afterReady"] == "socket" and out["liveSocket"] == "reconnecting"
     assert out["afterDrop"] == "comm" and out["commAfterDrop"] == ["gave_up"]
@@ -296,3 +337,28 @@ def test_auto_counts_webrtcs_time_from_the_answer_not_the_offer(out: dict[str, A
     assert 1000 <= no_path["at"] <= 1200, no_path  # AUTO_ICE_MS after the answer
     assert slow["reason"] == "WebRTC did not connect within 6 s", slow
     assert 6000 <= slow["at"] <= 6200, slow  # AUTO_CONNECT_MS after the answer
+
+
+HMAC_CASES = r"""
+const out = CASES.map(([key, message]) => [
+  Buffer.from(sha256(hex(message))).toString("hex"),
+  Buffer.from(hmacSha256(hex(key), hex(message))).toString("hex"),
+]);
+console.log(JSON.stringify(out));
+"""
+
+
+def test_the_pages_sha256_and_hmac_agree_with_pythons() -> None:
+    """camera.js has its own SHA-256 (no crypto.subtle on a plain-http page): against hashlib and
+    hmac, on keys and messages around the block sizes, empty ones, and keys over 64 bytes."""
+    lengths = (0, 1, 3, 31, 32, 55, 56, 63, 64, 65, 100, 119, 120, 127, 128, 129, 200, 1000)
+    cases = [
+        (bytes(range(k % 256)), bytes((i * 7 + 3) % 256 for i in range(m)))
+        for k, m in zip(lengths, reversed(lengths), strict=True)
+    ]
+    cases += [(b"k" * 200, b""), (b"", b"msg"), (b"token" * 13, b"x" * 64)]
+    hexed = [[key.hex(), message.hex()] for key, message in cases]
+    script = f"const CASES = {json.dumps(hexed)};\n" + HMAC_CASES
+    got = run_scenarios(CAMERA_JS.read_text(), script)
+    want = [[hashlib.sha256(m).hexdigest(), hmac.new(k, m, hashlib.sha256).hexdigest()] for k, m in cases]
+    assert got == want

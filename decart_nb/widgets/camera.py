@@ -550,10 +550,12 @@ class CameraWidget(anywidget.AnyWidget):
         if event == "connection_change":
             previous, self.state = self.state, str(payload)
             if payload == "disconnected":
+                # The socket first: no resend of its offer can follow the stop (the page forgets
+                # the offer at the stop, and the port is free for anyone once the listener closes).
+                self._close_page_socket_soon()
                 self.send(messages.stop())
                 if self._comm is not None:
                     _loop.call_soon(self._close_comm)
-                self._close_page_socket_soon()
             elif previous == "disconnected" and payload == "connecting":
                 self._open_page_socket()  # its offer goes first: the page's new offer may take it
                 self.send(messages.restart())

@@ -10,12 +10,25 @@ Where the relay is missing the page never connects and everything stays on the c
 
 Framing (TCP, between the relay and the kernel): each frame is a u32 little-endian length, then
 that many bytes (at most MAX_FRAME). The kernel speaks first: one frame MAGIC (the relay closes
-anything else, so it is no generic proxy to local ports). The page's first frame is the token,
-which the kernel sent it over the comm (`media_socket {port, token}`); a wrong one, or anything
-else first, closes the connection. The right one gets READY and makes the connection the live
-one (a newer one replaces it). Then, both ways, little-endian:
+anything else, so it is no generic proxy to local ports, and does not pass it on to the page).
+The kernel sent the page its port and token over the comm (`media_socket {port, token}`); the
+token never crosses the socket. Instead each side proves it holds it (socket_handshake.py), on
+fresh nonces, so no connection's proof passes on another:
 
-- `0x00` READY (kernel -> page): 1 byte.
+    kernel -> page   MAGIC, then NONCE: u8 0x05, nonce_k (32 random bytes)
+    page -> kernel   NONCE: u8 0x05, nonce_p (32 random bytes), as soon as its websocket opens
+    kernel -> page   PROOF: u8 0x06, HMAC-SHA256(token, "kernel" | u16le port | nonce_p | nonce_k)
+    page -> kernel   PROOF: u8 0x06, HMAC-SHA256(token, "page" | u16le port | nonce_k | nonce_p),
+                     only once the kernel's proof checked (before that the page sends nothing else)
+    kernel -> page   READY: u8 0x00
+
+Anything else before READY (a wrong proof, another frame, a frame over MAX_HELLO bytes), or no
+READY within MEDIA_HELLO_TIMEOUT_S of the accept however slowly the bytes come, closes the
+connection. At most MAX_PENDING connections are in their handshake at once: a newer one takes the
+place of the oldest (one that has not even sent its nonce first), so a flood keeps few file
+descriptors and the page still gets in. READY makes the connection the live one (a newer one
+replaces it). Then, both ways, little-endian:
+
 - `0x01` CHUNK: `u8 0x01, u32 seq, u8 key (0/1), u16 width, u16 height`, then one VP8 frame:
   the comm's `chunk {seq, key, width, height}` + its buffer.
 - `0x02` CHUNK_ACK: `u8 0x02, u32 seq`: the comm's `chunk_ack {seq}`.
@@ -24,15 +37,16 @@ one (a newer one replaces it). Then, both ways, little-endian:
   whose `type` is in the `types` the socket was made with: every page message but the ones with
   a buffer), at most MAX_MESSAGE bytes.
 
-A malformed frame from the page is dropped, with one log line per connection (a page that sends
-junk 30 times a second must not flood the log). Every method runs on the media loop.
+A malformed frame from the page is dropped. Refused connections and dropped frames are counted,
+and a warning says how many at most every MEDIA_WARNING_EVERY_S per listener (warning_tally.py): a
+neighbour's flood does not flood the log. The token is in no log line and no repr. Every method
+runs on the media loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import secrets
@@ -41,7 +55,9 @@ import struct
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from ..timeouts import MEDIA_HELLO_TIMEOUT_S
+from ..timeouts import MEDIA_HELLO_TIMEOUT_S, MEDIA_WARNING_EVERY_S
+from . import socket_handshake as hs
+from .warning_tally import WarningTally
 
 __all__ = [
     "CHUNK",
@@ -51,7 +67,9 @@ __all__ = [
     "MAX_BUFFERED",
     "MAX_FRAME",
     "MAX_MESSAGE",
+    "MAX_PENDING",
     "MEDIA_HELLO_TIMEOUT_S",
+    "MEDIA_WARNING_EVERY_S",
     "MESSAGE",
     "READY",
     "Malformed",
@@ -70,7 +88,8 @@ MAX_FRAME = 16 * 1024 * 1024  # a larger frame closes the connection
 # A page message's JSON (an offer's SDP is a few kB; a long camera list less than this): a larger
 # one is dropped as malformed.
 MAX_MESSAGE = 256 * 1024
-MAX_HELLO = 256  # the token's frame (an unauthenticated peer gets no more)
+MAX_HELLO = 256  # a handshake frame (an unauthenticated peer gets no more)
+MAX_PENDING = 8  # connections in their handshake at once (a page makes one at a time)
 MAX_BUFFERED = 4 * 1024 * 1024  # bytes waiting to be written: past that, the connection is closed
 
 _LENGTH = struct.Struct("<I")
@@ -157,12 +176,12 @@ def _message(data: bytes, types: Collection[str]) -> dict[str, Any]:
 
 
 async def _read(reader: asyncio.StreamReader, limit: int) -> bytes | None:
-    """The next frame's body; None at the end of the stream or past `limit` bytes."""
+    """The next frame's body; None at the end of the stream. Raises Malformed past `limit` bytes
+    (before reading them)."""
     try:
         (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
         if length > limit:
-            logger.warning("decart_nb: media socket frame of %s bytes (at most %s): closing", length, limit)
-            return None
+            raise Malformed(f"a frame of {length} bytes (at most {limit})")
         return await reader.readexactly(length)
     except (asyncio.IncompleteReadError, OSError):
         return None
@@ -184,7 +203,7 @@ class MediaSocket:
         on_lost: Callable[[], None],
         types: Collection[str] = (),
     ) -> None:
-        self.token = secrets.token_urlsafe(24)
+        self.token = secrets.token_urlsafe(24)  # goes to the page over the comm only
         self.port = 0
         self._types = frozenset(types)
         self._on_message = on_message
@@ -193,8 +212,14 @@ class MediaSocket:
         self._server: asyncio.Server | None = None
         self._starting = asyncio.Lock()
         self._writers: set[asyncio.StreamWriter] = set()  # every open connection
+        # Connections in their handshake, oldest first: whether they sent their nonce yet.
+        self._pending: dict[asyncio.StreamWriter, bool] = {}
         self._live: asyncio.StreamWriter | None = None
         self._closed = False
+        self._tally = WarningTally("the media socket", MEDIA_WARNING_EVERY_S)
+
+    def __repr__(self) -> str:  # never the token
+        return f"<MediaSocket port={self.port} live={self.live} closed={self._closed}>"
 
     @property
     def live(self) -> bool:
@@ -206,6 +231,7 @@ class MediaSocket:
             if self._server is None and not self._closed:
                 self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
                 self.port = self._server.sockets[0].getsockname()[1]
+                self._tally = WarningTally(f"the media socket on port {self.port}", MEDIA_WARNING_EVERY_S)
                 if self._closed:  # closed while it started
                     self._server.close()
         return self.port
@@ -235,41 +261,79 @@ class MediaSocket:
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
+        self._pending.clear()
+        self._tally.flush()
 
     # -- a connection --------------------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._closed:
             writer.transport.abort()
             return
+        self._admit(writer)
         self._writers.add(writer)
         try:
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            writer.write(framed(MAGIC))
-            try:
-                hello = await asyncio.wait_for(_read(reader, MAX_HELLO), MEDIA_HELLO_TIMEOUT_S)
-            except asyncio.TimeoutError:
-                hello = None
-            if hello is None or not hmac.compare_digest(hello, self.token.encode()):
-                logger.warning("decart_nb: a media socket connection without the token: closed")
+            refused = await self._handshake(reader, writer)
+            self._pending.pop(writer, None)
+            if refused:
+                self._tally.add(refused)
                 return
             self._go_live(writer)
             await self._read_frames(reader, writer)
         finally:
+            self._pending.pop(writer, None)
             self._drop(writer)
 
+    def _admit(self, writer: asyncio.StreamWriter) -> None:
+        """At most MAX_PENDING handshakes at once: past that the oldest one that has said nothing
+        (else the oldest) is closed, so a flood holds few descriptors and a page still gets in."""
+        if len(self._pending) >= MAX_PENDING:
+            silent = [w for w, spoke in self._pending.items() if not spoke]
+            oldest = silent[0] if silent else next(iter(self._pending))
+            del self._pending[oldest]
+            oldest.transport.abort()  # its own _serve counts it, once
+        self._pending[writer] = False
+
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
+        """Both sides prove they hold the token (socket_handshake.py), all within
+        MEDIA_HELLO_TIMEOUT_S of the accept; "" once the page's proof checked, else what failed."""
+        nonce_k = hs.new_nonce()
+        writer.write(framed(MAGIC) + framed(hs.nonce_frame(nonce_k)))
+        try:
+            async with asyncio.timeout(MEDIA_HELLO_TIMEOUT_S):  # one deadline: a slow peer's too
+                nonce_p = hs.read_field(await _read(reader, MAX_HELLO), hs.NONCE)
+                if nonce_p is None:
+                    return "connections refused (no nonce)"
+                if writer in self._pending:
+                    self._pending[writer] = True
+                writer.write(framed(hs.proof_frame(hs.kernel_proof(self.token, self.port, nonce_p, nonce_k))))
+                proof = hs.read_field(await _read(reader, MAX_HELLO), hs.PROOF)
+        except TimeoutError:
+            return "connections refused (handshake timed out)"
+        except Malformed:
+            return "connections refused (a handshake frame over the limit)"
+        if not hs.same(proof, hs.page_proof(self.token, self.port, nonce_k, nonce_p)):
+            return "connections refused (no proof of the token)"
+        return ""
+
     async def _read_frames(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """The live connection's frames to `on_message`, until it ends or is replaced."""
-        dropped = 0
-        while (body := await _read(reader, MAX_FRAME)) is not None and writer is self._live:
+        """The live connection's frames to `on_message`, until it ends or is replaced (or sends a
+        frame over MAX_FRAME: then it is closed)."""
+        while writer is self._live:
+            try:
+                body = await _read(reader, MAX_FRAME)
+            except Malformed:
+                self._tally.add("connections closed (a frame over the limit)")
+                return
+            if body is None or writer is not self._live:
+                return
             try:
                 content, data = decode(body, self._types)
-            except Malformed as exc:
-                dropped += 1
-                if dropped == 1:  # once per connection: later ones are counted, not logged
-                    logger.warning("decart_nb: dropped %s from the media socket (once per connection)", exc)
+            except Malformed:
+                self._tally.add("malformed frames dropped")
                 continue
             try:
                 self._on_message(content, data)

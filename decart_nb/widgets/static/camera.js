@@ -45,6 +45,7 @@ const CAMERA_JITTER_MS = 10; // a camera frame this much early still counts as t
 const PIPE_OPEN_TIMEOUT_MS = 5000;
 const PIPE_QUEUE_MAX = 64; // messages held while the socket opens; more: the comm takes them all
 const PIPE_MESSAGE_MAX = 256 * 1024; // the kernel's MAX_MESSAGE (media_socket.py): larger goes by the comm
+const SPENT_SOCKETS_MAX = 16; // forgotten offers remembered (a late resend comes within seconds)
 const KERNEL_BUSY_NOTICE = "Waiting for the kernel (a cell is running)…";
 const TRANSPORT_TEXT = { webrtc: "WebRTC", codec: "comm (VP8)", socket: "media socket (VP8)", comm: "comm (JPEG)" };
 const TRANSPORT_TITLE = {
@@ -795,10 +796,18 @@ function vp8Supported(width, height) {
 // transport's VP8 chunks, acks and key-frame requests without Jupyter's per-message headers and
 // status messages. Each message is one binary websocket message: u8 kind, then (little-endian)
 // CHUNK u32 seq, u8 key, u16 width, u16 height, the chunk's bytes; CHUNK_ACK u32 seq; KEYFRAME
-// nothing; MESSAGE (page -> kernel) one page message as UTF-8 JSON. First the page sends the
-// kernel's token; the kernel answers READY. Kernel messages, frames with a buffer, and everything
-// where there is no relay go over the comm.
-const MEDIA = Object.freeze({ READY: 0, CHUNK: 1, CHUNK_ACK: 2, KEYFRAME: 3, MESSAGE: 4, HEADER: 10 });
+// nothing; MESSAGE (page -> kernel) one page message as UTF-8 JSON. Kernel messages, frames with a
+// buffer, and everything where there is no relay go over the comm.
+//
+// First each side proves it holds the token of the kernel's offer, without sending it
+// (media_socket.py, socket_handshake.py): the kernel sends NONCE (32 random bytes), the page its
+// own NONCE as soon as the socket opens; the kernel answers PROOF, HMAC-SHA256(token, "kernel" |
+// u16le port | nonce_p | nonce_k), which the page checks before it sends anything else (whatever
+// listens on a port the page was sent to must know the token first); then the page sends its
+// PROOF, HMAC-SHA256(token, "page" | u16le port | nonce_k | nonce_p), and the kernel READY.
+// Anything else before READY closes the socket.
+const MEDIA = Object.freeze({ READY: 0, CHUNK: 1, CHUNK_ACK: 2, KEYFRAME: 3, MESSAGE: 4, NONCE: 5, PROOF: 6, HEADER: 10 });
+const NONCE_SIZE = 32; // bytes of a nonce and of a proof
 
 // The server's websocket URL for the kernel's media port, from the page's Jupyter config; null
 // where there is none (Colab, VS Code: the comm carries everything there).
@@ -819,17 +828,102 @@ function mediaSocketUrl(port) {
   return url.href;
 }
 
+// SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104) of byte arrays, for the handshake: a page served
+// over plain http (Jupyter on a LAN host) has no crypto.subtle. The messages are a few dozen bytes.
+const SHA256_K = new Uint32Array([
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+]);
+const rotr = (x, n) => (x >>> n) | (x << (32 - n));
+
+function sha256(bytes) {
+  // The message, a 1 bit, zeros, and its length in bits (big-endian u64): whole 64-byte blocks.
+  const blocks = Math.ceil((bytes.length + 9) / 64);
+  const padded = new Uint8Array(blocks * 64);
+  padded.set(bytes);
+  padded[bytes.length] = 0x80;
+  const view = new DataView(padded.buffer);
+  view.setUint32(padded.length - 8, Math.floor(bytes.length / 0x20000000));
+  view.setUint32(padded.length - 4, (bytes.length * 8) >>> 0);
+  const h = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+  const w = new Uint32Array(64);
+  for (let block = 0; block < blocks; block++) {
+    for (let i = 0; i < 16; i++) w[i] = view.getUint32(block * 64 + i * 4);
+    for (let i = 16; i < 64; i++) {
+      const s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >>> 3);
+      const s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >>> 10);
+      w[i] = w[i - 16] + s0 + w[i - 7] + s1; // a Uint32Array keeps it mod 2^32
+    }
+    let [a, b, c, d, e, f, g, k] = h;
+    for (let i = 0; i < 64; i++) {
+      const t1 = (k + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + SHA256_K[i] + w[i]) >>> 0;
+      const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) >>> 0;
+      [k, g, f, e, d, c, b, a] = [g, f, e, (d + t1) >>> 0, c, b, a, (t1 + t2) >>> 0];
+    }
+    [a, b, c, d, e, f, g, k].forEach((x, i) => (h[i] += x));
+  }
+  const out = new Uint8Array(32);
+  const outView = new DataView(out.buffer);
+  h.forEach((x, i) => outView.setUint32(i * 4, x));
+  return out;
+}
+
+function hmacSha256(key, message) {
+  const block = new Uint8Array(64); // a key longer than a block is hashed first
+  block.set(key.length > 64 ? sha256(key) : key);
+  const inner = new Uint8Array(64 + message.length);
+  const outer = new Uint8Array(64 + 32);
+  for (let i = 0; i < 64; i++) {
+    inner[i] = block[i] ^ 0x36;
+    outer[i] = block[i] ^ 0x5c;
+  }
+  inner.set(message, 64);
+  outer.set(sha256(inner), 64);
+  return sha256(outer);
+}
+
+// A handshake proof: HMAC-SHA256(token, role | u16le port | first | second).
+function socketProof(token, role, port, first, second) {
+  const head = new TextEncoder().encode(role);
+  const message = new Uint8Array(head.length + 2 + first.length + second.length);
+  message.set(head);
+  new DataView(message.buffer).setUint16(head.length, port, true);
+  message.set(first, head.length + 2);
+  message.set(second, head.length + 2 + first.length);
+  return hmacSha256(new TextEncoder().encode(token), message);
+}
+
+// Equal byte arrays, in a time that does not depend on where they differ.
+function sameBytes(a, b) {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+
 // One connection of the page socket. Its host (the Controller) hears pipeReady(pipe) once the
-// kernel said READY, pipeEnded(pipe, wasLive) once it is gone (or never opened within
-// PIPE_OPEN_TIMEOUT_MS), and pipeMedia(msg, buffers) for the kernel's chunks, acks and requests.
+// kernel proved it holds the token and said READY, pipeEnded(pipe, wasLive) once it is gone (or
+// never opened within PIPE_OPEN_TIMEOUT_MS), and pipeMedia(msg, buffers) for the kernel's chunks,
+// acks and requests. It never sends the token, nor anything but its nonce before the kernel's proof.
 class PagePipe {
-  constructor(url, token, host) {
+  constructor(url, port, token, host) {
     this.host = host;
     this.live = false;
     this.closed = false;
+    this.port = port;
+    this.token = token;
+    this.nonce = crypto.getRandomValues(new Uint8Array(NONCE_SIZE)); // nonce_p
+    this.kernelNonce = null; // nonce_k, once it came
+    this.proven = false; // the kernel's proof checked: our proof went out, READY is next
     this.ws = new WebSocket(url);
     this.ws.binaryType = "arraybuffer";
-    this.ws.onopen = () => this.ws.send(new TextEncoder().encode(token));
+    this.ws.onopen = () => this.ws.send(this.field(MEDIA.NONCE, this.nonce));
     this.ws.onmessage = (event) => this.received(event.data);
     this.ws.onclose = () => this.ended();
     this.ws.onerror = () => {}; // a close follows, and ended() says what it means
@@ -841,15 +935,20 @@ class PagePipe {
     }, PIPE_OPEN_TIMEOUT_MS);
   }
 
+  field(kind, bytes) {
+    const data = new Uint8Array(1 + bytes.length);
+    data[0] = kind;
+    data.set(bytes, 1);
+    return data.buffer;
+  }
+
   received(data) {
-    if (!(data instanceof ArrayBuffer) || data.byteLength < 1 || this.closed) return;
+    if (this.closed) return;
+    if (!this.live) return this.handshake(data);
+    if (!(data instanceof ArrayBuffer) || data.byteLength < 1) return;
     const view = new DataView(data);
     const kind = view.getUint8(0);
-    if (kind === MEDIA.READY) {
-      clearTimeout(this.openTimer);
-      this.live = true;
-      this.host.pipeReady(this);
-    } else if (kind === MEDIA.CHUNK && data.byteLength > MEDIA.HEADER) {
+    if (kind === MEDIA.CHUNK && data.byteLength > MEDIA.HEADER) {
       const msg = { type: "chunk", seq: view.getUint32(1, true), key: view.getUint8(5) === 1, width: view.getUint16(6, true), height: view.getUint16(8, true) };
       this.host.pipeMedia(msg, [new Uint8Array(data, MEDIA.HEADER)]);
     } else if (kind === MEDIA.CHUNK_ACK && data.byteLength >= 5) {
@@ -859,6 +958,33 @@ class PagePipe {
     } else {
       console.warn("decart_nb: an odd page socket message", kind, data.byteLength);
     }
+  }
+
+  // Before READY: the kernel's NONCE, its PROOF (checked: then ours goes out), READY, in that
+  // order and nothing else; anything else closes the socket (the comm carries everything).
+  handshake(data) {
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(0);
+    const field = bytes.length === 1 + NONCE_SIZE ? bytes.subarray(1) : null;
+    if (!this.kernelNonce && field && bytes[0] === MEDIA.NONCE) {
+      this.kernelNonce = field.slice();
+    } else if (this.kernelNonce && !this.proven && field && bytes[0] === MEDIA.PROOF) {
+      const expected = socketProof(this.token, "kernel", this.port, this.nonce, this.kernelNonce);
+      if (!sameBytes(field, expected)) return this.refuse("its proof of the token is wrong");
+      this.proven = true;
+      this.ws.send(this.field(MEDIA.PROOF, socketProof(this.token, "page", this.port, this.kernelNonce, this.nonce)));
+    } else if (this.proven && bytes.length === 1 && bytes[0] === MEDIA.READY) {
+      clearTimeout(this.openTimer);
+      this.live = true;
+      this.host.pipeReady(this);
+    } else {
+      this.refuse(`an unexpected message in the handshake: kind ${bytes[0]}, ${bytes.length} bytes`);
+    }
+  }
+
+  refuse(why) {
+    console.warn(`decart_nb: the page socket is not the kernel's (${why}): the comm carries everything`);
+    this.ws.close();
+    this.ended();
   }
 
   get open() {
@@ -1511,6 +1637,9 @@ class Controller {
     this.pipe = null; // the page socket (PagePipe) while it opens or is live
     this.pipeQueue = []; // messages sent while the socket opens, in order
     this.pipeRefused = ""; // the key of an offer whose socket never opened here (no relay)
+    // The offers of the kernel's earlier connections, forgotten (a few): never opened again. The
+    // kernel frees their ports when its connection ends, and another user of the host may take one.
+    this.spentSockets = [];
     this.transport = ""; // what carries the frames now: "webrtc", "comm" or ""
     this.reason = ""; // why the frames do not take WebRTC ("" on WebRTC): the transport message's
     // "auto" found in this reconnection loop that WebRTC does not connect: the loop uses the comm.
@@ -1598,7 +1727,7 @@ class Controller {
     this.stop("widget closed", false);
     this.views.clear();
     this.pipeQueue = []; // the kernel's side is gone with the model
-    this.dropPipe();
+    this.forgetSocket();
   }
 
   attach(view) {
@@ -1991,6 +2120,7 @@ class Controller {
     if (msg.type === "restart") {
       this.restart();
     } else if (msg.type === "stop") {
+      this.forgetSocket(); // the session's connection ended: the kernel closes its listener
       this.stop("kernel stopped", false);
       this.render();
     }
@@ -2001,22 +2131,25 @@ class Controller {
     return Boolean(this.pipe?.live);
   }
 
-  // The kernel offered its socket: open it, unless it is the one open, or one that never opened
-  // here (no relay: the comm carries everything). A live one that closed opens again on the
+  // The kernel offered its socket: open it, unless it is the one open, one that never opened
+  // here (no relay: the comm carries everything), or one forgotten (an earlier connection's, a
+  // late resend: its port may be someone else's now). A live one that closed opens again on the
   // kernel's next offer (it offers again when its connection goes).
   socketOffered(msg) {
     const key = `${msg.port} ${msg.token}`;
+    if (this.spentSockets.includes(key)) return;
     const same = this.mediaSocket?.key === key;
+    if (!same) this.forgetSocket(); // a newer offer: the kernel's listener changed
     this.mediaSocket = { port: msg.port, token: String(msg.token), key };
     if (same && (this.pipe || this.pipeRefused === key)) return;
-    this.dropPipe(); // a newer offer: the kernel's listener changed
+    this.dropPipe();
     const url = mediaSocketUrl(msg.port);
     if (!url) {
       this.pipeRefused = key;
       return;
     }
     try {
-      this.pipe = new PagePipe(url, this.mediaSocket.token, this);
+      this.pipe = new PagePipe(url, msg.port, this.mediaSocket.token, this);
     } catch (err) {
       console.warn("decart_nb: no page socket; the comm carries everything", err);
       this.pipeRefused = key;
@@ -2044,6 +2177,15 @@ class Controller {
 
   pipeMedia(msg, buffers) {
     this.link?.message(msg, buffers);
+  }
+
+  // The kernel's link ended (its session disconnected, the widget closed, a newer listener): close
+  // the socket and never open this offer again.
+  forgetSocket() {
+    if (this.mediaSocket) this.spentSockets = [...this.spentSockets.slice(-(SPENT_SOCKETS_MAX - 1)), this.mediaSocket.key];
+    this.mediaSocket = null;
+    this.pipeRefused = "";
+    this.dropPipe();
   }
 
   // Close the socket (what it held goes over the comm).
