@@ -65,7 +65,10 @@ class RunFolder:
     def locked(self) -> Iterator[None]:
         """Held for a whole run; released on every exit (an error, Ctrl-C), and by the OS if the
         process dies, so a crash leaves no stale lock behind."""
-        lock = FileLock(str(self.out / LOCK_FILE), blocking=False, thread_local=False)
+        path = self.out / LOCK_FILE
+        if path.is_symlink():  # older filelock versions open it following links, and truncate
+            raise DecartNBError(ErrorCode.INVALID_INPUT, f"Cannot lock {self.out}: {path} is a link")
+        lock = FileLock(str(path), blocking=False, thread_local=False)
         try:
             lock.acquire()
         except Timeout as exc:
@@ -74,6 +77,10 @@ class RunFolder:
                 f"Another sweep is using {self.out} (in this process or another): two runs would "
                 "both write its results. Wait for that run to end, or pass another out_dir.",
                 cause=exc,
+            ) from exc
+        except OSError as exc:  # a read-only folder, a link put there since the check
+            raise DecartNBError(
+                ErrorCode.INVALID_INPUT, f"Cannot lock {self.out}: {exc.strerror or exc}", cause=exc
             ) from exc
         try:
             yield
