@@ -64,6 +64,7 @@ __all__ = [
     "CHUNK_ACK",
     "KEYFRAME",
     "MAGIC",
+    "BACKLOG",
     "MAX_BUFFERED",
     "MAX_FRAME",
     "MAX_MESSAGE",
@@ -90,6 +91,10 @@ MAX_FRAME = 16 * 1024 * 1024  # a larger frame closes the connection
 MAX_MESSAGE = 256 * 1024
 MAX_HELLO = 256  # a handshake frame (an unauthenticated peer gets no more)
 MAX_PENDING = 8  # connections in their handshake at once (a page makes one at a time)
+# The listen queue (asyncio's default), and how many connections asyncio accepts at once before
+# any of them runs: what a flood holds beyond MAX_PENDING is a batch or two of these (a smaller one
+# makes the queue overflow sooner, and the page's connection wait for a SYN resent after 1 s).
+BACKLOG = 100
 MAX_BUFFERED = 4 * 1024 * 1024  # bytes waiting to be written: past that, the connection is closed
 
 _LENGTH = struct.Struct("<I")
@@ -229,7 +234,7 @@ class MediaSocket:
         """Listen on 127.0.0.1, an ephemeral port; returns the port."""
         async with self._starting:  # two offers at once make one listener
             if self._server is None and not self._closed:
-                self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+                self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=BACKLOG)
                 self.port = self._server.sockets[0].getsockname()[1]
                 self._tally = WarningTally(f"the media socket on port {self.port}", MEDIA_WARNING_EVERY_S)
                 if self._closed:  # closed while it started
