@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from filelock import FileLock, Timeout
+from filelock import BaseFileLock, FileLock, Timeout
 
 from ..errors import DecartNBError, ErrorCode
 from .folder_io import free_name, open_append, replace_file
@@ -59,6 +59,9 @@ class RunFolder:
         self.columns = tuple(columns)
         self.jsonl = out / RESULTS_JSONL
         self.csv = out / RESULTS_CSV
+        # Held on the folder, and released explicitly: a failed run's frames (this folder with them)
+        # live on in the traceback IPython keeps, so garbage collection would not free the lock.
+        self._lock: BaseFileLock | None = None
 
     # -- one run at a time ---------------------------------------------------------------------
     @contextmanager
@@ -82,9 +85,11 @@ class RunFolder:
             raise DecartNBError(
                 ErrorCode.INVALID_INPUT, f"Cannot lock {self.out}: {exc.strerror or exc}", cause=exc
             ) from exc
+        self._lock = lock
         try:
             yield
         finally:
+            self._lock = None
             lock.release()
 
     # -- reading -------------------------------------------------------------------------------

@@ -342,15 +342,18 @@ def test_a_second_run_in_another_thread_stops_at_once_naming_the_folder(tmp_path
 
 
 def test_the_lock_is_released_on_an_error_and_on_ctrl_c(tmp_path: Path) -> None:
+    """The tracebacks are kept, as IPython keeps the last one: the run's frames stay alive, so
+    only an explicit release frees the folder."""
     ColourLane.interrupt = True
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as interrupted:
         _sweep(tmp_path, ("a",))
     ColourLane.interrupt = False
     (tmp_path / "results.jsonl").write_text("[]\n")
-    with pytest.raises(DecartNBError, match="line 1"):
+    with pytest.raises(DecartNBError, match="line 1") as refused:
         _sweep(tmp_path, ("a",))
     (tmp_path / "results.jsonl").unlink()
     assert not _sweep(tmp_path, ("a",)).failed  # neither exit left the folder locked
+    assert interrupted.tb is not None and refused.tb is not None
 
 
 HOLDER = """
