@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from decart_nb.experiments import sweep
+from decart_nb import DecartNBError
+from decart_nb.experiments import COLUMNS, sweep
 from decart_nb.sweeps import lanes
+from decart_nb.sweeps.runfolder import RunFolder
 
 distributed = pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
@@ -88,3 +90,23 @@ def test_a_resumed_cluster_sweep_submits_only_what_is_missing(client: Any, tmp_p
     assert result.skipped == 2 and [r["prompt"] for r in result.rows] == PROMPTS[:3]
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["prompt"] for line in lines) == sorted(PROMPTS[:3])  # nothing twice
+
+
+def test_the_coordinator_holds_the_folder_for_the_whole_cluster_run(client: Any, tmp_path: Path) -> None:
+    """A worker process (on this host) that tries the folder while the run is on finds it taken;
+    after the run the folder is free again."""
+    out = str(tmp_path)
+
+    def busy(snapshot: Image.Image, row: dict[str, Any]) -> dict[str, Any]:
+        try:
+            with RunFolder(Path(out), COLUMNS).locked():
+                return {"busy": False}
+        except DecartNBError as exc:
+            return {"busy": "Another sweep is using" in exc.message}
+
+    result = sweep(
+        PROMPTS[:2], source="pattern", seconds=0, frames=2, executor=client, metrics=busy, out_dir=out
+    )
+    assert [r["busy"] for r in result.rows] == [True, True] and not result.failed
+    with RunFolder(tmp_path, COLUMNS).locked():  # released once the run returned
+        pass
