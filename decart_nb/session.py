@@ -37,6 +37,7 @@ from .models import ModelSpec, realtime
 from .pipeline import Pipeline
 from .rtc.peer import CODECS, KernelPeer, ice_servers_from
 from .rtc.peers import CameraNews, PeerSet
+from .secret_key import SecretKey, hidden
 from .state import GenerationState, validate_enhance, validate_prompt, validate_prompts
 from .timeouts import (
     ANSWER_TIMEOUT_S,
@@ -86,6 +87,10 @@ class Session:
         api_key: str | None = None,
         engine_options: dict[str, Any] | None = None,
     ) -> None:
+        # The key first, as a SecretKey: this frame is in the traceback of every argument error
+        # below, and a verbose traceback (%xmode Verbose) prints its variables.
+        key = hidden(api_key)
+        del api_key
         self._spec: ModelSpec = realtime(model)
         # Every argument is checked before anything is built: a bad one fails with its code.
         _check_mirror(mirror)
@@ -93,9 +98,9 @@ class Session:
         check_choice("facing_mode", facing_mode, ("user", "environment"))
         stamps = None if frame_stamps is None else check_bool("frame_stamps", frame_stamps)
         check_source(source)
-        if api_key is not None and not isinstance(api_key, str):
+        if key is not None and not isinstance(key, SecretKey):
             raise DecartNBError(
-                ErrorCode.INVALID_API_KEY, f"api_key must be a string, not {type(api_key).__name__}"
+                ErrorCode.INVALID_API_KEY, f"api_key must be a string, not {type(key).__name__}"
             )
         self.prompts: list[str] = validate_prompts(prompts)
         self._ice_servers = ice_servers_from(check_ice_servers(ice_servers))
@@ -105,7 +110,7 @@ class Session:
         controls = check_mapping("controls", controls)
         is_decart = isinstance(engine, str) and engine == "decart"
         options = _engine_options(engine_options, is_decart)
-        self._engine: Engine = make_engine(engine, **({"api_key": api_key} | options if is_decart else {}))
+        self._engine: Engine = make_engine(engine, **({"api_key": key} | options if is_decart else {}))
         self._source = source
         self.mirror: Mirror = mirror
         self.facing_mode = facing_mode
@@ -180,6 +185,8 @@ class Session:
         return self._events.recent()
 
     def __repr__(self) -> str:
+        if "_conn" not in vars(self):  # its __init__ failed: shown by a traceback's variables
+            return "<decart_nb.Session (not built)>"
         return (
             f"<decart_nb.Session model={self._spec.name} engine={self._engine.name} "
             f"source={self._source_label()} state={self._conn}>"

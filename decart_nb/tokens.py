@@ -14,8 +14,10 @@ from typing import Any
 
 from . import _loop
 from .checks import check_number
-from .engines.decart import INSTALL_HINT, SecretKey, redact, resolve_key
+from .engines.decart import INSTALL_HINT, redact, resolve_key
 from .errors import DecartNBError, ErrorCode
+from .secret_key import SecretKey
+from .secure_url import HTTP, check_secret_url
 from .timeouts import TOKEN_TIMEOUT_S
 
 __all__ = ["create", "ClientToken", "API_BASE_URL_ENV"]
@@ -24,15 +26,33 @@ API_BASE_URL_ENV = "DECART_API_BASE_URL"
 DEFAULT_API_BASE_URL = "https://api.decart.ai"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ClientToken:
-    """A client token: `token` (signed JWT, for realtime) and `api_key` (ek_..., its opaque twin)."""
+    """A client token: `token` (signed JWT, for realtime) and `api_key` (ek_..., its opaque twin).
+
+    Read the two values from these attributes (to hand them to a browser, say). Its repr, which
+    a cell shows and a saved notebook keeps, shows only their last 4 characters, enough to tell
+    tokens apart: `ClientToken(api_key='***wxyz', token='***abcd', expires_at=...)`."""
 
     api_key: str
     token: str
     expires_at: str
     permissions: dict[str, Any] | None = None
     constraints: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"ClientToken(api_key={_tail(self.api_key)!r}, token={_tail(self.token)!r}, "
+            f"expires_at={self.expires_at!r}, permissions={self.permissions!r}, "
+            f"constraints={self.constraints!r})"
+        )
+
+    __str__ = __repr__
+
+
+def _tail(secret: str) -> str:
+    """The last 4 characters, when that leaves most of the secret unseen."""
+    return f"***{secret[-4:]}" if len(secret) >= 16 else "***"
 
 
 def create(
@@ -41,16 +61,18 @@ def create(
     allowed_models: Sequence[str] | None = None,
     allowed_origins: Sequence[str] | None = None,
     max_session_duration: int | None = None,
-    api_key: str | None = None,
+    api_key: str | SecretKey | None = None,
     base_url: str | None = None,
 ) -> ClientToken:
     """Mint a client token from the kernel's key (`api_key` or DECART_API_KEY). Raises
     TOKEN_CREATE_ERROR (with the service's reason) when Decart refuses."""
     key = resolve_key(api_key)
+    del api_key  # this frame is in the traceback of every failure below: no raw key in it
     seconds = int(check_number("expires_in", expires_in, 1, 3600))
-    url = (base_url or os.environ.get(API_BASE_URL_ENV, "") or DEFAULT_API_BASE_URL).rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise DecartNBError(ErrorCode.INVALID_BASE_URL, f"Invalid base URL: {redact(url, key)}")
+    # os.getenv, not os.environ.get: stack_data would print the environment (this frame is in
+    # the traceback of every failure).
+    url = base_url or os.getenv(API_BASE_URL_ENV, "") or DEFAULT_API_BASE_URL
+    url = check_secret_url(url, HTTP, "API base URL")
     options: dict[str, Any] = {"expires_in": seconds}
     if allowed_models is not None:
         options["allowed_models"] = _strings("allowed_models", allowed_models)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import json
 import os
 import time
@@ -38,6 +37,7 @@ from typing import Any
 
 from .checks import check_number
 from .errors import DecartNBError, ErrorCode
+from .secure_url import HTTP, check_secret_url
 from .timeouts import TURN_TIMEOUT_S
 
 __all__ = ["cloudflare", "coturn", "turn_server", "twilio"]
@@ -158,7 +158,7 @@ def _text(name: str, value: object) -> str:
 
 def _secret(name: str, value: str | None, env: str) -> str:
     """The argument, else the environment variable; the message names both, never a value."""
-    found = value if value is not None else os.environ.get(env)
+    found = value if value is not None else os.getenv(env)
     if not isinstance(found, str) or not found.strip():
         raise _invalid(f"{name} is missing: pass {name}= or set {env}", name)
     return found.strip()
@@ -177,23 +177,7 @@ def _turn_urls(urls: str | Sequence[str]) -> list[str]:
 def _endpoint(base_url: str, path: str) -> str:
     """https://, or http:// to this machine only (a test's fake): a secret never crosses a network
     in clear text."""
-    parsed = urllib.parse.urlsplit(base_url) if isinstance(base_url, str) else None
-    if parsed is None or not parsed.hostname or parsed.scheme not in ("http", "https"):
-        raise DecartNBError(ErrorCode.INVALID_BASE_URL, f"Invalid base URL: {base_url!r:.80}")
-    if parsed.scheme == "http" and not _loopback(parsed.hostname):
-        raise DecartNBError(
-            ErrorCode.INVALID_BASE_URL, f"{base_url}: use https:// (http:// only to this machine)"
-        )
-    return base_url.rstrip("/") + path
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return check_secret_url(base_url, HTTP, "base URL") + path
 
 
 # -- the request -----------------------------------------------------------------------------------

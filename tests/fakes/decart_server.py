@@ -4,8 +4,9 @@ It speaks the control protocol as the SDK's source defines it: a WebSocket on `/
 (`?api_key&model[&resolution][&speed]&livekit_early_room_info&user_agent`); the client sends
 `livekit_join`, `prompt`, `set_image`; the server answers `queue_position`, `livekit_room_info`,
 `prompt_ack`, `set_image_ack`, `generation_started`, `generation_tick`, `generation_ended`, `error`.
-A wrong key is refused with HTTP 401; closing a socket is a drop. It listens on 127.0.0.1 only, on
-a random port, is scripted per test through `Script`, and records everything it saw.
+A wrong key is refused with HTTP 401 (or, scripted, by an `error` answer to the join); closing a
+socket is a drop. It listens on 127.0.0.1 only, on a random port, is scripted per test through
+`Script`, and records everything it saw.
 
 LiveKit's media server cannot run here, so LiveKit's `Room` is the one thing stubbed (`StubRoom`,
 installed into the SDK's `livekit_connection` module only): `connect()` checks the room token
@@ -48,6 +49,9 @@ class Script:
     """What the server does; tests change it at any time (it is read when each step happens)."""
 
     valid_keys: set[str] = field(default_factory=lambda: {VALID_KEY})
+    # A wrong key: refused at the upgrade (HTTP 401, False), or the socket is accepted and the
+    # join answered with an `error` message (True), whose text does not quote the URL.
+    refuse_key_in_socket: bool = False
     queue: list[int] = field(default_factory=list)  # positions announced before the room info
     queue_step_s: float = 0.05
     room_info_delay_s: float = 0.0
@@ -166,6 +170,8 @@ class FakeDecartServer:
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         if request.query.get("api_key") not in self.script.valid_keys:
+            if self.script.refuse_key_in_socket:
+                return await self._refuse_in_socket(request)
             return web.Response(status=401, text="Invalid API key")
         if self.script.refuse:
             return web.Response(status=self.script.refuse.pop(0), text="Service temporarily unavailable")
@@ -189,6 +195,16 @@ class FakeDecartServer:
         finally:
             for task in conn.tasks:
                 task.cancel()
+        return ws
+
+    async def _refuse_in_socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT and json.loads(msg.data).get("type") == "livekit_join":
+                await ws.send_str(json.dumps({"type": "error", "error": "Invalid API key"}))
+                break
+        await ws.close()
         return ws
 
     async def _watch(self, request: web.Request) -> web.Response:

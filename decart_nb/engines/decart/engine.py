@@ -33,7 +33,7 @@ from ...timeouts import (
 )
 from ..base import Engine
 from .errors import translate
-from .sdk import DecartSDK, LocalFeed, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
+from .sdk import DecartSDK, LocalFeed, SecretKey, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
 
 __all__ = ["DecartEngine", "RESOLUTIONS", "SPEEDS", "CODECS", "OPTIONS", "read_remote"]
 
@@ -80,7 +80,7 @@ class DecartEngine(Engine):
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | SecretKey | None = None,
         *,
         model: str | ModelSpec | None = None,
         sdk: DecartSDK | None = None,
@@ -90,6 +90,7 @@ class DecartEngine(Engine):
         codec: str = "h264",
     ) -> None:
         self._key = resolve_key(api_key)
+        del api_key  # this frame is in the traceback of the checks below: no raw key in it
         self.resolution = _choice("resolution", resolution, RESOLUTIONS)
         self.speed = _choice("speed", speed, SPEEDS)
         self.codec = _choice("codec", codec, CODECS, optional=False)
@@ -124,8 +125,9 @@ class DecartEngine(Engine):
         self._last_t_in = 0.0
 
     def __repr__(self) -> str:
-        model = self._spec.name if self._spec is not None else None
-        return f"<DecartEngine model={model} state={self.state}>"
+        # getattr: a traceback's variables show this object half-built when __init__ fails
+        spec, state = getattr(self, "_spec", None), getattr(self, "state", None)
+        return f"<DecartEngine model={spec.name if spec is not None else None} state={state}>"
 
     def bind(self, spec: ModelSpec) -> None:
         """The model the next start() connects to (the Session calls this)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from ...errors import DecartNBError, ErrorCode, classify_realtime_error
@@ -10,7 +11,9 @@ from .sdk import SecretKey, redact
 if TYPE_CHECKING:
     from .sdk import DecartSDK
 
-__all__ = ["translate", "is_permanent", "PERMANENT_ERRORS"]
+__all__ = ["translate", "detach", "describe", "is_permanent", "PERMANENT_ERRORS"]
+
+logger = logging.getLogger("decart_nb")
 
 # Decart's SDK never retries a connection whose error text contains one of these.
 PERMANENT_ERRORS = (
@@ -47,9 +50,14 @@ def is_permanent(text: str) -> bool:
 def translate(
     exc: BaseException, doing: str, sdk: DecartSDK, key: SecretKey, *, event: bool = False
 ) -> DecartNBError:
-    """A DecartNBError for an SDK failure, classified in Decart's order (server-sent first)."""
+    """A DecartNBError for an SDK failure, classified in Decart's order (server-sent first).
+
+    It carries no link to `exc`: not as its cause, context or traceback. The SDK's frames hold
+    the raw key (its `api_key` arguments, the control channel's URL), and a verbose traceback
+    (IPython's %xmode Verbose, capture_locals, stack_data) would print them. What the cause
+    said stays readable, redacted, in `data["sdk_cause"]`."""
     if isinstance(exc, DecartNBError):
-        return exc
+        return detach(exc, key)
     text = redact(str(exc) or type(exc).__name__, key)
     if isinstance(exc, (sdk.invalid_input, *sdk.validation_errors)):  # the SDK's checks, pydantic's too
         code = ErrorCode.INVALID_INPUT
@@ -60,10 +68,31 @@ def translate(
     message = f"Could not {doing}: {text}"
     if is_permanent(text):
         message += " (not retried: check the API key and its permissions for this model)"
-    cause = exc if _clean(exc, key) else None
-    return DecartNBError(
-        code, message, data={"sdk_error": type(exc).__name__, "during": doing, "event": event}, cause=cause
-    )
+    data = {"sdk_error": type(exc).__name__, "sdk_cause": describe(exc, key), "during": doing, "event": event}
+    logger.debug("decart_nb: %s failed: %s", doing, data["sdk_cause"])
+    return DecartNBError(code, message, data=data)
+
+
+def detach(error: DecartNBError, key: SecretKey) -> DecartNBError:
+    """`error` cut from whatever it was raised over or through (the SDK's frames among them);
+    a cause it named is kept as a redacted description."""
+    linked = error.__cause__ or error.cause or (None if error.__suppress_context__ else error.__context__)
+    if linked is not None:
+        error.data.setdefault("cause", describe(linked, key))
+    error.cause = error.__cause__ = error.__context__ = None
+    error.__suppress_context__ = True
+    return error.with_traceback(None)
+
+
+def describe(exc: BaseException, key: SecretKey) -> str:
+    """The exception chain as "Type: message <- Type <- Type: message" (a message that repeats
+    the one before it is left out), the key redacted."""
+    parts, previous = [], None
+    for link in _chain(exc):
+        text = str(link)
+        parts.append(type(link).__name__ if text in ("", previous) else f"{type(link).__name__}: {text}")
+        previous = text
+    return redact(" <- ".join(parts), key)[:1000]
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -84,8 +113,3 @@ def _from_server(exc: BaseException, sdk: DecartSDK) -> bool:
         return False
     lowered = str(innermost).lower()
     return not any(lowered.startswith(own) for own in _SDK_OWN_TEXTS)
-
-
-def _clean(exc: BaseException, key: SecretKey) -> bool:
-    """True when no exception in the chain mentions the key (so it may ride along as the cause)."""
-    return all(redact(str(e), key) == str(e) for e in _chain(exc))

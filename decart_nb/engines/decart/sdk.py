@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,6 +16,8 @@ from typing import Any, Protocol
 import av
 
 from ...errors import DecartNBError, ErrorCode
+from ...secret_key import SecretKey, redact
+from ...secure_url import WEBSOCKET, check_secret_url
 
 __all__ = [
     "INSTALL_HINT",
@@ -32,8 +33,6 @@ __all__ = [
 ]
 
 INSTALL_HINT = 'pip install "decart_nb[decart]"  (or: pip install "decart[realtime]>=0.2.4")'
-# The SDK puts the key in the control channel's URL; aiohttp errors quote that URL.
-_KEY_IN_URL = re.compile(r"(api_key=)[^&\s'\"]+", re.IGNORECASE)
 # Loggers of the SDK (and tenacity's retry log, which goes through the manager's logger).
 _SDK_LOGGERS = (
     "decart",
@@ -43,31 +42,15 @@ _SDK_LOGGERS = (
 )
 
 
-class SecretKey:
-    """The API key: usable by the engine, shown as *** everywhere else (repr, str, vars())."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "SecretKey('***')"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:  # never pickled into a saved notebook or a comm message
-        raise TypeError("the Decart API key cannot be pickled")
-
-
-def resolve_key(api_key: str | None) -> SecretKey:
+def resolve_key(api_key: str | SecretKey | None) -> SecretKey:
     """The key from the argument or DECART_API_KEY (as Decart's SDK resolves it), or INVALID_API_KEY."""
+    if isinstance(api_key, SecretKey):
+        api_key = api_key.reveal()
     if api_key is not None and not isinstance(api_key, str):
         raise DecartNBError(ErrorCode.INVALID_API_KEY, "api_key must be a string")
-    key = (api_key or "").strip() or os.environ.get("DECART_API_KEY", "").strip()
+    # os.getenv, not os.environ.get: stack_data would print the environment (this frame is in
+    # the traceback of a missing key).
+    key = (api_key or "").strip() or os.getenv("DECART_API_KEY", "").strip()
     if not key:
         raise DecartNBError(
             ErrorCode.INVALID_API_KEY,
@@ -76,13 +59,6 @@ def resolve_key(api_key: str | None) -> SecretKey:
             "(dct_...) out of notebooks: read them from the environment or a secrets store.",
         )
     return SecretKey(key)
-
-
-def redact(text: str, key: SecretKey | None = None) -> str:
-    """`text` with the API key (plain, or in a URL) replaced by ***."""
-    if key is not None and key.reveal():
-        text = text.replace(key.reveal(), "***")
-    return _KEY_IN_URL.sub(r"\1***", text)
 
 
 class _RedactKeys(logging.Filter):
@@ -196,13 +172,9 @@ BASE_URL_ENV = "DECART_REALTIME_BASE_URL"
 
 
 def resolve_base_url(base_url: str | None, default: str) -> str:
-    """The realtime (WebSocket) base URL: the argument, DECART_REALTIME_BASE_URL, or the SDK's."""
+    """The realtime (WebSocket) base URL: the argument, DECART_REALTIME_BASE_URL, or the SDK's.
+    The key rides in its query, so it is wss:// (ws:// to this machine only, for tests)."""
     if base_url is not None and not isinstance(base_url, str):
         raise DecartNBError(ErrorCode.INVALID_BASE_URL, "base_url must be a string")
-    url = (base_url or "").strip() or os.environ.get(BASE_URL_ENV, "").strip() or default
-    if not url.startswith(("ws://", "wss://")):
-        raise DecartNBError(
-            ErrorCode.INVALID_BASE_URL,
-            f"Invalid base URL: {redact(url)} (Decart's realtime API is reached at a ws:// or wss:// URL)",
-        )
-    return url.rstrip("/")
+    url = (base_url or "").strip() or os.getenv(BASE_URL_ENV, "").strip() or default
+    return check_secret_url(url, WEBSOCKET, "realtime base URL")

@@ -20,6 +20,7 @@ from PIL import Image
 from ...errors import DecartNBError, ErrorCode
 from ...media.frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta
 from ...media.relay import MailboxTrack
+from ...secret_key import SecretKey, hidden
 from ...state import GenerationState
 from ..base import Engine
 from .engine import read_remote
@@ -44,15 +45,16 @@ class DecartViewer(Engine):
     def __init__(
         self,
         subscribe_token: str,
-        api_key: str | None = None,
+        api_key: str | SecretKey | None = None,
         *,
         sdk: DecartSDK | None = None,
         base_url: str | None = None,
     ) -> None:
+        self._key = resolve_key(api_key)
+        del api_key  # this frame is in the traceback of the checks below: no raw key in it
         if not isinstance(subscribe_token, str) or not subscribe_token.strip():
             raise DecartNBError(ErrorCode.INVALID_INPUT, "subscribe_token must be the host's subscribe token")
         self._token = subscribe_token.strip()
-        self._key = resolve_key(api_key)
         self._sdk = sdk if sdk is not None else load_sdk()
         if self._sdk.subscribe is None or self._sdk.subscribe_options is None:
             raise DecartNBError(ErrorCode.SDK_NOT_INSTALLED, "This Decart SDK cannot subscribe to a session")
@@ -67,7 +69,8 @@ class DecartViewer(Engine):
         self._t0 = time.perf_counter()
 
     def __repr__(self) -> str:
-        return f"<DecartViewer state={self.state}>"
+        # getattr: a traceback's variables show this object half-built when __init__ fails
+        return f"<DecartViewer state={getattr(self, 'state', None)}>"
 
     async def start(self, source: MediaStreamTrack) -> MediaStreamTrack:
         # The input is never read: a viewer sends nothing.
@@ -134,12 +137,14 @@ class DecartViewer(Engine):
         return frame
 
 
-def watch(subscribe_token: str, api_key: str | None = None, *, model: str = "lucy-latest") -> Any:
+def watch(subscribe_token: str, api_key: str | SecretKey | None = None, *, model: str = "lucy-latest") -> Any:
     """A connected, receive-only Session showing someone's running Decart session (display it,
     snapshot() it, record() it). `subscribe_token` is the host's `session.engine.subscribe_token`;
     `api_key` (or DECART_API_KEY) is the viewer's own key; `model` only sets the view's size."""
     from ...session import Session
 
-    viewer = DecartViewer(subscribe_token, api_key)
+    key = hidden(api_key)
+    del api_key  # this frame is in the traceback of a failed watch: no raw key in it
+    viewer = DecartViewer(subscribe_token, key)
     blank = Image.new("RGB", (2, 2))  # the pipeline's input, never read by the viewer
     return Session(model=model, engine=viewer, source=blank).connect()
