@@ -84,7 +84,11 @@ def sweep(
     - `concurrency`: sessions at once (default 1; with `executor`, its worker count).
     - `executor`: a concurrent.futures Executor or a dask.distributed Client.
     - `resume`: skip items whose row is already in `out_dir` (failed ones too, unless
-      `retry_failed`); `resume=False` sets earlier results aside and starts over.
+      `retry_failed`); `resume=False` starts over, setting earlier results aside (renamed
+      `results.jsonl.previous`, then `.previous.1`, ...; never replaced or deleted).
+
+    One run uses a folder at a time (a lock): a second sweep on a busy `out_dir` stops with
+    INVALID_INPUT, as does a resume from a damaged results.jsonl (the message names the line).
     - `session`: sweep over a connected session you have (e.g. the camera one); it stays open.
     - `progress`: True for a tqdm bar, "lines" for a printed line per item.
     """

@@ -21,6 +21,7 @@ from PIL import Image
 from decart_nb import DecartNBError, ErrorCode
 from decart_nb.experiments import COLUMNS, sweep
 from decart_nb.sweeps import lanes
+from decart_nb.sweeps import rows as row_shapes
 from decart_nb.sweeps.items import build_items
 from decart_nb.sweeps.rows import new_row
 from decart_nb.sweeps.runfolder import RunFolder
@@ -81,9 +82,15 @@ def test_run_folder_drops_a_torn_last_line_and_refuses_damage_before_it(tmp_path
     assert json.loads(folder.jsonl.read_text().splitlines()[0])["snapshot"] == f"{items[0].stem}.png"
     assert folder.jsonl.read_bytes().endswith(b"\n")  # the torn tail was cut: appends start clean
     folder.jsonl.write_text("not json\n" + folder.jsonl.read_text())
-    with pytest.raises(DecartNBError, match="results.jsonl, line 1: it is not a JSON row") as caught:
+    with pytest.raises(DecartNBError, match=r"results\.jsonl, line 1: it is not a JSON row") as caught:
         folder.load()
     assert caught.value.code == ErrorCode.INVALID_INPUT
+
+
+def test_every_column_has_a_stored_shape() -> None:
+    assert set(row_shapes._KINDS) == set(COLUMNS)  # resume checks each built-in column's type
+    item = build_items(["x"], [None], ["none"], ["p"], [None], 1, SETTINGS)[0]
+    assert row_shapes.row_problem(new_row(item, True)) is None
 
 
 # -- retry and replacement (a fake lane makes sessions fail on demand) ---------------------------
