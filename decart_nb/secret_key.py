@@ -31,7 +31,7 @@ class SecretKey:
     __str__ = __repr__
 
     def __reduce__(self) -> Any:  # never pickled into a saved notebook or a comm message
-        raise TypeError("the Decart API key cannot be pickled")
+        raise TypeError("a secret (an API key or token) cannot be pickled")
 
 
 def redact(text: str, key: SecretKey | None = None) -> str:

@@ -37,6 +37,7 @@ from typing import Any
 
 from .checks import check_number
 from .errors import DecartNBError, ErrorCode
+from .secret_key import SecretKey, redact
 from .secure_url import HTTP, check_secret_url
 from .timeouts import TURN_TIMEOUT_S
 
@@ -74,12 +75,13 @@ def coturn(
     (coturn's "TURN REST API", draft-uberti-behave-turn-rest), computed here without a request:
     username "<expiry unix time>:<user>", credential base64(HMAC-SHA1(secret, username)).
     coturn refuses them `ttl` seconds from now."""
-    key = _text("secret", secret)
+    key = SecretKey(_text("secret", secret))
+    del secret  # this frame is in the traceback of the checks below: no raw secret in it
     if not isinstance(user, str) or ":" in user:
         raise _invalid("user must be a string without ':' (coturn's separator)", "user")
     expiry = int(time.time() + check_number("ttl", ttl, 1, 30 * ONE_DAY))
     username = f"{expiry}:{user}" if user else str(expiry)
-    digest = hmac.new(key.encode(), username.encode(), hashlib.sha1).digest()
+    digest = hmac.new(key.reveal().encode(), username.encode(), hashlib.sha1).digest()
     return [{"urls": _turn_urls(urls), "username": username, "credential": base64.b64encode(digest).decode()}]
 
 
@@ -100,19 +102,15 @@ def cloudflare(
     older .../credentials/generate answers one {urls, username, credential} object: read too.)
     This helper allows a ttl of up to 48 h; Cloudflare's own refusal of a ttl comes back as
     TOKEN_CREATE_ERROR with its reason."""
-    key_id = _secret("key_id", key_id, CLOUDFLARE_KEY_ID_ENV)
+    key_id = _setting("key_id", key_id, CLOUDFLARE_KEY_ID_ENV)
     token = _secret("api_token", api_token, CLOUDFLARE_TOKEN_ENV)
+    del api_token  # this frame is in the traceback of every failure below: no raw secret in it
     seconds = int(check_number("ttl", ttl, 1, 2 * ONE_DAY))
     url = _endpoint(
         base_url, f"/v1/turn/keys/{urllib.parse.quote(key_id, safe='')}/credentials/generate-ice-servers"
     )
-    request = urllib.request.Request(
-        url,
-        data=json.dumps({"ttl": seconds}).encode(),
-        method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    return _ice_servers(_call(request, "Cloudflare", (token,)), "iceServers", "Cloudflare")
+    post = _Post(url, json.dumps({"ttl": seconds}).encode(), "application/json", f"Bearer {token.reveal()}")
+    return _ice_servers(_call(post, "Cloudflare", (token,)), "iceServers", "Cloudflare")
 
 
 def twilio(
@@ -130,19 +128,16 @@ def twilio(
     Follows twilio.com/docs/stun-turn/api: POST /2010-04-01/Accounts/{AccountSid}/Tokens.json with
     HTTP basic auth and the form field Ttl; the 201 answer's "ice_servers" is a list of {urls (or the
     older url), username?, credential?}. Twilio accepts a ttl of up to 24 h."""
-    sid = _secret("account_sid", account_sid, TWILIO_SID_ENV)
+    sid = _setting("account_sid", account_sid, TWILIO_SID_ENV)
     token = _secret("auth_token", auth_token, TWILIO_TOKEN_ENV)
+    del auth_token  # this frame is in the traceback of every failure below: no raw secret in it
     login = sid if api_key_sid is None else _text("api_key_sid", api_key_sid)
     seconds = int(check_number("ttl", ttl, 1, ONE_DAY))
     url = _endpoint(base_url, f"/2010-04-01/Accounts/{urllib.parse.quote(sid, safe='')}/Tokens.json")
-    basic = base64.b64encode(f"{login}:{token}".encode()).decode()
-    request = urllib.request.Request(
-        url,
-        data=urllib.parse.urlencode({"Ttl": seconds}).encode(),
-        method="POST",
-        headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
-    )
-    return _ice_servers(_call(request, "Twilio", (token, basic)), "ice_servers", "Twilio")
+    basic = SecretKey(base64.b64encode(f"{login}:{token.reveal()}".encode()).decode())
+    body = urllib.parse.urlencode({"Ttl": seconds}).encode()
+    post = _Post(url, body, "application/x-www-form-urlencoded", f"Basic {basic.reveal()}")
+    return _ice_servers(_call(post, "Twilio", (token, basic)), "ice_servers", "Twilio")
 
 
 # -- checks -----------------------------------------------------------------------------------------
@@ -156,8 +151,16 @@ def _text(name: str, value: object) -> str:
     return value
 
 
-def _secret(name: str, value: str | None, env: str) -> str:
+def _secret(name: str, value: str | None, env: str) -> SecretKey:
+    """A provider's secret (argument or environment variable), held as a SecretKey: the frames
+    of cloudflare() and twilio() are in their failures' tracebacks, which %xmode Verbose prints."""
+    return SecretKey(_setting(name, value, env))
+
+
+def _setting(name: str, value: str | None, env: str) -> str:
     """The argument, else the environment variable; the message names both, never a value."""
+    # os.getenv, not os.environ.get: stack_data would print the environment (this frame is in
+    # the traceback of a missing setting).
     found = value if value is not None else os.getenv(env)
     if not isinstance(found, str) or not found.strip():
         raise _invalid(f"{name} is missing: pass {name}= or set {env}", name)
@@ -191,12 +194,26 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
-def _call(request: urllib.request.Request, provider: str, secrets: tuple[str, ...]) -> Any:
+class _Post:
+    """A POST to make; its Authorization header is held as a SecretKey (this object is in the
+    frames of a failure's traceback, and a walk over them would read a Request's headers)."""
+
+    def __init__(self, url: str, body: bytes, content_type: str, authorization: str) -> None:
+        self.url, self.body, self.content_type = url, body, content_type
+        self.authorization = SecretKey(authorization)
+
+    def request(self) -> urllib.request.Request:
+        headers = {"Authorization": self.authorization.reveal(), "Content-Type": self.content_type}
+        return urllib.request.Request(self.url, data=self.body, method="POST", headers=headers)
+
+
+def _call(post: _Post, provider: str, secrets: tuple[SecretKey, ...]) -> Any:
     """The provider's JSON answer. The error is raised outside the except clauses, so it chains no
-    exception whose frames hold the request (and its Authorization header)."""
+    exception whose frames hold the request (and its Authorization header); no frame of ours
+    holds the request either."""
     failure: DecartNBError
     try:
-        with _OPENER.open(request, timeout=TURN_TIMEOUT_S) as response:
+        with _OPENER.open(post.request(), timeout=TURN_TIMEOUT_S) as response:
             body = response.read(MAX_ANSWER_BYTES)
     except urllib.error.HTTPError as exc:
         failure = _refused(provider, exc.code, _reason(exc, secrets))
@@ -210,7 +227,7 @@ def _call(request: urllib.request.Request, provider: str, secrets: tuple[str, ..
     raise failure
 
 
-def _unreachable(provider: str, reason: object, secrets: tuple[str, ...]) -> DecartNBError:
+def _unreachable(provider: str, reason: object, secrets: tuple[SecretKey, ...]) -> DecartNBError:
     if isinstance(reason, TimeoutError):
         what = f"did not answer within {TURN_TIMEOUT_S:g} s"
     else:
@@ -236,7 +253,7 @@ def _refused(provider: str, status: int, reason: str) -> DecartNBError:
     )
 
 
-def _reason(exc: urllib.error.HTTPError, secrets: tuple[str, ...]) -> str:
+def _reason(exc: urllib.error.HTTPError, secrets: tuple[SecretKey, ...]) -> str:
     """The provider's own short explanation (its JSON message, else the text), secrets removed."""
     try:
         text = exc.read(4096).decode("utf-8", "replace")
@@ -255,9 +272,9 @@ def _reason(exc: urllib.error.HTTPError, secrets: tuple[str, ...]) -> str:
     return _redact(" ".join(text.split())[:200], secrets)
 
 
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
+def _redact(text: str, secrets: tuple[SecretKey, ...]) -> str:
     for secret in secrets:
-        text = text.replace(secret, "***")
+        text = redact(text, secret)
     return text
 
 

@@ -15,14 +15,16 @@ no test line names it)."""
 from __future__ import annotations
 
 import socket
+import threading
 import traceback
 import types
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 import decart_nb
-from decart_nb import DecartNBError, ErrorCode, Session, _loop
+from decart_nb import DecartNBError, ErrorCode, Session, _loop, turn
 from decart_nb.engines.decart import SecretKey
 from tests.fakes.decart_server import VALID_KEY, FakeDecartServer, stub_livekit_room
 from tests.helpers import wait_until
@@ -31,7 +33,8 @@ decart = pytest.importorskip("decart", reason='needs pip install "decart_nb[deca
 pytestmark = pytest.mark.webrtc
 
 WRONG_KEY = "dct_wrong_key_5e1a77c0ffee"
-SECRETS = (VALID_KEY, WRONG_KEY)
+TURN_SECRET = "turn_provider_secret_8c41d2"  # a TURN provider's API token / auth token / shared secret
+SECRETS = (VALID_KEY, WRONG_KEY, TURN_SECRET)
 MODEL = "lucy-2.1"
 SURFACES = ("capture_locals", "ipython_verbose", "stack_data", "walk")
 MAX_DEPTH = 6  # object hops past a frame's locals (Session -> engine -> ... -> the SDK client)
@@ -339,5 +342,55 @@ def test_a_bad_token_argument_after_the_key() -> None:
 
 def test_a_bad_watch_token_after_the_key() -> None:
     error = failed(lambda: decart_nb.watch(" ", api_key=stored_key()))
+    assert_no_secret(error)
+    assert error.code == ErrorCode.INVALID_INPUT
+
+
+# -- TURN providers' secrets: the same frames, the same surfaces -------------------------------------
+def stored_turn_secret() -> str:
+    return TURN_SECRET
+
+
+@pytest.fixture
+def refusing_provider() -> Iterator[str]:
+    """A loopback HTTP server that refuses every request with 401, as a provider refuses a token."""
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b'{"message": "authentication failed"}'
+            self.send_response(401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_a_refused_cloudflare_token(refusing_provider: str) -> None:
+    error = failed(lambda: turn.cloudflare("key-id", stored_turn_secret(), base_url=refusing_provider))
+    assert_no_secret(error)
+    assert error.code == ErrorCode.INVALID_API_KEY
+
+
+def test_a_refused_twilio_token(refusing_provider: str) -> None:
+    error = failed(lambda: turn.twilio("AC123", stored_turn_secret(), base_url=refusing_provider))
+    assert_no_secret(error)
+    assert error.code == ErrorCode.INVALID_API_KEY
+
+
+def test_a_bad_coturn_argument_after_the_secret() -> None:
+    error = failed(lambda: turn.coturn("turn:turn.example.org:3478", stored_turn_secret(), ttl=-1))
     assert_no_secret(error)
     assert error.code == ErrorCode.INVALID_INPUT
