@@ -103,7 +103,7 @@ class RunFolder:
             if line.strip():  # a blank line (an editor's) holds no row
                 row = self._row(line, n)
                 rows[row["key"]] = row
-        if not tail:
+        if not tail.strip():  # nothing after the last row (or an editor's spaces): appends follow
             return rows, 0
         last = len(whole) + 1
         if _is_cut_short(tail):
@@ -121,7 +121,9 @@ class RunFolder:
         except FileNotFoundError:
             return b""
         except OSError as exc:  # ELOOP: a link where the record should be
-            raise self._damaged(0, f"it cannot be read ({exc.strerror}; a link is refused)", exc) from exc
+            raise self._damaged(
+                0, f"it cannot be read ({exc.strerror}; a link is not followed)", exc
+            ) from exc
         with os.fdopen(fd, "rb") as f:
             return f.read()
 
@@ -168,11 +170,11 @@ class RunFolder:
             os.close(fd)
 
     def _damaged(self, n: int, what: str, cause: BaseException | None = None) -> DecartNBError:
-        where = f"{self.jsonl}, line {n}" if n else str(self.jsonl)
+        where, fix = (f"{self.jsonl}, line {n}", "Fix or delete that line") if n else (self.jsonl, "Fix it")
         return DecartNBError(
             ErrorCode.INVALID_INPUT,
-            f"Cannot resume from {where}: {what}. Fix or delete that line, or pass resume=False to "
-            "start over (the file is then set aside, not deleted).",
+            f"Cannot resume from {where}: {what}. {fix}, or pass resume=False to start over (the "
+            "file is then set aside, not deleted).",
             data={"path": str(self.jsonl), "line": n},
             cause=cause,
         )

@@ -317,7 +317,7 @@ def test_a_link_in_place_of_the_record_is_refused(tmp_path: Path) -> None:
     out.mkdir()
     elsewhere.write_text("")
     (out / "results.jsonl").symlink_to(elsewhere)
-    with pytest.raises(DecartNBError, match="a link is refused") as caught:
+    with pytest.raises(DecartNBError, match="a link is not followed") as caught:
         _sweep(out, ("a",))
     assert caught.value.code == ErrorCode.INVALID_INPUT
     assert elsewhere.read_text() == ""
