@@ -15,6 +15,7 @@ import pytest
 
 import decart_nb
 from decart_nb import DecartNBError, ErrorCode, _loop
+from decart_nb.secure_url import HTTP, WEBSOCKET, check_secret_url
 from tests.fakes.decart_server import VALID_KEY, FakeDecartServer
 
 pytest.importorskip("decart", reason='needs pip install "decart_nb[decart]"')
@@ -87,6 +88,29 @@ def test_token_arguments_are_checked_before_any_request(
     with pytest.raises(DecartNBError) as info:
         decart_nb.tokens.create(**kwargs)  # type: ignore[arg-type]
     assert info.value.code == code and server.http == []
+
+
+# -- key-bearing URLs: what stays allowed (the refusals: tests/security/test_key_urls.py) -------------
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ws://127.0.0.1:9000",
+        "ws://127.5.6.7:9000/",
+        "ws://localhost:9000",
+        "ws://[::1]:9000",
+        "wss://decart.example.org",
+    ],
+)
+def test_loopback_and_encrypted_realtime_urls_are_accepted(url: str) -> None:
+    from decart_nb.engines.decart import DecartEngine
+
+    assert DecartEngine(VALID_KEY, base_url=url).base_url == url.rstrip("/")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080", "http://LOCALHOST:8080", "https://api.example.org"])
+def test_loopback_and_encrypted_api_urls_are_accepted(url: str) -> None:
+    assert check_secret_url(url, HTTP, "API base URL") == url
+    assert check_secret_url(url.replace("http", "ws", 1), WEBSOCKET, "base URL")
 
 
 # -- diagnose -----------------------------------------------------------------------------------

@@ -394,3 +394,22 @@ def test_a_bad_coturn_argument_after_the_secret() -> None:
     error = failed(lambda: turn.coturn("turn:turn.example.org:3478", stored_turn_secret(), ttl=-1))
     assert_no_secret(error)
     assert error.code == ErrorCode.INVALID_INPUT
+
+
+# -- a client token, displayed: what a saved notebook keeps ------------------------------------------
+def test_a_client_tokens_repr_shows_only_its_tail() -> None:
+    from IPython.core.formatters import PlainTextFormatter
+
+    from decart_nb.tokens import ClientToken
+
+    token = ClientToken(
+        api_key="ek_" + "a1b2c3d4e5f6a7b8c9d0wxyz",
+        token="eyJhbGciOiJIUzI1NiJ9." + "e30." + "sig0123456789abcd",
+        expires_at="2026-12-01T04:00:00Z",
+        permissions={"models": ["lucy-2.1"]},
+    )
+    shown = [repr(token), str(token), PlainTextFormatter()(token), repr([token]), f"{token}"]
+    for text in shown:
+        assert token.api_key not in text and token.token not in text and "e30.sig" not in text
+        assert "***wxyz" in text and "***abcd" in text and "lucy-2.1" in text
+    assert token.token.endswith("abcd") and token.api_key.startswith("ek_")  # still there to use
