@@ -417,6 +417,7 @@ def test_the_page_gets_the_socket_over_the_comm_and_the_token_stays_out_of_the_s
     others = [d for t, d in page.rec.sent if not (t == "comm_msg" and d.get("content") == address)]
     assert token not in json.dumps(others, default=repr), "the token left the media_socket message"
     assert token not in json.dumps(s.stats, default=repr)
+    assert token not in repr(widget) and token not in repr(widget._media), "the token in a repr"
 
 
 def test_a_wrong_token_is_closed_and_nothing_is_delivered(
