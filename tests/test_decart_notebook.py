@@ -1,12 +1,19 @@
 """notebooks/04_decart_cloud.ipynb under papermill: without a key it stops early and passes; with
 the fake Decart server (started inside the notebook's kernel by an IPython startup file, with
 LiveKit's Room stubbed there as in test_decart_server.py) it runs fully, and neither the saved
-notebook nor anything the server saw carries the key beyond the control channel's URL."""
+notebook nor anything the server saw carries the key beyond the control channel's URL.
+
+Then the attack on a saved notebook (issue 19): a notebook in `%xmode Verbose` with DEBUG logs
+on, a displayed session (widget state), a displayed client token and cells that fail, run by a
+real kernel with a good key and with a refused one: the key is nowhere in the saved .ipynb
+(outputs, tracebacks, widget state in its metadata), nor in the kernel process's own output."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import numpy as np
@@ -30,9 +37,10 @@ from tests.fakes.decart_server import FakeDecartServer, Script, stub_livekit_roo
 
 _loop.acquire()  # held for the kernel's life: the fake server runs on decart_nb's loop
 # As Decart does: generation_started once media flows (the notebook waits for "generating").
-_fake_script = Script(tick_every_s=1.0)
+_fake_script = Script(tick_every_s=1.0, **{script!r})
 _fake_decart = _loop.run(FakeDecartServer(_fake_script, log_path={log!r}).start(), timeout=10)
 os.environ["DECART_REALTIME_BASE_URL"] = _fake_decart.url
+os.environ["DECART_API_BASE_URL"] = f"http://127.0.0.1:{{_fake_decart.port}}"
 _fake_livekit = stub_livekit_room(_fake_decart)  # kept: collecting it would undo the stub
 _fake_livekit.__enter__()
 """
@@ -69,7 +77,7 @@ def test_with_the_fake_server_it_runs_fully(
     startup = ipython_dir / "profile_default" / "startup"
     startup.mkdir(parents=True)
     log = tmp_path / "server.jsonl"
-    (startup / "00-fake-decart.py").write_text(STARTUP.format(root=str(ROOT), log=str(log)))
+    (startup / "00-fake-decart.py").write_text(STARTUP.format(root=str(ROOT), log=str(log), script={}))
     monkeypatch.setenv("IPYTHONDIR", str(ipython_dir))
     monkeypatch.setenv("DECART_API_KEY", VALID_KEY)
 
@@ -90,3 +98,96 @@ def test_with_the_fake_server_it_runs_fully(
     saved = (tmp_path / NAME).read_text()
     assert VALID_KEY not in saved  # outputs, widget state, metadata: the saved notebook
     assert "application/vnd.jupyter.widget-view+json" in saved  # the live view was displayed
+
+
+# -- the key in a saved notebook ---------------------------------------------------------------------
+WRONG_KEY = "dct_refused_notebook_key_3b9e"
+VERBOSE_CELLS = [
+    ("%xmode Verbose", False),
+    ("import logging\nimport decart_nb\nlogging.basicConfig(level=logging.DEBUG, force=True)", False),
+    ("s = decart_nb.Session(engine='decart', model='lucy-2.1', source='pattern')\ns", False),
+]
+GOOD_KEY_CELLS = [
+    ("s.wait_until('generating', timeout=60)\ns.set_prompt('anime')", False),
+    ("s.set_prompt('forbidden words')", True),  # rejected by the server: a verbose traceback
+    ("token = decart_nb.tokens.create(allowed_models=['lucy-2.1'])\nprint(token)\ntoken", False),
+    ("s.disconnect()", False),
+]
+REFUSED_KEY_CELLS = [
+    ("s.connect()", True),  # refused: a verbose traceback through the session and the engine
+    ("decart_nb.tokens.create()", True),
+    ("s", False),  # the panel, with the session's errors, again
+]
+
+
+def run_attack_notebook(
+    tmp_path: Path, kernel_name: str, monkeypatch: pytest.MonkeyPatch, key: str, cells: list[tuple[str, bool]]
+) -> str:
+    """The notebook run by a real kernel (nbclient, widget state stored), saved; its text."""
+    from nbclient import NotebookClient
+
+    from tests.fakes.decart_server import VALID_KEY
+
+    ipython_dir = tmp_path / "ipython"
+    startup = ipython_dir / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    script = {"rejections": {"forbidden": "Prompt rejected: forbidden content"}, "refuse_key_in_socket": True}
+    log = tmp_path / "server.jsonl"
+    (startup / "00-fake-decart.py").write_text(STARTUP.format(root=str(ROOT), log=str(log), script=script))
+    monkeypatch.setenv("IPYTHONDIR", str(ipython_dir))
+    monkeypatch.setenv("DECART_API_KEY", key)
+    assert key in (VALID_KEY, WRONG_KEY)
+    nb = nbformat.v4.new_notebook()
+    for source, fails in VERBOSE_CELLS + cells:
+        cell = nbformat.v4.new_code_cell(source)
+        cell.metadata["tags"] = ["raises-exception"] if fails else []
+        nb.cells.append(cell)
+    client = NotebookClient(
+        nb, kernel_name=kernel_name, timeout=120, resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+    saved = tmp_path / "attack.ipynb"
+    nbformat.write(nb, saved)
+    return saved.read_text()
+
+
+def errors_of(saved: str) -> list[dict[str, Any]]:
+    nb = nbformat.reads(saved, as_version=4)
+    return [o for o in outputs(nb) if o["output_type"] == "error"]
+
+
+def plain(traceback: list[str]) -> str:
+    """A saved traceback without its colours."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", "".join(traceback))
+
+
+@pytest.mark.webrtc
+def test_a_good_keys_notebook_saves_no_key(
+    tmp_path: Path, kernel_name: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("decart")
+    from tests.fakes.decart_server import VALID_KEY
+
+    saved = run_attack_notebook(tmp_path, kernel_name, monkeypatch, VALID_KEY, GOOD_KEY_CELLS)
+    assert VALID_KEY not in saved  # outputs, tracebacks, logs, widget state
+    assert "ek_fake_1" not in saved and "eyJfake.1.sig" not in saved  # the client token, displayed
+    assert VALID_KEY not in "".join(capfd.readouterr())  # the kernel process's own stdout/stderr
+    # What was saved: a verbose traceback, the token's redacted repr, the widgets' state.
+    (rejected,) = errors_of(saved)
+    assert "forbidden content" in str(rejected["evalue"])
+    assert "self = <decart_nb.Session" in plain(rejected["traceback"])  # frame variables: verbose
+    assert "ClientToken(api_key='***'" in saved and "application/vnd.jupyter.widget-state+json" in saved
+
+
+@pytest.mark.webrtc
+def test_a_refused_keys_notebook_saves_no_key(
+    tmp_path: Path, kernel_name: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("decart")
+
+    saved = run_attack_notebook(tmp_path, kernel_name, monkeypatch, WRONG_KEY, REFUSED_KEY_CELLS)
+    assert WRONG_KEY not in saved  # outputs, tracebacks, logs, widget state
+    assert WRONG_KEY not in "".join(capfd.readouterr())  # the kernel process's own stdout/stderr
+    refused, token_refused = errors_of(saved)
+    assert "Invalid API key" in str(refused["evalue"]) and "401" in str(token_refused["evalue"])
+    assert "self = <decart_nb.Session" in plain(refused["traceback"])  # frame variables: verbose
