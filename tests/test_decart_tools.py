@@ -11,12 +11,15 @@ import threading
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import decart_nb
-from decart_nb import DecartNBError, ErrorCode, _loop
+from decart_nb import DecartNBError, ErrorCode, Session, _loop
 from decart_nb.secure_url import HTTP, WEBSOCKET, check_secret_url
-from tests.fakes.decart_server import VALID_KEY, FakeDecartServer
+from tests.fakes.decart_server import VALID_KEY, FakeDecartServer, stub_livekit_room
+from tests.security.test_api_key import WRONG_KEY, assert_no_secret
 
 pytest.importorskip("decart", reason='needs pip install "decart_nb[decart]"')
 pytestmark = pytest.mark.webrtc
@@ -88,6 +91,36 @@ def test_token_arguments_are_checked_before_any_request(
     with pytest.raises(DecartNBError) as info:
         decart_nb.tokens.create(**kwargs)  # type: ignore[arg-type]
     assert info.value.code == code and server.http == []
+
+
+# -- errors that held no key before issue 19 either: kept that way ------------------------------------
+@pytest.fixture
+def live_server(server: FakeDecartServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDecartServer]:
+    monkeypatch.setenv("DECART_REALTIME_BASE_URL", server.url)
+    with stub_livekit_room(server):
+        yield server
+
+
+def test_set_failures_and_a_refused_upgrade_hold_no_key(
+    live_server: FakeDecartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's frames behind a rejected set()/set_image hold no key, and a 401 at the upgrade
+    quotes the URL (redacted); read through every surface of tests/security/test_api_key.py."""
+    live_server.script.rejections = {"forbidden": "Prompt rejected: forbidden content"}
+    red = Image.fromarray(np.full((48, 64, 3), (200, 40, 40), np.uint8))
+    errors = []
+    with Session(engine="decart", source="pattern", model="lucy-2.1") as s:
+        for call in (lambda: s.set_prompt("forbidden words"), lambda: s.set(prompt="forbidden", image=red)):
+            with pytest.raises(DecartNBError) as info:
+                call()
+            errors.append(info.value)
+    monkeypatch.setenv("DECART_API_KEY", WRONG_KEY)
+    with pytest.raises(DecartNBError) as refused:
+        Session(engine="decart", source="pattern", model="lucy-2.1").connect()
+    assert "api_key=***" in refused.value.message
+    for error in [*errors, refused.value]:
+        assert_no_secret(error)
+    assert [e.code for e in errors] == [ErrorCode.WEBRTC_SERVER_ERROR] * 2
 
 
 # -- key-bearing URLs: what stays allowed (the refusals: tests/security/test_key_urls.py) -------------

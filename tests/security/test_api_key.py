@@ -9,8 +9,8 @@ attributes, cause, context, and its traceback's frames' locals, through containe
 
 Only the key's one holder, SecretKey (redacted repr), and the live SDK client (which needs the
 key to reconnect) are not opened by the walk; both are checked to print no key. The test's own
-frames are the user's: they are not read (the key reaches the kernel through DECART_API_KEY, so
-no test line names it)."""
+frames (anything under tests/) are the user's: they are not read (the key reaches the kernel
+through DECART_API_KEY or a function call, so no line a traceback shows names it)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import traceback
 import types
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -56,8 +57,12 @@ def chain(error: BaseException) -> list[BaseException]:
     return found
 
 
+TESTS = str(Path(__file__).resolve().parent.parent)
+
+
 def _users(frame: types.FrameType) -> bool:
-    return frame.f_code.co_filename == __file__
+    """A test's own frame: the user's code, which holds what the user gave it."""
+    return frame.f_code.co_filename.startswith(TESTS)
 
 
 def capture_locals(error: BaseException) -> str:
