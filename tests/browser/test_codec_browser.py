@@ -12,7 +12,8 @@ cannot connect, and the tests check what issue 12 asks of the page:
 (d) glass-to-glass latency over ~20 s at 1 Mbit/s does not grow (last third vs first third);
 (e) the chunks travel over the page socket (decart_nb_server's relay), and when it goes away the
     video goes on over the comm;
-and a page without WebCodecs falls back to JPEG over the comm.
+and a page without WebCodecs falls back to JPEG over the comm; and (issue 19) once the kernel's
+connection ended, a listener on its freed port gets nothing from the page.
 
 Frame-rate floors: issue 12's targets are >= 15 fps at 1 Mbit/s and >= 25 fps at 5 Mbit/s; the
 bench (`bench/run --only codec --repeat 3`) judges those on a median of 3 and meets them with the
@@ -26,7 +27,10 @@ fallback's own page, about 75 s.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +42,8 @@ from PIL import Image
 
 from bench.codec import CanvasRun, measure_output
 from bench.runs import pct
+from decart_nb.widgets import socket_handshake as hs
+from decart_nb.widgets.media_socket import MAGIC, READY, framed
 
 from .harness import JupyterLab, LabNotebook, open_notebook, wait_element
 from .shaping import Shaping, shaped_link
@@ -201,5 +207,70 @@ def test_a_page_without_webcodecs_sends_jpeg_over_the_comm(
         time.sleep(2.0)
         assert nb.page.evaluate(received) > before, f"no JPEG output arrived ({link})"
         nb.run_cell("s.disconnect()")
+    finally:
+        nb.close()
+
+
+class Squatter:
+    """Another user of the host on a port the kernel freed: a listener that says MAGIC (the relay
+    checks it) and READY at once, and keeps every byte the page's side sends."""
+
+    def __init__(self, port: int) -> None:
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", port))
+        self.server.listen()
+        self.connections = 0
+        self.received = b""
+        self.ended = threading.Event()
+        threading.Thread(target=self._serve, name="test-squatter", daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # closed by close(): the thread ends
+            while True:
+                conn, _ = self.server.accept()
+                self.connections += 1
+                with conn:
+                    conn.sendall(framed(MAGIC) + framed(bytes([READY])) + framed(hs.nonce_frame(bytes(32))))
+                    while data := conn.recv(65536):
+                        self.received += data
+                self.ended.set()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_listener_on_a_freed_port_gets_nothing_from_the_page(
+    chromium: Any, lab: JupyterLab, artifacts: Path
+) -> None:
+    """The real page: after the kernel's connection ended, a late copy of its offer opens nothing;
+    sent to a listener that speaks MAGIC and READY, the page sends its nonce and nothing else."""
+    nb = open_notebook(chromium, lab, "squatter.ipynb", artifacts)
+    controller = "[...window.__decartNB.controllers][0]"
+    try:
+        nb.run_cell(
+            "from decart_nb import Session\ns = Session(source='camera')\ns.widget.transport = 'comm'\ns"
+        )
+        wait_page(nb, "el.dataset.socket === 'live' && el.dataset.status === 'live'", timeout=30)
+        port, token = nb.py("[s.widget._media.port, s.widget._media.token]")
+        nb.run_cell("s.disconnect()")
+        wait_page(nb, "el.dataset.state === 'disconnected' && el.dataset.socket === ''", timeout=15)
+        squatter = Squatter(port)
+        try:
+            offer = f"([port, token]) => {controller}.kernelMessage({{ type: 'media_socket', port, token }})"
+            nb.page.evaluate(offer, [port, token])  # a late copy of the old offer
+            time.sleep(2.0)
+            assert squatter.connections == 0, "the page reopened the offer of the kernel's ended connection"
+            nb.page.evaluate(offer, [port, "a-token-it-never-had"])  # an offer it never saw
+            assert squatter.ended.wait(10), (
+                f"the page kept a socket that never proved itself ({squatter.connections} connections,"
+                f" received {squatter.received!r})"
+            )
+            sent = squatter.received
+            assert sent == framed(hs.nonce_frame(sent[5:])) and len(sent) == 4 + 1 + hs.NONCE_SIZE, sent
+            assert token.encode() not in sent
+            assert nb.page.evaluate(f"() => {controller}.pipeLive") is False
+        finally:
+            squatter.close()
     finally:
         nb.close()
