@@ -14,6 +14,7 @@ through DECART_API_KEY or a function call, so no line a traceback shows names it
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import traceback
@@ -177,6 +178,14 @@ def assert_no_secret(error: BaseException) -> None:
 
 
 # -- the failures ----------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def logs_show_no_secret(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test's log records, DEBUG up (decart_nb's, the SDK's, aiohttp's...), name no secret."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    assert not [secret for secret in SECRETS if secret in caplog.text]
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeDecartServer]:
     _loop.acquire()
