@@ -35,6 +35,8 @@ class ErrorCode:
     SOURCE_ERROR = "SOURCE_ERROR"
     CALLBACK_ERROR = "CALLBACK_ERROR"
     SDK_NOT_INSTALLED = "SDK_NOT_INSTALLED"
+    # Another sweep holds the run folder's lock (a second run would write the same results).
+    FOLDER_BUSY = "FOLDER_BUSY"
 
 
 # Older SDKs reported every realtime failure as WEB_RTC_ERROR; users may still filter on it.

@@ -88,7 +88,7 @@ def sweep(
       `results.jsonl.previous`, then `.previous.1`, ...; never replaced or deleted).
 
     One run uses a folder at a time (a lock): a second sweep on a busy `out_dir` stops with
-    INVALID_INPUT, as does a resume from a damaged results.jsonl (the message names the line).
+    FOLDER_BUSY; a resume from a damaged results.jsonl stops with INVALID_INPUT naming the line.
     - `session`: sweep over a connected session you have (e.g. the camera one); it stays open.
     - `progress`: True for a tqdm bar, "lines" for a printed line per item.
     """

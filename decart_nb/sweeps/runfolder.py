@@ -76,7 +76,7 @@ class RunFolder:
             lock.acquire()
         except Timeout as exc:
             raise DecartNBError(
-                ErrorCode.INVALID_INPUT,
+                ErrorCode.FOLDER_BUSY,
                 f"Another sweep is using {self.out} (in this process or another): two runs would "
                 "both write its results. Wait for that run to end, or pass another out_dir.",
                 cause=exc,

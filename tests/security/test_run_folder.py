@@ -333,7 +333,7 @@ def test_a_second_run_in_another_thread_stops_at_once_naming_the_folder(tmp_path
         assert ColourLane.started.wait(timeout=30)  # the first run is writing the folder
         with pytest.raises(DecartNBError) as caught:
             _sweep(tmp_path, ("a", "b"))
-        assert caught.value.code == ErrorCode.INVALID_INPUT
+        assert caught.value.code == ErrorCode.FOLDER_BUSY
         assert f"Another sweep is using {tmp_path}" in caught.value.message
     finally:
         ColourLane.gate.set()
@@ -389,7 +389,7 @@ def test_a_second_run_in_another_process_stops_at_once(tmp_path: Path) -> None:
         assert child.stdout is not None and child.stdout.readline().strip() == "running"
         with pytest.raises(DecartNBError) as caught:
             _sweep(out, ("p0",))
-        assert caught.value.code == ErrorCode.INVALID_INPUT
+        assert caught.value.code == ErrorCode.FOLDER_BUSY
         assert f"Another sweep is using {out}" in caught.value.message
     finally:
         release.touch()
