@@ -52,6 +52,7 @@ from .timeouts import (
     STATS_TIMEOUT_S,
     WAIT_UNTIL_TIMEOUT_S,
 )
+from .turn import keep_secret
 
 __all__ = ["Session", "ConnectionState"]
 
@@ -103,7 +104,8 @@ class Session:
                 ErrorCode.INVALID_API_KEY, f"api_key must be a string, not {type(key).__name__}"
             )
         self.prompts: list[str] = validate_prompts(prompts)
-        self._ice_servers = ice_servers_from(check_ice_servers(ice_servers))
+        # TURN usernames and credentials print as *** (a displayed `ice_servers` is saved).
+        self._ice_servers = keep_secret(ice_servers_from(check_ice_servers(ice_servers)))
         text = None if prompt is None else validate_prompt(prompt)
         picture = None if image is None else load_image(image)
         enhance = validate_enhance(enhance)
@@ -237,7 +239,8 @@ class Session:
     # Documented internals, not for notebooks: the one way other modules reach the session.
     @property
     def ice_servers(self) -> list[RTCIceServer]:
-        """The ICE servers the kernel's peers use (the page is given the same)."""
+        """The ICE servers the kernel's peers use (the page is given the same, by a comm message):
+        SecretIceServers, whose repr hides the TURN username and credential."""
         return list(self._ice_servers)
 
     @property

@@ -17,6 +17,11 @@ to the relay itself; they expire after `ttl` seconds. The long-lived secret is n
 these helpers return, so it never reaches the widget's state or a comm message. A static
 `turn_server(...)` password does go to the page as it is: prefer expiring credentials.
 
+Where the TURN username and credential go: to the kernel's aiortc peer, and to the page in one
+comm message (`ice_servers`, sent with each offer of the page socket and when the page asks),
+never in the widget's synced state (which JupyterLab's "save widget state" writes into the
+notebook). The session holds them as `SecretIceServer`s, whose repr shows *** for both.
+
 Credentials expire: a session that outlives `ttl` can no longer renew its relay, so ask for a
 ttl longer than the session (the providers' default is 24 h).
 """
@@ -35,13 +40,15 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aiortc import RTCIceServer
+
 from .checks import check_number
 from .errors import DecartNBError, ErrorCode
 from .secret_key import SecretKey, redact
 from .secure_url import HTTP, check_secret_url
 from .timeouts import TURN_TIMEOUT_S
 
-__all__ = ["cloudflare", "coturn", "turn_server", "twilio"]
+__all__ = ["SecretIceServer", "cloudflare", "coturn", "keep_secret", "turn_server", "twilio"]
 
 IceServer = dict[str, Any]
 
@@ -138,6 +145,68 @@ def twilio(
     body = urllib.parse.urlencode({"Ttl": seconds}).encode()
     post = _Post(url, body, "application/x-www-form-urlencoded", f"Basic {basic.reveal()}")
     return _ice_servers(_call(post, "Twilio", (token, basic)), "ice_servers", "Twilio")
+
+
+# -- how the session holds them ----------------------------------------------------------------------
+class SecretIceServer(RTCIceServer):
+    """An RTCIceServer whose username and credential are held as SecretKeys: aiortc reads them
+    as attributes (urls, username, credential, credentialType: rtcicetransport.connection_kwargs),
+    while repr, str, vars() and a verbose traceback's variables show *** (a displayed
+    `session.ice_servers` lands in the saved notebook, a frame's variables in a traceback)."""
+
+    def __init__(
+        self,
+        urls: str | list[str],
+        username: str | None = None,
+        credential: str | None = None,
+        credentialType: str = "password",  # aiortc's (and the browser's) name
+    ) -> None:
+        self.urls = urls
+        self.username = username
+        self.credential = credential
+        self.credentialType = credentialType
+
+    @property  # type: ignore[override]
+    def username(self) -> str | None:
+        return _revealed(self._username)
+
+    @username.setter
+    def username(self, value: str | None) -> None:
+        self._username = _hidden(value)
+
+    @property  # type: ignore[override]
+    def credential(self) -> str | None:
+        return _revealed(self._credential)
+
+    @credential.setter
+    def credential(self, value: str | None) -> None:
+        self._credential = _hidden(value)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={'***' if getattr(self, name) else None!r}" for name in ("username", "credential")
+        )
+        return f"SecretIceServer(urls={self.urls!r}, {shown})"
+
+    __str__ = __repr__
+
+
+def keep_secret(servers: Sequence[RTCIceServer]) -> list[RTCIceServer]:
+    """The session's ICE servers as SecretIceServers (the same urls, username and credential)."""
+    return [
+        server
+        if isinstance(server, SecretIceServer)
+        else SecretIceServer(server.urls, server.username, server.credential, server.credentialType)
+        for server in servers
+    ]
+
+
+def _hidden(value: str | None) -> SecretKey | None:
+    return None if value is None else SecretKey(value)
+
+
+def _revealed(value: SecretKey | None) -> str | None:
+    return None if value is None else value.reveal()
 
 
 # -- checks -----------------------------------------------------------------------------------------
