@@ -67,6 +67,7 @@ def test_the_page_handles_the_messages_the_kernel_sends_with_the_same_fields() -
         messages.chunk_ack(1),
         messages.keyframe(),
         messages.media_socket(1, "t"),
+        messages.ice_servers([{"urls": "stun:x.org"}]),
     ]
     assert {m["type"] for m in built} == set(messages.KERNEL_MESSAGES)
     for message in built:  # the builders fill exactly the schema's fields

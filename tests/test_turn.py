@@ -413,7 +413,7 @@ def test_the_provider_secret_never_reaches_the_page(
             s.disconnect()
         sent = json.dumps([d for _, d in rec.sent], default=str)
         # The page gets the short-lived TURN credential (its RTCPeerConnection needs it) ...
-        page_servers = rec.opened_state()["ice_servers"]
+        page_servers = rec.custom("ice_servers")[0]["servers"]
         expected = credential or servers[0]["credential"]
         assert any(entry.get("credential") == expected for entry in page_servers), page_servers
         # ... never the provider's secret.

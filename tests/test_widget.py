@@ -99,7 +99,8 @@ def test_the_page_gets_the_models_constraints_and_the_shipped_module(
     state = rec.opened_state()
     assert (state["width"], state["height"], state["fps"]) == (1280, 720, 30)
     assert state["mode"] == "camera" and state["facing_mode"] == "user" and state["codec"] == "vp8"
-    assert state["ice_servers"] == []  # no public STUN unless the user asks for one
+    assert state["ice_server_count"] == 0  # no public STUN unless the user asks for one
+    assert rec.custom("ice_servers") == []  # none to send
     assert state["mirror"] == "auto"
     assert state["keep_running_hidden"] is False
     assert state["transport"] == "auto"  # WebRTC, the comm when it does not connect
@@ -117,11 +118,26 @@ def test_a_headless_session_shows_its_output_only() -> None:
 
 
 def test_ice_servers_reach_the_page_in_the_browsers_shape(comms: list[RecordingComm]) -> None:
+    """By a comm message, never in the state: with each offer of the page socket, at a reconnect
+    and when the page asks; the state says only how many to wait for."""
     turn = {"urls": "turn:turn.example.org:3478", "username": "u", "credential": "c"}
+    expected = [turn, {"urls": "stun:stun.example.org"}]
     s = Session(source="camera", ice_servers=[turn, "stun:stun.example.org"])
     try:
-        state = comm_of(s.widget, comms).opened_state()
-        assert state["ice_servers"] == [turn, {"urls": "stun:stun.example.org"}]
+        rec = comm_of(s.widget, comms)
+        state = rec.opened_state()
+        assert state["ice_server_count"] == 2 and "ice_servers" not in state
+        sent = rec.custom("ice_servers")
+        assert sent and all(m["servers"] == expected for m in sent)
+        kinds = [m["type"] for m in rec.custom() if m["type"] in ("ice_servers", "media_socket")]
+        assert kinds[:2] == ["ice_servers", "media_socket"]  # the servers come with the socket's offer
+        before = len(sent)
+        rec.from_page({"type": "want_ice_servers"})
+        assert len(rec.custom("ice_servers")) == before + 1
+        s.disconnect()
+        s.connect()
+        kinds = [m["type"] for m in rec.custom() if m["type"] in ("ice_servers", "restart")]
+        assert kinds[-2:] == ["ice_servers", "restart"]  # a reconnect's new peer has them first
     finally:
         s.disconnect()
 

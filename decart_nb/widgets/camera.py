@@ -114,7 +114,10 @@ class CameraWidget(anywidget.AnyWidget):
     )
     mirror = t.Union([t.Bool(), t.Unicode()], default_value=False).tag(sync=True)
     codec = t.Unicode("vp8").tag(sync=True)
-    ice_servers = t.List(t.Dict()).tag(sync=True)
+    # How many ICE servers the session has: the page waits for them (an `ice_servers` message)
+    # before it makes a peer. The servers themselves never go in the state: a TURN credential in
+    # it would be saved into the notebook (JupyterLab's "save widget state", embedding).
+    ice_server_count = t.Int(0).tag(sync=True)
     keep_running_hidden = t.Bool(False, help="keep the camera running while the tab is hidden").tag(sync=True)
     playout_target_ms = t.Float(
         0.0,
@@ -160,7 +163,7 @@ class CameraWidget(anywidget.AnyWidget):
             facing_mode=session.facing_mode,
             mirror=session.mirror,
             codec=session.codec,
-            ice_servers=[_browser_ice_server(s) for s in session.ice_servers],
+            ice_server_count=len(session.ice_servers),  # in the state the page opens with
             state=session.state,
             _key=uuid.uuid4().hex,
             # Made on the main thread of a kernel: made by a running cell.
@@ -301,6 +304,16 @@ class CameraWidget(anywidget.AnyWidget):
         peers, self._peers = self._peers, set()
         await self._close_peers(peers)
 
+    def _want_ice_servers(self, content: Mapping[str, Any]) -> None:
+        self._send_ice_servers()
+
+    def _send_ice_servers(self) -> None:
+        """Any thread: the session's ICE servers (their TURN credentials) in a comm message, the
+        one way they reach the page."""
+        servers = self._session.ice_servers
+        if servers and not self._closed:
+            self.send(messages.ice_servers([_browser_ice_server(s) for s in servers]))
+
     def _page_stats(self, content: Mapping[str, Any]) -> None:
         """What the browser sends, receives and presents, into session.stats as `page_*`."""
         self._session.add_page_stats({key: _finite(content.get(key)) for key in PAGE_STATS})
@@ -397,7 +410,9 @@ class CameraWidget(anywidget.AnyWidget):
             self._offer_now(media)
 
     def _offer_now(self, media: MediaSocket) -> None:
+        """The socket's offer, after the ICE servers: a page that missed them gets them with it."""
         self._offered_at = time.monotonic()
+        self._send_ice_servers()
         self.send(messages.media_socket(media.port, media.token))
 
     def _page_used_the_comm(self) -> None:
@@ -558,6 +573,7 @@ class CameraWidget(anywidget.AnyWidget):
                     _loop.call_soon(self._close_comm)
             elif previous == "disconnected" and payload == "connecting":
                 self._open_page_socket()  # its offer goes first: the page's new offer may take it
+                self._send_ice_servers()  # before the restart: its new peer needs them
                 self.send(messages.restart())
         elif event == "error" and isinstance(payload, DecartNBError):
             self.error = payload.to_dict()
@@ -619,6 +635,7 @@ _HANDLERS = {
     "chunk_ack": CameraWidget._frame_ack,
     "keyframe": CameraWidget._keyframe,
     "page_stats": CameraWidget._page_stats,
+    "want_ice_servers": CameraWidget._want_ice_servers,
 }
 
 

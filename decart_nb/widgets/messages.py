@@ -31,6 +31,7 @@ __all__ = [
     "Frame",
     "FrameAck",
     "GaveUp",
+    "IceServers",
     "Keyframe",
     "KernelMessage",
     "MediaSocketAddress",
@@ -43,10 +44,12 @@ __all__ = [
     "Stop",
     "Stopped",
     "Transport",
+    "WantIceServers",
     "answer",
     "answer_error",
     "chunk_ack",
     "frame_ack",
+    "ice_servers",
     "keyframe",
     "media_socket",
     "output_chunk",
@@ -160,6 +163,13 @@ class Keyframe(TypedDict):
     type: Literal["keyframe"]
 
 
+class WantIceServers(TypedDict):
+    """The page is about to make a peer and has not got the kernel's ICE servers (the widget's
+    `ice_server_count` says how many there are): send them."""
+
+    type: Literal["want_ice_servers"]
+
+
 class PageStats(TypedDict, total=False):
     """What the browser sends, receives and presents (media/stats.py PAGE_STATS), every 2 s."""
 
@@ -191,6 +201,7 @@ PAGE_MESSAGES: dict[str, type] = {
     "chunk_ack": ChunkAck,
     "keyframe": Keyframe,
     "page_stats": PageStats,
+    "want_ice_servers": WantIceServers,
 }
 PAGE_TYPES = tuple(PAGE_MESSAGES)
 #: What the page socket carries as JSON: every page message but the ones with a buffer.
@@ -253,6 +264,16 @@ class MediaSocketAddress(TypedDict):
     token: str
 
 
+class IceServers(TypedDict):
+    """The ICE servers for the page's RTCPeerConnection, in the browser's shape ({urls, username?,
+    credential?}): TURN credentials travel in this message only, never in the widget's state
+    (JupyterLab's "save widget state" writes that into the notebook). Sent with each offer of the
+    page socket, at a reconnect, and when the page asks (`want_ice_servers`)."""
+
+    type: Literal["ice_servers"]
+    servers: list[dict[str, Any]]
+
+
 KernelMessage = (
     Answer
     | AnswerError
@@ -264,6 +285,7 @@ KernelMessage = (
     | ChunkAck
     | Keyframe
     | MediaSocketAddress
+    | IceServers
 )
 
 #: Every message the kernel sends, by type.
@@ -278,6 +300,7 @@ KERNEL_MESSAGES: dict[str, type] = {
     "chunk_ack": ChunkAck,
     "keyframe": Keyframe,
     "media_socket": MediaSocketAddress,
+    "ice_servers": IceServers,
 }
 KERNEL_TYPES = tuple(KERNEL_MESSAGES)
 
@@ -320,3 +343,7 @@ def keyframe() -> Keyframe:
 
 def media_socket(port: int, token: str) -> MediaSocketAddress:
     return {"type": "media_socket", "port": port, "token": token}
+
+
+def ice_servers(servers: list[dict[str, Any]]) -> IceServers:
+    return {"type": "ice_servers", "servers": servers}

@@ -45,6 +45,10 @@ const CAMERA_JITTER_MS = 10; // a camera frame this much early still counts as t
 const PIPE_OPEN_TIMEOUT_MS = 5000;
 const PIPE_QUEUE_MAX = 64; // messages held while the socket opens; more: the comm takes them all
 const PIPE_MESSAGE_MAX = 256 * 1024; // the kernel's MAX_MESSAGE (media_socket.py): larger goes by the comm
+// The kernel's ICE servers (TURN credentials among them) come in an `ice_servers` message, never in
+// the widget's state (a saved notebook keeps that). A peer waits this long for them (not counting
+// a running cell that holds the page's request), then the attempt fails and says so.
+const ICE_SERVERS_WAIT_MS = 5000;
 const SPENT_SOCKETS_MAX = 16; // forgotten offers remembered (a late resend comes within seconds)
 const KERNEL_BUSY_NOTICE = "Waiting for the kernel (a cell is running)…";
 const TRANSPORT_TEXT = { webrtc: "WebRTC", codec: "comm (VP8)", socket: "media socket (VP8)", comm: "comm (JPEG)" };
@@ -104,6 +108,7 @@ const PREVIEW_EMPTY = {
 /** @typedef {{type: "chunk", seq: number, key: boolean, width: number, height: number}} ChunkMessage either way: one VP8 frame (buffer: the EncodedVideoChunk's bytes) */
 /** @typedef {{type: "chunk_ack", seq: number}} ChunkAckMessage either way, once the chunk is decoded */
 /** @typedef {{type: "keyframe"}} KeyframeMessage either way: "my decoder needs a key frame" */
+/** @typedef {{type: "want_ice_servers"}} WantIceServersMessage send me the ICE servers (the model counts them) */
 /** @typedef {{type: "page_stats", fps_sent: ?number, fps_received: ?number, fps_decoded: ?number, fps_presented: ?number, frames_dropped: ?number, freezes: ?number, width: ?number, height: ?number}} PageStatsMessage */
 // Kernel -> page:
 /** @typedef {{type: "answer", attempt: number, sdp: string}} AnswerMessage */
@@ -111,6 +116,7 @@ const PREVIEW_EMPTY = {
 /** @typedef {{type: "restart"}} RestartMessage re-request the camera and renegotiate */
 /** @typedef {{type: "stop"}} StopMessage the session disconnected */
 /** @typedef {{type: "frame", seq: number, width: number, height: number}} OutputFrameMessage (buffer: JPEG) */
+/** @typedef {{type: "ice_servers", servers: {urls: string | string[], username?: string, credential?: string}[]}} IceServersMessage the RTCPeerConnection's iceServers */
 
 const schema = (table) => Object.freeze(Object.fromEntries(Object.entries(table).map(([k, v]) => [k, Object.freeze(v)])));
 
@@ -131,6 +137,7 @@ const PAGE_MESSAGES = schema({
   chunk_ack: ["seq"],
   keyframe: [],
   page_stats: ["fps_sent", "fps_received", "fps_decoded", "fps_presented", "frames_dropped", "freezes", "width", "height"],
+  want_ice_servers: [],
 });
 
 // Each message the page handles: its fields besides `type`.
@@ -145,6 +152,7 @@ const KERNEL_MESSAGES = schema({
   chunk_ack: ["seq"],
   keyframe: [],
   media_socket: ["port", "token"],
+  ice_servers: ["servers"],
 });
 
 // The fields `msg` lacks or has beyond its schema entry ("" when it matches).
@@ -1374,7 +1382,9 @@ class RtcLink {
   // One attempt: a new peer, our offer, the kernel's answer, then until the peer connects.
   async start() {
     this.reset();
-    const pc = new RTCPeerConnection({ iceServers: this.host.model.get("ice_servers") || [] });
+    const iceServers = this.host.iceServers() ?? (await this.host.waitIceServers(this.gen));
+    if (!this.live) throw new Error("superseded");
+    const pc = new RTCPeerConnection({ iceServers });
     this.pc = pc;
     const camera = this.host.camera;
     const stream = this.host.stream;
@@ -1640,6 +1650,8 @@ class Controller {
     // The offers of the kernel's earlier connections, forgotten (a few): never opened again. The
     // kernel frees their ports when its connection ends, and another user of the host may take one.
     this.spentSockets = [];
+    this.iceServerList = null; // the kernel's ICE servers (its `ice_servers` message), once sent
+    this.iceMissing = false; // the last wait for them ran out: the reconnection notice says so
     this.transport = ""; // what carries the frames now: "webrtc", "comm" or ""
     this.reason = ""; // why the frames do not take WebRTC ("" on WebRTC): the transport message's
     // "auto" found in this reconnection loop that WebRTC does not connect: the loop uses the comm.
@@ -1728,6 +1740,7 @@ class Controller {
     this.views.clear();
     this.pipeQueue = []; // the kernel's side is gone with the model
     this.forgetSocket();
+    this.iceServerList = null;
   }
 
   attach(view) {
@@ -1850,7 +1863,8 @@ class Controller {
     for (let i = 0; i < BACKOFF_S.length; i++) {
       link.reset();
       this.send({ type: "reconnecting", attempt: i + 1 });
-      this.setStatus("reconnecting", `Connection lost: reconnecting (attempt ${i + 1} of ${BACKOFF_S.length})…`);
+      const why = this.iceMissing ? "No ICE servers from the kernel" : "Connection lost";
+      this.setStatus("reconnecting", `${why}: reconnecting (attempt ${i + 1} of ${BACKOFF_S.length})…`);
       await sleep(BACKOFF_S[i] * 1000);
       if (gen !== this.generation) return;
       try {
@@ -2116,6 +2130,7 @@ class Controller {
     if (!msg || typeof msg !== "object") return;
     if (!(msg.type in KERNEL_MESSAGES)) return console.warn("decart_nb: an unknown kernel message", msg.type);
     if (msg.type === "media_socket") return this.socketOffered(msg);
+    if (msg.type === "ice_servers") return this.iceServersSent(msg);
     if (this.link?.message(msg, buffers)) return;
     if (msg.type === "restart") {
       this.restart();
@@ -2124,6 +2139,40 @@ class Controller {
       this.stop("kernel stopped", false);
       this.render();
     }
+  }
+
+  // -- ICE servers: by a kernel message only (a TURN credential in the state would be saved) --------
+  // The servers for a new peer: [] when the session has none, null while the kernel's are awaited.
+  iceServers() {
+    if (!(Number(this.model.get("ice_server_count")) > 0)) return [];
+    return this.iceServerList;
+  }
+
+  iceServersSent(msg) {
+    const servers = Array.isArray(msg.servers) ? msg.servers.filter((s) => s && typeof s === "object" && s.urls) : [];
+    this.iceServerList = servers.map((s) => ({ ...s }));
+    this.iceMissing = false;
+  }
+
+  // Ask the kernel for its servers and wait ICE_SERVERS_WAIT_MS for them. A request over the comm
+  // waits for a running cell (the kernel reads the comm between cells): that time does not count.
+  async waitIceServers(gen) {
+    this.send({ type: "want_ice_servers" });
+    let start = performance.now();
+    while (this.iceServers() === null) {
+      if (gen !== this.generation) throw new Error("superseded");
+      const held = Boolean(this.model.get("kernel_busy")) && !this.pipeLive;
+      this.waitingForKernel(held);
+      if (held) start = performance.now();
+      else if (performance.now() - start >= ICE_SERVERS_WAIT_MS) {
+        this.iceMissing = true;
+        const s = ICE_SERVERS_WAIT_MS / 1000;
+        throw fallbackError(`the kernel sent no ICE servers within ${s} s`, "no ICE servers from the kernel: its TURN relay is unknown here");
+      }
+      await sleep(50);
+    }
+    this.waitingForKernel(false);
+    return this.iceServers();
   }
 
   // -- the page socket (PagePipe) --------------------------------------------------------------
