@@ -92,6 +92,10 @@ class Session:
         # below, and a verbose traceback (%xmode Verbose) prints its variables.
         key = hidden(api_key)
         del api_key
+        # TURN usernames and credentials as *** from here on (a displayed `ice_servers` is saved,
+        # and a verbose traceback of an argument error below prints this frame's variables).
+        ice = keep_secret(ice_servers_from(check_ice_servers(ice_servers)))
+        del ice_servers
         self._spec: ModelSpec = realtime(model)
         # Every argument is checked before anything is built: a bad one fails with its code.
         _check_mirror(mirror)
@@ -104,8 +108,7 @@ class Session:
                 ErrorCode.INVALID_API_KEY, f"api_key must be a string, not {type(key).__name__}"
             )
         self.prompts: list[str] = validate_prompts(prompts)
-        # TURN usernames and credentials print as *** (a displayed `ice_servers` is saved).
-        self._ice_servers = keep_secret(ice_servers_from(check_ice_servers(ice_servers)))
+        self._ice_servers = ice
         text = None if prompt is None else validate_prompt(prompt)
         picture = None if image is None else load_image(image)
         enhance = validate_enhance(enhance)
@@ -409,7 +412,8 @@ class Session:
     # -- generation state (Decart's set semantics) ------------------------------------------
     def set(self, prompt: str | None = None, image: ImageInput | None = None, enhance: bool = True) -> None:
         """Replace the whole state in one step: a prompt-only set() clears the reference image.
-        Waits for the engine's acknowledgement (30 s)."""
+        Waits for the engine's acknowledgement: 30 s (SET_TIMEOUT_S) in all, then
+        WEBRTC_TIMEOUT_ERROR naming the new state, and the state is unchanged."""
         if prompt is None and image is None:
             raise DecartNBError(
                 ErrorCode.INVALID_INPUT, "At least one of 'prompt' or 'image' must be provided"
@@ -417,29 +421,32 @@ class Session:
         text = None if prompt is None else validate_prompt(prompt)
         flag = validate_enhance(enhance)
         picture = None if image is None else load_image(image)
-        self._apply(lambda s: (text, picture, flag, s.controls), SET_TIMEOUT_S)
+        self._apply(lambda s: (text, picture, flag, s.controls), SET_TIMEOUT_S, "state")
 
     def set_prompt(self, text: str, enhance: bool = True) -> None:
-        """Change the prompt only (the reference image stays). Waits for the ack (15 s)."""
+        """Change the prompt only (the reference image stays). Waits for the acknowledgement:
+        15 s (PROMPT_TIMEOUT_S) in all, with or without an image, then WEBRTC_TIMEOUT_ERROR
+        naming the prompt, and the state is unchanged."""
         prompt = validate_prompt(text)
         flag = validate_enhance(enhance)
-        self._apply(lambda s: (prompt, s.image, flag, s.controls), PROMPT_TIMEOUT_S)
+        self._apply(lambda s: (prompt, s.image, flag, s.controls), PROMPT_TIMEOUT_S, "prompt")
 
     def set_image(self, image: ImageInput | None, prompt: str | None = None, enhance: bool = True) -> None:
         """Change (or, with None, clear) the reference image; prompt and enhance only if a
-        prompt is given."""
+        prompt is given. Waits for the acknowledgement: 30 s (SET_TIMEOUT_S) in all, then
+        WEBRTC_TIMEOUT_ERROR naming the image, and the state is unchanged."""
         text = None if prompt is None else validate_prompt(prompt)
         flag = validate_enhance(enhance)  # checked even when unused: a wrong value is a mistake
         picture = None if image is None else load_image(image)
         if text is None:
-            self._apply(lambda s: (s.prompt, picture, s.enhance, s.controls), SET_TIMEOUT_S)
+            self._apply(lambda s: (s.prompt, picture, s.enhance, s.controls), SET_TIMEOUT_S, "image")
         else:
-            self._apply(lambda s: (text, picture, flag, s.controls), SET_TIMEOUT_S)
+            self._apply(lambda s: (text, picture, flag, s.controls), SET_TIMEOUT_S, "image")
 
     def set_controls(self, **controls: float) -> None:
         """Set engine controls (e.g. the local model's `strength`); prompt and image stay."""
         checked = self._engine.check_controls(controls)
-        self._apply(lambda s: (s.prompt, s.image, s.enhance, s.controls | checked), SET_TIMEOUT_S)
+        self._apply(lambda s: (s.prompt, s.image, s.enhance, s.controls | checked), SET_TIMEOUT_S, "state")
 
     @property
     def controls(self) -> dict[str, float]:
@@ -452,7 +459,10 @@ class Session:
         return GenerationState(prompt, image, enhance, controls, version)
 
     def _apply(
-        self, build: Callable[[GenerationState], tuple[Any, Any, bool, dict[str, float]]], timeout: float
+        self,
+        build: Callable[[GenerationState], tuple[Any, Any, bool, dict[str, float]]],
+        timeout: float,
+        operation: str,
     ) -> None:
         if self._set_waiter == threading.get_ident():  # a widget callback the waiting set() ran
             raise RuntimeError(
@@ -462,12 +472,15 @@ class Session:
         with self._set_lock:  # concurrent set() calls are applied one after the other
             self._set_waiter = threading.get_ident()
             try:
-                self._apply_locked(build, timeout)
+                self._apply_locked(build, timeout, operation)
             finally:
                 self._set_waiter = None
 
     def _apply_locked(
-        self, build: Callable[[GenerationState], tuple[Any, Any, bool, dict[str, float]]], timeout: float
+        self,
+        build: Callable[[GenerationState], tuple[Any, Any, bool, dict[str, float]]],
+        timeout: float,
+        operation: str,
     ) -> None:
         new = self._new_state(*build(self._state))
         if self._pipeline is None:  # kept for connect(); listeners hear of it now
@@ -476,7 +489,7 @@ class Session:
             return
         try:
             wait = self._guard(self._engine.apply_timeout_s, timeout)
-            _loop.run(self._apply_on_loop(new), timeout=wait, pump=True)
+            _loop.run(self._apply_on_loop(new, operation, timeout), timeout=wait, pump=True)
         except Exception as exc:
             if isinstance(exc, DecartNBError):
                 raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
@@ -491,10 +504,14 @@ class Session:
         timeout; the session waits beyond it only to end a call that never returns."""
         return own_s if engine_s is None else engine_s + GUARD_MARGIN_S
 
-    async def _apply_on_loop(self, new: GenerationState) -> None:
+    async def _apply_on_loop(self, new: GenerationState, operation: str, timeout: float) -> None:
         # Recorded in the same step as the acknowledgement: a Ctrl-C that lands after the engine
         # took the state but before the caller's thread woke up leaves the two agreeing.
-        await self._engine.apply(new)
+        apply_as = getattr(self._engine, "apply_as", None)  # an engine that times each operation
+        if apply_as is not None:
+            await apply_as(new, operation, timeout)
+        else:
+            await self._engine.apply(new)
         self._state = new
         self._events.emit("generation_change", new)
 
