@@ -210,9 +210,10 @@ def test_a_notebook_saved_with_its_widget_state_holds_no_turn_credential(
     saved = tmp_path / "saved.ipynb"
     nbformat.write(nb, saved)
     text = saved.read_text()
-    assert "application/vnd.jupyter.widget-state+json" in text and "ice_server_count" in text
-    assert "***" in text  # the displayed ice_servers
+    assert "application/vnd.jupyter.widget-state+json" in text
     assert_hidden(text, [USER, CREDENTIAL], "the saved notebook")
+    assert "ice_server_count" in text  # the camera widget's state is there
+    assert "***" in text  # the displayed ice_servers
 
 
 # -- the page (JupyterLab, Chromium) ---------------------------------------------------------------
@@ -253,9 +254,70 @@ def test_the_page_gets_the_credentials_and_the_saved_notebook_does_not(
         nb.page.evaluate("async () => { await window.jupyterapp.commands.execute('docmanager:save'); }")
         text = (saving_lab.root / nb.path).read_text()
         assert "application/vnd.jupyter.widget-state+json" in text, "JupyterLab saved no widget state"
-        assert "ice_server_count" in text
         assert_hidden(text, [USER, CREDENTIAL], "the notebook JupyterLab saved")
+        assert "ice_server_count" in text  # the camera widget's state is there
         assert_hidden("\n".join(nb.console), [USER, CREDENTIAL], "the page's console")
+        nb.execute("s.disconnect()")
+    finally:
+        nb.close()
+
+
+def lose_kernel_sends(answer: bool) -> str:
+    """A cell: every ice_servers message the kernel sends by itself is lost (as one that reaches
+    the page before its model exists); the page's request is answered (`answer`) or not."""
+    reply = "_send(self)" if answer else "None"
+    return (
+        "from decart_nb.widgets import camera as _camera\n"
+        "_send, _asked = _camera.CameraWidget._send_ice_servers, []\n"
+        "_camera.CameraWidget._send_ice_servers = lambda self: None\n"
+        f"_camera._HANDLERS['want_ice_servers'] = lambda self, content: (_asked.append(1), {reply})\n"
+    )
+
+
+COUNT_PEERS_JS = """() => {
+  window.__peersMade = [];
+  const Native = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends Native {
+    constructor(config) { super(config); window.__peersMade.push(config); }
+  };
+}"""
+
+
+@pytest.mark.browser
+def test_a_page_that_missed_the_servers_asks_and_waits_for_them(
+    chromium: Any, saving_lab: JupyterLab, artifacts: Path
+) -> None:
+    nb: LabNotebook = open_notebook(chromium, saving_lab, artifacts=artifacts)
+    try:
+        nb.page.evaluate(COUNT_PEERS_JS)
+        nb.run_cell(lose_kernel_sends(answer=True))
+        nb.run_cell(SAVED_CELLS[0])
+        nb.page.wait_for_function("() => window.__peersMade.length > 0", timeout=30_000, polling=100)
+        assert nb.py("len(_asked)") >= 1, nb.diagnostics()
+        first = nb.page.evaluate("() => window.__peersMade[0].iceServers")
+        relay = [s for s in first if TURN_URL in json.dumps(s.get("urls"))]
+        assert relay and relay[0].get("credential") == CREDENTIAL, f"{first}\n{nb.diagnostics()}"
+        assert nb.wait_py("s.state in ('connected', 'generating')", timeout=60), nb.diagnostics()
+        nb.execute("s.disconnect()")
+    finally:
+        nb.close()
+
+
+@pytest.mark.browser
+def test_a_page_never_sent_the_servers_makes_no_peer_and_says_so(
+    chromium: Any, saving_lab: JupyterLab, artifacts: Path
+) -> None:
+    nb: LabNotebook = open_notebook(chromium, saving_lab, artifacts=artifacts)
+    try:
+        nb.page.evaluate(COUNT_PEERS_JS)
+        nb.run_cell(lose_kernel_sends(answer=False))
+        nb.run_cell(SAVED_CELLS[0].replace("s.widget", "s.widget.transport = 'webrtc'\ns.widget"))
+        says = "() => (document.querySelector('.decart-notice')?.textContent || '').includes(NOTICE)"
+        nb.page.wait_for_function(
+            says.replace("NOTICE", "'No ICE servers from the kernel'"), timeout=30_000, polling=200
+        )
+        assert nb.page.evaluate("() => window.__peersMade.length") == 0, nb.diagnostics()
+        assert nb.py("len(_asked)") >= 1
         nb.execute("s.disconnect()")
     finally:
         nb.close()
