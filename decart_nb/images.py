@@ -1,8 +1,27 @@
-"""Reference images: every accepted input becomes one RGB uint8 array, or INVALID_INPUT."""
+"""Reference images: every accepted input becomes one RGB uint8 array, or INVALID_INPUT.
+
+A decode budget bounds what any input costs: engines need no more than a model's frame (at most
+1280x720, decart_nb/models.py), and reference images are shrunk to `max_side` (512) anyway.
+- At most MAX_IMAGE_PIXELS (16.8 MP, 4096x4096) are decoded or converted at full size. PNG, GIF
+  and BMP decode whole, so that is their canvas's cap (a 5K screenshot is 14.7 MP); WebP's is half
+  of it (libwebp and Pillow hold three copies of a WebP while it decodes: a 4K frame fits).
+- A baseline JPEG decodes at 1/2, 1/4 or 1/8 of its size (Pillow's draft mode, libjpeg's scaled
+  IDCT), so its canvas may be up to MAX_JPEG_PIXELS (67 MP): a 48 MP phone photo (8000x6000)
+  decodes at 4000x3000 for a source, 1000x750 for a reference image. A progressive JPEG keeps
+  every coefficient of its canvas in memory whatever the scale: MAX_IMAGE_PIXELS.
+- An array or a PIL image is already in memory: its size is checked from its shape first
+  (MAX_ARRAY_PIXELS), then it is subsampled to the budget before any conversion, and a dtype
+  conversion goes by blocks of rows.
+- Each image is shrunk (an integer reduce, then a resample) before its mode is converted; an
+  alpha channel is dropped band by band (Pillow's reduce and convert would copy it whole).
+The worst accepted inputs cost about 130 MB and half a second here, where a 40 MP PNG cost 530 MB
+and a 40 MP float array 3.7 GB before (tests/security/test_images.py).
+"""
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -14,15 +33,35 @@ from PIL import Image
 from .checks import looks_like_url
 from .errors import DecartNBError, ErrorCode
 
-__all__ = ["ImageInput", "load_image", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "encode_jpeg"]
+__all__ = [
+    "DECODE_SIDE",
+    "ImageInput",
+    "MAX_ARRAY_PIXELS",
+    "MAX_IMAGE_BYTES",
+    "MAX_IMAGE_PIXELS",
+    "MAX_JPEG_PIXELS",
+    "MAX_WEBP_PIXELS",
+    "encode_jpeg",
+    "load_image",
+]
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]  # noqa: UP007
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # Decart's documented maximum for a reference image
-MAX_IMAGE_PIXELS = 40_000_000  # a decompression-bomb guard: a small file can claim a huge canvas
+MAX_IMAGE_PIXELS = 4096 * 4096  # the decode budget, and the canvas of formats decoded whole
+MAX_WEBP_PIXELS = MAX_IMAGE_PIXELS // 2  # three copies while it decodes
+MAX_JPEG_PIXELS = 8192 * 8192  # a baseline JPEG's canvas: it decodes at a fraction of its size
+MAX_ARRAY_PIXELS = 8192 * 8192  # an array's or PIL image's size, checked from its shape
 WORKING_SIDE = 512
+# The longest side returned for max_side=None (a source, resized next to the model's size, at
+# most 1280x720): twice that, so the resize still averages.
+DECODE_SIDE = 2560
+_ROW_BLOCK = 1 << 20  # array elements converted at once (float64 temporaries of 8 MB)
 # Raster formats only: Pillow would hand EPS to Ghostscript, and other plugins are rarely needed.
 DECODE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+# Modes Image.reduce takes; others (P, 1, I;16) are converted first.
+_REDUCIBLE = ("L", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "F")
+_WITH_ALPHA = {"RGBA": "RGB", "LA": "L"}  # dropped band by band: the colour bands kept
 # Files people try that are not raster images, by their first bytes: a clearer message than "unreadable".
 _NOT_RASTER = ((b"%PDF", "a PDF"), (b"<svg", "an SVG"), (b"<?xml", "XML (an SVG?)"), (b"<!DOCTYPE", "HTML"))
 
@@ -30,22 +69,24 @@ _NOT_RASTER = ((b"%PDF", "a PDF"), (b"<svg", "an SVG"), (b"<?xml", "XML (an SVG?
 def load_image(image: ImageInput, max_side: int | None = WORKING_SIDE) -> np.ndarray:
     """Decode a path, encoded bytes, a PIL image or an array into an RGB uint8 array.
 
-    Reference images are shrunk to `max_side` (engines need colours and gist, not pixels).
+    Reference images are shrunk to `max_side` (engines need colours and gist, not pixels);
+    None keeps up to DECODE_SIDE.
     """
+    side = max_side or DECODE_SIDE
     try:
         if isinstance(image, np.ndarray):
-            return _shrink(_from_array(image), max_side)
+            return _shrink(_from_array(image), side)
         if isinstance(image, Image.Image):
-            return _shrink(_from_pil(image), max_side)
+            return _from_pil(image, side)
         if isinstance(image, (bytes, bytearray, memoryview)):
-            return _shrink(_decode(bytes(image), "the image bytes", max_side), max_side)
+            return _decode(bytes(image), "the image bytes", side)
         if looks_like_url(image):
             raise _invalid(
                 f"{str(image)[:60]!r} is a URL: decart_nb never fetches (or decodes) URLs. "
                 "Download the image and pass its path, its bytes, a PIL image or an array"
             )
         if isinstance(image, (str, os.PathLike)):
-            return _shrink(_decode(_read_file(Path(image)), str(image), max_side), max_side)
+            return _decode(_read_file(Path(image)), str(image), side)
     except DecartNBError:
         raise
     except Exception as exc:
@@ -69,7 +110,7 @@ def _read_file(path: Path) -> bytes:
         raise _invalid(f"Cannot read the image file {str(path)[:200]}: {exc.strerror or exc}", exc) from exc
 
 
-def _decode(data: bytes, what: str, max_side: int | None) -> np.ndarray:
+def _decode(data: bytes, what: str, side: int) -> np.ndarray:
     if not data:
         raise _invalid(f"{what}: empty")
     if len(data) > MAX_IMAGE_BYTES:
@@ -82,17 +123,14 @@ def _decode(data: bytes, what: str, max_side: int | None) -> np.ndarray:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(io.BytesIO(data), formats=DECODE_FORMATS) as im:
-                if im.width * im.height > MAX_IMAGE_PIXELS:
-                    raise _invalid(
-                        f"{what}: {im.width}x{im.height} is over {MAX_IMAGE_PIXELS} pixels",
-                        data={"width": im.width, "height": im.height},
-                    )
-                if max_side:
-                    im.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced size
-                return _from_pil(im)
+                _check_canvas(im, what)
+                if im.format == "JPEG":
+                    im.draft("RGB", _fit(im.size, side))  # decodes at 1/2, 1/4 or 1/8 where that suffices
+                _check_pixels(im.size, MAX_IMAGE_PIXELS, what)  # what will be decoded
+                return _to_rgb(im, side)
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
             raise _invalid(
-                f"{what}: the image is over {MAX_IMAGE_PIXELS} pixels (Pillow: {exc})", exc
+                f"{what}: the image is over {MAX_JPEG_PIXELS} pixels (Pillow: {exc})", exc
             ) from exc
         except (OSError, SyntaxError, ValueError) as exc:
             raise _invalid(
@@ -100,35 +138,116 @@ def _decode(data: bytes, what: str, max_side: int | None) -> np.ndarray:
             ) from exc
 
 
-def _from_pil(im: Image.Image) -> np.ndarray:
-    if im.width * im.height > MAX_IMAGE_PIXELS:
-        raise _invalid(f"Image {im.width}x{im.height} is over {MAX_IMAGE_PIXELS} pixels")
+def _check_canvas(im: Image.Image, what: str) -> None:
+    """The canvas the header claims, before a pixel is decoded."""
+    if im.format == "JPEG" and "progressive" not in im.info:
+        _check_pixels(im.size, MAX_JPEG_PIXELS, what)
+        return
+    limit = MAX_WEBP_PIXELS if im.format == "WEBP" else MAX_IMAGE_PIXELS
+    if im.width * im.height > limit:
+        kind = "progressive JPEG" if im.format == "JPEG" else im.format
+        raise _invalid(
+            f"{what}: {im.width}x{im.height} is over {limit} pixels, the most a {kind} image may "
+            f"have (it is decoded whole; a baseline JPEG may have {MAX_JPEG_PIXELS}): shrink it first",
+            data={"width": im.width, "height": im.height, "limit": limit},
+        )
+
+
+def _check_pixels(size: tuple[int, int], limit: int, what: str) -> None:
+    width, height = size
+    if width * height > limit:
+        raise _invalid(
+            f"{what}: {width}x{height} is over {limit} pixels: shrink it first",
+            data={"width": width, "height": height, "limit": limit},
+        )
+
+
+def _from_pil(im: Image.Image, side: int) -> np.ndarray:
+    """A caller's PIL image (never changed), subsampled to the budget before any conversion."""
+    _check_pixels(im.size, MAX_ARRAY_PIXELS, "the image")
+    step = _step(im.width, im.height)
+    if step > 1:  # nearest: no full-size copy, whatever the mode
+        im = im.resize((im.width // step, im.height // step), Image.Resampling.NEAREST)
+    return _to_rgb(im, side)
+
+
+def _to_rgb(im: Image.Image, side: int) -> np.ndarray:
+    """An image within the budget as RGB uint8, its longest side at most `side`: shrunk first, so
+    the mode conversion costs the small size."""
+    if im.mode in _WITH_ALPHA:
+        im = Image.merge(
+            _WITH_ALPHA[im.mode], [_shrunk(im.getchannel(band), side) for band in _WITH_ALPHA[im.mode]]
+        )
+    elif im.mode not in _REDUCIBLE:  # P, PA, 1, I;16, La, RGBa: resize and reduce take none of these
+        im = im.convert("RGB")
+    im = _shrunk(im, side)
     if im.mode != "RGB":
-        im = im.convert("RGBA").convert("RGB") if "A" in im.mode or im.mode == "P" else im.convert("RGB")
+        im = im.convert("RGB")
     return np.asarray(im, dtype=np.uint8)
+
+
+def _shrunk(im: Image.Image, side: int) -> Image.Image:
+    """`im` with its longest side at most `side`: a box reduce by an integer factor, then bicubic."""
+    if max(im.size) <= side:
+        return im
+    return im.resize(_fit(im.size, side), Image.Resampling.BICUBIC, reducing_gap=2.0)
 
 
 def _from_array(arr: np.ndarray) -> np.ndarray:
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
+    """HxW, HxWx3 or HxWx4 of any real dtype -> HxWx3 uint8. The size comes from the shape, before
+    any copy; an array over the budget is subsampled (a view) before it is converted."""
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)) or 0 in arr.shape[:2]:
         raise _invalid(f"Image array must be HxW, HxWx3 or HxWx4, got shape {arr.shape}")
-    if arr.shape[0] * arr.shape[1] > MAX_IMAGE_PIXELS:
-        raise _invalid(f"Image array {arr.shape} is over {MAX_IMAGE_PIXELS} pixels")
-    if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) and np.nanmax(arr) <= 1.0:
-            arr = arr * 255.0
-        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(arr[:, :, :3])
+    height, width = arr.shape[:2]
+    if height * width > MAX_ARRAY_PIXELS:
+        raise _invalid(
+            f"Image array {arr.shape} is over {MAX_ARRAY_PIXELS} pixels: shrink it first",
+            data={"width": width, "height": height, "limit": MAX_ARRAY_PIXELS},
+        )
+    view = arr[:, :, :3] if arr.ndim == 3 else arr[:, :, None]
+    step = _step(width, height)
+    view = view[::step, ::step]
+    rgb = view if view.dtype == np.uint8 else _to_uint8(view)
+    if rgb.shape[2] == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
+    return np.ascontiguousarray(rgb)
 
 
-def _shrink(arr: np.ndarray, max_side: int | None) -> np.ndarray:
-    h, w = arr.shape[:2]
-    if max_side is None or max(h, w) <= max_side:
+def _to_uint8(view: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (float) or [0, 255] -> uint8, a block of rows at a time: the float64
+    temporaries stay small whatever the array's size."""
+    scale = 255.0 if np.issubdtype(view.dtype, np.floating) and np.nanmax(view) <= 1.0 else 1.0
+    out = np.empty(view.shape, np.uint8)
+    rows = max(1, _ROW_BLOCK // (view.shape[1] * view.shape[2]))
+    for top in range(0, view.shape[0], rows):
+        block = view[top : top + rows].astype(np.float64)
+        if scale != 1.0:
+            block *= scale
+        np.nan_to_num(block, copy=False)
+        np.clip(block, 0, 255, out=block)
+        out[top : top + rows] = block
+    return out
+
+
+def _step(width: int, height: int) -> int:
+    """The subsampling step that brings width x height within MAX_IMAGE_PIXELS."""
+    step = max(1, math.ceil(math.sqrt(width * height / MAX_IMAGE_PIXELS)))
+    while math.ceil(width / step) * math.ceil(height / step) > MAX_IMAGE_PIXELS:
+        step += 1
+    return step
+
+
+def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """`size` scaled so that its longest side is `side` (the aspect kept)."""
+    width, height = size
+    scale = side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _shrink(arr: np.ndarray, side: int) -> np.ndarray:
+    if max(arr.shape[:2]) <= side:
         return arr
-    im = Image.fromarray(arr)
-    im.thumbnail((max_side, max_side))
-    return np.asarray(im, dtype=np.uint8)
+    return _to_rgb(Image.fromarray(arr), side)
 
 
 def encode_jpeg(arr: np.ndarray, quality: int = 90) -> bytes:

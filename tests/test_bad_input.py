@@ -34,6 +34,7 @@ from PIL import Image
 from decart_nb import DecartNBError, ErrorCode, Session, _loop
 from decart_nb.engines import LocalEngine
 from decart_nb.experiments import sweep
+from decart_nb.images import MAX_ARRAY_PIXELS, MAX_IMAGE_PIXELS, MAX_JPEG_PIXELS
 from decart_nb.state import GenerationState
 from decart_nb.widgets.panel import ControlPanel
 from tests.helpers import png_bytes, png_claiming, wait_until
@@ -341,16 +342,18 @@ IMAGE_CALLS = [
     pytest.param(
         lambda s, m: s.set_image(png_claiming(100_000, 100_000)),
         II,
-        "over 40000000 pixels",
+        f"over {MAX_JPEG_PIXELS} pixels",
         id="image-png-bomb",
     ),
     pytest.param(
         lambda s, m: s.set_image(png_claiming(20_000, 20_000)),
         II,
-        "over 40000000 pixels",
+        f"over {MAX_JPEG_PIXELS} pixels",
         id="image-20000-png",
     ),
-    pytest.param(lambda s, m: s.set_image(HUGE_VIEW), II, "over 40000000 pixels", id="image-20000-array"),
+    pytest.param(
+        lambda s, m: s.set_image(HUGE_VIEW), II, f"over {MAX_ARRAY_PIXELS} pixels", id="image-20000-array"
+    ),
     pytest.param(
         lambda s, m: s.set_image(b"\x89PNG" + bytes(11 << 20)), II, "limit is 10 MB", id="image-11MB"
     ),
@@ -529,7 +532,9 @@ PANEL_UPLOADS = [
     pytest.param(b"", "empty.png", "not a PNG, JPEG or WebP", id="upload-empty"),
     pytest.param(TRUNCATED_PNG, "cut.png", "not a readable", id="upload-truncated-png"),
     pytest.param(TRUNCATED_JPEG, "cut.jpg", "could not be read", id="upload-truncated-jpeg"),
-    pytest.param(png_claiming(20_000, 20_000), "bomb.png", "over 40000000 pixels", id="upload-png-bomb"),
+    pytest.param(
+        png_claiming(20_000, 20_000), "bomb.png", f"over {MAX_IMAGE_PIXELS} pixels", id="upload-png-bomb"
+    ),
     pytest.param(SVG, "logo.svg", "not a PNG, JPEG or WebP", id="upload-svg"),
     pytest.param(PDF, "doc.pdf", "not a PNG, JPEG or WebP", id="upload-pdf"),
 ]

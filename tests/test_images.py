@@ -7,6 +7,7 @@ from PIL import Image
 from decart_nb import DecartNBError, ErrorCode
 from decart_nb.images import MAX_IMAGE_BYTES, load_image
 from tests.helpers import png_bytes, png_claiming
+from tests.security.test_images import BUDGET_MB, probe
 
 
 def test_every_input_kind_becomes_rgb(tmp_path: Path) -> None:
@@ -56,3 +57,22 @@ def test_oversized_and_missing_files_are_invalid_input(tmp_path: Path) -> None:
         assert info.value.code == ErrorCode.INVALID_INPUT
     with pytest.raises(DecartNBError, match="10 MB"):
         load_image(big.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "size", "options"),
+    [
+        ("p.png", "P", (4096, 4096), {}),  # PNG, GIF, BMP: up to 16.8 MP (a 5K screenshot is 14.7)
+        ("b.webp", "RGB", (4096, 2048), {"quality": 10}),  # WebP: half that (a 4K frame fits)
+        ("q.jpg", "RGB", (4096, 4096), {"progressive": True}),  # a progressive JPEG: 16.8 MP
+    ],
+)
+@pytest.mark.parametrize("side", [512, None])
+def test_the_largest_accepted_images_load_within_the_budget(
+    tmp_path: Path, name: str, mode: str, size: tuple[int, int], options: dict[str, object], side: int | None
+) -> None:
+    path = tmp_path / name
+    Image.new(mode, size).save(path, **options)  # type: ignore[arg-type]
+    result = probe(path, side)
+    assert result["code"] is None and result["peak_mb"] < BUDGET_MB, result  # type: ignore[operator]
+    assert result["shape"] == ([512, 512, 3] if side else [2560, 2560, 3]) or name == "b.webp", result
