@@ -62,6 +62,7 @@ DECODE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 # Modes Image.reduce takes; others (P, 1, I;16) are converted first.
 _REDUCIBLE = ("L", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "F")
 _WITH_ALPHA = {"RGBA": "RGB", "LA": "L"}  # dropped band by band: the colour bands kept
+_TO_ALPHA = {"P": "RGBA", "PA": "RGBA", "La": "LA", "RGBa": "RGBA"}  # (P: with a transparent colour)
 # Files people try that are not raster images, by their first bytes: a clearer message than "unreadable".
 _NOT_RASTER = ((b"%PDF", "a PDF"), (b"<svg", "an SVG"), (b"<?xml", "XML (an SVG?)"), (b"<!DOCTYPE", "HTML"))
 
@@ -174,11 +175,12 @@ def _from_pil(im: Image.Image, side: int) -> np.ndarray:
 def _to_rgb(im: Image.Image, side: int) -> np.ndarray:
     """An image within the budget as RGB uint8, its longest side at most `side`: shrunk first, so
     the mode conversion costs the small size."""
+    if im.mode in _TO_ALPHA and (im.mode != "P" or "transparency" in im.info):
+        im = im.convert(_TO_ALPHA[im.mode])  # Pillow converts these (or warns) through their alpha
     if im.mode in _WITH_ALPHA:
-        im = Image.merge(
-            _WITH_ALPHA[im.mode], [_shrunk(im.getchannel(band), side) for band in _WITH_ALPHA[im.mode]]
-        )
-    elif im.mode not in _REDUCIBLE:  # P, PA, 1, I;16, La, RGBa: resize and reduce take none of these
+        colour = _WITH_ALPHA[im.mode]
+        im = Image.merge(colour, [_shrunk(im.getchannel(band), side) for band in colour])
+    elif im.mode not in _REDUCIBLE:  # P, 1, I;16: resize and reduce take none of these
         im = im.convert("RGB")
     im = _shrunk(im, side)
     if im.mode != "RGB":

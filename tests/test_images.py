@@ -1,3 +1,5 @@
+import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +78,19 @@ def test_the_largest_accepted_images_load_within_the_budget(
     result = probe(path, side)
     assert result["code"] is None and result["peak_mb"] < BUDGET_MB, result  # type: ignore[operator]
     assert result["shape"] == ([512, 512, 3] if side else [2560, 2560, 3]) or name == "b.webp", result
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "La", "P", "PA", "I", "I;16", "F", "RGBA", "RGBa", "CMYK"])
+def test_every_pil_mode_becomes_rgb_without_a_warning(mode: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        arr = load_image(Image.new(mode, (1200, 800)))
+    assert arr.dtype == np.uint8 and arr.shape == (341, 512, 3)
+
+
+def test_a_palette_png_with_a_transparent_colour_loads_without_a_warning() -> None:
+    buf = io.BytesIO()
+    Image.new("P", (1000, 600), 5).save(buf, "PNG", transparency=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_image(buf.getvalue()).shape == (307, 512, 3)
