@@ -131,7 +131,7 @@ def far() -> Iterator[FarEnd]:
     end.close()
 
 
-def url(lab: JupyterLab, port: int) -> str:
+def url(lab: JupyterLab, port: int | str) -> str:
     return f"ws://127.0.0.1:{lab.port}/decart_nb/media/{port}"
 
 
@@ -338,6 +338,13 @@ def test_a_port_out_of_range_is_400(lab: JupyterLab, port: str) -> None:
             timeout=WAIT_S,
         )
     assert refused.value.status_code == 400
+
+
+def test_a_malformed_port_needs_a_login_first(lab: JupyterLab) -> None:
+    """Refused before the port is looked at: no login, 403 whatever the port says."""
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(url(lab, "9" * 5000), timeout=WAIT_S)
+    assert refused.value.status_code == 403
 
 
 def test_without_the_extension_the_url_is_404(tmp_path_factory: pytest.TempPathFactory, far: FarEnd) -> None:

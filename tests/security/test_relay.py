@@ -155,13 +155,6 @@ def test_a_malformed_port_is_400_without_a_traceback(lab: JupyterLab, path: byte
     assert "Traceback" not in log and " 500 " not in log, log[-3000:]
 
 
-def test_a_malformed_port_needs_a_login_first(lab: JupyterLab) -> None:
-    """Refused before the port is looked at: no login, 403 whatever the port says."""
-    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-        websocket.create_connection(f"ws://127.0.0.1:{lab.port}/decart_nb/media/{'9' * 5000}", timeout=WAIT_S)
-    assert refused.value.status_code == 403
-
-
 # -- memory: partial and fragmented messages ------------------------------------------------------
 def _masked(opcode: int, fin: bool, length: int) -> bytes:
     """A client frame's header for `length` payload bytes, with a zero mask (the payload goes
