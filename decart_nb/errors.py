@@ -37,6 +37,11 @@ class ErrorCode:
     SDK_NOT_INSTALLED = "SDK_NOT_INSTALLED"
     # Another sweep holds the run folder's lock (a second run would write the same results).
     FOLDER_BUSY = "FOLDER_BUSY"
+    # Decart ended the session for want of credits: not retried (a new session is refused too).
+    INSUFFICIENT_CREDITS = "INSUFFICIENT_CREDITS"
+    # Decart ended the server session (e.g. its time limit, reason "timeout"); data["reason"] says
+    # why. No new (billed) session starts unless asked (engine_options restart_billed_session).
+    SESSION_ENDED = "SESSION_ENDED"
 
 
 # Older SDKs reported every realtime failure as WEB_RTC_ERROR; users may still filter on it.

@@ -18,6 +18,7 @@ from PIL import Image
 from . import _loop, ui_pump
 from .checks import check_bool, check_choice, check_ice_servers, check_mapping, check_number
 from .engines import Engine, FrameEngine, make_engine
+from .engines.decart.queue import QueueClock
 from .errors import DecartNBError, ErrorCode
 from .events import (
     CallbackFailure,
@@ -25,7 +26,6 @@ from .events import (
     EventRecord,
     GenerationEnded,
     GenerationTick,
-    QueuePosition,
 )
 from .images import ImageInput, load_image
 from .media.device import DeviceTrack
@@ -123,6 +123,7 @@ class Session:
         if isinstance(self._engine, FrameEngine):
             self._engine.preserve_stamp = stamps if stamps is not None else _named(source, "pattern")
         self._engine.on_error = self.report_error
+        self._queue_clock = QueueClock()  # Decart's queue positions -> the expected wait
         if self._engine.owns_connection_state:  # Decart's cloud: its states and billed ticks
             self._engine.on_connection_change = self._on_engine_state
             self._engine.on_generation_tick = self._on_engine_tick
@@ -322,6 +323,7 @@ class Session:
         _loop.acquire()
         self._holds_loop = True
         self._events.hold()
+        self._queue_clock.reset()
         self._set_conn("connecting")
         try:
             _loop.run(self._start_pipeline(self._spec), timeout=self._guard(self._engine.connect_timeout_s))
@@ -798,7 +800,8 @@ class Session:
         self._events.emit("generation_tick", GenerationTick(seconds=seconds))
 
     def _on_engine_queue(self, position: int, queue_size: int) -> None:
-        self._events.emit("queue_position", QueuePosition(position=position, queue_size=queue_size))
+        # A QueuePosition with decart_nb's estimate of the wait (engines/decart/queue.py).
+        self._events.emit("queue_position", self._queue_clock.update(position, queue_size))
 
     def _on_engine_ended(self, seconds: int, reason: str) -> None:
         self._events.emit("generation_ended", GenerationEnded(seconds=seconds, reason=reason))

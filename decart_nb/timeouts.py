@@ -19,6 +19,7 @@ __all__ = [
     "DECART_BACKSTOP_S",
     "DECART_CONNECT_TIMEOUT_S",
     "DECART_FRAME_SETTLE_S",
+    "DECART_QUEUE_TIMEOUT_S",
     "DECART_RESTORE_GRACE_S",
     "DECART_SETTLE_TIMEOUT_S",
     "GUARD_MARGIN_S",
@@ -90,9 +91,12 @@ DECART_BACKSTOP_S = 5.0
 # After a reconnect the SDK waits up to 30 s for its own passthrough ack before the new session
 # starts; a set() in that window waits for the restore rather than racing it.
 DECART_SETTLE_TIMEOUT_S = 30.0
-# A connect is the SDK's: up to 5 attempts, each waiting up to 15 s for room info (a longer queue
-# fails the attempt) and 30 s for its initial-state ack, with backoff 1+2+4+8 s between them.
-DECART_CONNECT_TIMEOUT_S = 5 * (15.0 + 30.0) + 15.0
+# Decart's queue: once it reports a queue position, decart_nb waits this long for the room (the
+# SDK alone waits 15 s, then retries at the back of the queue); longer ends the connect, not retried.
+DECART_QUEUE_TIMEOUT_S = 600.0
+# A connect is the SDK's: up to 5 attempts, each waiting up to 15 s for room info (a silent server)
+# and 30 s for its initial-state ack, with backoff 1+2+4+8 s between them; plus one queue's wait.
+DECART_CONNECT_TIMEOUT_S = 5 * (15.0 + 30.0) + 15.0 + DECART_QUEUE_TIMEOUT_S
 # Decart's output frames travel apart from its acks (LiveKit media vs the WebSocket): frames made
 # before an ack can come after it, for about a jitter buffer's worth. Frames count as made with the
 # new state from this long after its ack on (what snapshot() and the sweeps wait for).

@@ -118,7 +118,7 @@ def test_the_key_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
     probe = Probe(key=wrong)  # the fake refuses it with aiohttp's text, which quotes the URL and key
     with pytest.raises(DecartNBError) as info:
         run(probe.start())
-    assert info.value.code == ErrorCode.WEBRTC_SIGNALING_ERROR
+    assert info.value.code == ErrorCode.INVALID_API_KEY
     assert "api_key=***" in info.value.message  # the URL is still there to read, without the key
     for text in (_texts(info.value), repr(probe.engine), str(probe.engine), str(vars(probe.engine))):
         assert wrong not in text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -152,18 +153,81 @@ def test_queue_positions_then_the_session(server: FakeDecartServer) -> None:
         assert s.state == "connected" and events.errors == []
 
 
-def test_a_queue_longer_than_the_sdks_wait_is_retried_as_the_sdk_does(
+def test_a_server_silent_after_the_join_gets_the_sdks_wait_and_retry(
     server: FakeDecartServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from decart.realtime import livekit_connection
 
     monkeypatch.setattr(livekit_connection, "LIVEKIT_HANDSHAKE_TIMEOUT", 1.0)  # the SDK's 15 s, shortened
-    server.script.room_info_delays = [3.0]  # the first join waits longer; the queue moved on by the next
+    server.script.room_info_delays = [3.0]  # no word at all for 3 s on the first join
     s = session(prompt="anime")
     events = Recorder(s)
     with s:
         assert len(server.conns) == 2 and s.state == "connected"  # one retry, after the SDK's 1 s wait
     assert events.errors == []
+
+
+def test_a_server_silent_during_connect_fails_it_in_bounded_time(
+    server: FakeDecartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No room info, ever: the SDK's five attempts (its real 1, 2, 4, 8 s backoff), then one error."""
+    from decart.realtime import livekit_connection
+
+    monkeypatch.setattr(livekit_connection, "LIVEKIT_HANDSHAKE_TIMEOUT", 0.5)  # the SDK's 15 s, shortened
+    server.script.room_info_delay_s = 3600.0
+    s = session(prompt="anime")
+    events = Recorder(s)
+    start = time.monotonic()
+    with pytest.raises(DecartNBError) as info:
+        s.connect()
+    assert time.monotonic() - start < 30
+    assert info.value.code == ErrorCode.WEBRTC_TIMEOUT_ERROR and "room info timed out" in info.value.message
+    assert len(server.conns) == 5 and s.state == "disconnected"
+    assert wait_until(lambda: events.states == ["connecting", "disconnected"])
+
+
+def test_a_long_queue_is_waited_out_and_shown(
+    server: FakeDecartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A queue longer than the SDK's room-info wait: one attempt, every position with the expected
+    wait in the events and the panel, until the session starts."""
+    from decart.realtime import livekit_connection
+
+    monkeypatch.setattr(livekit_connection, "LIVEKIT_HANDSHAKE_TIMEOUT", 0.5)  # the SDK's 15 s, shortened
+    server.script.queue, server.script.queue_step_s = [5, 4, 3, 2, 1], 0.4  # 2 s in the queue
+    s = session(prompt="anime")
+    events = Recorder(s)
+    badges: list[str] = []
+    panel = s.panel
+    panel.badge.observe(lambda change: badges.append(change["new"]), "value")
+    with s:
+        assert len(server.conns) == 1 and s.state == "connected"  # no retry: the place was kept
+        assert wait_until(lambda: len(events.queue) == 5)
+        assert [(q.position, q.queue_size) for q in events.queue] == [(5, 6), (4, 6), (3, 6), (2, 6), (1, 6)]
+        assert events.queue[0].expected_wait_s is None  # not moved yet
+        wait = events.queue[-1].expected_wait_s  # about 0.4 s a place, one place left
+        assert wait is not None and 0.2 < wait < 1.5, wait
+        assert [e.name for e in s.events].count("queue_position") == 5
+        assert any("queue 3 of 6" in b for b in badges) and "queue" not in panel.badge.value
+        assert events.errors == []
+
+
+def test_a_queue_past_decart_nbs_limit_ends_the_connect_without_a_retry(
+    server: FakeDecartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from decart.realtime import livekit_connection
+
+    from decart_nb import timeouts
+
+    monkeypatch.setattr(livekit_connection, "LIVEKIT_HANDSHAKE_TIMEOUT", 0.5)  # the SDK's 15 s, shortened
+    monkeypatch.setattr(timeouts, "DECART_QUEUE_TIMEOUT_S", 1.0)  # decart_nb's 600 s, shortened
+    server.script.queue, server.script.queue_step_s = [9, 8, 7, 6, 5, 4, 3, 2, 1], 0.5
+    with pytest.raises(DecartNBError) as info:
+        session(prompt="anime").connect()
+    error = info.value
+    assert error.code == ErrorCode.WEBRTC_TIMEOUT_ERROR and "Decart's queue timed out" in error.message
+    assert "not admitted within 1.5 s" in error.message and "of 10" in error.message
+    assert len(server.conns) == 1  # a retry would queue anew at the back: none
 
 
 # -- set semantics --------------------------------------------------------------------------------
@@ -225,30 +289,43 @@ def test_invalid_input_from_the_sdks_pydantic_models(server: FakeDecartServer) -
     assert error.code == ErrorCode.INVALID_INPUT
 
 
-def test_one_timeout_per_call_and_it_is_decarts(
+def test_one_timeout_per_operation_named_in_its_error(
     server: FakeDecartServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The SDK's own timeout ends the call with its own words; the session adds none of its own."""
+    """set_prompt has PROMPT_TIMEOUT_S whichever SDK call carries it (a prompt-only change is
+    Decart's set(), whose own wait is UPDATE_TIMEOUT_S); set_image and set have SET_TIMEOUT_S.
+    The error names the operation, whichever timer ran out first."""
+    import time
+
     from decart.realtime import client as sdk_client
 
     from decart_nb import session as session_module
 
     monkeypatch.setattr(sdk_client, "UPDATE_TIMEOUT_S", 2.0)  # the SDK's 30 s, shortened
     monkeypatch.setattr(sdk_client, "PROMPT_TIMEOUT_S", 1.0)  # the SDK's 15 s, shortened
-    monkeypatch.setattr(session_module, "PROMPT_TIMEOUT_S", 0.5)  # shorter than the SDK's: unused
-    with session(prompt="anime") as s:
-        server.script.ack_delay_s = 60.0
+    monkeypatch.setattr(session_module, "PROMPT_TIMEOUT_S", 1.0)  # decart_nb's 15 s, as the SDK's
+    monkeypatch.setattr(session_module, "SET_TIMEOUT_S", 2.0)  # decart_nb's 30 s, as the SDK's
+
+    def timed_out(call: Callable[[], None]) -> tuple[DecartNBError, float]:
+        start = time.monotonic()
         with pytest.raises(DecartNBError) as info:
-            s.set_prompt("sketch")  # no image: Decart's set(), which waits UPDATE_TIMEOUT_S
+            call()
         assert info.value.code == ErrorCode.WEBRTC_TIMEOUT_ERROR
-        assert "Image send timed out" in info.value.message  # the SDK's words, not the media loop's
-        assert s.generation.prompt == "anime"
-    server.script.ack_delay_s = 0.0
-    with session(prompt="anime", image=RED) as s:
-        server.script.ack_delay_s = 60.0
-        with pytest.raises(DecartNBError) as info:
-            s.set_prompt("sketch")  # the image stays: set_prompt, which waits PROMPT_TIMEOUT_S
-        assert "Prompt acknowledgment timed out" in info.value.message
+        return info.value, time.monotonic() - start
+
+    for image in (None, RED):  # a prompt-only change goes as set(), one with an image as set_prompt
+        server.script.ack_delay_s = 0.0
+        with session(prompt="anime", image=image) as s:
+            server.script.ack_delay_s = 60.0
+            error, took = timed_out(lambda: s.set_prompt("sketch"))
+            assert error.message.startswith("Decart did not acknowledge the new prompt within 1 s")
+            assert error.data["operation"] == "prompt" and took < 1.9, took
+            assert s.generation.prompt == "anime"
+            error, took = timed_out(lambda: s.set_image(BLUE))
+            assert "the new image within 2 s" in error.message and 1.9 < took < 3.9, took
+            error, _took = timed_out(lambda: s.set("noir", image=BLUE))
+            assert "the new state within 2 s" in error.message
+            assert s.generation.prompt == "anime"
 
 
 # -- events ---------------------------------------------------------------------------------------
@@ -278,25 +355,94 @@ def test_a_server_error_is_an_error_event(server: FakeDecartServer) -> None:
 
 
 # -- permanent errors ---------------------------------------------------------------------------
-def test_a_refused_key_is_not_retried(server: FakeDecartServer, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("in_socket", [False, True], ids=["http-401", "error-message"])
+def test_a_refused_key_is_invalid_api_key_and_not_retried(
+    server: FakeDecartServer, caplog: pytest.LogCaptureFixture, in_socket: bool
+) -> None:
+    """Both ways Decart refuses a key: 401 on the upgrade, or an `error` answer to the join."""
     caplog.set_level(logging.DEBUG)
+    server.script.refuse_key_in_socket = in_socket
     wrong = "dct_wrong_key_never_valid_77"
     with pytest.raises(DecartNBError) as info:
         session(api_key=wrong).connect()
-    assert info.value.code.startswith("WEBRTC_") and "not retried" in info.value.message
-    assert [r["path"] for r in server.http] == ["/v1/stream"]  # 401 is permanent: one attempt
+    assert info.value.code == ErrorCode.INVALID_API_KEY and "not retried" in info.value.message
+    assert info.value.message.startswith("Could not connect to Decart (lucy-2.1): ")  # the text as before
+    assert ("401" if not in_socket else "Invalid API key") in info.value.message
+    assert [r["path"] for r in server.http] == ["/v1/stream"]  # permanent: one attempt
     assert wrong not in str(info.value) and wrong not in repr(info.value) and wrong not in caplog.text
 
 
-def test_a_key_revoked_mid_session_ends_it_without_retries(server: FakeDecartServer) -> None:
+@pytest.mark.parametrize("in_socket", [False, True], ids=["http-401", "error-message"])
+def test_a_key_revoked_mid_session_ends_it_without_retries(server: FakeDecartServer, in_socket: bool) -> None:
     s = session(prompt="anime")
     events = Recorder(s)
     with s:
-        server.script.valid_keys = set()
+        server.script.valid_keys, server.script.refuse_key_in_socket = set(), in_socket
         on_loop(server.drop())
         assert wait_until(lambda: s.state == "disconnected", timeout=20)
+        assert wait_until(lambda: events.states[-1:] == ["disconnected"])
         assert len(events.errors) == 1 and "not retried" in events.errors[0].message
+        assert events.errors[0].code == ErrorCode.INVALID_API_KEY
     assert len(server.http) == 2  # the first connect and one refused reconnect
+
+
+def test_no_credits_ends_the_session_at_once(server: FakeDecartServer) -> None:
+    """generation_ended(insufficient_credits), the server's error, the close: one error, no retry."""
+    s = session(prompt="anime")
+    events = Recorder(s)
+    with s:
+        on_loop(server.run_out_of_credits(seconds=42))
+        assert wait_until(lambda: s.state == "disconnected", timeout=5)
+        assert wait_until(lambda: events.states[-1:] == ["disconnected"])
+        assert "reconnecting" not in events.states
+    time.sleep(1.5)  # the SDK's first retry would have come after 1 s
+    assert len(events.errors) == 1, events.errors
+    error = events.errors[0]
+    assert error.code == ErrorCode.INSUFFICIENT_CREDITS and error.data["reason"] == "insufficient_credits"
+    assert "no credits" in error.message and error.data["seconds"] == 42
+    assert [(e.seconds, e.reason) for e in events.ended] == [(42, "insufficient_credits")]
+    assert len(server.http) == 1  # no reconnect attempt at all
+
+
+def test_no_credits_at_connect_is_not_retried(server: FakeDecartServer) -> None:
+    server.script.no_credits = True
+    with pytest.raises(DecartNBError) as info:
+        session(prompt="anime").connect()
+    assert info.value.code == ErrorCode.INSUFFICIENT_CREDITS and "not retried" in info.value.message
+    assert len(server.http) == 1  # the SDK retries other errors 5 times; not this one
+
+
+def test_a_session_decart_ends_is_reported_and_not_restarted(server: FakeDecartServer) -> None:
+    """Its time limit (generation_ended "timeout", then the close): by default no new billed session."""
+    server.script.tick_every_s = 0.2
+    s = session(prompt="anime")
+    events = Recorder(s)
+    with s:
+        assert wait_until(lambda: s.state == "generating")
+        on_loop(server.end_session("timeout", seconds=600))
+        assert wait_until(lambda: s.state == "disconnected", timeout=5)
+        assert wait_until(lambda: events.states[-1:] == ["disconnected"])
+    time.sleep(1.5)  # the SDK's reconnect would have come at once
+    assert len(server.conns) == 1 and len(server.http) == 1  # no new (billed) session
+    assert [(e.seconds, e.reason) for e in events.ended] == [(600, "timeout")]
+    assert len(events.errors) == 1 and "reconnecting" not in events.states
+    error = events.errors[0]
+    assert error.code == ErrorCode.SESSION_ENDED and error.data["reason"] == "timeout"
+    assert "time limit" in error.message and "new (billed) session" in error.message
+
+
+def test_restart_billed_session_starts_a_new_one_with_the_state(server: FakeDecartServer) -> None:
+    s = session(prompt="anime", engine_options={"restart_billed_session": True})
+    events = Recorder(s)
+    with s:
+        on_loop(server.end_session("timeout", seconds=600))
+        assert wait_until(restored(server, s, 2), timeout=30)
+        assert wait_until(live(server, "anime", False))
+        assert wait_until(lambda: [(e.seconds, e.reason) for e in events.ended] == [(600, "timeout")])
+        assert wait_until(lambda: "reconnecting" in events.states) and events.errors == []
+    with pytest.raises(DecartNBError) as info:
+        session(engine_options={"restart_billed_session": "yes"})
+    assert info.value.code == ErrorCode.INVALID_INPUT
 
 
 # -- drops and reconnects -----------------------------------------------------------------------
@@ -516,3 +662,4 @@ def test_a_viewer_with_a_bad_token_or_key(server: FakeDecartServer) -> None:
         with pytest.raises(DecartNBError) as bad_key:
             decart_nb.watch(token, api_key="dct_someone_else_entirely")
         assert "401" in bad_key.value.message and "dct_someone_else_entirely" not in str(bad_key.value)
+        assert bad_key.value.code == ErrorCode.INVALID_API_KEY

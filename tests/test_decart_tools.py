@@ -63,6 +63,31 @@ def test_a_client_token_from_the_kernels_key(
     assert VALID_KEY not in repr(made) and VALID_KEY not in caplog.text
 
 
+def test_a_client_token_opens_a_session_and_a_viewer(
+    server: FakeDecartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end through the real SDK: a token minted by tokens.create() is the key of a session
+    in another kernel (here: the same one, without DECART_API_KEY) and of a viewer of it."""
+    made = decart_nb.tokens.create(expires_in=300, allowed_models=["lucy-2.1"])
+    monkeypatch.delenv("DECART_API_KEY")
+    monkeypatch.setenv("DECART_REALTIME_BASE_URL", server.url)
+    with (
+        stub_livekit_room(server),
+        Session(
+            engine="decart", source="pattern", model="lucy-2.1", prompt="anime", api_key=made.api_key
+        ) as host,
+    ):
+        assert server.current.query["api_key"] == made.api_key
+        token = host.engine.subscribe_token  # type: ignore[attr-defined]
+        viewer = decart_nb.watch(token, api_key=made.api_key, model="lucy-2.1")
+        try:
+            assert viewer.state == "connected" and np.asarray(viewer.snapshot(timeout=10)).size
+        finally:
+            viewer.disconnect()
+    (watched,) = [r for r in server.http if r["path"].startswith("/watch-stream/")]
+    assert watched["headers"]["x-api-key"] == made.api_key
+
+
 def test_a_refused_token_is_token_create_error_without_the_key(server: FakeDecartServer) -> None:
     server.script.valid_keys = set()
     with pytest.raises(DecartNBError) as info:

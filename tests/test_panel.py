@@ -327,6 +327,28 @@ def test_after_a_camera_failure_the_badge_says_the_session_waits_for_a_camera() 
         s.disconnect()
 
 
+def test_while_decart_queues_the_badge_shows_the_place_and_the_expected_wait() -> None:
+    from decart_nb.engines.decart.queue import QueueClock
+
+    s = Session(source="camera")  # a camera session waits for the page's offer: "connecting"
+    panel = s.panel
+    s.connect()
+    clock = QueueClock()
+    try:
+        assert wait_until(lambda: "connecting" in panel.badge.value)
+        s._on_engine_queue(5, 9)  # as the Decart engine reports a queue_position, at t=0 s
+        assert wait_until(lambda: "connecting: queue 5 of 9<" in panel.badge.value)  # no wait known yet
+        s._events.emit("queue_position", clock.update(5, 9, now=0.0))
+        s._events.emit("queue_position", clock.update(3, 9, now=20.0))  # 10 s a place, 3 to go
+        assert wait_until(lambda: "queue 3 of 9 · about 0:30" in panel.badge.value)
+        assert "Decart" in panel.badge.value  # the title says what it waits for
+        s._events.emit("connection_change", "connected")  # the session started: the queue is gone
+        assert wait_until(lambda: "queue" not in panel.badge.value and "connected" in panel.badge.value)
+    finally:
+        panel.close()
+        s.disconnect()
+
+
 def test_the_panel_follows_a_real_session(no_leaked_threads: None) -> None:
     s = Session(source="pattern")
     panel = s.panel

@@ -41,6 +41,7 @@ except ImportError as exc:  # without it, every test module importing this fake 
     ) from exc
 
 VALID_KEY = "dct_fake_server_key_4f9c2a"
+NO_CREDITS_TEXT = "Insufficient credits"
 INFERENCE_PREFIX = "inference-server-"  # the SDK only subscribes to tracks of such participants
 
 
@@ -52,6 +53,8 @@ class Script:
     # A wrong key: refused at the upgrade (HTTP 401, False), or the socket is accepted and the
     # join answered with an `error` message (True), whose text does not quote the URL.
     refuse_key_in_socket: bool = False
+    # The account's credits ran out: every new control channel's join gets an `error` answer.
+    no_credits: bool = False
     queue: list[int] = field(default_factory=list)  # positions announced before the room info
     queue_step_s: float = 0.05
     room_info_delay_s: float = 0.0
@@ -95,6 +98,8 @@ class FakeDecartServer:
         self.conns: list[Conn] = []
         self.http: list[dict[str, Any]] = []  # every HTTP request: method, path, query, headers
         self.token_requests: list[dict[str, Any]] = []  # bodies of POST /v1/client/tokens
+        # Client tokens' keys (ek_...) it minted: Decart takes them wherever it takes the key.
+        self.minted: set[str] = set()
         self._numbers = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -154,6 +159,18 @@ class FakeDecartServer:
     async def end_generation(self, reason: str, seconds: int) -> None:
         await self.send({"type": "generation_ended", "seconds": seconds, "reason": reason})
 
+    async def end_session(self, reason: str = "timeout", seconds: int = 600) -> None:
+        """Decart ends the server session (its time limit: reason "timeout"): it says so, then closes."""
+        await self.end_generation(reason, seconds)
+        await self.current.ws.close()
+
+    async def run_out_of_credits(self, seconds: int = 42) -> None:
+        """The credits ran out: generation_ended, the error, the close; new sessions are refused."""
+        self.script.no_credits = True
+        await self.end_generation("insufficient_credits", seconds)
+        await self.error(NO_CREDITS_TEXT)
+        await self.current.ws.close()
+
     # -- HTTP ------------------------------------------------------------------------------------
     @web.middleware
     async def _record(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
@@ -169,12 +186,14 @@ class FakeDecartServer:
         return response
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
-        if request.query.get("api_key") not in self.script.valid_keys:
+        if not self._accepts(request.query.get("api_key")):
             if self.script.refuse_key_in_socket:
                 return await self._refuse_in_socket(request)
             return web.Response(status=401, text="Invalid API key")
         if self.script.refuse:
             return web.Response(status=self.script.refuse.pop(0), text="Service temporarily unavailable")
+        if self.script.no_credits:
+            return await self._refuse_in_socket(request, NO_CREDITS_TEXT)
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         number = next(self._numbers)
@@ -197,18 +216,23 @@ class FakeDecartServer:
                 task.cancel()
         return ws
 
-    async def _refuse_in_socket(self, request: web.Request) -> web.WebSocketResponse:
+    def _accepts(self, key: str | None) -> bool:
+        return key in self.script.valid_keys or key in self.minted
+
+    async def _refuse_in_socket(
+        self, request: web.Request, text: str = "Invalid API key"
+    ) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         async for msg in ws:
             if msg.type == WSMsgType.TEXT and json.loads(msg.data).get("type") == "livekit_join":
-                await ws.send_str(json.dumps({"type": "error", "error": "Invalid API key"}))
+                await ws.send_str(json.dumps({"type": "error", "error": text}))
                 break
         await ws.close()
         return ws
 
     async def _watch(self, request: web.Request) -> web.Response:
-        if request.headers.get("x-api-key") not in self.script.valid_keys:
+        if not self._accepts(request.headers.get("x-api-key")):
             return web.Response(status=401, text="Invalid API key")
         room = request.match_info["room"]
         host = next((c for c in self.conns if f"room-{c.number}" == room), None)
@@ -233,6 +257,7 @@ class FakeDecartServer:
             "token": f"eyJfake.{number}.sig",
             "expiresAt": "2026-12-01T04:00:00Z",
         }
+        self.minted.add(made["apiKey"])
         if "allowedOrigins" in body or "allowedModels" in body:
             made["permissions"] = {
                 "origins": body.get("allowedOrigins", []),

@@ -32,7 +32,7 @@ from ...timeouts import (
     SET_TIMEOUT_S,
 )
 from ..base import Engine
-from .errors import translate
+from .errors import ends_for_good, translate
 from .sdk import DecartSDK, LocalFeed, SecretKey, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
 
 __all__ = ["DecartEngine", "RESOLUTIONS", "SPEEDS", "CODECS", "OPTIONS", "read_remote"]
@@ -43,7 +43,12 @@ RESOLUTIONS = ("720p", "1080p")
 SPEEDS = ("fast",)
 CODECS = ("h264", "vp9")
 #: DecartEngine's connect options, also Session(engine="decart", engine_options={...}).
-OPTIONS = ("resolution", "speed", "codec", "base_url")
+OPTIONS = ("resolution", "speed", "codec", "base_url", "restart_billed_session")
+#: What a `set*()` call changes, named in its timeout's message: the session's set_prompt(),
+#: set_image() and set() (set_controls() too: nothing of it reaches Decart).
+OPERATIONS = {"prompt": "the new prompt", "image": "the new image", "state": "the new state"}
+#: generation_ended's reason when the account has no credits left (a new session is refused too).
+NO_CREDITS_REASON = "insufficient_credits"
 
 
 def _ignore(*_values: Any) -> None:
@@ -64,7 +69,13 @@ class DecartEngine(Engine):
     """Decart's cloud. `api_key` (or DECART_API_KEY) is required; `model` is normally bound by
     the Session; `base_url` (or DECART_REALTIME_BASE_URL) points at another realtime endpoint;
     `resolution` ("720p"/"1080p"), `speed` ("fast") and `codec` ("h264"/"vp9") are Decart's
-    connect options; `sdk` is the seam the unit tests use."""
+    connect options; `sdk` is the seam the unit tests use.
+
+    When Decart ends the server session (generation_ended, e.g. its time limit), the engine
+    reports it (a SESSION_ENDED error with the reason) and disconnects: with
+    `restart_billed_session=True` the SDK's reconnect starts a new server session instead, which
+    Decart bills as a new one. Running out of credits (INSUFFICIENT_CREDITS) and a refused key
+    (INVALID_API_KEY) always end the connection at once, without a retry."""
 
     name = "decart"
     #: The session takes connection states and generation ticks from this engine's hooks.
@@ -74,8 +85,8 @@ class DecartEngine(Engine):
     backstop_s = DECART_BACKSTOP_S
     settle_timeout_s = DECART_SETTLE_TIMEOUT_S
     frame_settle_s = DECART_FRAME_SETTLE_S
-    #: The longest apply() can take: waiting out a restore, then the SDK's ack timeout.
-    apply_timeout_s = DECART_SETTLE_TIMEOUT_S + SET_TIMEOUT_S + DECART_BACKSTOP_S
+    #: The longest apply() can take: one operation's limit (apply_as), the longest of them.
+    apply_timeout_s = max(SET_TIMEOUT_S, PROMPT_TIMEOUT_S)
     connect_timeout_s = DECART_CONNECT_TIMEOUT_S
 
     def __init__(
@@ -88,12 +99,17 @@ class DecartEngine(Engine):
         resolution: str | None = None,
         speed: str | None = None,
         codec: str = "h264",
+        restart_billed_session: bool = False,
     ) -> None:
         self._key = resolve_key(api_key)
         del api_key  # this frame is in the traceback of the checks below: no raw key in it
         self.resolution = _choice("resolution", resolution, RESOLUTIONS)
         self.speed = _choice("speed", speed, SPEEDS)
         self.codec = _choice("codec", codec, CODECS, optional=False)
+        if not isinstance(restart_billed_session, bool):
+            raise DecartNBError(ErrorCode.INVALID_INPUT, "restart_billed_session must be True or False")
+        #: After Decart ends a server session (its time limit): start a new, billed, one?
+        self.restart_billed_session = restart_billed_session
         self._sdk = sdk if sdk is not None else load_sdk()
         self.base_url = resolve_base_url(base_url, self._sdk.base_url)
         guard_sdk_logs()
@@ -121,6 +137,7 @@ class DecartEngine(Engine):
         self._unrestored = False  # a restore failed: Decart holds passthrough, not _applied
         self._live = False  # False while the SDK replays the events it buffered during connect
         self._stopping = False
+        self._ending: asyncio.Task[None] | None = None  # closing the SDK's client after an ending
         self._t0 = time.perf_counter()
         self._last_t_in = 0.0
 
@@ -207,6 +224,9 @@ class DecartEngine(Engine):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        ending, self._ending = self._ending, None
+        if ending is not None:
+            await asyncio.gather(ending, return_exceptions=True)  # it reports its own failure
         client, self._client = self._client, None
         feed, self._feed = self._feed, None
         output, self._output = self._output, None
@@ -235,27 +255,52 @@ class DecartEngine(Engine):
 
     # -- generation state ---------------------------------------------------------------------
     async def apply(self, state: GenerationState) -> None:
+        await self.apply_as(state, "state")
+
+    async def apply_as(self, state: GenerationState, operation: str, timeout_s: float | None = None) -> None:
+        """Send `state` for one of the session's operations (OPERATIONS): it gets one limit in
+        all, `timeout_s` (the session's: 15 s for a prompt, 30 s otherwise), whatever SDK call
+        carries it and including a wait for a restore after a drop; the error names it."""
+        limit = timeout_s if timeout_s is not None else self._limit(operation)
         await self._connected.wait()  # a set() racing connect goes out after the initial state
         if self._client is None:
             self._applied = state  # sent as the initial state of the next connect
             return
-        await self._wait_settled()
-        async with self._lock:
-            # After a failed restore Decart holds passthrough: the whole state goes out again.
-            await self._send(state, None if self._unrestored else self._applied)
-            self._applied, self._unrestored = state, False
-            self._stamp_later(state.version)
+        deadline = asyncio.get_running_loop().time() + limit
+        await self._wait_settled(deadline)
+        error: DecartNBError | None = None
+        try:
+            async with asyncio.timeout_at(deadline):
+                async with self._lock:
+                    # After a failed restore Decart holds passthrough: the whole state goes out again.
+                    await self._send(state, None if self._unrestored else self._applied)
+                    self._applied, self._unrestored = state, False
+                    self._stamp_later(state.version)
+        except TimeoutError:
+            error = _timed_out(operation, limit, None)
+        except DecartNBError as exc:
+            if exc.code != ErrorCode.WEBRTC_TIMEOUT_ERROR:
+                raise
+            error = _timed_out(operation, limit, exc)  # the SDK's own timer went first: same words
+        if error is not None:
+            raise error
 
-    async def _wait_settled(self) -> None:
-        """Refuse while Decart is away; once it reports itself back, wait for the restore."""
-        if self._settled.is_set():
-            return
-        if self.state in ("connected", "generating"):
+    def _limit(self, operation: str) -> float:
+        return self.prompt_timeout_s if operation == "prompt" else self.set_timeout_s
+
+    async def _wait_settled(self, deadline: float) -> None:
+        """Refuse while Decart is away; once it reports itself back, wait for the restore
+        (until the operation's deadline)."""
+        if not self._settled.is_set() and self.state in ("connected", "generating"):
             try:
-                await asyncio.wait_for(self._settled.wait(), self.settle_timeout_s)
-                return
-            except asyncio.TimeoutError:
+                async with asyncio.timeout_at(deadline):
+                    await self._settled.wait()
+            except TimeoutError:
                 pass
+        if self._settled.is_set() and not self._stopping:
+            return
+        if self._stopping:
+            raise DecartNBError(ErrorCode.NOT_CONNECTED, "Decart's session ended: the state is unchanged.")
         raise DecartNBError(
             ErrorCode.NOT_CONNECTED,
             f"Decart's connection is {self.state} after a drop: the state was not changed. Once it is "
@@ -264,30 +309,23 @@ class DecartEngine(Engine):
 
     async def _send(self, new: GenerationState, old: GenerationState | None) -> None:
         """One SDK call for the whole state; raises a DecartNBError and changes nothing on failure.
-        The SDK's own acknowledgement timeout is the one that counts (see DECART_BACKSTOP_S)."""
+        The caller bounds it (apply_as: the operation's limit; a restore: the SDK's, plus a backstop)."""
         client, sdk = self._client, self._sdk
         if client is None:
             raise DecartNBError(ErrorCode.NOT_CONNECTED, "Not connected to Decart")
         same_image = old is not None and new.image is old.image
         if same_image and old is not None and (new.prompt, new.enhance) == (old.prompt, old.enhance):
             return  # nothing Decart knows about changed
-        timeout, what = self.set_timeout_s, "new state"
+        what = "new state"
         if new.is_passthrough:
             what = "passthrough"
         elif same_image and new.image is not None and new.prompt is not None:
-            timeout, what = self.prompt_timeout_s, "prompt"
+            what = "prompt"
         elif new.prompt is None:
             what = "image"
         error: DecartNBError | None = None
         try:
-            await asyncio.wait_for(self._call(client, new, what), timeout + self.backstop_s)
-        except asyncio.TimeoutError:
-            error = DecartNBError(
-                ErrorCode.WEBRTC_TIMEOUT_ERROR,
-                f"Decart's SDK did not return within {timeout + self.backstop_s:g} s while applying the "
-                f"{what}; the state is unchanged",
-                data={"timeout_s": timeout + self.backstop_s},
-            )
+            await self._call(client, new, what)
         except Exception as exc:  # noqa: BLE001 - translated below, outside the except
             error = translate(exc, f"apply the {what}", sdk, self._key)
         if error is not None:
@@ -310,7 +348,7 @@ class DecartEngine(Engine):
             async with self._lock:
                 state = self._applied
                 if not state.is_passthrough:
-                    await self._send(state, None)
+                    await self._bounded_send(state)
                 self._unrestored = False
                 self._stamp_later(state.version)
         except DecartNBError as error:
@@ -325,6 +363,17 @@ class DecartEngine(Engine):
             return
         if session == self._sessions:
             self._settled.set()
+
+    async def _bounded_send(self, state: GenerationState) -> None:
+        """A restore: the SDK times its ack (30 s at most); the backstop ends a call that hangs."""
+        limit = self.set_timeout_s + self.backstop_s
+        try:
+            async with asyncio.timeout(limit):
+                await self._send(state, None)
+                return
+        except TimeoutError:
+            pass
+        raise _timed_out("state", limit, None)
 
     def _report_unrestored(self, session: int, error: DecartNBError) -> None:
         if session != self._sessions or self._stopping or self.state not in ("connected", "generating"):
@@ -363,6 +412,9 @@ class DecartEngine(Engine):
         if self._stopping:
             return
         translated = translate(error, "stream", self._sdk, self._key, event=True)
+        if self._live and ends_for_good(translated):
+            self._end(translated)  # no reconnect can help: stop the SDK's before it starts
+            return
         if not self._live or (self.state != "disconnected" and not self._settled.is_set()):
             # Each failed attempt raises one; the connect's outcome or the reconnect's last (after
             # `disconnected`) is what counts, as Decart documents it.
@@ -379,8 +431,33 @@ class DecartEngine(Engine):
             self.on_queue_position(int(message.position), int(message.queue_size))
 
     def _on_generation_ended(self, message: dict[str, Any]) -> None:
-        if not self._stopping:
-            self.on_generation_ended(int(message.get("seconds", 0)), str(message.get("reason", "")))
+        if self._stopping:
+            return
+        seconds, reason = int(message.get("seconds", 0)), str(message.get("reason", ""))
+        self.on_generation_ended(seconds, reason)
+        if self._client is None:
+            return  # during connect: the connect's own outcome says what happened
+        if reason == NO_CREDITS_REASON:
+            self._end(_ended(ErrorCode.INSUFFICIENT_CREDITS, reason, seconds))
+        elif self.restart_billed_session:
+            logger.info("decart_nb: Decart ended the session (%s); starting a new, billed one", reason)
+        else:
+            self._end(_ended(ErrorCode.SESSION_ENDED, reason, seconds))
+
+    def _end(self, error: DecartNBError) -> None:
+        """A permanent ending: one error, `disconnected`, and the SDK's client closed at once, so
+        its reconnect (which would retry, or start a new billed session) never runs."""
+        self._stopping = True  # the SDK's own news of this ending (its error, the drop) is not news
+        self.state = "disconnected"
+        self._settled.set()  # a set() waiting for a restore fails now (not connected)
+        self.on_error(error)
+        self.on_connection_change("disconnected")
+        client = self._client
+        if client is not None and self._ending is None:
+            # A task, not awaited here: this runs inside the SDK's message handler.
+            self._ending = asyncio.get_running_loop().create_task(
+                self._quietly(client.disconnect(), "close Decart's connection"), name="decart_nb-end"
+            )
 
     def _on_remote_stream(self, remote: Any) -> None:
         # A reconnect brings a new remote track: read the newest one only.
@@ -437,3 +514,31 @@ async def read_remote(engine: Any, remote: Any, doing: str) -> None:
             output.box.put(engine._stamp(frame))
     except Exception as exc:  # noqa: BLE001 - reported as an error event, the session goes on
         engine.on_error(translate(exc, doing, engine._sdk, engine._key))
+
+
+def _timed_out(operation: str, limit: float, sdk_error: DecartNBError | None) -> DecartNBError:
+    """One message per operation, whichever timer ran out (decart_nb's or the SDK's)."""
+    data: dict[str, Any] = {"operation": operation, "timeout_s": limit}
+    if sdk_error is not None:
+        data |= {k: v for k, v in sdk_error.data.items() if k in ("sdk_error", "sdk_cause")}
+    return DecartNBError(
+        ErrorCode.WEBRTC_TIMEOUT_ERROR,
+        f"Decart did not acknowledge {OPERATIONS.get(operation, 'the new state')} within {limit:g} s; "
+        "the state is unchanged",
+        data=data,
+    )
+
+
+def _ended(code: str, reason: str, seconds: int) -> DecartNBError:
+    if code == ErrorCode.INSUFFICIENT_CREDITS:
+        why = "the account has no credits left (not retried: add credits, then connect again)"
+    elif reason == "timeout":
+        why = "the session reached its time limit"
+    else:
+        why = f"reason {reason!r}"
+    return DecartNBError(
+        code,
+        f"Decart ended the session after {seconds} s: {why}. Nothing more is billed; s.connect() starts "
+        "a new (billed) session.",
+        data={"reason": reason, "seconds": seconds},
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING
 
 from ...errors import DecartNBError, ErrorCode, classify_realtime_error
@@ -11,7 +12,16 @@ from .sdk import SecretKey, redact
 if TYPE_CHECKING:
     from .sdk import DecartSDK
 
-__all__ = ["translate", "detach", "describe", "is_permanent", "PERMANENT_ERRORS"]
+__all__ = [
+    "translate",
+    "detach",
+    "describe",
+    "is_permanent",
+    "ends_for_good",
+    "PERMANENT_ERRORS",
+    "NO_CREDITS",
+    "QUEUE_TIMED_OUT",
+]
 
 logger = logging.getLogger("decart_nb")
 
@@ -24,6 +34,14 @@ PERMANENT_ERRORS = (
     "invalid api key",
     "unauthorized",
 )
+# Decart refused the key: HTTP 401 on the control channel's upgrade (aiohttp's text, or its
+# exception's status), or the server's `error` answer. The same texts the SDK never retries.
+_REFUSED_KEY = re.compile(r"\b401\b|invalid api key|unauthori[sz]ed", re.IGNORECASE)
+#: Decart ran out of the account's credits (a `generation_ended` reason, or an `error` text):
+#: never retried either, since a new session is refused the same way.
+NO_CREDITS = ("insufficient credits", "insufficient_credits")
+#: The start of decart_nb's text when Decart's queue outlasts DECART_QUEUE_TIMEOUT_S (never retried).
+QUEUE_TIMED_OUT = "decart's queue timed out"
 # Texts the SDK writes itself (timeouts, its own channel failures); any other bare SDK error
 # carries the text the server sent (an `error` message, or a rejected acknowledgement).
 _SDK_OWN_TEXTS = (
@@ -39,12 +57,18 @@ _SDK_OWN_TEXTS = (
     "http session not available",
     "watch-stream",
     "webrtc error",
+    QUEUE_TIMED_OUT,
 )
 
 
 def is_permanent(text: str) -> bool:
     lowered = text.lower()
-    return any(marker in lowered for marker in PERMANENT_ERRORS)
+    return any(marker in lowered for marker in (*PERMANENT_ERRORS, *NO_CREDITS))
+
+
+def ends_for_good(error: DecartNBError) -> bool:
+    """A refused key or no credits: retrying (or reconnecting) cannot help."""
+    return error.code in (ErrorCode.INVALID_API_KEY, ErrorCode.INSUFFICIENT_CREDITS)
 
 
 def translate(
@@ -61,16 +85,29 @@ def translate(
     text = redact(str(exc) or type(exc).__name__, key)
     if isinstance(exc, (sdk.invalid_input, *sdk.validation_errors)):  # the SDK's checks, pydantic's too
         code = ErrorCode.INVALID_INPUT
+    elif _refused_key(exc, text):
+        code = ErrorCode.INVALID_API_KEY
+    elif any(marker in text.lower() for marker in NO_CREDITS):
+        code = ErrorCode.INSUFFICIENT_CREDITS
     elif isinstance(exc, TimeoutError):
         code = ErrorCode.WEBRTC_TIMEOUT_ERROR
     else:
         code = classify_realtime_error(text, from_server=_from_server(exc, sdk))
     message = f"Could not {doing}: {text}"
-    if is_permanent(text):
+    if code == ErrorCode.INSUFFICIENT_CREDITS:
+        message += " (not retried: add credits to the account, then connect again)"
+    elif is_permanent(text):
         message += " (not retried: check the API key and its permissions for this model)"
     data = {"sdk_error": type(exc).__name__, "sdk_cause": describe(exc, key), "during": doing, "event": event}
     logger.debug("decart_nb: %s failed: %s", doing, data["sdk_cause"])
     return DecartNBError(code, message, data=data)
+
+
+def _refused_key(exc: BaseException, text: str) -> bool:
+    """HTTP 401 anywhere in the chain (aiohttp's handshake error has a status), or the words."""
+    if any(getattr(link, "status", None) == 401 for link in _chain(exc)):
+        return True
+    return _REFUSED_KEY.search(text) is not None
 
 
 def detach(error: DecartNBError, key: SecretKey) -> DecartNBError:

@@ -8,6 +8,15 @@
 - `queue_position`: the SDK parses the message and has a configuration slot for it, but does
   not wire the slot to its client.
 - `generation_ended`: the SDK parses it and only logs it ("not exposed publicly").
+- the room-info wait: the SDK waits 15 s (LIVEKIT_HANDSHAKE_TIMEOUT) for `livekit_room_info`
+  after `livekit_join`, and a queue longer than that fails the attempt, which its retry re-queues
+  at the back, with no word to the user. Once Decart has reported a queue position, decart_nb
+  waits up to DECART_QUEUE_TIMEOUT_S instead, and a queue longer than that ends the connect with
+  an error that says so ("Decart's queue timed out ...", never retried: a retry would queue
+  anew). A server that says nothing at all still gets the SDK's 15 s and its retries.
+- `never_retry`: the SDK's list of error texts it never retries (a refused key...) lacks Decart's
+  "Insufficient credits": without it a connect, or a reconnect after the credits ran out, would
+  be tried five times (1+2+4+8 s) for the same answer. decart_nb adds it to that list.
 - `image_only`: a `set_image` with an explicit `"prompt": null`, as the SDK itself sends for
   passthrough on connect. The public set()/set_image() omit an unset prompt, and an absent
   prompt keeps the server's prompt: passthrough (no image either) and an image-only set() (a
@@ -26,11 +35,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from decart.errors import DecartSDKError
+from decart.errors import DecartSDKError, WebRTCError
 from decart.models import models as decart_models
-from decart.realtime import RealtimeClient
+from decart.realtime import RealtimeClient, livekit_manager
 from decart.realtime.client import UPDATE_TIMEOUT_S
 from decart.realtime.messages import SetAvatarImageMessage
+
+from ... import timeouts
+from .errors import NO_CREDITS, QUEUE_TIMED_OUT  # QUEUE_TIMED_OUT: the text below, lower case
 
 __all__ = ["connect", "image_only", "model"]
 
@@ -56,8 +68,16 @@ async def connect(
         "queue_position": on_queue_position,
         "generation_ended": on_generation_ended,
     }
+    never_retry((*NO_CREDITS, QUEUE_TIMED_OUT))
     client_type = _client_type(hooks)
     return await client_type.connect(base_url, api_key, local_track, options, integration=integration)
+
+
+def never_retry(texts: tuple[str, ...]) -> None:
+    """Add `texts` to the SDK's permanent errors (lower case, matched as substrings, as its own)."""
+    markers = getattr(livekit_manager, "PERMANENT_ERRORS", None)
+    if isinstance(markers, list):
+        markers.extend(text for text in texts if text not in markers)
 
 
 def model(name: str) -> Any:
@@ -74,7 +94,8 @@ def _client_type(hooks: dict[str, Hook | None]) -> type[RealtimeClient]:
                 config.on_queue_position = lambda message: _call(hooks["queue_position"], message)
             create = getattr(manager, "_create_connection", None)
             if callable(create):
-                manager._create_connection = lambda: _spy_ended(create(), hooks["generation_ended"])
+                ended = hooks["generation_ended"]
+                manager._create_connection = lambda: _wait_in_queue(_spy_ended(create(), ended))
 
         def _handle_session_started(self, msg: Any) -> None:
             super()._handle_session_started(msg)
@@ -94,6 +115,45 @@ def _spy_ended(connection: Any, hook: Hook | None) -> Any:
             _call(hook, data)
 
     connection._handle_message = handle_message
+    return connection
+
+
+def _wait_in_queue(connection: Any) -> Any:
+    """The connection's room-info wait, extended once Decart reports a queue position."""
+    join = getattr(connection, "_join_livekit_room", None)
+    reported = getattr(connection, "_on_queue_position", None)
+    if join is None or not hasattr(connection, "_on_queue_position"):
+        return connection
+    last: list[Any] = []  # the newest queue_position message of this attempt
+
+    def on_queue_position(message: Any) -> None:
+        last[:] = [message]
+        if reported is not None:
+            reported(message)
+
+    async def join_room(timeout: float) -> Any:
+        limit = timeouts.DECART_QUEUE_TIMEOUT_S  # read now: a test may shorten it
+        task = asyncio.ensure_future(join(timeout=timeout + limit))
+        try:
+            await asyncio.wait({task}, timeout=timeout)  # the SDK's own wait, for a silent server
+            if not task.done() and last:
+                await asyncio.wait({task}, timeout=limit)  # queued: wait for our turn
+            if task.done():
+                return task.result()
+            if not last:
+                raise WebRTCError("LiveKit room info timed out")  # the SDK's words: it retries
+            position, size = getattr(last[0], "position", "?"), getattr(last[0], "queue_size", "?")
+            raise WebRTCError(
+                f"Decart's queue timed out: not admitted within {timeout + limit:g} s (last at position "
+                f"{position} of {size}); not retried, since a retry queues anew: connect again later"
+            )
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    connection._on_queue_position = on_queue_position
+    connection._join_livekit_room = join_room
     return connection
 
 

@@ -69,6 +69,7 @@ class ControlPanel(w.VBox):
         self._closed = False
         self._errors: deque[DecartNBError] = deque(session.errors, maxlen=50)
         self._camera_error: str | None = None  # the code of a camera failure the session waits out
+        self._queue: Any = None  # the newest queue_position event while Decart queues the session
         self._submitted_at = -1e9
         self._state_sender = Debouncer(self._send_state, PROMPT_DEBOUNCE_S, "decart_nb-panel-set")
         self._controls_sender = Debouncer(self._send_controls, CONTROL_DEBOUNCE_S, "decart_nb-panel-controls")
@@ -303,6 +304,9 @@ class ControlPanel(w.VBox):
             return
         if event == "connection_change":
             self._show_state(payload)
+        elif event == "queue_position":
+            self._queue = payload  # shown on the badge until the session leaves `connecting`
+            self._show_state(self._session.state)
         elif event == "generation_tick" and isinstance(payload, GenerationTick):
             self.timer.value = self._timer_html(payload.seconds)
         elif event == "error" and isinstance(payload, DecartNBError):
@@ -320,8 +324,8 @@ class ControlPanel(w.VBox):
     def _show_state(self, state: str) -> None:
         with self._view_lock:
             if state != "connecting":  # the camera works now (or the session stopped waiting)
-                self._camera_error = None
-            self.badge.value = badge_html(state, self._camera_error)
+                self._camera_error = self._queue = None
+            self.badge.value = badge_html(state, self._camera_error, self._queue)
             for other in STATES:
                 self.badge.remove_class(f"dnb-state-{other}")
             self.badge.add_class(f"dnb-state-{state}")

@@ -15,6 +15,7 @@ __all__ = [
     "errors_html",
     "format_seconds",
     "link_html",
+    "queue_text",
     "stats_html",
 ]
 
@@ -23,13 +24,26 @@ STATES = ("disconnected", "connecting", "connected", "generating", "reconnecting
 SHOWN_ERRORS = 5
 
 
-def badge_html(state: str, camera_error: str | None = None) -> str:
-    """The state's badge; while connecting after a camera failure it says what it waits for."""
+def badge_html(state: str, camera_error: str | None = None, queue: Any = None) -> str:
+    """The state's badge; while connecting after a camera failure it says what it waits for,
+    and while Decart queues the session (`queue`: the newest queue_position event), the place
+    and the expected wait."""
     text, title = state, ""
     if state == "connecting" and camera_error:
         text = f"{state}: no camera"
         title = f' title="waiting for a working camera ({html.escape(camera_error)})"'
+    elif state == "connecting" and queue is not None:
+        text, title = f"{state}: {queue_text(queue)}", ' title="waiting for capacity in Decart\'s queue"'
     return f'<span class="dnb-badge dnb-badge-{html.escape(state)}"{title}><i></i>{html.escape(text)}</span>'
+
+
+def queue_text(queue: Any) -> str:
+    """ "queue 3 of 9 · about 1:20" (the wait once the queue has moved: decart_nb's estimate)."""
+    text = f"queue {queue.position} of {queue.queue_size}"
+    wait = getattr(queue, "expected_wait_s", None)
+    if isinstance(wait, (int, float)):
+        text += f" · about {format_seconds(max(wait, 1.0))}"
+    return text
 
 
 def format_seconds(seconds: float) -> str:
