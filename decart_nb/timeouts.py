@@ -21,7 +21,6 @@ __all__ = [
     "DECART_FRAME_SETTLE_S",
     "DECART_QUEUE_TIMEOUT_S",
     "DECART_RESTORE_GRACE_S",
-    "DECART_SETTLE_TIMEOUT_S",
     "GUARD_MARGIN_S",
     "KEYFRAME_REQUEST_EVERY_S",
     "LOOP_CALL_TIMEOUT_S",
@@ -85,12 +84,10 @@ PAGE_SOCKET_OFFER_AFTER_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 STATS_EVERY_S = 1.0  # the `stats` event to listeners (widget, panel), from the loop
 
 # -- the Decart engine (engines/decart/) -----------------------------------------------------------
-# The SDK times every acknowledgement itself and its message is the one users see; this margin
-# only ends a call that never returns at all.
+# A set*() call has one limit in all, the session's PROMPT_TIMEOUT_S or SET_TIMEOUT_S (a wait for
+# a restore after a drop included). A restore is no user's call: the SDK times its ack (30 s) and
+# this margin only ends an SDK call that never returns at all.
 DECART_BACKSTOP_S = 5.0
-# After a reconnect the SDK waits up to 30 s for its own passthrough ack before the new session
-# starts; a set() in that window waits for the restore rather than racing it.
-DECART_SETTLE_TIMEOUT_S = 30.0
 # Decart's queue: once it reports a queue position, decart_nb waits this long for the room (the
 # SDK alone waits 15 s, then retries at the back of the queue); longer ends the connect, not retried.
 DECART_QUEUE_TIMEOUT_S = 600.0

@@ -298,3 +298,37 @@ def test_livekit_bridge_round_trip() -> None:
         await feed.close()
 
     run(go())
+
+
+# -- codes a user can act on (issue 20) -------------------------------------------------------------
+class _Refused(Exception):
+    """aiohttp's WSServerHandshakeError carries the HTTP status."""
+
+    status = 401
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (
+            "401, message='Invalid response status', url='wss://x/v1/stream'",
+            ErrorCode.INVALID_API_KEY,
+        ),
+        ("Invalid API key", ErrorCode.INVALID_API_KEY),  # the server's `error` answer
+        ("Unauthorized", ErrorCode.INVALID_API_KEY),
+        (_Refused("Invalid response status"), ErrorCode.INVALID_API_KEY),  # by its status alone
+        ("Insufficient credits", ErrorCode.INSUFFICIENT_CREDITS),
+        ("Prompt rejected by content moderation", ErrorCode.WEBRTC_SERVER_ERROR),
+        ("no route to 10.0.40.17:14015", ErrorCode.WEBRTC_SERVER_ERROR),  # a 401 inside a number is none
+    ],
+)
+def test_refused_keys_and_no_credits_have_their_own_codes(error: object, code: str) -> None:
+    from decart_nb.engines.decart import translate
+    from tests.fakes.decart_sdk import WebRTCError
+
+    exc = WebRTCError(str(error), cause=error) if isinstance(error, Exception) else WebRTCError(str(error))
+    translated = translate(exc, "connect to Decart", FakeCloud().sdk(), resolve_key(SECRET))
+    assert translated.code == code
+    assert translated.message.startswith(f"Could not connect to Decart: {exc}")  # the same text as before
+    if code != ErrorCode.WEBRTC_SERVER_ERROR and not isinstance(error, Exception):
+        assert "not retried" in translated.message  # as the SDK: it never retries these texts

@@ -27,7 +27,6 @@ from ...timeouts import (
     DECART_CONNECT_TIMEOUT_S,
     DECART_FRAME_SETTLE_S,
     DECART_RESTORE_GRACE_S,
-    DECART_SETTLE_TIMEOUT_S,
     PROMPT_TIMEOUT_S,
     SET_TIMEOUT_S,
 )
@@ -83,7 +82,6 @@ class DecartEngine(Engine):
     set_timeout_s = SET_TIMEOUT_S
     prompt_timeout_s = PROMPT_TIMEOUT_S
     backstop_s = DECART_BACKSTOP_S
-    settle_timeout_s = DECART_SETTLE_TIMEOUT_S
     frame_settle_s = DECART_FRAME_SETTLE_S
     #: The longest apply() can take: one operation's limit (apply_as), the longest of them.
     apply_timeout_s = max(SET_TIMEOUT_S, PROMPT_TIMEOUT_S)
