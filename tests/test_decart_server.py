@@ -301,10 +301,10 @@ def test_one_timeout_per_operation_named_in_its_error(
 
     from decart_nb import session as session_module
 
-    monkeypatch.setattr(sdk_client, "UPDATE_TIMEOUT_S", 2.0)  # the SDK's 30 s, shortened
+    monkeypatch.setattr(sdk_client, "UPDATE_TIMEOUT_S", 4.0)  # the SDK's 30 s, shortened
     monkeypatch.setattr(sdk_client, "PROMPT_TIMEOUT_S", 1.0)  # the SDK's 15 s, shortened
     monkeypatch.setattr(session_module, "PROMPT_TIMEOUT_S", 1.0)  # decart_nb's 15 s, as the SDK's
-    monkeypatch.setattr(session_module, "SET_TIMEOUT_S", 2.0)  # decart_nb's 30 s, as the SDK's
+    monkeypatch.setattr(session_module, "SET_TIMEOUT_S", 4.0)  # decart_nb's 30 s, as the SDK's
 
     def timed_out(call: Callable[[], None]) -> tuple[DecartNBError, float]:
         start = time.monotonic()
@@ -319,12 +319,12 @@ def test_one_timeout_per_operation_named_in_its_error(
             server.script.ack_delay_s = 60.0
             error, took = timed_out(lambda: s.set_prompt("sketch"))
             assert error.message.startswith("Decart did not acknowledge the new prompt within 1 s")
-            assert error.data["operation"] == "prompt" and took < 1.9, took
+            assert error.data["operation"] == "prompt" and took < 3.5, took  # not set()'s 4 s
             assert s.generation.prompt == "anime"
             error, took = timed_out(lambda: s.set_image(BLUE))
-            assert "the new image within 2 s" in error.message and 1.9 < took < 3.9, took
+            assert "the new image within 4 s" in error.message and took >= 3.9, took
             error, _took = timed_out(lambda: s.set("noir", image=BLUE))
-            assert "the new state within 2 s" in error.message
+            assert "the new state within 4 s" in error.message
             assert s.generation.prompt == "anime"
 
 
