@@ -572,6 +572,30 @@ def test_a_set_during_the_sdks_passthrough_waits_for_the_restore(server: FakeDec
         assert s.generation.prompt == "sketch"
 
 
+def test_a_set_waiting_for_a_restore_keeps_its_own_limit(
+    server: FakeDecartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wait for a restore counts toward the operation's limit: set_prompt ends within its own
+    (shortened) 15 s, not after a separate 30 s restore wait on top."""
+    from decart_nb import session as session_module
+
+    monkeypatch.setattr(session_module, "PROMPT_TIMEOUT_S", 1.0)  # decart_nb's 15 s, shortened
+    with session(prompt="anime") as s:
+        server.script.ack_delay_s = 4.0  # the reconnect's passthrough, then the restore: 8 s
+        on_loop(server.drop())
+        assert wait_until(lambda: len(server.conns) == 2 and s.state in ("connected", "generating"))
+        start = time.monotonic()
+        with pytest.raises(DecartNBError) as info:
+            s.set_prompt("sketch")
+        took = time.monotonic() - start
+        assert info.value.code == ErrorCode.NOT_CONNECTED and "still being restored" in info.value.message
+        assert took < 3.0, took  # the restore takes 8 s
+        assert s.generation.prompt == "anime"
+        server.script.ack_delay_s = 0.0
+        assert wait_until(restored(server, s, 2), timeout=15)
+        assert live(server, "anime", False)()
+
+
 # -- the key stays in the kernel -----------------------------------------------------------------
 def test_the_server_sees_the_key_only_where_the_sdk_sends_it(server: FakeDecartServer) -> None:
     with session(prompt="anime") as s:

@@ -289,7 +289,7 @@ class DecartEngine(Engine):
     async def _wait_settled(self, deadline: float) -> None:
         """Refuse while Decart is away; once it reports itself back, wait for the restore
         (until the operation's deadline)."""
-        if not self._settled.is_set() and self.state in ("connected", "generating"):
+        if not self._settled.is_set() and self._live_now():
             try:
                 async with asyncio.timeout_at(deadline):
                     await self._settled.wait()
@@ -299,11 +299,19 @@ class DecartEngine(Engine):
             return
         if self._stopping:
             raise DecartNBError(ErrorCode.NOT_CONNECTED, "Decart's session ended: the state is unchanged.")
+        where = (
+            "is back, but the latest state is still being restored"
+            if self._live_now()
+            else (f"is {self.state} after a drop")
+        )
         raise DecartNBError(
             ErrorCode.NOT_CONNECTED,
-            f"Decart's connection is {self.state} after a drop: the state was not changed. Once it is "
-            "back, the latest state is restored by itself; set this one again then.",
+            f"Decart's connection {where}: the state was not changed. Once it is back, the latest "
+            "state is restored by itself; set this one again then.",
         )
+
+    def _live_now(self) -> bool:
+        return self.state in ("connected", "generating")
 
     async def _send(self, new: GenerationState, old: GenerationState | None) -> None:
         """One SDK call for the whole state; raises a DecartNBError and changes nothing on failure.
