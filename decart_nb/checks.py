@@ -108,7 +108,11 @@ def check_ice_servers(servers: object) -> list[Any]:
         elif isinstance(server, Mapping):
             _check_ice_dict(server)
         elif not isinstance(server, RTCIceServer):
-            raise invalid(f"Bad ICE server entry {server!r:.60}", argument="ice_servers")
+            # its type, not its repr: an entry may hold a TURN credential
+            raise invalid(
+                f"Bad ICE server entry: a {_type_name(server)}, not a URL, a dict or an RTCIceServer",
+                argument="ice_servers",
+            )
     return list(servers)
 
 

@@ -8,6 +8,7 @@ import av
 import numpy as np
 
 from ..errors import DecartNBError, ErrorCode
+from ..images import MAX_ARRAY_PIXELS
 from ..media.frames import from_rgb, to_rgb
 from ..state import GenerationState
 from .base import Control, FrameEngine
@@ -43,6 +44,11 @@ class CallableEngine(FrameEngine):
         if not isinstance(result, np.ndarray) or result.ndim != 3 or result.shape[2] != 3:
             got = getattr(result, "shape", type(result).__name__)
             raise DecartNBError(ErrorCode.ENGINE_ERROR, f"{self.name} must return an HxWx3 array, got {got}")
+        if result.shape[0] * result.shape[1] > MAX_ARRAY_PIXELS:  # from the shape, before any copy
+            raise DecartNBError(
+                ErrorCode.ENGINE_ERROR,
+                f"{self.name} returned {result.shape}: at most {MAX_ARRAY_PIXELS} pixels",
+            )
         if result.dtype != np.uint8:
             result = np.clip(result, 0, 255).astype(np.uint8)
         if result.shape[0] % 2 or result.shape[1] % 2:

@@ -21,7 +21,7 @@ from PIL import Image
 
 from ..checks import looks_like_url
 from ..errors import DecartNBError, ErrorCode
-from ..images import load_image
+from ..images import MAX_ARRAY_PIXELS, load_image
 from ..models import ModelSpec
 from .device import check_device, device_path, make_device_track
 from .frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta, from_planes, from_rgb
@@ -169,6 +169,11 @@ class ArrayTrack(PacedTrack):
             raise DecartNBError(
                 ErrorCode.SOURCE_ERROR,
                 f"Iterator frames must be HxWx3 uint8 RGB arrays, got {arr.shape} {arr.dtype}",
+            )
+        if arr.shape[0] * arr.shape[1] > MAX_ARRAY_PIXELS:  # from the shape, before any copy
+            raise DecartNBError(
+                ErrorCode.SOURCE_ERROR,
+                f"Iterator frames must be at most {MAX_ARRAY_PIXELS} pixels, got {arr.shape}",
             )
         if arr.shape[:2] != (self.height, self.width):
             arr = np.asarray(Image.fromarray(arr).resize((self.width, self.height)))

@@ -5,7 +5,7 @@ The page offers, the kernel answers; the answer carries all of the kernel's cand
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiortc import (
@@ -35,7 +35,7 @@ def ice_servers_from(servers: Sequence[Any] | None) -> list[RTCIceServer]:
             result.append(server)
         elif isinstance(server, str):
             result.append(RTCIceServer(urls=server))
-        elif isinstance(server, dict) and "urls" in server:
+        elif isinstance(server, Mapping) and "urls" in server:
             result.append(
                 RTCIceServer(
                     urls=server["urls"],
@@ -44,7 +44,8 @@ def ice_servers_from(servers: Sequence[Any] | None) -> list[RTCIceServer]:
                 )
             )
         else:
-            raise DecartNBError(ErrorCode.INVALID_INPUT, f"Bad ICE server entry: {server!r}")
+            # never its repr: an entry may hold a TURN credential
+            raise DecartNBError(ErrorCode.INVALID_INPUT, f"Bad ICE server entry: a {type(server).__name__}")
     return result
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..images import ImageInput
+from ..images import MAX_ARRAY_PIXELS, ImageInput
 
 __all__ = ["Item", "build_items", "digest_image", "digest_source", "source_label", "IDENTITY_VERSION"]
 
@@ -115,8 +115,11 @@ def digest_image(image: ImageInput | None) -> str:
     elif isinstance(image, (bytes, bytearray, memoryview)):
         h.update(bytes(image))
     elif isinstance(image, np.ndarray):
+        if image.ndim >= 2 and image.shape[0] * image.shape[1] > MAX_ARRAY_PIXELS:
+            return f"array:{image.shape}{image.dtype}"  # its row fails in load_image, uncopied
         h.update(f"{image.shape}{image.dtype}".encode())
-        h.update(np.ascontiguousarray(image).tobytes())
+        for row in image if image.ndim else (image,):  # a row at a time: a broadcast view stays small
+            h.update(np.ascontiguousarray(row).tobytes())
     elif isinstance(image, Image.Image):
         h.update(f"{image.mode}{image.size}".encode())
         h.update(image.tobytes())

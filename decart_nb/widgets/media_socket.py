@@ -85,7 +85,9 @@ logger = logging.getLogger("decart_nb")
 
 MAGIC = b"decart_nb-media/1"
 READY, CHUNK, CHUNK_ACK, KEYFRAME, MESSAGE = 0x00, 0x01, 0x02, 0x03, 0x04
-MAX_FRAME = 16 * 1024 * 1024  # a larger frame closes the connection
+# A larger frame closes the connection: the relay passes none larger (decart_nb_server/relay.py: 1.6x
+# the largest VP8 frame at 1280x720, 4x the largest the kernel encodes).
+MAX_FRAME = 2 * 1024 * 1024
 # A page message's JSON (an offer's SDP is a few kB; a long camera list less than this): a larger
 # one is dropped as malformed.
 MAX_MESSAGE = 256 * 1024

@@ -152,3 +152,50 @@ def test_an_array_converts_within_the_budget(array: np.ndarray, side: int | None
     assert peak < ARRAY_BUDGET_MB * MB, f"{peak / MB:.0f} MB"
     expected = 255 if array.dtype == np.int64 else 127  # 0.5 of 255; 300 clipped to 255
     assert int(out[0, 0, 0]) == expected
+
+
+def test_an_iterator_frame_over_the_cap_is_refused_from_its_shape() -> None:
+    """A source's frame of 9000x9000 (one byte, broadcast): before, PIL copied it whole (243 MB) to
+    resize it, on every frame."""
+    from decart_nb.media.sources import ArrayTrack
+
+    huge = np.broadcast_to(np.uint8(7), (9000, 9000, 3))
+    track = ArrayTrack([huge], 640, 360, 30)
+    try:
+        error, peak = _traced_peak(track._next_frame)
+    finally:
+        track.stop()
+    assert isinstance(error, DecartNBError) and error.code == ErrorCode.SOURCE_ERROR, error
+    assert peak < MB, f"{peak / MB:.0f} MB allocated before the refusal"
+
+
+def test_a_functions_huge_result_is_refused_from_its_shape() -> None:
+    """A user function that returns a 9000x9000 float view: before, clip + astype copied it twice
+    (1.9 GB) before anything looked at its size."""
+    import av
+
+    from decart_nb.engines.function import CallableEngine
+
+    engine = CallableEngine(lambda frame, state: frame)
+    frame = av.VideoFrame(64, 48, "yuv420p")
+    huge = np.broadcast_to(np.float32(0.5), (9000, 9000, 3))
+    error, peak = _traced_peak(lambda: engine.finish(huge, frame))
+    assert isinstance(error, DecartNBError) and error.code == ErrorCode.ENGINE_ERROR, error
+    assert peak < MB, f"{peak / MB:.0f} MB allocated before the refusal"
+
+
+def test_a_sweep_item_of_a_huge_array_is_named_without_a_copy() -> None:
+    """A sweep's item identity hashes an array's pixels: a 9000x9000 broadcast view was copied whole
+    (twice: contiguous, then bytes); now an array over the cap is named by its shape (its row then
+    fails in load_image) and a smaller one is hashed a row at a time, to the same digest as before."""
+    import hashlib
+
+    from decart_nb.sweeps.items import digest_image
+
+    huge = np.broadcast_to(np.uint8(7), (9000, 9000, 3))
+    name, peak = _traced_peak(lambda: digest_image(huge))
+    assert name == "array:(9000, 9000, 3)uint8"
+    assert peak < MB, f"{peak / MB:.0f} MB allocated"
+    small = np.arange(48 * 64 * 3, dtype=np.uint8).reshape(48, 64, 3)
+    whole = hashlib.sha256(f"{small.shape}{small.dtype}".encode() + small.tobytes()).hexdigest()
+    assert digest_image(small) == whole  # rows or whole: one identity, so resumed runs still match

@@ -29,6 +29,7 @@ import nbformat
 import pytest
 from IPython.core.formatters import DisplayFormatter
 from ipywidgets.embed import dependency_state, embed_data, embed_minimal_html
+from ipywidgets.widgets.widget import _instances
 
 from decart_nb import DecartNBError, ErrorCode, Session, turn
 from decart_nb.widgets.camera import CameraWidget
@@ -107,19 +108,22 @@ def assert_hidden(text: str, secrets: list[str], where: str) -> None:
 
 # -- (a) the widget's state ------------------------------------------------------------------------
 def test_no_widget_state_holds_a_turn_credential(
-    camera: tuple[Session, RecordingComm], servers: list[dict[str, Any]]
+    camera: tuple[Session, RecordingComm], servers: list[dict[str, Any]], comms: list[RecordingComm]
 ) -> None:
     s, rec = camera
+    # What a saved notebook keeps: the manager's state of every widget, here this test's (other
+    # tests' leftovers, e.g. a panel whose children were closed, are no business of this one).
+    ours = [w for w in _instances.values() if any(w.comm is c for c in comms)]
     widget: CameraWidget = s.widget
     secrets = secrets_of(servers)
     assert secrets  # each helper gives a username and a credential
     html = io.StringIO()
-    embed_minimal_html(html, views=[widget], title="saved")
+    embed_minimal_html(html, views=[widget], title="saved", state=dependency_state(widget))
     stored = {
         "get_state": widget.get_state(),
         "embed dependency_state": dependency_state(widget),
-        "manager state (what a saved notebook keeps)": ipywidgets.Widget.get_manager_state(),
-        "embed_data": embed_data(views=[widget]),
+        "manager state (what a saved notebook keeps)": ipywidgets.Widget.get_manager_state(widgets=ours),
+        "embed_data": embed_data(views=[widget], state=dependency_state(widget)),
         "embedded page": html.getvalue(),
         "state the comm sent": [
             d for kind, d in rec.sent if kind == "comm_open" or d.get("method") == "update"
@@ -321,3 +325,29 @@ def test_a_page_never_sent_the_servers_makes_no_peer_and_says_so(
         nb.execute("s.disconnect()")
     finally:
         nb.close()
+
+
+class _Entry:
+    """Something that is no ICE server but prints like one, credential and all."""
+
+    def __repr__(self) -> str:
+        return f"Entry(urls={TURN_URL!r}, credential={CREDENTIAL!r})"
+
+
+def test_a_bad_or_unusual_ice_entry_is_named_by_its_type_not_its_repr() -> None:
+    """A refused entry's message once quoted its repr (60 characters: enough for a credential), and
+    a read-only mapping passed the argument check, then failed in the peer with its whole repr."""
+    from types import MappingProxyType
+
+    from decart_nb.rtc.peer import ice_servers_from
+
+    with pytest.raises(DecartNBError) as caught:
+        Session(source="pattern", ice_servers=[_Entry()])
+    assert caught.value.code == ErrorCode.INVALID_INPUT
+    assert CREDENTIAL not in str(caught.value) and "_Entry" in str(caught.value)
+    with pytest.raises(DecartNBError) as caught:
+        ice_servers_from([_Entry()])
+    assert CREDENTIAL not in str(caught.value)
+    frozen = MappingProxyType({"urls": TURN_URL, "username": USER, "credential": CREDENTIAL})
+    (server,) = ice_servers_from([frozen])  # a mapping like the browser's dicts is one
+    assert (server.username, server.credential) == (USER, CREDENTIAL)

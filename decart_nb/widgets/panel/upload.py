@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import DecartNBError, ErrorCode
-from ...images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, load_image
+from ...images import MAX_IMAGE_BYTES, load_image
 
 __all__ = ["ACCEPT", "read_upload", "thumbnail_png"]
 
@@ -53,7 +53,7 @@ def _format_of(data: bytes, name: str) -> str | None:
     except Image.DecompressionBombError as exc:  # a readable header claiming a huge canvas
         raise DecartNBError(
             ErrorCode.INVALID_INPUT,
-            f"{name} is over {MAX_IMAGE_PIXELS} pixels (a decompression bomb?)",
+            f"{name} claims a canvas too large to decode (a decompression bomb?)",
             cause=exc,
         ) from exc
     except (OSError, SyntaxError, ValueError):
