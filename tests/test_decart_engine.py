@@ -332,3 +332,19 @@ def test_refused_keys_and_no_credits_have_their_own_codes(error: object, code: s
     assert translated.message.startswith(f"Could not connect to Decart: {exc}")  # the same text as before
     if code != ErrorCode.WEBRTC_SERVER_ERROR and not isinstance(error, Exception):
         assert "not retried" in translated.message  # as the SDK: it never retries these texts
+
+
+def test_the_queue_clock_estimates_the_wait_from_the_queues_pace() -> None:
+    from decart_nb.engines.decart.queue import QueueClock
+    from decart_nb.events import QueuePosition
+
+    clock = QueueClock()
+    first = clock.update(8, 10, now=100.0)
+    assert isinstance(first, QueuePosition) and first.expected_wait_s is None  # not moved yet
+    assert clock.update(8, 10, now=110.0).expected_wait_s is None
+    moved = clock.update(6, 10, now=120.0)  # 2 places in 20 s: 10 s a place, 6 to go
+    assert (moved.expected_wait_s, moved.waited_s) == (60.0, 20.0)
+    again = clock.update(9, 12, now=125.0)  # further back: a new attempt queued anew
+    assert again.expected_wait_s is None and again.waited_s == 0.0
+    clock.reset()
+    assert clock.update(3, 4, now=0.0).waited_s == 0.0
