@@ -71,8 +71,10 @@ ACK_TIMEOUT_S = 5.0
 KEYFRAME_REQUEST_EVERY_S = 1.0
 # The media socket (widgets/media_socket.py): a connection finishes its handshake (both sides prove
 # they hold the token) within this long of being accepted, or is closed. The relay connects once the
-# page's websocket is open, so this covers a few round trips of a remote page (200 ms each).
-MEDIA_HELLO_TIMEOUT_S = 5.0
+# page's websocket is open; the handshake's two round trips then cross the page's link, which at
+# 1 Mbit/s, busy with the video's first seconds over the comm, queues a few seconds each way. A
+# flood is bounded by the listener's cap on handshakes in progress, not by this.
+MEDIA_HELLO_TIMEOUT_S = 10.0
 # Refused media socket connections and malformed frames are counted; a warning says how many at
 # most this often (a neighbour's flood must not flood the log).
 MEDIA_WARNING_EVERY_S = 60.0

@@ -175,7 +175,9 @@ const out = {};
   out.triedNewer = FakeSocket.made.length;
 }
 
-// 3. A socket that neither opens nor fails: PIPE_OPEN_TIMEOUT_MS, then the comm.
+// 3. A socket slow to open (a slow link busy with the video's first seconds): after
+//    PIPE_OPEN_TIMEOUT_MS what waited goes over the comm, and so does what follows, while the
+//    socket goes on opening; once live it carries the page's messages.
 {
   FakeSocket.made.length = 0;
   const c = controller();
@@ -183,7 +185,13 @@ const out = {};
   c.send(cameraInfo("y"));
   advance(PIPE_OPEN_TIMEOUT_MS + 1);
   out.timedOut = c.model.sent.slice();
-  out.pipeAfterTimeout = c.pipe === null;
+  out.pipeAfterTimeout = c.pipe !== null && FakeSocket.made[0].readyState !== 3;
+  out.lateSend = c.send({ type: "reconnecting", attempt: 1 });
+  FakeSocket.made[0].open();
+  FakeSocket.made[0].ready();
+  out.lateLive = c.send({ type: "gave_up", attempts: 5 });
+  out.lateSocket = FakeSocket.made[0].messages().at(-1);
+  out.lateComm = c.model.sent.slice();
 }
 
 // 4. More than PIPE_QUEUE_MAX held: the socket is given up, all of them go over the comm in order.
@@ -313,7 +321,10 @@ def test_a_socket_that_never_opens_hands_everything_to_the_comm_and_is_not_retri
     assert out["afterFail"] == "comm"
     assert out["retriedSame"] == 1, "the offer of a socket that never opened was tried again"
     assert out["triedNewer"] == 2, "a newer offer was not tried"
-    assert out["timedOut"] == ["camera"] and out["pipeAfterTimeout"]
+    assert out["timedOut"] == ["camera"] and out["pipeAfterTimeout"], "a slow socket was given up"
+    assert out["lateSend"] == "comm", "a message waited for a socket slower than PIPE_OPEN_TIMEOUT_MS"
+    assert out["lateLive"] == "socket" and out["lateSocket"] == "gave_up", "the late socket was not used"
+    assert out["lateComm"] == ["camera", "reconnecting"]
     assert out["overflow"][0] == 65 and out["overflow"][1] and out["overflow"][2] == 0
 
 

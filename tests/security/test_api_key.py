@@ -237,7 +237,7 @@ def test_connect_refused_by_the_server(
     monkeypatch.setattr(server.script, "refuse_key_in_socket", True)
     error = failed(decart_session().connect)
     assert_no_secret(error)
-    assert error.code == ErrorCode.WEBRTC_SERVER_ERROR and "Invalid API key" in error.message
+    assert error.code == ErrorCode.INVALID_API_KEY and "Invalid API key" in error.message
     assert "WebRTCError" in error.data["sdk_cause"]  # what the cause said, without its frames
 
 

@@ -41,7 +41,9 @@ const FRAME_ACK_TIMEOUT_MS = 3000; // a lost ack must not stall the camera for g
 const JPEG_QUALITY = 0.7;
 const PAGE_STATS_MS = 2000; // how often the page tells the kernel what it sends, receives and shows
 const CAMERA_JITTER_MS = 10; // a camera frame this much early still counts as the next period's
-// The page socket: READY within this long of opening, or the comm carries everything.
+// The page socket: messages wait for READY at most this long, then the comm carries them while the
+// socket goes on opening (on a slow link busy with the video's first seconds, the upgrade and the
+// handshake's two round trips can take longer; the video moves to the socket once it is live).
 const PIPE_OPEN_TIMEOUT_MS = 5000;
 const PIPE_QUEUE_MAX = 64; // messages held while the socket opens; more: the comm takes them all
 const PIPE_MESSAGE_MAX = 256 * 1024; // the kernel's MAX_MESSAGE (media_socket.py): larger goes by the comm
@@ -916,9 +918,9 @@ function sameBytes(a, b) {
 }
 
 // One connection of the page socket. Its host (the Controller) hears pipeReady(pipe) once the
-// kernel proved it holds the token and said READY, pipeEnded(pipe, wasLive) once it is gone (or
-// never opened within PIPE_OPEN_TIMEOUT_MS), and pipeMedia(msg, buffers) for the kernel's chunks,
-// acks and requests. It never sends the token, nor anything but its nonce before the kernel's proof.
+// kernel proved it holds the token and said READY, pipeLate(pipe) if that takes longer than
+// PIPE_OPEN_TIMEOUT_MS (it goes on opening), pipeEnded(pipe, wasLive) once it is gone, and
+// pipeMedia(msg, buffers) for the kernel's chunks, acks and requests. It never sends the token, nor anything but its nonce before the kernel's proof.
 class PagePipe {
   constructor(url, port, token, host) {
     this.host = host;
@@ -935,11 +937,12 @@ class PagePipe {
     this.ws.onmessage = (event) => this.received(event.data);
     this.ws.onclose = () => this.ended();
     this.ws.onerror = () => {}; // a close follows, and ended() says what it means
+    this.late = false; // past PIPE_OPEN_TIMEOUT_MS and not live yet: nothing waits for it
     this.openTimer = setTimeout(() => {
       if (this.live || this.closed) return;
-      console.warn(`decart_nb: the page socket did not open within ${PIPE_OPEN_TIMEOUT_MS / 1000} s: the comm carries everything`);
-      this.ws.close();
-      this.ended();
+      console.info(`decart_nb: the page socket is not ready after ${PIPE_OPEN_TIMEOUT_MS / 1000} s: the comm carries the page's messages meanwhile`);
+      this.late = true;
+      this.host.pipeLate(this);
     }, PIPE_OPEN_TIMEOUT_MS);
   }
 
@@ -1040,7 +1043,8 @@ class PagePipe {
     this.live = false;
     this.closed = true;
     clearTimeout(this.openTimer);
-    if (!was) console.info("decart_nb: no page socket here (the server lacks decart_nb_server?): the comm carries everything");
+    if (!was && !this.late) console.info("decart_nb: no page socket here (the server lacks decart_nb_server?): the comm carries everything");
+    else if (!was) console.info("decart_nb: the page socket closed before it was ready: the comm carries everything");
     this.host.pipeEnded(this, was);
   }
 
@@ -2093,7 +2097,7 @@ class Controller {
   send(msg, buffers) {
     const odd = schemaMismatch(PAGE_MESSAGES, msg);
     if (odd) console.error(`decart_nb: a message off the schema (${odd})`);
-    if (!buffers && this.pipe && !this.pipe.live) return this.hold(msg);
+    if (!buffers && this.pipe && !this.pipe.live && !this.pipe.late) return this.hold(msg);
     return this.deliver(msg, buffers);
   }
 
@@ -2212,6 +2216,14 @@ class Controller {
     this.link?.pipeChanged?.();
     this.link?.kernelBusyChanged?.(); // an offer held for the socket waits for no cell
     this.render();
+  }
+
+  // The socket is slow to open: what waited goes over the comm, and so does everything until it is
+  // live (the kernel reads both; nothing waits longer than PIPE_OPEN_TIMEOUT_MS for it).
+  pipeLate(pipe) {
+    if (pipe !== this.pipe) return;
+    this.flushQueue();
+    this.link?.kernelBusyChanged?.();
   }
 
   pipeEnded(pipe, wasLive) {
