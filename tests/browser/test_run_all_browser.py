@@ -147,7 +147,7 @@ def decart_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]
     startup = JupyterLab.startup_dir(root)
     startup.mkdir(parents=True)
     log = root / "decart-server.jsonl"
-    (startup / "00-fake-decart.py").write_text(STARTUP.format(root=str(REPO), log=str(log)))
+    (startup / "00-fake-decart.py").write_text(STARTUP.format(root=str(REPO), log=str(log), script={}))
     with JupyterLab.start(root, env={"DECART_API_KEY": VALID_KEY}) as server:
         yield server
 
