@@ -108,5 +108,6 @@ def test_the_coordinator_holds_the_folder_for_the_whole_cluster_run(client: Any,
         PROMPTS[:2], source="pattern", seconds=0, frames=2, executor=client, metrics=busy, out_dir=out
     )
     assert [r["busy"] for r in result.rows] == [True, True] and not result.failed
-    with RunFolder(tmp_path, COLUMNS).locked():  # released once the run returned
+    # Released once the run returned: taking it raises no FOLDER_BUSY.
+    with RunFolder(tmp_path, COLUMNS).locked():
         pass

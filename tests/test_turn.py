@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import comm
 import pytest
 from aiortc.rtcicetransport import connection_kwargs
 
 from decart_nb import DecartNBError, ErrorCode, Session, turn
-from tests.test_widget import RecordingComm, comm_of
+from tests.test_widget import RecordingComm, comm_of, comms
+
+# A fixture shared with tests/test_widget.py (the widget's comms, recorded).
+__all__ = ["comms"]
 
 CLOCK = 1_700_000_000.0
 SECRET = "north-wind-secret"
@@ -382,18 +384,6 @@ def test_the_kernels_peer_relays_through_the_first_turn_url(provider: FakeProvid
     assert kwargs["stun_server"] == ("stun.cloudflare.com", 3478)
     assert (kwargs["turn_server"], kwargs["turn_transport"]) == (("turn.cloudflare.com", 3478), "udp")
     assert (kwargs["turn_username"], kwargs["turn_password"]) == ("cf-user-1", "cf-cred-1")
-
-
-@pytest.fixture
-def comms(monkeypatch: pytest.MonkeyPatch) -> list[RecordingComm]:
-    made: list[RecordingComm] = []
-
-    def create(**kwargs: Any) -> RecordingComm:
-        made.append(RecordingComm(**kwargs))
-        return made[-1]
-
-    monkeypatch.setattr(comm, "create_comm", create)
-    return made
 
 
 def test_the_provider_secret_never_reaches_the_page(

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import comm
 import ipywidgets
 import nbformat
 import pytest
@@ -45,10 +44,10 @@ from tests.browser.harness import (
 from tests.security.test_api_key import capture_locals, ipython_verbose, stack_data_variables
 from tests.test_notebooks import kernel_name
 from tests.test_turn import FakeProvider, cloudflare_answer, provider
-from tests.test_widget import RecordingComm, comm_of
+from tests.test_widget import RecordingComm, comm_of, comms
 
 # Fixtures shared with other modules (the browser harness, the kernel, the fake TURN provider).
-__all__ = ["artifacts", "chromium", "clip", "kernel_name", "playwright", "provider"]
+__all__ = ["artifacts", "chromium", "clip", "comms", "kernel_name", "playwright", "provider"]
 
 USER = "tc-user-5f0c2a"
 CREDENTIAL = "tc-cred-b81e94d3"
@@ -64,18 +63,6 @@ def static_servers() -> list[dict[str, Any]]:
 
 def secrets_of(servers: list[dict[str, Any]]) -> list[str]:
     return [str(s[k]) for s in servers for k in ("username", "credential") if s.get(k)]
-
-
-@pytest.fixture
-def comms(monkeypatch: pytest.MonkeyPatch) -> list[RecordingComm]:
-    made: list[RecordingComm] = []
-
-    def create(**kwargs: Any) -> RecordingComm:
-        made.append(RecordingComm(**kwargs))
-        return made[-1]
-
-    monkeypatch.setattr(comm, "create_comm", create)
-    return made
 
 
 @pytest.fixture(params=["turn_server", "coturn", "cloudflare"])
@@ -240,6 +227,11 @@ PEER_CONFIG_JS = """() => {
 }"""
 
 
+def turn_entry(ice_servers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The page's RTCPeerConnection's entry for the test's TURN server ({} when it has none)."""
+    return next((s for s in ice_servers if TURN_URL in json.dumps(s.get("urls"))), {})
+
+
 @pytest.mark.browser
 def test_the_page_gets_the_credentials_and_the_saved_notebook_does_not(
     chromium: Any, saving_lab: JupyterLab, artifacts: Path
@@ -249,8 +241,8 @@ def test_the_page_gets_the_credentials_and_the_saved_notebook_does_not(
         nb.run_cell(SAVED_CELLS[0])
         nb.page.wait_for_function(f"({PEER_CONFIG_JS})() !== null", timeout=30_000, polling=100)
         configured = nb.page.evaluate(PEER_CONFIG_JS)
-        relay = [s for s in configured if TURN_URL in json.dumps(s.get("urls"))]
-        assert relay and relay[0].get("username") == USER and relay[0].get("credential") == CREDENTIAL, (
+        relay = turn_entry(configured)
+        assert relay.get("username") == USER and relay.get("credential") == CREDENTIAL, (
             f"{configured}\n{nb.diagnostics()}"
         )
         assert nb.wait_py("s.state in ('connected', 'generating')", timeout=60), nb.diagnostics()
@@ -299,8 +291,7 @@ def test_a_page_that_missed_the_servers_asks_and_waits_for_them(
         nb.page.wait_for_function("() => window.__peersMade.length > 0", timeout=30_000, polling=100)
         assert nb.py("len(_asked)") >= 1, nb.diagnostics()
         first = nb.page.evaluate("() => window.__peersMade[0].iceServers")
-        relay = [s for s in first if TURN_URL in json.dumps(s.get("urls"))]
-        assert relay and relay[0].get("credential") == CREDENTIAL, f"{first}\n{nb.diagnostics()}"
+        assert turn_entry(first).get("credential") == CREDENTIAL, f"{first}\n{nb.diagnostics()}"
         assert nb.wait_py("s.state in ('connected', 'generating')", timeout=60), nb.diagnostics()
         nb.execute("s.disconnect()")
     finally:
