@@ -73,7 +73,7 @@ class Kernel:
             if self.proc.returncode is None:
                 try:
                     await asyncio.wait_for(self.proc.wait(), 10)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     self.proc.kill()
                     await self.proc.wait()
 

@@ -528,7 +528,7 @@ class Session:
         async def grab() -> Any:
             try:
                 return await asyncio.wait_for(pipeline.broadcast.next_frame(version), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise DecartNBError(
                     ErrorCode.FRAME_TIMEOUT,
                     f"No output frame within {timeout} s (state: {self._conn}).{self._not_live_hint()}",

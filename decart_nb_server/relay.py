@@ -157,11 +157,11 @@ class MediaRelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # ty
             writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 hello = await asyncio.wait_for(_read_frame(reader, len(MAGIC)), MAGIC_TIMEOUT_S)
-            except (asyncio.IncompleteReadError, asyncio.TimeoutError, _Closed) as exc:
+            except (TimeoutError, asyncio.IncompleteReadError, _Closed) as exc:
                 raise _Closed(POLICY, "not a decart_nb media socket") from exc
             if hello != MAGIC:
                 raise _Closed(POLICY, "not a decart_nb media socket")
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             self._close(FAILED, f"cannot connect to the kernel's port: {exc.__class__.__name__}")
             return
         except _Closed as exc:

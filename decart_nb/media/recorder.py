@@ -42,7 +42,7 @@ async def record(broadcast: Broadcast, path: Path, seconds: float, fps: int) -> 
                         break
                     try:
                         frame = await asyncio.wait_for(track.recv(), timeout=remaining)
-                    except (asyncio.TimeoutError, MediaStreamError):  # time is up, or the session ended
+                    except (TimeoutError, MediaStreamError):  # time is up, or the session ended
                         break
                     pts = round((time.perf_counter() - t0) / _TIME_BASE)
                     await loop.run_in_executor(executor, writer.write, frame, pts)

@@ -263,7 +263,7 @@ class CommLink:
             oldest, (sent_at, _) = next(iter(self._unacked.items()))
             try:
                 await asyncio.wait_for(self._room.wait(), sent_at + ACK_TIMEOUT_S - time.perf_counter())
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 logger.info("decart_nb: no ack for output frame %s, sending the next", oldest)
                 del self._unacked[oldest]
                 self._room.set()

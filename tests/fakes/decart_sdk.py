@@ -509,7 +509,7 @@ class Manager:
             await conn.send(msg)
             try:
                 await asyncio.wait_for(event.wait(), opts["timeout"] * self.cloud.time_scale)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise DecartSDKError("Image send timed out") from None
             if not result["success"]:
                 raise DecartSDKError(result.get("error") or "Failed to set image")
@@ -613,7 +613,7 @@ class RealtimeClient:
             await conn.send({"type": "prompt", "prompt": prompt, "enhance_prompt": enhance})
             try:
                 await asyncio.wait_for(event.wait(), self.cloud.prompt_timeout_s * self.cloud.time_scale)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise DecartSDKError("Prompt acknowledgment timed out") from None
             if not result["success"]:
                 raise DecartSDKError(result["error"] or "Prompt failed")

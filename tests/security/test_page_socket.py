@@ -199,7 +199,7 @@ def test_a_slow_peer_is_closed_at_the_handshakes_deadline(monkeypatch: pytest.Mo
                 if await asyncio.wait_for(reader.read(1), 0.5) == b"":  # the kernel closed
                     closed_at = time.monotonic() - started
                     break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue  # still open: the next byte
             except ConnectionError:
                 closed_at = time.monotonic() - started

@@ -178,7 +178,7 @@ async def image_only(client: Any, image: bytes | None) -> None:
         await manager.send_message(SetAvatarImageMessage(type="set_image", image_data=data, prompt=None))
         try:
             await asyncio.wait_for(event.wait(), UPDATE_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DecartSDKError("Image send timed out") from None
         if not result["success"]:
             raise DecartSDKError(result.get("error") or "Failed to set image")
