@@ -13,7 +13,6 @@ import html
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -22,19 +21,12 @@ import ipywidgets as w
 import numpy as np
 
 from ...errors import DecartNBError, ErrorCode
-from ...events import GenerationTick
 from .actions import SessionActions
 from .camera_controls import CameraControls
 from .debounce import Debouncer
 from .event_log import EventLog
-from .live import (
-    STATES,
-    badge_html,
-    errors_html,
-    format_seconds,
-    stats_html,
-)
 from .presets import preset_prompts
+from .readout import Readout
 from .upload import ACCEPT, read_upload, thumbnail_png
 
 if TYPE_CHECKING:
@@ -64,12 +56,8 @@ class ControlPanel(w.VBox):
         self._image_name = "reference image" if state.image is not None else ""
         self._known_version: int = state.version
         self._send_lock = threading.Lock()
-        self._view_lock = threading.Lock()
         self._syncing = False
         self._closed = False
-        self._errors: deque[DecartNBError] = deque(session.errors, maxlen=50)
-        self._camera_error: str | None = None  # the code of a camera failure the session waits out
-        self._queue: Any = None  # the newest queue_position event while Decart queues the session
         self._submitted_at = -1e9
         self._state_sender = Debouncer(self._send_state, PROMPT_DEBOUNCE_S, "decart_nb-panel-set")
         self._controls_sender = Debouncer(self._send_controls, CONTROL_DEBOUNCE_S, "decart_nb-panel-controls")
@@ -104,7 +92,6 @@ class ControlPanel(w.VBox):
         session.listen(self._on_event)
         session.listen(self.event_log)  # also takes what callbacks print (see events.py)
         self._show_state(session.state)
-        self._show_errors()
 
     # -- building ---------------------------------------------------------------------------
     @staticmethod
@@ -117,14 +104,12 @@ class ControlPanel(w.VBox):
         return [self._section(title, *children)] if children else []
 
     def _build_live(self) -> None:
-        self.badge = w.HTML()
-        self.timer = w.HTML(self._timer_html(0.0))
-        self.stats = w.HTML(stats_html({}))
-        self.stats.add_class("dnb-stats")
+        self.readout = Readout(self._session)
+        self.badge, self.timer = self.readout.badge, self.readout.timer
+        self.stats, self.errors_box = self.readout.stats, self.readout.errors_box
         self.live = w.HBox([self.badge, self.timer, self.stats])
         self.live.add_class("dnb-live")
         self.notice = w.HTML()
-        self.errors_box = w.HTML()
 
     def _build_prompt(self, prompt: str, enhance: bool) -> None:
         self.prompt_box = w.Text(
@@ -302,51 +287,20 @@ class ControlPanel(w.VBox):
         # Called on the emitting thread (often the media loop): only cheap widget updates here.
         if self._closed:
             return
+        self.readout.on_event(event, payload)
         if event == "connection_change":
-            self._show_state(payload)
-        elif event == "queue_position":
-            self._queue = payload  # shown on the badge until the session leaves `connecting`
-            self._show_state(self._session.state)
-        elif event == "generation_tick" and isinstance(payload, GenerationTick):
-            self.timer.value = self._timer_html(payload.seconds)
-        elif event == "error" and isinstance(payload, DecartNBError):
-            self._add_error(payload, logged=True)
-            if payload.code.startswith("CAMERA_"):
-                self._camera_error = payload.code
-                self._show_state(self._session.state)
+            self.actions.show_state(payload)
         elif event == "model_change":
             self.actions.show_model(payload.name)
-        elif event == "stats":
-            self.stats.value = stats_html(payload)
         elif event == "generation_change":
             self._follower.flush()
 
     def _show_state(self, state: str) -> None:
-        with self._view_lock:
-            if state != "connecting":  # the camera works now (or the session stopped waiting)
-                self._camera_error = self._queue = None
-            self.badge.value = badge_html(state, self._camera_error, self._queue)
-            for other in STATES:
-                self.badge.remove_class(f"dnb-state-{other}")
-            self.badge.add_class(f"dnb-state-{state}")
-            self.actions.show_state(state)
-            if state == "connecting":
-                self.timer.value = self._timer_html(0.0)
+        self.readout.show_state(state)
+        self.actions.show_state(state)
 
-    @staticmethod
-    def _timer_html(seconds: float) -> str:
-        return f'<span class="dnb-timer" title="generation time">{format_seconds(seconds)}</span>'
-
-    def _add_error(self, error: DecartNBError, logged: bool = False) -> None:
-        if not logged:
-            logger.warning("decart_nb panel: %s", error)
-        with self._view_lock:
-            self._errors.append(error)
-        self._show_errors()
-
-    def _show_errors(self) -> None:
-        with self._view_lock:
-            self.errors_box.value = errors_html(self._errors)
+    def _add_error(self, error: DecartNBError) -> None:
+        self.readout.add_error(error)
 
     def _show_notice(self, text: str) -> None:
         self.notice.value = f'<div class="dnb-message">{_escape(text)}</div>' if text else ""
