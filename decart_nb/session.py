@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import functools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, get_args
 
 from aiortc import RTCIceServer
 from aiortc.mediastreams import MediaStreamTrack
@@ -59,6 +61,33 @@ __all__ = ["Session", "ConnectionState"]
 ConnectionState = Literal["disconnected", "connecting", "connected", "generating", "reconnecting"]
 STATES: tuple[ConnectionState, ...] = get_args(ConnectionState)  # what wait_until accepts
 Mirror = bool | Literal["auto"]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Per thread: how deep in public Session calls it is (a call made by another one, save_snapshot's
+# snapshot or answer's connect, reports nothing of its own) and whether a view (the panel) made it.
+_calls = threading.local()
+
+
+def _reported(method: Callable[Concatenate[Session, P], R]) -> Callable[Concatenate[Session, P], R]:
+    """A public call that fails with a DecartNBError emits `call_error` (the error) to the
+    session's listeners, so the panel lists errors raised in cells too. Not an `error` event: the
+    caller got the exception, and `s.on("error")` callbacks are for failures nobody saw."""
+
+    @functools.wraps(method)
+    def call(self: Session, *args: P.args, **kwargs: P.kwargs) -> R:
+        depth = getattr(_calls, "depth", 0)
+        _calls.depth = depth + 1
+        try:
+            return method(self, *args, **kwargs)
+        except DecartNBError as exc:
+            if depth == 0 and not getattr(_calls, "from_view", False):
+                self._events.emit("call_error", exc)
+            raise
+        finally:
+            _calls.depth = depth
+
+    return call
 
 
 class Session:
@@ -226,10 +255,12 @@ class Session:
         return session_view(self)._repr_mimebundle_(**kwargs)
 
     # -- events -----------------------------------------------------------------------------
+    @_reported
     def on(self, event: str, callback: Callable[[Any], Any]) -> None:
         """Call `callback` on `connection_change`, `error` or `generation_tick` (JS names too)."""
         self._events.on(event, callback)
 
+    @_reported
     def off(self, event: str, callback: Callable[[Any], Any] | None = None) -> None:
         self._events.off(event, callback)
 
@@ -257,11 +288,25 @@ class Session:
         emitting thread (often the media loop) and never held during connect(): for widgets,
         which only make cheap updates there. Internal events: `stats` (the `stats` dict, once a
         second while connected, from the loop), `generation_change` (the new GenerationState,
-        whoever set it), `model_change` (the new ModelSpec), `callback_failure`."""
+        whoever set it), `model_change` (the new ModelSpec), `callback_failure`, `call_error` (the
+        DecartNBError a public call from user code raised, on the caller's thread; neither an
+        `error` event nor in `errors`, which hold the failures no caller saw)."""
         self._events.watch(listener)
 
     def unlisten(self, listener: Callable[[str, Any], None]) -> None:
         self._events.unwatch(listener)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def calls_from_view() -> Iterator[None]:
+        """Session calls made in this block (on this thread) are a view's own (the panel's
+        buttons and boxes), which shows their failures itself: they emit no `call_error`."""
+        before = getattr(_calls, "from_view", False)
+        _calls.from_view = True
+        try:
+            yield
+        finally:
+            _calls.from_view = before
 
     def report_error(self, error: DecartNBError) -> None:
         """Record an asynchronous failure and emit it as an `error` event (any thread)."""
@@ -309,6 +354,7 @@ class Session:
                 del self._views[name]
 
     # -- lifecycle --------------------------------------------------------------------------
+    @_reported
     def connect(self) -> Session:
         """Start the media pipeline. A camera session then waits for the page (or any WebRTC
         client) to offer its camera through `answer()`."""
@@ -363,6 +409,7 @@ class Session:
             pipeline.attach_camera(camera)
             self._set_conn("connected")
 
+    @_reported
     def disconnect(self) -> None:
         """Stop everything: the pipeline, every peer, the worker threads. Safe to call twice."""
         _refuse_on_loop("disconnect")  # before any teardown: on the loop it would stop half-way
@@ -412,6 +459,7 @@ class Session:
         self.disconnect()
 
     # -- generation state (Decart's set semantics) ------------------------------------------
+    @_reported
     def set(self, prompt: str | None = None, image: ImageInput | None = None, enhance: bool = True) -> None:
         """Replace the whole state in one step: a prompt-only set() clears the reference image.
         Waits for the engine's acknowledgement: 30 s (SET_TIMEOUT_S) in all, then
@@ -425,6 +473,7 @@ class Session:
         picture = None if image is None else load_image(image)
         self._apply(lambda s: (text, picture, flag, s.controls), SET_TIMEOUT_S, "state")
 
+    @_reported
     def set_prompt(self, text: str, enhance: bool = True) -> None:
         """Change the prompt only (the reference image stays). Waits for the acknowledgement:
         15 s (PROMPT_TIMEOUT_S) in all, with or without an image, then WEBRTC_TIMEOUT_ERROR
@@ -433,6 +482,7 @@ class Session:
         flag = validate_enhance(enhance)
         self._apply(lambda s: (prompt, s.image, flag, s.controls), PROMPT_TIMEOUT_S, "prompt")
 
+    @_reported
     def set_image(self, image: ImageInput | None, prompt: str | None = None, enhance: bool = True) -> None:
         """Change (or, with None, clear) the reference image; prompt and enhance only if a
         prompt is given. Waits for the acknowledgement: 30 s (SET_TIMEOUT_S) in all, then
@@ -445,6 +495,7 @@ class Session:
         else:
             self._apply(lambda s: (text, picture, flag, s.controls), SET_TIMEOUT_S, "image")
 
+    @_reported
     def set_controls(self, **controls: float) -> None:
         """Set engine controls (e.g. the local model's `strength`); prompt and image stay."""
         checked = self._engine.check_controls(controls)
@@ -518,6 +569,7 @@ class Session:
         self._events.emit("generation_change", new)
 
     # -- output -----------------------------------------------------------------------------
+    @_reported
     def snapshot(self, timeout: float = 5.0) -> Image.Image:
         """The newest output frame made with the current state, as a PIL image."""
         timeout = check_number("timeout", timeout, 0, MAX_WAIT_S, low_inclusive=False)
@@ -540,6 +592,7 @@ class Session:
             raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
         return Image.fromarray(to_rgb(frame))
 
+    @_reported
     def wait_until(self, state: ConnectionState, timeout: float = WAIT_UNTIL_TIMEOUT_S) -> None:
         """Wait until the connection state is `state`. Returns None: a session returned from a
         cell's last line would be displayed again (a second view of the camera and panel).
@@ -612,6 +665,7 @@ class Session:
             return " The session is disconnected: call s.connect() (or display it) first."
         return ""
 
+    @_reported
     def record(self, path: str | Path, seconds: float) -> Path:
         """Record `seconds` of output to an mp4 at `path`; returns the path when it is written."""
         seconds = check_number("seconds", seconds, 0, MAX_WAIT_S, low_inclusive=False)
@@ -681,6 +735,7 @@ class Session:
         return self._pipeline
 
     # -- model switch -----------------------------------------------------------------------
+    @_reported
     def switch_model(self, name: str) -> None:
         """Move to another model: a new pipeline at the new model's size and fps (and new camera
         constraints for the page); prompt, image and controls carry over."""
@@ -710,6 +765,7 @@ class Session:
         self._events.emit("model_change", spec)
 
     # -- signaling ----------------------------------------------------------------------------
+    @_reported
     def answer(self, offer_sdp: str, timeout: float = ANSWER_TIMEOUT_S) -> str:
         """Answer a WebRTC offer (the page's, or any client's). A camera session takes the
         offer's video as its source; every peer receives the output. Returns the answer SDP,

@@ -449,3 +449,42 @@ def test_a_widget_callback_that_sets_during_a_waiting_set_is_refused_not_deadloc
     monkeypatch.undo()
     session.set_prompt("afterwards")  # the lock was let go
     assert session.generation.prompt == "afterwards"
+
+
+# -- errors raised in cells reach the panel (call_error, for listeners only) -----------------------
+def test_a_failed_call_from_a_cell_is_told_to_listeners_once_not_to_error_callbacks() -> None:
+    heard: list[tuple[str, Any]] = []
+    errors: list[Any] = []
+    s = Session(source="pattern")
+    s.listen(lambda event, payload: heard.append((event, payload)) if event == "call_error" else None)
+    s.on("error", errors.append)
+    with pytest.raises(DecartNBError) as bad_prompt:
+        s.set_prompt("")
+    with pytest.raises(DecartNBError) as bad_model:
+        s.switch_model("no-such-model")
+    with pytest.raises(DecartNBError) as not_live:
+        s.snapshot()
+    raised = [bad_prompt.value, bad_model.value, not_live.value]
+    assert [payload for _, payload in heard] == raised  # the very errors, each once
+    assert not_live.value.code == ErrorCode.NOT_CONNECTED
+    assert not errors and not s.errors  # the caller got the exception: not an `error` event
+    s.set_prompt("fine")
+    assert len(heard) == 3
+
+
+def test_a_views_own_failed_calls_are_not_told_as_call_errors() -> None:
+    heard: list[Any] = []
+    s = Session(source="pattern")
+    s.listen(lambda event, payload: heard.append(payload) if event == "call_error" else None)
+    with Session.calls_from_view(), pytest.raises(DecartNBError):
+        s.set_prompt("")  # the panel shows this one itself
+    assert heard == []
+
+    def from_another_thread() -> None:
+        with pytest.raises(DecartNBError):
+            s.set_prompt("")
+
+    failed = threading.Thread(target=from_another_thread)
+    failed.start()
+    failed.join()
+    assert len(heard) == 1  # another thread's call is not the view's

@@ -126,5 +126,8 @@ class SessionActions:
             self._background("switch_model", lambda: self._session.switch_model(change["new"]))
 
     def _background(self, action: str, fn: Callable[[], None]) -> None:
-        name = f"decart_nb-panel-{action}"
-        threading.Thread(target=self._run, args=(action, fn), name=name, daemon=True).start()
+        def run() -> None:
+            with self._session.calls_from_view():  # the panel shows its own failures (no call_error)
+                self._run(action, fn)
+
+        threading.Thread(target=run, name=f"decart_nb-panel-{action}", daemon=True).start()
