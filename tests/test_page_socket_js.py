@@ -117,7 +117,8 @@ const offer = (c, token = "secret") => c.kernelMessage({ type: "media_socket", p
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 const pageStats = (n) => ({
   type: "page_stats", fps_sent: n, fps_received: null, fps_decoded: null, fps_presented: null,
-  frames_dropped: null, freezes: null, width: null, height: null,
+  frames_dropped: null, freezes: null, width: null, height: null, rtt_ms: null, kbps_sent: null,
+  kbps_received: null,
 });
 const cameraInfo = (label) => ({
   type: "camera", facingMode: "", label, deviceId: "", width: 0, height: 0, frameRate: 0,
@@ -373,3 +374,70 @@ def test_the_pages_sha256_and_hmac_agree_with_pythons() -> None:
     got = run_scenarios(CAMERA_JS.read_text(), script)
     want = [[hashlib.sha256(m).hexdigest(), hmac.new(k, m, hashlib.sha256).hexdigest()] for k, m in cases]
     assert got == want
+
+
+FIGURE_CASES = r"""
+const out = {};
+// The selected candidate pair's round trip, in ms (Chromium names it on the transport).
+const report = (entries) => new Map(entries.map((e) => [e.id, e]));
+out.selected = roundTripMs(report([
+  { id: "T", type: "transport", selectedCandidatePairId: "B" },
+  { id: "A", type: "candidate-pair", nominated: true, state: "succeeded", currentRoundTripTime: 0.9 },
+  { id: "B", type: "candidate-pair", currentRoundTripTime: 0.0125 },
+]));
+out.nominated = roundTripMs(report([
+  { id: "A", type: "candidate-pair", nominated: true, state: "succeeded", currentRoundTripTime: 0.004 },
+]));
+out.none = roundTripMs(report([{ id: "A", type: "candidate-pair", state: "in-progress" }]));
+
+// A WebRTC page's stats: the bitrates from two samples' bytes, and the round trip.
+const sent = [];
+let bytes = 0;
+const pc = {
+  getStats: async () => report([
+    { id: "o", type: "outbound-rtp", kind: "video", framesSent: bytes / 1000, bytesSent: bytes },
+    { id: "i", type: "inbound-rtp", kind: "video", framesReceived: 1, bytesReceived: bytes / 2 },
+    { id: "p", type: "candidate-pair", nominated: true, state: "succeeded", currentRoundTripTime: 0.02 },
+  ]),
+};
+const link = { pc, lastStats: null, host: { presentedFrames: async () => 0, send: (m) => sent.push(m) } };
+await RtcLink.prototype.samplePageStats.call(link, pc);
+now += 2000;
+bytes = 250000; // 2 Mbit over 2 s out, half of it in
+await RtcLink.prototype.samplePageStats.call(link, pc);
+out.pageStats = sent;
+out.schema = sent.map((m) => schemaMismatch(PAGE_MESSAGES, m));
+
+// The status line shows the kernel's figures as they come: names, values, titles.
+class El {
+  constructor() { this.children = []; this.dataset = {}; this.title = ""; this.text = ""; }
+  append(...items) { this.children.push(...items); }
+  replaceChildren() { this.children = []; }
+  get textContent() {
+    return this.children.map((c) => (typeof c === "string" ? c : c.textContent)).join("") + this.text;
+  }
+  set textContent(v) { this.text = v; }
+}
+globalThis.document.createElement = () => new El();
+const line = new El();
+showFigures(line, [["camera", "1280×720", "the camera"], ["round trip", "–", "not measured"]]);
+out.line = line.textContent;
+out.titles = line.children.filter((c) => typeof c !== "string").map((c) => [c.dataset.figure, c.title]);
+const kept = line.children[0];
+showFigures(line, [["camera", "1280×720", "the camera"], ["round trip", "–", "not measured"]]);
+out.keptNodes = line.children[0] === kept;
+console.log(JSON.stringify(out));
+"""
+
+
+def test_the_page_measures_webrtcs_round_trip_and_bitrates_and_shows_the_kernels_figures() -> None:
+    got = run_scenarios(CAMERA_JS.read_text(), FIGURE_CASES)
+    assert got["selected"] == 12.5, "not the selected pair's round trip"
+    assert got["nominated"] == 4.0 and got["none"] is None
+    last = got["pageStats"][-1]
+    assert last["rtt_ms"] == 20.0
+    assert last["kbps_sent"] == 1000.0 and last["kbps_received"] == 500.0, last
+    assert got["schema"] == [""], "page_stats differs from its schema"
+    assert got["line"] == "camera 1280×720 · round trip –"
+    assert got["titles"] == [["camera", "the camera"], ["round trip", "not measured"]]
+    assert got["keptNodes"], "unchanged figures were rebuilt (a hover tooltip would flicker)"

@@ -20,12 +20,13 @@ from PIL import Image
 
 from decart_nb import DecartNBError, ErrorCode, Session
 from decart_nb.events import EventRecord, GenerationTick
+from decart_nb.figures import FIGURE_NAMES
 from decart_nb.state import GenerationState
 from decart_nb.widgets.camera import CameraWidget
 from decart_nb.widgets.panel import ControlPanel
 from decart_nb.widgets.panel import control as panel_module
 from decart_nb.widgets.panel.event_log import LOG_ENTRIES, LOG_STREAM_CHARS, EventLog
-from decart_nb.widgets.panel.live import STATES, stats_html
+from decart_nb.widgets.panel.live import STATES
 from decart_nb.widgets.panel.presets import preset_prompts
 from decart_nb.widgets.view import session_view
 from tests.helpers import png_bytes, wait_until
@@ -607,35 +608,13 @@ def test_stats_are_pushed_to_the_panel_and_closing_stops_listening(no_leaked_thr
         before = {t.name for t in threading.enumerate()}
         panel = s.panel
         # Numbers appear without the panel starting a thread of its own: the loop pushes them.
-        assert wait_until(lambda: "fps in" in panel.stats.value and "–" not in panel.stats.value, timeout=15)
+        assert wait_until(lambda: figure_values(panel).get("fps in", "–") != "–", timeout=15)
         assert {t.name for t in threading.enumerate()} - before == set()
         assert panel._on_event in s._events._watchers
         panel.close()
         assert panel._on_event not in s._events._watchers
         assert s.panel is not panel  # displaying the session again builds a fresh panel
         s.panel.close()
-
-
-def test_the_stats_line_shows_the_pages_link() -> None:
-    figures = {
-        "fps_in": 29.0,
-        "transport": "codec",
-        "transport_kbps_in": 812.4,
-        "transport_kbps_out": 455.6,
-        "transport_width_out": 640,
-        "transport_height_out": 360,
-        "transport_fps_out": 30.0,
-        "transport_width_in": 1280,
-        "transport_height_in": 720,
-        "transport_fps_in": 29.5,
-    }
-    line = stats_html(figures)
-    assert "codec · 812/456 kbps · 640x360" in line, line
-    socket = stats_html(figures | {"transport_pipe": "socket"})
-    assert "codec (media socket) · 812/456 kbps" in socket, socket
-    assert "in 1280x720 at 29.5 fps" in line and "out 640x360 at 30.0 fps" in line
-    assert "webrtc" in stats_html({"transport": "webrtc"})
-    assert "link" not in stats_html({"fps_in": 29.0}), "no page link, no link cell"
 
 
 def test_the_panel_shows_the_codec_link_of_a_page(comms: list[RecordingComm]) -> None:
@@ -646,8 +625,65 @@ def test_the_panel_shows_the_codec_link_of_a_page(comms: list[RecordingComm]) ->
 
         def shown() -> bool:
             page.take_outputs()  # the page acks and decodes what arrives, as it streams
-            return bool(re.search(r"codec · 0/[1-9]\d* kbps · \d+x\d+", panel.stats.value))
+            return bool(re.search(r"comm \(VP8\) · 0/[1-9]\d* kbps", panel.stats.value))
 
         assert wait_until(shown, timeout=15, every=0.01), panel.stats.value
         panel.close()
         s.widget.close()
+
+
+# -- the read-out: figures, timer and errors follow the session's state --------------------------
+def figure_values(panel: ControlPanel) -> dict[str, str]:
+    """The panel's figures by name, as shown."""
+    found = re.findall(r'data-figure="([^"]+)"[^>]*><b>([^<]*)</b>', panel.stats.value)
+    return dict(found)
+
+
+def test_the_panels_figures_are_the_status_lines_and_clear_when_not_live(
+    comms: list[RecordingComm],
+) -> None:
+    with Session(source="pattern") as s:
+        widget, panel = s.widget, s.panel
+        assert wait_until(lambda: figure_values(panel).get("fps out", "–") != "–", timeout=15)
+        assert wait_until(lambda: "0:01" in panel.timer.value or "0:02" in panel.timer.value, timeout=15)
+        shown = figure_values(panel)
+        assert list(shown) == list(FIGURE_NAMES), "the panel's names are the figures' names"
+        # The status line is sent the same figures, from the same stats event.
+        assert wait_until(
+            lambda: [f[0] for f in widget.figures] == list(FIGURE_NAMES) and widget.figures[3][1] != "–"
+        )
+        for state in ("reconnecting", "disconnected"):
+            s._events.emit("connection_change", state)  # what the session emits when it drops
+            assert set(figure_values(panel).values()) == {"–"}, state
+            assert {value for _, value, _ in widget.figures} == {"–"}, state
+            assert "0:00" in panel.timer.value, state
+        panel.close()
+        widget.close()
+
+
+def test_errors_are_marked_resolved_once_a_good_state_is_applied(
+    live: tuple[Session, ControlPanel, Spy],
+) -> None:
+    s, panel, _ = live
+    s.report_error(DecartNBError(ErrorCode.ENGINE_ERROR, "the model tripped"))
+    assert wait_until(lambda: ErrorCode.ENGINE_ERROR in panel.errors_box.value)
+    assert "resolved" not in panel.errors_box.value
+    s.set_prompt("a good state")  # generation_change: what failed before is over
+    assert wait_until(lambda: "dnb-error-resolved" in panel.errors_box.value)
+    assert ">resolved<" in panel.errors_box.value and ErrorCode.ENGINE_ERROR in panel.errors_box.value
+    s.report_error(DecartNBError(ErrorCode.NOT_CONNECTED, "dropped"))  # a newer error is not
+    assert wait_until(lambda: panel.errors_box.value.count("<li>") == 1)
+    assert panel.errors_box.value.index(ErrorCode.NOT_CONNECTED) < panel.errors_box.value.index("resolved")
+    s._events.emit("connection_change", "generating")  # generating again after it
+    assert panel.errors_box.value.count("dnb-error-resolved") == 2
+
+
+def test_an_error_a_cell_raised_is_listed_with_its_code_once() -> None:
+    s = Session(source="pattern")
+    panel = s.panel
+    error = DecartNBError(ErrorCode.MODEL_NOT_FOUND, "no such model")
+    s._events.emit("call_error", error)  # what Session's public methods emit when they raise
+    assert ErrorCode.MODEL_NOT_FOUND in panel.errors_box.value and "no such model" in panel.errors_box.value
+    panel.readout.add_error(error)  # the same failure again (a view that also shows its own)
+    assert panel.errors_box.value.count("<li>") == 1
+    panel.close()

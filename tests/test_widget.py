@@ -22,6 +22,7 @@ from comm.base_comm import BaseComm
 from IPython.core.events import EventManager, available_events
 
 from decart_nb import DecartNBError, ErrorCode, Session
+from decart_nb.figures import FIGURE_NAMES, figures
 from decart_nb.media import stats as stats_module
 from decart_nb.media.stamp import STAMP_ROWS, read_stamp, write_stamp
 from decart_nb.media.stats import StreamStats
@@ -324,9 +325,54 @@ def test_what_the_page_reports_lands_in_session_stats_and_junk_does_not(
             "page_freezes": 0.0,
             "page_width": 1280.0,
             "page_height": None,
+            "page_rtt_ms": None,  # WebRTC's figures: this page sent none
+            "page_kbps_sent": None,
+            "page_kbps_received": None,
         }
         # The page's figures reach its own status line with the kernel's.
         assert wait_until(lambda: any("page_fps_sent" in u for u in rec.updates("stats")), timeout=5)
+
+
+def test_the_status_line_gets_the_panels_figures_and_dashes_when_not_live(comms: list[RecordingComm]) -> None:
+    with Session(source="pattern") as s:
+        rec = comm_of(s.widget, comms)
+        assert [name for name, _, _ in rec.opened_state()["figures"]] == list(FIGURE_NAMES)
+
+        def live_figures() -> dict[str, str]:
+            sent = rec.updates("figures")
+            return {name: value for name, value, _ in sent[-1]} if sent else {}
+
+        assert wait_until(lambda: live_figures().get("fps out", "–") != "–", timeout=10)
+        s._events.emit("connection_change", "reconnecting")  # as the session does when the page drops
+        assert set(live_figures().values()) == {"–"}
+        s.disconnect()
+        assert set(live_figures().values()) == {"–"}
+        s.widget.close()
+
+
+def test_the_pages_camera_size_reaches_the_stats_beside_the_output(
+    camera: tuple[Session, CameraWidget, RecordingComm],
+) -> None:
+    s, _widget, rec = camera
+    rec.from_page({"type": "camera", "facingMode": "user", "label": "Front", "width": 1280, "height": 720})
+    rec.from_page({"type": "transport", "transport": "webrtc", "codec": "vp8", "reason": ""})
+    assert wait_until(lambda: s.stats.get("camera_width") == 1280, timeout=5), s.stats
+    assert s.stats["camera_height"] == 720 and s.stats["transport"] == "webrtc"
+    live = s.stats | {"state": "generating"}
+    assert {f.name: f.value for f in figures(live)}["camera"] == "1280×720"
+
+
+def test_the_widgets_error_clears_once_a_good_state_is_applied(comms: list[RecordingComm]) -> None:
+    with Session(source="pattern") as s:
+        widget = s.widget
+        s.report_error(DecartNBError(ErrorCode.ENGINE_ERROR, "the model tripped"))
+        assert widget.error["code"] == ErrorCode.ENGINE_ERROR
+        s.set_prompt("a good state")  # generation_change: the error no longer holds
+        assert widget.error == {}
+        s.report_error(DecartNBError(ErrorCode.NOT_CONNECTED, "dropped"))
+        s._events.emit("connection_change", "generating")  # generating again after it
+        assert widget.error == {}
+        widget.close()
 
 
 def test_page_figures_go_stale_when_the_page_stops_reporting(monkeypatch: pytest.MonkeyPatch) -> None:

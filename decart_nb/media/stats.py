@@ -22,6 +22,9 @@ PAGE_STATS = (
     "freezes",
     "width",
     "height",
+    "rtt_ms",  # WebRTC: the selected candidate pair's round trip (getStats currentRoundTripTime)
+    "kbps_sent",  # WebRTC: the camera's bitrate out of the page
+    "kbps_received",  # WebRTC: the output's bitrate into the page
 )
 
 

@@ -38,6 +38,8 @@ import traitlets as t
 
 from .. import _loop
 from ..errors import DecartNBError, ErrorCode, camera_error_code
+from ..figures import figures as compute_figures
+from ..figures import is_live
 from ..media.stats import PAGE_STATS
 from ..timeouts import LOOP_CALL_TIMEOUT_S, PAGE_SOCKET_OFFER_AFTER_S
 from . import messages
@@ -83,6 +85,11 @@ CAMERA_ENDED_ADVICE = (
     "The camera stopped while in use: it was unplugged, or the browser's camera permission was "
     "revoked. Plug it in (or allow the camera again), then press Try again."
 )
+
+
+def _figure_lists(stats: Mapping[str, Any], live: bool | None = None) -> list[list[str]]:
+    """The figures as the `figures` trait carries them: [name, value, title] each."""
+    return [f.as_list() for f in compute_figures(stats, live)]
 
 
 class CameraWidget(anywidget.AnyWidget):
@@ -139,6 +146,9 @@ class CameraWidget(anywidget.AnyWidget):
     # waiting for an answer over the comm waits for the cell rather than giving up on WebRTC.
     kernel_busy = t.Bool(False).tag(sync=True)
     stats = t.Dict().tag(sync=True)
+    # The figures the status line shows, [name, value, title] each: decart_nb/figures.py's, the
+    # panel's too, so the names cannot drift; dashes while the session is not live.
+    figures = t.List(t.List(t.Unicode()), default_value=_figure_lists({}, live=False)).tag(sync=True)
     error = t.Dict().tag(sync=True)
     # anywidget hands initialize and render different proxies of one model: this ties them.
     _key = t.Unicode().tag(sync=True)
@@ -348,7 +358,7 @@ class CameraWidget(anywidget.AnyWidget):
 
     def _use_webrtc(self) -> None:
         self._stop_comm_output()
-        self._session.show_link_figures(_webrtc_figures)
+        self._session.show_link_figures(self._webrtc_figures)
 
     def _link_figures(self) -> dict[str, Any]:
         """Loop thread: the comm link's figures for session.stats, the codec transport's pipe, and
@@ -356,10 +366,22 @@ class CameraWidget(anywidget.AnyWidget):
         comm = self._comm
         if comm is None:
             return {}
-        figures = comm.figures() | {"transport_reason": self._transport_reason}
+        found = comm.figures() | {"transport_reason": self._transport_reason} | self._camera_size()
         if isinstance(comm, CodecTransport):
-            figures["transport_pipe"] = "socket" if self._media is not None and self._media.live else "comm"
-        return figures
+            found["transport_pipe"] = "socket" if self._media is not None and self._media.live else "comm"
+            if comm.rate is not None and comm.rate.latency > 0:  # the output's acks: the round trip
+                found["transport_rtt_ms"] = round(comm.rate.latency * 1000.0, 1)
+        return found
+
+    def _webrtc_figures(self) -> dict[str, Any]:
+        return {"transport": "webrtc", "transport_reason": ""} | self._camera_size()
+
+    def _camera_size(self) -> dict[str, Any]:
+        """The page camera's size (its `camera` message), for session.stats; {} without one."""
+        camera = self.camera
+        if self.mode != "camera" or not camera:
+            return {}
+        return {"camera_width": camera.get("width"), "camera_height": camera.get("height")}
 
     # -- the page socket (media_socket.py; loop thread unless said otherwise) ----------------------
     def _open_page_socket(self) -> None:
@@ -564,6 +586,10 @@ class CameraWidget(anywidget.AnyWidget):
             return
         if event == "connection_change":
             previous, self.state = self.state, str(payload)
+            if not is_live(payload):
+                self.figures = _figure_lists({}, live=False)
+            elif payload == "generating":  # generating again: an error shown before is over
+                self.error = {}
             if payload == "disconnected":
                 # The socket first: no resend of its offer can follow the stop (the page forgets
                 # the offer at the stop, and the port is free for anyone once the listener closes).
@@ -577,6 +603,8 @@ class CameraWidget(anywidget.AnyWidget):
                 self.send(messages.restart())
         elif event == "error" and isinstance(payload, DecartNBError):
             self.error = payload.to_dict()
+        elif event == "generation_change":  # a state was applied: an error shown before is over
+            self.error = {}
         elif event == "model_change":
             spec = payload
             self.set_trait("width", spec.width)
@@ -586,6 +614,7 @@ class CameraWidget(anywidget.AnyWidget):
         elif event == "stats":
             # Once a second from the loop: the stats, and session.mirror (a plain attribute).
             self.stats = _json_safe(payload)
+            self.figures = _figure_lists(payload)
             if self.mirror != self._session.mirror:
                 self.mirror = self._session.mirror
 
@@ -637,10 +666,6 @@ _HANDLERS = {
     "page_stats": CameraWidget._page_stats,
     "want_ice_servers": CameraWidget._want_ice_servers,
 }
-
-
-def _webrtc_figures() -> dict[str, Any]:
-    return {"transport": "webrtc", "transport_reason": ""}
 
 
 def _ipython() -> Any:

@@ -182,6 +182,9 @@ class PageStats(TypedDict, total=False):
     freezes: float | None
     width: float | None
     height: float | None
+    rtt_ms: float | None  # WebRTC's network round trip; null over the comm
+    kbps_sent: float | None  # WebRTC: the camera's bitrate; null over the comm (the kernel meters it)
+    kbps_received: float | None  # WebRTC: the output's bitrate; null over the comm
 
 
 #: Every message the page sends, by type (transport, frame, frame_ack, chunk, chunk_ack, keyframe: comm).

@@ -1,22 +1,21 @@
-"""The panel's live read-outs: badge, timer, stats line, the error list."""
+"""The panel's live read-outs as HTML: badge, timer, the figures, the error list."""
 
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Iterable
 from typing import Any
 
 from ...errors import DecartNBError
+from ...figures import Figure
 
 __all__ = [
     "STATES",
     "badge_html",
     "errors_html",
+    "figures_html",
     "format_seconds",
-    "link_html",
     "queue_text",
-    "stats_html",
 ]
 
 
@@ -55,51 +54,28 @@ def format_seconds(seconds: float) -> str:
     )
 
 
-def stats_html(stats: dict[str, Any]) -> str:
-    def num(key: str, unit: str = "") -> str:
-        value = stats.get(key)
-        if not isinstance(value, (int, float)) or math.isnan(value):
-            return "–"
-        return f"{value:.0f}{unit}" if unit == " ms" and value >= 10 else f"{value:.1f}{unit}"
-
-    cells = (
-        ("fps in", num("fps_in")),
-        ("fps out", num("fps_out")),
-        ("latency", num("latency_ms_p50", " ms")),
-    )
+def figures_html(shown: Iterable[Figure]) -> str:
+    """The figures (decart_nb/figures.py) as cells: the value over its name, its meaning on hover."""
     return "".join(
-        f'<span class="dnb-stat"><b>{value}</b><small>{label}</small></span>' for label, value in cells
-    ) + link_html(stats)
+        f'<span class="dnb-stat" data-figure="{html.escape(f.name)}" title="{html.escape(f.title)}">'
+        f"<b>{html.escape(f.value)}</b><small>{html.escape(f.name)}</small></span>"
+        for f in shown
+    )
 
 
-def link_html(stats: dict[str, Any]) -> str:
-    """The page's link: "transport · kbps in/out · WxH" (the output's size), details on hover;
-    "codec (media socket)" while the codec transport's chunks take the media socket."""
-    transport = stats.get("transport")
-    if not isinstance(transport, str) or not transport:
-        return ""
-    if stats.get("transport_pipe") == "socket":  # the codec transport's chunks skip the comm
-        transport += " (media socket)"
-    parts = [html.escape(transport)]
-    kbps_in, kbps_out = stats.get("transport_kbps_in"), stats.get("transport_kbps_out")
-    if isinstance(kbps_in, (int, float)) and isinstance(kbps_out, (int, float)):
-        parts.append(f"{kbps_in:.0f}/{kbps_out:.0f} kbps")
-    width, height = stats.get("transport_width_out"), stats.get("transport_height_out")
-    if isinstance(width, int) and isinstance(height, int) and width and height:
-        parts.append(f"{width}x{height}")
-    details = ", ".join(_direction(stats, d) for d in ("in", "out") if f"transport_fps_{d}" in stats)
-    title = f' title="{html.escape(details)}"' if details else ""
-    return f'<span class="dnb-stat dnb-link"{title}><b>{" · ".join(parts)}</b><small>link</small></span>'
-
-
-def errors_html(errors: Iterable[DecartNBError]) -> str:
-    items = list(errors)[-SHOWN_ERRORS:][::-1]  # newest first
+def errors_html(errors: Iterable[tuple[DecartNBError, bool]]) -> str:
+    """The newest SHOWN_ERRORS of (error, resolved), newest first: a resolved one was followed by
+    a good state, and is dimmed and labelled so."""
+    items = list(errors)[-SHOWN_ERRORS:][::-1]
     if not items:
         return ""
-    rows = "".join(f"<li><code>{html.escape(e.code)}</code> {html.escape(e.message)}</li>" for e in items)
+    rows = "".join(_error_row(error, resolved) for error, resolved in items)
     return f'<ul class="dnb-errors">{rows}</ul>'
 
 
-def _direction(stats: dict[str, Any], direction: str) -> str:
-    size = f"{stats.get(f'transport_width_{direction}')}x{stats.get(f'transport_height_{direction}')}"
-    return f"{direction} {size} at {stats.get(f'transport_fps_{direction}')} fps"
+def _error_row(error: DecartNBError, resolved: bool) -> str:
+    text = f"<code>{html.escape(error.code)}</code> {html.escape(error.message)}"
+    if not resolved:
+        return f"<li>{text}</li>"
+    label = '<span class="dnb-resolved-label" title="a good state was applied since">resolved</span>'
+    return f'<li class="dnb-error-resolved">{label} {text}</li>'

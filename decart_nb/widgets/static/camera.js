@@ -111,7 +111,7 @@ const PREVIEW_EMPTY = {
 /** @typedef {{type: "chunk_ack", seq: number}} ChunkAckMessage either way, once the chunk is decoded */
 /** @typedef {{type: "keyframe"}} KeyframeMessage either way: "my decoder needs a key frame" */
 /** @typedef {{type: "want_ice_servers"}} WantIceServersMessage send me the ICE servers (the model counts them) */
-/** @typedef {{type: "page_stats", fps_sent: ?number, fps_received: ?number, fps_decoded: ?number, fps_presented: ?number, frames_dropped: ?number, freezes: ?number, width: ?number, height: ?number}} PageStatsMessage */
+/** @typedef {{type: "page_stats", fps_sent: ?number, fps_received: ?number, fps_decoded: ?number, fps_presented: ?number, frames_dropped: ?number, freezes: ?number, width: ?number, height: ?number, rtt_ms: ?number, kbps_sent: ?number, kbps_received: ?number}} PageStatsMessage rtt_ms, kbps_*: WebRTC's (null over the comm) */
 // Kernel -> page:
 /** @typedef {{type: "answer", attempt: number, sdp: string}} AnswerMessage */
 /** @typedef {{type: "answer_error", attempt: number, error: {code: string, message: string}}} AnswerErrorMessage */
@@ -138,7 +138,7 @@ const PAGE_MESSAGES = schema({
   chunk: ["seq", "key", "width", "height"],
   chunk_ack: ["seq"],
   keyframe: [],
-  page_stats: ["fps_sent", "fps_received", "fps_decoded", "fps_presented", "frames_dropped", "freezes", "width", "height"],
+  page_stats: ["fps_sent", "fps_received", "fps_decoded", "fps_presented", "frames_dropped", "freezes", "width", "height", "rtt_ms", "kbps_sent", "kbps_received"],
   want_ice_servers: [],
 });
 
@@ -1337,6 +1337,9 @@ class CodecLink {
       freezes: null,
       width: this.output?.displayWidth ?? null,
       height: this.output?.displayHeight ?? null,
+      rtt_ms: null, // the kernel fits it from the output's acks (transport_rtt_ms)
+      kbps_sent: null, // the kernel meters the comm's bitrate itself
+      kbps_received: null,
     });
   }
 
@@ -1617,6 +1620,8 @@ class RtcLink {
       received: inbound?.framesReceived,
       decoded: inbound?.framesDecoded,
       presented,
+      bytesSent: outbound?.bytesSent,
+      bytesReceived: inbound?.bytesReceived,
     };
     const last = this.lastStats;
     this.lastStats = sample;
@@ -1635,8 +1640,26 @@ class RtcLink {
       freezes: inbound?.freezeCount ?? null,
       width: inbound?.frameWidth ?? null,
       height: inbound?.frameHeight ?? null,
+      rtt_ms: roundTripMs(report),
+      kbps_sent: rate("bytesSent") === null ? null : (rate("bytesSent") * 8) / 1000,
+      kbps_received: rate("bytesReceived") === null ? null : (rate("bytesReceived") * 8) / 1000,
     });
   }
+}
+
+// The network round trip (ms) of the connection's selected candidate pair, from its STUN
+// checks; null until one was measured.
+function roundTripMs(report) {
+  let pairId = null;
+  report.forEach((r) => {
+    if (r.type === "transport" && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+  });
+  let rtt = null;
+  report.forEach((r) => {
+    if (r.type !== "candidate-pair" || typeof r.currentRoundTripTime !== "number") return;
+    if (pairId ? r.id === pairId : r.nominated && r.state === "succeeded") rtt = r.currentRoundTripTime * 1000;
+  });
+  return rtt;
 }
 
 // -- controller -----------------------------------------------------------------------------------
@@ -1724,7 +1747,7 @@ class Controller {
   // -- lifecycle ------------------------------------------------------------------------------
   listen() {
     this.model.on("msg:custom", (msg, buffers) => this.kernelMessage(msg, buffers));
-    for (const name of ["state", "stats", "error", "mirror"]) this.model.on(`change:${name}`, () => this.render());
+    for (const name of ["state", "figures", "error", "mirror"]) this.model.on(`change:${name}`, () => this.render());
     this.model.on("change:device_id", () => this.switchCamera());
     this.model.on("change:facing_mode", () => this.switchCamera());
     this.model.on("change:keep_running_hidden", () => this.visibilityChanged());
@@ -2360,7 +2383,7 @@ class View {
 
     root.querySelector(".decart-state b").textContent = STATE_TEXT[state] || state;
     root.querySelector(".decart-state").className = `decart-state decart-state-${state}`;
-    root.querySelector(".decart-stats").textContent = statsText(m.get("stats") || {});
+    showFigures(root.querySelector(".decart-stats"), m.get("figures") || []);
     const notice = root.querySelector(".decart-notice");
     notice.textContent = c.notice;
     notice.hidden = !c.notice;
@@ -2379,18 +2402,23 @@ class View {
   }
 }
 
-function statsText(s) {
-  if (!s || s.fps_in === undefined) return "";
-  const parts = [`in ${num(s.fps_in)} fps`, `out ${num(s.fps_out)} fps`];
-  if (s.width) parts.push(`${s.width}×${s.height}`);
-  if (s.latency_ms_p50 !== null && s.latency_ms_p50 !== undefined) parts.push(`kernel ${num(s.latency_ms_p50)} ms`);
-  if (s.frames_dropped) parts.push(`${s.frames_dropped} dropped`);
-  if (typeof s.page_fps_presented === "number") parts.push(`shown ${num(s.page_fps_presented)} fps`);
-  return parts.join(" · ");
-}
-
-function num(x) {
-  return typeof x === "number" ? x.toFixed(x >= 100 ? 0 : 1) : "–";
+// The kernel's figures (decart_nb/figures.py, the panel's too), as it names and formats them:
+// "camera 1280×720 · output 640×360 · fps in 30.0 · ...", each with its meaning on hover.
+function showFigures(el, figures) {
+  const key = JSON.stringify(figures);
+  if (el.dataset.figures === key) return; // unchanged: keep the nodes (and an open tooltip)
+  el.dataset.figures = key;
+  el.replaceChildren();
+  figures.forEach(([name, value, title], i) => {
+    if (i) el.append(" · ");
+    const figure = document.createElement("span");
+    figure.dataset.figure = name;
+    figure.title = title;
+    const number = document.createElement("b");
+    number.textContent = value;
+    figure.append(`${name} `, number);
+    el.append(figure);
+  });
 }
 
 // anywidget passes initialize and render different proxies of one model: key by a synced id.
