@@ -1,4 +1,9 @@
-"""What displaying a Session shows: the video widget beside the control panel."""
+"""What displaying a Session shows: the video widget and the control panel.
+
+panel.css lays them out from the output area's width alone, never from what they show, so nothing
+moves when the state changes: the videos keep a 16:9 box as wide as the row allows; the panel sits
+beside them where the output area is wide, under them (its dock in two columns) where it is not.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ logger = logging.getLogger("decart_nb")
 
 
 def session_view(session: Session) -> w.Box:
-    """The video (camera in, transformed video out) and the panel, side by side; they wrap onto
-    two rows in a narrow notebook. Without a video widget, the panel alone, with the reason."""
+    """The video (camera in, transformed video out) and the panel. Without a video widget, the
+    panel alone, with the reason."""
     try:
         video = session.widget
     except Exception as exc:  # noqa: BLE001 - shown in the view and logged; the panel still works
@@ -26,7 +31,8 @@ def session_view(session: Session) -> w.Box:
         return _panel_alone(session.panel, exc)
     panel = session.panel
     panel.camera.attach(video)
-    box = w.HBox([video, panel], layout=w.Layout(flex_flow="row wrap", align_items="flex-start"))
+    video.add_class("dnb-video")
+    box = w.HBox([video, panel])
     box.add_class("dnb-view")
     return box
 

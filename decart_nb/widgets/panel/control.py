@@ -27,6 +27,7 @@ from .debounce import Debouncer
 from .event_log import EventLog
 from .presets import preset_prompts
 from .readout import Readout
+from .sections import Section
 from .upload import ACCEPT, read_upload, thumbnail_png
 
 if TYPE_CHECKING:
@@ -40,10 +41,14 @@ PROMPT_DEBOUNCE_S = 0.3  # a prompt is sent this long after the last keystroke (
 SUBMIT_TAIL_S = 1.0  # value updates this soon after Enter are sent at once too
 CONTROL_DEBOUNCE_S = 0.1  # coalesces slider moves that arrive together
 _WIDE = {"description_width": "initial"}
+_SHEETS = ("panel.css", "readout.css")
 
 
 def _css() -> str:
-    return resources.files("decart_nb.widgets").joinpath("static/panel.css").read_text(encoding="utf-8")
+    """panel.css, then readout.css (the live read-out's own rules) where there is one."""
+    static = resources.files("decart_nb.widgets").joinpath("static")
+    sheets = [static.joinpath(name) for name in _SHEETS]
+    return "\n".join(sheet.read_text(encoding="utf-8") for sheet in sheets if sheet.is_file())
 
 
 class ControlPanel(w.VBox):
@@ -72,36 +77,61 @@ class ControlPanel(w.VBox):
         self.camera = CameraControls(session)
         self.actions = SessionActions(session, self._run)
         self.event_log = EventLog(session.events)  # what happened before the panel was built
+        self.event_log.set_open(False)  # a section like the others: closed until asked for
+        self.dock = self._build_dock()
+        self.sections = self._build_sections()
         super().__init__(
             [
                 w.HTML(f"<style>{_css()}</style>", layout=w.Layout(display="none")),
-                self.live,
-                self._section("Prompt", self.prompt_box, self.enhance_box, self.prompt_scrub),
-                *self._optional("Controls", *self.control_sliders.values()),
-                self._section("Reference image", self.image_row, self.upload_message),
-                *self._optional("Camera", *([self.camera.box] if self.camera.box is not None else [])),
-                self._section("Session", self.actions.box),
-                self.actions.outputs,
-                self.notice,
-                self.errors_box,
+                self.dock,
+                *self.sections.values(),
                 self.event_log.box,
-            ],
-            layout=w.Layout(width="360px", min_width="300px", flex="0 1 360px"),
+            ]
         )
         self.add_class("dnb-panel")
+        self.errors_box.observe(self._on_errors_shown, "value")
+        self._on_errors_shown({"new": self.errors_box.value})
         session.listen(self._on_event)
         session.listen(self.event_log)  # also takes what callbacks print (see events.py)
         self._show_state(session.state)
 
     # -- building ---------------------------------------------------------------------------
-    @staticmethod
-    def _section(title: str, *children: w.Widget) -> w.VBox:
-        box = w.VBox([w.HTML(f'<div class="dnb-title">{title}</div>'), *children])
-        box.add_class("dnb-section")
-        return box
+    def _build_dock(self) -> w.Box:
+        """What a person uses all the time, in four areas panel.css lays out: the state and its
+        figures, the prompt, the reference image, snapshot and record."""
+        actions = self.actions
+        actions.record_seconds.layout.width = "120px"  # room for Snapshot and Record beside it
+        areas = {
+            "status": [self.live],
+            "prompt": [self.prompt_box, w.HBox([self.enhance_box, self.prompt_scrub]), self.notice],
+            "image": [self.image_row, self.upload_message],
+            "capture": [w.HBox([actions.snapshot_button, actions.record_seconds, actions.record_button])],
+        }
+        boxes = []
+        for name, children in areas.items():
+            box = w.VBox(children)
+            box.add_class(f"dnb-dock-{name}")
+            boxes.append(box)
+        dock = w.Box(boxes)
+        dock.add_class("dnb-dock")
+        return dock
 
-    def _optional(self, title: str, *children: w.Widget) -> list[w.VBox]:
-        return [self._section(title, *children)] if children else []
+    def _build_sections(self) -> dict[str, Section]:
+        """The rest, closed until asked for: the outputs open when Snapshot or Record is clicked
+        (their result is looked at at once), the error list when an error arrives."""
+        actions = self.actions
+        for button in (actions.snapshot_button, actions.record_button):
+            button.on_click(lambda _: setattr(self.sections["outputs"], "expanded", True))
+        session_row = w.HBox([actions.disconnect_button, actions.connect_button])
+        session_row.add_class("dnb-actions")
+        sections = {
+            "outputs": Section("Outputs", actions.outputs, name="outputs"),
+            "errors": Section("Errors", self.errors_box, name="errors"),
+            "controls": Section("Controls", *self.control_sliders.values(), name="controls"),
+            "camera": Section("Camera", *([self.camera.box] if self.camera.box else []), name="camera"),
+            "session": Section("Session", actions.model_picker, session_row, name="session"),
+        }
+        return {name: s for name, s in sections.items() if s.body.children}
 
     def _build_live(self) -> None:
         self.readout = Readout(self._session)
@@ -116,7 +146,6 @@ class ControlPanel(w.VBox):
             value=prompt,
             placeholder="Describe the look; Enter sends now",
             continuous_update=True,
-            layout=w.Layout(width="100%"),
         )
         self.prompt_box.add_class("dnb-prompt")
         self.prompt_box.observe(self._on_prompt_typed, "value")
@@ -154,8 +183,8 @@ class ControlPanel(w.VBox):
                 tooltip=control.help,
                 continuous_update=False,
                 style=_WIDE,
-                layout=w.Layout(width="100%"),
             )
+            slider.add_class("dnb-control")
             slider.observe(self._on_control_slider, "value")
             self.control_sliders[control.name] = slider
 
@@ -163,12 +192,18 @@ class ControlPanel(w.VBox):
         self.upload = w.FileUpload(accept=ACCEPT, multiple=False, description="Upload")
         self.upload.observe(self._on_upload, "value")
         self.upload.add_class("dnb-upload")
-        self.thumbnail = w.Image(format="png", layout=w.Layout(max_width="96px", max_height="96px"))
+        self._held_upload: tuple[Any, ...] = ()  # the upload the held image came from, if any
+        self.thumbnail = w.Image(format="png")
         self.thumbnail.add_class("dnb-thumb")
         self.clear_button = w.Button(description="Clear", icon="times", tooltip="Remove the reference image")
         self.clear_button.on_click(lambda _: self.clear_image())
         self.no_image = w.HTML('<div class="dnb-thumb-empty">No image</div>')
-        self.image_row = w.HBox([self.thumbnail, self.no_image, w.VBox([self.upload, self.clear_button])])
+        self.image_name = w.HTML()
+        self.image_name.add_class("dnb-image-name")
+        buttons = w.HBox([self.upload, self.clear_button])
+        buttons.add_class("dnb-image-buttons")
+        self.image_row = w.HBox([self.thumbnail, self.no_image, w.VBox([self.image_name, buttons])])
+        self.image_row.add_class("dnb-image-row")
         self.upload_message = w.HTML()
         self._show_image()
 
@@ -231,27 +266,37 @@ class ControlPanel(w.VBox):
 
     # -- reference image --------------------------------------------------------------------
     def _on_upload(self, change: dict[str, Any]) -> None:
+        """Read the chosen file. The button's count ("Upload (1)") shows whether the held image is
+        an upload: a good file stays the upload's value; after a bad one the value goes back to
+        the held upload's, so that choosing that same bad file again is a change again."""
         value = change["new"]
-        if not value or self._closed:
+        if not value or self._closed or tuple(value) == self._held_upload:
             return
         try:
             name, pixels = read_upload(value)
         except DecartNBError as error:
             self._show_upload_error(error)
+            self.upload.value = self._held_upload
         else:
-            self._image, self._image_name = pixels, name
+            self._image, self._image_name, self._held_upload = pixels, name, tuple(value)
             self.upload_message.value = ""
             self._show_image()
             self._changed(at_once=True)
-        finally:
-            self.upload.value = ()  # so that choosing the same file again is a change
 
     def clear_image(self) -> None:
         """Drop the reference image and send the state without it."""
         self._image, self._image_name = None, ""
+        self._forget_upload()
         self.upload_message.value = ""
         self._show_image()
         self._changed(at_once=True)
+
+    def _forget_upload(self) -> None:
+        """The held image is no upload now: the count goes to 0, and choosing the file it came
+        from again is a change."""
+        self._held_upload = ()
+        if self.upload.value:
+            self.upload.value = ()
 
     def _show_upload_error(self, error: DecartNBError) -> None:
         # Shown next to the upload button only: it is about this file, not about the session.
@@ -266,6 +311,11 @@ class ControlPanel(w.VBox):
         self.thumbnail.layout.display = None if has else "none"
         self.no_image.layout.display = "none" if has else None
         self.thumbnail.tooltip = self._image_name or None
+        self.image_name.value = (
+            f'<span title="{_escape(self._image_name)}">{_escape(self._image_name)}</span>'
+            if has
+            else '<span class="dnb-muted">No reference image</span>'
+        )
         self.clear_button.disabled = not has
 
     # -- running Session calls -------------------------------------------------------------
@@ -294,6 +344,8 @@ class ControlPanel(w.VBox):
             self.actions.show_model(payload.name)
         elif event == "generation_change":
             self._follower.flush()
+        elif event in ("error", "call_error"):  # a cell's failed call is listed too (readout.py)
+            self._open_errors()
 
     def _show_state(self, state: str) -> None:
         self.readout.show_state(state)
@@ -301,6 +353,15 @@ class ControlPanel(w.VBox):
 
     def _add_error(self, error: DecartNBError) -> None:
         self.readout.add_error(error)
+        self._open_errors()
+
+    def _open_errors(self) -> None:
+        """A new error needs attention: its section opens (a person may close it again)."""
+        self.sections["errors"].expanded = True
+
+    def _on_errors_shown(self, change: dict[str, Any]) -> None:
+        """The error list's section shows only while the list has something in it."""
+        self.sections["errors"].layout.display = None if change["new"] else "none"
 
     def _show_notice(self, text: str) -> None:
         self.notice.value = f'<div class="dnb-message">{_escape(text)}</div>' if text else ""
@@ -323,8 +384,10 @@ class ControlPanel(w.VBox):
                 for name, slider in self.control_sliders.items():
                     if name in state.controls:
                         slider.value = state.controls[name]
-                self._image = state.image
-                self._image_name = "reference image" if state.image is not None else ""
+                if state.image is not self._image:  # a cell's image (or none): not the upload's
+                    self._image = state.image
+                    self._image_name = "reference image" if state.image is not None else ""
+                    self._forget_upload()
                 self._show_image()
 
             self._sync(show)

@@ -53,6 +53,7 @@ class EventLog:
         self.box = w.VBox([header, self.empty, self.output])
         self.box.add_class("dnb-section")
         self.box.add_class("dnb-events")
+        self.box.add_class("dnb-open")
         for record in history:
             self(record.name, record.payload, at=record.at)
 
@@ -86,6 +87,9 @@ class EventLog:
     def set_open(self, open_: bool) -> None:
         self.output.layout.display = None if open_ else "none"
         self.toggle.description = "Hide" if open_ else "Show"
+        self.clear_button.layout.display = None if open_ else "none"
+        # The panel gives an open log its own row (panel.css).
+        (self.box.add_class if open_ else self.box.remove_class)("dnb-open")
 
     def clear(self) -> None:
         with self._lock:

@@ -1,0 +1,122 @@
+"""The session view as a person sees it: a notebook at a given window size, the session cell run,
+and where the parts a person needs ended up on the screen. Used by test_layout_browser.py and by
+scripts/screenshots (tests/browser/screenshots.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .harness import JupyterLab, LabNotebook, open_notebook
+
+__all__ = ["PARTS", "Box", "measure", "open_view", "overlaps", "page_overflow", "set_theme"]
+
+# What must be on screen without scrolling once the session cell ran: name -> a JS expression
+# that finds the element (`root` is the session view).
+PARTS = {
+    "camera": "root.querySelector('.decart-input video')",
+    "output": "root.querySelector('.decart-out')",
+    "badge": "root.querySelector('.dnb-badge')",
+    "prompt": "root.querySelector('.dnb-prompt')",
+    "image": "root.querySelector('.dnb-dock-image')",
+    "snapshot": "button(root, /Snapshot/)",
+    "record": "button(root, /^\\s*Record\\b/)",  # not the "Record (s)" box's label
+}
+
+_MEASURE_JS = (
+    "() => { const root = document.querySelector('.dnb-view'); if (!root) return null; const out = {};"
+    " const button = (root, re) => [...root.querySelectorAll('.dnb-dock-capture button')]"
+    ".find((b) => re.test(b.textContent));"
+    + "".join(
+        f" {{ const el = {find}; const r = el && el.getBoundingClientRect();"
+        f" out[{name!r}] = r ? [r.left, r.top, r.width, r.height] : null; }}"
+        for name, find in PARTS.items()
+    )
+    + " return out; }"
+)
+
+# Anything in the view wider than the output area it sits in (its own scroll width, too).
+_OVERFLOW_JS = """() => {
+  const root = document.querySelector('.dnb-view');
+  const area = root && root.closest('.jp-OutputArea-output');
+  if (!area) return ['no view'];
+  const right = area.getBoundingClientRect().right + 1;
+  const wide = [...root.querySelectorAll('*')].filter((el) => {
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.right > right && getComputedStyle(el).visibility !== 'hidden';
+  });
+  const scrolls = area.scrollWidth > area.clientWidth + 1 || root.scrollWidth > root.clientWidth + 1;
+  return wide.slice(0, 5).map((el) => el.className || el.tagName).concat(scrolls ? ['scrolls'] : []);
+}"""
+
+
+@dataclass(frozen=True)
+class Box:
+    left: float
+    top: float
+    width: float
+    height: float
+
+    @property
+    def right(self) -> float:
+        return self.left + self.width
+
+    @property
+    def bottom(self) -> float:
+        return self.top + self.height
+
+    def inside(self, width: float, height: float) -> bool:
+        return self.left >= 0 and self.top >= 0 and self.right <= width + 0.5 and self.bottom <= height + 0.5
+
+
+def measure(nb: LabNotebook) -> dict[str, Box | None]:
+    """The viewport boxes of PARTS (None: not found or not rendered)."""
+    got = nb.page.evaluate(_MEASURE_JS) or {}
+    return {name: Box(*got[name]) if got.get(name) and got[name][2] > 0 else None for name in PARTS}
+
+
+def overlaps(a: Box, b: Box) -> bool:
+    return (
+        a.left < b.right - 0.5
+        and b.left < a.right - 0.5
+        and a.top < b.bottom - 0.5
+        and b.top < a.bottom - 0.5
+    )
+
+
+def page_overflow(nb: LabNotebook) -> list[str]:
+    """What in the view sticks out of its output area (empty when nothing does)."""
+    return list(nb.page.evaluate(_OVERFLOW_JS))
+
+
+def set_theme(nb: LabNotebook, theme: str) -> None:
+    """ "JupyterLab Light" or "JupyterLab Dark", and wait until it applies."""
+    nb.page.evaluate("(t) => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", theme)
+    nb.page.wait_for_function(
+        "(light) => document.body.dataset.jpThemeLight === String(light)", arg=theme == "JupyterLab Light"
+    )
+    nb.page.wait_for_timeout(500)  # the theme's variables settle
+
+
+def open_view(
+    browser: Any, lab: JupyterLab, width: int, height: int, cell: str, artifacts: Any = None
+) -> LabNotebook:
+    """A notebook at width x height (JupyterLab with its file browser open, as people keep it),
+    `cell` run in its first cell, the output scrolled to the cell's top as after running it."""
+    nb = open_notebook(browser, lab, artifacts=artifacts)
+    nb.page.set_viewport_size({"width": width, "height": height})
+    if lab.app == "jupyterlab":
+        nb.page.evaluate("() => window.jupyterapp.commands.execute('filebrowser:activate')")
+    nb.run_cell(cell)
+    nb.page.wait_for_selector(".dnb-view .dnb-dock", timeout=60_000)
+    return nb
+
+
+def scroll_to_view(nb: LabNotebook) -> None:
+    """The notebook scrolled so that the session cell's top is at the top, as a person sees it
+    right after running the first cell of a notebook."""
+    nb.page.evaluate(
+        "() => { const cell = document.querySelector('.jp-Notebook .jp-Cell');"
+        " cell && cell.scrollIntoView({block: 'start'}); }"
+    )
+    nb.page.wait_for_timeout(300)
