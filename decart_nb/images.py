@@ -24,6 +24,7 @@ import io
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
 
@@ -42,7 +43,9 @@ __all__ = [
     "MAX_JPEG_PIXELS",
     "MAX_WEBP_PIXELS",
     "encode_jpeg",
+    "format_names",
     "load_image",
+    "not_raster",
 ]
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]  # noqa: UP007
@@ -59,6 +62,7 @@ DECODE_SIDE = 2560
 _ROW_BLOCK = 1 << 20  # array elements converted at once (float64 temporaries of 8 MB)
 # Raster formats only: Pillow would hand EPS to Ghostscript, and other plugins are rarely needed.
 DECODE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+_FORMAT_NAMES = {"WEBP": "WebP"}  # as people write them; the others are Pillow's names
 # Modes Image.reduce takes; others (P, 1, I;16) are converted first.
 _REDUCIBLE = ("L", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "F")
 _WITH_ALPHA = {"RGBA": "RGB", "LA": "L"}  # dropped band by band: the colour bands kept
@@ -67,27 +71,36 @@ _TO_ALPHA = {"P": "RGBA", "PA": "RGBA", "La": "LA", "RGBa": "RGBA"}  # (P: with 
 _NOT_RASTER = ((b"%PDF", "a PDF"), (b"<svg", "an SVG"), (b"<?xml", "XML (an SVG?)"), (b"<!DOCTYPE", "HTML"))
 
 
-def load_image(image: ImageInput, max_side: int | None = WORKING_SIDE) -> np.ndarray:
+def load_image(
+    image: ImageInput,
+    max_side: int | None = WORKING_SIDE,
+    *,
+    name: str | None = None,
+    formats: Sequence[str] = DECODE_FORMATS,
+) -> np.ndarray:
     """Decode a path, encoded bytes, a PIL image or an array into an RGB uint8 array.
 
     Reference images are shrunk to `max_side` (engines need colours and gist, not pixels);
-    None keeps up to DECODE_SIDE.
+    None keeps up to DECODE_SIDE. Encoded bytes are called `name` in messages (an upload's file
+    name; default "the image bytes") and decoded only as one of `formats` (DECODE_FORMATS'
+    names; the upload offers fewer), which the messages list.
     """
     side = max_side or DECODE_SIDE
+    formats = tuple(f for f in formats if f in DECODE_FORMATS) or DECODE_FORMATS
     try:
         if isinstance(image, np.ndarray):
             return _shrink(_from_array(image), side)
         if isinstance(image, Image.Image):
             return _from_pil(image, side)
         if isinstance(image, (bytes, bytearray, memoryview)):
-            return _decode(bytes(image), "the image bytes", side)
+            return _decode(bytes(image), name or "the image bytes", side, formats)
         if looks_like_url(image):
             raise _invalid(
                 f"{str(image)[:60]!r} is a URL: decart_nb never fetches (or decodes) URLs. "
                 "Download the image and pass its path, its bytes, a PIL image or an array"
             )
         if isinstance(image, (str, os.PathLike)):
-            return _decode(_read_file(Path(image)), str(image), side)
+            return _decode(_read_file(Path(image)), str(image), side, formats)
     except DecartNBError:
         raise
     except Exception as exc:
@@ -111,19 +124,30 @@ def _read_file(path: Path) -> bytes:
         raise _invalid(f"Cannot read the image file {str(path)[:200]}: {exc.strerror or exc}", exc) from exc
 
 
-def _decode(data: bytes, what: str, side: int) -> np.ndarray:
+def format_names(formats: Sequence[str]) -> str:
+    """("PNG", "JPEG", "WEBP") -> "PNG, JPEG or WebP", as messages list them."""
+    names = [_FORMAT_NAMES.get(f, f) for f in formats]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def not_raster(data: bytes) -> str | None:
+    """What a file people try instead of an image is ("a PDF", "an SVG", ...), by its first bytes."""
+    head = data[:256].lstrip()
+    return next((kind for magic, kind in _NOT_RASTER if head.startswith(magic)), None)
+
+
+def _decode(data: bytes, what: str, side: int, formats: tuple[str, ...] = DECODE_FORMATS) -> np.ndarray:
     if not data:
         raise _invalid(f"{what}: empty")
     if len(data) > MAX_IMAGE_BYTES:
-        raise _too_big(len(data))
-    head = data[:256].lstrip()
-    for magic, kind in _NOT_RASTER:
-        if head.startswith(magic):
-            raise _invalid(f"{what} is {kind}, not a raster image: convert it to PNG or JPEG first")
+        raise _too_big(len(data), what)
+    kind = not_raster(data)
+    if kind is not None:
+        raise _invalid(f"{what} is {kind}, not a raster image: convert it to PNG or JPEG first")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(data), formats=DECODE_FORMATS) as im:
+            with Image.open(io.BytesIO(data), formats=formats) as im:
                 _check_canvas(im, what)
                 if im.format == "JPEG":
                     im.draft("RGB", _fit(im.size, side))  # decodes at 1/2, 1/4 or 1/8 where that suffices
@@ -135,7 +159,7 @@ def _decode(data: bytes, what: str, side: int) -> np.ndarray:
             ) from exc
         except (OSError, SyntaxError, ValueError) as exc:
             raise _invalid(
-                f"{what} is not a readable PNG, JPEG, WebP, GIF or BMP image ({exc})", exc
+                f"{what} is not a readable {format_names(formats)} image ({exc})", exc
             ) from exc
 
 
@@ -258,9 +282,9 @@ def encode_jpeg(arr: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def _too_big(size: int) -> DecartNBError:
+def _too_big(size: int, what: str = "Image") -> DecartNBError:
     return _invalid(
-        f"Image is {size / 1e6:.1f} MB; the limit is {MAX_IMAGE_BYTES / 1e6:.0f} MB",
+        f"{what} is {size / 1e6:.1f} MB; the limit is {MAX_IMAGE_BYTES / 1e6:.0f} MB",
         data={"bytes": size, "limit": MAX_IMAGE_BYTES},
     )
 

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import os
 import threading
 import time
 from collections import deque
@@ -36,6 +37,7 @@ from .media.recorder import check_clip_path
 from .media.recorder import record as record_clip
 from .media.sources import check_source
 from .models import ModelSpec, realtime
+from .outputs import DEFAULT_OUT_DIR, Label, check_out_dir, mp4_tags, reserve, save_png
 from .pipeline import Pipeline
 from .rtc.peer import CODECS, KernelPeer, ice_servers_from
 from .rtc.peers import CameraNews, PeerSet
@@ -67,6 +69,13 @@ R = TypeVar("R")
 # Per thread: how deep in public Session calls it is (a call made by another one, save_snapshot's
 # snapshot or answer's connect, reports nothing of its own) and whether a view (the panel) made it.
 _calls = threading.local()
+
+
+class _Keep:
+    """set_prompt/set_controls: the reference image (and so its name) stays."""
+
+
+_KEEP = _Keep()
 
 
 def _reported(method: Callable[Concatenate[Session, P], R]) -> Callable[Concatenate[Session, P], R]:
@@ -116,6 +125,7 @@ class Session:
         frame_stamps: bool | None = None,
         api_key: str | None = None,
         engine_options: dict[str, Any] | None = None,
+        out_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         # The key first, as a SecretKey: this frame is in the traceback of every argument error
         # below, and a verbose traceback (%xmode Verbose) prints its variables.
@@ -142,6 +152,8 @@ class Session:
         picture = None if image is None else load_image(image)
         enhance = validate_enhance(enhance)
         controls = check_mapping("controls", controls)
+        self._out_dir = check_out_dir(DEFAULT_OUT_DIR if out_dir is None else out_dir)
+        self._image_name = None if image is None else _image_name(image)
         is_decart = isinstance(engine, str) and engine == "decart"
         options = _engine_options(engine_options, is_decart)
         self._engine: Engine = make_engine(engine, **({"api_key": key} | options if is_decart else {}))
@@ -208,6 +220,17 @@ class Session:
     def generation(self) -> GenerationState:
         """The last acknowledged generation state (prompt, image, enhance, controls)."""
         return self._state
+
+    @property
+    def out_dir(self) -> Path:
+        """Where snapshots (`save_snapshot()`, the panel's Snapshot) and recordings without a
+        path go: `out/` in the kernel's working directory (in Jupyter, the notebook's folder)
+        unless `Session(out_dir=...)` or `s.out_dir = ...` says otherwise; made absolute when set."""
+        return self._out_dir
+
+    @out_dir.setter
+    def out_dir(self, folder: str | os.PathLike[str]) -> None:
+        self._out_dir = check_out_dir(folder)
 
     @property
     def callback_failures(self) -> list[CallbackFailure]:
@@ -471,7 +494,8 @@ class Session:
         text = None if prompt is None else validate_prompt(prompt)
         flag = validate_enhance(enhance)
         picture = None if image is None else load_image(image)
-        self._apply(lambda s: (text, picture, flag, s.controls), SET_TIMEOUT_S, "state")
+        name = None if image is None else _image_name(image)
+        self._apply(lambda s: (text, picture, flag, s.controls), SET_TIMEOUT_S, "state", name)
 
     @_reported
     def set_prompt(self, text: str, enhance: bool = True) -> None:
@@ -490,10 +514,11 @@ class Session:
         text = None if prompt is None else validate_prompt(prompt)
         flag = validate_enhance(enhance)  # checked even when unused: a wrong value is a mistake
         picture = None if image is None else load_image(image)
+        name = None if image is None else _image_name(image)
         if text is None:
-            self._apply(lambda s: (s.prompt, picture, s.enhance, s.controls), SET_TIMEOUT_S, "image")
+            self._apply(lambda s: (s.prompt, picture, s.enhance, s.controls), SET_TIMEOUT_S, "image", name)
         else:
-            self._apply(lambda s: (text, picture, flag, s.controls), SET_TIMEOUT_S, "image")
+            self._apply(lambda s: (text, picture, flag, s.controls), SET_TIMEOUT_S, "image", name)
 
     @_reported
     def set_controls(self, **controls: float) -> None:
@@ -516,6 +541,7 @@ class Session:
         build: Callable[[GenerationState], tuple[Any, Any, bool, dict[str, float]]],
         timeout: float,
         operation: str,
+        image_name: str | _Keep | None = _KEEP,
     ) -> None:
         if self._set_waiter == threading.get_ident():  # a widget callback the waiting set() ran
             raise RuntimeError(
@@ -526,6 +552,8 @@ class Session:
             self._set_waiter = threading.get_ident()
             try:
                 self._apply_locked(build, timeout, operation)
+                if not isinstance(image_name, _Keep):  # accepted: the labels name the new image
+                    self._image_name = image_name
             finally:
                 self._set_waiter = None
 
@@ -666,20 +694,43 @@ class Session:
         return ""
 
     @_reported
-    def record(self, path: str | Path, seconds: float) -> Path:
-        """Record `seconds` of output to an mp4 at `path`; returns the path when it is written."""
+    def record(self, path: str | os.PathLike[str] | None = None, seconds: float = 5.0) -> Path:
+        """Record `seconds` of output to an mp4; returns its path once written. Without `path`
+        it goes to `out_dir`, named for the time and the prompt (`s.record(seconds=5)`), never
+        replacing a file; `s.record("clip.mp4", 5)` writes (or replaces) that file. Either way the
+        mp4's title and comment hold the label: time, prompt, reference image, model."""
         seconds = check_number("seconds", seconds, 0, MAX_WAIT_S, low_inclusive=False)
-        clip = check_clip_path(path)
+        clip = None if path is None else check_clip_path(path)
         self._refuse_in_model("record")
         pipeline = self._require_pipeline()
+        label = self._label("clip")
+        reserved = clip is None
+        target = reserve(self._out_dir, label, ".mp4") if clip is None else clip
         try:
             return _loop.run(
-                record_clip(pipeline.broadcast, clip, seconds, self._spec.fps),
+                record_clip(pipeline.broadcast, target, seconds, self._spec.fps, mp4_tags(label)),
                 timeout=seconds + 60,
                 pump=True,
             )
-        except DecartNBError as exc:
-            raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
+        except BaseException as exc:
+            if reserved:  # the name this call took: no empty or broken file left behind
+                target.unlink(missing_ok=True)
+            if isinstance(exc, DecartNBError):
+                raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
+            raise
+
+    @_reported
+    def save_snapshot(self, timeout: float = 5.0) -> Path:
+        """`snapshot()` saved as a PNG in `out_dir` (named for the time and the prompt, never
+        replacing a file), its label (time, prompt, reference image, model) in the PNG's text
+        chunks; returns the path (`PIL.Image.open(path)` gives the image back)."""
+        label = self._label("snapshot")  # the state the snapshot waits for: the current one
+        return save_png(self.snapshot(timeout), label, self._out_dir)
+
+    def _label(self, kind: Literal["snapshot", "clip"]) -> Label:
+        state = self._state
+        image = None if state.image is None else self._image_name or "image"
+        return Label.now(kind, state.prompt, image, self._spec.name)
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -920,6 +971,14 @@ def _check_mirror(mirror: object) -> None:
 def _refuse_on_loop(method: str) -> None:
     if _loop.in_loop_thread():
         raise RuntimeError(f"decart_nb: {method}() blocks, so it cannot be called from the media loop")
+
+
+def _image_name(image: object) -> str:
+    """A reference image's name for labels: its file's, an upload's (`name`), or "image"."""
+    if isinstance(image, (str, os.PathLike)):
+        return Path(image).name or "image"
+    name = getattr(image, "filename" if isinstance(image, Image.Image) else "name", None)
+    return Path(name).name if isinstance(name, str) and name else "image"
 
 
 def _named(source: object, name: str) -> bool:

@@ -18,6 +18,7 @@ Choices these tables pin down (the checks live in decart_nb/checks.py and state.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import math
 import socket
@@ -200,12 +201,17 @@ CONSTRUCTOR = [
     pytest.param(
         {"engine": "decart", "api_key": "   "}, BAD_KEY, "DECART_API_KEY", id="api-key-blank-decart"
     ),
+    # out_dir (where snapshots and recordings are saved)
+    pytest.param({"out_dir": 123}, II, "local folder path", id="out-dir-int"),
+    pytest.param({"out_dir": ""}, II, "local folder path", id="out-dir-empty"),
+    pytest.param({"out_dir": "https://example.com/out"}, II, "local folder path", id="out-dir-url"),
+    pytest.param({"out_dir": "TEXT"}, II, "is a file, not a folder", id="out-dir-a-file"),
 ]
 
 
 def _resolve(kwargs: dict[str, Any], media: Media) -> dict[str, Any]:
     """Table values naming test media (which exists only at run time) become paths."""
-    paths = {"MISSING": media.missing, "FOLDER": media.folder}
+    paths = {"MISSING": media.missing, "FOLDER": media.folder, "TEXT": media.text}
     return {k: paths.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
 
 
@@ -424,7 +430,8 @@ RECORD_CALLS = [
     pytest.param(lambda s, m: s.record(m.root / "c.avi", 5), II, "must end in .mp4", id="record-avi-suffix"),
     pytest.param(lambda s, m: s.record(m.root / "clip", 5), II, "must end in .mp4", id="record-no-suffix"),
     pytest.param(lambda s, m: s.record(123, 5), II, "local file path", id="record-int-path"),
-    pytest.param(lambda s, m: s.record(None, 5), II, "local file path", id="record-None-path"),
+    pytest.param(lambda s, m: s.record(seconds=-1), II, "seconds", id="record-to-out-dir-negative"),
+    pytest.param(lambda s, m: s.record(b"c.mp4", 5), II, "local file path", id="record-bytes-path"),
     pytest.param(
         lambda s, m: s.record("https://example.com/c.mp4", 5), II, "local file path", id="record-url"
     ),
@@ -527,16 +534,33 @@ def _newest_error(panel: ControlPanel) -> str:
     return value.split("</li>")[0] if value else ""
 
 
+# Each message names the file and lists exactly the formats the picker offers (upload.ACCEPT).
+PICKED = "PNG, JPEG or WebP image"
 PANEL_UPLOADS = [
-    pytest.param(b"this is not an image", "ref.png", "not a PNG, JPEG or WebP", id="upload-corrupt"),
-    pytest.param(b"", "empty.png", "not a PNG, JPEG or WebP", id="upload-empty"),
-    pytest.param(TRUNCATED_PNG, "cut.png", "not a readable", id="upload-truncated-png"),
-    pytest.param(TRUNCATED_JPEG, "cut.jpg", "could not be read", id="upload-truncated-jpeg"),
     pytest.param(
-        png_claiming(20_000, 20_000), "bomb.png", "claims a canvas too large to decode", id="upload-png-bomb"
+        b"this is not an image", "ref.png", f"ref.png is not a {PICKED} (it could not", id="upload-corrupt"
     ),
-    pytest.param(SVG, "logo.svg", "not a PNG, JPEG or WebP", id="upload-svg"),
-    pytest.param(PDF, "doc.pdf", "not a PNG, JPEG or WebP", id="upload-pdf"),
+    pytest.param(b"", "empty.png", f"empty.png is not a {PICKED} (it is empty)", id="upload-empty"),
+    pytest.param(
+        TRUNCATED_PNG, "cut.png", f"cut.png is not a readable {PICKED} (", id="upload-truncated-png"
+    ),
+    pytest.param(
+        TRUNCATED_JPEG, "cut.jpg", f"cut.jpg is not a {PICKED} (it could not", id="upload-header-jpeg"
+    ),
+    pytest.param(
+        jpeg_bytes((400, 300))[:-200],
+        "holiday.jpg",
+        f"holiday.jpg is not a readable {PICKED}",
+        id="upload-cut-jpeg",
+    ),
+    pytest.param(
+        png_claiming(20_000, 20_000),
+        "bomb.png",
+        "bomb.png claims a canvas too large to decode",
+        id="upload-png-bomb",
+    ),
+    pytest.param(SVG, "logo.svg", f"logo.svg is not a {PICKED} (it is XML (an SVG?))", id="upload-svg"),
+    pytest.param(PDF, "doc.pdf", f"doc.pdf is not a {PICKED} (it is a PDF)", id="upload-pdf"),
 ]
 
 
@@ -547,7 +571,8 @@ def test_a_bad_upload_in_the_panel_is_explained_and_changes_nothing(
     thumb = panel.thumbnail.value
     _upload(panel, data, name)
     assert wait_until(lambda: II in panel.upload_message.value, timeout=10)
-    assert says in panel.upload_message.value, panel.upload_message.value
+    assert says in html.unescape(panel.upload_message.value), panel.upload_message.value
+    assert "GIF" not in panel.upload_message.value and "BMP" not in panel.upload_message.value
     assert panel.thumbnail.value == thumb  # the panel still shows (and would send) the good image
     panel.upload_message.value = ""
     assert_untouched(live, network_attempts)

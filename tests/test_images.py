@@ -94,3 +94,17 @@ def test_a_palette_png_with_a_transparent_colour_loads_without_a_warning() -> No
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_image(buf.getvalue()).shape == (307, 512, 3)
+
+
+def test_bytes_are_named_and_decoded_only_as_the_formats_asked_for() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (9, 9, 9)).save(buf, format="GIF")
+    with pytest.raises(DecartNBError) as info:
+        load_image(buf.getvalue(), name="anim.gif", formats=("PNG", "JPEG", "WEBP"))
+    assert info.value.code == ErrorCode.INVALID_INPUT
+    assert info.value.message.startswith("anim.gif is not a readable PNG, JPEG or WebP image (")
+    assert load_image(buf.getvalue()).shape == (30, 40, 3)  # GIF stays readable from a cell
+    with pytest.raises(
+        DecartNBError, match=r"] the image bytes is not a readable PNG, JPEG, WebP, GIF or BMP image"
+    ):
+        load_image(png_bytes(size=(400, 300))[:120])

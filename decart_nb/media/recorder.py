@@ -21,16 +21,19 @@ __all__ = ["check_clip_path", "record"]
 _TIME_BASE = Fraction(1, 90000)
 
 
-async def record(broadcast: Broadcast, path: Path, seconds: float, fps: int) -> Path:
-    """Write `seconds` of output frames to `path`; timestamps follow the wall clock, so the
-    clip's duration is the recorded duration even when the model drops frames."""
+async def record(
+    broadcast: Broadcast, path: Path, seconds: float, fps: int, tags: dict[str, str] | None = None
+) -> Path:
+    """Write `seconds` of output frames to `path`, with `tags` as the mp4's metadata (title,
+    comment, ...); timestamps follow the wall clock, so the clip's duration is the recorded
+    duration even when the model drops frames."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _cannot_write(path, exc) from exc
     track = broadcast.subscribe()
     loop = asyncio.get_running_loop()
-    writer = _Writer(path, fps)
+    writer = _Writer(path, fps, tags or {})
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="decart_nb-recorder") as executor:
             try:
@@ -85,8 +88,8 @@ def _cannot_write(path: Path, exc: BaseException) -> DecartNBError:
 
 
 class _Writer:
-    def __init__(self, path: Path, fps: int) -> None:
-        self.path, self.fps = path, fps
+    def __init__(self, path: Path, fps: int, tags: dict[str, str]) -> None:
+        self.path, self.fps, self.tags = path, fps, tags
         self.container: av.container.OutputContainer | None = None
         self.stream: av.VideoStream | None = None
         self.last_pts = -1
@@ -94,6 +97,7 @@ class _Writer:
 
     def _open(self, frame: av.VideoFrame) -> None:
         self.container = av.open(str(self.path), mode="w")
+        self.container.metadata.update(self.tags)  # written with the header
         self.stream = self.container.add_stream("libx264", rate=self.fps)
         self.stream.width, self.stream.height = frame.width, frame.height
         self.stream.pix_fmt = "yuv420p"
