@@ -101,6 +101,23 @@ def assert_ran_clean_over_webrtc(nb: LabNotebook, cells: list[dict[str, Any]]) -
     assert counts == sorted(set(counts)), f"cells ran out of order: {counts}\n{summary(cells)}"
     transports = [t for t in nb.py("_transports") if t is not None]
     assert transports and set(transports) == {"webrtc"}, f"transports: {transports}\n{nb.diagnostics()}"
+    assert_console_clean(nb)
+
+
+# Notebook 7.6's own settings loader throws this on opening any notebook, an empty one with no
+# decart_nb code on the page included (notebook_core's bundle in the stack): the host's, not ours.
+HOST_ERRORS = ("pageerror: Cannot read properties of undefined (reading 'schema')",)
+
+
+def assert_console_clean(nb: LabNotebook) -> None:
+    """No error line in the page's console over the whole run: a normal session logs none."""
+    errors = [
+        line
+        for line in nb.console
+        if line.startswith(("error:", "pageerror:"))
+        and not (nb.lab.app == "notebook" and line in HOST_ERRORS)
+    ]
+    assert not errors, "the page logged errors:\n" + "\n".join(errors) + f"\n{nb.diagnostics()}"
 
 
 @pytest.mark.parametrize("extension", [True, False], ids=["extension", "no-extension"])
