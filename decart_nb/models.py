@@ -26,10 +26,6 @@ class ModelSpec:
     kind: str = "lucy"  # "lucy" (character), "vton" (garment) or "restyle"
     speeds: tuple[str, ...] = ()  # opt-in speed tiers ("fast")
 
-    @property
-    def frame_interval(self) -> float:
-        return 1.0 / self.fps
-
 
 def _kind(name: str) -> str:
     return "vton" if "vton" in name else "restyle" if "restyle" in name else "lucy"

@@ -8,7 +8,6 @@ It sends nothing and cannot change the prompt. `decart_nb.watch(token)` makes su
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,8 +27,6 @@ from .errors import translate
 from .sdk import DecartSDK, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
 
 __all__ = ["DecartViewer", "watch"]
-
-logger = logging.getLogger("decart_nb")
 
 
 def _ignore(*_values: Any) -> None:
