@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import re
 import sys
@@ -625,8 +626,10 @@ def test_the_panel_shows_the_codec_link_of_a_page(comms: list[RecordingComm]) ->
 
         def shown() -> bool:
             page.take_outputs()  # the page acks and decodes what arrives, as it streams
-            return bool(re.search(r"comm \(VP8\) · 0/[1-9]\d* kbps", panel.stats.value))
+            linked = re.search(r"comm \(VP8\) · 0/[1-9]\d* kbps", panel.stats.value)
+            return bool(linked) and figure_values(panel)["round trip"].endswith(" ms")
 
+        # The round trip: what the output's acks take beyond a chunk's own size.
         assert wait_until(shown, timeout=15, every=0.01), panel.stats.value
         panel.close()
         s.widget.close()
@@ -652,11 +655,17 @@ def test_the_panels_figures_are_the_status_lines_and_clear_when_not_live(
         assert wait_until(
             lambda: [f[0] for f in widget.figures] == list(FIGURE_NAMES) and widget.figures[3][1] != "–"
         )
-        for state in ("reconnecting", "disconnected"):
-            s._events.emit("connection_change", state)  # what the session emits when it drops
-            assert set(figure_values(panel).values()) == {"–"}, state
-            assert {value for _, value, _ in widget.figures} == {"–"}, state
-            assert "0:00" in panel.timer.value, state
+        live = s.stats
+        s.disconnect()
+        assert set(figure_values(panel).values()) == {"–"}
+        assert {value for _, value, _ in widget.figures} == {"–"}
+        assert "0:00" in panel.timer.value
+        # A drop: the stats of a moment ago, then `reconnecting` (disconnected, no stats follow).
+        s._events.emit("stats", live)
+        assert figure_values(panel)["fps out"] != "–"
+        s._events.emit("connection_change", "reconnecting")
+        assert set(figure_values(panel).values()) == {"–"}
+        assert {value for _, value, _ in widget.figures} == {"–"}
         panel.close()
         widget.close()
 
@@ -687,3 +696,17 @@ def test_an_error_a_cell_raised_is_listed_with_its_code_once() -> None:
     panel.readout.add_error(error)  # the same failure again (a view that also shows its own)
     assert panel.errors_box.value.count("<li>") == 1
     panel.close()
+
+
+def test_a_bad_call_from_a_cell_shows_in_the_panels_error_list(
+    live: tuple[Session, ControlPanel, Spy],
+) -> None:
+    s, panel, _ = live
+    with pytest.raises(DecartNBError) as raised:
+        s.set_prompt("")  # as a cell would: the cell gets the exception, the panel lists it
+    assert raised.value.code == ErrorCode.INVALID_INPUT
+    assert f"<code>{ErrorCode.INVALID_INPUT}</code>" in panel.errors_box.value
+    assert html.escape(raised.value.message) in panel.errors_box.value
+    with pytest.raises(DecartNBError):
+        s.switch_model("no-such-model")
+    assert panel.errors_box.value.count("<li>") == 2

@@ -343,9 +343,13 @@ def test_the_status_line_gets_the_panels_figures_and_dashes_when_not_live(comms:
             return {name: value for name, value, _ in sent[-1]} if sent else {}
 
         assert wait_until(lambda: live_figures().get("fps out", "–") != "–", timeout=10)
-        s._events.emit("connection_change", "reconnecting")  # as the session does when the page drops
-        assert set(live_figures().values()) == {"–"}
+        live = s.stats
         s.disconnect()
+        assert set(live_figures().values()) == {"–"}
+        # A drop: the stats of a moment ago, then `reconnecting` (disconnected: no stats follow).
+        s._events.emit("stats", live)
+        assert live_figures()["fps out"] != "–"
+        s._events.emit("connection_change", "reconnecting")
         assert set(live_figures().values()) == {"–"}
         s.widget.close()
 
