@@ -2,7 +2,8 @@
 
 A saved output is named `<date>_<time>_<prompt slug>.<png|mp4>` (sortable by name, readable at a
 glance) in the session's `out_dir` (default `out/` in the kernel's working directory, which in
-Jupyter is the notebook's folder). A name already taken gets `-2`, `-3`, ...: a file is created
+Jupyter is the notebook's folder). A name already taken gets `_02`, `_03`, ... (sorted after it):
+a file is created
 exclusively (O_EXCL), so nothing is ever overwritten and no link is followed. The label (kind, time,
 prompt, reference image, model) goes into the file's metadata too (PNG text chunks, mp4 tags), so
 `read_label(path)` gives it back.
@@ -30,7 +31,7 @@ DEFAULT_OUT_DIR = "out"
 Kind = Literal["snapshot", "clip"]
 _SLUG_CHARS = 40  # of the prompt, in a file name
 _TEXT_CHARS = 48  # of the prompt, in a label shown next to a preview
-_MAX_TRIES = 1000  # names tried in one second before giving up (`-2` ... `-1000`)
+_MAX_TRIES = 99  # names tried in one second before giving up (`_02` ... `_99`)
 _META_KEY = "decart_nb"  # the PNG text chunk / mp4 comment that holds the label as JSON
 _NOT_WORD = re.compile(r"[\W_]+")
 
@@ -59,7 +60,7 @@ class Label:
     def file_name(self, suffix: str, n: int = 1) -> str:
         stamp = self.at[:19].replace("T", "_").replace(":", "-")
         slug = _slug(self.prompt)
-        return f"{stamp}_{slug}{'' if n == 1 else f'-{n}'}{suffix}"
+        return f"{stamp}_{slug}{'' if n == 1 else f'_{n:02d}'}{suffix}"  # '_' sorts after '.'
 
     def as_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)

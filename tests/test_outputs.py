@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -13,10 +17,11 @@ from PIL import Image
 
 from decart_nb import DecartNBError, ErrorCode, Session
 from decart_nb.outputs import Label, read_label, reserve, save_png
+from decart_nb.widgets.panel.previews import MAX_PREVIEWS
 from decart_nb.widgets.panel.upload import read_upload
 from tests.helpers import png_bytes, wait_until
 
-NAME = re.compile(r"^\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[\w-]+(-\d+)?\.(png|mp4)$")
+NAME = re.compile(r"^\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[^\W_]+(-[^\W_]+)*(_\d\d)?\.(png|mp4)$")
 
 
 def label(prompt: str | None = "anime", image: str | None = None, at: str = "2026-12-06T21:35:02") -> Label:
@@ -51,7 +56,8 @@ def test_a_taken_name_is_never_overwritten_nor_followed(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere.png"
     (tmp_path / label().file_name(".png", 2)).symlink_to(elsewhere)  # a link where -2 would go
     third = reserve(tmp_path, label(), ".png")
-    assert third.name == label().file_name(".png", 3)
+    assert third.name == "2026-12-06_21-35-02_anime_03.png"
+    assert sorted([third.name, first.name]) == [first.name, third.name]
     assert first.read_bytes() == b"keep me" and not elsewhere.exists()
 
 
@@ -156,3 +162,51 @@ def test_an_uploads_file_name_names_the_image_in_labels(live: Session) -> None:
     live.set_image(np.zeros((8, 8, 3), np.uint8))
     saved = read_label(live.save_snapshot())
     assert saved is not None and saved.image == "image"  # an array has no name
+
+
+# -- the panel ------------------------------------------------------------------------------------
+def test_the_panels_snapshot_and_clip_are_saved_labelled_and_downloadable(live: Session) -> None:
+    panel = live.panel
+    try:
+        previews = panel.actions.previews
+        panel.actions.snapshot_button.click()
+        assert wait_until(lambda: previews.newest("snapshot") is not None, timeout=15)
+        panel.actions.record_seconds.value = 1
+        panel.actions.record_button.click()
+        assert wait_until(lambda: previews.newest("clip") is not None, timeout=30)
+        shot, clip = previews.newest("snapshot"), previews.newest("clip")
+        assert shot is not None and clip is not None
+        assert shot.path.parent == clip.path.parent == live.out_dir  # where s.record() writes too
+        for preview, kind, media in ((shot, "Snapshot", "image/png"), (clip, "Clip", "video/mp4")):
+            caption = html.unescape(preview.caption.value)
+            assert f"<b>{kind}</b> " in caption and "· film noir · no image ·" in caption
+            assert preview.path.name in caption
+            link = re.search(
+                r'<a class="dnb-download" download="([^"]+)" href="data:([^;]+);base64,([^"]+)"', caption
+            )
+            assert link is not None and link.group(1) == preview.path.name and link.group(2) == media
+            assert base64.b64decode(link.group(3)) == preview.path.read_bytes()
+        assert Image.open(io.BytesIO(shot.media.value)).size == (1280, 720)  # type: ignore[union-attr]
+        assert clip.media is not None and clip.media.value[4:8] == b"ftyp"
+        assert [p.label.kind for p in previews.items] == ["clip", "snapshot"]  # newest first
+    finally:
+        panel.close()
+
+
+def test_the_panel_keeps_only_the_newest_previews(live: Session) -> None:
+    panel = live.panel
+    try:
+        previews = panel.actions.previews
+        first: Any = None
+        for n in range(MAX_PREVIEWS + 2):
+            panel.actions.snapshot_button.click()
+            assert wait_until(lambda n=n: len(list(live.out_dir.glob("*.png"))) == n + 1, timeout=15)
+            assert wait_until(lambda n=n: len(previews.items) == min(n + 1, MAX_PREVIEWS), timeout=5)
+            first = first if n else previews.items[0]
+        files = sorted(live.out_dir.glob("*.png"))  # by name: by time, a name's _02 after it
+        assert wait_until(lambda: [p.path for p in previews.items] == files[::-1][:MAX_PREVIEWS], timeout=10)
+        assert first.caption.comm is None  # the oldest preview was closed: its bytes freed
+        assert len(panel.actions.outputs.children) == MAX_PREVIEWS + 1  # the note on where files go
+        assert "out" in html.unescape(previews.note.value)
+    finally:
+        panel.close()

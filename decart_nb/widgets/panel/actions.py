@@ -1,22 +1,22 @@
 """The panel's session buttons: snapshot, record, disconnect/connect and the model switch.
 
+Snapshot and Record save into the session's out folder (`s.out_dir`, as `s.save_snapshot()` and
+`s.record()` from a cell do) and show each file labelled, with a download link (previews.py).
+
 Each one is a Session call that can take seconds (a snapshot waits for a frame, a recording for its
 duration), so each runs in its own short-lived thread and never blocks the kernel.
 """
 
 from __future__ import annotations
 
-import html
-import io
-import tempfile
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
 from ...models import realtime_names
+from .previews import Previews
 
 if TYPE_CHECKING:
     from ...session import Session
@@ -36,7 +36,6 @@ class SessionActions:
         self._run = run
         self._recording = False
         self._syncing = False
-        self._clip_dir: Path | None = None
         self.snapshot_button = w.Button(description="Snapshot", icon="camera")
         self.snapshot_button.on_click(lambda _: self.take_snapshot())
         self.disconnect_button = w.Button(description="Disconnect", icon="stop")
@@ -56,29 +55,23 @@ class SessionActions:
         )
         self.model_picker.observe(self._on_model_picked, "value")
         self.box = w.VBox([buttons, w.HBox([self.record_seconds, self.record_button]), self.model_picker])
-        self.snapshot_view = w.Image(format="png", layout=w.Layout(display="none", width="100%"))
-        self.record_view = w.Video(format="mp4", autoplay=True, loop=True, controls=True)
-        self.record_view.layout = w.Layout(display="none", width="100%")
-        self.record_path = w.HTML()
-        self.outputs = w.VBox([self.snapshot_view, self.record_view, self.record_path])
+        self.previews = Previews(session.out_dir)
+        self.outputs = self.previews.box  # a note on where files go, then the newest previews
         self.outputs.add_class("dnb-outputs")
 
     def _connect(self) -> None:
         self._session.connect()
 
     def take_snapshot(self) -> None:
-        """Grab the newest output frame and show it under the panel."""
+        """Save the newest output frame in the session's out folder and show it, labelled."""
 
         def grab() -> None:
-            buf = io.BytesIO()
-            self._session.snapshot().save(buf, format="PNG")
-            self.snapshot_view.value = buf.getvalue()
-            self.snapshot_view.layout.display = None
+            self.previews.add(self._session.save_snapshot(), self._session.out_dir)
 
         self._background("snapshot", grab)
 
     def start_recording(self) -> None:
-        """Record the chosen number of seconds and show the clip (kept in a temporary folder)."""
+        """Record the chosen number of seconds into the out folder and show the clip, labelled."""
         if self._recording:
             return
         seconds = int(self.record_seconds.value)
@@ -88,23 +81,13 @@ class SessionActions:
 
         def record() -> None:
             try:
-                path = self._next_clip()
-                self._session.record(path, seconds)
-                self.record_view.value = path.read_bytes()
-                self.record_view.layout.display = None
-                saved = f"Saved to <code>{html.escape(str(path))}</code>"
-                self.record_path.value = f'<span class="dnb-muted">{saved}</span>'
+                self.previews.add(self._session.record(seconds=seconds), self._session.out_dir)
             finally:
                 self._recording = False
                 self.record_button.description = "Record"
                 self.show_state(self._session.state)
 
         self._background("record", record)
-
-    def _next_clip(self) -> Path:
-        if self._clip_dir is None:
-            self._clip_dir = Path(tempfile.mkdtemp(prefix="decart_nb-clips-"))
-        return self._clip_dir / f"clip-{len(list(self._clip_dir.iterdir())) + 1}.mp4"
 
     def show_state(self, state: str) -> None:
         live = state in ("connected", "generating")
