@@ -511,19 +511,25 @@ def test_a_failed_set_is_shown_with_its_code(live: tuple[Session, ControlPanel, 
 
 
 # -- actions -----------------------------------------------------------------------------------
-def test_snapshot_and_record_run_in_the_background(live: tuple[Session, ControlPanel, Spy]) -> None:
-    _, panel, _ = live
+def test_snapshot_and_record_run_in_the_background(
+    live: tuple[Session, ControlPanel, Spy], tmp_path: Path
+) -> None:
+    s, panel, _ = live
+    s.out_dir = tmp_path  # the files go next to the notebook: here, the test's own folder
+    previews = panel.actions.previews  # what each file looks like: tests/test_outputs.py
     panel.actions.snapshot_button.click()
-    assert wait_until(lambda: bool(panel.actions.snapshot_view.value), timeout=15)
-    assert Image.open(io.BytesIO(panel.actions.snapshot_view.value)).size == (1280, 720)
+    assert wait_until(lambda: previews.newest("snapshot") is not None, timeout=15)
+    shot = previews.newest("snapshot")
+    assert shot is not None and Image.open(shot.path).size == (1280, 720)
     panel.actions.record_seconds.value = 1
     started = time.monotonic()
     panel.actions.record_button.click()
     assert time.monotonic() - started < 0.5  # the click returns; the kernel is not blocked
     assert panel.actions.record_button.disabled
-    assert wait_until(lambda: bool(panel.actions.record_view.value), timeout=30)
-    assert panel.actions.record_view.value[4:8] == b"ftyp"  # an mp4
-    assert "clip-1.mp4" in panel.actions.record_path.value
+    assert wait_until(lambda: previews.newest("clip") is not None, timeout=30)
+    clip = previews.newest("clip")
+    assert clip is not None and clip.path.read_bytes()[4:8] == b"ftyp"  # an mp4
+    assert clip.path.parent == tmp_path
     assert wait_until(lambda: not panel.actions.record_button.disabled)
 
 
