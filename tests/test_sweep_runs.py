@@ -7,7 +7,9 @@ from __future__ import annotations
 import _thread
 import concurrent.futures
 import csv
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -22,6 +24,7 @@ from decart_nb import DecartNBError, ErrorCode
 from decart_nb.experiments import COLUMNS, sweep
 from decart_nb.sweeps import lanes
 from decart_nb.sweeps import rows as row_shapes
+from decart_nb.sweeps.columns import BLANK
 from decart_nb.sweeps.items import build_items
 from decart_nb.sweeps.rows import new_row
 from decart_nb.sweeps.runfolder import RunFolder
@@ -435,3 +438,50 @@ def test_views_of_a_large_run_show_the_first_rows(tmp_path: Path) -> None:
     assert result.contact_sheet(thumb_width=64, limit=None).size[1] == 30 * (36 + LABEL_HEIGHT)
     page = result._repr_html_()
     assert page.count("<tr>") == HTML_LIMIT + 1 and f"and {300 - HTML_LIMIT} more rows" in page
+
+
+def _cells(page: str) -> list[list[str]]:
+    body = page.split("<tbody>")[1].split("</tbody>")[0]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in body.split("</tr>") if "<td" in row]
+
+
+def test_every_blank_cell_of_a_camera_sweeps_table_is_filled_or_explained(tmp_path: Path) -> None:
+    """sweep(session=...) on a live session that has a prompt (the camera notebook's sweep): no
+    untouched input, so no diff; the table says so instead of leaving the column blank."""
+    from decart_nb import Session
+
+    with Session(source="pattern", prompt="film noir") as live:
+        result = sweep(
+            ["anime", "pencil sketch"], session=live, seconds=0, frames=2, out_dir=tmp_path / "live"
+        )
+    assert not result.failed and all(r["diff_vs_passthrough"] is None for r in result.rows)
+    page = result._repr_html_()
+    heads = re.findall(r"<th( [^>]*)?>(.*?)</th>", page)
+    assert all('title="' in attrs for attrs, _ in heads), heads  # every header says what it is
+    for cells in _cells(page):
+        assert all(cell for cell in cells[:-1]), cells  # only the error column may be blank (no error)
+        assert cells[8] == BLANK  # diff
+    assert 'title="no untouched input' in page
+    assert "<li><b>diff</b> — no untouched input to compare with" in page
+    markdown = result.to_markdown()
+    assert "| — | [png]" in markdown and "- **diff** — no untouched input" in markdown
+    notes = result.blank_notes()  # what the DataFrame's attrs carry
+    assert notes["diff_vs_passthrough"][0].startswith("no untouched input")
+    assert notes["error"] == ["no error: the item ran"] and "prompt" not in notes
+    if importlib.util.find_spec("pandas") is not None:  # not a dependency
+        frame = result.to_pandas()
+        assert frame.attrs["blank"]["diff_vs_passthrough"].startswith("no untouched input")
+        assert set(frame.attrs["columns"]) == set(frame.columns)
+
+    own = sweep(["anime"], seconds=0, frames=2, out_dir=tmp_path / "own")  # its own session: diff filled
+    assert own.rows[0]["diff_vs_passthrough"] is not None and "<b>diff</b>" not in own._repr_html_()
+
+
+def test_a_failed_rows_blank_measurements_point_at_its_error(tmp_path: Path) -> None:
+    items = build_items(["p"], [None], ["none"], ["pattern"], [None], 1, SETTINGS)
+    row = new_row(items[0], True) | {"error_code": "FRAME_TIMEOUT", "error": "no frame", "frames_dropped": 0}
+    from decart_nb.experiments import SweepResult
+
+    page = SweepResult(rows=[row], out_dir=tmp_path)._repr_html_()
+    assert _cells(page)[0][4:9] == [BLANK, BLANK, BLANK, "0", BLANK]
+    assert "<li><b>fps</b> — the item failed (see error)</li>" in page

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import DecartNBError, ErrorCode
+from .columns import BLANK, MEANING, blank_notes, why_blank
 from .folder_io import replace_file
 from .rows import COLUMNS
 
@@ -82,42 +83,69 @@ class SweepResult:
         text.detach()  # f stays open: its owner closes it
 
     def to_markdown(self, relative_to: str | os.PathLike[str] | None = None) -> str:
-        """A GitHub-flavoured table; snapshot links are made relative to `relative_to` if given."""
+        """A GitHub-flavoured table; snapshot links are made relative to `relative_to` if given.
+        A blank measurement shows as a dash, and a footnote under the table says why."""
         head = ["#", "prompt", "image", "first frame ms", "fps", "latency p50/p95 ms", "dropped"]
         head += ["diff", "snapshot", "error"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
             link = _link(r["snapshot"], relative_to)
-            cells = [r["index"], r["prompt"], r["image"], r["first_frame_ms"], r["fps_out"]]
-            cells += [f"{_fmt(r['latency_ms_p50'])} / {_fmt(r['latency_ms_p95'])}", r["frames_dropped"]]
-            cells += [r["diff_vs_passthrough"], f"[png]({link})" if link else "", _error_text(r)]
+            cells = [r["index"], r["prompt"], r["image"], _shown(r, "first_frame_ms"), _shown(r, "fps_out")]
+            cells += [_latency(r), _shown(r, "frames_dropped"), _shown(r, "diff_vs_passthrough")]
+            cells += [f"[png]({link})" if link else BLANK, _error_text(r)]
             lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+        notes = self.blank_notes(_SHOWN)
+        if notes:
+            lines.append("")
+            lines += [f"- **{_HEADER[c]}** {BLANK} {_md('; '.join(why))}" for c, why in notes.items()]
         return "\n".join(lines)
 
+    def blank_notes(self, columns: tuple[str, ...] | None = None) -> dict[str, list[str]]:
+        """For each column (of `columns`, default all) with blank cells: why they are blank."""
+        return blank_notes(self.rows, self.columns if columns is None else columns)
+
     def to_pandas(self) -> Any:
-        """The rows as a pandas DataFrame (pandas is not a dependency: install it to use this)."""
+        """The rows as a pandas DataFrame (pandas is not a dependency: install it to use this).
+        `df.attrs["columns"]` says what each column means, `df.attrs["blank"]` why a column has
+        blank (NaN/None) cells in this result."""
         try:
             import pandas as pd
         except ImportError as exc:
             raise DecartNBError(ErrorCode.INVALID_INPUT, "to_pandas() needs pandas installed") from exc
-        return pd.DataFrame(self.rows, columns=list(self.columns))
+        frame = pd.DataFrame(self.rows, columns=list(self.columns))
+        frame.attrs["columns"] = {c: MEANING.get(c, "a column of the metrics hook") for c in self.columns}
+        frame.attrs["blank"] = {c: "; ".join(why) for c, why in self.blank_notes().items()}
+        return frame
 
     def _repr_html_(self) -> str:
-        head = ["#", "snapshot", "prompt", "image", "first frame ms", "fps", "latency p50/p95 ms"]
-        head += ["dropped", "diff", "error"]
-        out = ["<table><thead><tr>", *(f"<th>{h}</th>" for h in head), "</tr></thead><tbody>"]
-        for r in self.rows[:HTML_LIMIT]:
+        shown = self.rows[:HTML_LIMIT]
+        out = ["<table><thead><tr>", *(_th(h, key) for h, key in _HTML_HEAD), "</tr></thead><tbody>"]
+        for r in shown:
             thumb = self._thumb(r, 160)
             img = "" if thumb is None else f'<img src="data:image/jpeg;base64,{_jpeg_b64(thumb)}"/>'
-            cells = [r["index"], img, r["prompt"], r["image"], r["first_frame_ms"], r["fps_out"]]
-            cells += [f"{_fmt(r['latency_ms_p50'])} / {_fmt(r['latency_ms_p95'])}", r["frames_dropped"]]
-            cells += [r["diff_vs_passthrough"], _error_text(r)]
-            out.append(
-                "<tr>"
-                + "".join(f"<td>{c if c is img else html.escape(_fmt(c))}</td>" for c in cells)
-                + "</tr>"
-            )
+            cells = [_td(r["index"]), f"<td>{img}</td>" if img else _td_blank(r, "snapshot")]
+            cells += [
+                _td(r["prompt"]),
+                _td(r["image"]),
+                _td_value(r, "first_frame_ms"),
+                _td_value(r, "fps_out"),
+            ]
+            latency = _latency(r)
+            cells += [_td(latency) if latency != BLANK else _td_blank(r, "latency_ms_p50")]
+            cells += [
+                _td_value(r, "frames_dropped"),
+                _td_value(r, "diff_vs_passthrough"),
+                _td(_error_text(r)),
+            ]
+            out.append("<tr>" + "".join(cells) + "</tr>")
         out.append("</tbody></table>")
+        notes = blank_notes(shown, _SHOWN)
+        if notes:
+            items = "".join(
+                f"<li><b>{html.escape(_HEADER[c])}</b> {BLANK} {html.escape('; '.join(why))}</li>"
+                for c, why in notes.items()
+            )
+            out.append(f'<ul class="dnb-sweep-notes">{items}</ul>')
         if len(self.rows) > HTML_LIMIT:
             more = len(self.rows) - HTML_LIMIT
             out.append(
@@ -194,6 +222,54 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
     while text and draw.textlength(text + "...", font=font) > width:
         text = text[:-1]
     return text + "..."
+
+
+# The HTML table's columns: header, the row column that explains it (None: never blank).
+_HTML_HEAD: tuple[tuple[str, str | None], ...] = (
+    ("#", "index"),
+    ("snapshot", "snapshot"),
+    ("prompt", "prompt"),
+    ("image", "image"),
+    ("first frame ms", "first_frame_ms"),
+    ("fps", "fps_out"),
+    ("latency p50/p95 ms", "latency_ms_p50"),
+    ("dropped", "frames_dropped"),
+    ("diff", "diff_vs_passthrough"),
+    ("error", "error_code"),
+)
+_HEADER = {key: head for head, key in _HTML_HEAD if key is not None}
+# The measured columns the views show, whose blanks get a dash and a footnote (a blank error is
+# no error, which its header says).
+_SHOWN = ("snapshot", "first_frame_ms", "fps_out", "latency_ms_p50", "frames_dropped", "diff_vs_passthrough")
+
+
+def _th(head: str, key: str | None) -> str:
+    meaning = MEANING.get(key or "", "")
+    title = f' title="{html.escape(meaning, quote=True)}"' if meaning else ""
+    return f"<th{title}>{html.escape(head)}</th>"
+
+
+def _td(value: Any) -> str:
+    return f"<td>{html.escape(_fmt(value))}</td>"
+
+
+def _td_value(row: dict[str, Any], column: str) -> str:
+    return _td(row[column]) if why_blank(row, column) is None else _td_blank(row, column)
+
+
+def _td_blank(row: dict[str, Any], column: str) -> str:
+    why = why_blank(row, column) or ""
+    return f'<td title="{html.escape(why, quote=True)}">{BLANK}</td>'
+
+
+def _shown(row: dict[str, Any], column: str) -> Any:
+    return BLANK if why_blank(row, column) is not None else row[column]
+
+
+def _latency(row: dict[str, Any]) -> str:
+    if why_blank(row, "latency_ms_p50") is not None:
+        return BLANK
+    return f"{_fmt(row['latency_ms_p50'])} / {_fmt(row['latency_ms_p95'])}"
 
 
 def _fmt(value: Any) -> str:
