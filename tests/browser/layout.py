@@ -9,7 +9,7 @@ from typing import Any
 
 from .harness import JupyterLab, LabNotebook, open_notebook
 
-__all__ = ["PARTS", "Box", "measure", "open_view", "overlaps", "page_overflow", "set_theme"]
+__all__ = ["PARTS", "Box", "clipped_by", "measure", "open_view", "overlaps", "page_overflow", "set_theme"]
 
 # What must be on screen without scrolling once the session cell ran: name -> a JS expression
 # that finds the element (`root` is the session view).
@@ -84,6 +84,24 @@ def overlaps(a: Box, b: Box) -> bool:
     )
 
 
+_CLIPPED_JS = """(selector) => {
+  const el = document.querySelector(selector);
+  if (!el) return 'not found';
+  const r = el.getBoundingClientRect();
+  for (let up = el.parentElement; up; up = up.parentElement) {
+    if (getComputedStyle(up).overflowX === 'visible') continue;
+    const clip = up.getBoundingClientRect();
+    if (r.right > clip.right + 0.5 || r.left < clip.left - 0.5) return up.className || up.tagName;
+  }
+  return '';
+}"""
+
+
+def clipped_by(nb: LabNotebook, selector: str) -> str:
+    """The ancestor that cuts off part of the element's width ('' when none does)."""
+    return str(nb.page.evaluate(_CLIPPED_JS, selector))
+
+
 def page_overflow(nb: LabNotebook) -> list[str]:
     """What in the view sticks out of its output area (empty when nothing does)."""
     return list(nb.page.evaluate(_OVERFLOW_JS))
@@ -99,11 +117,17 @@ def set_theme(nb: LabNotebook, theme: str) -> None:
 
 
 def open_view(
-    browser: Any, lab: JupyterLab, width: int, height: int, cell: str, artifacts: Any = None
+    browser: Any,
+    lab: JupyterLab,
+    width: int,
+    height: int,
+    cell: str,
+    artifacts: Any = None,
+    name: str | None = None,
 ) -> LabNotebook:
-    """A notebook at width x height (JupyterLab with its file browser open, as people keep it),
-    `cell` run in its first cell, the output scrolled to the cell's top as after running it."""
-    nb = open_notebook(browser, lab, artifacts=artifacts)
+    """A notebook (`name`, default a fresh one) at width x height (JupyterLab with its file
+    browser open, as people keep it), `cell` run in its first cell."""
+    nb = open_notebook(browser, lab, name, artifacts=artifacts)
     nb.page.set_viewport_size({"width": width, "height": height})
     if lab.app == "jupyterlab":
         nb.page.evaluate("() => window.jupyterapp.commands.execute('filebrowser:activate')")
@@ -113,10 +137,10 @@ def open_view(
 
 
 def scroll_to_view(nb: LabNotebook) -> None:
-    """The notebook scrolled so that the session cell's top is at the top, as a person sees it
-    right after running the first cell of a notebook."""
+    """The notebook scrolled to its top, as a person sees it right after running its first cell
+    (the session cell)."""
     nb.page.evaluate(
-        "() => { const cell = document.querySelector('.jp-Notebook .jp-Cell');"
-        " cell && cell.scrollIntoView({block: 'start'}); }"
+        "() => { for (let el = document.querySelector('.jp-Notebook .jp-Cell'); el; el = el.parentElement)"
+        " if (el.scrollTop) el.scrollTop = 0; window.scrollTo(0, 0); }"
     )
     nb.page.wait_for_timeout(300)

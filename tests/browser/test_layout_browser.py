@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from .harness import JupyterLab, LabNotebook
-from .layout import PARTS, Box, measure, open_view, overlaps, page_overflow, scroll_to_view
+from .layout import PARTS, Box, clipped_by, measure, open_view, overlaps, page_overflow, scroll_to_view
 
 pytestmark = pytest.mark.browser
 
@@ -39,6 +39,10 @@ def check_on_screen(nb: LabNotebook, where: str) -> dict[str, Box]:
     names = list(PARTS)
     clashes = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if overlaps(boxes[a], boxes[b])]
     assert not clashes, f"{where}: overlapping: {clashes} {boxes}"
+    # The prompt box whole, its right border too (a box's overflow clip once cut it off).
+    assert clipped_by(nb, ".dnb-panel .dnb-prompt input") == "", clipped_by(
+        nb, ".dnb-panel .dnb-prompt input"
+    )
     return boxes
 
 
@@ -88,7 +92,7 @@ def test_the_view_fits_and_holds_still_in_jupyterlab(
         for part in ("camera", "output"):
             assert same_size(live[part], stopped[part]), (part, live[part], stopped[part])
 
-        # Wide: everything on screen too (the panel beside the videos).
+        # 1920x1080: everything on screen too, the videos larger.
         nb.execute("s.connect();")
         wait_badge(nb, "generating")
         nb.page.set_viewport_size({"width": 1920, "height": 1080})

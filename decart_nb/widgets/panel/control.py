@@ -314,7 +314,7 @@ class ControlPanel(w.VBox):
         self.image_name.value = (
             f'<span title="{_escape(self._image_name)}">{_escape(self._image_name)}</span>'
             if has
-            else '<span class="dnb-muted">No reference image</span>'
+            else '<span class="dnb-muted">Reference image</span>'
         )
         self.clear_button.disabled = not has
 
