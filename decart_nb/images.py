@@ -158,9 +158,7 @@ def _decode(data: bytes, what: str, side: int, formats: tuple[str, ...] = DECODE
                 f"{what}: the image is over {MAX_JPEG_PIXELS} pixels (Pillow: {exc})", exc
             ) from exc
         except (OSError, SyntaxError, ValueError) as exc:
-            raise _invalid(
-                f"{what} is not a readable {format_names(formats)} image ({exc})", exc
-            ) from exc
+            raise _invalid(f"{what} is not a readable {format_names(formats)} image ({exc})", exc) from exc
 
 
 def _check_canvas(im: Image.Image, what: str) -> None:

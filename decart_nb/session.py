@@ -313,7 +313,9 @@ class Session:
         second while connected, from the loop), `generation_change` (the new GenerationState,
         whoever set it), `model_change` (the new ModelSpec), `callback_failure`, `call_error` (the
         DecartNBError a public call from user code raised, on the caller's thread; neither an
-        `error` event nor in `errors`, which hold the failures no caller saw)."""
+        `error` event nor in `errors`, which hold the failures no caller saw), `output_saved` (the
+        Path of a snapshot or clip `save_snapshot()` or `record()` just wrote, on the caller's
+        thread)."""
         self._events.watch(listener)
 
     def unlisten(self, listener: Callable[[str, Any], None]) -> None:
@@ -707,7 +709,7 @@ class Session:
         reserved = clip is None
         target = reserve(self._out_dir, label, ".mp4") if clip is None else clip
         try:
-            return _loop.run(
+            written = _loop.run(
                 record_clip(pipeline.broadcast, target, seconds, self._spec.fps, mp4_tags(label)),
                 timeout=seconds + 60,
                 pump=True,
@@ -718,6 +720,8 @@ class Session:
             if isinstance(exc, DecartNBError):
                 raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
             raise
+        self._events.emit("output_saved", written)
+        return written
 
     @_reported
     def save_snapshot(self, timeout: float = 5.0) -> Path:
@@ -725,7 +729,9 @@ class Session:
         replacing a file), its label (time, prompt, reference image, model) in the PNG's text
         chunks; returns the path (`PIL.Image.open(path)` gives the image back)."""
         label = self._label("snapshot")  # the state the snapshot waits for: the current one
-        return save_png(self.snapshot(timeout), label, self._out_dir)
+        path = save_png(self.snapshot(timeout), label, self._out_dir)
+        self._events.emit("output_saved", path)
+        return path
 
     def _label(self, kind: Literal["snapshot", "clip"]) -> Label:
         state = self._state

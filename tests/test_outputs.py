@@ -199,14 +199,30 @@ def test_the_panel_keeps_only_the_newest_previews(live: Session) -> None:
         previews = panel.actions.previews
         first: Any = None
         for n in range(MAX_PREVIEWS + 2):
-            panel.actions.snapshot_button.click()
-            assert wait_until(lambda n=n: len(list(live.out_dir.glob("*.png"))) == n + 1, timeout=15)
-            assert wait_until(lambda n=n: len(previews.items) == min(n + 1, MAX_PREVIEWS), timeout=5)
+            before = {p.path for p in previews.items}
+            panel.actions.snapshot_button.click()  # one at a time: each shown before the next
+            assert wait_until(
+                lambda b=before: bool(previews.items) and previews.items[0].path not in b, timeout=15
+            )
+            assert len(previews.items) == min(n + 1, MAX_PREVIEWS)
             first = first if n else previews.items[0]
         files = sorted(live.out_dir.glob("*.png"))  # by name: by time, a name's _02 after it
         assert wait_until(lambda: [p.path for p in previews.items] == files[::-1][:MAX_PREVIEWS], timeout=10)
         assert first.caption.comm is None  # the oldest preview was closed: its bytes freed
-        assert len(panel.actions.outputs.children) == MAX_PREVIEWS + 1  # the note on where files go
+        assert len(previews.grid.children) == MAX_PREVIEWS
         assert "out" in html.unescape(previews.note.value)
+    finally:
+        panel.close()
+
+
+def test_files_saved_from_cells_show_in_the_panel_too(live: Session, tmp_path: Path) -> None:
+    panel = live.panel
+    try:
+        saved = live.save_snapshot()
+        clip = live.record(tmp_path / "mine.mp4", 1)
+        assert [p.path for p in panel.actions.previews.items] == [clip, saved]
+        panel.close()
+        live.save_snapshot()  # a closed panel stops listening
+        assert len(panel.actions.previews.items) == 2
     finally:
         panel.close()

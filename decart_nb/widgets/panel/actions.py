@@ -1,7 +1,8 @@
 """The panel's session buttons: snapshot, record, disconnect/connect and the model switch.
 
 Snapshot and Record save into the session's out folder (`s.out_dir`, as `s.save_snapshot()` and
-`s.record()` from a cell do) and show each file labelled, with a download link (previews.py).
+`s.record()` from a cell do); every file the session saves, the cells' too (its `output_saved`
+event), shows here labelled, with a download link (previews.py).
 
 Each one is a Session call that can take seconds (a snapshot waits for a frame, a recording for its
 duration), so each runs in its own short-lived thread and never blocks the kernel.
@@ -58,6 +59,15 @@ class SessionActions:
         self.previews = Previews(session.out_dir)
         self.outputs = self.previews.box  # a note on where files go, then the newest previews
         self.outputs.add_class("dnb-outputs")
+        session.listen(self._on_event)  # files saved from cells show here too
+
+    def _on_event(self, event: str, payload: Any) -> None:
+        if event != "output_saved":
+            return
+        if self.outputs.comm is None:  # the panel was closed (its widgets with it)
+            self._session.unlisten(self._on_event)
+            return
+        self.previews.add(payload, self._session.out_dir)
 
     def _connect(self) -> None:
         self._session.connect()
@@ -66,7 +76,7 @@ class SessionActions:
         """Save the newest output frame in the session's out folder and show it, labelled."""
 
         def grab() -> None:
-            self.previews.add(self._session.save_snapshot(), self._session.out_dir)
+            self._session.save_snapshot()  # shown by its output_saved event
 
         self._background("snapshot", grab)
 
@@ -81,7 +91,7 @@ class SessionActions:
 
         def record() -> None:
             try:
-                self.previews.add(self._session.record(seconds=seconds), self._session.out_dir)
+                self._session.record(seconds=seconds)  # shown by its output_saved event
             finally:
                 self._recording = False
                 self.record_button.description = "Record"

@@ -23,6 +23,8 @@ __all__ = ["LINK_MAX_BYTES", "MAX_PREVIEWS", "Preview", "Previews"]
 
 MAX_PREVIEWS = 4
 LINK_MAX_BYTES = 8 * 1024 * 1024  # 11 MB as base64, in one widget message
+CARD_WIDTH = "320px"  # side by side where the panel is wide, one under the other where it is not
+_UNDERLINED = 'style="text-decoration: underline"'  # a link, though the muted line greys it
 _MIME = {".png": "image/png", ".mp4": "video/mp4"}
 
 
@@ -40,7 +42,8 @@ class Preview(w.VBox):
         elif data is not None:
             self.media = w.Video(value=data, format="mp4", autoplay=False, loop=True, controls=True)
             self.media.layout = w.Layout(width="100%")
-        super().__init__([self.caption] + ([self.media] if self.media is not None else []))
+        children = [self.caption] + ([self.media] if self.media is not None else [])
+        super().__init__(children, layout=w.Layout(width=CARD_WIDTH, margin="0 12px 12px 0"))
         self.add_class("dnb-preview")
         self.add_class(f"dnb-preview-{label.kind}")
 
@@ -57,7 +60,8 @@ class Previews:
     def __init__(self, out_dir: Path) -> None:
         self._lock = threading.Lock()
         self.note = w.HTML(where_html(out_dir))
-        self.box = w.VBox([self.note])
+        self.grid = w.HBox(layout=w.Layout(flex_flow="row wrap", align_items="flex-start"))
+        self.box = w.VBox([self.note, self.grid])
         self.items: list[Preview] = []
 
     def add(self, path: Path, out_dir: Path) -> Preview:
@@ -69,7 +73,7 @@ class Previews:
             self.items.insert(0, preview)
             dropped, self.items = self.items[MAX_PREVIEWS:], self.items[:MAX_PREVIEWS]
             self.note.value = where_html(out_dir)
-            self.box.children = [self.note, *self.items]
+            self.grid.children = tuple(self.items)
         for old in dropped:
             old.close()
         return preview
@@ -88,7 +92,8 @@ class Previews:
 def caption_html(path: Path, label: Label, data: bytes | None) -> str:
     kind, _, rest = label.text.partition(" ")
     title = f"<b>{html.escape(kind)}</b> {html.escape(rest)}" if label.at else html.escape(path.name)
-    where = f'<code title="{html.escape(str(path))}">{html.escape(shown_path(path))}</code>'
+    shown = html.escape(shown_path(path))
+    where = f'<code title="{html.escape(str(path))}" style="word-break: break-all">{shown}</code>'
     if data is None:
         size = path.stat().st_size / 1e6
         link = f"{size:.0f} MB: too large to preview or download here; open it from the file browser"
@@ -96,10 +101,8 @@ def caption_html(path: Path, label: Label, data: bytes | None) -> str:
         url = f"data:{_MIME.get(path.suffix.lower(), 'application/octet-stream')};base64,"
         url += base64.b64encode(data).decode("ascii")
         name = html.escape(path.name, quote=True)
-        link = f'<a class="dnb-download" download="{name}" href="{url}">Download</a>'
-    return (
-        f'<div class="dnb-preview-label">{title}</div><div class="dnb-muted">Saved to {where} · {link}</div>'
-    )
+        link = f'<a class="dnb-download" download="{name}" href="{url}" {_UNDERLINED}>Download</a>'
+    return f'<div class="dnb-preview-label">{title}</div><div class="dnb-muted">{where} · {link}</div>'
 
 
 def where_html(out_dir: Path) -> str:
