@@ -23,7 +23,8 @@ __all__ = ["LINK_MAX_BYTES", "MAX_PREVIEWS", "Preview", "Previews"]
 
 MAX_PREVIEWS = 4
 LINK_MAX_BYTES = 8 * 1024 * 1024  # 11 MB as base64, in one widget message
-CARD_WIDTH = "320px"  # side by side where the panel is wide, one under the other where it is not
+CARD_WIDTH = "300px"  # side by side where the panel is wide, one under the other where it is not
+_COMPACT = 'style="line-height: 1.4; margin-bottom: 2px"'  # widget HTML's line is an input's height
 _UNDERLINED = 'style="text-decoration: underline"'  # a link, though the muted line greys it
 _MIME = {".png": "image/png", ".mp4": "video/mp4"}
 
@@ -102,7 +103,10 @@ def caption_html(path: Path, label: Label, data: bytes | None) -> str:
         url += base64.b64encode(data).decode("ascii")
         name = html.escape(path.name, quote=True)
         link = f'<a class="dnb-download" download="{name}" href="{url}" {_UNDERLINED}>Download</a>'
-    return f'<div class="dnb-preview-label">{title}</div><div class="dnb-muted">{where} · {link}</div>'
+    return (
+        f'<div class="dnb-preview-label" {_COMPACT}>{title}</div>'
+        f'<div class="dnb-muted" {_COMPACT}>{where} · {link}</div>'
+    )
 
 
 def where_html(out_dir: Path) -> str:
