@@ -226,3 +226,16 @@ def test_files_saved_from_cells_show_in_the_panel_too(live: Session, tmp_path: P
         assert len(panel.actions.previews.items) == 2
     finally:
         panel.close()
+
+
+def test_a_file_over_the_link_cap_is_named_not_sent_to_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from decart_nb.widgets.panel import previews
+
+    path = save_png(Image.new("RGB", (64, 48)), label("noir"), tmp_path)
+    monkeypatch.setattr(previews, "LINK_MAX_BYTES", path.stat().st_size - 1)
+    shown = previews.Preview(path, label("noir"))
+    assert shown.media is None and "data:" not in shown.caption.value
+    assert "too large to preview or download here" in shown.caption.value and path.name in shown.caption.value
+    shown.close()
