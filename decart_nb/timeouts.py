@@ -19,6 +19,7 @@ __all__ = [
     "DECART_BACKSTOP_S",
     "DECART_CONNECT_TIMEOUT_S",
     "DECART_FRAME_SETTLE_S",
+    "DECART_QUEUE_JOIN_MARGIN_S",
     "DECART_QUEUE_TIMEOUT_S",
     "DECART_RESTORE_GRACE_S",
     "GUARD_MARGIN_S",
@@ -93,6 +94,9 @@ DECART_BACKSTOP_S = 5.0
 # Decart's queue: once it reports a queue position, decart_nb waits this long for the room (the
 # SDK alone waits 15 s, then retries at the back of the queue); longer ends the connect, not retried.
 DECART_QUEUE_TIMEOUT_S = 600.0
+# The SDK's own room-info wait, under decart_nb's queue wait, runs this much longer, so the queue
+# limit always decides (else the SDK's timer, started first, may win the race and retry).
+DECART_QUEUE_JOIN_MARGIN_S = 60.0
 # A connect is the SDK's: up to 5 attempts, each waiting up to 15 s for room info (a silent server)
 # and 30 s for its initial-state ack, with backoff 1+2+4+8 s between them; plus one queue's wait.
 DECART_CONNECT_TIMEOUT_S = 5 * (15.0 + 30.0) + 15.0 + DECART_QUEUE_TIMEOUT_S

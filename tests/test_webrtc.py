@@ -42,7 +42,8 @@ def test_camera_session_takes_the_peers_video_and_sends_the_output_back(no_leake
         rgb = peer.rgb().astype(int)
         assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 6
         stats = session.stats
-        assert (stats["width"], stats["height"]) == (1280, 720) and stats["fps_in"] > 10
+        # frames counted, not a rate: throughput is the bench's (a busy machine halves a rate)
+        assert (stats["width"], stats["height"]) == (1280, 720) and stats["frames_in"] >= 35
         await asyncio.to_thread(session.disconnect)
         await peer.close()
 

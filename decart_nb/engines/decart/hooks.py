@@ -118,9 +118,6 @@ def _spy_ended(connection: Any, hook: Hook | None) -> Any:
     return connection
 
 
-_JOIN_MARGIN_S = 60.0
-
-
 def _wait_in_queue(connection: Any) -> Any:
     """The connection's room-info wait, extended once Decart reports a queue position."""
     join = getattr(connection, "_join_livekit_room", None)
@@ -139,7 +136,7 @@ def _wait_in_queue(connection: Any) -> Any:
         # The SDK's own wait inside must never be the one to run out: it would fail with its own
         # "room info timed out", which the SDK retries at the back of the queue. Its timer starts
         # before the waits below, so it gets a margin past them; they always decide and cancel it.
-        task = asyncio.ensure_future(join(timeout=timeout + limit + _JOIN_MARGIN_S))
+        task = asyncio.ensure_future(join(timeout=timeout + limit + timeouts.DECART_QUEUE_JOIN_MARGIN_S))
         try:
             await asyncio.wait({task}, timeout=timeout)  # the SDK's own wait, for a silent server
             if not task.done() and last:
