@@ -430,6 +430,7 @@ RECORD_CALLS = [
     pytest.param(lambda s, m: s.record(m.root / "c.avi", 5), II, "must end in .mp4", id="record-avi-suffix"),
     pytest.param(lambda s, m: s.record(m.root / "clip", 5), II, "must end in .mp4", id="record-no-suffix"),
     pytest.param(lambda s, m: s.record(123, 5), II, "local file path", id="record-int-path"),
+    pytest.param(lambda s, m: s.record(5), II, "record(seconds=5)", id="record-seconds-as-path"),
     pytest.param(lambda s, m: s.record(seconds=-1), II, "seconds", id="record-to-out-dir-negative"),
     pytest.param(lambda s, m: s.record(b"c.mp4", 5), II, "local file path", id="record-bytes-path"),
     pytest.param(

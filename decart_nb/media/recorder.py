@@ -63,6 +63,12 @@ async def record(
 def check_clip_path(path: object) -> Path:
     """The recording's path, refused up front (before any frame is waited for) when it cannot
     be an mp4 file: a wrong type, another suffix (the clip is always H.264 in mp4), a directory."""
+    if isinstance(path, (int, float)) and not isinstance(path, bool):  # record(5): seconds meant
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            f"path must be a local file path ending in .mp4, not {path!r:.60}: for {path} seconds saved in "
+            f"out_dir write record(seconds={path}), or name the file: record('clip.mp4', {path})",
+        )
     if not isinstance(path, (str, os.PathLike)) or looks_like_url(path):
         raise DecartNBError(
             ErrorCode.INVALID_INPUT, f"path must be a local file path ending in .mp4, not {path!r:.60}"
