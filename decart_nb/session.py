@@ -314,8 +314,8 @@ class Session:
         whoever set it), `model_change` (the new ModelSpec), `callback_failure`, `call_error` (the
         DecartNBError a public call from user code raised, on the caller's thread; neither an
         `error` event nor in `errors`, which hold the failures no caller saw), `output_saved` (the
-        Path of a snapshot or clip `save_snapshot()` or `record()` just wrote, on the caller's
-        thread)."""
+        Path of a snapshot or clip `save_snapshot()` or `record()` just wrote into `out_dir`, on
+        the caller's thread)."""
         self._events.watch(listener)
 
     def unlisten(self, listener: Callable[[str, Any], None]) -> None:
@@ -720,7 +720,8 @@ class Session:
             if isinstance(exc, DecartNBError):
                 raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
             raise
-        self._events.emit("output_saved", written)
+        if written.absolute().is_relative_to(self._out_dir):  # not a file kept elsewhere (a sweep's)
+            self._events.emit("output_saved", written)
         return written
 
     @_reported

@@ -219,11 +219,14 @@ def test_files_saved_from_cells_show_in_the_panel_too(live: Session, tmp_path: P
     panel = live.panel
     try:
         saved = live.save_snapshot()
-        clip = live.record(tmp_path / "mine.mp4", 1)
-        assert [p.path for p in panel.actions.previews.items] == [clip, saved]
+        clip = live.record(seconds=1)
+        named = live.record(live.out_dir / "named.mp4", 1)
+        live.record(tmp_path / "elsewhere.mp4", 1)  # kept where the cell said: not the panel's
+        assert [p.path for p in panel.actions.previews.items] == [named, clip, saved]
+        assert len(panel.actions.previews.items) == 3
         panel.close()
         live.save_snapshot()  # a closed panel stops listening
-        assert len(panel.actions.previews.items) == 2
+        assert len(panel.actions.previews.items) == 3
     finally:
         panel.close()
 
