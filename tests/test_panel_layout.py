@@ -135,3 +135,18 @@ def test_the_view_is_laid_out_by_css_alone(state: str) -> None:
     finally:
         s.panel.close()
         s.disconnect()
+
+
+def test_without_video_the_reason_has_a_row_above_the_panel(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from decart_nb.widgets.view import session_view
+
+    monkeypatch.setitem(sys.modules, "decart_nb.widgets.camera", None)  # the import fails
+    s = Session(source="pattern")
+    try:
+        view = session_view(s)
+        assert "dnb-view-note" in view.children[0]._dom_classes and view.children[1] is s.panel
+        assert ".dnb-view > .dnb-view-note {\n  flex: 1 1 100%;" in panel_module._css()
+    finally:
+        s.panel.close()

@@ -42,6 +42,7 @@ def _panel_alone(panel: w.Widget, exc: BaseException) -> w.Box:
         '<div class="dnb-message dnb-bad">Video unavailable: '
         f"<code>{html.escape(type(exc).__name__)}</code> {html.escape(str(exc))}</div>"
     )
+    note.add_class("dnb-view-note")  # a row of its own above the panel (panel.css)
     box = w.VBox([note, panel])
     box.add_class("dnb-view")
     return box
