@@ -138,7 +138,8 @@ def test_the_camera_reaches_the_kernel_at_720p30_and_the_output_is_transformed(
     assert (page["page_width"], page["page_height"]) == (1280, 720), page
     assert page["page_fps_sent"] >= LIVE_FPS and page["page_fps_received"] >= LIVE_FPS, page
     assert page["page_fps_decoded"] >= LIVE_FPS, page
-    wait_page(nb, "el.querySelector('.decart-stats').textContent.includes('shown')")
+    shown = "el.querySelector('.decart-stats [data-figure=\"fps shown\"] b')"
+    wait_page(nb, f"{shown} && !['', '–'].includes({shown}.textContent)")  # a figure, not the dash
     nb.screenshot("camera-live")
 
 
