@@ -20,6 +20,14 @@ pytestmark = pytest.mark.browser
 CELL = 'from decart_nb import Session\ns = Session(source="camera", prompt="anime")\ns'
 LIVE_S = 120.0  # a loaded 2-core machine starts the local model slowly; generous on purpose
 UPLOAD = ".dnb-panel .dnb-upload"
+# The second session view's video widget and panel (the first is the camera session's).
+BESIDE_JS = """(() => {
+  const view = document.querySelectorAll('.dnb-view')[1];
+  const video = view && view.querySelector('.decart-receive');
+  const panel = view && view.querySelector('.dnb-panel');
+  return video && panel ? [video.getBoundingClientRect(), panel.getBoundingClientRect()].map(
+    (r) => ({left: r.left, right: r.right, top: r.top, bottom: r.bottom})) : null;
+})()"""
 
 
 def wait_badge(nb: LabNotebook, state: str) -> None:
@@ -108,6 +116,14 @@ def test_the_view_fits_and_holds_still_in_jupyterlab(
             assert page_overflow(nb) == [], (width, page_overflow(nb))
         nb.screenshot("layout-narrow")
         nb.execute("s.disconnect()")
+
+        # Without a camera there is one video: the panel sits beside it when the row has room.
+        nb.page.set_viewport_size({"width": 1440, "height": 900})
+        nb.run_cell('p = Session(source="pattern")\np')
+        nb.page.wait_for_function(f"() => ({BESIDE_JS}) !== null", timeout=LIVE_S * 1000)
+        video, panel = nb.page.evaluate(BESIDE_JS)
+        assert panel["left"] >= video["right"] and panel["top"] < video["bottom"], (video, panel)
+        nb.execute("p.disconnect()")
     finally:
         nb.close()
 
