@@ -5,6 +5,9 @@ state. Widget callbacks may run on the kernel's main thread or a subshell thread
 they only read widget values and hand work to short-lived threads (the Session's methods wait for
 the engine's acknowledgement, which must never stall a comm handler). The session pushes what the
 panel shows (state, errors, ticks, stats once a second, states set from cells) to its listener.
+
+Layout: a dock of what a person uses all the time (state and figures, prompt, reference image,
+Snapshot/Record), then collapsible sections (sections.py) for the rest; panel.css places them.
 """
 
 from __future__ import annotations
