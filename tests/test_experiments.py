@@ -102,9 +102,8 @@ def test_results_files_are_written(result: SweepResult) -> None:
     assert [r["error_code"] for r in rows].count("INVALID_INPUT") == 3
     assert float(rows[0]["fps_out"]) == result.rows[0]["fps_out"]
     markdown = (out / "results.md").read_text()
-    assert (
-        len([line for line in markdown.splitlines() if line.startswith("|")]) == 2 + 9
-    )  # + footnotes  # header, separator, one line per row
+    table = [line for line in markdown.splitlines() if line.startswith("|")]  # not the footnotes
+    assert len(table) == 2 + 9  # header, separator, one line per row
     assert "INVALID_INPUT" in markdown and "film noir" in markdown
     assert re.search(r"\(00_anime_none_[0-9a-f]{8}\.png\)", markdown)  # links relative to results.md
     sheet = Image.open(out / "contact_sheet.png")
