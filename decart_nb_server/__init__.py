@@ -18,6 +18,7 @@ jupyter-config/jupyter_server_config.d/decart_nb_server.json enables it on insta
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from jupyter_server.utils import url_path_join
@@ -25,9 +26,10 @@ from jupyter_server.utils import url_path_join
 from .nodelay import nodelay_connection_class
 from .relay import MAGIC, MAX_FRAME, URL_PATTERN, MediaRelayHandler
 
-__all__ = ["MAGIC", "MAX_FRAME", "URL_PATTERN", "MediaRelayHandler", "nodelay_connection_class"]
+__all__ = ["MAGIC", "MAX_FRAME", "RELAY_ENV", "URL_PATTERN", "MediaRelayHandler", "nodelay_connection_class"]
 
 SETTING = "kernel_websocket_connection_class"
+RELAY_ENV = "DECART_NB_MEDIA_RELAY"  # decart_nb.widgets.media_socket reads it (a test pins the two)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -49,3 +51,4 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     route = url_path_join(web_app.settings["base_url"], URL_PATTERN)
     web_app.add_handlers(".*$", [(route, MediaRelayHandler)])
     serverapp.log.info("decart_nb_server: media relay at %s", route)
+    os.environ[RELAY_ENV] = "1"  # the kernels this server starts inherit it: they offer the socket

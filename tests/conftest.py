@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
+
+# Kernel-side tests run as in a kernel that a server with decart_nb_server started (it marks the
+# environment; the widget offers the page socket only then). The browser harness's servers get no
+# such mark from here: the extension sets it when loaded.
+os.environ.setdefault("DECART_NB_MEDIA_RELAY", "1")
 
 
 def loopback_only() -> bool:

@@ -118,6 +118,34 @@ def test_a_headless_session_shows_its_output_only() -> None:
         s.widget.close()
 
 
+def test_a_kernel_no_relay_started_offers_no_page_socket(
+    comms: list[RecordingComm], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a kernel started by a server with decart_nb_server (which marks its environment)
+    offers the page socket: elsewhere the page's websocket would be a 404 in its console."""
+    from decart_nb.widgets.media_socket import RELAY_ENV
+
+    monkeypatch.delenv(RELAY_ENV)
+    s = Session(source="camera", ice_servers=["stun:stun.example.org"])
+    try:
+        rec = comm_of(s.widget, comms)
+        assert rec.custom("ice_servers"), "the servers still come unasked"
+        s.disconnect()
+        s.connect()
+        assert not rec.custom("media_socket")
+        assert s.widget._media is None
+    finally:
+        s.widget.close()
+        s.disconnect()
+
+
+def test_the_relay_mark_is_the_one_the_server_extension_sets() -> None:
+    import decart_nb_server
+    from decart_nb.widgets.media_socket import RELAY_ENV
+
+    assert decart_nb_server.RELAY_ENV == RELAY_ENV
+
+
 def test_ice_servers_reach_the_page_in_the_browsers_shape(comms: list[RecordingComm]) -> None:
     """By a comm message, never in the state: with each offer of the page socket, at a reconnect
     and when the page asks; the state says only how many to wait for."""

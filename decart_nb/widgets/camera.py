@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -45,7 +46,7 @@ from ..timeouts import LOOP_CALL_TIMEOUT_S, PAGE_SOCKET_OFFER_AFTER_S
 from . import messages
 from .codec_transport import CodecTransport
 from .comm_transport import CommLink, CommTransport
-from .media_socket import MediaSocket
+from .media_socket import RELAY_ENV, MediaSocket
 
 if TYPE_CHECKING:
     from ..rtc.peer import KernelPeer
@@ -387,6 +388,9 @@ class CameraWidget(anywidget.AnyWidget):
     def _open_page_socket(self) -> None:
         """Any thread (the session just connected): a new listener on the session's loop, offered
         to the page before this returns (off the loop), so before the `restart` that follows."""
+        if not os.environ.get(RELAY_ENV):  # no relay on this kernel's host: the comm carries all
+            self._send_ice_servers()  # what an offer brings first, unasked
+            return
         media = MediaSocket(
             self._media_message, self._media_live, self._media_lost, types=messages.SOCKET_TYPES
         )

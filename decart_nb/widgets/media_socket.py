@@ -73,6 +73,7 @@ __all__ = [
     "MEDIA_WARNING_EVERY_S",
     "MESSAGE",
     "READY",
+    "RELAY_ENV",
     "Malformed",
     "MediaSocket",
     "decode",
@@ -84,6 +85,10 @@ __all__ = [
 logger = logging.getLogger("decart_nb")
 
 MAGIC = b"decart_nb-media/1"
+# Set by decart_nb_server in the server's environment, which the kernels it starts inherit: only
+# such a kernel, on the relay's host, offers the page socket (elsewhere the page's websocket would
+# meet a 404, an error line in its console, before it fell back to the comm).
+RELAY_ENV = "DECART_NB_MEDIA_RELAY"
 READY, CHUNK, CHUNK_ACK, KEYFRAME, MESSAGE = 0x00, 0x01, 0x02, 0x03, 0x04
 # A larger frame closes the connection: the relay passes none larger (decart_nb_server/relay.py: 1.6x
 # the largest VP8 frame at 1280x720, 4x the largest the kernel encodes).

@@ -214,6 +214,7 @@ class JupyterLab:
             }
         )
         env["PYTHONUNBUFFERED"] = "1"
+        env.pop("DECART_NB_MEDIA_RELAY", None)  # the extension sets it, when loaded (tests/conftest.py)
         # No "get notified about Jupyter news?" toast over the screenshots.
         notification = root / ".jupyter" / "settings" / "@jupyterlab" / "apputils-extension"
         notification.mkdir(parents=True, exist_ok=True)

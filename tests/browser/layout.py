@@ -41,9 +41,19 @@ _OVERFLOW_JS = """() => {
   const area = root && root.closest('.jp-OutputArea-output');
   if (!area) return ['no view'];
   const right = area.getBoundingClientRect().right + 1;
+  // What shows: an element's right edge as far as every clipping ancestor lets it (an ellipsised
+  // line's text runs on inside its box, unseen); the ancestor itself is checked on its own.
+  const shown = (el) => {
+    let edge = el.getBoundingClientRect().right;
+    for (let up = el.parentElement; up && up !== root.parentElement; up = up.parentElement) {
+      const clips = getComputedStyle(up).overflowX !== 'visible';
+      if (clips) edge = Math.min(edge, up.getBoundingClientRect().right);
+    }
+    return edge;
+  };
   const wide = [...root.querySelectorAll('*')].filter((el) => {
     const r = el.getBoundingClientRect();
-    return r.width > 0 && r.right > right && getComputedStyle(el).visibility !== 'hidden';
+    return r.width > 0 && shown(el) > right && getComputedStyle(el).visibility !== 'hidden';
   });
   const scrolls = area.scrollWidth > area.clientWidth + 1 || root.scrollWidth > root.clientWidth + 1;
   return wide.slice(0, 5).map((el) => el.className || el.tagName).concat(scrolls ? ['scrolls'] : []);

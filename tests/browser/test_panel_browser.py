@@ -177,6 +177,7 @@ def test_camera_controls_in_the_page(notebook: LabNotebook, artifacts: Path) -> 
     page.wait_for_selector(".dnb-panel .dnb-badge-generating", timeout=60_000)
     assert nb.wait_py("len(s.panel.camera.device.options) > 1", timeout=20), nb.diagnostics()
     assert nb.py("s.panel.prompt_slider.max") >= 2  # the local model's presets
+    page.locator(".dnb-panel .dnb-fold-camera .dnb-fold-toggle").click()  # closed until asked for
     page.locator(".dnb-panel .dnb-camera select").first.select_option(label="On")
     assert nb.wait_py("s.mirror is True", timeout=10), nb.diagnostics()
     page.locator(".dnb-panel").screenshot(path=str(artifacts / "panel-camera-light.png"))

@@ -313,7 +313,8 @@ class ControlPanel(w.VBox):
         self.thumbnail.value = thumbnail_png(self._image) if self._image is not None else b""
         self.thumbnail.layout.display = None if has else "none"
         self.no_image.layout.display = "none" if has else None
-        self.thumbnail.tooltip = self._image_name or None
+        # The name shows beside it: ipywidgets 8's Image view throws on a tooltip change
+        # ("Error setting state: Cannot read properties of undefined (reading 'length')").
         self.image_name.value = (
             f'<span title="{_escape(self._image_name)}">{_escape(self._image_name)}</span>'
             if has
