@@ -6,7 +6,10 @@ import logging
 import subprocess
 import sys
 
+import pytest
+
 import decart_nb
+from decart_nb import Session
 
 EXPORTED = [
     "ConnectionState",
@@ -59,3 +62,15 @@ def test_session_has_wait_until_and_events() -> None:
     assert callable(decart_nb.Session.wait_until)
     assert isinstance(decart_nb.Session.events, property)
     assert decart_nb.ErrorCode.WAIT_TIMEOUT == "WAIT_TIMEOUT"
+
+
+def test_only_the_model_may_be_passed_by_position() -> None:
+    """Session(model, *, ...): a second positional argument is refused before anything starts,
+    so a call cannot silently mean a different argument when the list grows."""
+    import inspect
+
+    params = list(inspect.signature(Session).parameters.values())
+    assert params[0].name == "model" and params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:])
+    with pytest.raises(TypeError):
+        Session("lucy-latest", "local")  # type: ignore[misc]
