@@ -254,14 +254,10 @@ class RunFolder:
         with os.fdopen(open_append(self.csv), "a", encoding="utf-8", newline="") as f:
             csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore").writerow(_cells(row))
 
-    def rewrite_csv(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
-        """At the end: the CSV in item order, with the metric columns (atomic replace)."""
-        self._write_csv(rows, columns)
-
-    def _write_csv(self, rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
+    def _write_csv(self, rows: Iterable[Mapping[str, Any]]) -> None:
         def write(f: BinaryIO) -> None:
             text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-            writer = csv.DictWriter(text, fieldnames=tuple(columns or self.columns), extrasaction="ignore")
+            writer = csv.DictWriter(text, fieldnames=self.columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(_cells(r) for r in rows)
             text.flush()
