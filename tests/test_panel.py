@@ -221,6 +221,21 @@ def test_presets_for_the_local_model_and_none_for_a_function() -> None:
     own.panel.close()
 
 
+def test_any_engine_offers_its_presets_by_declaring_them() -> None:
+    """The panel asks the engine, not its name: a third-party engine's presets show too."""
+    from decart_nb.engines import CallableEngine
+
+    class Sketchy(CallableEngine):
+        prompt_presets = ("charcoal", "ink wash")
+
+    s = Session(source="pattern", engine=Sketchy(lambda frame, state: frame))
+    try:
+        assert preset_prompts(s) == ["charcoal", "ink wash"]
+        assert s.panel.prompts == ["charcoal", "ink wash"] and s.panel.prompt_slider.max == 1
+    finally:
+        s.panel.close()
+
+
 def test_a_control_slider_applies_through_set_controls(live: tuple[Session, ControlPanel, Spy]) -> None:
     s, panel, spy = live
     assert set(panel.control_sliders) == {c.name for c in s.engine.controls}

@@ -56,6 +56,9 @@ class Engine(abc.ABC):
 
     name: str = "engine"
     controls: tuple[Control, ...] = ()
+    #: Prompts the panel's presets slider offers when the session names none (the words the
+    #: engine knows best); none: no slider.
+    prompt_presets: tuple[str, ...] = ()
     #: True for an engine whose service reports connection states and billed ticks (Decart's
     #: cloud); the Session then takes them from `on_connection_change` / `on_generation_tick`.
     owns_connection_state = False

@@ -19,7 +19,7 @@ from ...state import GenerationState
 from ..base import Control, FrameEngine
 from .colour import ColourTarget, colour_target, transfer_luts
 from .render import Planes, Scratch, apply_luts, blend, render
-from .styles import Look, compile_look, enhance_prompt, match_style
+from .styles import STYLES, Look, compile_look, enhance_prompt, match_style
 from .tables import LookTables, Maps, look_maps, look_tables
 
 __all__ = ["LocalEngine", "enhance_prompt", "match_style", "compile_look"]
@@ -41,6 +41,7 @@ class _Plan:
 class LocalEngine(FrameEngine):
     name = "local"
     controls = (Control("strength", "Strength", 0.0, 1.0, 0.05, 1.0, "0 returns the input, 1 the full look"),)
+    prompt_presets = tuple(style.name for style in STYLES)
 
     def __init__(self) -> None:
         super().__init__()
