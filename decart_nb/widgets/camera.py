@@ -146,7 +146,6 @@ class CameraWidget(anywidget.AnyWidget):
     # True while an IPython cell runs: the kernel reads comm messages only between cells, so a page
     # waiting for an answer over the comm waits for the cell rather than giving up on WebRTC.
     kernel_busy = t.Bool(False).tag(sync=True)
-    stats = t.Dict().tag(sync=True)
     # The figures the status line shows, [name, value, title] each: decart_nb/figures.py's, the
     # panel's too, so the names cannot drift; dashes while the session is not live.
     figures = t.List(t.List(t.Unicode()), default_value=_figure_lists({}, live=False)).tag(sync=True)
@@ -616,8 +615,7 @@ class CameraWidget(anywidget.AnyWidget):
             self.set_trait("fps", spec.fps)
             self.send(messages.restart())  # the page re-requests the camera and renegotiates
         elif event == "stats":
-            # Once a second from the loop: the stats, and session.mirror (a plain attribute).
-            self.stats = _json_safe(payload)
+            # Once a second from the loop: the figures, and session.mirror (a plain attribute).
             self.figures = _figure_lists(payload)
             if self.mirror != self._session.mirror:
                 self.mirror = self._session.mirror
@@ -701,8 +699,3 @@ def _finite(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return round(float(value), 1)
-
-
-def _json_safe(stats: Mapping[str, Any]) -> dict[str, Any]:
-    """NaN (no samples yet) is not JSON: the page would fail to parse the update."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in stats.items()}
