@@ -22,7 +22,7 @@ from decart_nb.rtc.jitter import complete_frames_on_marker
 
 from .engines import paint_level
 
-__all__ = ["Arrival", "Client", "Kernel", "WIDTH", "HEIGHT", "FPS"]
+__all__ = ["FPS", "HEIGHT", "WIDTH", "Arrival", "Client", "Kernel"]
 
 WIDTH, HEIGHT, FPS = 1280, 720, 30
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from .client import Arrival, Client, Kernel
 
-__all__ = ["StreamRun", "PromptRun", "stream_run", "prompt_run", "pct"]
+__all__ = ["PromptRun", "StreamRun", "pct", "prompt_run", "stream_run"]
 
 FIRST_FRAME_TIMEOUT_S = 20.0
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Protocol
 
-__all__ = ["Row", "Limit", "machine", "markdown", "meets", "render", "fmt"]
+__all__ = ["Limit", "Row", "fmt", "machine", "markdown", "meets", "render"]
 
 Limit = tuple[str, float]  # ("<=", 25.0): how a figure is judged against its target
 

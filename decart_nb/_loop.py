@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from . import ui_pump
 from .errors import DecartNBError, ErrorCode
 
-__all__ = ["acquire", "release", "run", "submit", "call_soon", "in_loop_thread", "get_loop"]
+__all__ = ["acquire", "call_soon", "get_loop", "in_loop_thread", "release", "run", "submit"]
 
 T = TypeVar("T")
 logger = logging.getLogger("decart_nb")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DecartNBError", "ErrorCode", "classify_realtime_error", "camera_error_code"]
+__all__ = ["DecartNBError", "ErrorCode", "camera_error_code", "classify_realtime_error"]
 
 
 class ErrorCode:

@@ -41,7 +41,7 @@ from .sweeps.result import LABEL_HEIGHT, THUMB_WIDTH, SweepResult
 from .sweeps.rows import COLUMNS
 from .sweeps.runfolder import RunFolder
 
-__all__ = ["sweep", "SweepResult", "COLUMNS", "LABEL_HEIGHT", "THUMB_WIDTH", "FRAME_TIMEOUT_S"]
+__all__ = ["COLUMNS", "FRAME_TIMEOUT_S", "LABEL_HEIGHT", "THUMB_WIDTH", "SweepResult", "sweep"]
 
 MAX_CONCURRENCY = 64
 Metrics = Callable[[Image.Image, dict[str, Any]], Mapping[str, Any]]

@@ -36,12 +36,12 @@ from .errors import DecartNBError, ErrorCode
 
 __all__ = [
     "DECODE_SIDE",
-    "ImageInput",
     "MAX_ARRAY_PIXELS",
     "MAX_IMAGE_BYTES",
     "MAX_IMAGE_PIXELS",
     "MAX_JPEG_PIXELS",
     "MAX_WEBP_PIXELS",
+    "ImageInput",
     "encode_jpeg",
     "format_names",
     "load_image",

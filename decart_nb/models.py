@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .errors import DecartNBError, ErrorCode
 
-__all__ = ["ModelSpec", "realtime", "realtime_names", "catalogue_source"]
+__all__ = ["ModelSpec", "catalogue_source", "realtime", "realtime_names"]
 
 logger = logging.getLogger("decart_nb")
 

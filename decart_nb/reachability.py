@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Literal
 
-__all__ = ["diagnose", "Check", "Diagnosis", "DEFAULT_HOSTS"]
+__all__ = ["DEFAULT_HOSTS", "Check", "Diagnosis", "diagnose"]
 
 Verdict = Literal["ok", "failed", "untested"]
 

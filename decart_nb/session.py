@@ -58,7 +58,7 @@ from .timeouts import (
 )
 from .turn import keep_secret
 
-__all__ = ["Session", "ConnectionState"]
+__all__ = ["ConnectionState", "Session"]
 
 ConnectionState = Literal["disconnected", "connecting", "connected", "generating", "reconnecting"]
 STATES: tuple[ConnectionState, ...] = get_args(ConnectionState)  # what wait_until accepts

@@ -11,7 +11,7 @@ import numpy as np
 from .checks import check_bool
 from .errors import DecartNBError, ErrorCode
 
-__all__ = ["GenerationState", "MAX_PROMPT_CHARS", "validate_enhance", "validate_prompt", "validate_prompts"]
+__all__ = ["MAX_PROMPT_CHARS", "GenerationState", "validate_enhance", "validate_prompt", "validate_prompts"]
 
 # Decart documents no limit; a cap keeps a pasted novel from reaching a model. Chosen generously.
 MAX_PROMPT_CHARS = 5000

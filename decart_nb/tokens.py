@@ -20,7 +20,7 @@ from .secret_key import SecretKey
 from .secure_url import HTTP, check_secret_url
 from .timeouts import TOKEN_TIMEOUT_S
 
-__all__ = ["create", "ClientToken", "API_BASE_URL_ENV"]
+__all__ = ["API_BASE_URL_ENV", "ClientToken", "create"]
 
 API_BASE_URL_ENV = "DECART_API_BASE_URL"
 DEFAULT_API_BASE_URL = "https://api.decart.ai"

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from .timeouts import UI_POLL_EVERY_S
 
-__all__ = ["wait", "sleep", "can_pump", "pumping"]
+__all__ = ["can_pump", "pumping", "sleep", "wait"]
 
 T = TypeVar("T")
 logger = logging.getLogger("decart_nb")

@@ -10,7 +10,7 @@ from .base import Control, Engine, FrameEngine
 from .function import CallableEngine
 from .local import LocalEngine
 
-__all__ = ["Control", "Engine", "FrameEngine", "CallableEngine", "LocalEngine", "make_engine"]
+__all__ = ["CallableEngine", "Control", "Engine", "FrameEngine", "LocalEngine", "make_engine"]
 
 
 def make_engine(engine: str | Engine | Callable[..., Any], **options: Any) -> Engine:

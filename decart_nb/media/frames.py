@@ -17,17 +17,17 @@ from aiortc.mediastreams import MediaStreamTrack
 from av.video.reformatter import VideoReformatter
 
 __all__ = [
+    "VIDEO_TIME_BASE",
     "FrameMeta",
     "carry",
-    "VIDEO_TIME_BASE",
-    "meta_of",
-    "to_planes",
     "from_planes",
-    "to_rgb",
     "from_rgb",
-    "mirror",
     "luma_view",
+    "meta_of",
+    "mirror",
     "recv_video",
+    "to_planes",
+    "to_rgb",
 ]
 
 VIDEO_CLOCK_RATE = 90000

@@ -14,7 +14,7 @@ from PIL import Image
 from ..errors import DecartNBError, ErrorCode
 from .frames import to_rgb
 
-__all__ = ["decode_jpeg", "encode_jpeg", "JPEG_QUALITY"]
+__all__ = ["JPEG_QUALITY", "decode_jpeg", "encode_jpeg"]
 
 JPEG_QUALITY = 70
 # A page sends at most the model's size; anything much larger is not a camera frame.

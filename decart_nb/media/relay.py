@@ -15,7 +15,7 @@ from .frames import VIDEO_TIME_BASE, FrameMeta, meta_of, mirror, recv_video
 from .mailbox import Mailbox, ThreadMailbox
 from .stats import StreamStats
 
-__all__ = ["MailboxTrack", "InputSlot", "Broadcast", "BroadcastTrack"]
+__all__ = ["Broadcast", "BroadcastTrack", "InputSlot", "MailboxTrack"]
 
 logger = logging.getLogger("decart_nb")
 

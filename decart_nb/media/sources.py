@@ -28,11 +28,11 @@ from .frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta, from_planes, f
 from .stamp import write_stamp
 
 __all__ = [
-    "PacedTrack",
-    "PatternTrack",
+    "ArrayTrack",
     "FileTrack",
     "ImageTrack",
-    "ArrayTrack",
+    "PacedTrack",
+    "PatternTrack",
     "check_source",
     "describe_source",
     "make_source",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["write_stamp", "read_stamp", "copy_stamp", "STAMP_ROWS", "stamp_width"]
+__all__ = ["STAMP_ROWS", "copy_stamp", "read_stamp", "stamp_width", "write_stamp"]
 
 STAMP_ROWS, BITS = 16, 32
 _WHITE, _BLACK = 235, 16

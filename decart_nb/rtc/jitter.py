@@ -17,7 +17,7 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
 
-__all__ = ["MarkerJitterBuffer", "complete_frames_on_marker", "TESTED_AIORTC"]
+__all__ = ["TESTED_AIORTC", "MarkerJitterBuffer", "complete_frames_on_marker"]
 
 logger = logging.getLogger("decart_nb")
 

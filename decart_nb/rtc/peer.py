@@ -22,7 +22,7 @@ from .encoder import use_output_encoder
 from .jitter import complete_frames_on_marker
 from .sdp import raise_start_bitrate
 
-__all__ = ["KernelPeer", "ice_servers_from", "CODECS"]
+__all__ = ["CODECS", "KernelPeer", "ice_servers_from"]
 
 CODECS = {"vp8": "video/VP8", "h264": "video/H264"}
 

@@ -14,7 +14,7 @@ from .items import Item
 from .lanes import Outcome, RunSpec, SweepStopped, close_lanes, run_item, stop_run
 from .rows import error_row
 
-__all__ = ["dispatch", "is_dask_client", "default_inflight"]
+__all__ = ["default_inflight", "dispatch", "is_dask_client"]
 
 logger = logging.getLogger("decart_nb")
 

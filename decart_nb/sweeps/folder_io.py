@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["replace_file", "free_name", "open_append"]
+__all__ = ["free_name", "open_append", "replace_file"]
 
 # O_NOFOLLOW is POSIX; where it is missing (Windows) links need privileges to make anyway.
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from ..images import MAX_ARRAY_PIXELS, ImageInput
 
-__all__ = ["Item", "build_items", "digest_image", "digest_source", "source_label", "IDENTITY_VERSION"]
+__all__ = ["IDENTITY_VERSION", "Item", "build_items", "digest_image", "digest_source", "source_label"]
 
 IDENTITY_VERSION = 1  # bump when the measurement changes, so old rows are not taken for new ones
 _CHUNK = 1 << 20

@@ -26,7 +26,7 @@ from .items import Item, _slug
 from .measure import FRAME_TIMEOUT_S, FrameLog, dropped, looks, settle, small, timings
 from .rows import COLUMNS, ITEM_FAULTS, METRICS_ERROR, error_row, new_row
 
-__all__ = ["RunSpec", "Lane", "Outcome", "run_item", "close_lanes", "stop_run", "SweepStopped"]
+__all__ = ["Lane", "Outcome", "RunSpec", "SweepStopped", "close_lanes", "run_item", "stop_run"]
 
 logger = logging.getLogger("decart_nb")
 

@@ -17,7 +17,7 @@ from ..media.relay import BroadcastTrack
 from ..session import Session
 from ..timeouts import FRAME_TIMEOUT_S
 
-__all__ = ["FrameLog", "settle", "timings", "looks", "small", "dropped", "FRAME_TIMEOUT_S"]
+__all__ = ["FRAME_TIMEOUT_S", "FrameLog", "dropped", "looks", "settle", "small", "timings"]
 
 _METRIC_SIZE = (160, 90)  # metrics are computed on a small copy: colours and looks, not pixels
 

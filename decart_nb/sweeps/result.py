@@ -19,7 +19,7 @@ from .columns import BLANK, MEANING, blank_notes, why_blank
 from .folder_io import replace_file
 from .rows import COLUMNS
 
-__all__ = ["SweepResult", "LABEL_HEIGHT", "THUMB_WIDTH"]
+__all__ = ["LABEL_HEIGHT", "THUMB_WIDTH", "SweepResult"]
 
 LABEL_HEIGHT = 30  # pixels under each contact-sheet thumbnail: prompt line, image line
 THUMB_WIDTH = 256

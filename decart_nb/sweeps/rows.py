@@ -7,7 +7,7 @@ from typing import Any
 from ..errors import DecartNBError
 from .items import Item
 
-__all__ = ["COLUMNS", "ITEM_FAULTS", "new_row", "error_row", "row_problem"]
+__all__ = ["COLUMNS", "ITEM_FAULTS", "error_row", "new_row", "row_problem"]
 
 # -- the columns and a stored row's shape (checked on resume: the file may have been edited) ----
 _TEXT = (str,)

@@ -35,7 +35,7 @@ from ..errors import DecartNBError, ErrorCode
 from .folder_io import free_name, open_append, replace_file
 from .rows import row_problem
 
-__all__ = ["RunFolder", "RESULTS_JSONL", "LOCK_FILE"]
+__all__ = ["LOCK_FILE", "RESULTS_JSONL", "RunFolder"]
 
 logger = logging.getLogger("decart_nb")
 

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from ..rtc.peer import KernelPeer
     from ..session import Session
 
-__all__ = ["CameraWidget", "CAMERA_ADVICE", "TRANSPORTS"]
+__all__ = ["CAMERA_ADVICE", "TRANSPORTS", "CameraWidget"]
 
 logger = logging.getLogger("decart_nb")
 STATIC = Path(__file__).parent / "static"

@@ -35,7 +35,7 @@ from .messages import KernelMessage, chunk_ack, keyframe, output_chunk
 if TYPE_CHECKING:
     from ..session import Session
 
-__all__ = ["CodecTransport", "KEYFRAME_REQUEST_EVERY_S", "MAX_PENDING"]
+__all__ = ["KEYFRAME_REQUEST_EVERY_S", "MAX_PENDING", "CodecTransport"]
 
 logger = logging.getLogger("decart_nb")
 

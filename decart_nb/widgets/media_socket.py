@@ -60,11 +60,11 @@ from . import socket_handshake as hs
 from .warning_tally import WarningTally
 
 __all__ = [
+    "BACKLOG",
     "CHUNK",
     "CHUNK_ACK",
     "KEYFRAME",
     "MAGIC",
-    "BACKLOG",
     "MAX_BUFFERED",
     "MAX_FRAME",
     "MAX_MESSAGE",

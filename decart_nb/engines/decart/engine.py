@@ -34,7 +34,7 @@ from ..base import Engine
 from .errors import ends_for_good, translate
 from .sdk import DecartSDK, LocalFeed, SecretKey, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
 
-__all__ = ["DecartEngine", "RESOLUTIONS", "SPEEDS", "CODECS", "OPTIONS", "read_remote"]
+__all__ = ["CODECS", "OPTIONS", "RESOLUTIONS", "SPEEDS", "DecartEngine", "read_remote"]
 
 logger = logging.getLogger("decart_nb")
 

@@ -13,14 +13,14 @@ if TYPE_CHECKING:
     from .sdk import DecartSDK
 
 __all__ = [
-    "translate",
-    "detach",
-    "describe",
-    "is_permanent",
-    "ends_for_good",
-    "PERMANENT_ERRORS",
     "NO_CREDITS",
+    "PERMANENT_ERRORS",
     "QUEUE_TIMED_OUT",
+    "describe",
+    "detach",
+    "ends_for_good",
+    "is_permanent",
+    "translate",
 ]
 
 logger = logging.getLogger("decart_nb")

@@ -22,7 +22,7 @@ from .render import Planes, Scratch, apply_luts, blend, render
 from .styles import STYLES, Look, compile_look, enhance_prompt, match_style
 from .tables import LookTables, Maps, look_maps, look_tables
 
-__all__ = ["LocalEngine", "enhance_prompt", "match_style", "compile_look"]
+__all__ = ["LocalEngine", "compile_look", "enhance_prompt", "match_style"]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from .lut import lut
 from .styles import Look
 from .tables import LookTables, Maps
 
-__all__ = ["Planes", "Scratch", "render", "blend", "apply_luts"]
+__all__ = ["Planes", "Scratch", "apply_luts", "blend", "render"]
 
 U8 = np.uint8
 _BAND = 96  # rows per band (blur, blend): a band's uint16 sums at 1280 wide are 240 KiB each

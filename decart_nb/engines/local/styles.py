@@ -16,15 +16,15 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 __all__ = [
+    "ENHANCE_MAX_WORDS",
+    "IDENTITY",
+    "MODIFIERS",
+    "STYLES",
     "Look",
     "Style",
-    "STYLES",
-    "MODIFIERS",
-    "IDENTITY",
-    "match_style",
-    "enhance_prompt",
     "compile_look",
-    "ENHANCE_MAX_WORDS",
+    "enhance_prompt",
+    "match_style",
 ]
 
 # Prompts this long are taken as already detailed: enhancement leaves them as they are.

@@ -13,7 +13,7 @@ import numpy as np
 
 from .styles import Look
 
-__all__ = ["LookTables", "Maps", "look_tables", "look_maps", "rgb_to_yuv", "CHROMA_OFFSET"]
+__all__ = ["CHROMA_OFFSET", "LookTables", "Maps", "look_maps", "look_tables", "rgb_to_yuv"]
 
 CHROMA_OFFSET = 2048  # chroma sums are shifted by this so they index a table from 0
 _X = np.arange(256, dtype=np.float64)

@@ -36,7 +36,7 @@ from .upload import ACCEPT, read_upload, thumbnail_png
 if TYPE_CHECKING:
     from ...session import Session
 
-__all__ = ["ControlPanel", "PROMPT_DEBOUNCE_S"]
+__all__ = ["PROMPT_DEBOUNCE_S", "ControlPanel"]
 
 logger = logging.getLogger("decart_nb")
 
