@@ -13,7 +13,7 @@ import pytest
 from decart_nb.widgets import messages
 from decart_nb.widgets.camera import _HANDLERS
 
-CAMERA_JS = (Path(messages.__file__).parent / "static" / "camera.js").read_text()
+CAMERA_JS = (Path(messages.__file__).parents[2] / "js" / "src" / "index.ts").read_text()
 
 
 def js_schema(name: str, source: str = CAMERA_JS) -> dict[str, set[str]]:

@@ -28,7 +28,7 @@ import pytest
 
 from decart_nb.widgets import socket_handshake as hs
 
-CAMERA_JS = Path(__file__).parents[1] / "decart_nb" / "widgets" / "static" / "camera.js"
+CAMERA_JS = Path(__file__).parents[1] / "js" / "src" / "index.ts"
 
 STUBS = r"""
 let now = 0;

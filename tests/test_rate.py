@@ -206,7 +206,7 @@ def test_a_lost_chunk_halves_the_bitrate() -> None:
 
 def test_the_pages_twin_uses_the_same_constants() -> None:
     """camera.js's RateController mirrors this one: its RATE table must hold rate.py's values."""
-    js = (Path(rate.__file__).parent.parent / "widgets" / "static" / "camera.js").read_text()
+    js = (Path(rate.__file__).parents[2] / "js" / "src" / "index.ts").read_text()
     block = re.search(r"^const RATE = Object\.freeze\(\{\n(.*?)\n\}\);$", js, re.S | re.M)
     assert block, "camera.js has no RATE table"
     table = block.group(1)

@@ -20,7 +20,7 @@ import pytest
 from decart_nb.media import rate
 from decart_nb.media.rate import RateController
 
-CAMERA_JS = Path(rate.__file__).parent.parent / "widgets" / "static" / "camera.js"
+CAMERA_JS = Path(rate.__file__).parents[2] / "js" / "src" / "index.ts"
 START_MARKER = "const RATE = Object.freeze({"
 CLASS_MARKER = "\nclass RateController {"
 EVENTS = 600

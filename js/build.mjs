@@ -1,0 +1,43 @@
+// Bundles the page (src/index.ts) into the one ES module anywidget loads:
+// decart_nb/widgets/static/camera.js (generated, not edited by hand).
+// `node build.mjs --tests` instead compiles test/*.test.ts to .test-out/ for `node --test`.
+import * as esbuild from "esbuild";
+import { readdirSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+// Chromium in Debian and every browser JupyterLab supports run ES2022.
+const target = "es2022";
+
+async function buildPage() {
+  await esbuild.build({
+    entryPoints: [join(here, "src", "index.ts")],
+    outfile: join(here, "..", "decart_nb", "widgets", "static", "camera.js"),
+    bundle: true,
+    format: "esm",
+    target,
+    minify: true,
+    legalComments: "none",
+    logLevel: "warning",
+  });
+}
+
+async function buildTests() {
+  const out = join(here, ".test-out");
+  rmSync(out, { recursive: true, force: true });
+  const tests = readdirSync(join(here, "test")).filter((f) => f.endsWith(".test.ts"));
+  await esbuild.build({
+    entryPoints: tests.map((f) => join(here, "test", f)),
+    outdir: out,
+    outExtension: { ".js": ".mjs" },
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    packages: "external",
+    logLevel: "warning",
+  });
+}
+
+await (process.argv.includes("--tests") ? buildTests() : buildPage());
