@@ -16,8 +16,8 @@ from PIL import Image
 
 from decart_nb import DecartNBError
 from decart_nb.experiments import COLUMNS, sweep
-from decart_nb.sweeps import lanes
 from decart_nb.sweeps.runfolder import RunFolder
+from tests.sweep_helpers import lane_count
 
 distributed = pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
@@ -74,7 +74,7 @@ def test_a_sweep_runs_on_two_worker_processes_into_one_folder(client: Any, tmp_p
     lines = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert sorted(r["prompt"] for r in lines) == sorted(PROMPTS)
     # The workers' sessions were closed at the end (not left streaming on the cluster).
-    assert set(client.run(lanes.lane_count).values()) == {0}
+    assert set(client.run(lane_count).values()) == {0}
 
 
 def test_a_resumed_cluster_sweep_submits_only_what_is_missing(client: Any, tmp_path: Path) -> None:

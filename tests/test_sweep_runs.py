@@ -29,6 +29,7 @@ from decart_nb.sweeps.items import build_items
 from decart_nb.sweeps.rows import new_row
 from decart_nb.sweeps.runfolder import RunFolder
 from tests.helpers import wait_until
+from tests.sweep_helpers import lane_count
 
 SETTINGS = {"model": "lucy-latest", "engine": "local", "seconds": 1.0}
 
@@ -201,7 +202,7 @@ def test_concurrency_runs_sessions_side_by_side(
     assert [r["index"] for r in result.rows] == list(range(6))
     assert len({r["worker"] for r in result.rows}) == 2
     assert len(fake_lanes) == 2  # one session per worker, kept across its items
-    assert lanes.lane_count() == 0
+    assert lane_count() == 0
 
 
 def test_a_stalled_real_session_is_replaced_and_the_item_succeeds_on_the_new_one(
@@ -228,7 +229,7 @@ def test_a_stalled_real_session_is_replaced_and_the_item_succeeds_on_the_new_one
     assert [r["error_code"] for r in result.rows] == [None, None, None]
     assert [r["attempts"] for r in result.rows] == [1, 2, 1]
     assert result.rows[1]["frames_out"] >= 2 and stalled == [1]
-    assert lanes.lane_count() == 0
+    assert lane_count() == 0
 
 
 def test_a_concurrent_futures_executor_runs_real_sessions_and_they_are_closed(tmp_path: Path) -> None:
@@ -236,7 +237,7 @@ def test_a_concurrent_futures_executor_runs_real_sessions_and_they_are_closed(tm
         result = sweep(
             ["a", "b", "c", "d"], engine=invert, seconds=0, frames=2, executor=pool, out_dir=tmp_path
         )
-        assert lanes.lane_count() == 0  # closed at the end, while the pool's threads live on
+        assert lane_count() == 0  # closed at the end, while the pool's threads live on
     assert not result.failed and [r["prompt"] for r in result.rows] == ["a", "b", "c", "d"]
     assert {r["worker"].rsplit(":", 1)[1] for r in result.rows} == {"mine_0", "mine_1"}
     assert all(r["attempts"] == 1 and r["frames_out"] >= 2 for r in result.rows)
@@ -275,7 +276,7 @@ def test_an_interrupted_run_resumes_with_nothing_lost_or_repeated(tmp_path: Path
     with pytest.raises(KeyboardInterrupt):
         sweep(prompts, metrics=ctrl_c_on_third, out_dir=tmp_path, **kwargs)
     assert [r["prompt"] for r in _lines(tmp_path)] == ["p0", "p1"]  # only the item in flight is lost
-    assert lanes.lane_count() == 0
+    assert lane_count() == 0
     result = sweep(prompts, metrics=ctrl_c_on_third, out_dir=tmp_path, **kwargs)
     assert [r["prompt"] for r in _lines(tmp_path)] == prompts  # each exactly once
     assert [r["prompt"] for r in result.rows] == prompts and not result.failed
@@ -300,7 +301,7 @@ def test_ctrl_c_during_a_concurrent_run_keeps_finished_rows_and_leaves_nothing_r
         sweep(prompts, metrics=ctrl_c_at_p2, concurrency=2, out_dir=tmp_path, **kwargs)
     done = [r["key"] for r in _lines(tmp_path)]
     assert len(done) == len(set(done)) < 6  # whole rows only, each once; the rest not run
-    assert lanes.lane_count() == 0
+    assert lane_count() == 0
     result = sweep(prompts, metrics=ctrl_c_at_p2, concurrency=2, out_dir=tmp_path, **kwargs)
     keys = [r["key"] for r in _lines(tmp_path)]
     assert (

@@ -262,11 +262,6 @@ def stop_run(run_id: str) -> int:
     return close_lanes(run_id)
 
 
-def lane_count() -> int:
-    with _lanes_lock:
-        return len(_lanes)
-
-
 def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
 
