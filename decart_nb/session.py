@@ -21,7 +21,8 @@ from PIL import Image
 from . import _loop, ui_pump
 from .checks import check_bool, check_choice, check_ice_servers, check_mapping, check_number
 from .engines import Engine, FrameEngine, make_engine
-from .engines.decart.queue import QueueClock
+from .engines.events import EngineEvents
+from .engines.queue import QueueClock
 from .errors import DecartNBError, ErrorCode
 from .events import (
     CallbackFailure,
@@ -154,22 +155,15 @@ class Session:
         controls = check_mapping("controls", controls)
         self._out_dir = check_out_dir(DEFAULT_OUT_DIR if out_dir is None else out_dir)
         self._image_name = None if image is None else _image_name(image)
-        is_decart = isinstance(engine, str) and engine == "decart"
-        options = _engine_options(engine_options, is_decart)
-        self._engine: Engine = make_engine(engine, **({"api_key": key} | options if is_decart else {}))
+        self._engine: Engine = make_engine(engine, api_key=key, options=engine_options)
         self._source = source
         self.mirror: Mirror = mirror
         self.facing_mode = facing_mode
         self.codec = codec
         if isinstance(self._engine, FrameEngine):
             self._engine.preserve_stamp = stamps if stamps is not None else _named(source, "pattern")
-        self._engine.on_error = self.report_error
-        self._queue_clock = QueueClock()  # Decart's queue positions -> the expected wait
-        if self._engine.owns_connection_state:  # Decart's cloud: its states and billed ticks
-            self._engine.on_connection_change = self._on_engine_state
-            self._engine.on_generation_tick = self._on_engine_tick
-            self._engine.on_queue_position = self._on_engine_queue
-            self._engine.on_generation_ended = self._on_engine_ended
+        self._queue_clock = QueueClock()  # a service's queue positions -> the expected wait
+        self._engine.listen(_EngineListener(self))
         self._state = self._new_state(
             text, picture, enhance, self._engine.default_controls() | self._engine.check_controls(controls)
         )
@@ -914,7 +908,7 @@ class Session:
         self._events.emit("generation_tick", GenerationTick(seconds=seconds))
 
     def _on_engine_queue(self, position: int, queue_size: int) -> None:
-        # A QueuePosition with decart_nb's estimate of the wait (engines/decart/queue.py).
+        # A QueuePosition with decart_nb's estimate of the wait (engines/queue.py).
         self._events.emit("queue_position", self._queue_clock.update(position, queue_size))
 
     def _on_engine_ended(self, seconds: int, reason: str) -> None:
@@ -954,19 +948,32 @@ class Session:
             self._disconnect_soon("ended")
 
 
-def _engine_options(options: object, is_decart: bool) -> dict[str, Any]:
-    """Decart's connect options for engine="decart" (resolution, speed, codec, base_url)."""
-    from .engines.decart import OPTIONS
+class _EngineListener(EngineEvents):
+    """The Session's ear on its engine: errors always; the service's own states, billed ticks
+    and queue only from an engine that owns its connection state (Decart's cloud)."""
 
-    checked = check_mapping("engine_options", options)
-    unknown = [name for name in checked if name not in OPTIONS]
-    if checked and (not is_decart or unknown):
-        got = ", ".join(unknown or checked)
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT,
-            f"engine_options ({', '.join(OPTIONS)}) are for engine='decart'; got {got}",
-        )
-    return checked
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._owns = session.engine.owns_connection_state
+
+    def error(self, error: DecartNBError) -> None:
+        self._session.report_error(error)
+
+    def connection_change(self, state: str) -> None:
+        if self._owns:
+            self._session._on_engine_state(state)
+
+    def generation_tick(self, seconds: float) -> None:
+        if self._owns:
+            self._session._on_engine_tick(seconds)
+
+    def queue_position(self, position: int, size: int) -> None:
+        if self._owns:
+            self._session._on_engine_queue(position, size)
+
+    def generation_ended(self, seconds: int, reason: str) -> None:
+        if self._owns:
+            self._session._on_engine_ended(seconds, reason)
 
 
 def _check_mirror(mirror: object) -> None:

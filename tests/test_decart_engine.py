@@ -22,6 +22,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from decart_nb import DecartNBError, ErrorCode, Session
 from decart_nb.engines.decart import DecartEngine, resolve_key
+from decart_nb.engines.events import EngineEvents
 from decart_nb.media.frames import FrameMeta, recv_video
 from decart_nb.media.sources import PatternTrack
 from decart_nb.state import GenerationState
@@ -46,6 +47,22 @@ async def until(predicate: Any, timeout: float = 10.0) -> bool:
     return True
 
 
+class _Recorded(EngineEvents):
+    """The engine's reports, kept by a Probe (as the session would listen)."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+
+    def error(self, error: DecartNBError) -> None:
+        self.probe.errors.append(error)
+
+    def connection_change(self, state: str) -> None:
+        self.probe.states.append(state)
+
+    def generation_tick(self, seconds: float) -> None:
+        self.probe.ticks.append(seconds)
+
+
 class Probe:
     """An engine wired to the fake, with its hooks recorded (as the session would subscribe)."""
 
@@ -55,9 +72,7 @@ class Probe:
         self.states: list[str] = []
         self.ticks: list[float] = []
         self.errors: list[DecartNBError] = []
-        self.engine.on_connection_change = self.states.append
-        self.engine.on_generation_tick = self.ticks.append
-        self.engine.on_error = self.errors.append
+        self.engine.listen(_Recorded(self))
 
     async def start(self, state: GenerationState | None = None) -> MediaStreamTrack:
         if state is not None:
@@ -335,7 +350,7 @@ def test_refused_keys_and_no_credits_have_their_own_codes(error: object, code: s
 
 
 def test_the_queue_clock_estimates_the_wait_from_the_queues_pace() -> None:
-    from decart_nb.engines.decart.queue import QueueClock
+    from decart_nb.engines.queue import QueueClock
     from decart_nb.events import QueuePosition
 
     clock = QueueClock()

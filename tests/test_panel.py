@@ -345,7 +345,7 @@ def test_after_a_camera_failure_the_badge_says_the_session_waits_for_a_camera() 
 
 
 def test_while_decart_queues_the_badge_shows_the_place_and_the_expected_wait() -> None:
-    from decart_nb.engines.decart.queue import QueueClock
+    from decart_nb.engines.queue import QueueClock
 
     s = Session(source="camera")  # a camera session waits for the page's offer: "connecting"
     panel = s.panel

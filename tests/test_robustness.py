@@ -335,7 +335,6 @@ def test_blocking_calls_from_the_media_loop_raise_instead_of_hanging(session: Se
 
 
 def test_a_model_function_may_disconnect_its_own_session(nothing_left: None) -> None:
-    s = Session(source="pattern", prompt="count")
     calls = 0
 
     def stop_after_ten(frame: np.ndarray, state: GenerationState) -> np.ndarray:
@@ -345,8 +344,7 @@ def test_a_model_function_may_disconnect_its_own_session(nothing_left: None) -> 
             s.disconnect()
         return frame
 
-    s._engine = CallableEngine(stop_after_ten)
-    s._engine.on_error = s.report_error
+    s = Session(source="pattern", prompt="count", engine=stop_after_ten)
     start = time.monotonic()
     s.connect()
     assert wait_until(lambda: s.state == "disconnected", timeout=15)
@@ -356,7 +354,6 @@ def test_a_model_function_may_disconnect_its_own_session(nothing_left: None) -> 
 
 
 def test_calls_that_wait_for_the_models_output_are_refused_inside_the_model(nothing_left: None) -> None:
-    s = Session(source="pattern", prompt="call back")
     raised: dict[str, BaseException] = {}
     calls = {
         "snapshot": lambda: s.snapshot(timeout=1),
@@ -374,8 +371,7 @@ def test_calls_that_wait_for_the_models_output_are_refused_inside_the_model(noth
                 return frame  # one call per frame, as a model would
         return frame
 
-    s._engine = CallableEngine(calls_back)
-    s._engine.on_error = s.report_error
+    s = Session(source="pattern", prompt="call back", engine=calls_back)
     with s:
         assert wait_until(lambda: len(raised) == len(calls), timeout=30), raised
         for name, exc in raised.items():

@@ -25,6 +25,7 @@ from ..media.stamp import copy_stamp
 from ..media.stats import StreamStats
 from ..models import ModelSpec
 from ..state import GenerationState
+from .events import EngineEvents
 
 __all__ = ["Control", "Engine", "FrameEngine"]
 
@@ -60,19 +61,19 @@ class Engine(abc.ABC):
     #: engine knows best); none: no slider.
     prompt_presets: tuple[str, ...] = ()
     #: True for an engine whose service reports connection states and billed ticks (Decart's
-    #: cloud); the Session then takes them from `on_connection_change` / `on_generation_tick`.
+    #: cloud); the Session then takes them from its `events` (connection_change, generation_tick).
     owns_connection_state = False
-    #: Called with asynchronous failures (shown as `error` events); set by the Session.
-    on_error: Callable[[DecartNBError], None] = staticmethod(lambda error: None)  # type: ignore[assignment]
-    on_connection_change: Callable[[str], None] = staticmethod(lambda state: None)  # type: ignore[assignment]
-    on_generation_tick: Callable[[float], None] = staticmethod(lambda seconds: None)  # type: ignore[assignment]
-    on_queue_position: Callable[[int, int], None] = staticmethod(lambda position, size: None)  # type: ignore[assignment]
-    on_generation_ended: Callable[[int, str], None] = staticmethod(lambda seconds, reason: None)  # type: ignore[assignment]
+    #: What the engine reports as it happens; the Session listens with its own (`listen`).
+    events: EngineEvents = EngineEvents()
     #: Set by an engine that times its own acknowledgements and connects (Decart's SDK): the
     #: longest apply() / start() can take. The session then only guards beyond it, so the
     #: engine's own timeout (and its message) is the one the user sees.
     apply_timeout_s: float | None = None
     connect_timeout_s: float | None = None
+
+    def listen(self, events: EngineEvents) -> None:
+        """Report to `events` from now on (the Session calls it once, before start())."""
+        self.events = events
 
     def bind(self, spec: ModelSpec) -> None:  # noqa: B027 - optional hook
         """Learn the model before start() (engines that connect to a named model use it)."""
@@ -306,7 +307,7 @@ class FrameEngine(Engine):
             )
         )
         logger.error("decart_nb: %s", error)
-        self.on_error(error)
+        self.events.error(error)
 
 
 class _Stage:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 import av
@@ -48,10 +48,6 @@ OPTIONS = ("resolution", "speed", "codec", "base_url", "restart_billed_session")
 OPERATIONS = {"prompt": "the new prompt", "image": "the new image", "state": "the new state"}
 #: generation_ended's reason when the account has no credits left (a new session is refused too).
 NO_CREDITS_REASON = "insufficient_credits"
-
-
-def _ignore(*_values: Any) -> None:
-    return None
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...], optional: bool = True) -> Any:
@@ -112,9 +108,6 @@ class DecartEngine(Engine):
         self.base_url = resolve_base_url(base_url, self._sdk.base_url)
         guard_sdk_logs()
         self._spec: ModelSpec | None = realtime(model) if isinstance(model, str) else model
-        #: Hooks for the session, called on the media loop.
-        self.on_connection_change: Callable[[str], None] = _ignore
-        self.on_generation_tick: Callable[[float], None] = _ignore  # called with the SDK's int
         #: The SDK's connection state, as last reported.
         self.state = "disconnected"
         #: Decart's id of the current server session, and the token a viewer subscribes with.
@@ -243,7 +236,7 @@ class DecartEngine(Engine):
         except Exception as exc:  # noqa: BLE001 - teardown goes on; the failure is reported
             error = translate(exc, doing, self._sdk, self._key)
             logger.warning("decart_nb: %s", error)
-            self.on_error(error)
+            self.events.error(error)
 
     def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         old = self._tasks.pop(name, None)
@@ -385,7 +378,7 @@ class DecartEngine(Engine):
         if session != self._sessions or self._stopping or self.state not in ("connected", "generating"):
             return
         message = f"Reconnected, but could not restore the prompt/image: {error.message}"
-        self.on_error(DecartNBError(error.code, message, data=error.data, cause=error))
+        self.events.error(DecartNBError(error.code, message, data=error.data, cause=error))
 
     # -- SDK events (on the loop) ------------------------------------------------------------
     def _go_live(self) -> None:
@@ -412,7 +405,7 @@ class DecartEngine(Engine):
             self._settled.clear()  # a drop (or a retry): sets wait until the state is restored
             self._stamp_now(-1)  # frames are passthrough until the state is restored
         if previous != state:
-            self.on_connection_change(state)
+            self.events.connection_change(state)
 
     def _on_sdk_error(self, error: BaseException) -> None:
         if self._stopping:
@@ -426,21 +419,21 @@ class DecartEngine(Engine):
             # `disconnected`) is what counts, as Decart documents it.
             logger.info("decart_nb: a connection attempt failed: %s", translated)
             return
-        self.on_error(translated)
+        self.events.error(translated)
 
     def _on_sdk_tick(self, message: Any) -> None:
         if not self._stopping:
-            self.on_generation_tick(int(message.seconds))  # whole seconds, as the SDK's message
+            self.events.generation_tick(int(message.seconds))  # whole seconds, as the SDK's message
 
     def _on_queue_position(self, message: Any) -> None:
         if not self._stopping:
-            self.on_queue_position(int(message.position), int(message.queue_size))
+            self.events.queue_position(int(message.position), int(message.queue_size))
 
     def _on_generation_ended(self, message: dict[str, Any]) -> None:
         if self._stopping:
             return
         seconds, reason = int(message.get("seconds", 0)), str(message.get("reason", ""))
-        self.on_generation_ended(seconds, reason)
+        self.events.generation_ended(seconds, reason)
         if self._client is None:
             return  # during connect: the connect's own outcome says what happened
         if reason == NO_CREDITS_REASON:
@@ -456,8 +449,8 @@ class DecartEngine(Engine):
         self._stopping = True  # the SDK's own news of this ending (its error, the drop) is not news
         self.state = "disconnected"
         self._settled.set()  # a set() waiting for a restore fails now (not connected)
-        self.on_error(error)
-        self.on_connection_change("disconnected")
+        self.events.error(error)
+        self.events.connection_change("disconnected")
         client = self._client
         if client is not None and self._ending is None:
             # A task, not awaited here: this runs inside the SDK's message handler.
@@ -479,7 +472,7 @@ class DecartEngine(Engine):
         except MediaStreamError:
             pass  # the source ended, and with it the output
         except Exception as exc:  # noqa: BLE001 - reported; the output ends so the session sees it
-            self.on_error(translate(exc, "send video to Decart", self._sdk, self._key))
+            self.events.error(translate(exc, "send video to Decart", self._sdk, self._key))
         if self._output is not None:
             self._output.box.close()
 
@@ -519,7 +512,7 @@ async def read_remote(engine: Any, remote: Any, doing: str) -> None:
                 return
             output.box.put(engine._stamp(frame))
     except Exception as exc:  # noqa: BLE001 - reported as an error event, the session goes on
-        engine.on_error(translate(exc, doing, engine._sdk, engine._key))
+        engine.events.error(translate(exc, doing, engine._sdk, engine._key))
 
 
 def _timed_out(operation: str, limit: float, sdk_error: DecartNBError | None) -> DecartNBError:

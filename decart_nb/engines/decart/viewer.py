@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 import av
@@ -27,10 +26,6 @@ from .errors import translate
 from .sdk import DecartSDK, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
 
 __all__ = ["DecartViewer", "watch"]
-
-
-def _ignore(*_values: Any) -> None:
-    return None
 
 
 class DecartViewer(Engine):
@@ -57,7 +52,6 @@ class DecartViewer(Engine):
             raise DecartNBError(ErrorCode.SDK_NOT_INSTALLED, "This Decart SDK cannot subscribe to a session")
         self.base_url = resolve_base_url(base_url, self._sdk.base_url)
         guard_sdk_logs()
-        self.on_connection_change: Callable[[str], None] = _ignore
         self.state = "disconnected"
         self._version = 0
         self._client: Any = None
@@ -84,7 +78,7 @@ class DecartViewer(Engine):
             await self.stop()
             raise error
         self._client.on("connection_change", self._on_state)
-        self._client.on("error", lambda exc: self.on_error(translate(exc, "watch", self._sdk, self._key)))
+        self._client.on("error", lambda exc: self.events.error(translate(exc, "watch", self._sdk, self._key)))
         self.state = "connected"
         return self._output
 
@@ -99,7 +93,7 @@ class DecartViewer(Engine):
             try:
                 await client.disconnect()
             except Exception as exc:  # noqa: BLE001 - teardown goes on; the failure is reported
-                self.on_error(translate(exc, "stop watching", self._sdk, self._key))
+                self.events.error(translate(exc, "stop watching", self._sdk, self._key))
         output, self._output = self._output, None
         if output is not None:
             output.stop()
@@ -116,7 +110,7 @@ class DecartViewer(Engine):
     def _on_state(self, state: str) -> None:
         if state != self.state:
             self.state = state
-            self.on_connection_change(state)
+            self.events.connection_change(state)
 
     def _on_remote(self, remote: Any) -> None:
         if self._reader is not None:

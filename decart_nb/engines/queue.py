@@ -1,4 +1,4 @@
-"""Decart's queue as the user sees it: the position, and how long the rest may take.
+"""A service's queue as the user sees it (Decart's, today): the position, and how long the rest may take.
 
 Decart's `queue_position` message says where the session stands (`position` of `queue_size`) and
 nothing about time. decart_nb estimates the wait from how fast the position has moved since the
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ...events import QueuePosition
+from ..events import QueuePosition
 
 __all__ = ["QueueClock", "QueueWait"]
 
