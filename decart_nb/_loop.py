@@ -14,7 +14,7 @@ import concurrent.futures.thread  # before our exit hook is registered, so ours 
 import logging
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TypeVar, TypeVarTuple
 
 from . import ui_pump
 from .errors import DecartNBError, ErrorCode
@@ -22,6 +22,7 @@ from .errors import DecartNBError, ErrorCode
 __all__ = ["acquire", "call_soon", "get_loop", "in_loop_thread", "release", "run", "submit"]
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 logger = logging.getLogger("decart_nb")
 THREAD_NAME = "decart_nb-loop"
 
@@ -29,7 +30,7 @@ _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 _users = 0
-_closers: list[Callable[[], Coroutine[Any, Any, None]]] = []
+_closers: list[Callable[[], Coroutine[object, None, None]]] = []
 
 
 def acquire() -> asyncio.AbstractEventLoop:
@@ -94,12 +95,12 @@ def in_loop_thread() -> bool:
     return _thread is not None and threading.current_thread() is _thread
 
 
-def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+def submit(coro: Coroutine[object, None, T]) -> concurrent.futures.Future[T]:
     """Schedule a coroutine on the loop from any thread."""
     return asyncio.run_coroutine_threadsafe(coro, get_loop())
 
 
-def run(coro: Coroutine[Any, Any, T], timeout: float | None = None, *, pump: bool = False) -> T:
+def run(coro: Coroutine[object, None, T], timeout: float | None = None, *, pump: bool = False) -> T:
     """Run a coroutine on the loop and wait for it; for sync public methods, never on the loop.
 
     `pump=True` (the waits a user's call makes: snapshot, set, record, ...) handles the page's
@@ -128,17 +129,17 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = None, *, pump: boo
         raise
 
 
-def call_soon(fn: Callable[..., Any], *args: Any) -> None:
+def call_soon(fn: Callable[[*Ts], object], *args: *Ts) -> None:
     """Hand a callable to the loop from any thread (comm handlers use this: never block there)."""
     get_loop().call_soon_threadsafe(fn, *args)
 
 
-def register_closer(closer: Callable[[], Coroutine[Any, Any, None]]) -> None:
+def register_closer(closer: Callable[[], Coroutine[object, None, None]]) -> None:
     """A coroutine run at interpreter exit (close peers: aiortc's decoder threads are not daemons)."""
     _closers.append(closer)
 
 
-def unregister_closer(closer: Callable[[], Coroutine[Any, Any, None]]) -> None:
+def unregister_closer(closer: Callable[[], Coroutine[object, None, None]]) -> None:
     if closer in _closers:
         _closers.remove(closer)
 

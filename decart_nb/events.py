@@ -31,7 +31,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from .callback_output import OutputBuffer, StreamName, capture
 from .errors import DecartNBError, ErrorCode
@@ -59,6 +59,13 @@ _ALIASES = {
 HOLD_SECONDS = 1.0
 _QUEUE_LIMIT = 1024  # events are rare (ticks once a second); a full queue means a stuck callback
 RECENT_EVENTS = 200
+
+# A user's callback takes one payload, whose type depends on the event (a state name, a
+# DecartNBError, a GenerationTick, ...); what it returns is ignored.
+EventCallback = Callable[..., object]
+# An internal listener (widget, panel): the event's name and its payload, on the emitting thread.
+EventWatcher = Callable[[str, object], None]
+Held = tuple[str, object]  # an event and its payload, waiting for delivery
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,7 @@ class EventRecord:
 
     at: float
     name: str
-    payload: Any
+    payload: object
 
 
 @runtime_checkable
@@ -111,7 +118,7 @@ class CallbackOutputWatcher(Protocol):
     """A watcher that also shows what callbacks print (the panel's event log): while one watches,
     callbacks' stdout and stderr go to it instead of the ordinary streams."""
 
-    def __call__(self, event: str, payload: Any) -> None: ...
+    def __call__(self, event: str, payload: object) -> None: ...
 
     def write_callback_output(self, stream: StreamName, text: str) -> None: ...
 
@@ -130,24 +137,24 @@ class EventHub:
     """Callbacks per event, a hold buffer for connect, and one dispatcher thread."""
 
     def __init__(self, name: str = "decart_nb-events") -> None:
-        self._callbacks: dict[str, list[Callable[[Any], Any]]] = {e: [] for e in EVENT_NAMES}
-        self._watchers: list[Callable[[str, Any], None]] = []
+        self._callbacks: dict[str, list[EventCallback]] = {e: [] for e in EVENT_NAMES}
+        self._watchers: list[EventWatcher] = []
         self._lock = threading.Lock()
-        self._held: list[tuple[str, Any]] | None = None
-        self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(_QUEUE_LIMIT)
+        self._held: list[Held] | None = None
+        self._queue: queue.Queue[Held | None] = queue.Queue(_QUEUE_LIMIT)
         self._thread: threading.Thread | None = None
         self._name = name
         self.failures: deque[CallbackFailure] = deque(maxlen=50)
         self._recent: deque[EventRecord] = deque(maxlen=RECENT_EVENTS)
 
     # -- registration -------------------------------------------------------------------------
-    def on(self, event: str, callback: Callable[[Any], Any]) -> None:
+    def on(self, event: str, callback: EventCallback) -> None:
         if not callable(callback):
             raise DecartNBError(ErrorCode.INVALID_INPUT, "callback must be callable")
         with self._lock:
             self._callbacks[canonical_event(event)].append(callback)
 
-    def off(self, event: str, callback: Callable[[Any], Any] | None = None) -> None:
+    def off(self, event: str, callback: EventCallback | None = None) -> None:
         with self._lock:
             callbacks = self._callbacks[canonical_event(event)]
             if callback is None:
@@ -155,12 +162,12 @@ class EventHub:
             elif callback in callbacks:
                 callbacks.remove(callback)
 
-    def watch(self, watcher: Callable[[str, Any], None]) -> None:
+    def watch(self, watcher: EventWatcher) -> None:
         """Internal listeners (widget, panel): called at once on the emitting thread, never held.
         A CallbackOutputWatcher also receives what callbacks print (see the module's docstring)."""
         self._watchers.append(watcher)
 
-    def unwatch(self, watcher: Callable[[str, Any], None]) -> None:
+    def unwatch(self, watcher: EventWatcher) -> None:
         if watcher in self._watchers:
             self._watchers.remove(watcher)
 
@@ -177,7 +184,7 @@ class EventHub:
             self._recent.append(record)
 
     # -- emitting (any thread) ----------------------------------------------------------------
-    def emit(self, event: str, payload: Any) -> None:
+    def emit(self, event: str, payload: object) -> None:
         if event in EVENT_NAMES:
             self._record(EventRecord(at=time.time(), name=event, payload=payload))
         for watcher in list(self._watchers):
@@ -217,7 +224,7 @@ class EventHub:
         timer.start()
         _on_cell_end(release_this_hold)
 
-    def release(self, only: list[tuple[str, Any]] | None = None) -> None:
+    def release(self, only: list[Held] | None = None) -> None:
         """Deliver the held events (with `only`: if that hold is still the current one)."""
         with self._lock:
             if only is not None and self._held is not only:
@@ -247,14 +254,14 @@ class EventHub:
             )
             self._thread.start()
 
-    def _enqueue(self, item: tuple[str, Any]) -> None:
+    def _enqueue(self, item: Held) -> None:
         self._ensure_thread()
         try:
             self._queue.put_nowait(item)
         except queue.Full:
             logger.error("decart_nb: event queue full (a callback is stuck); dropped %s", item[0])
 
-    def _run(self, items: queue.Queue[tuple[str, Any] | None]) -> None:
+    def _run(self, items: queue.Queue[Held | None]) -> None:
         while True:
             item = items.get()
             if item is None:
@@ -281,7 +288,7 @@ class EventHub:
                 logger.exception("decart_nb: the event log failed; the callback's output goes to %s", stream)
                 getattr(sys, stream).write(text)
 
-    def _call(self, event: str, callback: Callable[[Any], Any], payload: Any) -> None:
+    def _call(self, event: str, callback: EventCallback, payload: object) -> None:
         output = OutputBuffer(self._write_output)
         routed = capture(output.write) if self._output_watchers() else contextlib.nullcontext()
         try:

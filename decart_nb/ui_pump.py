@@ -23,9 +23,9 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, TypeVar
+from typing import Protocol, TypedDict, TypeVar
 
 from .timeouts import UI_POLL_EVERY_S
 
@@ -39,6 +39,53 @@ MAX_PER_POLL = 50  # messages read in one poll: a flood of them still lets the w
 # no further: the rest stay in the kernel's queue, in order, and the page's behind them wait.
 MAX_HELD = 10_000
 REPLAY_TURNS = 3  # turns of the kernel's loop before held requests go back (see _replay)
+
+# What the pump uses of ipykernel 7 (duck-typed: these are the kernel's own objects). A frame of a
+# shell message is only handed on, from the socket to the kernel's session and back to the kernel.
+Frames = list[object]
+
+
+class _Header(TypedDict):
+    msg_type: str
+
+
+class Message(TypedDict, total=False):  # the parts of a kernel message the pump reads
+    header: _Header
+    msg_type: str
+
+
+Handler = Callable[[object, list[bytes], Message], object]
+
+
+class _Socket(Protocol):
+    def recv_multipart(self, flags: int, *, copy: bool) -> Frames: ...
+
+
+class _Stream(Protocol):  # zmq's ZMQStream
+    socket: _Socket
+    _recv_callback: Callable[[Frames], object] | None
+
+    def stop_on_recv(self) -> None: ...
+
+    def on_recv(self, callback: Callable[[Frames], object], *, copy: bool) -> None: ...
+
+
+class _KernelSession(Protocol):  # jupyter_client's Session
+    def feed_identities(self, msg_list: Frames, *, copy: bool) -> tuple[list[bytes], Frames]: ...
+
+    def deserialize(self, msg_list: Frames, *, content: bool, copy: bool) -> Message: ...
+
+
+class _Kernel(Protocol):
+    session: _KernelSession
+    shell_handlers: Mapping[str, Handler]
+
+    def get_parent(self, channel: str = ...) -> Message: ...
+
+    def set_parent(self, ident: object, parent: object, *, channel: str) -> None: ...
+
+    def shell_main(self, ident: object, msg: Frames) -> Coroutine[object, None, None]: ...
+
 
 _active = False  # main thread only: a wait is pumping (a comm handler it runs must not pump again)
 
@@ -113,10 +160,10 @@ def _kernel_poller() -> AbstractContextManager[Callable[[], None]] | None:
     return None if poller is None else nullcontext(poller.poll)
 
 
-def _in_cell(kernel: Any) -> bool:
+def _in_cell(kernel: _Kernel) -> bool:
     """The main thread is running a cell (not a comm handler between cells, whose pump would take
     the next cells' requests with no cell end to give them back at)."""
-    parent = kernel.get_parent() if hasattr(kernel, "get_parent") else {}
+    parent: Message = kernel.get_parent() if hasattr(kernel, "get_parent") else {}
     return bool(parent) and parent.get("header", {}).get("msg_type") == "execute_request"
 
 
@@ -138,20 +185,20 @@ class _CommPoller:
     that nothing that came after them can be read (and run) before them."""
 
     _current: _CommPoller | None = None
-    _unreadable: Any = None  # a kernel whose main-thread socket was not found
+    _unreadable: _Kernel | None = None  # a kernel whose main-thread socket was not found
 
-    def __init__(self, kernel: Any, stream: Any) -> None:
+    def __init__(self, kernel: _Kernel, stream: _Stream) -> None:
         self._kernel = kernel
         self._stream = stream  # the kernel's ZMQStream on the main thread's socket
         self._socket = stream.socket
-        self._held: list[list[Any]] = []  # at most MAX_HELD
+        self._held: list[Frames] = []  # at most MAX_HELD
         self._full = False
-        self._paused: Callable[..., Any] | None = None  # the stream's callback while it is paused
+        self._paused: Callable[[Frames], object] | None = None  # the stream's callback while it is paused
         self._replaying = False  # a hand-back is under way (one at a time: it resumes the stream)
         self._replays: set[asyncio.Task[None]] = set()  # held messages handed back, until handled
 
     @classmethod
-    def for_kernel(cls, kernel: Any) -> _CommPoller | None:
+    def for_kernel(cls, kernel: _Kernel) -> _CommPoller | None:
         if cls._current is not None and cls._current._kernel is kernel:
             return cls._current
         if cls._unreadable is kernel:
@@ -177,16 +224,15 @@ class _CommPoller:
                 return
             self._handle(frames)
 
-    def _read(self) -> list[Any] | None:
+    def _read(self) -> Frames | None:
         import zmq
 
         try:
-            frames: list[Any] = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            return self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return None
-        return frames
 
-    def _handle(self, frames: list[Any]) -> None:
+    def _handle(self, frames: Frames) -> None:
         session = self._kernel.session
         try:
             idents, rest = session.feed_identities(frames, copy=False)
@@ -208,19 +254,22 @@ class _CommPoller:
         # Before the held requests (they are the next cells): as between cells, handled at once.
         self._dispatch_comm(idents, msg)
 
-    def _hold(self, frames: list[Any]) -> None:
+    def _hold(self, frames: Frames) -> None:
         if self._paused is None:  # the kernel reads nothing more until the held ones are back
             self._paused = self._stream._recv_callback
             self._stream.stop_on_recv()
             self._hand_back_later()
         self._held.append(frames)
 
-    def _dispatch_comm(self, idents: list[Any], msg: dict[str, Any]) -> None:
+    def _dispatch_comm(self, idents: list[bytes], msg: Message) -> None:
         kernel = self._kernel
         cell = (kernel.get_parent("shell"), _shell_ident(kernel))
-        handler = kernel.shell_handlers.get(msg["header"]["msg_type"])
+        msg_type = msg["header"]["msg_type"]
+        handler = kernel.shell_handlers.get(msg_type)
         kernel.set_parent(idents, msg, channel="shell")
         try:
+            if handler is None:  # the kernel handles comms: never seen, but said if it happens
+                raise LookupError(f"this kernel has no handler for {msg_type}")
             handler(None, idents, msg)
         except Exception:  # the kernel logs a failing handler and goes on; so does the wait
             logger.exception("decart_nb: a widget message handler failed during a blocking call")
@@ -263,23 +312,26 @@ class _CommPoller:
             logger.error("decart_nb: a held shell message failed", exc_info=task.exception())
 
 
-def _kernel_loop(kernel: Any) -> asyncio.AbstractEventLoop:
+def _kernel_loop(kernel: _Kernel) -> asyncio.AbstractEventLoop:
     """The main thread's asyncio loop (the kernel's), which runs the cell, or will once it ends."""
     try:
         return asyncio.get_running_loop()
     except RuntimeError:  # a cell run outside the loop: the loop under the kernel's tornado IOLoop
-        loop: asyncio.AbstractEventLoop = kernel.io_loop.asyncio_loop
+        loop: asyncio.AbstractEventLoop = getattr(kernel, "io_loop").asyncio_loop  # noqa: B009 - tornado's
         return loop
 
 
-def _main_stream(kernel: Any) -> Any | None:
+def _main_stream(kernel: _Kernel) -> _Stream | None:
     """The kernel's ZMQStream on the socket the main thread reads its shell messages from."""
     thread = getattr(kernel, "shell_channel_thread", None)
+    stream: _Stream | None
     if thread is not None:
-        return thread.manager.get_shell_channel_to_subshell_pair(None).to_stream
-    return getattr(kernel, "shell_stream", None)
+        stream = thread.manager.get_shell_channel_to_subshell_pair(None).to_stream
+    else:
+        stream = getattr(kernel, "shell_stream", None)
+    return stream
 
 
-def _shell_ident(kernel: Any) -> Any:
-    idents = getattr(kernel, "_parent_ident", None)
+def _shell_ident(kernel: _Kernel) -> object:
+    idents: Mapping[str, object] | None = getattr(kernel, "_parent_ident", None)
     return idents["shell"] if idents is not None else b""
