@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Coroutine
-from typing import Any
+from typing import Any, TypedDict
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -34,15 +34,26 @@ from ..base import Engine
 from .errors import ends_for_good, translate
 from .sdk import DecartSDK, LocalFeed, SecretKey, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
 
-__all__ = ["CODECS", "OPTIONS", "RESOLUTIONS", "SPEEDS", "DecartEngine", "read_remote"]
+__all__ = ["CODECS", "OPTIONS", "RESOLUTIONS", "SPEEDS", "DecartEngine", "DecartOptions", "read_remote"]
 
 logger = logging.getLogger("decart_nb")
 
 RESOLUTIONS = ("720p", "1080p")
 SPEEDS = ("fast",)
 CODECS = ("h264", "vp9")
-#: DecartEngine's connect options, also Session(engine="decart", engine_options={...}).
-OPTIONS = ("resolution", "speed", "codec", "base_url", "restart_billed_session")
+
+
+class DecartOptions(TypedDict, total=False):
+    """DecartEngine's connect options, also Session(engine="decart", engine_options={...})."""
+
+    resolution: str | None
+    speed: str | None
+    codec: str
+    base_url: str | None
+    restart_billed_session: bool
+
+
+OPTIONS = tuple(DecartOptions.__annotations__)
 #: What a `set*()` call changes, named in its timeout's message: the session's set_prompt(),
 #: set_image() and set() (set_controls() too: nothing of it reaches Decart).
 OPERATIONS = {"prompt": "the new prompt", "image": "the new image", "state": "the new state"}
