@@ -103,7 +103,8 @@ class Registration:
         if isinstance(loaded, type) and issubclass(loaded, Engine):
             return EnginePlugin(_no_argument_factory(loaded))
         raise self._broken(
-            f"names a {type(loaded).__name__}, not an EnginePlugin or an Engine subclass", None
+            f"names an object of type {type(loaded).__name__}, not an EnginePlugin or an Engine subclass",
+            None,
         )
 
     def _broken(self, what: str, cause: BaseException | None) -> DecartNBError:
