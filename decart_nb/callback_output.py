@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, TextIO
+from typing import Literal, TextIO
 
 __all__ = ["OutputBuffer", "Sink", "StreamName", "capture"]
 
@@ -61,7 +61,7 @@ class _Router:
             sinks.append(sink)
         return len(text)
 
-    def writelines(self, lines: Any) -> None:
+    def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:
             self.write(line)
 
@@ -69,7 +69,7 @@ class _Router:
         if not _sinks():
             self._wrapped.flush()
 
-    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno, ipykernel's own methods
+    def __getattr__(self, name: str) -> object:  # encoding, isatty, fileno, ipykernel's own methods
         return getattr(self._wrapped, name)
 
 
@@ -78,9 +78,9 @@ def _install() -> None:
     so that a capture still sees the writes of its thread."""
     with _install_lock:
         if not isinstance(sys.stdout, _Router):
-            sys.stdout = _Router(sys.stdout, "stdout")  # type: ignore[assignment]
+            sys.stdout = _Router(sys.stdout, "stdout")
         if not isinstance(sys.stderr, _Router):
-            sys.stderr = _Router(sys.stderr, "stderr")  # type: ignore[assignment]
+            sys.stderr = _Router(sys.stderr, "stderr")
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import math
 import numbers
 import re
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import TypeVar, overload
 
 import numpy as np
 from aiortc import RTCIceServer
@@ -28,10 +28,11 @@ __all__ = [
 ]
 
 # Schemes of at least two letters: "C:\\photos\\a.png" is a Windows path, not a URL.
+V = TypeVar("V")
 _URL = re.compile(r"^\s*(https?|ftps?|data|file|blob|wss?|s3|gs):", re.IGNORECASE)
 
 
-def invalid(message: str, **data: Any) -> DecartNBError:
+def invalid(message: str, **data: object) -> DecartNBError:
     return DecartNBError(ErrorCode.INVALID_INPUT, message, data=data)
 
 
@@ -70,8 +71,13 @@ def check_number(name: str, value: object, low: float, high: float, *, low_inclu
     return number
 
 
-def check_mapping(name: str, value: object) -> dict[str, Any]:
-    """None (empty) or a mapping with string keys, e.g. controls={"strength": 0.5}."""
+@overload
+def check_mapping(name: str, value: Mapping[str, V] | None) -> dict[str, V]: ...
+@overload
+def check_mapping(name: str, value: object) -> dict[str, object]: ...
+def check_mapping(name: str, value: object) -> dict[str, V] | dict[str, object]:
+    """None (empty) or a mapping with string keys, e.g. controls={"strength": 0.5}. (Typed per its
+    input: the values are not checked here, so they are what the caller's type said they were.)"""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -92,7 +98,7 @@ def looks_like_url(value: object) -> bool:
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 
 
-def check_ice_servers(servers: object) -> list[Any]:
+def check_ice_servers(servers: object) -> list[object]:
     """Session(ice_servers=...): None, or a list of RTCIceServer objects, "stun:/turn:" URLs or
     dicts like the browser's ({"urls": ..., "username": ..., "credential": ...})."""
     if servers is None:
@@ -116,7 +122,7 @@ def check_ice_servers(servers: object) -> list[Any]:
     return list(servers)
 
 
-def _check_ice_dict(server: Mapping[Any, Any]) -> None:
+def _check_ice_dict(server: Mapping[object, object]) -> None:
     urls = server.get("urls")
     listed = [urls] if isinstance(urls, str) else list(urls) if isinstance(urls, (list, tuple)) else []
     if not listed:

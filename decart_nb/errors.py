@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+
 
 __all__ = ["DecartNBError", "ErrorCode", "camera_error_code", "classify_realtime_error"]
 
@@ -74,13 +75,13 @@ class DecartNBError(Exception):
         code: str,
         message: str,
         *,
-        data: dict[str, Any] | None = None,
+        data: Mapping[str, object] | None = None,
         cause: BaseException | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.data: dict[str, Any] = dict(data or {})
+        self.data: dict[str, object] = dict(data or {})
         self.cause = cause
         if cause is not None:
             self.__cause__ = cause
@@ -89,7 +90,7 @@ class DecartNBError(Exception):
         """True for this error's code, and for the legacy WEB_RTC_ERROR on any WebRTC code."""
         return code == self.code or (code == LEGACY_WEBRTC_CODE and self.code in WEBRTC_CODES)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """A JSON-safe view (for the page and the panel); never holds secrets."""
         return {"code": self.code, "message": self.message, "data": _json_safe(self.data)}
 
@@ -119,7 +120,7 @@ def camera_error_code(dom_exception_name: str) -> str:
     return _CAMERA_CODES.get(dom_exception_name, ErrorCode.CAMERA_ERROR)
 
 
-def _json_safe(value: Any) -> Any:
+def _json_safe(value: object) -> object:
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -38,7 +38,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
-from typing import Any
+from email.message import Message as HTTPMessage
+from typing import IO, Required, TypedDict
 
 from aiortc import RTCIceServer
 
@@ -50,7 +51,14 @@ from .timeouts import TURN_TIMEOUT_S
 
 __all__ = ["SecretIceServer", "cloudflare", "coturn", "keep_secret", "turn_server", "twilio"]
 
-IceServer = dict[str, Any]
+
+class IceServer(TypedDict, total=False):
+    """An RTCIceServer dict, as the browser takes it."""
+
+    urls: Required[list[str]]
+    username: str
+    credential: str
+
 
 ONE_DAY = 24 * 3600  # seconds: the default ttl (the providers' own default), not a wait
 MAX_ANSWER_BYTES = 1 << 20  # a credentials answer is a few hundred bytes
@@ -166,7 +174,7 @@ class SecretIceServer(RTCIceServer):
         self.credential = credential
         self.credentialType = credentialType
 
-    @property  # type: ignore[override]
+    @property
     def username(self) -> str | None:
         return _revealed(self._username)
 
@@ -174,7 +182,7 @@ class SecretIceServer(RTCIceServer):
     def username(self, value: str | None) -> None:
         self._username = _hidden(value)
 
-    @property  # type: ignore[override]
+    @property
     def credential(self) -> str | None:
         return _revealed(self._credential)
 
@@ -256,7 +264,15 @@ def _endpoint(base_url: str, path: str) -> str:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """A redirect would carry the Authorization header to wherever it points: refuse it."""
 
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> None:
         return None
 
 
@@ -276,7 +292,7 @@ class _Post:
         return urllib.request.Request(self.url, data=self.body, method="POST", headers=headers)
 
 
-def _call(post: _Post, provider: str, secrets: tuple[SecretKey, ...]) -> Any:
+def _call(post: _Post, provider: str, secrets: tuple[SecretKey, ...]) -> object:
     """The provider's JSON answer. The error is raised outside the except clauses, so it chains no
     exception whose frames hold the request (and its Authorization header); no frame of ours
     holds the request either."""
@@ -290,7 +306,8 @@ def _call(post: _Post, provider: str, secrets: tuple[SecretKey, ...]) -> Any:
         failure = _unreachable(provider, getattr(exc, "reason", None) or exc, secrets)
     else:
         try:
-            return json.loads(body)
+            answer: object = json.loads(body)
+            return answer
         except ValueError:
             failure = _bad_answer(provider, "not JSON")
     raise failure
@@ -355,7 +372,7 @@ def _bad_answer(provider: str, why: str) -> DecartNBError:
     )
 
 
-def _ice_servers(answer: Any, field: str, provider: str) -> list[IceServer]:
+def _ice_servers(answer: object, field: str, provider: str) -> list[IceServer]:
     """The answer's servers as RTCIceServer dicts (a single object read as a list of one; Twilio's
     older "url" read as "urls")."""
     found = answer.get(field) if isinstance(answer, Mapping) else None
@@ -371,9 +388,10 @@ def _ice_servers(answer: Any, field: str, provider: str) -> list[IceServer]:
         if not listed or not all(isinstance(u, str) and u.lower().startswith(_SCHEMES) for u in listed):
             raise _bad_answer(provider, f"urls {urls!r:.60}")
         server: IceServer = {"urls": listed}
-        for key in ("username", "credential"):
-            if entry.get(key) is not None:
-                server[key] = str(entry[key])
+        if entry.get("username") is not None:
+            server["username"] = str(entry["username"])
+        if entry.get("credential") is not None:
+            server["credential"] = str(entry["credential"])
         servers.append(server)
     if not any(u.lower().startswith(("turn:", "turns:")) for s in servers for u in s["urls"]):
         raise _bad_answer(provider, "no turn: URL")

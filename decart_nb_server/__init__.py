@@ -19,12 +19,16 @@ jupyter-config/jupyter_server_config.d/decart_nb_server.json enables it on insta
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 from jupyter_server.utils import url_path_join
+from tornado.web import Application
 
 from .nodelay import nodelay_connection_class
 from .relay import MAGIC, MAX_FRAME, URL_PATTERN, MediaRelayHandler
+
+if TYPE_CHECKING:
+    from jupyter_server.serverapp import ServerApp
 
 __all__ = ["MAGIC", "MAX_FRAME", "RELAY_ENV", "URL_PATTERN", "MediaRelayHandler", "nodelay_connection_class"]
 
@@ -36,7 +40,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "decart_nb_server"}]
 
 
-def _load_jupyter_server_extension(serverapp: Any) -> None:
+def _load_jupyter_server_extension(serverapp: ServerApp) -> None:
     """Swap the web app's kernel websocket connection class for its TCP_NODELAY subclass, and
     serve the media relay."""
     settings = serverapp.web_app.settings
@@ -47,7 +51,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         configured.__module__,
         configured.__qualname__,
     )
-    web_app = serverapp.web_app
+    web_app: Application = serverapp.web_app
     route = url_path_join(web_app.settings["base_url"], URL_PATTERN)
     web_app.add_handlers(".*$", [(route, MediaRelayHandler)])
     serverapp.log.info("decart_nb_server: media relay at %s", route)

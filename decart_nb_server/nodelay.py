@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from jupyter_server.services.kernels.connection.base import BaseKernelWebsocketConnection
+from tornado.websocket import WebSocketHandler
+
+Connection = type[BaseKernelWebsocketConnection]
 
 
-def nodelay_connection_class(base: type[Any]) -> type[Any]:
+def nodelay_connection_class(base: Connection) -> Connection:
     """A subclass of `base` (the configured kernel websocket connection class, maybe a user's own)
     whose `connect` turns TCP_NODELAY on, then returns what `base.connect` returns: a coroutine,
     a Future or None, so a sync or async `connect` keeps its behaviour. `base` is returned as is
@@ -17,7 +20,7 @@ def nodelay_connection_class(base: type[Any]) -> type[Any]:
     class Nodelay(base):  # type: ignore[misc,valid-type]
         _decart_nb_nodelay = True
 
-        def connect(self) -> Any:
+        def connect(self) -> object:
             set_nodelay(self.websocket_handler)
             return super().connect()
 
@@ -26,7 +29,7 @@ def nodelay_connection_class(base: type[Any]) -> type[Any]:
     return Nodelay
 
 
-def set_nodelay(handler: Any) -> None:
+def set_nodelay(handler: WebSocketHandler | None) -> None:
     """TCP_NODELAY on a tornado WebSocketHandler's connection, when it has one (a closed or
     custom handler is left alone: the connection must still go ahead)."""
     if handler is not None and getattr(handler, "ws_connection", None) is not None:

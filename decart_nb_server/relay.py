@@ -31,7 +31,7 @@ import contextlib
 import re
 import socket
 import struct
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import ws_authenticated
@@ -95,11 +95,11 @@ def _empty_buffers(protocol: WebSocketProtocol | None) -> None:
         and stream.closed()
         and isinstance(getattr(stream, "_read_buffer", None), bytearray)
     ):
-        stream._read_buffer = bytearray()  # type: ignore[attr-defined]
-        stream._read_buffer_size = 0  # type: ignore[attr-defined]
+        stream._read_buffer = bytearray()
+        stream._read_buffer_size = 0
 
 
-class MediaRelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+class MediaRelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     """The relay for one page connection. Authentication as jupyter_server's kernel websocket:
     WebSocketMixin checks the origin and makes JupyterHandler.prepare answer 403 (no login
     redirect) without a user; `get` then asks the authorizer for `execute` on `kernels`, since
@@ -117,7 +117,7 @@ class MediaRelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # ty
     def set_default_headers(self) -> None:
         """None of JupyterHandler's page headers (CSP, ...): they mean nothing on an upgrade."""
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
+    def write_error(self, status_code: int, **kwargs: object) -> None:
         """A line of text, not JupyterHandler's HTML page: that page asks for the user, which fails
         (a traceback in the log) when tornado refuses the URL before `prepare` (a path that is not
         UTF-8), and means nothing to a websocket client."""
@@ -130,7 +130,7 @@ class MediaRelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # ty
         return MAX_FRAME
 
     @ws_authenticated
-    async def get(self, *args: Any, **kwargs: Any) -> None:
+    async def get(self, *args: str, **kwargs: str) -> None:
         user = self.current_user
         if not await ensure_async(self.authorizer.is_authorized(self, user, "execute", self.auth_resource)):
             raise web.HTTPError(403)
@@ -144,7 +144,7 @@ class MediaRelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # ty
         finally:
             MediaRelayHandler.live -= 1
 
-    async def open(self, *args: str, **kwargs: str) -> None:  # type: ignore[override]
+    async def open(self, *args: str, **kwargs: str) -> None:
         super().open()  # WebSocketMixin: keep-alive pings
         self._protocol = self.ws_connection
         self.set_nodelay(True)  # chunk acks are small and each one matters for the rate

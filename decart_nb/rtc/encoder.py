@@ -11,11 +11,12 @@ the RTP packetization stay aiortc's.
 from __future__ import annotations
 
 import logging
-from typing import Any
-
 import aiortc
 import av
+from aiortc import RTCRtpTransceiver
 from aiortc.codecs.vpx import Vp8Encoder
+from av.frame import Frame
+from av.video.codeccontext import VideoCodecContext
 from aiortc.mediastreams import VIDEO_TIME_BASE, convert_timebase
 
 __all__ = ["OutputVp8Encoder", "use_output_encoder"]
@@ -46,7 +47,7 @@ def _options(bitrate: int) -> dict[str, str]:
 class OutputVp8Encoder(Vp8Encoder):
     """aiortc's Vp8Encoder, opening its libvpx context without the temporal denoiser."""
 
-    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+    def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         assert isinstance(frame, av.VideoFrame)
         if frame.format.name != "yuv420p":
             frame = frame.reformat(format="yuv420p")
@@ -58,6 +59,7 @@ class OutputVp8Encoder(Vp8Encoder):
             self.codec = self._open(frame.width, frame.height)
         data = b"".join(bytes(packet) for packet in self.codec.encode(frame))
         payloads = self._packetize(data, self.picture_id)
+        assert frame.pts is not None and frame.time_base is not None  # the sender stamps every frame
         timestamp = convert_timebase(frame.pts, frame.time_base, VIDEO_TIME_BASE)
         self.picture_id = (self.picture_id + 1) % (1 << 15)
         return payloads, timestamp
@@ -69,7 +71,7 @@ class OutputVp8Encoder(Vp8Encoder):
         moved = abs(self.target_bitrate - opened_at) / opened_at
         return frame.width != codec.width or frame.height != codec.height or moved > 0.1
 
-    def _open(self, width: int, height: int) -> Any:
+    def _open(self, width: int, height: int) -> VideoCodecContext:
         codec = av.CodecContext.create("libvpx", "w")
         codec.width, codec.height = width, height
         codec.bit_rate = self.target_bitrate
@@ -81,7 +83,7 @@ class OutputVp8Encoder(Vp8Encoder):
         return codec
 
 
-def use_output_encoder(transceiver: Any) -> bool:
+def use_output_encoder(transceiver: RTCRtpTransceiver) -> bool:
     """Give a negotiated VP8 transceiver's sender the kernel's encoder before its first frame.
     Returns False (aiortc's own encoder is used) for another codec or an untested aiortc."""
     sender = transceiver.sender

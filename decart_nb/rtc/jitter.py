@@ -94,7 +94,7 @@ def _supported(buffer: object) -> str | None:
             return f"the jitter buffer has no {name} of type {kind.__name__}"
     if not hasattr(buffer, "_origin") or not callable(getattr(buffer, "remove", None)):
         return "the jitter buffer lacks _origin or remove()"
-    if not (buffer._is_video and buffer._prefetch == 0):  # type: ignore[attr-defined]
+    if not (buffer._is_video and buffer._prefetch == 0):
         return "not a video jitter buffer without prefetch"
     return None
 
@@ -116,5 +116,5 @@ def complete_frames_on_marker(receiver: RTCRtpReceiver) -> bool:
             )
         return False
     # Swap the class in place: the buffer keeps whatever packets and origin it already holds.
-    buffer.__class__ = MarkerJitterBuffer  # type: ignore[union-attr]
+    buffer.__class__ = MarkerJitterBuffer
     return True

@@ -6,13 +6,14 @@ The page offers, the kernel answers; the answer carries all of the kernel's cand
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+
 
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamTrack
@@ -27,7 +28,7 @@ __all__ = ["CODECS", "KernelPeer", "ice_servers_from"]
 CODECS = {"vp8": "video/VP8", "h264": "video/H264"}
 
 
-def ice_servers_from(servers: Sequence[Any] | None) -> list[RTCIceServer]:
+def ice_servers_from(servers: Sequence[object] | None) -> list[RTCIceServer]:
     """Accept RTCIceServer objects, dicts like the browser's ({urls, username, credential}) or URLs."""
     result = []
     for server in servers or ():
@@ -97,7 +98,7 @@ class KernelPeer:
         self.answer_sdp = raise_start_bitrate(self.pc.localDescription.sdp)
         return self.answer_sdp
 
-    def _prefer_codec(self, transceiver: Any) -> None:
+    def _prefer_codec(self, transceiver: RTCRtpTransceiver) -> None:
         caps = RTCRtpSender.getCapabilities("video").codecs
         chosen = [c for c in caps if c.mimeType == self._codec]
         rtx = [c for c in caps if c.mimeType == "video/rtx"]
