@@ -29,14 +29,16 @@ FIGURE_NAMES = (
     "round trip",
     "link",
 )
-# How the page's transport (with the codec transport's pipe) is named, as the status line's
-# "via ..." says it (camera.js TRANSPORT_TEXT).
+# How the page's transport (webrtc, codec, jpeg; the codec link with its pipe, comm or socket) is
+# named, as the status line's "via ..." says it (the page's TRANSPORT_TEXT). The labels are what
+# users have always read, so they keep the older words ("comm (JPEG)").
 _LINK_NAMES = {
-    "webrtc": "WebRTC",
-    "codec": "comm (VP8)",
-    "socket": "media socket (VP8)",
-    "comm": "comm (JPEG)",
+    ("webrtc", None): "WebRTC",
+    ("codec", "comm"): "comm (VP8)",
+    ("codec", "socket"): "media socket (VP8)",
+    ("jpeg", None): "comm (JPEG)",
 }
+_TRANSPORTS = ("webrtc", "codec", "jpeg")
 _NOT_LIVE = "the session is not live: figures show while it is connected or generating"
 
 
@@ -89,12 +91,12 @@ def _camera(stats: Mapping[str, Any]) -> Figure:
 
 
 def _output(stats: Mapping[str, Any]) -> Figure:
-    """What the page receives: WebRTC's decoded size, or the size the comm transport sends (both
+    """What the page receives: WebRTC's decoded size, or the size the frame link sends (both
     may be scaled down from the model's output to fit the link)."""
     made = _size(stats.get("width"), stats.get("height"))
     made_text = f"; the model makes {made}" if made else ""
     received = _size(stats.get("page_width"), stats.get("page_height"))
-    if stats.get("transport") in ("codec", "comm"):
+    if stats.get("transport") in ("codec", "jpeg"):
         received = _size(stats.get("transport_width_out"), stats.get("transport_height_out"))
     if received is not None:
         return Figure("output", received, f"the output as the page receives it{made_text}")
@@ -149,17 +151,17 @@ def _round_trip(stats: Mapping[str, Any]) -> Figure:
             "from the output's VP8 chunks: the part of send to ack that does not depend on a chunk's "
             "size (the round trip through the Jupyter server, and the page's decode)",
         )
-    if transport == "comm":
+    if transport == "jpeg":
         return Figure("round trip", DASH, "the JPEG transport does not measure its round trip")
     return Figure("round trip", DASH, "no page link: a page measures the round trip")
 
 
 def _link(stats: Mapping[str, Any]) -> Figure:
     transport = stats.get("transport")
-    if not isinstance(transport, str) or transport not in _LINK_NAMES:
+    if not isinstance(transport, str) or transport not in _TRANSPORTS:
         return Figure("link", DASH, "no page shows this session")
-    pipe = "socket" if transport == "codec" and stats.get("transport_pipe") == "socket" else transport
-    parts = [_LINK_NAMES[pipe]]
+    pipe = ("socket" if stats.get("pipe") == "socket" else "comm") if transport == "codec" else None
+    parts = [_LINK_NAMES[transport, pipe]]
     if transport == "webrtc":
         kbps_in, kbps_out = _number(stats.get("page_kbps_sent")), _number(stats.get("page_kbps_received"))
     else:

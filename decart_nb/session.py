@@ -736,8 +736,9 @@ class Session:
     @property
     def stats(self) -> dict[str, Any]:
         """fps in/out, kernel latency p50/p95 (ms), dropped frames, and the session's state; with a
-        camera widget, its page's `transport` ("webrtc", "codec", "comm") and, over the comm,
-        `transport_{kbps,fps,width,height}_{in,out}`."""
+        camera widget, its page's `transport` ("webrtc", "codec": VP8 without WebRTC, "jpeg": JPEG
+        frames) and, without WebRTC, `transport_{kbps,fps,width,height}_{in,out}`; with "codec",
+        the `pipe` ("comm" or "socket": the page socket; `transport_pipe` is its deprecated name)."""
         pipeline = self._pipeline
         base: dict[str, Any] = {
             "state": self._conn,

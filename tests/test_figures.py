@@ -23,7 +23,7 @@ LIVE: dict[str, Any] = {
 }
 CODEC: dict[str, Any] = LIVE | {
     "transport": "codec",
-    "transport_pipe": "socket",
+    "pipe": "socket",
     "transport_kbps_in": 812.4,
     "transport_kbps_out": 455.6,
     "transport_width_out": 640,
@@ -77,7 +77,7 @@ def test_over_the_comm_the_output_is_the_size_sent_and_the_round_trip_the_acks()
     assert got["output"] == "640×352"
     assert got["round trip"] == "42 ms" and "send to ack" in said["round trip"]
     assert got["link"] == "media socket (VP8) · 812/456 kbps"
-    assert shown(CODEC | {"transport_pipe": "comm"})["link"] == "comm (VP8) · 812/456 kbps"
+    assert shown(CODEC | {"pipe": "comm"})["link"] == "comm (VP8) · 812/456 kbps"
     assert "in: 1280×720 at 29.5 fps" in said["link"] and "UDP blocked" in said["link"]
     assert got["fps shown"] == DASH  # no page_stats yet
 
@@ -85,7 +85,7 @@ def test_over_the_comm_the_output_is_the_size_sent_and_the_round_trip_the_acks()
 @pytest.mark.parametrize(
     ("stats", "why"),
     [
-        (LIVE | {"transport": "comm"}, "JPEG transport does not measure"),
+        (LIVE | {"transport": "jpeg"}, "JPEG transport does not measure"),
         (LIVE | {"transport": "webrtc"}, "not measured its round trip yet"),
         (LIVE, "no page link"),
     ],

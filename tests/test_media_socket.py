@@ -1,7 +1,7 @@
 """The media socket (kernel side): a Python page connects straight to the kernel's listener, doing
 what decart_nb_server's relay does (expects MAGIC) and what the page does (the handshake that
 proves the token on both sides, then one frame per websocket message), with a real Session and
-PyAV playing the page's VP8 (tests/test_codec_transport.py). The attacks on it are in
+PyAV playing the page's VP8 (tests/test_codec_link.py). The attacks on it are in
 tests/security/test_page_socket.py."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from decart_nb.widgets import camera as camera_module
 from decart_nb.widgets import media_socket
 from decart_nb.widgets import socket_handshake as hs
 from decart_nb.widgets.camera import CameraWidget
-from decart_nb.widgets.codec_transport import CodecTransport
+from decart_nb.widgets.codec_link import CodecLink
 from decart_nb.widgets.media_socket import (
     CHUNK,
     CHUNK_ACK,
@@ -44,7 +44,7 @@ from decart_nb.widgets.media_socket import (
     framed,
 )
 from tests.helpers import wait_until
-from tests.test_codec_transport import CodecPage, camera_session
+from tests.test_codec_link import CodecPage, camera_session
 from tests.test_widget import RecordingComm, StampedCamera, comm_of, comms
 
 __all__ = ["comms"]  # the recording-comm fixture, shared with test_widget.py
@@ -193,7 +193,7 @@ class SocketPage(CodecPage):
 
 
 def pipe(s: Session) -> Any:
-    return s.stats.get("transport_pipe")
+    return s.stats.get("pipe")
 
 
 @pytest.fixture
@@ -451,7 +451,7 @@ def test_a_wrong_token_is_closed_and_nothing_is_delivered(
     assert wait_until(lambda: bool(good.messages(CHUNK_ACK)), timeout=5)
     assert page.acked() == [1], "a chunk from a connection without the token was taken"
     link = widget._comm
-    assert isinstance(link, CodecTransport) and link.frames_received <= 1
+    assert isinstance(link, CodecLink) and link.frames_received <= 1
 
 
 def test_over_the_socket_camera_chunks_reach_the_pipeline_and_the_output_comes_back_acked(
@@ -476,7 +476,7 @@ def test_over_the_socket_camera_chunks_reach_the_pipeline_and_the_output_comes_b
     comm = [c.get("type") for c in page.rec.custom()]
     assert not {"chunk", "chunk_ack", "keyframe"} & set(comm), f"media over the comm: {comm}"
     assert not page.comm_outputs()
-    assert stats["transport"] == "codec" and stats["transport_pipe"] == "socket", stats
+    assert stats["transport"] == "codec" and stats["pipe"] == "socket", stats
     assert stats["transport_kbps_in"] > 0 and stats["transport_kbps_out"] > 0, stats
     port = page.address()["port"]
     widget.close()  # the socket closes with the widget
@@ -549,15 +549,15 @@ def test_a_chunk_encoded_while_the_socket_closed_is_not_sent(
 ) -> None:
     s, page = output_page
     entered, release = threading.Event(), threading.Event()
-    encode_chunk = CodecTransport._encode
+    encode_chunk = CodecLink._encode
 
-    def held(self: CodecTransport, frame: Any, key: bool) -> Any:
+    def held(self: CodecLink, frame: Any, key: bool) -> Any:
         if not key and not release.is_set():
             entered.set()
             release.wait(10)
         return encode_chunk(self, frame, key)
 
-    monkeypatch.setattr(CodecTransport, "_encode", held)
+    monkeypatch.setattr(CodecLink, "_encode", held)
     page.take_outputs()
     assert entered.wait(5), "no delta frame was encoded"
     wire = page.wire
@@ -682,7 +682,7 @@ def test_page_messages_over_the_socket_reach_their_handlers(
     assert s.errors and s.errors[-1].code == ErrorCode.CAMERA_BUSY
     stats = s.stats
     assert stats["transport"] == "codec" and stats["transport_reason"] == "UDP blocked: no path", stats
-    assert stats["transport_pipe"] == "socket" and stats.get("page_fps_sent") == 29.5, stats
+    assert stats["pipe"] == "socket" and stats.get("page_fps_sent") == 29.5, stats
     assert not page.rec.custom("answer_error")
     # Back on WebRTC: no reason.
     wire.send(encode_message({"type": "transport", "transport": "webrtc", "codec": "vp8", "reason": "x"}))

@@ -31,7 +31,7 @@ from decart_nb.widgets.panel.live import STATES
 from decart_nb.widgets.panel.presets import preset_prompts
 from decart_nb.widgets.view import session_view
 from tests.helpers import png_bytes, wait_until
-from tests.test_codec_transport import CodecPage
+from tests.test_codec_link import CodecPage
 from tests.test_widget import RecordingComm, comm_of, comms
 
 __all__ = ["comms"]  # the recording-comm fixture, shared with test_widget.py

@@ -5,14 +5,15 @@ offers through `Session.answer_async` on the media loop. State the page renders 
 traits, each with one writer (this class); events travel as custom messages, whose schema is in
 messages.py (one handler per page message type below, in `_HANDLERS`).
 
-With `transport="comm"` (or "auto" when WebRTC does not connect within a few seconds) frames
-travel over the comm itself: VP8 chunks where the page's WebCodecs can (codec_transport.py), JPEG
-frames otherwise or with `transport="jpeg"` (comm_transport.py).
+With `transport="codec"` (or "auto" when WebRTC does not connect within a few seconds) frames
+travel without WebRTC: VP8 chunks where the page's WebCodecs can (codec_link.py), JPEG frames
+otherwise or with `transport="jpeg"` (jpeg_link.py); both are frame_link.py's FrameLinks. The
+pipe that carries a link's messages is the comm or the page socket.
 
 The kernel reads comm messages only between cells. So the widget has a page socket for as long as
 it lives (media_socket.py: a websocket relayed by decart_nb_server, read on the media loop): the
 page sends its messages there (its offer reaches the kernel while a cell runs), and the codec
-transport's chunks, acks and key-frame requests, without Jupyter's per-message overhead. Where
+link's chunks, acks and key-frame requests, without Jupyter's per-message overhead. Where
 the server has no relay everything stays on the comm, and `kernel_busy` tells the page that a
 slow answer is a running cell, not a broken network.
 
@@ -27,9 +28,11 @@ import asyncio
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,8 +47,9 @@ from ..figures import is_live
 from ..media.stats import PAGE_STATS
 from ..timeouts import LOOP_CALL_TIMEOUT_S, PAGE_SOCKET_OFFER_AFTER_S
 from . import messages
-from .codec_transport import CodecTransport
-from .comm_transport import CommLink, CommTransport
+from .codec_link import CodecLink
+from .frame_link import FrameLink
+from .jpeg_link import JpegLink
 from .media_socket import RELAY_ENV, MediaSocket
 
 if TYPE_CHECKING:
@@ -56,10 +60,14 @@ __all__ = ["CAMERA_ADVICE", "TRANSPORTS", "CameraWidget"]
 
 logger = logging.getLogger("decart_nb")
 STATIC = Path(__file__).parent / "static"
-TRANSPORTS = ("auto", "webrtc", "comm", "jpeg")
+TRANSPORTS = ("auto", "webrtc", "codec", "jpeg")
+# Older spellings of a transport the user may still pass, for one release (with a FutureWarning).
+DEPRECATED_TRANSPORTS = {"comm": "codec"}
 MAX_REASON = 200  # characters of the page's `transport` reason kept for session.stats
 # What the page says it uses (`transport` message) -> the kernel's side of it.
-_LINKS: dict[str, type[CommLink]] = {"comm": CommTransport, "codec": CodecTransport}
+_LINKS: dict[str, type[FrameLink]] = {"jpeg": JpegLink, "codec": CodecLink}
+# An older page's name for its JPEG link, read as the new one.
+_PAGE_TRANSPORTS = {"comm": "jpeg"}
 
 # What the user can do about each camera failure (shown in the page and carried by the error).
 CAMERA_ADVICE = {
@@ -101,9 +109,9 @@ class CameraWidget(anywidget.AnyWidget):
     camera session is disconnected with it (the widget is its camera).
 
     Frames travel over WebRTC, or, where it cannot connect (UDP blocked, Binder), over the comm
-    itself: as VP8 video where the browser's WebCodecs can, else as JPEG (slower, but it always
-    works). `transport` chooses ("auto" tries WebRTC first); `active_transport` says what the page
-    uses now.
+    (or the page socket): as VP8 video ("codec") where the browser's WebCodecs can, else as JPEG
+    ("jpeg"; slower, but it always works). `transport` chooses ("auto" tries WebRTC first; "comm"
+    is the deprecated spelling of "codec"); `active_transport` says what the page uses now.
     """
 
     _esm = STATIC / "camera.js"
@@ -136,11 +144,12 @@ class CameraWidget(anywidget.AnyWidget):
         "second in Chromium), 40 shows all 30 fps at the cost of some latency under load",
     ).tag(sync=True)
     transport = t.Enum(
-        TRANSPORTS,
+        (*TRANSPORTS, *DEPRECATED_TRANSPORTS),
         "auto",
-        help="'webrtc', 'comm' (video over the Jupyter comm: VP8 where the browser's WebCodecs can, "
-        "JPEG otherwise; always works), 'jpeg' (JPEG frames over the comm), or 'auto': WebRTC, "
-        "falling back to the comm when it does not connect",
+        help="'webrtc', 'codec' (video without WebRTC, over the Jupyter comm or the page socket: VP8 "
+        "where the browser's WebCodecs can, JPEG otherwise; always works), 'jpeg' (JPEG frames), or "
+        "'auto': WebRTC, falling back to 'codec' when it does not connect. 'comm' is the deprecated "
+        "spelling of 'codec' (one release, with a FutureWarning)",
     ).tag(sync=True)
     state = t.Unicode("disconnected").tag(sync=True)
     # True while an IPython cell runs: the kernel reads comm messages only between cells, so a page
@@ -158,8 +167,8 @@ class CameraWidget(anywidget.AnyWidget):
     active_transport = t.Unicode(
         "",
         read_only=True,
-        help="the transport the page uses now: 'webrtc', 'codec' (VP8 over the comm), 'comm' (JPEG "
-        "over the comm) or '' (none yet)",
+        help="the transport the page uses now: 'webrtc', 'codec' (VP8 without WebRTC), 'jpeg' (JPEG "
+        "frames without WebRTC) or '' (none yet)",
     )
 
     def __init__(self, session: Session, **kwargs: Any) -> None:
@@ -183,7 +192,7 @@ class CameraWidget(anywidget.AnyWidget):
         self._session = session
         self._closed = False
         self._peers: set[KernelPeer] = set()  # this page's peers (a receive-only page may leave old ones)
-        self._comm: CommLink | None = None  # loop thread only
+        self._comm: FrameLink | None = None  # loop thread only
         self._transport_reason = ""  # why the page does not use WebRTC ("" when it does)
         self._shell: Any = None  # the IPython shell whose cell events set kernel_busy
         # The page socket: one listener per connection of the session (it lives on the session's
@@ -209,7 +218,7 @@ class CameraWidget(anywidget.AnyWidget):
             return
         self._page_used_the_comm()
         kind = content.get("type")
-        if kind in ("frame", "chunk"):  # the hot path of the comm transports
+        if kind in ("frame", "chunk"):  # the hot path of the frame links
             self._comm_frame(content, buffers)
             return
         self._dispatch(content)
@@ -328,10 +337,11 @@ class CameraWidget(anywidget.AnyWidget):
         """What the browser sends, receives and presents, into session.stats as `page_*`."""
         self._session.add_page_stats({key: _finite(content.get(key)) for key in PAGE_STATS})
 
-    # -- the comm transports (see comm_transport.py, codec_transport.py) ------------------------------
+    # -- the frame links (see frame_link.py, jpeg_link.py, codec_link.py) ------------------------------
     def _transport(self, content: Mapping[str, Any]) -> None:
-        kind = content.get("transport")
-        if kind != "webrtc" and kind not in _LINKS:
+        said = content.get("transport")
+        kind = _PAGE_TRANSPORTS.get(said, said) if isinstance(said, str) else None
+        if kind is None or (kind != "webrtc" and kind not in _LINKS):
             return
         reason = content.get("reason")
         self._transport_reason = reason[:MAX_REASON] if isinstance(reason, str) else ""
@@ -361,14 +371,16 @@ class CameraWidget(anywidget.AnyWidget):
         self._session.show_link_figures(self._webrtc_figures)
 
     def _link_figures(self) -> dict[str, Any]:
-        """Loop thread: the comm link's figures for session.stats, the codec transport's pipe, and
+        """Loop thread: the frame link's figures for session.stats, the codec link's pipe, and
         why the page does not use WebRTC."""
         comm = self._comm
         if comm is None:
             return {}
         found = comm.figures() | {"transport_reason": self._transport_reason} | self._camera_size()
-        if isinstance(comm, CodecTransport):
-            found["transport_pipe"] = "socket" if self._media is not None and self._media.live else "comm"
+        if isinstance(comm, CodecLink):
+            pipe = "socket" if self._media is not None and self._media.live else "comm"
+            found["pipe"] = pipe
+            found["transport_pipe"] = pipe  # the deprecated name of `pipe`, for one release
             if comm.rate is not None and comm.rate.latency > 0:  # the output's acks: the round trip
                 found["transport_rtt_ms"] = round(comm.rate.latency * 1000.0, 1)
         return found
@@ -549,7 +561,7 @@ class CameraWidget(anywidget.AnyWidget):
 
     def _receive_frame(self, content: dict[str, Any], data: bytes, t_in: float) -> None:
         # A JPEG frame to the VP8 transport, or the reverse (a page between transports): dropped.
-        expected = "chunk" if isinstance(self._comm, CodecTransport) else "frame"
+        expected = "chunk" if isinstance(self._comm, CodecLink) else "frame"
         if self._comm is not None and not self._closed and content.get("type") == expected:
             self._comm.receive(content.get("seq"), data, t_in, content)
 
@@ -566,7 +578,7 @@ class CameraWidget(anywidget.AnyWidget):
             _loop.call_soon(self._keyframe_requested)
 
     def _keyframe_requested(self) -> None:
-        if isinstance(self._comm, CodecTransport):
+        if isinstance(self._comm, CodecLink):
             self._comm.keyframe_requested()
 
     def _stop_comm_output(self) -> None:
@@ -620,6 +632,24 @@ class CameraWidget(anywidget.AnyWidget):
             if self.mirror != self._session.mirror:
                 self.mirror = self._session.mirror
 
+    @t.validate("transport")
+    def _check_transport(self, proposal: t.Bunch) -> str:
+        """The deprecated spelling ("comm") becomes the new one, with a FutureWarning: shown in a
+        notebook whatever module it is attributed to (a DeprecationWarning is shown only for code
+        in __main__, and this one is raised inside traitlets' setattr)."""
+        value = str(proposal["value"])
+        new = DEPRECATED_TRANSPORTS.get(value)
+        if new is None:
+            return value
+        warnings.warn(
+            f'transport="{value}" is deprecated and will be removed in the next release: use '
+            f'transport="{new}" (the same: VP8 video without WebRTC, JPEG where the browser has no '
+            "WebCodecs VP8)",
+            FutureWarning,
+            stacklevel=_caller_level(),
+        )
+        return new
+
     @t.observe("facing_mode")
     def _facing_changed(self, change: dict[str, Any]) -> None:
         # A facing mode names a kind of camera: it replaces a camera chosen by id.
@@ -668,6 +698,17 @@ _HANDLERS = {
     "page_stats": CameraWidget._page_stats,
     "want_ice_servers": CameraWidget._want_ice_servers,
 }
+
+
+def _caller_level() -> int:
+    """The stacklevel of the first frame outside decart_nb and traitlets: the user's line."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").split(".")[0] in _INSIDE:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+_INSIDE = frozenset({"decart_nb", "traitlets", "ipywidgets", "anywidget"})
 
 
 def _ipython() -> Any:

@@ -1,4 +1,4 @@
-"""The page socket: the page's messages and the codec transport's media, beside the comm.
+"""The page socket: the page's messages and the codec link's media, beside the comm.
 
 The kernel reads comm messages only between cells, so a page whose offer travels over the comm
 waits for a busy kernel (Run All, papermill). And Jupyter's own messages take about half of a

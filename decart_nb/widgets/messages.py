@@ -12,7 +12,12 @@ a buffer) where the server relays it, else over the comm; kernel messages over t
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
+
+#: A JSON value as a page message carries it: parsed, not yet checked.
+JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
+#: A frame's number as the page sent it: its ack echoes it unchanged, whatever it is.
+Seq: TypeAlias = JsonValue
 
 __all__ = [
     "KERNEL_MESSAGES",
@@ -32,6 +37,7 @@ __all__ = [
     "FrameAck",
     "GaveUp",
     "IceServers",
+    "JsonValue",
     "KernelMessage",
     "Keyframe",
     "MediaSocketAddress",
@@ -41,6 +47,7 @@ __all__ = [
     "PageStats",
     "Reconnecting",
     "Restart",
+    "Seq",
     "Stop",
     "Stopped",
     "Transport",
@@ -116,12 +123,13 @@ class Stopped(TypedDict):
 
 
 class Transport(TypedDict):
-    """The transport the page uses now ("comm": JPEG frames, "codec": VP8 chunks of `codec`), and
-    `reason`: why not WebRTC ("" on WebRTC), e.g. "UDP blocked: WebRTC found no network path"
-    (the part before a colon is the short form the status line shows)."""
+    """The transport the page uses now ("webrtc"; "codec": VP8 chunks of `codec`; "jpeg": JPEG
+    frames; "comm", an older page's name for "jpeg", is read as "jpeg"), and `reason`: why not
+    WebRTC ("" on WebRTC), e.g. "UDP blocked: WebRTC found no network path" (the part before a
+    colon is the short form the status line shows)."""
 
     type: Literal["transport"]
-    transport: Literal["webrtc", "comm", "codec"]
+    transport: Literal["webrtc", "codec", "jpeg", "comm"]
     codec: NotRequired[str]
     reason: NotRequired[str]
 
@@ -137,7 +145,7 @@ class FrameAck(TypedDict):
     """Either way: the frame `seq` arrived; the other side may send its next one."""
 
     type: Literal["frame_ack"]
-    seq: Any
+    seq: Seq
 
 
 class Chunk(TypedDict):
@@ -154,7 +162,7 @@ class ChunkAck(TypedDict):
     """Either way: the chunk `seq` arrived (acked once decoded)."""
 
     type: Literal["chunk_ack"]
-    seq: Any
+    seq: Seq
 
 
 class Keyframe(TypedDict):
@@ -328,7 +336,7 @@ def output_frame(seq: int, width: int, height: int) -> OutputFrame:
     return {"type": "frame", "seq": seq, "width": width, "height": height}
 
 
-def frame_ack(seq: Any) -> FrameAck:
+def frame_ack(seq: Seq) -> FrameAck:
     return {"type": "frame_ack", "seq": seq}
 
 
@@ -336,7 +344,7 @@ def output_chunk(seq: int, key: bool, width: int, height: int) -> OutputChunk:
     return {"type": "chunk", "seq": seq, "key": key, "width": width, "height": height}
 
 
-def chunk_ack(seq: Any) -> ChunkAck:
+def chunk_ack(seq: Seq) -> ChunkAck:
     return {"type": "chunk_ack", "seq": seq}
 
 

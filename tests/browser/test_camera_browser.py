@@ -349,7 +349,9 @@ def test_a_headless_session_shows_its_output_without_asking_for_a_camera(
         nb.close()
 
 
-# -- the comm transport: frames as JPEG over the notebook's comm -----------------------------------
+# -- the JPEG link: frames as JPEG over the notebook's comm -----------------------------------------
+JPEG_ON_PAGE = "['jpeg', 'comm'].includes(el.dataset.transport)"  # 'comm': a page before issue 22
+
 OUTPUT_FRAMES = f"{ROOT} canvas.decart-output-frames"
 # What Binder looks like to the page: no ICE candidate can ever be gathered, so WebRTC never connects.
 BLOCK_WEBRTC = """() => {
@@ -374,9 +376,10 @@ def page_fps(nb: LabNotebook, seconds: float = 2.0) -> float:
     return (nb.page.evaluate(COMM_RECEIVED) - n0) / seconds
 
 
-def assert_live_over_the_comm(nb: LabNotebook, name: str, kind: str = "comm") -> dict[str, Any]:
-    """Live over the comm as JPEG frames (kind "comm") or VP8 video ("codec", at a rung's size)."""
-    wait_page(nb, f"el.dataset.transport === '{kind}' && el.dataset.status === 'live'", timeout=40)
+def assert_live_over_the_comm(nb: LabNotebook, name: str, kind: str = "jpeg") -> dict[str, Any]:
+    """Live over the comm as JPEG frames (kind "jpeg") or VP8 video ("codec", at a rung's size)."""
+    on_page = JPEG_ON_PAGE if kind == "jpeg" else f"el.dataset.transport === '{kind}'"
+    wait_page(nb, f"{on_page} && el.dataset.status === 'live'", timeout=40)
     wait_page(nb, "el.dataset.state === 'generating'", timeout=30)
     active = nb.wait_py(f"s.widget.active_transport == '{kind}'", timeout=10)
     assert active, nb.py("s.widget.active_transport")
@@ -391,7 +394,7 @@ def assert_live_over_the_comm(nb: LabNotebook, name: str, kind: str = "comm") ->
     assert fps >= LIVE_FPS, f"the page received {fps:.1f} output fps over the comm"
     width, _, _ = grab_canvas(nb)
     width, height, output = grab_canvas(nb, 0.25 * 1280 / width)  # the preview grab's size
-    if kind == "comm":
+    if kind == "jpeg":
         assert (width, height) == (1280, 720)
     assert band_diff(grab(nb, PREVIEW).rgb, output) > 10, "the output shows the camera untransformed"
     print(f"{name}: kernel in {stats['fps_in']} fps, out {stats['fps_out']} fps, page {fps:.1f} fps")
@@ -442,7 +445,7 @@ def test_a_headless_session_shows_its_output_over_the_comm(comm_nb: LabNotebook)
     nb.page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
     nb.page.wait_for_function("() => !document.querySelector('.decart-camera')", timeout=10_000)
     nb.run_cell('s = Session(source="pattern")\ns.widget.transport = "jpeg"\ns')
-    wait_page(nb, "el.dataset.transport === 'comm' && el.dataset.status === 'live'", timeout=30)
+    wait_page(nb, f"{JPEG_ON_PAGE} && el.dataset.status === 'live'", timeout=30)
     width, height, _ = grab_canvas(nb)
     assert (width, height) == (1280, 720)
     fps = page_fps(nb)

@@ -1,26 +1,25 @@
-"""Frames over the widget's comm: the fallback when WebRTC cannot connect (UDP blocked, Binder).
+"""Frames over the widget's comm (or the page socket): the fallback when WebRTC cannot connect
+(UDP blocked, Binder).
 
-Two transports share this file's `CommLink`: JPEG frames (`CommTransport`, below) and VP8 chunks
-(`CodecTransport`, codec_transport.py). Their common rules (schema: messages.py):
+Vocabulary (docs/architecture.md): the *transport* is what carries the video, "webrtc", "codec"
+(VP8 chunks) or "jpeg" (JPEG frames); the *pipe* is what carries a link's messages, "comm" (the
+widget's comm) or "socket" (the page socket, media_socket.py).
+
+Two links share this file's `FrameLink`: JPEG frames (`JpegLink`, jpeg_link.py) and VP8 chunks
+(`CodecLink`, codec_link.py). Their common rules (schema: messages.py):
 - Every frame is one custom message with ONE buffer; the receiver acks it at once on receipt
-  (a VP8 chunk once decoded: codec_transport.py).
+  (a VP8 chunk once decoded: codec_link.py).
 - At most `window` frames are in flight each way (JPEG 1, VP8 2: media/rate.py says why), so the
   newest frame wins and nothing queues on the websocket: the page sends its next camera frame
   once an ack frees the window, the kernel its next output frame likewise (an unacked frame
   counts as lost after ACK_TIMEOUT_S), never faster than its fps.
 - Encoding and decoding run in the media loop's executor, one job at a time, never on the loop.
   Every method runs on the media loop.
-
-JPEG: the page says `transport {transport: "comm"}`, then sends `frame {seq}` + one JPEG buffer
-(a camera session's camera) and acks the kernel's output `frame {seq, width, height}` + one JPEG
-buffer with `frame_ack {seq}`. A camera frame that arrives while one is decoded replaces the one
-waiting (JPEG frames stand alone, so any can be dropped).
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from collections import deque
@@ -30,20 +29,18 @@ from typing import TYPE_CHECKING, Any
 
 import av
 from aiortc.mediastreams import MediaStreamError
-from PIL import Image
 
 from ..errors import DecartNBError
 from ..media.frames import FrameMeta, recv_video
-from ..media.jpeg import decode_jpeg, encode_jpeg
 from ..media.relay import MailboxTrack
 from ..timeouts import ACK_TIMEOUT_S
-from .messages import KernelMessage, frame_ack, output_frame
+from .messages import KernelMessage
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
     from ..session import Session
 
-__all__ = ["ACK_TIMEOUT_S", "CommLink", "CommTransport", "Incoming", "LinkMeter", "Outgoing"]
+__all__ = ["ACK_TIMEOUT_S", "FrameLink", "Incoming", "LinkMeter", "Outgoing", "Send"]
 
 logger = logging.getLogger("decart_nb")
 
@@ -98,12 +95,13 @@ class Outgoing:
     key: bool = False
 
 
-class CommLink:
-    """One page's frames over the comm, for one session: what both comm transports share.
+class FrameLink:
+    """One page's frames over the comm or the page socket, for one session: what the JPEG and the
+    VP8 link share.
     Built and closed by the CameraWidget. Subclasses say how frames are acked, queued, decoded,
     encoded and announced."""
 
-    name = ""  # what `active_transport` and the stats call this transport
+    name = ""  # its transport: what `active_transport` and `stats["transport"]` say
     window = 1  # output frames that may be unacked at once
     # A camera frame is acked on receipt, or once decoded (so a busy kernel reads as a slow link
     # to the page and frames cannot pile up before the decoder).
@@ -313,29 +311,3 @@ class CommLink:
         self.stop_output()
         self._pending = []
         self.camera.stop()
-
-
-class CommTransport(CommLink):
-    """JPEG frames over the comm (see the module's docstring)."""
-
-    name = "comm"
-
-    def _ack(self, seq: Any) -> KernelMessage:
-        return frame_ack(seq)
-
-    def _queue(self, item: Incoming) -> None:
-        self._pending = [item]  # the newest wins: a JPEG frame needs no other
-
-    def _decode(
-        self, items: list[Incoming], width: int, height: int
-    ) -> tuple[av.VideoFrame | None, int, int]:
-        data = items[-1].data
-        frame = decode_jpeg(data, width, height)
-        with Image.open(io.BytesIO(data)) as image:  # reads the header only
-            return frame, image.width, image.height
-
-    def _encode(self, frame: av.VideoFrame, key: bool) -> Outgoing:
-        return Outgoing(encode_jpeg(frame), frame.width, frame.height)
-
-    def _announce(self, seq: int, out: Outgoing) -> KernelMessage:
-        return output_frame(seq, out.width, out.height)

@@ -1,7 +1,8 @@
-"""VP8 video over the widget's comm: the "codec" transport, real video where WebRTC cannot connect.
+"""VP8 video over the comm or the page socket: the "codec" transport, real video where WebRTC
+cannot connect. The rules it shares with the JPEG link are frame_link.py's.
 
 The page says `transport {transport: "codec", codec: "vp8"}` when its WebCodecs can encode and
-decode VP8 (else it uses JPEG, comm_transport.py). Then, each way (schema: messages.py):
+decode VP8 (else it uses JPEG, jpeg_link.py). Then, each way (schema: messages.py):
 `chunk {seq, key, width, height}` + one buffer = one VP8 frame, acked with `chunk_ack {seq}` by
 each side once decoded (so a receiver too busy to decode reads as a slow link and nothing piles
 up before a decoder), at most IN_FLIGHT (2) chunks in flight; `keyframe {}` asks the other side's
@@ -29,20 +30,20 @@ from ..errors import DecartNBError
 from ..media.rate import IN_FLIGHT, RateController
 from ..media.vp8 import Vp8Decoder, Vp8Encoder, is_key_chunk
 from ..timeouts import KEYFRAME_REQUEST_EVERY_S
-from .comm_transport import CommLink, Incoming, Outgoing, Send
+from .frame_link import FrameLink, Incoming, Outgoing, Send
 from .messages import KernelMessage, chunk_ack, keyframe, output_chunk
 
 if TYPE_CHECKING:
     from ..session import Session
 
-__all__ = ["KEYFRAME_REQUEST_EVERY_S", "MAX_PENDING", "CodecTransport"]
+__all__ = ["KEYFRAME_REQUEST_EVERY_S", "MAX_PENDING", "CodecLink"]
 
 logger = logging.getLogger("decart_nb")
 
 MAX_PENDING = 30  # chunks waiting for the decoder (a second at 30 fps): past that, start again at a key
 
 
-class CodecTransport(CommLink):
+class CodecLink(FrameLink):
     """VP8 chunks over the comm (see the module's docstring)."""
 
     name = "codec"

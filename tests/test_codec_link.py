@@ -1,6 +1,6 @@
-"""The codec transport without a browser: PyAV plays the page (libvpx encodes a moving pattern into
-VP8 chunks as WebCodecs would, one custom message with one buffer each, and decodes the kernel's
-chunks), on a recording comm; and the VP8 encoder and decoder on their own."""
+"""The codec link (VP8, transport "codec") without a browser: PyAV plays the page (libvpx encodes
+a moving pattern into VP8 chunks as WebCodecs would, one custom message with one buffer each, and
+decodes the kernel's chunks), on a recording comm; and the VP8 encoder and decoder on their own."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ import pytest
 from decart_nb import ErrorCode, Session
 from decart_nb.media.rate import IN_FLIGHT
 from decart_nb.media.vp8 import Vp8Decoder, Vp8Encoder, is_key_chunk, key_frame_size
-from decart_nb.widgets import comm_transport
+from decart_nb.widgets import frame_link
 from decart_nb.widgets.camera import CameraWidget
-from decart_nb.widgets.codec_transport import MAX_PENDING, CodecTransport
+from decart_nb.widgets.codec_link import MAX_PENDING, CodecLink
 from tests.helpers import wait_until
 from tests.test_widget import RecordingComm, comm_of, comms
 
@@ -136,13 +136,13 @@ class CodecPage:
         return sent
 
 
-def transport_of(widget: CameraWidget) -> CodecTransport:
+def transport_of(widget: CameraWidget) -> CodecLink:
     link = widget._comm
-    assert isinstance(link, CodecTransport), link
+    assert isinstance(link, CodecLink), link
     return link
 
 
-def idle(link: CodecTransport) -> CodecTransport:
+def idle(link: CodecLink) -> CodecLink:
     """`link` once it has decoded all it received."""
     assert wait_until(lambda: not link._pending and not link._decoding, timeout=5)
     return link
@@ -158,7 +158,7 @@ def camera_session(
     """A camera session over the comm whose page (a `page_type`) uses the codec transport."""
     s = Session(source="camera", prompt="pencil sketch")
     widget = s.widget
-    widget.transport = "comm"
+    widget.transport = "codec"
     page = page_type(comm_of(widget, comms))
     page.use_codec()
     try:
@@ -212,13 +212,13 @@ def test_a_camera_chunk_is_acked_once_decoded(
 ) -> None:
     _s, widget, page = camera_page
     release = threading.Event()
-    decode = CodecTransport._decode
+    decode = CodecLink._decode
 
-    def held(self: CodecTransport, *args: Any) -> Any:
+    def held(self: CodecLink, *args: Any) -> Any:
         release.wait(10)
         return decode(self, *args)
 
-    monkeypatch.setattr(CodecTransport, "_decode", held)
+    monkeypatch.setattr(CodecLink, "_decode", held)
     page.send_chunk(page.encode(key=True))
     page.send_chunk(page.encode())
     time.sleep(0.5)
@@ -342,7 +342,7 @@ def test_a_burst_of_chunks_is_all_decoded_and_nothing_queues(
 
 def run_over(
     comms: list[RecordingComm], mbit: float, seconds: float, rtt: float = 0.004
-) -> tuple[CodecTransport, list[tuple[float, int]]]:
+) -> tuple[CodecLink, list[tuple[float, int]]]:
     """A grainy headless session's output taken through a simulated link (CodecPage.receive_over)."""
     with Session(source=grainy()) as s:
         page = CodecPage(comm_of(s.widget, comms))
@@ -410,7 +410,7 @@ def test_the_output_fits_a_slow_link_at_a_steady_frame_rate(comms: list[Recordin
 def test_a_lost_ack_is_followed_by_a_key_frame(
     comms: list[RecordingComm], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(comm_transport, "ACK_TIMEOUT_S", 0.4)
+    monkeypatch.setattr(frame_link, "ACK_TIMEOUT_S", 0.4)
     with Session(source="pattern") as s:
         page = CodecPage(comm_of(s.widget, comms))
         page.use_codec()
@@ -427,10 +427,10 @@ def test_the_page_can_move_between_jpeg_and_codec(comms: list[RecordingComm]) ->
         page = CodecPage(rec)
         page.use_codec()
         assert wait_until(lambda: bool(page.outputs()), timeout=10)
-        rec.from_page({"type": "transport", "transport": "comm"})
-        assert s.widget.active_transport == "comm"
+        rec.from_page({"type": "transport", "transport": "jpeg"})
+        assert s.widget.active_transport == "jpeg"
         assert wait_until(lambda: any(c.get("type") == "frame" for c, _ in list(rec.binary)), timeout=10)
-        assert s.stats["transport"] == "comm"
+        assert s.stats["transport"] == "jpeg"
         s.widget.close()
 
 

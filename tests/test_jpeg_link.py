@@ -1,4 +1,4 @@
-"""The comm transport without a browser: JPEG frames injected as the page sends them (one custom
+"""The JPEG link (transport "jpeg") without a browser: JPEG frames injected as the page sends them (one custom
 message with one binary buffer each), the kernel's answers read off a recording comm."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from decart_nb import ErrorCode, Session
-from decart_nb.widgets import comm_transport
+from decart_nb.widgets import frame_link
 from decart_nb.widgets.camera import CameraWidget
 from tests.helpers import wait_until
 from tests.test_widget import RecordingComm, comm_of, comms
@@ -42,15 +42,15 @@ def decoded(data: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-class CommPage:
-    """Plays the page's side of the comm transport on a recording comm."""
+class JpegPage:
+    """Plays the page's side of the JPEG link on a recording comm."""
 
     def __init__(self, rec: RecordingComm) -> None:
         self.rec = rec
         self.seq = 0
 
-    def use_comm(self) -> None:
-        self.rec.from_page({"type": "transport", "transport": "comm"})
+    def use_jpeg(self) -> None:
+        self.rec.from_page({"type": "transport", "transport": "jpeg"})
 
     def send_frame(self, jpeg: bytes) -> int:
         self.seq += 1
@@ -85,25 +85,25 @@ class CommPage:
 
 
 @pytest.fixture
-def camera_page(comms: list[RecordingComm]) -> Iterator[tuple[Session, CameraWidget, CommPage]]:
+def camera_page(comms: list[RecordingComm]) -> Iterator[tuple[Session, CameraWidget, JpegPage]]:
     s = Session(source="camera", prompt="pencil sketch")
     widget = s.widget
-    widget.transport = "comm"
-    page = CommPage(comm_of(widget, comms))
+    widget.transport = "jpeg"
+    page = JpegPage(comm_of(widget, comms))
     yield s, widget, page
     widget.close()
     s.disconnect()
 
 
 def test_camera_frames_over_the_comm_come_back_as_transformed_jpeg(
-    camera_page: tuple[Session, CameraWidget, CommPage],
+    camera_page: tuple[Session, CameraWidget, JpegPage],
 ) -> None:
     s, widget, page = camera_page
     states: list[str] = []
     s.on("connection_change", states.append)
-    assert page.rec.updates("transport")[-1] == "comm"  # the page reads the choice
-    page.use_comm()
-    assert widget.active_transport == "comm"
+    assert page.rec.updates("transport")[-1] == "jpeg"  # the page reads the choice
+    page.use_jpeg()
+    assert widget.active_transport == "jpeg"
     page.stream(seconds=2.0)
     assert wait_until(lambda: s.state == "generating", timeout=10), s.state
     assert states == ["connecting", "connected", "generating"], states
@@ -121,10 +121,10 @@ def test_camera_frames_over_the_comm_come_back_as_transformed_jpeg(
 
 
 def test_a_page_frame_of_another_size_is_scaled_to_the_models(
-    camera_page: tuple[Session, CameraWidget, CommPage],
+    camera_page: tuple[Session, CameraWidget, JpegPage],
 ) -> None:
     s, _widget, page = camera_page
-    page.use_comm()
+    page.use_jpeg()
     page.stream(seconds=1.0, size=(640, 360))
     assert wait_until(lambda: s.stats["frames_out"] > 0, timeout=10)
     stats = s.stats
@@ -132,10 +132,10 @@ def test_a_page_frame_of_another_size_is_scaled_to_the_models(
 
 
 def test_a_frame_that_is_not_an_image_is_an_error_and_the_stream_goes_on(
-    camera_page: tuple[Session, CameraWidget, CommPage],
+    camera_page: tuple[Session, CameraWidget, JpegPage],
 ) -> None:
     s, _widget, page = camera_page
-    page.use_comm()
+    page.use_jpeg()
     page.send_frame(b"not a jpeg")
     assert wait_until(lambda: bool(s.errors), timeout=5)
     assert s.errors[-1].code == ErrorCode.INVALID_INPUT
@@ -145,8 +145,8 @@ def test_a_frame_that_is_not_an_image_is_an_error_and_the_stream_goes_on(
 
 def test_only_one_output_frame_is_in_flight_until_the_page_acks(comms: list[RecordingComm]) -> None:
     with Session(source="pattern") as s:
-        page = CommPage(comm_of(s.widget, comms))
-        page.use_comm()  # a headless session shows its output over the comm too (receive only)
+        page = JpegPage(comm_of(s.widget, comms))
+        page.use_jpeg()  # a headless session shows its output over the comm too (receive only)
         assert wait_until(lambda: len(page.outputs()) == 1, timeout=10)
         time.sleep(1.5)  # the pattern runs at 30 fps all along
         assert len(page.outputs()) == 1, "the kernel sent more frames than the page acknowledged"
@@ -168,8 +168,8 @@ def test_closing_the_widget_stops_sending_and_leaves_no_thread(
 ) -> None:
     before = set(threading.enumerate())  # an earlier test's dispatcher may still be winding down
     s = Session(source="camera")
-    page = CommPage(comm_of(s.widget, comms))
-    page.use_comm()
+    page = JpegPage(comm_of(s.widget, comms))
+    page.use_jpeg()
     page.stream(seconds=1.0)
     assert wait_until(lambda: bool(page.outputs()), timeout=10)
     s.widget.close()
@@ -185,8 +185,8 @@ def test_disconnect_stops_the_sender_of_a_headless_session(
 ) -> None:
     s = Session(source="pattern").connect()
     widget = s.widget
-    page = CommPage(comm_of(widget, comms))
-    page.use_comm()
+    page = JpegPage(comm_of(widget, comms))
+    page.use_jpeg()
     assert wait_until(lambda: bool(page.outputs()), timeout=10)
     s.disconnect()
     assert page.rec.custom("stop")
@@ -198,14 +198,14 @@ def test_disconnect_stops_the_sender_of_a_headless_session(
 
 
 def test_a_model_switch_over_the_comm_feeds_the_new_pipeline(
-    camera_page: tuple[Session, CameraWidget, CommPage],
+    camera_page: tuple[Session, CameraWidget, JpegPage],
 ) -> None:
     s, _widget, page = camera_page
-    page.use_comm()
+    page.use_jpeg()
     page.stream(seconds=1.0)
     s.switch_model("lucy-restyle-2")  # 1280x704: the page restarts and draws at the new size
     assert page.rec.custom("restart")
-    page.use_comm()
+    page.use_jpeg()
     page.stream(seconds=1.5, size=(1280, 704))
     assert wait_until(lambda: s.state == "generating", timeout=10), s.state
     assert wait_until(lambda: s.stats["height"] == 704, timeout=5), s.stats
@@ -216,18 +216,18 @@ def test_a_model_switch_over_the_comm_feeds_the_new_pipeline(
 def test_a_lost_ack_only_delays_the_next_frame(
     comms: list[RecordingComm], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(comm_transport, "ACK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(frame_link, "ACK_TIMEOUT_S", 0.5)
     with Session(source="pattern") as s:
-        page = CommPage(comm_of(s.widget, comms))
-        page.use_comm()
+        page = JpegPage(comm_of(s.widget, comms))
+        page.use_jpeg()
         assert wait_until(lambda: len(page.outputs()) >= 3, timeout=10)  # never acked
         s.widget.close()
 
 
 def test_a_page_back_on_webrtc_gets_no_more_comm_frames(comms: list[RecordingComm]) -> None:
     with Session(source="pattern") as s:
-        page = CommPage(comm_of(s.widget, comms))
-        page.use_comm()
+        page = JpegPage(comm_of(s.widget, comms))
+        page.use_jpeg()
         assert wait_until(lambda: bool(page.outputs()), timeout=10)
         page.rec.from_page({"type": "transport", "transport": "webrtc"})
         assert s.widget.active_transport == "webrtc"
