@@ -1,6 +1,8 @@
 // Bundles the page (src/index.ts) into the one ES module anywidget loads:
 // decart_nb/widgets/static/camera.js (generated, not edited by hand).
-// `node build.mjs --tests` instead compiles test/*.test.ts to .test-out/ for `node --test`.
+// `node build.mjs --tests` instead compiles test/*.test.ts to .test-out/ for `node --test`;
+// `node build.mjs --internals OUT` bundles test/internals.ts (the page's parts on globalThis, for
+// the Python tests that drive them in node) into the script OUT.
 import * as esbuild from "esbuild";
 import { readdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -40,4 +42,20 @@ async function buildTests() {
   });
 }
 
-await (process.argv.includes("--tests") ? buildTests() : buildPage());
+async function buildInternals(outfile) {
+  if (!outfile) throw new Error("usage: node build.mjs --internals OUTFILE");
+  await esbuild.build({
+    entryPoints: [join(here, "test", "internals.ts")],
+    outfile,
+    bundle: true,
+    format: "iife", // its own scope: no top-level name can clash with the test's stubs
+    platform: "neutral",
+    target,
+    logLevel: "warning",
+  });
+}
+
+const args = process.argv.slice(2);
+if (args[0] === "--tests") await buildTests();
+else if (args[0] === "--internals") await buildInternals(args[1]);
+else await buildPage();

@@ -1,25 +1,27 @@
-"""The page and the kernel agree on their messages: camera.js's schema tables (PAGE_MESSAGES,
-KERNEL_MESSAGES) name the same messages with the same fields as decart_nb/widgets/messages.py,
-the kernel handles every page message, and every `send(` in camera.js uses a schema name."""
+"""The page and the kernel agree on their messages: the page's schema tables (PAGE_MESSAGES,
+KERNEL_MESSAGES in js/src/schema.ts) name the same messages with the same fields as
+decart_nb/widgets/messages.py, the kernel handles every page message, and every `send(` in the
+page's modules uses a schema name (TypeScript checks the fields of each: js/src/schema.ts's
+PageMessage)."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import get_type_hints
 
 import pytest
 
 from decart_nb.widgets import messages
 from decart_nb.widgets.camera import _HANDLERS
+from tests import page_bundle
 
-CAMERA_JS = (Path(messages.__file__).parents[2] / "js" / "src" / "index.ts").read_text()
+PAGE_TS = page_bundle.sources()
 
 
-def js_schema(name: str, source: str = CAMERA_JS) -> dict[str, set[str]]:
-    """A `const NAME = schema({ type: ["field", ...], ... });` table of camera.js, as a dict."""
-    block = re.search(rf"^const {name} = schema\(\{{\n(.*?)\n\}}\);$", source, re.S | re.M)
-    assert block, f"camera.js has no {name} table"
+def js_schema(name: str, source: str = PAGE_TS) -> dict[str, set[str]]:
+    """An `export const NAME = schema({ type: ["field", ...], ... });` table of the page, as a dict."""
+    block = re.search(rf"^export const {name} = schema\(\{{\n(.*?)\n\}}\);$", source, re.S | re.M)
+    assert block, f"the page has no {name} table"
     rows = re.findall(r"^\s+(\w+): \[(.*)\],$", block.group(1), re.M)
     assert len(rows) == len(block.group(1).splitlines()), f"a row of {name} is not `type: [fields],`"
     return {kind: set(re.findall(r'"(\w+)"', fields)) for kind, fields in rows}
@@ -36,13 +38,15 @@ def py_schema(table: dict[str, type]) -> dict[str, set[str]]:
 
 
 def page_sends() -> list[str]:
-    """The type of each `send(...)` / `sendMedia(...)` call in camera.js ("" for a call without a
+    """The type of each `send(...)` / `sendMedia(...)` call in the page ("" for a call without a
     literal type); the media socket's own `ws.send` (the token, framed bytes) is not a message."""
-    calls = re.finditer(r"(?<!ws\.)\b(?:send|sendMedia)\((.{0,40})", CAMERA_JS, re.S)
+    calls = re.finditer(r"(?<!ws\.)\b(?:send|sendMedia)\((.{0,40})", PAGE_TS, re.S)
     kinds = []
     for call in calls:
         head = call.group(1)
-        if head.startswith("msg"):  # the definition `send(msg, buffers)` and its model.send(msg...)
+        # A definition (`send(msg: PageMessage, ...)`, the model's `send(content: object, ...)`) or
+        # a call passing a message on (`model.send(msg...)`).
+        if head.startswith("msg") or re.match(r"\w+\??: ", head):
             continue
         literal = re.match(r"\{\s*type: \"(\w+)\"", head)
         kinds.append(literal.group(1) if literal else "")
@@ -79,7 +83,7 @@ def test_the_kernel_handles_every_page_message() -> None:
     assert set(_HANDLERS) | {"frame", "chunk"} == set(messages.PAGE_MESSAGES)
 
 
-def test_every_send_in_camera_js_uses_a_schema_name() -> None:
+def test_every_send_in_the_page_uses_a_schema_name() -> None:
     sends = page_sends()
     assert {"offer", "camera", "page_stats", "camera_ended"} <= set(sends)  # one- and multi-line
     unknown = [kind for kind in sends if kind not in messages.PAGE_MESSAGES]
@@ -87,8 +91,8 @@ def test_every_send_in_camera_js_uses_a_schema_name() -> None:
 
 
 def test_the_checks_catch_a_drift() -> None:
-    drifted = CAMERA_JS.replace('  camera_ended: ["label"],', '  camera_ended: ["label", "when"],')
-    assert drifted != CAMERA_JS
+    drifted = PAGE_TS.replace('  camera_ended: ["label"],', '  camera_ended: ["label", "when"],')
+    assert drifted != PAGE_TS
     assert js_schema("PAGE_MESSAGES", drifted) != py_schema(messages.PAGE_MESSAGES)
     with pytest.raises(AssertionError):
         js_schema("NO_SUCH_TABLE")

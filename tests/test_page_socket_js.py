@@ -1,5 +1,6 @@
-"""camera.js's side of the page socket and of a busy kernel, in node (no browser): the whole module
-runs against a fake widget model, a fake WebSocket and a manual clock.
+"""The page's side of the page socket and of a busy kernel, in node (no browser): the page's modules
+(js/src, bundled with their internals on globalThis by tests/page_bundle.py) run against a fake
+widget model, a fake WebSocket and a manual clock.
 
 - While the socket opens, page messages wait in order (the newest page_stats replacing an older
   one) and go over it on READY, or over the comm when it fails, so nothing sent before a socket
@@ -19,16 +20,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from decart_nb.widgets import socket_handshake as hs
+from tests import page_bundle
 
-CAMERA_JS = Path(__file__).parents[1] / "js" / "src" / "index.ts"
+
+class _Internals:
+    """The page's internals as a script to run after the stubs; read_text() builds it (once)."""
+
+    def read_text(self) -> str:
+        return page_bundle.internals().read_text(encoding="utf-8")
+
+
+CAMERA_JS = _Internals()
 
 STUBS = r"""
 let now = 0;
@@ -262,13 +270,6 @@ console.log(JSON.stringify(out));
 """
 
 
-def node() -> str:
-    path = shutil.which("node")
-    if path is None:
-        pytest.fail("node not found: install nodejs (sudo apt-get install nodejs, or run scripts/setup)")
-    return path
-
-
 PORT = 4242
 PAGE_NONCE, KERNEL_NONCE = bytes([7]) * hs.NONCE_SIZE, bytes([9]) * hs.NONCE_SIZE
 TOKENS = ("secret", "newer")
@@ -282,12 +283,15 @@ def proofs() -> str:
 
 
 def run_scenarios(source: str, scenarios: str = SCENARIOS) -> Any:
-    """Runs camera.js with the stubs, then `scenarios` (which print one JSON line)."""
-    module = source.replace("\nexport default {", "\nconst widget = {")
-    assert module != source, "camera.js has no `export default {`"
-    script = f"{proofs()}{STUBS}\n{module}\n(async () => {{\n{scenarios}\n}})();\n"
+    """Runs the page's internals (`source`) after the stubs, then `scenarios` (which print one JSON
+    line)."""
+    script = f"{proofs()}{STUBS}\n{source}\n(async () => {{\n{scenarios}\n}})();\n"
     done = subprocess.run(
-        [node(), "--input-type=module", "-"], input=script, capture_output=True, text=True, timeout=60
+        [page_bundle.node(), "--input-type=module", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -361,7 +365,7 @@ console.log(JSON.stringify(out));
 
 
 def test_the_pages_sha256_and_hmac_agree_with_pythons() -> None:
-    """camera.js has its own SHA-256 (no crypto.subtle on a plain-http page): against hashlib and
+    """The page has its own SHA-256 (no crypto.subtle on a plain-http page): against hashlib and
     hmac, on keys and messages around the block sizes, empty ones, and keys over 64 bytes."""
     lengths = (0, 1, 3, 31, 32, 55, 56, 63, 64, 65, 100, 119, 120, 127, 128, 129, 200, 1000)
     cases = [

@@ -5,18 +5,21 @@ sender keeps at most IN_FLIGHT chunks unacked and never sends faster than its ta
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import random
 import re
 import statistics
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from decart_nb.media import rate
 from decart_nb.media.rate import IN_FLIGHT, MIN_BPP, RUNG_HOLD_S, RateController, ladder
+from tests import page_bundle
+from tests.rate_scenarios import RULES, Model, expected_states, scenarios
 
 RTT_S = 0.004  # the loopback's round trip plus the kernel's handling
 KEY_FACTOR = 4.0  # a key frame is this many times a delta frame's size
@@ -204,18 +207,34 @@ def test_a_lost_chunk_halves_the_bitrate() -> None:
     assert rc.on_lost(now=3.0), "a halved bitrate past the hold moves to a smaller rung"
 
 
-def test_the_pages_twin_uses_the_same_constants() -> None:
-    """camera.js's RateController mirrors this one: its RATE table must hold rate.py's values."""
-    js = (Path(rate.__file__).parents[2] / "js" / "src" / "index.ts").read_text()
-    block = re.search(r"^const RATE = Object\.freeze\(\{\n(.*?)\n\}\);$", js, re.S | re.M)
-    assert block, "camera.js has no RATE table"
-    table = block.group(1)
-    numbers = {name: float(value) for name, value in re.findall(r"^\s+([A-Z_]+): ([\d.]+),", table, re.M)}
-    ladder_js = re.search(r"LADDER: Object\.freeze\(\[([^\]]*)\]\)", table)
-    assert ladder_js and tuple(float(f) for f in ladder_js.group(1).split(",")) == rate.LADDER
-    names = set(rate.__all__) - {"LADDER", "RateController", "Rung", "ladder"}
-    assert set(numbers) == names, set(numbers) ^ names
-    assert all(numbers[name] == getattr(rate, name) for name in names), numbers
+def test_rate_py_takes_its_constants_from_the_shared_table() -> None:
+    """rate.py and the page's twin (js/src/rate.ts) read one table, rate_rules.json: rate.py's
+    constants are its values, and the page imports it rather than keeping numbers of its own."""
+    table = json.loads(RULES.read_text(encoding="utf-8"))["constants"]
+    names = set(rate.__all__) - {"RateController", "Rung", "ladder"}
+    assert set(table) == names, set(table) ^ names
+    for name in names:
+        want = tuple(table[name]) if name == "LADDER" else table[name]
+        assert getattr(rate, name) == want and type(getattr(rate, name)) is type(want), name
+    page = (page_bundle.JS / "src" / "rate.ts").read_text(encoding="utf-8")
+    assert 'from "../../decart_nb/media/rate_rules.json"' in page
+    assert not re.search(r"^\s+[A-Z_]+: [\d.]+,", page, re.M), "rate.ts has constants of its own"
+
+
+@pytest.mark.parametrize("index", range(len(scenarios())))
+def test_rate_py_gives_the_shared_scenarios_outputs(index: int) -> None:
+    """Each stored scenario (js/test/rate.test.ts runs them against the page's twin) through rate.py:
+    after every step the same outputs as stored, kbps, fps and latency to within 1e-9."""
+    stored = json.loads(RULES.read_text(encoding="utf-8"))["scenarios"][index]
+    m = stored["model"]
+    options = {"start_kbps": m.get("startKbps"), "min_kbps": m.get("minKbps"), "max_kbps": m.get("maxKbps")}
+    model = Model(m["width"], m["height"], m["fps"], **options)
+    got = expected_states(model, [tuple(e) for e in stored["events"]])
+    assert len(got) == len(stored["expect"]) == len(stored["events"]) + 1
+    for step, (mine, want) in enumerate(zip(got, stored["expect"], strict=True)):
+        floats = zip(mine[1:4], want[1:4], strict=True)
+        same = all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in floats)
+        assert same and mine[0] == want[0] and mine[4:] == want[4:], (stored["name"], step, mine, want)
 
 
 def steady_acks(rc: RateController, start: float, seconds: float, encode_ms_at_720p: float | None) -> float:

@@ -1,66 +1,26 @@
-"""camera.js's RateController against rate.py's, step for step: the same seeded random acks and
-losses go to both (the JavaScript one in node), and after every call the returned bool, the rung
-and its change count must be equal and kbps, fps and latency equal to within 1e-9 (relative)."""
+"""The page's RateController (js/src/rate.ts) against rate.py's, step for step: the same seeded
+random acks and losses go to both (the TypeScript one bundled and run in node), and after every
+call the returned bool, the rung and its change count must be equal and kbps, fps and latency equal
+to within 1e-9 (relative). Both read their constants from one table, rate_rules.json; its stored
+scenarios are checked in tests/test_rate.py (rate.py) and js/test/rate.test.ts (rate.ts)."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import math
-import random
 import re
-import shutil
 import subprocess
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import pytest
-
-from decart_nb.media import rate
 from decart_nb.media.rate import RateController
+from tests import page_bundle
+from tests.rate_scenarios import MODELS, Event, Model, random_events
 
-CAMERA_JS = Path(rate.__file__).parents[2] / "js" / "src" / "index.ts"
-START_MARKER = "const RATE = Object.freeze({"
-CLASS_MARKER = "\nclass RateController {"
 EVENTS = 600
 SEEDS = (1, 2, 3)
-LOST_SHARE = 0.03
-ENCODED_SHARE = 0.6  # of the acks, those a frame's encode time comes before
-OVERLAP_SHARE = 0.3  # of the acks, those sent before the previous ack came
-ACK_TIMEOUT_S = 3.0  # what a sender waits before it calls a chunk lost
 REL_TOL = 1e-9
 ABS_TOL = 1e-12  # a latency of 0 in one and 1e-18 in the other is no mismatch
-
-Event = tuple[Any, ...]  # ("ack", nbytes, seconds, now), ("lost", now) or ("encoded", seconds)
-
-
-@dataclass(frozen=True)
-class Model:
-    """A model's size and fps and the controller's options (None: the default)."""
-
-    width: int
-    height: int
-    fps: float
-    start_kbps: float | None = None
-    min_kbps: float | None = None
-    max_kbps: float | None = None
-
-    def py_options(self) -> dict[str, float]:
-        names = {"start_kbps": self.start_kbps, "min_kbps": self.min_kbps, "max_kbps": self.max_kbps}
-        return {name: value for name, value in names.items() if value is not None}
-
-    def js_options(self) -> dict[str, float]:
-        names = {"startKbps": self.start_kbps, "minKbps": self.min_kbps, "maxKbps": self.max_kbps}
-        return {name: value for name, value in names.items() if value is not None}
-
-
-MODELS = (
-    Model(1280, 720, 30),
-    Model(640, 360, 25, start_kbps=1000.0, max_kbps=2000.0),
-    Model(1920, 1080, 20, start_kbps=150.0, min_kbps=80.0),
-    Model(1000, 562, 24, max_kbps=900.0),
-)
 
 
 class State(NamedTuple):
@@ -80,50 +40,11 @@ class Run(NamedTuple):
     events: list[Event]
 
 
-# -- the events ------------------------------------------------------------------------------------
-def random_events(seed: int, count: int = EVENTS) -> list[Event]:
-    """Acks of a few hundred bytes to ~60 KB in 1-400 ms, with runs of late and of quick ones and of
-    equal sizes, ~3% lost chunks; `now` moves on by each ack's time plus a gap, or a timeout."""
-    rng = random.Random(seed)
-    events: list[Event] = []
-    now, mode, left, size = 0.0, "steady", 0, 1000
-    while len(events) < count:
-        if left == 0:
-            mode = rng.choices(["steady", "late", "quick", "same"], [6, 2, 2, 1])[0]
-            left, size = rng.randint(3, 45), rng.randint(300, 60_000)
-        left -= 1
-        if rng.random() < LOST_SHARE:
-            now += ACK_TIMEOUT_S
-            events.append(("lost", now))
-            continue
-        if rng.random() < ENCODED_SHARE:  # rule 4's input: 1-80 ms, quick and slow encoders alike
-            events.append(("encoded", rng.choice([rng.uniform(0.001, 0.012), rng.uniform(0.012, 0.08)])))
-        nbytes, seconds = one_ack(rng, mode, size)
-        # Two chunks in flight: some acks come sooner after the last one than their own send->ack,
-        # so they were sent before it (the rules' FIFO correction).
-        now += seconds * (rng.uniform(0.3, 1.0) if rng.random() < OVERLAP_SHARE else 1.0)
-        events.append(("ack", nbytes, seconds, now))
-        now += rng.choice([0.0, rng.uniform(0.0, 0.05)])
-    return events
-
-
-def one_ack(rng: random.Random, mode: str, size: int) -> tuple[int, float]:
-    """One chunk's bytes and send->ack seconds in `mode`."""
-    if mode == "same":
-        return size, rng.uniform(0.02, 0.06)
-    nbytes = rng.randint(300, 60_000) if rng.random() < 0.1 else rng.randint(300, 15_000)
-    if mode == "late":
-        return nbytes, rng.uniform(0.12, 0.4)
-    if mode == "quick":
-        return nbytes, rng.uniform(0.001, 0.01)
-    mbit = rng.choice([1.0, 5.0, 20.0])
-    seconds = 0.004 + nbytes * 8 / (mbit * 1e6) + rng.uniform(0.0, 0.04)
-    return nbytes, min(0.4, seconds)
-
-
 def all_runs() -> list[Run]:
     return [
-        Run(model, seed, random_events(seed * 100 + i)) for seed in SEEDS for i, model in enumerate(MODELS)
+        Run(model, seed, random_events(seed * 100 + i, EVENTS))
+        for seed in SEEDS
+        for i, model in enumerate(MODELS)
     ]
 
 
@@ -147,7 +68,7 @@ def py_states(run: Run) -> list[State]:
     return states
 
 
-# -- camera.js in node -----------------------------------------------------------------------------
+# -- rate.ts in node -------------------------------------------------------------------------------
 DRIVER = """
 const runs = INPUT.map(({ model: [width, height, fps], options, events }) => {
   const rc = new RateController(width, height, fps, options);
@@ -167,30 +88,12 @@ process.stdout.write(JSON.stringify(runs));
 
 
 def twin_source() -> str:
-    """camera.js from its RATE table to the end of class RateController (the `even` and `ladder`
-    helpers lie between them)."""
-    js = CAMERA_JS.read_text()
-    start = js.find(START_MARKER)
-    assert start >= 0, f"camera.js has no {START_MARKER!r}"
-    cls = js.find(CLASS_MARKER, start)
-    assert cls >= 0, "camera.js has no class RateController after its RATE table"
-    end = js.find("\n}\n", cls)
-    assert end >= 0, "camera.js: no closing brace at column 0 after class RateController"
-    source = js[start : end + 3]
-    for needed in ("const even", "function ladder"):
-        assert needed in source, f"camera.js: {needed!r} is no longer between RATE and RateController"
-    return source
-
-
-def node() -> str:
-    path = shutil.which("node")
-    if path is None:
-        pytest.fail("node not found: install nodejs (sudo apt-get install nodejs, or run scripts/setup)")
-    return path
+    """The page's parts, bundled, RateController among them (on globalThis)."""
+    return page_bundle.internals().read_text(encoding="utf-8")
 
 
 def js_states(source: str, runs: list[Run]) -> list[list[State]]:
-    """Every run through the JavaScript RateController in `source`, in one node process."""
+    """Every run through the TypeScript RateController in `source`, in one node process."""
     data = [
         {
             "model": [r.model.width, r.model.height, r.model.fps],
@@ -201,7 +104,11 @@ def js_states(source: str, runs: list[Run]) -> list[list[State]]:
     ]
     script = f"{source}\nconst INPUT = {json.dumps(data)};\n{DRIVER}"
     done = subprocess.run(
-        [node(), "--input-type=module", "-"], input=script, capture_output=True, text=True, timeout=30
+        [page_bundle.node(), "--input-type=module", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 0, f"node failed:\n{done.stderr}"
     out = json.loads(done.stdout)
@@ -227,7 +134,7 @@ def first_mismatch(run: Run, py: list[State], js: list[State]) -> str | None:
             event = run.events[step - 1] if step else "the constructor"
             return (
                 f"{run.model} seed {run.seed}, step {step - 1} (event {event}):\n"
-                f"  rate.py:   {p}\n  camera.js: {j}"
+                f"  rate.py: {p}\n  rate.ts: {j}"
             )
     return None
 
@@ -270,12 +177,13 @@ def cpu_capped(run: Run) -> bool:
 
 
 def test_the_comparison_catches_a_changed_constant() -> None:
-    """A twin with INCREASE off by 0.01 must not pass: the parity test cannot pass by comparing nothing."""
+    """A twin with INCREASE off by 0.01 must not pass: the parity test cannot pass by comparing nothing
+    (the bundle inlines the table: the mutation changes the page's side only)."""
     source = twin_source()
     mutated, count = re.subn(
         r"(\bINCREASE: )([0-9.]+)", lambda m: f"{m.group(1)}{float(m.group(2)) + 0.01!r}", source
     )
-    assert count == 1 and mutated != source, "camera.js's RATE table has no single INCREASE entry"
-    runs = [Run(MODELS[0], SEEDS[0], random_events(SEEDS[0] * 100))]
+    assert count == 1 and mutated != source, "the bundled rules have no single INCREASE entry"
+    runs = [Run(MODELS[0], SEEDS[0], random_events(SEEDS[0] * 100, EVENTS))]
     found = mismatches(mutated, runs)
     assert found and "step" in found[0], "a twin with another INCREASE went unnoticed"

@@ -1,9 +1,10 @@
 """Rate control for one direction of the codec transport (VP8 chunks over the widget's comm).
 
 The SENDER of each direction runs one `RateController`: the kernel for the output (this class),
-the page for its camera (a JavaScript twin in widgets/static/camera.js that follows the same rules,
-constants and order of steps, so both ends behave alike). Pure arithmetic: no I/O, no clock (the
-caller passes `now`, in seconds).
+the page for its camera (a TypeScript twin, js/src/rate.ts, that follows the same rules and order
+of steps, so both ends behave alike). The constants live in one table both read, rate_rules.json
+beside this module, with seeded scenarios both are tested against. Pure arithmetic once that
+table is read at import: no I/O, no clock (the caller passes `now`, in seconds).
 
 The link carries at most IN_FLIGHT (2) chunks per direction: the receiver acks each chunk as soon
 as it has decoded it (a receiver too busy to decode is a slow link), and the sender takes, encodes
@@ -87,8 +88,10 @@ Starting point: `start_kbps` (START_KBPS, 400) at the model's fps, with rules 2 
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = [
     "BASE_S",
@@ -119,29 +122,57 @@ __all__ = [
     "ladder",
 ]
 
-LADDER = (1.0, 0.75, 0.5, 0.375, 0.25)  # fractions of the model's width and height, largest first
-IN_FLIGHT = 2  # chunks a sender may have unacked: the second travels while the first's ack returns
-DECREASE = 0.85
-INCREASE = 1.05
-LOST_DECREASE = 0.5
-HEADROOM = 0.5  # increase while a chunk's transmission takes under this share of what the budget leaves
-FULL = 0.75  # decrease when it takes over this share (LATE_ACKS chunks in a row)
-QUEUE_S = 0.05  # a latency this much over its least of the last BASE_S is a queue: decrease
-BASE_S = 10.0
-QUEUE_CUT_EVERY_S = 1.0  # the latency follows a cut slowly (a quantile of 40 acks): one cut a second
-FIT_ACKS = 40  # the acks rule 0 fits the latency to
-LATE_ACKS = 2  # this many late chunks in a row mean a full link
-LATENCY_FACTOR = 1.25  # a frame period is at least this many latencies
-LATENCY_QUANTILE = 0.75  # of the acks' residuals: quick acks among slow ones do not make the latency
-MIN_BPP = 0.1
-UP_MARGIN = 1.25
-MAX_BPP = 0.2
-RUNG_HOLD_S = 2.0
-ENCODE_FRAMES = 10  # the encodes rule 4 takes the median of
-ENCODE_SHARE = 0.5  # of a frame period, the most a frame's encode may take
-MIN_FPS = 5.0
-MIN_KBPS = 50.0
-START_KBPS = 400.0
+# The rules' numbers, shared with the page's twin (js/src/rate.ts): rate_rules.json beside this file
+# says what each means and holds the scenarios both are tested against.
+_RULES: dict[str, float | int | list[float]] = json.loads(
+    (Path(__file__).parent / "rate_rules.json").read_text(encoding="utf-8")
+)["constants"]
+
+
+def _number(name: str) -> float:
+    value = _RULES[name]
+    if not isinstance(value, float):
+        raise TypeError(f"rate_rules.json: {name} must be a number with a decimal point, not {value!r}")
+    return value
+
+
+def _count(name: str) -> int:
+    value = _RULES[name]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"rate_rules.json: {name} must be a whole number, not {value!r}")
+    return value
+
+
+def _ladder() -> tuple[float, ...]:
+    value = _RULES["LADDER"]
+    if not isinstance(value, list) or not value:
+        raise TypeError(f"rate_rules.json: LADDER must be a list of fractions, not {value!r}")
+    return tuple(float(f) for f in value)
+
+
+LADDER = _ladder()  # fractions of the model's width and height, largest first
+IN_FLIGHT = _count("IN_FLIGHT")  # chunks a sender may have unacked
+DECREASE = _number("DECREASE")
+INCREASE = _number("INCREASE")
+LOST_DECREASE = _number("LOST_DECREASE")
+HEADROOM = _number("HEADROOM")
+FULL = _number("FULL")
+QUEUE_S = _number("QUEUE_S")
+BASE_S = _number("BASE_S")
+QUEUE_CUT_EVERY_S = _number("QUEUE_CUT_EVERY_S")
+FIT_ACKS = _count("FIT_ACKS")
+LATE_ACKS = _count("LATE_ACKS")
+LATENCY_FACTOR = _number("LATENCY_FACTOR")
+LATENCY_QUANTILE = _number("LATENCY_QUANTILE")
+MIN_BPP = _number("MIN_BPP")
+UP_MARGIN = _number("UP_MARGIN")
+MAX_BPP = _number("MAX_BPP")
+RUNG_HOLD_S = _number("RUNG_HOLD_S")
+ENCODE_FRAMES = _count("ENCODE_FRAMES")
+ENCODE_SHARE = _number("ENCODE_SHARE")
+MIN_FPS = _number("MIN_FPS")
+MIN_KBPS = _number("MIN_KBPS")
+START_KBPS = _number("START_KBPS")
 
 
 @dataclass(frozen=True)

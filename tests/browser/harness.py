@@ -39,7 +39,8 @@ LabNotebook, the handle on one open notebook:
     screenshot(name), diagnostics()                   artifacts, and text for assertion messages
 
 Cells run through `window.jupyterapp` (JupyterLab's `expose_app_in_browser`), so they show in the
-page and in screenshots. The camera widget keeps its page-side controllers in
+page and in screenshots. Every context of a browser from `launch_chromium` sets
+`__decartNBDebug` before the page loads, so the camera widget keeps its page-side controllers in
 `window.__decartNB.controllers` (status, pc, stream), for tests that need to look inside.
 """
 
@@ -301,7 +302,25 @@ def launch_chromium(pw: Any, clip: Path | None = None, *, grant_camera: bool = T
         args.append("--use-fake-ui-for-media-stream")
     if clip is not None:
         args.append(f"--use-file-for-fake-video-capture={clip}")
-    return pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+    return with_debug_hook(pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args))
+
+
+# Set before any page script: the camera widget's page then keeps its controllers in
+# window.__decartNB (js/src/debug.ts), for the tests that look inside.
+DEBUG_INIT_JS = "globalThis.__decartNBDebug = true;"
+
+
+def with_debug_hook(browser: Any) -> Any:
+    """`browser`, each of whose new contexts runs DEBUG_INIT_JS in every page before its scripts."""
+    new_context = browser.new_context
+
+    def debug_context(**kwargs: Any) -> Any:
+        context = new_context(**kwargs)
+        context.add_init_script(DEBUG_INIT_JS)
+        return context
+
+    browser.new_context = debug_context
+    return browser
 
 
 # -- a notebook in the page -------------------------------------------------------------------

@@ -1,0 +1,209 @@
+// Rate control for the camera's VP8 over the comm: the twin of decart_nb/media/rate.py (its
+// docstring is the spec: same rules, constants and order of steps, so both senders behave alike).
+// The constants live in one table both read, decart_nb/media/rate_rules.json, whose seeded
+// scenarios both are tested against (js/test/rate.test.ts, tests/test_rate.py). Inputs per acked
+// chunk: its bytes and its send->ack seconds; outputs: kbps, fps and the rung (resolution) to
+// encode at.
+import { constants } from "../../decart_nb/media/rate_rules.json";
+
+export interface RateRules {
+  LADDER: readonly number[]; // fractions of the model's width and height, largest first
+  IN_FLIGHT: number; // chunks a sender may have unacked: the second travels while the first's ack returns
+  DECREASE: number; // LATE_ACKS chunks in a row over FULL of the budget: the link is full or queueing
+  INCREASE: number; // a chunk's own transmission under HEADROOM of what the budget leaves: well under
+  LOST_DECREASE: number;
+  HEADROOM: number;
+  FULL: number; // a chunk's own transmission over this share of the budget counts as late
+  QUEUE_S: number; // a latency this much over its least of the last BASE_S is a queue: decrease
+  BASE_S: number;
+  QUEUE_CUT_EVERY_S: number; // the latency follows a cut slowly: one cut a second
+  FIT_ACKS: number; // the acks rule 0 fits the latency to
+  LATE_ACKS: number;
+  LATENCY_FACTOR: number; // IN_FLIGHT frame periods are at least this many latencies
+  LATENCY_QUANTILE: number; // of the acks' residuals: quick acks among slow ones do not make the latency
+  MIN_BPP: number; // bits per pixel per frame a rung needs
+  UP_MARGIN: number; // a step up needs MIN_BPP * UP_MARGIN, so a boundary does not flip rungs
+  MAX_BPP: number; // max kbps: this at the full size and the model's fps
+  RUNG_HOLD_S: number;
+  ENCODE_FRAMES: number; // rule 4 takes the median of this many encode times
+  ENCODE_SHARE: number; // of a frame period, the most a frame's encode may take
+  MIN_FPS: number;
+  MIN_KBPS: number;
+  START_KBPS: number;
+}
+
+export const RATE: Readonly<RateRules> = Object.freeze({ ...constants, LADDER: Object.freeze([...constants.LADDER]) });
+
+export interface Rung {
+  readonly width: number;
+  readonly height: number;
+}
+
+export interface RateOptions {
+  startKbps?: number;
+  minKbps?: number;
+  maxKbps?: number | null;
+}
+
+const even = (x: number): number => Math.max(2, Math.floor(Math.floor(x) / 2) * 2);
+
+export function ladder(width: number, height: number): readonly Rung[] {
+  return RATE.LADDER.map((f) => Object.freeze({ width: even(width * f), height: even(height * f) }));
+}
+
+// The rung at `i` of a ladder (ladders are never empty: LADDER has five fractions).
+function at(rungs: readonly Rung[], i: number): Rung {
+  const rung = rungs[i];
+  if (!rung) throw new RangeError(`no rung ${i}`);
+  return rung;
+}
+
+export class RateController {
+  readonly rungs: readonly Rung[];
+  readonly modelFps: number;
+  readonly minKbps: number;
+  readonly maxKbps: number;
+  kbps: number;
+  latency = 0; // rule 0: what every chunk's send->ack holds whatever its size
+  private acks: [nbytes: number, seconds: number][] = []; // the last FIT_ACKS
+  private lastAckAt: number | null = null; // `now` of the last ack
+  private latencies: [now: number, latency: number][] = []; // of the last BASE_S
+  private queueCutAt = -Infinity;
+  private encodes: number[] = []; // rule 4: the last ENCODE_FRAMES encode times at the current rung
+  cpuCap = 0; // rule 4: the largest rung's index the encoder keeps up with
+  fps: number;
+  rung: Rung;
+  private rungSince: number | null = null; // null: the first ack may move the rung at once
+  rungChanges = 0;
+
+  constructor(width: number, height: number, fps: number, { startKbps = RATE.START_KBPS, minKbps = RATE.MIN_KBPS, maxKbps = null }: RateOptions = {}) {
+    this.rungs = ladder(width, height);
+    this.modelFps = fps;
+    this.minKbps = minKbps;
+    this.maxKbps = maxKbps ?? (RATE.MAX_BPP * width * height * fps) / 1000;
+    this.kbps = this.clamp(startKbps);
+    this.fps = this.targetFps();
+    this.rung = at(this.rungs, this.bestRung(this.rungs.length - 1));
+  }
+
+  // Rules 0 and 1, then 2 and 3: a chunk of `nbytes` took `seconds` from send to ack (`now` in
+  // seconds); true when the rung changed (the next frame is then a key frame).
+  onAck(nbytes: number, seconds: number, now: number): boolean {
+    // A chunk sent before the last ack came may have waited for the one ahead: count from when
+    // that one left the link (its ack less the latency), as if it had travelled alone.
+    if (this.lastAckAt !== null && now - seconds < this.lastAckAt) {
+      seconds = Math.min(seconds, now - this.lastAckAt + this.latency);
+    }
+    this.lastAckAt = now;
+    this.acks.push([nbytes, seconds]);
+    if (this.acks.length > RATE.FIT_ACKS) this.acks.shift();
+    this.latency = this.fitLatency();
+    const queued = this.queued(now);
+    const period = 1 / this.fps;
+    const budget = Math.min(RATE.IN_FLIGHT * period, this.latency + period);
+    const recent = this.acks.slice(-RATE.LATE_ACKS);
+    if (recent.length === RATE.LATE_ACKS && recent.every(([, t]) => t - this.latency > RATE.FULL * (budget - this.latency))) {
+      this.kbps = this.clamp(this.kbps * RATE.DECREASE);
+    } else if (queued) {
+      if (now - this.queueCutAt >= RATE.QUEUE_CUT_EVERY_S) {
+        this.queueCutAt = now;
+        this.kbps = this.clamp(this.kbps * RATE.DECREASE);
+      }
+    } else if (seconds - this.latency < RATE.HEADROOM * (budget - this.latency)) {
+      this.kbps = this.clamp(this.kbps * RATE.INCREASE);
+    }
+    return this.adapt(now);
+  }
+
+  // Rule 1's queue test: the latency is QUEUE_S over its least in the last BASE_S.
+  private queued(now: number): boolean {
+    this.latencies.push([now, this.latency]);
+    while ((this.latencies[0]?.[0] ?? now) < now - RATE.BASE_S) this.latencies.shift();
+    return this.latency - Math.min(...this.latencies.map(([, lat]) => lat)) > RATE.QUEUE_S;
+  }
+
+  // Rule 0: the LATENCY_QUANTILE (upper quartile) of the residuals of send->ack over the
+  // least-squares line in bytes.
+  private fitLatency(): number {
+    const n = this.acks.length;
+    const meanB = this.acks.reduce((sum, [b]) => sum + b, 0) / n;
+    const meanT = this.acks.reduce((sum, [, t]) => sum + t, 0) / n;
+    let variance = 0;
+    let covariance = 0;
+    for (const [b, t] of this.acks) {
+      variance += (b - meanB) ** 2;
+      covariance += (b - meanB) * (t - meanT);
+    }
+    const slope = variance > 0 ? Math.max(0, covariance / variance) : 0;
+    const residuals = this.acks.map(([b, t]) => t - slope * b).sort((x, y) => x - y);
+    return Math.max(0, residuals[Math.floor(RATE.LATENCY_QUANTILE * (n - 1))] ?? 0);
+  }
+
+  // Rule 4's input: a frame took `seconds` (wall clock) to encode at the current rung.
+  onEncoded(seconds: number): void {
+    this.encodes.push(seconds);
+    if (this.encodes.length > RATE.ENCODE_FRAMES) this.encodes.shift();
+  }
+
+  // The last chunk's ack never came; true when the rung changed.
+  onLost(now: number): boolean {
+    this.kbps = this.clamp(this.kbps * RATE.LOST_DECREASE);
+    return this.adapt(now);
+  }
+
+  private adapt(now: number): boolean {
+    this.fps = this.targetFps();
+    if (this.rungSince !== null && now - this.rungSince < RATE.RUNG_HOLD_S) return false;
+    const current = this.rungs.indexOf(this.rung);
+    this.cpuCap = this.cpuRung(current);
+    const best = Math.max(this.bestRung(current), this.cpuCap);
+    if (this.rungSince === null) this.rungSince = now;
+    if (best === current) return false;
+    this.rung = at(this.rungs, best);
+    this.rungSince = now;
+    this.rungChanges += 1;
+    this.encodes = [];
+    return true;
+  }
+
+  // Rule 4: the CPU cap, from the encodes at the current rung.
+  private cpuRung(current: number): number {
+    if (this.encodes.length < RATE.ENCODE_FRAMES) return this.cpuCap;
+    const median = [...this.encodes].sort((x, y) => x - y)[Math.floor(this.encodes.length / 2)] ?? 0;
+    const allowed = RATE.ENCODE_SHARE / this.fps;
+    if (median > allowed) return Math.min(this.rungs.length - 1, current + 1);
+    if (current > 0 && current <= this.cpuCap) {
+      const [up, here] = [at(this.rungs, current - 1), at(this.rungs, current)];
+      const larger = (median * (up.width * up.height)) / (here.width * here.height);
+      if (larger < allowed / RATE.UP_MARGIN) return current - 1;
+    }
+    return this.cpuCap;
+  }
+
+  // Bits per pixel per frame at the current kbps and fps.
+  bpp(rung: Rung): number {
+    return (this.kbps * 1000) / (rung.width * rung.height * this.fps);
+  }
+
+  private bestRung(current: number): number {
+    for (let i = 0; i < this.rungs.length; i++) {
+      const need = i < current ? RATE.MIN_BPP * RATE.UP_MARGIN : RATE.MIN_BPP;
+      if (this.bpp(at(this.rungs, i)) >= need) return i;
+    }
+    return this.rungs.length - 1;
+  }
+
+  // The model's fps, but no more than the window allows (IN_FLIGHT / (LATENCY_FACTOR * latency))
+  // and no more than gives the smallest rung MIN_BPP (fewer, better frames); at least MIN_FPS.
+  private targetFps(): number {
+    const smallest = at(this.rungs, this.rungs.length - 1);
+    const affordable = (this.kbps * 1000) / (RATE.MIN_BPP * smallest.width * smallest.height);
+    let fps = Math.min(this.modelFps, affordable);
+    if (this.latency > 0) fps = Math.min(fps, RATE.IN_FLIGHT / (RATE.LATENCY_FACTOR * this.latency));
+    return Math.max(RATE.MIN_FPS, fps);
+  }
+
+  private clamp(kbps: number): number {
+    return Math.min(this.maxKbps, Math.max(this.minKbps, kbps));
+  }
+}
