@@ -20,40 +20,38 @@ import inspect
 import numbers
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-from PIL import Image
+from typing import cast
 
 from .checks import check_bool, check_number
+from .engines.base import Engine
 from .errors import DecartNBError, ErrorCode
 from .images import ImageInput
 from .media.sources import check_source
 from .session import Session
 from .state import validate_enhance, validate_prompt
-from .sweeps.dispatch import default_inflight, dispatch, is_dask_client
+from .sweeps.dispatch import Executor, default_inflight, dispatch, is_dask_client
 from .sweeps.items import Item, build_items
 from .sweeps.lanes import Lane, Outcome, RunSpec, close_lanes, run_item
 from .sweeps.measure import FRAME_TIMEOUT_S
 from .sweeps.progress import Progress
 from .sweeps.result import LABEL_HEIGHT, THUMB_WIDTH, SweepResult
-from .sweeps.rows import COLUMNS
+from .sweeps.rows import COLUMNS, Metrics, Row
 from .sweeps.runfolder import RunFolder
 
 __all__ = ["COLUMNS", "FRAME_TIMEOUT_S", "LABEL_HEIGHT", "THUMB_WIDTH", "SweepResult", "sweep"]
 
 MAX_CONCURRENCY = 64
-Metrics = Callable[[Image.Image, dict[str, Any]], Mapping[str, Any]]
 
 
 def sweep(
     prompts: Sequence[str | None] | str,
     images: Sequence[ImageInput | None] | ImageInput | None = (None,),
     *,
-    source: Any = "pattern",
+    source: object = "pattern",
     model: str = "lucy-latest",
-    engine: Any = "local",
+    engine: str | Engine | Callable[..., object] = "local",
     enhance: bool = True,
     seconds: float = 2.0,
     frames: int | None = None,
@@ -62,12 +60,12 @@ def sweep(
     out_dir: str | os.PathLike[str] = "out/sweep",
     session: Session | None = None,
     progress: bool | str = False,
-    sources: Sequence[Any] | None = None,
+    sources: Sequence[object] | None = None,
     seeds: Sequence[int] | None = None,
     repeats: int = 1,
     metrics: Metrics | None = None,
     concurrency: int | None = None,
-    executor: Any = None,
+    executor: Executor | None = None,
     resume: bool = True,
     retry_failed: bool = False,
 ) -> SweepResult:
@@ -161,7 +159,7 @@ def _run(
     *,
     session: Session | None,
     inline: bool,
-    executor: Any,
+    executor: Executor | None,
     workers: int,
 ) -> None:
     if not todo:
@@ -191,9 +189,7 @@ def _run(
         dispatch(executor, spec, todo, workers, finished)
 
 
-def _resume(
-    folder: RunFolder, items: list[Item], resume: bool, retry_failed: bool
-) -> dict[str, dict[str, Any]]:
+def _resume(folder: RunFolder, items: list[Item], resume: bool, retry_failed: bool) -> dict[str, Row]:
     """The rows of this sweep's items already in the folder; says what it skips (or sets aside)."""
     where = folder.out
     if not resume:
@@ -230,8 +226,10 @@ def _resume(
 
 
 # -- checks -------------------------------------------------------------------------------------
-def _image_list(images: Any) -> list[ImageInput | None]:
-    return list(images) if isinstance(images, (list, tuple)) else [images]
+def _image_list(images: Sequence[ImageInput | None] | ImageInput | None) -> list[ImageInput | None]:
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    return [cast("ImageInput | None", images)]  # any other value is one image (a path, bytes, ...)
 
 
 def _prompt_list(prompts: object) -> list[str | None]:
@@ -252,7 +250,11 @@ def _prompt_list(prompts: object) -> list[str | None]:
 
 
 def _check_args(
-    prompts: list[Any], images: list[Any], seconds: object, frames: object, record_seconds: object
+    prompts: Sequence[object],
+    images: Sequence[object],
+    seconds: object,
+    frames: object,
+    record_seconds: object,
 ) -> None:
     if not prompts or not images:
         raise DecartNBError(
@@ -300,7 +302,7 @@ def _check_options(progress: object, repeats: object, metrics: object, resume: o
     check_bool("retry_failed", retry)
 
 
-def _source_list(source: Any, sources: Sequence[Any] | None, session: Session | None) -> list[Any]:
+def _source_list(source: object, sources: Sequence[object] | None, session: Session | None) -> list[object]:
     if session is not None and not isinstance(session, Session):
         raise DecartNBError(
             ErrorCode.INVALID_INPUT, f"session must be a Session, not {type(session).__name__}"
@@ -320,7 +322,7 @@ def _source_list(source: Any, sources: Sequence[Any] | None, session: Session | 
     return [_absolute(s) for s in chosen]
 
 
-def _absolute(source: Any) -> Any:
+def _absolute(source: object) -> object:
     if isinstance(source, (str, os.PathLike)) and str(source) not in ("camera", "pattern"):
         return str(Path(source).resolve())
     return source
@@ -371,7 +373,7 @@ def _check_concurrency(concurrency: object, executor: object, inline: bool, engi
     return workers
 
 
-def _engine_name(engine: Any, session: Session | None) -> str:
+def _engine_name(engine: object, session: Session | None) -> str:
     """Part of an item's identity: a resumed run must not take another engine's rows for its own."""
     if session is not None:
         return f"session:{session.model.name}:{type(session.engine).__name__}"

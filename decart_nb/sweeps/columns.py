@@ -8,7 +8,8 @@ DataFrame in `df.attrs["columns"]` (every column) and `df.attrs["blank"]` (this 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+
+from .rows import Row
 
 __all__ = ["BLANK", "MEANING", "blank_notes", "why_blank"]
 
@@ -56,7 +57,7 @@ _MEASURED = ("first_frame_ms", "latency_ms_p50", "latency_ms_p95", "model_ms_p50
 _LOOKS = ("mean_r", "mean_g", "mean_b", "snapshot", "state_version")
 
 
-def why_blank(row: dict[str, Any], column: str) -> str | None:
+def why_blank(row: Row, column: str) -> str | None:
     """Why `row[column]` is blank (None if it is not)."""
     if row.get(column) not in (None, ""):
         return None
@@ -84,7 +85,7 @@ def why_blank(row: dict[str, Any], column: str) -> str | None:
     return "not measured"
 
 
-def blank_notes(rows: Iterable[dict[str, Any]], columns: Iterable[str]) -> dict[str, list[str]]:
+def blank_notes(rows: Iterable[Row], columns: Iterable[str]) -> dict[str, list[str]]:
     """For each column with blank cells in `rows`: the distinct reasons, most frequent first."""
     counts: dict[str, dict[str, int]] = {}
     listed = list(columns)

@@ -4,26 +4,55 @@ lost) is resubmitted once, then its item recorded as failed."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import queue
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from .items import Item
 from .lanes import Outcome, RunSpec, SweepStopped, close_lanes, run_item, stop_run
 from .rows import error_row
 
-__all__ = ["default_inflight", "dispatch", "is_dask_client"]
+if TYPE_CHECKING:  # for the type checker only: typing has TypeIs from Python 3.13
+    from typing_extensions import TypeIs
+
+__all__ = ["DaskClient", "Executor", "default_inflight", "dispatch", "is_dask_client"]
 
 logger = logging.getLogger("decart_nb")
 
 
-def is_dask_client(executor: object) -> bool:
+class TaskFuture(Protocol):
+    """A concurrent.futures Future or a Dask one, as dispatch uses them."""
+
+    def result(self) -> Outcome: ...
+
+    def cancel(self) -> bool: ...
+
+    def add_done_callback(self, fn: Callable[[TaskFuture], object], /) -> None: ...
+
+
+class DaskClient(Protocol):
+    """What dispatch uses of a dask.distributed Client (not a dependency of decart_nb)."""
+
+    def nthreads(self) -> Mapping[str, int]: ...
+
+    def submit(
+        self, fn: Callable[[RunSpec, Item], Outcome], spec: RunSpec, item: Item, /, *, pure: bool, key: str
+    ) -> TaskFuture: ...
+
+    def run(self, fn: Callable[[str], int], run_id: str, /) -> object: ...
+
+
+Executor = concurrent.futures.Executor | DaskClient
+
+
+def is_dask_client(executor: object) -> TypeIs[DaskClient]:
     return type(executor).__module__.split(".")[0] == "distributed" and hasattr(executor, "nthreads")
 
 
-def default_inflight(executor: Any) -> int:
+def default_inflight(executor: Executor) -> int:
     """All of a cluster's worker threads; a concurrent.futures pool's workers."""
     if is_dask_client(executor):
         return max(1, sum(executor.nthreads().values()))
@@ -31,17 +60,21 @@ def default_inflight(executor: Any) -> int:
 
 
 def dispatch(
-    executor: Any, spec: RunSpec, items: Sequence[Item], inflight: int, on_done: Callable[[Outcome], None]
+    executor: Executor,
+    spec: RunSpec,
+    items: Sequence[Item],
+    inflight: int,
+    on_done: Callable[[Outcome], None],
 ) -> None:
     """Run every item; `on_done` gets each outcome in the caller's thread, as it completes."""
-    dask = is_dask_client(executor)
     # Never more than `inflight` futures are outstanding, so this queue is bounded by them.
-    done: queue.Queue[Any] = queue.Queue(maxsize=inflight)
+    done: queue.Queue[TaskFuture] = queue.Queue(maxsize=inflight)
     pending = deque(items)
-    running: dict[Any, tuple[Item, int]] = {}
+    running: dict[TaskFuture, tuple[Item, int]] = {}
 
     def submit(item: Item, tries: int) -> None:
-        if dask:
+        future: TaskFuture
+        if is_dask_client(executor):
             future = executor.submit(
                 run_item, spec, item, pure=False, key=f"decart_nb-{spec.run_id}-{item.index}-{tries}"
             )
@@ -70,13 +103,13 @@ def dispatch(
                 outcome = {"row": error_row(item, spec.enhance, exc) | {"attempts": 2}, "files": {}}
             on_done(outcome)
     except BaseException:
-        _stop(executor, dask, spec.run_id, list(running))
+        _stop(executor, spec.run_id, list(running))
         raise
     finally:
-        _close(executor, dask, spec.run_id)
+        _close(executor, spec.run_id)
 
 
-def _next_done(done: queue.Queue[Any]) -> Any:
+def _next_done(done: queue.Queue[TaskFuture]) -> TaskFuture:
     while True:  # a timeout keeps the wait interruptible by Ctrl-C on every platform
         try:
             return done.get(timeout=0.5)
@@ -84,16 +117,16 @@ def _next_done(done: queue.Queue[Any]) -> Any:
             continue
 
 
-def _stop(executor: Any, dask: bool, run_id: str, futures: list[Any]) -> None:
+def _stop(executor: Executor, run_id: str, futures: list[TaskFuture]) -> None:
     """Ctrl-C or a failure: cancel what has not started, and end the run's sessions everywhere."""
     for future in futures:
         future.cancel()
-    if dask:
+    if is_dask_client(executor):
         executor.run(stop_run, run_id)
     stop_run(run_id)  # this process's lanes (a thread pool's)
 
 
-def _close(executor: Any, dask: bool, run_id: str) -> None:
-    if dask:
+def _close(executor: Executor, run_id: str) -> None:
+    if is_dask_client(executor):
         executor.run(close_lanes, run_id)
     close_lanes(run_id)

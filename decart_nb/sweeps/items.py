@@ -6,10 +6,9 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -30,7 +29,7 @@ class Item:
     prompt: str | None
     image: ImageInput | None
     label: str  # the image's short name
-    source: Any
+    source: object
     source_label: str
     source_id: str  # the source's digest: lanes compare sources by it
     seed: int | None
@@ -42,7 +41,7 @@ class Item:
         """File name stem of the item's snapshot/clip; the key part keeps repeats and resumed runs apart."""
         return f"{self.index:02d}_{_slug(self.prompt or 'no-prompt')}_{_slug(self.label)}_{self.key[:8]}"
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         """The item's axes as row values (also what a metrics hook is told)."""
         return {
             "index": self.index,
@@ -59,10 +58,10 @@ def build_items(
     prompts: Sequence[str | None],
     images: Sequence[ImageInput | None],
     labels: Sequence[str],
-    sources: Sequence[Any],
+    sources: Sequence[object],
     seeds: Sequence[int | None],
     repeats: int,
-    settings: dict[str, Any],
+    settings: Mapping[str, object],
 ) -> list[Item]:
     """Every combination, source-major (a session serves one source: fewer reconnections)."""
     image_digests = [digest_image(i) for i in images]
@@ -74,7 +73,11 @@ def build_items(
             for image, label, img_digest in zip(images, labels, image_digests, strict=True):
                 for seed in seeds:
                     for repeat in range(repeats):
-                        ident: dict[str, Any] = {"prompt": prompt, "image": img_digest, "source": src_digest}
+                        ident: dict[str, object] = {
+                            "prompt": prompt,
+                            "image": img_digest,
+                            "source": src_digest,
+                        }
                         ident |= {"seed": seed, "repeat": repeat}
                         key = item_key(ident, settings)
                         seen[key] = seen.get(key, -1) + 1
@@ -97,7 +100,7 @@ def build_items(
     return items
 
 
-def item_key(ident: dict[str, Any], settings: dict[str, Any]) -> str:
+def item_key(ident: Mapping[str, object], settings: Mapping[str, object]) -> str:
     blob = json.dumps({"v": IDENTITY_VERSION, **ident, "settings": settings}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -128,7 +131,7 @@ def digest_image(image: ImageInput | None) -> str:
     return h.hexdigest()
 
 
-def digest_source(source: Any) -> str:
+def digest_source(source: object) -> str:
     """'pattern'/'camera' by name, a file or an image by its content, anything else by its label."""
     if isinstance(source, (Image.Image, np.ndarray)):
         return digest_image(source)
@@ -143,13 +146,13 @@ def digest_source(source: Any) -> str:
     return "label:" + source_label(source)
 
 
-def source_label(source: Any) -> str:
+def source_label(source: object) -> str:
     if isinstance(source, (str, os.PathLike)):
         return Path(source).name or str(source)
     return type(source).__name__
 
 
-def _hash_file(h: Any, path: Path) -> None:
+def _hash_file(h: hashlib._Hash, path: Path) -> None:
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)

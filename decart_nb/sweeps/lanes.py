@@ -11,28 +11,34 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 from PIL import Image
 
 from .. import _loop
+from ..engines.base import Engine
 from ..errors import DecartNBError
 from ..session import Session
 from .items import Item, _slug
 from .measure import FRAME_TIMEOUT_S, FrameLog, dropped, looks, settle, small, timings
-from .rows import COLUMNS, ITEM_FAULTS, METRICS_ERROR, error_row, new_row
+from .rows import COLUMNS, ITEM_FAULTS, METRICS_ERROR, Metrics, Row, error_row, new_row
 
 __all__ = ["Lane", "Outcome", "RunSpec", "SweepStopped", "close_lanes", "run_item", "stop_run"]
 
 logger = logging.getLogger("decart_nb")
 
 IDLE_CLOSE_S = 10.0  # a lane no task used for this long is closed (a pool process's leftovers)
-Outcome = dict[str, Any]  # {"row": dict, "files": {name: bytes}}
-Metrics = Callable[[Image.Image, dict[str, Any]], Mapping[str, Any]]
+
+
+class Outcome(TypedDict):
+    """What a task returns: the item's row and its files (name: bytes), which the coordinator writes."""
+
+    row: Row
+    files: dict[str, bytes]
 
 
 class SweepStopped(RuntimeError):
@@ -45,7 +51,7 @@ class RunSpec:
 
     run_id: str
     model: str
-    engine: Any
+    engine: str | Engine | Callable[..., object]
     controls: dict[str, float] | None
     enhance: bool
     seconds: float
@@ -61,7 +67,7 @@ class RunSpec:
 class Lane:
     """A connected session, its frame log and its asynchronous errors, serving one source."""
 
-    def __init__(self, spec: RunSpec, source: Any, source_id: str, session: Session | None = None) -> None:
+    def __init__(self, spec: RunSpec, source: object, source_id: str, session: Session | None = None) -> None:
         self.run_id = spec.run_id
         self.source_id = source_id
         self.own = session is None
@@ -77,9 +83,9 @@ class Lane:
         self._closed = False
         self._close_lock = threading.Lock()
 
-    def _watch(self, event: str, payload: Any) -> None:
-        if event == "error":  # a watcher, not on(): on() events are held while a cell runs
-            self.failures.append(payload)
+    def _watch(self, event: str, payload: object) -> None:
+        if event == "error" and isinstance(payload, DecartNBError):  # a watcher, not on(): on()
+            self.failures.append(payload)  # events are held while a cell runs
 
     def open(self) -> Lane:
         self.session.listen(self._watch)
@@ -113,7 +119,7 @@ class Lane:
 
     def run(self, item: Item, spec: RunSpec) -> Outcome:
         session, log = self.session, self.log
-        row, files = new_row(item, spec.enhance), {}
+        row, files = new_row(item, spec.enhance), dict[str, bytes]()
         if self.passthrough is not None:
             files[spec.passthrough_name(item.source_label)], self.passthrough = self.passthrough, None
         log.clear()
@@ -155,7 +161,7 @@ def _record(session: Session, seconds: float) -> bytes:
         return session.record(Path(tmp) / "clip.mp4", seconds).read_bytes()
 
 
-def _metrics(hook: Metrics | None, picture: Image.Image, row: dict[str, Any]) -> dict[str, Any]:
+def _metrics(hook: Metrics | None, picture: Image.Image, row: Row) -> Row:
     """The user's extra columns; a failing hook fails its item (logged, and in the row), not the sweep."""
     if hook is None:
         return {}

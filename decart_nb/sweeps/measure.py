@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError
@@ -79,7 +78,7 @@ def settle(log: FrameLog, start: int, version: int, seconds: float, frames: int 
         ui_pump.sleep(0.02)
 
 
-def timings(frames: list[Frame], version: int, t_set: float) -> dict[str, Any]:
+def timings(frames: list[Frame], version: int, t_set: float) -> dict[str, float | None]:
     """Rate and latency of this item's own frames (not a rolling window over earlier items)."""
     mine = [f for f in frames if f[2] == version]
     if not mine:
@@ -97,7 +96,7 @@ def timings(frames: list[Frame], version: int, t_set: float) -> dict[str, Any]:
     }
 
 
-def looks(picture: Image.Image, reference: np.ndarray | None) -> dict[str, Any]:
+def looks(picture: Image.Image, reference: np.ndarray | None) -> dict[str, float | None]:
     """Mean colour, and the mean absolute difference from the passthrough input (0-255)."""
     tiny = small(picture)
     r, g, b = (round(float(c), 1) for c in tiny.reshape(-1, 3).mean(axis=0))

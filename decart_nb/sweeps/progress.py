@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from .rows import Row
 
 __all__ = ["Progress"]
 
@@ -16,12 +19,12 @@ class Progress:
     def __init__(self, mode: bool | str, total: int, done: int, failed: int) -> None:
         self.mode, self.total, self.count, self.failed = mode, total, done, failed
         self._fps: list[float] = []
-        self._bar: Any = None
+        self._bar: tqdm[None] | None = None
         if mode is True:
             self._bar = tqdm(total=total, initial=done, unit="item", desc="sweep", dynamic_ncols=True)
             self._bar.set_postfix(fps="-", failed=failed)
 
-    def update(self, row: dict[str, Any]) -> None:
+    def update(self, row: Row) -> None:
         self.count += 1
         self.failed += bool(row["error_code"])
         if row["fps_out"] is not None:
@@ -38,7 +41,7 @@ class Progress:
             self._bar.close()
 
 
-def line(row: dict[str, Any], count: int, total: int) -> str:
+def line(row: Row, count: int, total: int) -> str:
     what = f"{count}/{total} #{row['index']} {row['prompt'] or '(no prompt)'} / {row['image']}"
     if row["source"] and row["source"] != "pattern":
         what += f" / {row['source']}"

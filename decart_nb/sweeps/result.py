@@ -10,14 +10,17 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import DecartNBError, ErrorCode
 from .columns import BLANK, MEANING, blank_notes, why_blank
 from .folder_io import replace_file
-from .rows import COLUMNS
+from .rows import COLUMNS, Row
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["LABEL_HEIGHT", "THUMB_WIDTH", "SweepResult"]
 
@@ -34,7 +37,7 @@ HTML_LIMIT = 200
 class SweepResult:
     """The rows of a sweep (dicts with COLUMNS), where its files are, and views of it."""
 
-    rows: list[dict[str, Any]]
+    rows: list[Row]
     out_dir: Path
     grid_columns: int = 0
     passthrough: Path | None = None  # the (first) source's untouched input
@@ -47,7 +50,7 @@ class SweepResult:
         return f"<SweepResult {len(self.rows)} rows, {len(self.failed)} failed{resumed}, in {self.out_dir}>"
 
     @property
-    def failed(self) -> list[dict[str, Any]]:
+    def failed(self) -> list[Row]:
         return [r for r in self.rows if r["error_code"]]
 
     @property
@@ -104,7 +107,7 @@ class SweepResult:
         """For each column (of `columns`, default all) with blank cells: why they are blank."""
         return blank_notes(self.rows, self.columns if columns is None else columns)
 
-    def to_pandas(self) -> Any:
+    def to_pandas(self) -> pd.DataFrame:
         """The rows as a pandas DataFrame (pandas is not a dependency: install it to use this).
         `df.attrs["columns"]` says what each column means, `df.attrs["blank"]` why a column has
         blank (NaN/None) cells in this result."""
@@ -190,7 +193,7 @@ class SweepResult:
                 draw.text((x + 4, y + thumb_h + 2 + 14 * line), label, fill="black", font=font)
         return sheet
 
-    def _thumb(self, row: dict[str, Any], width: int) -> Image.Image | None:
+    def _thumb(self, row: Row, width: int) -> Image.Image | None:
         if not row["snapshot"]:
             return None
         key = (row["snapshot"], width)
@@ -209,14 +212,16 @@ class SweepResult:
 
 
 # -- small helpers ------------------------------------------------------------------------------
-def _second_line(row: dict[str, Any], varies: list[str]) -> str:
+def _second_line(row: Row, varies: list[str]) -> str:
     """The image's name, then the other axes that differ between rows (source, seed, repeat)."""
     parts = [str(row["image"])]
     parts += [f"{row[a]}" if a == "source" else f"{a} {row[a]}" for a in varies]
     return " | ".join(parts)
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
+def _fit(
+    draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int
+) -> str:
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength(text + "...", font=font) > width:
@@ -249,38 +254,38 @@ def _th(head: str, key: str | None) -> str:
     return f"<th{title}>{html.escape(head)}</th>"
 
 
-def _td(value: Any) -> str:
+def _td(value: object) -> str:
     return f"<td>{html.escape(_fmt(value))}</td>"
 
 
-def _td_value(row: dict[str, Any], column: str) -> str:
+def _td_value(row: Row, column: str) -> str:
     return _td(row[column]) if why_blank(row, column) is None else _td_blank(row, column)
 
 
-def _td_blank(row: dict[str, Any], column: str) -> str:
+def _td_blank(row: Row, column: str) -> str:
     why = why_blank(row, column) or ""
     return f'<td title="{html.escape(why, quote=True)}">{BLANK}</td>'
 
 
-def _shown(row: dict[str, Any], column: str) -> Any:
+def _shown(row: Row, column: str) -> object:
     return BLANK if why_blank(row, column) is not None else row[column]
 
 
-def _latency(row: dict[str, Any]) -> str:
+def _latency(row: Row) -> str:
     if why_blank(row, "latency_ms_p50") is not None:
         return BLANK
     return f"{_fmt(row['latency_ms_p50'])} / {_fmt(row['latency_ms_p95'])}"
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _md(value: Any) -> str:
+def _md(value: object) -> str:
     return _fmt(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _error_text(row: dict[str, Any]) -> str:
+def _error_text(row: Row) -> str:
     if row["error_code"]:
         return f"{row['error_code']}: {row['error']}"
     return f"engine: {row['engine_errors']}" if row["engine_errors"] else ""

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from PIL import Image
 
 from ..errors import DecartNBError
 from .items import Item
 
-__all__ = ["COLUMNS", "ITEM_FAULTS", "error_row", "new_row", "row_problem"]
+__all__ = ["COLUMNS", "ITEM_FAULTS", "Metrics", "Row", "error_row", "new_row", "row_problem"]
+
+# A results row: a JSON object of the COLUMNS (their types in _KINDS) and a metrics hook's own
+# columns (any JSON value). Rows are read by column name, by this package and by users alike.
+Row = dict[str, Any]
+# The user's hook: the item's snapshot and a copy of its row; returns extra columns.
+Metrics = Callable[[Image.Image, Row], Mapping[str, object]]
 
 # -- the columns and a stored row's shape (checked on resume: the file may have been edited) ----
 _TEXT = (str,)
@@ -45,17 +54,17 @@ _KINDS: dict[str, tuple[tuple[type, ...], bool]] = {  # column: (allowed types, 
 COLUMNS = tuple(_KINDS)
 
 # Failures that are the item's own (its input, the user's metrics hook): a new session would fail
-# the same way, so they are recorded at once. Any other failure is the session's: it is replaced
+# the same way, so they are recorded at once. Every other failure is the session's: it is replaced
 # and the item retried once.
 METRICS_ERROR = "METRICS_ERROR"
 ITEM_FAULTS = frozenset({"INVALID_INPUT", METRICS_ERROR})
 
 
-def new_row(item: Item, enhance: bool) -> dict[str, Any]:
+def new_row(item: Item, enhance: bool) -> Row:
     return dict.fromkeys(COLUMNS) | item.describe() | {"enhance": enhance}
 
 
-def error_row(item: Item, enhance: bool, exc: BaseException) -> dict[str, Any]:
+def error_row(item: Item, enhance: bool, exc: BaseException) -> Row:
     row = new_row(item, enhance)
     if isinstance(exc, DecartNBError):
         return row | {"error_code": exc.code, "error": exc.message}

@@ -27,13 +27,13 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from filelock import BaseFileLock, FileLock, Timeout
 
 from ..errors import DecartNBError, ErrorCode
 from .folder_io import free_name, open_append, replace_file
-from .rows import row_problem
+from .rows import Row, row_problem
 
 __all__ = ["LOCK_FILE", "RESULTS_JSONL", "RunFolder"]
 
@@ -93,12 +93,12 @@ class RunFolder:
             lock.release()
 
     # -- reading -------------------------------------------------------------------------------
-    def load(self) -> tuple[dict[str, dict[str, Any]], int]:
+    def load(self) -> tuple[dict[str, Row], int]:
         """Rows by key (a later row of a key wins: a retried item), and how many torn lines were
         dropped (0 or 1). A row of the wrong shape stops with INVALID_INPUT naming its line."""
         data = self._read_record()
         *whole, tail = data.split(b"\n")  # tail: after the last newline (b"" in a whole file)
-        rows: dict[str, dict[str, Any]] = {}
+        rows: dict[str, Row] = {}
         for n, line in enumerate(whole, 1):
             if line.strip():  # a blank line (an editor's) holds no row
                 row = self._row(line, n)
@@ -127,9 +127,9 @@ class RunFolder:
         with os.fdopen(fd, "rb") as f:
             return f.read()
 
-    def _row(self, line: bytes, n: int) -> dict[str, Any]:
+    def _row(self, line: bytes, n: int) -> Row:
         try:
-            row = json.loads(line)
+            row: Row = json.loads(line)
         except ValueError as exc:  # not JSON, or not UTF-8
             raise self._damaged(n, f"it is not a JSON row ({exc})", exc) from exc
         problem = row_problem(row)
@@ -204,12 +204,12 @@ class RunFolder:
                 return suffix
             n += 1
 
-    def begin(self, rows: Iterable[Mapping[str, Any]]) -> None:
+    def begin(self, rows: Iterable[Row]) -> None:
         """The CSV mirrors the rows kept from earlier runs before new ones are appended."""
         self._write_csv(rows)
 
     # -- appending -----------------------------------------------------------------------------
-    def store(self, row: dict[str, Any], files: Mapping[str, bytes]) -> dict[str, Any]:
+    def store(self, row: Row, files: Mapping[str, bytes]) -> Row:
         """An item's files first (renamed into place), then its row: a row never points at a
         missing file. Returns the row with full paths to the files as written."""
         problem = row_problem(row)
@@ -236,7 +236,7 @@ class RunFolder:
         """Under `name`, or a free variant of it if that is taken (see free_name)."""
         return replace_file(free_name(self.out / name), lambda f: f.write(data))
 
-    def append(self, row: Mapping[str, Any]) -> None:
+    def append(self, row: Row) -> None:
         stored = dict(row)
         for column in FILE_COLUMNS:
             if stored.get(column):
@@ -254,7 +254,7 @@ class RunFolder:
         with os.fdopen(open_append(self.csv), "a", encoding="utf-8", newline="") as f:
             csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore").writerow(_cells(row))
 
-    def _write_csv(self, rows: Iterable[Mapping[str, Any]]) -> None:
+    def _write_csv(self, rows: Iterable[Mapping[str, object]]) -> None:
         def write(f: BinaryIO) -> None:
             text = io.TextIOWrapper(f, encoding="utf-8", newline="")
             writer = csv.DictWriter(text, fieldnames=self.columns, extrasaction="ignore")
@@ -296,11 +296,11 @@ def _check_file_name(name: object) -> None:
         )
 
 
-def _cells(row: Mapping[str, Any]) -> dict[str, Any]:
+def _cells(row: Mapping[str, object]) -> Row:
     return {k: "" if v is None else v for k, v in row.items()}
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: object) -> object:
     """numpy scalars and the like from a metrics hook: their Python value, else their text."""
     item = getattr(value, "item", None)
     return item() if callable(item) else str(value)
