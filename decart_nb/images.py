@@ -48,7 +48,7 @@ __all__ = [
     "not_raster",
 ]
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]  # noqa: UP007
+ImageInput = Union[str, os.PathLike[str], bytes, bytearray, memoryview, Image.Image, np.ndarray]  # noqa: UP007
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # Decart's documented maximum for a reference image
 MAX_IMAGE_PIXELS = 4096 * 4096  # the decode budget, and the canvas of formats decoded whole

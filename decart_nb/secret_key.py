@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from typing import Any
+from typing import NoReturn
 
 __all__ = ["SecretKey", "hidden", "redact"]
 
@@ -30,7 +30,7 @@ class SecretKey:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> Any:  # never pickled into a saved notebook or a comm message
+    def __reduce__(self) -> NoReturn:  # never pickled into a saved notebook or a comm message
         raise TypeError("a secret (an API key or token) cannot be pickled")
 
 

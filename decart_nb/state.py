@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -37,7 +36,7 @@ class GenerationState:
     def is_passthrough(self) -> bool:
         return self.prompt is None and self.image is None
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         """A JSON-safe description (for the page, the panel and results tables)."""
         return {
             "prompt": self.prompt,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from . import _loop
 from .checks import check_number
@@ -37,8 +37,8 @@ class ClientToken:
     api_key: str
     token: str
     expires_at: str
-    permissions: dict[str, Any] | None = None
-    constraints: dict[str, Any] | None = None
+    permissions: dict[str, object] | None = None
+    constraints: dict[str, object] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -48,6 +48,21 @@ class ClientToken:
         )
 
     __str__ = __repr__
+
+
+class _RealtimeConstraints(TypedDict, total=False):
+    maxSessionDuration: int
+
+
+class _Constraints(TypedDict, total=False):
+    realtime: _RealtimeConstraints
+
+
+class _TokenOptions(TypedDict, total=False):  # what the SDK's tokens.create takes, as given
+    expires_in: int
+    allowed_models: list[str]
+    allowed_origins: list[str]
+    constraints: _Constraints
 
 
 def _tail(secret: str) -> str:
@@ -73,7 +88,7 @@ def create(
     # the traceback of every failure).
     url = base_url or os.getenv(API_BASE_URL_ENV, "") or DEFAULT_API_BASE_URL
     url = check_secret_url(url, HTTP, "API base URL")
-    options: dict[str, Any] = {"expires_in": seconds}
+    options: _TokenOptions = {"expires_in": seconds}
     if allowed_models is not None:
         options["allowed_models"] = _strings("allowed_models", allowed_models)
     if allowed_origins is not None:
@@ -94,7 +109,7 @@ def _strings(name: str, values: Sequence[str]) -> list[str]:
     return list(values)
 
 
-async def _create(key: SecretKey, url: str, options: dict[str, Any]) -> ClientToken:
+async def _create(key: SecretKey, url: str, options: _TokenOptions) -> ClientToken:
     try:
         from decart import DecartClient
     except ImportError as exc:

@@ -20,10 +20,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVarTuple
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.container import InputContainer
 
 from ..errors import DecartNBError, ErrorCode
 from ..timeouts import CAMERA_STALL_S, DEVICE_STOP_S, WATCH_EVERY_S
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("decart_nb")
+Ts = TypeVarTuple("Ts")
 
 PREFIX = "device"
 # Where device paths may live. Tests add their own folder (a FIFO stands in for a camera there).
@@ -199,7 +201,9 @@ def is_stale(age_s: float | None, period_s: float) -> bool:
     return age_s is not None and 2 * period_s < age_s < 1.0
 
 
-def open_device(path: str, width: int, height: int, fps: float, fmt: str | None = None) -> tuple[Any, str]:
+def open_device(
+    path: str, width: int, height: int, fps: float, fmt: str | None = None
+) -> tuple[InputContainer, str]:
     """The open container and a description of the mode it got ("1280x720 mjpeg 30 fps").
     `fmt` overrides the demuxer chosen by what the path is (tests drive the stand-in with it)."""
     fmt = fmt or _format_for(path)
@@ -223,7 +227,7 @@ def open_device(path: str, width: int, height: int, fps: float, fmt: str | None 
     raise failure
 
 
-def first_device(width: int, height: int, fps: float) -> tuple[str, Any, str]:
+def first_device(width: int, height: int, fps: float) -> tuple[str, InputContainer, str]:
     """source="device": the first /dev/video* that opens as a camera (metadata nodes do not)."""
     nodes = video_nodes()
     errors: list[DecartNBError] = []
@@ -245,7 +249,7 @@ class DeviceTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, path: str, container: Any, mode: str, width: int, height: int) -> None:
+    def __init__(self, path: str, container: InputContainer, mode: str, width: int, height: int) -> None:
         super().__init__()
         self.path, self.mode = path, mode
         self.width, self.height = width, height
@@ -351,7 +355,7 @@ class DeviceTrack(MediaStreamTrack):
         if wake:
             self._to_loop(self._deliver)
 
-    def _to_loop(self, fn: Callable[..., None], *args: Any) -> None:
+    def _to_loop(self, fn: Callable[[*Ts], object], *args: *Ts) -> None:
         try:
             self._media_loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:  # the loop closed: the session is gone, nobody waits for frames
@@ -389,7 +393,7 @@ class DeviceTrack(MediaStreamTrack):
             self._on_stalled()
 
 
-def open_any(source: str, width: int, height: int, fps: float) -> tuple[str, Any, str]:
+def open_any(source: str, width: int, height: int, fps: float) -> tuple[str, InputContainer, str]:
     """Path, open container and mode for source="device[:PATH]". Blocking (a camera can take a
     while to start, a FIFO waits for its writer): the pipeline calls it in the loop's executor."""
     path = check_device(source)

@@ -36,7 +36,7 @@ def decode_jpeg(data: bytes, width: int, height: int) -> av.VideoFrame:
         raise DecartNBError(
             ErrorCode.INVALID_INPUT, f"The page sent a frame that is not an image: {exc}"
         ) from exc
-    frame = av.VideoFrame.from_image(rgb)
+    frame: av.VideoFrame = av.VideoFrame.from_image(rgb)  # type: ignore[no-untyped-call]  # PyAV 14-16 stub
     # swscale turns full-range RGB into the limited-range yuv420p the encoders and models expect.
     return frame.reformat(width=width, height=height, format="yuv420p")
 
