@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import av
 from aiortc.mediastreams import MediaStreamTrack
@@ -108,8 +108,8 @@ class _Job:
     """One frame on its way through prepare -> infer -> finish."""
 
     frame: av.VideoFrame
-    prepared: Any = None
-    result: Any = None
+    prepared: object = None
+    result: object = None
     inferred: bool = False  # infer() ran and returned (False for a passthrough state)
     version: int = -1
     model_ms: float = 0.0
@@ -194,23 +194,24 @@ class FrameEngine(Engine):
             if not loop.is_closed():
                 loop.call_soon_threadsafe(output.stop)
 
+        steps: list[Callable[[], None]]  # each step's loop, for its own thread
         if not self.staged:
-            steps = [_Stage(inbox, lambda f: self.run_one(f, self._state), deliver, end_output)]
+            steps = [_Stage(inbox, lambda f: self.run_one(f, self._state), deliver, end_output).run]
         else:
             prepared: ThreadMailbox[_Job] = ThreadMailbox()
             inferred: ThreadMailbox[_Job] = ThreadMailbox()
             steps = [
-                _Stage(inbox, self._prepare_job, _pass_to(prepared, loop, count_drop), prepared.close),
+                _Stage(inbox, self._prepare_job, _pass_to(prepared, loop, count_drop), prepared.close).run,
                 _Stage(
                     prepared,
                     lambda j: self._infer_job(j, self._state),
                     _pass_to(inferred, loop, count_drop),
                     inferred.close,
-                ),
-                _Stage(inferred, self._finish_job, deliver, end_output),
+                ).run,
+                _Stage(inferred, self._finish_job, deliver, end_output).run,
             ]
         for step in steps:
-            self._executor.submit(step.run).add_done_callback(_log_failure)
+            self._executor.submit(step).add_done_callback(_log_failure)
         return output
 
     def _mark_worker(self) -> None:
@@ -310,14 +311,18 @@ class FrameEngine(Engine):
         self.events.error(error)
 
 
-class _Stage:
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+
+class _Stage(Generic[_In, _Out]):
     """One worker thread's loop: take the newest item, do one step, pass the result on."""
 
     def __init__(
         self,
-        inbox: ThreadMailbox[Any],
-        step: Callable[[Any], Any],
-        pass_on: Callable[[Any], None],
+        inbox: ThreadMailbox[_In],
+        step: Callable[[_In], _Out],
+        pass_on: Callable[[_Out], None],
         end: Callable[[], None],
     ) -> None:
         self.inbox, self.step, self.pass_on, self.end = inbox, step, pass_on, end

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Coroutine
-from typing import Any, TypedDict
+from collections.abc import Awaitable, Coroutine, Mapping
+from typing import Protocol, TypedDict
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -31,8 +31,19 @@ from ...timeouts import (
     SET_TIMEOUT_S,
 )
 from ..base import Engine
+from ..events import EngineEvents
 from .errors import ends_for_good, translate
-from .sdk import DecartSDK, LocalFeed, SecretKey, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
+from .sdk import (
+    DecartSDK,
+    LocalFeed,
+    QueueMessage,
+    RealtimeSession,
+    SecretKey,
+    guard_sdk_logs,
+    load_sdk,
+    resolve_base_url,
+    resolve_key,
+)
 
 __all__ = ["CODECS", "OPTIONS", "RESOLUTIONS", "SPEEDS", "DecartEngine", "DecartOptions", "read_remote"]
 
@@ -61,14 +72,17 @@ OPERATIONS = {"prompt": "the new prompt", "image": "the new image", "state": "th
 NO_CREDITS_REASON = "insufficient_credits"
 
 
-def _choice(name: str, value: object, allowed: tuple[str, ...], optional: bool = True) -> Any:
-    if (value is None and optional) or (isinstance(value, str) and value in allowed):
+def _one_of(name: str, value: object, allowed: tuple[str, ...], or_none: str = "") -> str:
+    if isinstance(value, str) and value in allowed:
         return value
     raise DecartNBError(
         ErrorCode.INVALID_INPUT,
-        f"{name} must be {' or '.join(repr(a) for a in allowed)}{' (or None)' if optional else ''}, "
-        f"not {value!r:.40}",
+        f"{name} must be {' or '.join(repr(a) for a in allowed)}{or_none}, not {value!r:.40}",
     )
+
+
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str | None:
+    return None if value is None else _one_of(name, value, allowed, " (or None)")
 
 
 class DecartEngine(Engine):
@@ -110,7 +124,7 @@ class DecartEngine(Engine):
         del api_key  # this frame is in the traceback of the checks below: no raw key in it
         self.resolution = _choice("resolution", resolution, RESOLUTIONS)
         self.speed = _choice("speed", speed, SPEEDS)
-        self.codec = _choice("codec", codec, CODECS, optional=False)
+        self.codec = _one_of("codec", codec, CODECS)
         if not isinstance(restart_billed_session, bool):
             raise DecartNBError(ErrorCode.INVALID_INPUT, "restart_billed_session must be True or False")
         #: After Decart ends a server session (its time limit): start a new, billed, one?
@@ -127,7 +141,7 @@ class DecartEngine(Engine):
         self._applied = GenerationState()  # the state Decart acknowledged (or gets at connect)
         self._frames_version = -1  # the state version output frames are stamped with
         self._next_version, self._next_at = -1, 0.0  # ... and from when on (0: none waiting)
-        self._client: Any = None
+        self._client: RealtimeSession | None = None
         self._feed: LocalFeed | None = None
         self._output: MailboxTrack | None = None  # one slot: a slow consumer sees the newest
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -186,7 +200,7 @@ class DecartEngine(Engine):
         asyncio.get_running_loop().call_soon(self._go_live)
         return self._output
 
-    async def _connect(self, spec: ModelSpec, feed: LocalFeed) -> Any:
+    async def _connect(self, spec: ModelSpec, feed: LocalFeed) -> RealtimeSession:
         from ... import __version__
 
         error: DecartNBError | None = None
@@ -213,7 +227,7 @@ class DecartEngine(Engine):
             error = translate(exc, f"connect to Decart ({spec.name})", self._sdk, self._key)
         raise error
 
-    def _initial_state(self, state: GenerationState) -> Any:
+    def _initial_state(self, state: GenerationState) -> object:
         if state.is_passthrough:
             return None
         prompt = None if state.prompt is None else self._sdk.prompt(text=state.prompt, enhance=state.enhance)
@@ -241,7 +255,7 @@ class DecartEngine(Engine):
         if output is not None:
             output.stop()
 
-    async def _quietly(self, call: Coroutine[Any, Any, Any], doing: str) -> None:
+    async def _quietly(self, call: Awaitable[object], doing: str) -> None:
         try:
             await call
         except Exception as exc:  # noqa: BLE001 - teardown goes on; the failure is reported
@@ -249,7 +263,7 @@ class DecartEngine(Engine):
             logger.warning("decart_nb: %s", error)
             self.events.error(error)
 
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, name: str, coro: Coroutine[object, object, None]) -> None:
         old = self._tasks.pop(name, None)
         if old is not None:
             old.cancel()
@@ -341,9 +355,11 @@ class DecartEngine(Engine):
         if error is not None:
             raise error
 
-    def _call(self, client: Any, new: GenerationState, what: str) -> Awaitable[Any]:
+    def _call(self, client: RealtimeSession, new: GenerationState, what: str) -> Awaitable[None]:
         """The SDK call for a state (built here, so the SDK's input validation is translated too)."""
-        if what == "prompt":  # the image stays: the prompt alone, acknowledged by its echo
+        if (
+            what == "prompt" and new.prompt is not None
+        ):  # the image stays: the prompt alone, acked by its echo
             return client.set_prompt(new.prompt, enhance=new.enhance)
         image = None if new.image is None else encode_jpeg(new.image)
         if new.prompt is None:  # passthrough, or an image alone: the prompt goes as an explicit null
@@ -395,7 +411,7 @@ class DecartEngine(Engine):
     def _go_live(self) -> None:
         self._live = True
 
-    def _on_session_started(self, info: Any) -> None:
+    def _on_session_started(self, info: object) -> None:
         """The SDK finished a connection (its own initial state or passthrough acknowledged)."""
         self._sessions += 1
         self.session_id = getattr(info, "session_id", None)
@@ -432,18 +448,18 @@ class DecartEngine(Engine):
             return
         self.events.error(translated)
 
-    def _on_sdk_tick(self, message: Any) -> None:
+    def _on_sdk_tick(self, message: _TickMessage) -> None:
         if not self._stopping:
             self.events.generation_tick(int(message.seconds))  # whole seconds, as the SDK's message
 
-    def _on_queue_position(self, message: Any) -> None:
+    def _on_queue_position(self, message: QueueMessage) -> None:
         if not self._stopping:
             self.events.queue_position(int(message.position), int(message.queue_size))
 
-    def _on_generation_ended(self, message: dict[str, Any]) -> None:
+    def _on_generation_ended(self, message: Mapping[str, object]) -> None:
         if self._stopping:
             return
-        seconds, reason = int(message.get("seconds", 0)), str(message.get("reason", ""))
+        seconds, reason = _whole(message.get("seconds", 0)), str(message.get("reason", ""))
         self.events.generation_ended(seconds, reason)
         if self._client is None:
             return  # during connect: the connect's own outcome says what happened
@@ -469,7 +485,7 @@ class DecartEngine(Engine):
                 self._quietly(client.disconnect(), "close Decart's connection"), name="decart_nb-end"
             )
 
-    def _on_remote_stream(self, remote: Any) -> None:
+    def _on_remote_stream(self, remote: object) -> None:
         # A reconnect brings a new remote track: read the newest one only.
         self._spawn("reader", self._read(remote))
 
@@ -487,7 +503,7 @@ class DecartEngine(Engine):
         if self._output is not None:
             self._output.box.close()
 
-    async def _read(self, remote: Any) -> None:
+    async def _read(self, remote: object) -> None:
         await read_remote(self, remote, "receive video from Decart")
 
     def _stamp_now(self, version: int) -> None:
@@ -512,7 +528,25 @@ class DecartEngine(Engine):
         return frame
 
 
-async def read_remote(engine: Any, remote: Any, doing: str) -> None:
+class _Receiver(Protocol):
+    """What read_remote uses of the engine or the viewer."""
+
+    _sdk: DecartSDK
+    _key: SecretKey
+    _output: MailboxTrack | None
+    events: EngineEvents
+
+    def _stamp(self, frame: av.VideoFrame) -> av.VideoFrame: ...
+
+
+class _TickMessage(Protocol):
+    """The SDK's generation_tick message."""
+
+    @property
+    def seconds(self) -> float: ...
+
+
+async def read_remote(engine: _Receiver, remote: object, doing: str) -> None:
     """Put each frame of Decart's remote track into the engine's output (newest wins) until the
     output goes away; a failure is reported (a reconnect brings a new remote track). Shared by
     the engine and the viewer, which hold `_sdk`, `_key`, `_output` and `_stamp` alike."""
@@ -528,7 +562,7 @@ async def read_remote(engine: Any, remote: Any, doing: str) -> None:
 
 def _timed_out(operation: str, limit: float, sdk_error: DecartNBError | None) -> DecartNBError:
     """One message per operation, whichever timer ran out (decart_nb's or the SDK's)."""
-    data: dict[str, Any] = {"operation": operation, "timeout_s": limit}
+    data: dict[str, object] = {"operation": operation, "timeout_s": limit}
     if sdk_error is not None:
         data |= {k: v for k, v in sdk_error.data.items() if k in ("sdk_error", "sdk_cause")}
     return DecartNBError(
@@ -537,6 +571,11 @@ def _timed_out(operation: str, limit: float, sdk_error: DecartNBError | None) ->
         "the state is unchanged",
         data=data,
     )
+
+
+def _whole(value: object) -> int:
+    """A message's number of seconds as whole seconds (0 when it has none)."""
+    return int(value) if isinstance(value, (int, float, str)) else 0
 
 
 def _ended(code: str, reason: str, seconds: int) -> DecartNBError:

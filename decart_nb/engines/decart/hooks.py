@@ -33,28 +33,36 @@ import asyncio
 import base64
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
+import aiohttp
 from decart.errors import DecartSDKError, WebRTCError
+from decart.models import RealTimeModelDefinition
 from decart.models import models as decart_models
-from decart.realtime import RealtimeClient, livekit_manager
+from decart.realtime import RealtimeClient, RealtimeConnectOptions, livekit_manager
 from decart.realtime.client import UPDATE_TIMEOUT_S
-from decart.realtime.messages import SetAvatarImageMessage
+from decart.realtime.livekit_manager import LiveKitManager
+from decart.realtime.messages import LiveKitRoomInfoMessage, SetAvatarImageMessage
+from livekit.rtc import LocalVideoTrack
 
 from ... import timeouts
 from .errors import NO_CREDITS, QUEUE_TIMED_OUT  # QUEUE_TIMED_OUT: the text below, lower case
+from .sdk import RealtimeSession
 
 __all__ = ["connect", "image_only", "model"]
 
 logger = logging.getLogger("decart_nb")
-Hook = Callable[[Any], None]
+Hook = Callable[[object], None]
+# The SDK's private connection object (LiveKitConnection), patched through getattr/setattr: a later
+# SDK may lack what is patched, and then the hook is simply absent.
+_Patched = TypeVar("_Patched")
 
 
 async def connect(
     base_url: str,
     api_key: str,
-    local_track: Any,
-    options: Any,
+    local_track: LocalVideoTrack | None,
+    options: RealtimeConnectOptions,
     integration: str | None = None,
     *,
     on_session_started: Hook | None = None,
@@ -80,14 +88,16 @@ def never_retry(texts: tuple[str, ...]) -> None:
         markers.extend(text for text in texts if text not in markers)
 
 
-def model(name: str) -> Any:
+def model(name: str) -> RealTimeModelDefinition:
     """The SDK's definition of a realtime model (ModelNotFoundError for an unknown name)."""
     return decart_models.realtime(name)  # type: ignore[arg-type]  # the SDK checks the name
 
 
 def _client_type(hooks: dict[str, Hook | None]) -> type[RealtimeClient]:
     class HookedClient(RealtimeClient):
-        def __init__(self, manager: Any, http_session: Any = None) -> None:
+        def __init__(
+            self, manager: LiveKitManager, http_session: aiohttp.ClientSession | None = None
+        ) -> None:
             super().__init__(manager, http_session)
             config = getattr(manager, "_config", None)
             if config is not None and hasattr(config, "on_queue_position"):
@@ -95,43 +105,48 @@ def _client_type(hooks: dict[str, Hook | None]) -> type[RealtimeClient]:
             create = getattr(manager, "_create_connection", None)
             if callable(create):
                 ended = hooks["generation_ended"]
-                manager._create_connection = lambda: _wait_in_queue(_spy_ended(create(), ended))
+                _patch(manager, "_create_connection", lambda: _wait_in_queue(_spy_ended(create(), ended)))
 
-        def _handle_session_started(self, msg: Any) -> None:
+        def _handle_session_started(self, msg: LiveKitRoomInfoMessage) -> None:
             super()._handle_session_started(msg)
             _call(hooks["session_started"], msg)
 
     return HookedClient
 
 
-def _spy_ended(connection: Any, hook: Hook | None) -> Any:
+def _patch(target: object, name: str, value: object) -> None:
+    """Replace one of the SDK's private members (what this module exists for)."""
+    setattr(target, name, value)
+
+
+def _spy_ended(connection: _Patched, hook: Hook | None) -> _Patched:
     handle = getattr(connection, "_handle_message", None)
     if hook is None or handle is None:
         return connection
 
-    async def handle_message(data: dict[str, Any]) -> None:
+    async def handle_message(data: dict[str, object]) -> None:
         await handle(data)
         if isinstance(data, dict) and data.get("type") == "generation_ended":
             _call(hook, data)
 
-    connection._handle_message = handle_message
+    _patch(connection, "_handle_message", handle_message)
     return connection
 
 
-def _wait_in_queue(connection: Any) -> Any:
+def _wait_in_queue(connection: _Patched) -> _Patched:
     """The connection's room-info wait, extended once Decart reports a queue position."""
     join = getattr(connection, "_join_livekit_room", None)
     reported = getattr(connection, "_on_queue_position", None)
     if join is None or not hasattr(connection, "_on_queue_position"):
         return connection
-    last: list[Any] = []  # the newest queue_position message of this attempt
+    last: list[object] = []  # the newest queue_position message of this attempt
 
-    def on_queue_position(message: Any) -> None:
+    def on_queue_position(message: object) -> None:
         last[:] = [message]
         if reported is not None:
             reported(message)
 
-    async def join_room(timeout: float) -> Any:
+    async def join_room(timeout: float) -> object:
         limit = timeouts.DECART_QUEUE_TIMEOUT_S  # read now: a test may shorten it
         # The SDK's own wait inside must never be the one to run out: it would fail with its own
         # "room info timed out", which the SDK retries at the back of the queue. Its timer starts
@@ -155,12 +170,12 @@ def _wait_in_queue(connection: Any) -> Any:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-    connection._on_queue_position = on_queue_position
-    connection._join_livekit_room = join_room
+    _patch(connection, "_on_queue_position", on_queue_position)
+    _patch(connection, "_join_livekit_room", join_room)
     return connection
 
 
-def _call(hook: Hook | None, value: Any) -> None:
+def _call(hook: Hook | None, value: object) -> None:
     if hook is None:
         return
     try:
@@ -169,7 +184,7 @@ def _call(hook: Hook | None, value: Any) -> None:
         logger.exception("decart_nb: a Decart event handler failed")
 
 
-async def image_only(client: Any, image: bytes | None) -> None:
+async def image_only(client: RealtimeSession, image: bytes | None) -> None:
     """Image (or none: passthrough) and an explicit null prompt, acknowledged like the SDK's own."""
     manager = getattr(client, "_manager", None)
     if manager is None or not hasattr(manager, "register_image_set_wait"):

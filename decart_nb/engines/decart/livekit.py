@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import av
 import livekit.rtc as rtc
@@ -20,7 +19,7 @@ class LiveKitFeed:
 
     def __init__(self, width: int, height: int) -> None:
         self._source = rtc.VideoSource(width, height)
-        self.track: Any = rtc.LocalVideoTrack.create_video_track("decart_nb", self._source)
+        self.track = rtc.LocalVideoTrack.create_video_track("decart_nb", self._source)
         self._t0 = time.perf_counter()
 
     def push(self, frame: av.VideoFrame) -> None:
@@ -39,7 +38,9 @@ class LiveKitBridge:
     def open_local(self, width: int, height: int) -> LiveKitFeed:
         return LiveKitFeed(width, height)
 
-    async def remote_frames(self, remote: Any) -> AsyncIterator[av.VideoFrame]:
+    async def remote_frames(self, remote: object) -> AsyncIterator[av.VideoFrame]:
+        if not isinstance(remote, rtc.Track):  # the SDK's on_remote_stream hands LiveKit's track
+            raise TypeError(f"expected a LiveKit track, got {type(remote).__name__}")
         # capacity=1: LiveKit's ring keeps only the newest decoded frame for a slow reader.
         stream = rtc.VideoStream(remote, capacity=1, format=rtc.VideoBufferType.I420)
         try:

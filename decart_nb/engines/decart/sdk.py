@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import av
 
@@ -24,6 +24,9 @@ __all__ = [
     "DecartSDK",
     "LocalFeed",
     "MediaBridge",
+    "QueueMessage",
+    "RealtimeSession",
+    "RealtimeStream",
     "SecretKey",
     "guard_sdk_logs",
     "load_sdk",
@@ -85,7 +88,10 @@ def guard_sdk_logs() -> None:
 class LocalFeed(Protocol):
     """The input side handed to the SDK: `track` goes to connect(), `push` feeds it frames."""
 
-    track: Any
+    @property
+    def track(self) -> object:
+        """The SDK's local track (LiveKit's), handed to connect() as it is."""
+        ...
 
     def push(self, frame: av.VideoFrame) -> None: ...
 
@@ -97,35 +103,73 @@ class MediaBridge(Protocol):
 
     def open_local(self, width: int, height: int) -> LocalFeed: ...
 
-    def remote_frames(self, remote: Any) -> AsyncIterator[av.VideoFrame]:
+    def remote_frames(self, remote: object) -> AsyncIterator[av.VideoFrame]:
         """yuv420p frames of the SDK's remote track, newest first: frames the reader is too
         slow for are dropped, never queued."""
         ...
 
 
+class RealtimeStream(Protocol):
+    """What a viewer uses of the SDK's SubscribeClient (and the engine of its RealtimeClient)."""
+
+    def on(self, event: str, callback: Callable[..., None]) -> None: ...
+
+    async def disconnect(self) -> None: ...
+
+
+class RealtimeSession(RealtimeStream, Protocol):
+    """The SDK's RealtimeClient as the engine uses it."""
+
+    @property
+    def subscribe_token(self) -> str | None: ...
+
+    @property
+    def set(self) -> Callable[..., Awaitable[None]]:
+        """set(SetInput): takes what DecartSDK.set_input made (an SDK type decart_nb never reads)."""
+        ...
+
+    async def set_prompt(self, prompt: str, enhance: bool = ...) -> None: ...
+
+    async def set_image(self, image: bytes | None) -> None: ...
+
+
+class QueueMessage(Protocol):
+    """The SDK's queue_position message."""
+
+    @property
+    def position(self) -> int: ...
+
+    @property
+    def queue_size(self) -> int: ...
+
+
+# The SDK's value types (its options, model, prompt and input objects) are `object` here:
+# decart_nb makes them with the SDK's own constructors and hands them back, never reading one.
 @dataclass(frozen=True)
 class DecartSDK:
     """The SDK names the engine uses (real ones from `load_sdk`, or a test fake)."""
 
     # RealtimeClient.connect(base_url, api_key, local_track, options, integration=, on_session_started=,
     # on_queue_position=, on_generation_ended=): see hooks.py for the three extra events.
-    connect: Callable[..., Awaitable[Any]]
-    connect_options: Callable[..., Any]  # RealtimeConnectOptions(model=, on_remote_stream=, initial_state=)
-    model_state: Callable[..., Any]  # ModelState(prompt=, image=)
-    prompt: Callable[..., Any]  # Prompt(text=, enhance=)
-    set_input: Callable[..., Any]  # SetInput(prompt=, image=, enhance=)
-    model: Callable[[str], Any]  # models.realtime(name)
+    connect: Callable[..., Awaitable[RealtimeSession]]
+    connect_options: Callable[
+        ..., object
+    ]  # RealtimeConnectOptions(model=, on_remote_stream=, initial_state=)
+    model_state: Callable[..., object]  # ModelState(prompt=, image=)
+    prompt: Callable[..., object]  # Prompt(text=, enhance=)
+    set_input: Callable[..., object]  # SetInput(prompt=, image=, enhance=)
+    model: Callable[[str], object]  # models.realtime(name)
     base_url: str  # DecartClient's realtime_base_url
     error: type[BaseException]  # DecartSDKError, the base of every SDK error
     invalid_input: type[BaseException]  # InvalidInputError
     media: MediaBridge
     #: image_only(client, jpeg | None): an image (or passthrough) with an explicit null prompt
     #: (None: the client's set_image(image), which keeps the server's prompt).
-    image_only: Callable[[Any, bytes | None], Awaitable[None]] | None = None
+    image_only: Callable[[RealtimeSession, bytes | None], Awaitable[None]] | None = None
     #: RealtimeClient.subscribe(base_url, api_key, SubscribeOptions(token=, on_remote_stream=)):
     #: a receive-only view of a running session (None: this SDK cannot).
-    subscribe: Callable[..., Awaitable[Any]] | None = None
-    subscribe_options: Callable[..., Any] | None = None
+    subscribe: Callable[..., Awaitable[RealtimeStream]] | None = None
+    subscribe_options: Callable[..., object] | None = None
     #: The SDK's input types validate with pydantic: these errors mean INVALID_INPUT.
     validation_errors: tuple[type[BaseException], ...] = ()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import av
 from aiortc.mediastreams import MediaStreamTrack
@@ -23,7 +23,10 @@ from ...state import GenerationState
 from ..base import Engine
 from .engine import read_remote
 from .errors import translate
-from .sdk import DecartSDK, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
+from .sdk import DecartSDK, RealtimeStream, guard_sdk_logs, load_sdk, resolve_base_url, resolve_key
+
+if TYPE_CHECKING:
+    from ...session import Session
 
 __all__ = ["DecartViewer", "watch"]
 
@@ -48,13 +51,15 @@ class DecartViewer(Engine):
             raise DecartNBError(ErrorCode.INVALID_INPUT, "subscribe_token must be the host's subscribe token")
         self._token = subscribe_token.strip()
         self._sdk = sdk if sdk is not None else load_sdk()
-        if self._sdk.subscribe is None or self._sdk.subscribe_options is None:
+        subscribe, subscribe_options = self._sdk.subscribe, self._sdk.subscribe_options
+        if subscribe is None or subscribe_options is None:
             raise DecartNBError(ErrorCode.SDK_NOT_INSTALLED, "This Decart SDK cannot subscribe to a session")
+        self._subscribe, self._subscribe_options = subscribe, subscribe_options
         self.base_url = resolve_base_url(base_url, self._sdk.base_url)
         guard_sdk_logs()
         self.state = "disconnected"
         self._version = 0
-        self._client: Any = None
+        self._client: RealtimeStream | None = None
         self._output: MailboxTrack | None = None
         self._reader: asyncio.Task[None] | None = None
         self._t0 = time.perf_counter()
@@ -68,8 +73,8 @@ class DecartViewer(Engine):
         self._output = MailboxTrack()
         error: DecartNBError | None = None
         try:
-            options = self._sdk.subscribe_options(token=self._token, on_remote_stream=self._on_remote)  # type: ignore[misc]
-            self._client = await self._sdk.subscribe(self.base_url, self._key.reveal(), options)  # type: ignore[misc]
+            options = self._subscribe_options(token=self._token, on_remote_stream=self._on_remote)
+            self._client = client = await self._subscribe(self.base_url, self._key.reveal(), options)
         except ValueError as exc:  # the SDK's "Invalid subscribe token"
             error = DecartNBError(ErrorCode.INVALID_INPUT, f"Could not watch: {exc}")
         except Exception as exc:  # noqa: BLE001 - translated below, outside the except (no key in __context__)
@@ -77,8 +82,8 @@ class DecartViewer(Engine):
         if error is not None:
             await self.stop()
             raise error
-        self._client.on("connection_change", self._on_state)
-        self._client.on("error", lambda exc: self.events.error(translate(exc, "watch", self._sdk, self._key)))
+        client.on("connection_change", self._on_state)
+        client.on("error", lambda exc: self.events.error(translate(exc, "watch", self._sdk, self._key)))
         self.state = "connected"
         return self._output
 
@@ -112,12 +117,12 @@ class DecartViewer(Engine):
             self.state = state
             self.events.connection_change(state)
 
-    def _on_remote(self, remote: Any) -> None:
+    def _on_remote(self, remote: object) -> None:
         if self._reader is not None:
             self._reader.cancel()
         self._reader = asyncio.get_running_loop().create_task(self._read(remote), name="decart_nb-watch")
 
-    async def _read(self, remote: Any) -> None:
+    async def _read(self, remote: object) -> None:
         await read_remote(self, remote, "receive the watched video")
 
     def _stamp(self, frame: av.VideoFrame) -> av.VideoFrame:
@@ -128,7 +133,9 @@ class DecartViewer(Engine):
         return frame
 
 
-def watch(subscribe_token: str, api_key: str | SecretKey | None = None, *, model: str = "lucy-latest") -> Any:
+def watch(
+    subscribe_token: str, api_key: str | SecretKey | None = None, *, model: str = "lucy-latest"
+) -> Session:
     """A connected, receive-only Session showing someone's running Decart session (display it,
     snapshot() it, record() it). `subscribe_token` is the host's `session.engine.subscribe_token`;
     `api_key` (or DECART_API_KEY) is the viewer's own key; `model` only sets the view's size."""

@@ -29,7 +29,8 @@ def rgb_to_yuv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _u8(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return out
 
 
 def _tone(look: Look) -> np.ndarray:
@@ -50,7 +51,8 @@ def _posterize(x: np.ndarray, levels: int, ramp: float = 0.2) -> np.ndarray:
     t = x * (levels - 1)
     base = np.floor(t)
     step = np.clip((t - base - 0.5) / ramp + 0.5, 0.0, 1.0)
-    return np.minimum(base + step, levels - 1) / (levels - 1)
+    banded: np.ndarray = np.minimum(base + step, levels - 1) / (levels - 1)
+    return banded
 
 
 def _posterize_chroma(c: np.ndarray, levels: int) -> np.ndarray:
@@ -116,7 +118,8 @@ def look_tables(look: Look) -> LookTables:
 
     def mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # [U, V] -> post[a[U] + b[V]]
         total = np.rint(a)[:, None] + np.rint(b)[None, :]
-        return np.take(post, total.astype(np.intp).reshape(-1), mode="clip")
+        taken: np.ndarray = np.take(post, total.astype(np.intp).reshape(-1), mode="clip")
+        return taken
 
     return LookTables(
         tone,
