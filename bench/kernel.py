@@ -125,12 +125,17 @@ def serve(side: SessionSide | NaiveSide, commands: TextIO, replies: TextIO) -> N
             reply({"error": f"unknown op {op}"})
 
 
+def _not_applied(receiver: object) -> bool:
+    return False
+
+
 def main(argv: list[str]) -> None:
     kind, model_name = argv
     if kind == "session-plain":  # attribution runs: the Session with aiortc's own jitter buffer
         import decart_nb.rtc.peer
 
-        decart_nb.rtc.peer.complete_frames_on_marker = lambda receiver: False  # type: ignore[assignment]
+        # aiortc's own jitter buffer: the peer module's name for the installer returns "not applied"
+        setattr(decart_nb.rtc.peer, "complete_frames_on_marker", _not_applied)  # noqa: B010 - a patch
         kind = "session"
     replies = sys.stdout
     sys.stdout = sys.stderr  # only JSON replies on the real stdout

@@ -81,7 +81,7 @@ def throughput(n: int, seconds: float, folder: Path) -> list[Mode]:
         return modes
     t0 = time.perf_counter()
     with (
-        distributed.LocalCluster(
+        distributed.LocalCluster(  # type: ignore[no-untyped-call]  # unannotated in distributed
             n_workers=2,
             threads_per_worker=1,
             processes=True,
@@ -89,7 +89,7 @@ def throughput(n: int, seconds: float, folder: Path) -> list[Mode]:
             dashboard_address=None,
             silence_logs=logging.ERROR,
         ) as cluster,
-        distributed.Client(cluster) as client,
+        distributed.Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
         client.wait_for_workers(2, timeout=120)
         client.run(importlib.import_module, "decart_nb.sweeps.lanes")  # warm, as this process is
