@@ -3,6 +3,8 @@ registry.py), an Engine instance, or a Python callable."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..checks import check_mapping, invalid
 from ..secret_key import SecretKey
 from .base import Control, Engine, FrameEngine
@@ -16,6 +18,7 @@ __all__ = [
     "Engine",
     "EnginePlugin",
     "FrameEngine",
+    "FrameFunction",
     "LocalEngine",
     "engine_names",
     "make_engine",
@@ -23,7 +26,7 @@ __all__ = [
 
 
 def make_engine(
-    engine: str | Engine | FrameFunction, *, api_key: SecretKey | None = None, options: object = None
+    engine: str | Engine | Callable[..., object], *, api_key: SecretKey | None = None, options: object = None
 ) -> Engine:
     """The engine a Session names: a registered one by name, an Engine as is, or a function.
 

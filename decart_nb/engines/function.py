@@ -28,9 +28,9 @@ class CallableEngine(FrameEngine):
     staged = True
     skip_passthrough = False
 
-    def __init__(self, fn: FrameFunction, controls: tuple[Control, ...] = ()) -> None:
+    def __init__(self, fn: FrameFunction | Callable[..., object], controls: tuple[Control, ...] = ()) -> None:
         super().__init__()
-        self.fn = fn
+        self.fn: Callable[..., object] = fn  # any callable: what it returns is checked in finish()
         self.controls = controls
         self.name = getattr(fn, "__name__", "callable")
 
