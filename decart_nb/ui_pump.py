@@ -29,7 +29,7 @@ from typing import Protocol, TypedDict, TypeVar
 
 from .timeouts import UI_POLL_EVERY_S
 
-__all__ = ["can_pump", "pumping", "sleep", "wait"]
+__all__ = ["pumping", "sleep", "wait"]
 
 T = TypeVar("T")
 logger = logging.getLogger("decart_nb")
@@ -118,11 +118,6 @@ def sleep(seconds: float) -> None:
         wait(never, seconds)
     except concurrent.futures.TimeoutError:
         return  # the whole time passed: what a sleep is for
-
-
-def can_pump() -> bool:
-    """True where a blocking wait would handle widget messages (main thread, in a kernel's cell)."""
-    return _poller() is not None
 
 
 def _wait_polling(fut: concurrent.futures.Future[T], timeout: float | None, poll: Callable[[], None]) -> T:

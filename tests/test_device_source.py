@@ -24,7 +24,7 @@ import pytest
 
 from decart_nb import DecartNBError, ErrorCode, Session, _loop
 from decart_nb.media import device
-from decart_nb.media.sources import check_source, describe_source
+from decart_nb.media.sources import check_source
 from tests.helpers import wait_until
 
 W, H, FPS = 320, 240, 30
@@ -349,8 +349,9 @@ def test_pyav_errors_when_opening_map_too_and_are_not_retried(
         av.error.err_check(-number, path)  # raises PyAV's own error for this errno
 
     monkeypatch.setattr(device.av, "open", refuse)
+    monkeypatch.setattr(device, "_format_for", lambda path: "v4l2")  # no /dev/video7 here
     with pytest.raises(DecartNBError) as info:
-        device.open_device("/dev/video7", 1280, 720, 30, fmt="v4l2")
+        device.open_device("/dev/video7", 1280, 720, 30)
     assert info.value.code == code and isinstance(info.value.cause, av.FFmpegError)
     assert len(calls) == 1
 
@@ -403,9 +404,3 @@ def test_video_nodes_are_in_number_order(monkeypatch: pytest.MonkeyPatch, tmp_pa
         (tmp_path / name).touch()
     monkeypatch.setattr(device, "Path", lambda p: tmp_path if p == "/dev" else Path(p))
     assert device.video_nodes() == ["/dev/video0", "/dev/video2", "/dev/video10"]
-
-
-def test_the_source_is_described_for_the_panel() -> None:
-    assert describe_source("device:/dev/video2") == "camera /dev/video2 on the kernel's machine"
-    assert describe_source("device") == "camera /dev/video* on the kernel's machine"
-    assert describe_source("pattern") == "test pattern"

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from decart_nb.rtc.sdp import MAX_KBPS, START_KBPS, raise_start_bitrate, video_codecs
+from decart_nb.rtc.sdp import MAX_KBPS, START_KBPS, raise_start_bitrate
 
 PARAMS = f"x-google-start-bitrate={START_KBPS};x-google-max-bitrate={MAX_KBPS}"
 
@@ -86,6 +86,12 @@ def fmtp(sdp: str, pt: int) -> list[str]:
     """The parameters of every fmtp line of payload type `pt` in the video sections."""
     video = "".join(s for s in sections(sdp) if s.startswith("m=video"))
     return re.findall(rf"^a=fmtp:{pt} (.*?)\r?$", video, flags=re.M)
+
+
+def video_codecs(sdp: str) -> dict[int, str]:
+    """Payload type -> codec name, for the video sections of an SDP."""
+    video = "".join(s for s in sections(sdp) if s.startswith("m=video"))
+    return {int(pt): name for pt, name in re.findall(r"^a=rtpmap:(\d+) ([A-Za-z0-9-]+)/", video, flags=re.M)}
 
 
 def test_only_the_video_codecs_get_the_bitrates() -> None:

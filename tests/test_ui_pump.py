@@ -104,8 +104,8 @@ s = Session(source="camera")
 s.connect()
 seen = []
 def page(comm, msg):  # plays the page: its message makes the camera arrive
-    seen.append(("pumping", ui_pump.pumping(), "nested", ui_pump.can_pump()))
-    _loop.call_soon(s.camera_arrived)
+    seen.append(("pumping", ui_pump.pumping(), "nested", ui_pump._poller() is not None))
+    _loop.call_soon(port_of(s).camera_arrived)
 get_ipython().kernel.comm_manager.register_target("page", page)
 print(s.state)
 """
@@ -210,6 +210,7 @@ def test_interrupting_a_pumping_wait_stops_it_and_the_kernel_goes_on(
 
 OFFER_CELLS = """
 from decart_nb import Session
+from decart_nb.session_port import port_of
 s = Session(source="camera")
 w = s.widget
 print(w.comm.comm_id)
@@ -267,7 +268,7 @@ def test_snapshot_returns_a_frame_when_the_offer_comes_during_the_cell(kernel: B
 
 def test_outside_a_kernel_a_wait_is_a_plain_wait() -> None:
     """Plain Python (pytest here): no pumping, fut.result() as before, on any thread."""
-    assert not ui_pump.can_pump()
+    assert ui_pump._poller() is None
     fut: concurrent.futures.Future[int] = concurrent.futures.Future()
     threading.Timer(0.05, fut.set_result, (7,)).start()
     assert ui_pump.wait(fut, 5) == 7
@@ -294,13 +295,13 @@ def test_a_wait_inside_a_pumping_wait_does_not_pump(monkeypatch: pytest.MonkeyPa
     outer: concurrent.futures.Future[str] = concurrent.futures.Future()
 
     def poll() -> None:  # plays a widget message whose handler makes a blocking call
-        polls.append(ui_pump.can_pump())
+        polls.append(ui_pump._poller() is not None)
         if not outer.done():
             threading.Timer(0.05, inner.set_result, ("inner",)).start()
             outer.set_result(ui_pump.wait(inner, 5))
 
     monkeypatch.setattr(ui_pump, "_kernel_poller", lambda: contextlib.nullcontext(poll))
-    assert ui_pump.can_pump()
+    assert ui_pump._poller() is not None
     assert ui_pump.wait(outer, 5) == "inner"
     assert polls == [False]  # polled once, by the outer wait; the inner wait could not pump
     assert not ui_pump.pumping()

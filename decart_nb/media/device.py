@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import TypeVarTuple
 
 import av
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.container import InputContainer
 
 from ..errors import DecartNBError, ErrorCode
 from ..timeouts import CAMERA_STALL_S, DEVICE_STOP_S, WATCH_EVERY_S
 from .frames import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, FrameMeta
-from .mailbox import Mailbox
+from .relay import MailboxTrack
 
 __all__ = [
     "DeviceTrack",
@@ -201,12 +200,9 @@ def is_stale(age_s: float | None, period_s: float) -> bool:
     return age_s is not None and 2 * period_s < age_s < 1.0
 
 
-def open_device(
-    path: str, width: int, height: int, fps: float, fmt: str | None = None
-) -> tuple[InputContainer, str]:
-    """The open container and a description of the mode it got ("1280x720 mjpeg 30 fps").
-    `fmt` overrides the demuxer chosen by what the path is (tests drive the stand-in with it)."""
-    fmt = fmt or _format_for(path)
+def open_device(path: str, width: int, height: int, fps: float) -> tuple[InputContainer, str]:
+    """The open container and a description of the mode it got ("1280x720 mjpeg 30 fps")."""
+    fmt = _format_for(path)
     failure: DecartNBError | None = None
     for options in _attempts(fmt, width, height, fps):
         try:
@@ -243,11 +239,9 @@ def first_device(width: int, height: int, fps: float) -> tuple[str, InputContain
     raise DecartNBError(first.code, f"{first.message} (tried {tried})", data=first.data, cause=first)
 
 
-class DeviceTrack(MediaStreamTrack):
+class DeviceTrack(MailboxTrack):
     """Frames from an open device at the model's size. Built on the media loop; a reader thread
-    decodes and scales, and hands the loop only the newest frame (at most one waiting)."""
-
-    kind = "video"
+    decodes and scales, and hands the loop only the newest frame (at most one waiting: the box)."""
 
     def __init__(self, path: str, container: InputContainer, mode: str, width: int, height: int) -> None:
         super().__init__()
@@ -258,7 +252,6 @@ class DeviceTrack(MediaStreamTrack):
         self.failure: DecartNBError | None = None
         self._container = container
         self._media_loop = asyncio.get_running_loop()
-        self._box: Mailbox[av.VideoFrame] = Mailbox()
         self._lock = threading.Lock()
         self._latest: av.VideoFrame | None = None
         self._stopping = threading.Event()
@@ -279,19 +272,10 @@ class DeviceTrack(MediaStreamTrack):
             on_error(self.failure)
             on_stalled()
 
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        try:
-            return await self._box.get()
-        except EOFError:
-            raise MediaStreamError from None
-
     def stop(self) -> None:
         self._stopping.set()
         self._stall_check.cancel()
-        self._box.close()
-        super().stop()
+        super().stop()  # closes the box
         if self._thread is not threading.current_thread():
             self._thread.join(DEVICE_STOP_S)
         if self._thread.is_alive():
@@ -365,9 +349,9 @@ class DeviceTrack(MediaStreamTrack):
     def _deliver(self) -> None:
         with self._lock:
             frame, self._latest = self._latest, None
-        if frame is not None and not self._box.closed:
+        if frame is not None and not self.box.closed:
             self._last_frame, self._stalled = time.monotonic(), False
-            self._box.put(frame)
+            self.box.put(frame)
 
     def _check_stall(self) -> None:
         """A device that stays open but sends nothing (a stuck USB camera) is stalled, as a

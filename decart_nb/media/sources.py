@@ -34,7 +34,6 @@ __all__ = [
     "PacedTrack",
     "PatternTrack",
     "check_source",
-    "describe_source",
     "make_source",
 ]
 
@@ -289,15 +288,3 @@ async def make_source(source: object, spec: ModelSpec) -> MediaStreamTrack | Non
             else ImageTrack(load_image(path, max_side=None), w, h, fps)
         )
     return ArrayTrack(cast(Iterable[np.ndarray], source), w, h, fps)
-
-
-def describe_source(source: object) -> str:
-    """Where the video comes from, in a few words (for the panel and repr)."""
-    path = device_path(source)
-    if path is not None:
-        return f"camera {path or '/dev/video*'} on the kernel's machine"
-    if isinstance(source, str) and source in ("camera", "pattern"):
-        return "the page's camera" if source == "camera" else "test pattern"
-    if isinstance(source, (str, os.PathLike)):
-        return f"file {Path(source).name}"
-    return "image" if isinstance(source, (Image.Image, np.ndarray)) else "frames from Python"

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["raise_start_bitrate", "video_codecs"]
+__all__ = ["raise_start_bitrate"]
 
 # Chrome otherwise starts a new video sender at about 300 kbps and sends 640x360 for ~20 s.
 START_KBPS = 2500
 MAX_KBPS = 6000
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([A-Za-z0-9-]+)/", re.M)
-
-
-def video_codecs(sdp: str) -> dict[int, str]:
-    """Payload type -> codec name, for the video sections of an SDP."""
-    codecs: dict[int, str] = {}
-    for section in _media_sections(sdp):
-        if section.startswith("m=video"):
-            for pt, name in _RTPMAP.findall(section):
-                codecs[int(pt)] = name
-    return codecs
 
 
 def raise_start_bitrate(sdp: str, start_kbps: int = START_KBPS, max_kbps: int = MAX_KBPS) -> str:
