@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-
 __all__ = ["DecartNBError", "ErrorCode", "camera_error_code", "classify_realtime_error"]
 
 

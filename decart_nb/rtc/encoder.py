@@ -11,13 +11,14 @@ the RTP packetization stay aiortc's.
 from __future__ import annotations
 
 import logging
+
 import aiortc
 import av
 from aiortc import RTCRtpTransceiver
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.mediastreams import VIDEO_TIME_BASE, convert_timebase
 from av.frame import Frame
 from av.video.codeccontext import VideoCodecContext
-from aiortc.mediastreams import VIDEO_TIME_BASE, convert_timebase
 
 __all__ = ["OutputVp8Encoder", "use_output_encoder"]
 
