@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("decart_nb")
+_warned: set[str] = set()  # registration problems already logged
 
 GROUP = "decart_nb.engines"
 OWN_DISTRIBUTION = "decart_nb"
@@ -140,14 +141,19 @@ def registrations(found: Iterable[EntryPoint] | None = None) -> dict[str, list[R
         if dist == OWN_DISTRIBUTION:  # decart_nb's own metadata: it replaces the fallback
             named[entry_point.name] = [Registration(entry_point, shown)]
         elif entry_point.name in BUILTINS:
-            logger.warning(
-                "decart_nb: %s registers an engine named %r, a built-in name: ignored",
-                shown,
-                entry_point.name,
+            _warn_once(
+                f"decart_nb: {shown} registers an engine named {entry_point.name!r}, a built-in name: ignored"
             )
         else:
             named.setdefault(entry_point.name, []).append(Registration(entry_point, shown))
     return named
+
+
+def _warn_once(message: str) -> None:
+    """Log a registration problem once per process (the group is read at every engine by name)."""
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning("%s", message)
 
 
 def engine_names(named: Mapping[str, object] | None = None) -> tuple[str, ...]:
