@@ -27,8 +27,7 @@ TINT_MODULE = """
 import av
 import numpy as np
 
-from decart_nb.engines import Control, FrameEngine
-from decart_nb.engines.registry import EnginePlugin
+from decart_nb.engines import Control, EnginePlugin, FrameEngine
 
 made = []
 

@@ -1,5 +1,6 @@
 """Engines: by a registered name (`local`, the default; `decart`; a third party's, see
-registry.py), an Engine instance, or a Python callable."""
+registry.py), an Engine instance, or a Python callable. A plugin needs only this module's names:
+Engine or FrameEngine, Control, EnginePlugin and SecretKey (its factory's key)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,18 @@ from ..secret_key import SecretKey
 from .base import Control, Engine, FrameEngine
 from .function import CallableEngine, FrameFunction
 from .local import LocalEngine
-from .registry import EnginePlugin, build, engine_names, listed
+from .registry import EngineFactory, EnginePlugin, build, engine_names, listed
 
 __all__ = [
     "CallableEngine",
     "Control",
     "Engine",
+    "EngineFactory",
     "EnginePlugin",
     "FrameEngine",
     "FrameFunction",
     "LocalEngine",
+    "SecretKey",
     "engine_names",
     "make_engine",
 ]
