@@ -15,7 +15,7 @@ import pytest
 
 from hatch_build import BUNDLE as HOOK_BUNDLE
 from hatch_build import PageBuildError, build_page
-from tests.wheel_build import BUNDLE, REPO, build_dists, sdist_members, wheel_members
+from tests.wheel_build import BUNDLE, RATE_RULES, REPO, build_dists, sdist_members, wheel_members
 
 PAGE_SOURCES = ["js/package.json", "js/package-lock.json", "js/tsconfig.json", "js/src/index.ts"]
 
@@ -28,7 +28,7 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, 
 
 
 def tracked_package_data() -> list[str]:
-    """Every file in git under the packages that is not Python: stylesheets, rate_rules.json..."""
+    """Every file in git under the packages that is not Python: stylesheets, the rate rules..."""
     git = ["git", "ls-files", "decart_nb", "decart_nb_server"]
     listed = subprocess.run(git, cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     return [name for name in listed if not name.endswith(".py") and name != BUNDLE]
@@ -50,7 +50,7 @@ def test_the_wheel_has_the_bundle_and_the_package_data_and_no_tests(
     sdist, wheel = dists
     assert wheel.get(BUNDLE) == sdist[BUNDLE], "the wheel lacks the page bundle (hatch_build.py)"
     assert b"export" in wheel[BUNDLE]  # an ES module, as anywidget loads it
-    missing = [name for name in tracked_package_data() if name not in wheel]
+    missing = [name for name in [RATE_RULES, *tracked_package_data()] if name not in wheel]
     assert not missing, sorted(wheel)
     tests = [n for n in wheel if "tests/" in n or Path(n).name.startswith(("test_", "conftest"))]
     assert not tests

@@ -18,11 +18,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 WHEELHOUSE = REPO / ".wheelhouse"
 BUNDLE = "decart_nb/widgets/static/camera.js"
+RATE_RULES = "decart_nb/media/rate_rules.json"  # package data the page's rate controller shares
 BUILD_S = 300.0  # npm ci from the cache, esbuild, hatchling; generous for a busy 2-core machine
 
 __all__ = [
     "BUILD_S",
     "BUNDLE",
+    "RATE_RULES",
     "REPO",
     "WHEELHOUSE",
     "build_dists",

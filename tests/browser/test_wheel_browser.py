@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.wheel_build import BUNDLE, build_wheel, run, wheel_members
+from tests.wheel_build import BUNDLE, RATE_RULES, build_wheel, run, wheel_members
 
 from .harness import JupyterLab, launch_chromium, open_notebook, wait_element
 from .test_camera_browser import OUTPUT, ROOT
@@ -56,13 +56,16 @@ def test_the_built_wheel_renders_a_live_session_in_jupyterlab(
         text=True,
         check=True,
     ).stdout.strip()
-    assert Path(site, "widgets", "static", "camera.js").is_file() and str(tmp_path / "venv") in site, site
+    assert str(tmp_path / "venv") in site, site  # the fresh venv's decart_nb, not the checkout's
+    installed = Path(site).parent
+    assert (installed / BUNDLE).is_file() and (installed / RATE_RULES).is_file(), list(installed.iterdir())
     browser = launch_chromium(playwright)  # a pattern source: no camera
     with venv_lab(tmp_path / "lab", python) as lab:
         nb = open_notebook(browser, lab, "wheel.ipynb", artifacts)
         try:
             assert nb.py("__import__('decart_nb').__file__").startswith(site), "the kernel is not the venv's"
             nb.run_cell('from decart_nb import Session\ns = Session(source="pattern")\ns')
+            wait_element(nb, ROOT, "true", 60)  # the widget's page script loaded and rendered
             wait_element(nb, ROOT, "el.dataset.state === 'generating' && el.dataset.status === 'live'", 120)
             wait_element(nb, ROOT, "el.querySelector('video.decart-output').videoWidth > 0", 60)
             assert nb.count_video_frames(OUTPUT, 2.0) > 0, nb.diagnostics()  # frames, not a still
