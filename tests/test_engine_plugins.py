@@ -55,6 +55,7 @@ def make(api_key, options):
 PLUGIN = EnginePlugin(make, options=("green",))
 NOT_A_PLUGIN = 42
 NOT_AN_ENGINE = EnginePlugin(lambda api_key, options: "an engine, honestly")
+RAISES = EnginePlugin(lambda api_key, options: 1 / 0)
 """
 
 
@@ -82,6 +83,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             "missing": "no_such_module_anywhere:PLUGIN",
             "wrongtype": "tint_engine:NOT_A_PLUGIN",
             "notanengine": "tint_engine:NOT_AN_ENGINE",
+            "raises": "tint_engine:RAISES",
         },
     )
     monkeypatch.syspath_prepend(str(folder))
@@ -176,7 +178,8 @@ def test_unknown_options_name_the_engines_own(site: Path) -> None:
     [
         ("missing", "could not be loaded (ModuleNotFoundError"),
         ("wrongtype", "names an object of type int, not an EnginePlugin"),
-        ("notanengine", "factory returned a str, not an Engine"),
+        ("notanengine", "returned a str from its factory, not an Engine"),
+        ("raises", "failed to build (ZeroDivisionError: division by zero)"),
     ],
 )
 def test_a_broken_entry_names_its_distribution_and_breaks_no_other(site: Path, name: str, says: str) -> None:
@@ -184,8 +187,7 @@ def test_a_broken_entry_names_its_distribution_and_breaks_no_other(site: Path, n
         Session(engine=name, source="pattern")
     assert info.value.code == ErrorCode.ENGINE_ERROR
     assert says in info.value.message and f"'{name}'" in info.value.message
-    if name != "notanengine":  # a load failure: the distribution and the entry are named
-        assert "broken-engines 0.1" in info.value.message and "entry point" in info.value.message
+    assert "broken-engines 0.1, entry point" in info.value.message  # the distribution and the entry
     assert type(make_engine("tint")).__name__ == "TintEngine"  # the same distribution's neighbours
     assert isinstance(make_engine("local"), LocalEngine)
 

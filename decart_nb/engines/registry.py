@@ -32,6 +32,7 @@ __all__ = [
     "engine_names",
     "find",
     "listed",
+    "registration",
     "registrations",
 ]
 
@@ -98,17 +99,17 @@ class Registration:
         try:
             loaded: object = self.entry_point.load()
         except Exception as exc:  # any failure of a third party's import: re-raised with its name
-            raise self._broken(f"could not be loaded ({type(exc).__name__}: {exc})", exc) from exc
+            raise self.broken(f"could not be loaded ({type(exc).__name__}: {exc})", exc) from exc
         if isinstance(loaded, EnginePlugin):
             return loaded
         if isinstance(loaded, type) and issubclass(loaded, Engine):
             return EnginePlugin(_no_argument_factory(loaded))
-        raise self._broken(
+        raise self.broken(
             f"names an object of type {type(loaded).__name__}, not an EnginePlugin or an Engine subclass",
             None,
         )
 
-    def _broken(self, what: str, cause: BaseException | None) -> DecartNBError:
+    def broken(self, what: str, cause: BaseException | None) -> DecartNBError:
         return DecartNBError(
             ErrorCode.ENGINE_ERROR,
             f"The engine {self.name!r} ({self.origin}) {what}: fix or uninstall that distribution",
@@ -169,6 +170,11 @@ def listed(names: Iterable[str]) -> str:
 
 def find(name: str) -> EnginePlugin:
     """The plugin registered as `name`; INVALID_INPUT (listing the names) for an unknown one."""
+    return registration(name).load()
+
+
+def registration(name: str) -> Registration:
+    """The one entry registered as `name`; INVALID_INPUT for an unknown or a doubly registered one."""
     named = registrations()
     entries = named.get(name, [])
     if not entries:
@@ -183,21 +189,24 @@ def find(name: str) -> EnginePlugin:
             + "; ".join(entry.origin for entry in entries)
             + ". Uninstall all but one.",
         )
-    return entries[0].load()
+    return entries[0]
 
 
 def build(name: str, api_key: SecretKey | None, options: Mapping[str, object]) -> Engine:
     """A new engine of the registered `name`, given the Session's key and engine_options."""
-    plugin = find(name)
+    entry = registration(name)
+    plugin = entry.load()
     unknown = [option for option in options if option not in plugin.options]
     if unknown:
         raise _unknown_options(name, plugin.options, unknown)
-    engine = plugin.make(api_key, options)
+    try:
+        engine = plugin.make(api_key, options)
+    except DecartNBError:
+        raise  # the engine's own word (a missing key, a bad option value)
+    except Exception as exc:  # a bug in a third party's factory: named, with its distribution
+        raise entry.broken(f"failed to build ({type(exc).__name__}: {exc})", exc) from exc
     if not isinstance(engine, Engine):
-        raise DecartNBError(
-            ErrorCode.ENGINE_ERROR,
-            f"The engine {name!r}'s factory returned a {type(engine).__name__}, not an Engine",
-        )
+        raise entry.broken(f"returned a {type(engine).__name__} from its factory, not an Engine", None)
     return engine
 
 
