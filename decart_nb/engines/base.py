@@ -148,6 +148,8 @@ class FrameEngine(Engine):
         """Transform one frame (runs in the worker thread); `run_one` is the whole frame's path."""
         raise NotImplementedError(f"{type(self).__name__} must override process(), or infer() when staged")
 
+    # Any, on purpose: what a subclass's prepare() returns its own infer() takes (and infer's
+    # result its finish()); an override names the real type, which `object` here would forbid.
     def prepare(self, frame: av.VideoFrame) -> Any:
         """Work that needs only the frame; a staged engine does it as each frame arrives."""
         return frame
