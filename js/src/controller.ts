@@ -1,25 +1,25 @@
 // One Controller per widget model; every view of the model shows the same streams, so displaying
-// the widget twice never opens the camera twice. It owns the status (transitions.ts), picks the
-// transport, retries, talks to the kernel (schema.ts; over the page socket while it is live, else
-// the comm) and renders the views.
+// the widget twice never opens the camera twice. It owns the status (transitions.ts), the camera
+// (camera_source.ts) and the transport (one link: rtc_link.ts, codec_link.ts, jpeg_link.ts), picks
+// the transport, retries, handles the kernel's messages (schema.ts; its own go out through
+// kernel_channel.ts) and renders the views.
 import { CameraSource } from "./camera_source.ts";
 import { CodecLink, vp8Supported } from "./codec_link.ts";
 import { registry } from "./debug.ts";
 import { JpegLink } from "./jpeg_link.ts";
 import type { Delivery, DrawnFrame, Link, LinkHost } from "./link.ts";
 import { transportChoice, type WidgetModel } from "./model.ts";
-import { mediaSocketUrl, PagePipe, type PipeHost } from "./page_pipe.ts";
+import { KernelChannel, type ChannelHost } from "./kernel_channel.ts";
+import type { PagePipe } from "./page_pipe.ts";
 import { RtcLink } from "./rtc_link.ts";
-import { asKernelMessage, PAGE_MESSAGES, schemaMismatch, type IceServer, type KernelMessage, type MediaMessage, type PageMessage } from "./schema.ts";
+import { asKernelMessage, type IceServer, type KernelMessage, type PageMessage } from "./schema.ts";
 import {
   AUTO_CONNECT_MS,
   AUTO_ICE_MS,
   BACKOFF_S,
   ICE_SERVERS_WAIT_MS,
   LAST_VIEW_GRACE_MS,
-  PIPE_QUEUE_MAX,
   PRESENTED_WAIT_MS,
-  SPENT_SOCKETS_MAX,
 } from "./timing.ts";
 import { allowed, IDLE_STATUSES, type Status } from "./transitions.ts";
 import { errorCode, fallbackError, fallbackReason, sleep, stopStream } from "./util.ts";
@@ -39,23 +39,11 @@ interface AutoProbe {
   icePath(): Promise<boolean>;
 }
 
-interface SocketOffer {
-  port: number;
-  token: string;
-  key: string;
-}
-
-export class Controller implements LinkHost, PipeHost {
+export class Controller implements LinkHost, ChannelHost {
   readonly views = new Set<ControllerView>();
   readonly source: CameraSource;
   link: Link | null = null; // the transport of this generation
-  mediaSocket: SocketOffer | null = null; // the kernel's page socket, once it offered one
-  pipe: PagePipe | null = null; // the page socket while it opens or is live
-  pipeQueue: PageMessage[] = []; // messages sent while the socket opens, in order
-  pipeRefused = ""; // the key of an offer whose socket never opened here (no relay)
-  // The offers of the kernel's earlier connections, forgotten (a few): never opened again. The
-  // kernel frees their ports when its connection ends, and another user of the host may take one.
-  spentSockets: string[] = [];
+  readonly channel: KernelChannel = new KernelChannel(this); // the page's messages to the kernel
   iceServerList: IceServer[] | null = null; // the kernel's ICE servers (its `ice_servers` message), once sent
   iceMissing = false; // the last wait for them ran out: the reconnection notice says so
   transport: Link["kind"] | "" = ""; // what carries the frames now
@@ -147,8 +135,7 @@ export class Controller implements LinkHost, PipeHost {
     navigator.mediaDevices?.removeEventListener?.("devicechange", this.onDeviceChange);
     this.stop("widget closed", false);
     this.views.clear();
-    this.pipeQueue = []; // the kernel's side is gone with the model
-    this.forgetSocket();
+    this.channel.close(); // the kernel's side is gone with the model
     this.iceServerList = null;
   }
 
@@ -499,42 +486,17 @@ export class Controller implements LinkHost, PipeHost {
   }
 
   // -- kernel ---------------------------------------------------------------------------------
-  // A page message: over the page socket while it is live (the kernel reads it while a cell runs),
-  // held while the socket opens (so nothing sent before it can arrive after something sent on
-  // it), else over the comm; a frame's buffer always over the comm. Returns where it went.
+  // A page message, over the page socket or the comm (kernel_channel.ts); returns where it went.
   send(msg: PageMessage, buffers?: ArrayBuffer[]): Delivery {
-    const odd = schemaMismatch(PAGE_MESSAGES, msg);
-    if (odd) console.error(`decart_nb: a message off the schema (${odd})`);
-    if (!buffers && this.pipe && !this.pipe.live && !this.pipe.late) return this.hold(msg);
-    return this.deliver(msg, buffers);
+    return this.channel.send(msg, buffers);
   }
 
-  // While the socket opens: in order, the newest page_stats replacing an older one; past
-  // PIPE_QUEUE_MAX the socket is given up and the comm takes them all.
-  hold(msg: PageMessage): Delivery {
-    if (msg.type === "page_stats") this.pipeQueue = this.pipeQueue.filter((m) => m.type !== "page_stats");
-    this.pipeQueue.push(msg);
-    if (this.pipeQueue.length <= PIPE_QUEUE_MAX) return "queued";
-    console.warn("decart_nb: the page socket takes too long to open: the comm carries everything");
-    this.dropPipe();
-    return "comm";
-  }
-
-  // A send over the comm that throws means the comm is gone for good (the kernel restarted or shut
-  // down): turn the camera off rather than offer to nobody.
-  deliver(msg: PageMessage, buffers?: ArrayBuffer[]): Delivery {
-    if (!buffers && this.pipe?.sendMessage(msg)) return "socket";
-    try {
-      if (buffers) this.model.send(msg, undefined, buffers);
-      else this.model.send(msg);
-      return "comm";
-    } catch (err) {
-      console.warn("decart_nb: the kernel is gone, stopping the camera", err);
-      if (this.running) {
-        this.stop("kernel gone", false);
-        this.setStatus("stopped", "The kernel restarted or shut down: run the cell again to restart the camera.");
-      }
-      return false;
+  // The comm is gone for good (the kernel restarted or shut down): the camera goes off.
+  kernelGone(err: unknown): void {
+    console.warn("decart_nb: the kernel is gone, stopping the camera", err);
+    if (this.running) {
+      this.stop("kernel gone", false);
+      this.setStatus("stopped", "The kernel restarted or shut down: run the cell again to restart the camera.");
     }
   }
 
@@ -548,7 +510,7 @@ export class Controller implements LinkHost, PipeHost {
     if (msg.type === "restart") {
       this.restart();
     } else if (msg.type === "stop") {
-      this.forgetSocket(); // the session's connection ended: the kernel closes its listener
+      this.channel.forgetSocket(); // the session's connection ended: the kernel closes its listener
       this.stop("kernel stopped", false);
       this.render();
     }
@@ -589,93 +551,21 @@ export class Controller implements LinkHost, PipeHost {
     return this.iceServers();
   }
 
-  // -- the page socket (PagePipe) --------------------------------------------------------------
+  // -- the page socket (kernel_channel.ts) ----------------------------------------------------------
+  get pipe(): PagePipe | null {
+    return this.channel.pipe;
+  }
+
   get pipeLive(): boolean {
-    return Boolean(this.pipe?.live);
+    return this.channel.live;
   }
 
-  // The kernel offered its socket: open it, unless it is the one open, one that never opened
-  // here (no relay: the comm carries everything), or one forgotten (an earlier connection's, a
-  // late resend: its port may be someone else's now). A live one that closed opens again on the
-  // kernel's next offer (it offers again when its connection goes).
+  get pipeQueue(): readonly PageMessage[] {
+    return this.channel.queue;
+  }
+
   socketOffered(msg: { port: number; token: string }): void {
-    const key = `${msg.port} ${msg.token}`;
-    if (this.spentSockets.includes(key)) return;
-    const same = this.mediaSocket?.key === key;
-    if (!same) this.forgetSocket(); // a newer offer: the kernel's listener changed
-    const offer: SocketOffer = { port: msg.port, token: String(msg.token), key };
-    this.mediaSocket = offer;
-    if (same && (this.pipe || this.pipeRefused === key)) return;
-    this.dropPipe();
-    const url = mediaSocketUrl(msg.port);
-    if (!url) {
-      this.pipeRefused = key;
-      return;
-    }
-    try {
-      this.pipe = new PagePipe(url, msg.port, offer.token, this);
-    } catch (err) {
-      console.warn("decart_nb: no page socket; the comm carries everything", err);
-      this.pipeRefused = key;
-    }
-  }
-
-  pipeReady(pipe: PagePipe): void {
-    if (pipe !== this.pipe) return;
-    this.pipeRefused = "";
-    this.flushQueue();
-    this.link?.pipeChanged?.();
-    this.link?.kernelBusyChanged?.(); // an offer held for the socket waits for no cell
-    this.render();
-  }
-
-  // The socket is slow to open: what waited goes over the comm, and so does everything until it is
-  // live (the kernel reads both; nothing waits longer than PIPE_OPEN_TIMEOUT_MS for it).
-  pipeLate(pipe: PagePipe): void {
-    if (pipe !== this.pipe) return;
-    this.flushQueue();
-    this.link?.kernelBusyChanged?.();
-  }
-
-  pipeEnded(pipe: PagePipe, wasLive: boolean): void {
-    if (pipe !== this.pipe) return;
-    this.pipe = null;
-    if (!wasLive) this.pipeRefused = this.mediaSocket?.key ?? "";
-    this.flushQueue(); // over the comm now
-    if (wasLive) this.link?.pipeChanged?.();
-    this.link?.kernelBusyChanged?.();
-    this.render();
-  }
-
-  pipeMedia(msg: MediaMessage, buffers?: readonly ArrayBufferView[]): void {
-    this.link?.message(msg, buffers);
-  }
-
-  // The kernel's link ended (its session disconnected, the widget closed, a newer listener): close
-  // the socket and never open this offer again.
-  forgetSocket(): void {
-    if (this.mediaSocket) this.spentSockets = [...this.spentSockets.slice(-(SPENT_SOCKETS_MAX - 1)), this.mediaSocket.key];
-    this.mediaSocket = null;
-    this.pipeRefused = "";
-    this.dropPipe();
-  }
-
-  // Close the socket (what it held goes over the comm).
-  dropPipe(): void {
-    const pipe = this.pipe;
-    if (!pipe) return;
-    const wasLive = pipe.live;
-    this.pipe = null;
-    pipe.close();
-    this.flushQueue();
-    if (wasLive) this.link?.pipeChanged?.();
-  }
-
-  // What waited for the socket, in order: over it once live, else over the comm.
-  flushQueue(): void {
-    const queue = this.pipeQueue;
-    this.pipeQueue = [];
-    for (const msg of queue) this.deliver(msg);
+    this.channel.socketOffered(msg);
   }
 
   // -- views ----------------------------------------------------------------------------------

@@ -44,6 +44,28 @@ test("the moves the Controller makes are allowed, the odd ones refused", () => {
   for (const [from, to] of refused) assert.ok(!allowed(from, to), `${from} -> ${to} was allowed`);
 });
 
+// The diagram in transitions.ts, edge by edge: a move added or lost must show here.
+const EDGES = `
+idle: starting paused connecting stopped
+starting: connecting live reconnecting paused camera-error stopped
+paused: starting connecting reconnecting stopped
+connecting: live reconnecting paused camera-error stopped
+live: reconnecting connecting paused camera-error stopped
+reconnecting: live connecting paused camera-error stopped
+camera-error: starting paused stopped
+stopped: starting paused connecting`;
+
+test("the table has exactly the diagram's moves", () => {
+  const want = Object.fromEntries(
+    EDGES.trim().split("\n").map((line) => {
+      const [from, to] = line.split(": ") as [string, string];
+      return [from, to.split(" ").sort()];
+    }),
+  );
+  const got = Object.fromEntries(STATUSES.map((s) => [s, Object.keys(TRANSITIONS[s]).sort()]));
+  assert.deepEqual(got, want);
+});
+
 test("idle statuses are the ones Try again or a view starts from", () => {
   assert.deepEqual([...IDLE_STATUSES].sort(), ["camera-error", "idle", "stopped"]);
   for (const s of IDLE_STATUSES) assert.ok(allowed(s, "starting") || s === "idle");
