@@ -4,6 +4,7 @@ its parts with esbuild (js/build.mjs --internals) into a script that puts them o
 
 from __future__ import annotations
 
+import atexit
 import functools
 import shutil
 import subprocess
@@ -29,7 +30,9 @@ def internals() -> Path:
     """The page's internals as one script (built once per test run, from the sources as they are)."""
     if not (JS / "node_modules" / "esbuild").is_dir():
         pytest.fail("js/node_modules is missing: run `npm ci` in js/ (scripts/setup does)")
-    out = Path(tempfile.mkdtemp(prefix="decart_nb-page-")) / "internals.js"
+    folder = Path(tempfile.mkdtemp(prefix="decart_nb-page-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    out = folder / "internals.js"
     done = subprocess.run(
         [node(), str(JS / "build.mjs"), "--internals", str(out)], capture_output=True, text=True, timeout=120
     )
