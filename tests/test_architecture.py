@@ -29,6 +29,34 @@ def test_widgets_and_sweeps_use_only_the_sessions_port() -> None:
     assert found == []
 
 
+# The port's own names, called on a Session (`session.listen`, `self._session.peer_lost`): the
+# widgets must take them from the SessionPort they receive, and nothing private of the port either.
+PORT_NAMES = (
+    "listen|unlisten|pipeline|report_error|camera_arrived|peer_lost|close_peer|answer_async|"
+    "add_page_stats|show_link_figures|set_camera_facing|existing_view|forget_view|calls_from_view"
+)
+SESSION_PORT_CALL = re.compile(rf"\b_?session\.({PORT_NAMES})\b|\b_?port\._[a-z]\w*")
+
+
+def test_widgets_reach_the_sessions_port_through_the_port_only() -> None:
+    found = [
+        f"{path.name}:{n}: {match.group()}"
+        for path in sorted(USERS)
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if not line.lstrip().startswith("#")
+        for match in SESSION_PORT_CALL.finditer(line)
+    ]
+    assert found == []
+
+
+def test_the_port_pattern_sees_a_port_name_called_on_a_session() -> None:
+    assert SESSION_PORT_CALL.search("self._session.peer_lost()")
+    assert SESSION_PORT_CALL.search("session.listen(self._on_event)")
+    assert SESSION_PORT_CALL.search("self._port._core.pipeline")
+    assert not SESSION_PORT_CALL.search("self._port.listen(self._on_event)")
+    assert not SESSION_PORT_CALL.search("self._session.state")
+
+
 def test_the_pattern_sees_a_private_access() -> None:
     assert PRIVATE_ACCESS.search("self._session._pipeline.stats")
     assert PRIVATE_ACCESS.search("existing = session._views.get('widget')")

@@ -23,6 +23,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from decart_nb import ErrorCode, Session, _loop
 from decart_nb.media.rate import IN_FLIGHT
 from decart_nb.media.vp8 import is_key_chunk
+from decart_nb.session_port import port_of
 from decart_nb.widgets import camera as camera_module
 from decart_nb.widgets import media_socket
 from decart_nb.widgets import socket_handshake as hs
@@ -663,7 +664,7 @@ def test_page_messages_over_the_socket_reach_their_handlers(
     s, widget, page = socket_camera
     wire = page.connect()
     states: list[str] = []
-    s.listen(lambda event, payload: event == "connection_change" and states.append(str(payload)))
+    port_of(s).listen(lambda event, payload: event == "connection_change" and states.append(str(payload)))
     cams = [{"deviceId": "a1", "label": "Front"}]
     info = {"facingMode": "user", "label": "Front", "deviceId": "a1", "width": 1280, "height": 720}
     for content in (

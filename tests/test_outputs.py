@@ -142,7 +142,7 @@ def test_a_failed_recording_leaves_no_file_in_out_dir(live: Session, monkeypatch
     async def broken(*_: object) -> Path:
         raise DecartNBError(ErrorCode.FRAME_TIMEOUT, "No output frame arrived while recording")
 
-    monkeypatch.setattr("decart_nb.session.record_clip", broken)
+    monkeypatch.setattr("decart_nb.session_outputs.record_clip", broken)
     with pytest.raises(DecartNBError, match="No output frame"):
         live.record(seconds=1)
     assert not any(live.out_dir.glob("*.mp4"))

@@ -22,6 +22,7 @@ from PIL import Image
 from decart_nb import DecartNBError, ErrorCode, Session
 from decart_nb.events import EventRecord, GenerationTick
 from decart_nb.figures import FIGURE_NAMES
+from decart_nb.session_port import port_of
 from decart_nb.state import GenerationState
 from decart_nb.widgets.camera import CameraWidget
 from decart_nb.widgets.panel import ControlPanel
@@ -334,7 +335,7 @@ def test_after_a_camera_failure_the_badge_says_the_session_waits_for_a_camera() 
     try:
         assert wait_until(lambda: "connecting" in panel.badge.value)
         assert "no camera" not in panel.badge.value
-        s.report_error(DecartNBError(ErrorCode.CAMERA_PERMISSION_DENIED, "denied"))
+        port_of(s).report_error(DecartNBError(ErrorCode.CAMERA_PERMISSION_DENIED, "denied"))
         assert wait_until(lambda: "connecting: no camera" in panel.badge.value)
         assert "CAMERA_PERMISSION_DENIED" in panel.badge.value  # the badge's title says why
         s._events.emit("connection_change", "connected")  # the camera worked on a retry
@@ -353,7 +354,9 @@ def test_while_decart_queues_the_badge_shows_the_place_and_the_expected_wait() -
     clock = QueueClock()
     try:
         assert wait_until(lambda: "connecting" in panel.badge.value)
-        s._on_engine_queue(5, 9)  # as the Decart engine reports a queue_position, at t=0 s
+        s._events.emit(
+            "queue_position", s._life.queue_clock.update(5, 9)
+        )  # as the Decart engine's is told, at t=0 s
         assert wait_until(lambda: "connecting: queue 5 of 9<" in panel.badge.value)  # no wait known yet
         s._events.emit("queue_position", clock.update(5, 9, now=0.0))
         s._events.emit("queue_position", clock.update(3, 9, now=20.0))  # 10 s a place, 3 to go
@@ -695,13 +698,13 @@ def test_errors_are_marked_resolved_once_a_good_state_is_applied(
     live: tuple[Session, ControlPanel, Spy],
 ) -> None:
     s, panel, _ = live
-    s.report_error(DecartNBError(ErrorCode.ENGINE_ERROR, "the model tripped"))
+    port_of(s).report_error(DecartNBError(ErrorCode.ENGINE_ERROR, "the model tripped"))
     assert wait_until(lambda: ErrorCode.ENGINE_ERROR in panel.errors_box.value)
     assert "resolved" not in panel.errors_box.value
     s.set_prompt("a good state")  # generation_change: what failed before is over
     assert wait_until(lambda: "dnb-error-resolved" in panel.errors_box.value)
     assert ">resolved<" in panel.errors_box.value and ErrorCode.ENGINE_ERROR in panel.errors_box.value
-    s.report_error(DecartNBError(ErrorCode.NOT_CONNECTED, "dropped"))  # a newer error is not
+    port_of(s).report_error(DecartNBError(ErrorCode.NOT_CONNECTED, "dropped"))  # a newer error is not
     assert wait_until(lambda: panel.errors_box.value.count("<li>") == 1)
     assert panel.errors_box.value.index(ErrorCode.NOT_CONNECTED) < panel.errors_box.value.index("resolved")
     s._events.emit("connection_change", "generating")  # generating again after it

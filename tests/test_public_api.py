@@ -74,3 +74,59 @@ def test_only_the_model_may_be_passed_by_position() -> None:
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:])
     with pytest.raises(TypeError):
         Session("lucy-latest", "local")  # type: ignore[misc]
+
+
+# What a user's tab completion shows on a Session: the user's API only (issue 22). The widgets'
+# interface is the SessionPort (decart_nb/session_port.py), which a Session does not show.
+USER_NAMES = [
+    "answer",
+    "callback_failures",
+    "codec",
+    "connect",
+    "controls",
+    "disconnect",
+    "engine",
+    "errors",
+    "events",
+    "facing_mode",
+    "generation",
+    "ice_servers",
+    "mirror",
+    "model",
+    "off",
+    "on",
+    "out_dir",
+    "panel",
+    "prompts",
+    "record",
+    "save_snapshot",
+    "set",
+    "set_controls",
+    "set_image",
+    "set_prompt",
+    "snapshot",
+    "source",
+    "state",
+    "stats",
+    "switch_model",
+    "wait_until",
+    "widget",
+]
+
+
+def test_a_session_shows_users_only_their_own_names() -> None:
+    s = Session(source="pattern")
+    assert sorted(name for name in dir(s) if not name.startswith("_")) == USER_NAMES
+
+
+def test_the_widgets_interface_is_on_the_port_not_on_the_session() -> None:
+    from decart_nb.session_port import SessionPort, port_of
+
+    s = Session(source="pattern")
+    port = port_of(s)
+    assert isinstance(port, SessionPort) and port.session is s
+    for name in ("listen", "unlisten", "pipeline", "report_error", "camera_arrived", "peer_lost",
+                 "close_peer", "answer_async", "add_page_stats", "show_link_figures",
+                 "set_camera_facing", "existing_view", "forget_view", "calls_from_view"):  # fmt: skip
+        assert hasattr(port, name), name
+        assert not hasattr(s, name), name

@@ -14,6 +14,7 @@ import pytest
 
 from decart_nb import DecartNBError, ErrorCode, GenerationTick, Session
 from decart_nb.media.stamp import read_stamp
+from decart_nb.session_port import port_of
 from tests.helpers import mean_abs_diff, png_bytes, wait_until
 
 
@@ -318,7 +319,7 @@ def test_stats_are_pushed_to_listeners_once_a_second_from_the_loop() -> None:
             seen.append((time.monotonic(), threading.current_thread().name, payload))
 
     s = Session(source="pattern")
-    s.listen(listener)
+    port_of(s).listen(listener)
     with s:
         assert wait_until(lambda: len(seen) >= 4 and seen[-1][2].get("frames_out", 0) > 0, timeout=15)
         assert set(s.stats) == set(seen[-1][2])  # the same figures as the blocking `stats`
@@ -328,10 +329,10 @@ def test_stats_are_pushed_to_listeners_once_a_second_from_the_loop() -> None:
     assert np.all((gaps > 0.6) & (gaps < 1.6)), gaps
     with s:  # a second connect pushes again; unlisten stops them
         assert wait_until(lambda: len(seen) > count, timeout=10)
-        s.unlisten(listener)
+        port_of(s).unlisten(listener)
         count = len(seen)
         arrivals: list[float] = []
-        s.listen(lambda event, _: arrivals.append(time.monotonic()) if event == "stats" else None)
+        port_of(s).listen(lambda event, _: arrivals.append(time.monotonic()) if event == "stats" else None)
         assert wait_until(lambda: len(arrivals) >= 2, timeout=10)
     assert len(seen) == count
 
@@ -339,7 +340,9 @@ def test_stats_are_pushed_to_listeners_once_a_second_from_the_loop() -> None:
 def test_a_state_set_from_a_cell_is_pushed_to_listeners() -> None:
     changes: list[Any] = []
     s = Session(source="pattern")
-    s.listen(lambda event, payload: changes.append(payload) if event == "generation_change" else None)
+    port_of(s).listen(
+        lambda event, payload: changes.append(payload) if event == "generation_change" else None
+    )
     s.set_prompt("before connecting")  # kept for connect(), and said so at once
     assert [c.prompt for c in changes] == ["before connecting"]
     with s:
@@ -456,7 +459,9 @@ def test_a_failed_call_from_a_cell_is_told_to_listeners_once_not_to_error_callba
     heard: list[tuple[str, Any]] = []
     errors: list[Any] = []
     s = Session(source="pattern")
-    s.listen(lambda event, payload: heard.append((event, payload)) if event == "call_error" else None)
+    port_of(s).listen(
+        lambda event, payload: heard.append((event, payload)) if event == "call_error" else None
+    )
     s.on("error", errors.append)
     with pytest.raises(DecartNBError) as bad_prompt:
         s.set_prompt("")
@@ -475,8 +480,8 @@ def test_a_failed_call_from_a_cell_is_told_to_listeners_once_not_to_error_callba
 def test_a_views_own_failed_calls_are_not_told_as_call_errors() -> None:
     heard: list[Any] = []
     s = Session(source="pattern")
-    s.listen(lambda event, payload: heard.append(payload) if event == "call_error" else None)
-    with Session.calls_from_view(), pytest.raises(DecartNBError):
+    port_of(s).listen(lambda event, payload: heard.append(payload) if event == "call_error" else None)
+    with port_of(s).calls_from_view(), pytest.raises(DecartNBError):
         s.set_prompt("")  # the panel shows this one itself
     assert heard == []
 

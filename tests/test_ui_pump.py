@@ -100,6 +100,7 @@ def send_comm(kc: BlockingKernelClient, msg_type: str, content: dict[str, Any]) 
 SETUP = """
 import time
 from decart_nb import Session, _loop, ui_pump
+from decart_nb.session_port import port_of
 s = Session(source="camera")
 s.connect()
 seen = []
@@ -210,7 +211,6 @@ def test_interrupting_a_pumping_wait_stops_it_and_the_kernel_goes_on(
 
 OFFER_CELLS = """
 from decart_nb import Session
-from decart_nb.session_port import port_of
 s = Session(source="camera")
 w = s.widget
 print(w.comm.comm_id)

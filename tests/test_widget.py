@@ -26,6 +26,7 @@ from decart_nb.figures import FIGURE_NAMES, figures
 from decart_nb.media import stats as stats_module
 from decart_nb.media.stamp import STAMP_ROWS, read_stamp, write_stamp
 from decart_nb.media.stats import StreamStats
+from decart_nb.session_port import port_of
 from decart_nb.widgets import camera as camera_module
 from decart_nb.widgets.camera import CAMERA_ADVICE, CameraWidget
 from tests.helpers import wait_until
@@ -213,7 +214,7 @@ def test_an_offer_is_answered_on_the_media_loop_without_blocking_the_handler(
         await asyncio.sleep(0.5)
         return AnsweredPeer(f"answer to {sdp}")
 
-    monkeypatch.setattr(s, "answer_async", slow_answer)
+    monkeypatch.setattr(port_of(s), "answer_async", slow_answer)
     start = time.perf_counter()
     rec.from_page({"type": "offer", "sdp": "v=0 offer", "attempt": 3})
     assert time.perf_counter() - start < 0.2  # the comm handler only hands off
@@ -402,11 +403,11 @@ def test_the_pages_camera_size_reaches_the_stats_beside_the_output(
 def test_the_widgets_error_clears_once_a_good_state_is_applied(comms: list[RecordingComm]) -> None:
     with Session(source="pattern") as s:
         widget = s.widget
-        s.report_error(DecartNBError(ErrorCode.ENGINE_ERROR, "the model tripped"))
+        port_of(s).report_error(DecartNBError(ErrorCode.ENGINE_ERROR, "the model tripped"))
         assert widget.error["code"] == ErrorCode.ENGINE_ERROR
         s.set_prompt("a good state")  # generation_change: the error no longer holds
         assert widget.error == {}
-        s.report_error(DecartNBError(ErrorCode.NOT_CONNECTED, "dropped"))
+        port_of(s).report_error(DecartNBError(ErrorCode.NOT_CONNECTED, "dropped"))
         s._events.emit("connection_change", "generating")  # generating again after it
         assert widget.error == {}
         widget.close()

@@ -1,8 +1,9 @@
 """The video widget: the page's camera goes to the kernel over WebRTC, the output comes back.
 
 The page (static/camera.js) owns the camera and the RTCPeerConnection; the kernel answers its
-offers through `Session.answer_async` on the media loop. State the page renders travels as synced
-traits, each with one writer (this class); events travel as custom messages, whose schema is in
+offers through the widget's SessionPort (`answer_async`, on the media loop). State the page
+renders travels as synced traits, each with one writer (this class); events travel as custom
+messages, whose schema is in
 messages.py (one handler per page message type below, in `_HANDLERS`).
 
 With `transport="codec"` (or "auto" when WebRTC does not connect within a few seconds) frames
@@ -55,6 +56,7 @@ from .media_socket import RELAY_ENV, MediaSocket
 if TYPE_CHECKING:
     from ..rtc.peer import KernelPeer
     from ..session import Session
+    from ..session_port import SessionPort
 
 __all__ = ["CAMERA_ADVICE", "TRANSPORTS", "CameraWidget"]
 
@@ -171,7 +173,8 @@ class CameraWidget(anywidget.AnyWidget):
         "frames without WebRTC) or '' (none yet)",
     )
 
-    def __init__(self, session: Session, **kwargs: Any) -> None:
+    def __init__(self, port: SessionPort, **kwargs: Any) -> None:
+        session = port.session
         spec = session.model
         shell = _ipython()
         super().__init__(
@@ -182,13 +185,14 @@ class CameraWidget(anywidget.AnyWidget):
             facing_mode=session.facing_mode,
             mirror=session.mirror,
             codec=session.codec,
-            ice_server_count=len(session.ice_servers),  # in the state the page opens with
+            ice_server_count=len(port.ice_servers),  # in the state the page opens with
             state=session.state,
             _key=uuid.uuid4().hex,
             # Made on the main thread of a kernel: made by a running cell.
             kernel_busy=shell is not None and threading.current_thread() is threading.main_thread(),
             **kwargs,
         )
+        self._port = port
         self._session = session
         self._closed = False
         self._peers: set[KernelPeer] = set()  # this page's peers (a receive-only page may leave old ones)
@@ -202,7 +206,7 @@ class CameraWidget(anywidget.AnyWidget):
         self._offered_at = float("-inf")  # time.monotonic() of the last offer
         self._watch_cells(shell)
         self.on_msg(self._on_page_message)
-        session.listen(self._on_event)  # a connect below opens the page socket
+        port.listen(self._on_event)  # a connect below opens the page socket
         session.connect()
         if self._media is None and session.state != "disconnected":  # it was connected already
             self._open_page_socket()
@@ -233,7 +237,7 @@ class CameraWidget(anywidget.AnyWidget):
         try:
             handler(self, content)
         except DecartNBError as exc:
-            self._session.report_error(exc)
+            self._port.report_error(exc)
 
     def _offer(self, content: Mapping[str, Any]) -> None:
         sdp, attempt = content.get("sdp"), content.get("attempt", 0)
@@ -248,14 +252,14 @@ class CameraWidget(anywidget.AnyWidget):
 
     async def _answer(self, sdp: str, attempt: Any) -> None:
         try:
-            peer = await self._session.answer_async(sdp)
+            peer = await self._port.answer_async(sdp)
         except Exception as exc:  # noqa: BLE001 - reported as an error event and to the page
             error = _as_error(exc, ErrorCode.WEBRTC_SIGNALING_ERROR, "Could not answer the page's offer")
-            self._session.report_error(error)
+            self._port.report_error(error)
             self.send(messages.answer_error(attempt, error.to_dict()))
             return
         if self._closed:
-            await self._session.close_peer(peer)
+            await self._port.close_peer(peer)
             return
         # The page keeps one connection: close the ones it replaced (a camera session does so itself).
         old, self._peers = self._peers, {peer}
@@ -264,14 +268,14 @@ class CameraWidget(anywidget.AnyWidget):
 
     async def _close_peers(self, peers: set[KernelPeer]) -> None:
         for peer in peers:
-            await self._session.close_peer(peer)
+            await self._port.close_peer(peer)
 
     def _camera_info(self, content: Mapping[str, Any]) -> None:
         info = {
             k: content.get(k) for k in ("facingMode", "label", "deviceId", "width", "height", "frameRate")
         }
         self.camera = info
-        self._session.set_camera_facing(info["facingMode"])
+        self._port.set_camera_facing(info["facingMode"])
         if self.error.get("code", "").startswith("CAMERA_"):
             self.error = {}
 
@@ -287,7 +291,7 @@ class CameraWidget(anywidget.AnyWidget):
     def _camera_error(self, content: Mapping[str, Any]) -> None:
         name = str(content.get("name") or "Error")
         code = camera_error_code(name)
-        self._session.report_error(
+        self._port.report_error(
             DecartNBError(
                 code,
                 CAMERA_ADVICE[code],
@@ -298,13 +302,13 @@ class CameraWidget(anywidget.AnyWidget):
     def _camera_ended(self, content: Mapping[str, Any]) -> None:
         """The camera stopped mid-stream; the page shows the error with Try again."""
         label = str(content.get("label") or "")
-        self._session.report_error(
+        self._port.report_error(
             DecartNBError(ErrorCode.CAMERA_ERROR, CAMERA_ENDED_ADVICE, data={"name": "ended", "label": label})
         )
 
     def _reconnecting(self, content: Mapping[str, Any]) -> None:
         if self.mode == "camera" and self._session.state != "disconnected":
-            _loop.call_soon(self._session.peer_lost)
+            _loop.call_soon(self._port.peer_lost)
 
     def _gave_up(self, content: Mapping[str, Any]) -> None:
         # The session's own give-up timer reports the error and disconnects.
@@ -317,7 +321,7 @@ class CameraWidget(anywidget.AnyWidget):
             _loop.submit(self._drop_peers())
             _loop.call_soon(self._stop_comm_output)
             if self.mode == "camera":
-                _loop.call_soon(self._session.peer_lost)
+                _loop.call_soon(self._port.peer_lost)
 
     async def _drop_peers(self) -> None:
         peers, self._peers = self._peers, set()
@@ -329,13 +333,13 @@ class CameraWidget(anywidget.AnyWidget):
     def _send_ice_servers(self) -> None:
         """Any thread: the session's ICE servers (their TURN credentials) in a comm message, the
         one way they reach the page."""
-        servers = self._session.ice_servers
+        servers = self._port.ice_servers
         if servers and not self._closed:
             self.send(messages.ice_servers([_browser_ice_server(s) for s in servers]))
 
     def _page_stats(self, content: Mapping[str, Any]) -> None:
         """What the browser sends, receives and presents, into session.stats as `page_*`."""
-        self._session.add_page_stats({key: _finite(content.get(key)) for key in PAGE_STATS})
+        self._port.add_page_stats({key: _finite(content.get(key)) for key in PAGE_STATS})
 
     # -- the frame links (see frame_link.py, jpeg_link.py, codec_link.py) ------------------------------
     def _transport(self, content: Mapping[str, Any]) -> None:
@@ -362,13 +366,13 @@ class CameraWidget(anywidget.AnyWidget):
         if self._comm is not None and self._comm.name != kind:
             self._close_comm()  # the page moved between JPEG and VP8
         if self._comm is None:
-            self._comm = _LINKS[kind](self._session, self._send_frame)
-        self._session.show_link_figures(self._link_figures)
+            self._comm = _LINKS[kind](self._port, self._send_frame)
+        self._port.show_link_figures(self._link_figures)
         self._comm.start_output()
 
     def _use_webrtc(self) -> None:
         self._stop_comm_output()
-        self._session.show_link_figures(self._webrtc_figures)
+        self._port.show_link_figures(self._webrtc_figures)
 
     def _link_figures(self) -> dict[str, Any]:
         """Loop thread: the frame link's figures for session.stats, the codec link's pipe, and
@@ -587,7 +591,7 @@ class CameraWidget(anywidget.AnyWidget):
 
     def _close_comm(self) -> None:
         comm, self._comm = self._comm, None
-        self._session.show_link_figures(None)
+        self._port.show_link_figures(None)
         if comm is not None:
             comm.close()
 
@@ -668,7 +672,7 @@ class CameraWidget(anywidget.AnyWidget):
         if self._closed:
             return super().close()
         self._closed = True
-        self._session.unlisten(self._on_event)
+        self._port.unlisten(self._on_event)
         self._unwatch_cells()
         try:
             if self._session.state != "disconnected" and not _loop.in_loop_thread():
@@ -678,7 +682,7 @@ class CameraWidget(anywidget.AnyWidget):
                 else:
                     _loop.run(self._drop_peers(), timeout=LOOP_CALL_TIMEOUT_S)
         finally:
-            self._session.forget_view(self)
+            self._port.forget_view(self)
             super().close()
 
 

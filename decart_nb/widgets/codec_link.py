@@ -34,7 +34,7 @@ from .frame_link import FrameLink, Incoming, Outgoing, Send
 from .messages import KernelMessage, chunk_ack, keyframe, output_chunk
 
 if TYPE_CHECKING:
-    from ..session import Session
+    from ..session_port import SessionPort
 
 __all__ = ["KEYFRAME_REQUEST_EVERY_S", "MAX_PENDING", "CodecLink"]
 
@@ -50,8 +50,8 @@ class CodecLink(FrameLink):
     window = IN_FLIGHT
     ack_on_receipt = False
 
-    def __init__(self, session: Session, send: Send) -> None:
-        super().__init__(session, send)
+    def __init__(self, port: SessionPort, send: Send) -> None:
+        super().__init__(port, send)
         self._decoder = Vp8Decoder()
         self._encoder = Vp8Encoder()
         # A cancelled sender's encode may still run in the executor when a new sender starts.
@@ -113,7 +113,7 @@ class CodecLink(FrameLink):
 
     # -- kernel -> page ----------------------------------------------------------------------------
     def start_output(self) -> None:
-        spec = self._session.model
+        spec = self._port.session.model
         if self.rate is None or (self.rate.rungs[0].width, self.rate.rungs[0].height) != (
             spec.width,
             spec.height,

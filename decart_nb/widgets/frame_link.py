@@ -38,7 +38,7 @@ from .messages import KernelMessage
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
-    from ..session import Session
+    from ..session_port import SessionPort
 
 __all__ = ["ACK_TIMEOUT_S", "FrameLink", "Incoming", "LinkMeter", "Outgoing", "Send"]
 
@@ -107,8 +107,8 @@ class FrameLink:
     # to the page and frames cannot pile up before the decoder).
     ack_on_receipt = True
 
-    def __init__(self, session: Session, send: Send) -> None:
-        self._session = session
+    def __init__(self, port: SessionPort, send: Send) -> None:
+        self._port = port
         self._send = send
         self.camera = MailboxTrack()  # the page's camera, read by the pipeline's input slot
         self._pending: list[Incoming] = []
@@ -141,7 +141,7 @@ class FrameLink:
         raise NotImplementedError
 
     def _decode_failed(self, error: DecartNBError) -> None:
-        self._session.report_error(error)
+        self._port.report_error(error)
 
     def _encode(self, frame: av.VideoFrame, key: bool) -> Outgoing:
         """Executor thread: one output frame for the page."""
@@ -151,7 +151,7 @@ class FrameLink:
         raise NotImplementedError
 
     def _period(self) -> float:
-        return 1.0 / max(1, self._session.model.fps)
+        return 1.0 / max(1, self._port.session.model.fps)
 
     def _delivered(self, nbytes: int, seconds: float) -> None:
         """The page acked an output frame of `nbytes` after `seconds`."""
@@ -200,7 +200,7 @@ class FrameLink:
         try:
             while self._pending and self.camera.readyState == "live":
                 items, self._pending = self._pending, []
-                spec = self._session.model
+                spec = self._port.session.model
                 try:
                     frame, width, height = await loop.run_in_executor(
                         None, self._decode, items, spec.width, spec.height
@@ -219,22 +219,22 @@ class FrameLink:
             self._ack_received()  # what was dropped meanwhile
 
     def _deliver(self, frame: av.VideoFrame) -> None:
-        session = self._session
-        pipeline = session.pipeline
+        port = self._port
+        pipeline = port.pipeline
         if pipeline is None or pipeline.slot.readyState != "live" or self.camera.readyState != "live":
             return  # between pipelines (a model switch): the next frame goes to the new one
         if pipeline.slot.upstream is not self.camera:
             pipeline.attach_camera(self.camera)
         self.camera.box.put(frame)
         self.frames_received += 1
-        session.camera_arrived()
+        port.camera_arrived()
 
     # -- kernel -> page: the output ----------------------------------------------------------------
     def start_output(self) -> None:
         """Send the output to the page; a (re)started page has no frame in flight."""
         self._unacked.clear()
         self._room.set()
-        pipeline = self._session.pipeline
+        pipeline = self._port.pipeline
         if self._sender is not None and not self._sender.done() and self._sending_from is pipeline:
             return
         self.stop_output()

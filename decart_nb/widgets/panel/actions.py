@@ -20,7 +20,7 @@ from ...models import realtime_names
 from .previews import Previews
 
 if TYPE_CHECKING:
-    from ...session import Session
+    from ...session_port import SessionPort
 
 __all__ = ["MAX_RECORD_S", "SessionActions"]
 
@@ -32,7 +32,9 @@ Runner = Callable[[str, Callable[[], None]], bool]
 class SessionActions:
     """`run(action, fn)` calls fn and shows its failure in the panel (ControlPanel._run)."""
 
-    def __init__(self, session: Session, run: Runner) -> None:
+    def __init__(self, port: SessionPort, run: Runner) -> None:
+        session = port.session
+        self._port = port
         self._session = session
         self._run = run
         self._recording = False
@@ -59,13 +61,13 @@ class SessionActions:
         self.previews = Previews(session.out_dir)
         self.outputs = self.previews.box  # a note on where files go, then the newest previews
         self.outputs.add_class("dnb-outputs")
-        session.listen(self._on_event)  # files saved from cells show here too
+        port.listen(self._on_event)  # files saved from cells show here too
 
     def _on_event(self, event: str, payload: Any) -> None:
         if event != "output_saved":
             return
         if self.outputs.comm is None:  # the panel was closed (its widgets with it)
-            self._session.unlisten(self._on_event)
+            self._port.unlisten(self._on_event)
             return
         self.previews.add(payload, self._session.out_dir)
 
@@ -120,7 +122,7 @@ class SessionActions:
 
     def _background(self, action: str, fn: Callable[[], None]) -> None:
         def run() -> None:
-            with self._session.calls_from_view():  # the panel shows its own failures (no call_error)
+            with self._port.calls_from_view():  # the panel shows its own failures (no call_error)
                 self._run(action, fn)
 
         threading.Thread(target=run, name=f"decart_nb-panel-{action}", daemon=True).start()

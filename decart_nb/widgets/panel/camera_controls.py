@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 if TYPE_CHECKING:
-    from ...session import Session
+    from ...session_port import SessionPort
 
 __all__ = ["CameraControls"]
 
@@ -22,7 +22,8 @@ class CameraControls:
     camera choice go to the camera widget (widgets/camera.py), whose page then asks the browser for
     that camera. Until a camera widget exists, facing mode is kept on the session for the next one."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, port: SessionPort) -> None:
+        session = port.session
         self._session = session
         self._camera: Any | None = None
         self._syncing = False
@@ -44,7 +45,7 @@ class CameraControls:
         self.box.add_class("dnb-camera")
         # The Session's lazily built video widget, if it exists already (never build it from here:
         # building it connects the session).
-        existing = session.existing_view("widget")
+        existing = port.existing_view("widget")
         if existing is not None:
             self.attach(existing)
 

@@ -34,7 +34,7 @@ from .sections import Section
 from .upload import ACCEPT, read_upload, thumbnail_png
 
 if TYPE_CHECKING:
-    from ...session import Session
+    from ...session_port import SessionPort
 
 __all__ = ["PROMPT_DEBOUNCE_S", "ControlPanel"]
 
@@ -57,7 +57,9 @@ def _css() -> str:
 class ControlPanel(w.VBox):
     """Controls for running prompt and reference-image experiments by hand."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, port: SessionPort) -> None:
+        session = port.session
+        self._port = port
         self._session = session
         state = session.generation
         self._image: np.ndarray | None = state.image
@@ -77,8 +79,8 @@ class ControlPanel(w.VBox):
         self._build_prompt(state.prompt or "", state.enhance)
         self._build_controls(session.controls)
         self._build_image()
-        self.camera = CameraControls(session)
-        self.actions = SessionActions(session, self._run)
+        self.camera = CameraControls(port)
+        self.actions = SessionActions(port, self._run)
         self.event_log = EventLog(session.events)  # what happened before the panel was built
         self.event_log.set_open(False)  # a section like the others: closed until asked for
         self.dock = self._build_dock()
@@ -94,8 +96,8 @@ class ControlPanel(w.VBox):
         self.add_class("dnb-panel")
         self.errors_box.observe(self._on_errors_shown, "value")
         self._on_errors_shown({"new": self.errors_box.value})
-        session.listen(self._on_event)
-        session.listen(self.event_log)  # also takes what callbacks print (see events.py)
+        port.listen(self._on_event)
+        port.listen(self.event_log)  # also takes what callbacks print (see events.py)
         self._show_state(session.state)
 
     # -- building ---------------------------------------------------------------------------
@@ -408,13 +410,13 @@ class ControlPanel(w.VBox):
     def close(self) -> None:
         """Stop listening and pending sends, then close the widgets."""
         self._closed = True
-        self._session.unlisten(self._on_event)
-        self._session.unlisten(self.event_log)  # callbacks print to the ordinary streams again
+        self._port.unlisten(self._on_event)
+        self._port.unlisten(self.event_log)  # callbacks print to the ordinary streams again
         self._state_sender.close()
         self._controls_sender.close()
         self._follower.close()
         self.camera.close()
-        self._session.forget_view(self)  # displaying the session again builds a new panel
+        self._port.forget_view(self)  # displaying the session again builds a new panel
         for child in _descendants(self):
             child.close()
         super().close()

@@ -33,7 +33,7 @@ Entry = dict[str, Any]  # one output in Jupyter's format (stream, display_data, 
 
 
 class EventLog:
-    """A session watcher (`session.listen(log)`) that also takes the callbacks' output."""
+    """A session watcher (`port.listen(log)`: the SessionPort) that also takes the callbacks' output."""
 
     def __init__(self, history: Iterable[EventRecord] = ()) -> None:
         self._lock = threading.Lock()
