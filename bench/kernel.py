@@ -51,11 +51,12 @@ class SessionSide:
 
     def set_prompt(self, text: str) -> dict[str, float | None]:
         from decart_nb import _loop
+        from decart_nb.session_port import port_of
 
         t0 = time.perf_counter()
         self.session.set_prompt(text)
         t_ack = time.perf_counter()
-        pipeline = self.session.pipeline
+        pipeline = port_of(self.session).pipeline
         assert pipeline is not None
         version = self.session.generation.version
 

@@ -23,6 +23,7 @@ from .. import _loop
 from ..engines.base import Engine
 from ..errors import DecartNBError
 from ..session import Session
+from ..session_port import port_of
 from .items import Item, _slug
 from .measure import FRAME_TIMEOUT_S, FrameLog, dropped, looks, settle, small, timings
 from .rows import COLUMNS, ITEM_FAULTS, METRICS_ERROR, Metrics, Row, error_row, new_row
@@ -88,7 +89,7 @@ class Lane:
             self.failures.append(payload)  # events are held while a cell runs
 
     def open(self) -> Lane:
-        self.session.listen(self._watch)
+        port_of(self.session).listen(self._watch)
         try:
             self.session.connect()
             _loop.run(self.log.start(self.session), timeout=10)
@@ -109,7 +110,7 @@ class Lane:
             if self._closed:
                 return
             self._closed = True
-        self.session.unlisten(self._watch)
+        port_of(self.session).unlisten(self._watch)
         try:
             if self.session.state != "disconnected":
                 _loop.run(self.log.stop(), timeout=10)

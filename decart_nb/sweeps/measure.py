@@ -14,6 +14,7 @@ from ..errors import DecartNBError, ErrorCode
 from ..media.frames import meta_of, recv_video
 from ..media.relay import BroadcastTrack
 from ..session import Session
+from ..session_port import port_of
 from ..timeouts import FRAME_TIMEOUT_S
 
 __all__ = ["FRAME_TIMEOUT_S", "FrameLog", "dropped", "looks", "settle", "small", "timings"]
@@ -32,7 +33,7 @@ class FrameLog:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, session: Session) -> None:
-        pipeline = session.pipeline  # on the loop, as the port asks
+        pipeline = port_of(session).pipeline  # on the loop, as the port asks
         if pipeline is None:
             raise DecartNBError(ErrorCode.NOT_CONNECTED, "The session is not connected: call connect() first")
         self._track = pipeline.broadcast.subscribe()
