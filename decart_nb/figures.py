@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 __all__ = ["DASH", "FIGURE_NAMES", "LIVE_STATES", "Figure", "figures", "is_live"]
 
@@ -59,7 +58,7 @@ def is_live(state: object) -> bool:
     return state in LIVE_STATES
 
 
-def figures(stats: Mapping[str, Any], live: bool | None = None) -> list[Figure]:
+def figures(stats: Mapping[str, object], live: bool | None = None) -> list[Figure]:
     """The figures, in FIGURE_NAMES order; `live` defaults to what `stats["state"]` says."""
     if live is None:
         live = is_live(stats.get("state"))
@@ -83,14 +82,14 @@ def figures(stats: Mapping[str, Any], live: bool | None = None) -> list[Figure]:
 
 
 # -- one function per figure -----------------------------------------------------------------------
-def _camera(stats: Mapping[str, Any]) -> Figure:
+def _camera(stats: Mapping[str, object]) -> Figure:
     size = _size(stats.get("camera_width"), stats.get("camera_height"))
     if size is None:
         return Figure("camera", DASH, "no camera on the page: the source is not the page's camera")
     return Figure("camera", size, "the size the page's camera delivers")
 
 
-def _output(stats: Mapping[str, Any]) -> Figure:
+def _output(stats: Mapping[str, object]) -> Figure:
     """What the page receives: WebRTC's decoded size, or the size the frame link sends (both
     may be scaled down from the model's output to fit the link)."""
     made = _size(stats.get("width"), stats.get("height"))
@@ -105,7 +104,7 @@ def _output(stats: Mapping[str, Any]) -> Figure:
     return Figure("output", DASH, "no output frame yet")
 
 
-def _fps_in_title(stats: Mapping[str, Any]) -> str:
+def _fps_in_title(stats: Mapping[str, object]) -> str:
     title = "frames reaching the kernel per second"
     dropped = stats.get("frames_dropped")
     if _number(dropped) is not None:
@@ -115,12 +114,12 @@ def _fps_in_title(stats: Mapping[str, Any]) -> str:
     return title
 
 
-def _fps(name: str, value: Any, title: str, unknown: str = "not measured yet") -> Figure:
+def _fps(name: str, value: object, title: str, unknown: str = "not measured yet") -> Figure:
     number = _number(value)
     return Figure(name, DASH, unknown) if number is None else Figure(name, f"{number:.1f}", title)
 
 
-def _kernel(stats: Mapping[str, Any]) -> Figure:
+def _kernel(stats: Mapping[str, object]) -> Figure:
     p50 = _number(stats.get("latency_ms_p50"))
     if p50 is None:
         return Figure("kernel", DASH, "no output frame yet")
@@ -132,7 +131,7 @@ def _kernel(stats: Mapping[str, Any]) -> Figure:
     return Figure("kernel", _ms(p50), title + ")")
 
 
-def _round_trip(stats: Mapping[str, Any]) -> Figure:
+def _round_trip(stats: Mapping[str, object]) -> Figure:
     transport = stats.get("transport")
     if transport == "webrtc":
         rtt = _number(stats.get("page_rtt_ms"))
@@ -156,7 +155,7 @@ def _round_trip(stats: Mapping[str, Any]) -> Figure:
     return Figure("round trip", DASH, "no page link: a page measures the round trip")
 
 
-def _link(stats: Mapping[str, Any]) -> Figure:
+def _link(stats: Mapping[str, object]) -> Figure:
     transport = stats.get("transport")
     if not isinstance(transport, str) or transport not in _TRANSPORTS:
         return Figure("link", DASH, "no page shows this session")
@@ -177,13 +176,13 @@ def _link(stats: Mapping[str, Any]) -> Figure:
 
 
 # -- formatting ------------------------------------------------------------------------------------
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
 
 
-def _size(width: Any, height: Any) -> str | None:
+def _size(width: object, height: object) -> str | None:
     w, h = _number(width), _number(height)
     return f"{w:.0f}×{h:.0f}" if w and h else None
 
@@ -196,6 +195,6 @@ def _kbps(value: float | None) -> str:
     return DASH if value is None else f"{value:.0f}"
 
 
-def _direction(stats: Mapping[str, Any], direction: str) -> str:
+def _direction(stats: Mapping[str, object], direction: str) -> str:
     size = _size(stats.get(f"transport_width_{direction}"), stats.get(f"transport_height_{direction}"))
     return f"{direction}: {size or DASH} at {stats.get(f'transport_fps_{direction}')} fps"

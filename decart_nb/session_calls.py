@@ -8,15 +8,14 @@ import contextlib
 import functools
 import threading
 from collections.abc import Callable, Iterator
-from typing import Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from .errors import DecartNBError
 from .events import EventHub
 
 __all__ = ["calls_from_view", "reported"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., object])
 
 # Per thread: how deep in public Session calls it is, and whether a view made the outermost one.
 _calls = threading.local()
@@ -29,16 +28,13 @@ class _Emits(Protocol):
     def _events(self) -> EventHub: ...
 
 
-S = TypeVar("S", bound=_Emits)
-
-
-def reported(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+def reported(method: F) -> F:
     """A public call that fails with a DecartNBError emits `call_error` (the error) to the
     session's listeners. Not an `error` event: the caller got the exception, and `s.on("error")`
-    callbacks are for failures nobody saw."""
+    callbacks are for failures nobody saw. (Typed as the method it wraps: same signature.)"""
 
     @functools.wraps(method)
-    def call(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
+    def call(self: _Emits, *args: object, **kwargs: object) -> object:
         depth = getattr(_calls, "depth", 0)
         _calls.depth = depth + 1
         try:
@@ -50,7 +46,7 @@ def reported(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, 
         finally:
             _calls.depth = depth
 
-    return call
+    return cast(F, call)
 
 
 @contextlib.contextmanager

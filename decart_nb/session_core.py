@@ -50,7 +50,7 @@ Source: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray | Iterable
 #: numbers, which a union with str would refuse; a TypedDict of every figure is the way out.
 Stats: TypeAlias = dict[str, Any]
 #: The page link's part of `stats` (the camera widget's): transport, pipe, kbps, sizes, fps.
-LinkFigures: TypeAlias = Stats
+LinkFigures: TypeAlias = dict[str, float | str | None]
 
 
 class SessionCore:

@@ -34,9 +34,9 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import anywidget
 import traitlets as t
@@ -46,14 +46,20 @@ from ..errors import DecartNBError, ErrorCode, camera_error_code
 from ..figures import figures as compute_figures
 from ..figures import is_live
 from ..media.stats import PAGE_STATS
+from ..models import ModelSpec
+from ..session_core import LinkFigures
 from ..timeouts import LOOP_CALL_TIMEOUT_S, PAGE_SOCKET_OFFER_AFTER_S
 from . import messages
 from .codec_link import CodecLink
 from .frame_link import FrameLink
 from .jpeg_link import JpegLink
 from .media_socket import RELAY_ENV, MediaSocket
+from .messages import BrowserIceServer, JsonValue, PageMessage, Seq
 
 if TYPE_CHECKING:
+    from aiortc import RTCIceServer
+    from IPython.core.interactiveshell import InteractiveShell
+
     from ..rtc.peer import KernelPeer
     from ..session import Session
     from ..session_port import SessionPort
@@ -66,6 +72,7 @@ TRANSPORTS = ("auto", "webrtc", "codec", "jpeg")
 # Older spellings of a transport the user may still pass, for one release (with a FutureWarning).
 DEPRECATED_TRANSPORTS = {"comm": "codec"}
 MAX_REASON = 200  # characters of the page's `transport` reason kept for session.stats
+Buffers: TypeAlias = Sequence[bytes | memoryview] | None  # a comm message's binary buffers
 # What the page says it uses (`transport` message) -> the kernel's side of it.
 _LINKS: dict[str, type[FrameLink]] = {"jpeg": JpegLink, "codec": CodecLink}
 # An older page's name for its JPEG link, read as the new one.
@@ -98,7 +105,7 @@ CAMERA_ENDED_ADVICE = (
 )
 
 
-def _figure_lists(stats: Mapping[str, Any], live: bool | None = None) -> list[list[str]]:
+def _figure_lists(stats: Mapping[str, object], live: bool | None = None) -> list[list[str]]:
     """The figures as the `figures` trait carries them: [name, value, title] each."""
     return [f.as_list() for f in compute_figures(stats, live)]
 
@@ -173,7 +180,7 @@ class CameraWidget(anywidget.AnyWidget):
         "frames without WebRTC) or '' (none yet)",
     )
 
-    def __init__(self, port: SessionPort, **kwargs: Any) -> None:
+    def __init__(self, port: SessionPort, **kwargs: object) -> None:
         session = port.session
         spec = session.model
         shell = _ipython()
@@ -198,7 +205,7 @@ class CameraWidget(anywidget.AnyWidget):
         self._peers: set[KernelPeer] = set()  # this page's peers (a receive-only page may leave old ones)
         self._comm: FrameLink | None = None  # loop thread only
         self._transport_reason = ""  # why the page does not use WebRTC ("" when it does)
-        self._shell: Any = None  # the IPython shell whose cell events set kernel_busy
+        self._shell: InteractiveShell | None = None  # the shell whose cell events set kernel_busy
         # The page socket: one listener per connection of the session (it lives on the session's
         # media loop, which a disconnected session lets go of), for as long as the widget lives.
         self._media: MediaSocket | None = None
@@ -216,7 +223,7 @@ class CameraWidget(anywidget.AnyWidget):
         return self._session
 
     # -- page -> kernel (any thread; never block) -----------------------------------------------
-    def _on_page_message(self, _widget: Any, content: Any, buffers: Any) -> None:
+    def _on_page_message(self, _widget: object, content: object, buffers: Buffers) -> None:
         """A page message over the comm (main or subshell thread)."""
         if not isinstance(content, Mapping):
             return
@@ -227,7 +234,7 @@ class CameraWidget(anywidget.AnyWidget):
             return
         self._dispatch(content)
 
-    def _dispatch(self, content: Mapping[str, Any]) -> None:
+    def _dispatch(self, content: PageMessage) -> None:
         """A page message (not a frame) to its handler: from the comm or the page socket."""
         kind = content.get("type")
         handler = _HANDLERS.get(str(kind))
@@ -239,7 +246,7 @@ class CameraWidget(anywidget.AnyWidget):
         except DecartNBError as exc:
             self._port.report_error(exc)
 
-    def _offer(self, content: Mapping[str, Any]) -> None:
+    def _offer(self, content: PageMessage) -> None:
         sdp, attempt = content.get("sdp"), content.get("attempt", 0)
         if self._session.state == "disconnected" or not isinstance(sdp, str):
             error = DecartNBError(
@@ -250,7 +257,7 @@ class CameraWidget(anywidget.AnyWidget):
             return
         _loop.submit(self._answer(sdp, attempt))
 
-    async def _answer(self, sdp: str, attempt: Any) -> None:
+    async def _answer(self, sdp: str, attempt: JsonValue) -> None:
         try:
             peer = await self._port.answer_async(sdp)
         except Exception as exc:  # noqa: BLE001 - reported as an error event and to the page
@@ -270,7 +277,7 @@ class CameraWidget(anywidget.AnyWidget):
         for peer in peers:
             await self._port.close_peer(peer)
 
-    def _camera_info(self, content: Mapping[str, Any]) -> None:
+    def _camera_info(self, content: PageMessage) -> None:
         info = {
             k: content.get(k) for k in ("facingMode", "label", "deviceId", "width", "height", "frameRate")
         }
@@ -279,7 +286,7 @@ class CameraWidget(anywidget.AnyWidget):
         if self.error.get("code", "").startswith("CAMERA_"):
             self.error = {}
 
-    def _devices(self, content: Mapping[str, Any]) -> None:
+    def _devices(self, content: PageMessage) -> None:
         found = content.get("devices")
         if isinstance(found, list):
             self.devices = [
@@ -288,7 +295,7 @@ class CameraWidget(anywidget.AnyWidget):
                 if isinstance(d, Mapping)
             ]
 
-    def _camera_error(self, content: Mapping[str, Any]) -> None:
+    def _camera_error(self, content: PageMessage) -> None:
         name = str(content.get("name") or "Error")
         code = camera_error_code(name)
         self._port.report_error(
@@ -299,22 +306,22 @@ class CameraWidget(anywidget.AnyWidget):
             )
         )
 
-    def _camera_ended(self, content: Mapping[str, Any]) -> None:
+    def _camera_ended(self, content: PageMessage) -> None:
         """The camera stopped mid-stream; the page shows the error with Try again."""
         label = str(content.get("label") or "")
         self._port.report_error(
             DecartNBError(ErrorCode.CAMERA_ERROR, CAMERA_ENDED_ADVICE, data={"name": "ended", "label": label})
         )
 
-    def _reconnecting(self, content: Mapping[str, Any]) -> None:
+    def _reconnecting(self, content: PageMessage) -> None:
         if self.mode == "camera" and self._session.state != "disconnected":
             _loop.call_soon(self._port.peer_lost)
 
-    def _gave_up(self, content: Mapping[str, Any]) -> None:
+    def _gave_up(self, content: PageMessage) -> None:
         # The session's own give-up timer reports the error and disconnects.
         logger.warning("decart_nb: the page stopped reconnecting after %s attempts", content.get("attempts"))
 
-    def _stopped(self, content: Mapping[str, Any]) -> None:
+    def _stopped(self, content: PageMessage) -> None:
         """The page stopped its camera and closed its peer (its last view went away)."""
         logger.info("decart_nb: the page stopped the camera (%s)", content.get("reason"))
         if self._session.state != "disconnected":
@@ -327,7 +334,7 @@ class CameraWidget(anywidget.AnyWidget):
         peers, self._peers = self._peers, set()
         await self._close_peers(peers)
 
-    def _want_ice_servers(self, content: Mapping[str, Any]) -> None:
+    def _want_ice_servers(self, content: PageMessage) -> None:
         self._send_ice_servers()
 
     def _send_ice_servers(self) -> None:
@@ -337,12 +344,12 @@ class CameraWidget(anywidget.AnyWidget):
         if servers and not self._closed:
             self.send(messages.ice_servers([_browser_ice_server(s) for s in servers]))
 
-    def _page_stats(self, content: Mapping[str, Any]) -> None:
+    def _page_stats(self, content: PageMessage) -> None:
         """What the browser sends, receives and presents, into session.stats as `page_*`."""
         self._port.add_page_stats({key: _finite(content.get(key)) for key in PAGE_STATS})
 
     # -- the frame links (see frame_link.py, jpeg_link.py, codec_link.py) ------------------------------
-    def _transport(self, content: Mapping[str, Any]) -> None:
+    def _transport(self, content: PageMessage) -> None:
         said = content.get("transport")
         kind = _PAGE_TRANSPORTS.get(said, said) if isinstance(said, str) else None
         if kind is None or (kind != "webrtc" and kind not in _LINKS):
@@ -374,7 +381,7 @@ class CameraWidget(anywidget.AnyWidget):
         self._stop_comm_output()
         self._port.show_link_figures(self._webrtc_figures)
 
-    def _link_figures(self) -> dict[str, Any]:
+    def _link_figures(self) -> LinkFigures:
         """Loop thread: the frame link's figures for session.stats, the codec link's pipe, and
         why the page does not use WebRTC."""
         comm = self._comm
@@ -389,10 +396,10 @@ class CameraWidget(anywidget.AnyWidget):
                 found["transport_rtt_ms"] = round(comm.rate.latency * 1000.0, 1)
         return found
 
-    def _webrtc_figures(self) -> dict[str, Any]:
+    def _webrtc_figures(self) -> LinkFigures:
         return {"transport": "webrtc", "transport_reason": ""} | self._camera_size()
 
-    def _camera_size(self) -> dict[str, Any]:
+    def _camera_size(self) -> LinkFigures:
         """The page camera's size (its `camera` message), for session.stats; {} without one."""
         camera = self.camera
         if self.mode != "camera" or not camera:
@@ -469,7 +476,7 @@ class CameraWidget(anywidget.AnyWidget):
         if not self._closed and media is self._media and media.port and not media.live:
             self._offer_now(media)
 
-    def _media_message(self, content: dict[str, Any], data: bytes) -> None:
+    def _media_message(self, content: dict[str, JsonValue], data: bytes) -> None:
         """A message from the page socket: media (chunk, chunk_ack, keyframe) as from the comm's
         hot path, any other page message through `_HANDLERS`."""
         if self._closed:
@@ -526,7 +533,7 @@ class CameraWidget(anywidget.AnyWidget):
             logger.debug("decart_nb: the page socket's loop is gone (%s)", exc)
 
     # -- kernel_busy: IPython's cells ------------------------------------------------------------
-    def _watch_cells(self, shell: Any) -> None:
+    def _watch_cells(self, shell: InteractiveShell | None) -> None:
         """kernel_busy follows the cells of the IPython shell the widget was made in."""
         if shell is None:
             return
@@ -544,10 +551,10 @@ class CameraWidget(anywidget.AnyWidget):
             except ValueError:  # not registered (anymore): nothing to undo
                 logger.debug("decart_nb: %s was not registered", event)
 
-    def _cell_started(self, _info: Any = None) -> None:
+    def _cell_started(self, _info: object = None) -> None:
         self.kernel_busy = True
 
-    def _cell_ended(self, _result: Any = None) -> None:
+    def _cell_ended(self, _result: object = None) -> None:
         self.kernel_busy = False
 
     def _send_frame(self, content: messages.KernelMessage, buffers: list[bytes]) -> None:
@@ -557,27 +564,27 @@ class CameraWidget(anywidget.AnyWidget):
         if media is None or not media.send(content, buffers):  # the page socket while it is live
             self.send(content, buffers or None)
 
-    def _comm_frame(self, content: Mapping[str, Any], buffers: Any) -> None:
+    def _comm_frame(self, content: PageMessage, buffers: Buffers) -> None:
         t_in = time.perf_counter()
         if self.mode != "camera" or self._session.state == "disconnected" or not buffers:
             return
         _loop.call_soon(self._receive_frame, dict(content), bytes(buffers[0]), t_in)
 
-    def _receive_frame(self, content: dict[str, Any], data: bytes, t_in: float) -> None:
+    def _receive_frame(self, content: PageMessage, data: bytes, t_in: float) -> None:
         # A JPEG frame to the VP8 transport, or the reverse (a page between transports): dropped.
         expected = "chunk" if isinstance(self._comm, CodecLink) else "frame"
         if self._comm is not None and not self._closed and content.get("type") == expected:
             self._comm.receive(content.get("seq"), data, t_in, content)
 
-    def _frame_ack(self, content: Mapping[str, Any]) -> None:
+    def _frame_ack(self, content: PageMessage) -> None:
         if self._session.state != "disconnected":
             _loop.call_soon(self._output_acked, content.get("seq"))
 
-    def _output_acked(self, seq: Any) -> None:
+    def _output_acked(self, seq: Seq) -> None:
         if self._comm is not None:
             self._comm.acked(seq)
 
-    def _keyframe(self, content: Mapping[str, Any]) -> None:
+    def _keyframe(self, content: PageMessage) -> None:
         if self._session.state != "disconnected":
             _loop.call_soon(self._keyframe_requested)
 
@@ -600,7 +607,7 @@ class CameraWidget(anywidget.AnyWidget):
         self._close_page_socket()
 
     # -- session -> page (emitting thread: the loop or the caller's) --------------------------------
-    def _on_event(self, event: str, payload: Any) -> None:
+    def _on_event(self, event: str, payload: object) -> None:
         if self._closed:
             return
         if event == "connection_change":
@@ -624,13 +631,13 @@ class CameraWidget(anywidget.AnyWidget):
             self.error = payload.to_dict()
         elif event == "generation_change":  # a state was applied: an error shown before is over
             self.error = {}
-        elif event == "model_change":
+        elif event == "model_change" and isinstance(payload, ModelSpec):
             spec = payload
             self.set_trait("width", spec.width)
             self.set_trait("height", spec.height)
             self.set_trait("fps", spec.fps)
             self.send(messages.restart())  # the page re-requests the camera and renegotiates
-        elif event == "stats":
+        elif event == "stats" and isinstance(payload, Mapping):
             # Once a second from the loop: the figures, and session.mirror (a plain attribute).
             self.figures = _figure_lists(payload)
             if self.mirror != self._session.mirror:
@@ -655,7 +662,7 @@ class CameraWidget(anywidget.AnyWidget):
         return new
 
     @t.observe("facing_mode")
-    def _facing_changed(self, change: dict[str, Any]) -> None:
+    def _facing_changed(self, change: Mapping[str, object]) -> None:
         # A facing mode names a kind of camera: it replaces a camera chosen by id.
         self.device_id = ""
 
@@ -670,7 +677,8 @@ class CameraWidget(anywidget.AnyWidget):
     def close(self) -> None:
         """Stop the page's camera, close this widget's peers; a camera session disconnects."""
         if self._closed:
-            return super().close()
+            super().close()
+            return
         self._closed = True
         self._port.unlisten(self._on_event)
         self._unwatch_cells()
@@ -715,18 +723,19 @@ def _caller_level() -> int:
 _INSIDE = frozenset({"decart_nb", "traitlets", "ipywidgets", "anywidget"})
 
 
-def _ipython() -> Any:
+def _ipython() -> InteractiveShell | None:
     """The running IPython shell, or None (plain Python, tests)."""
     try:
         from IPython import get_ipython
     except ImportError:  # no IPython: no cells to follow
         return None
-    return get_ipython()
+    shell: InteractiveShell | None = get_ipython()
+    return shell
 
 
-def _browser_ice_server(server: Any) -> dict[str, Any]:
+def _browser_ice_server(server: RTCIceServer) -> BrowserIceServer:
     """An aiortc RTCIceServer as the browser's RTCIceServer dict (TURN needs its credential)."""
-    entry: dict[str, Any] = {"urls": server.urls}
+    entry: BrowserIceServer = {"urls": server.urls}
     if server.username:
         entry["username"] = server.username
     if server.credential:
@@ -740,7 +749,7 @@ def _as_error(exc: BaseException, code: str, what: str) -> DecartNBError:
     return DecartNBError(code, f"{what}: {exc}", cause=exc)
 
 
-def _finite(value: Any) -> float | None:
+def _finite(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return round(float(value), 1)

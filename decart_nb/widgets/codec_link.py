@@ -22,16 +22,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import av
 
 from ..errors import DecartNBError
 from ..media.rate import IN_FLIGHT, RateController
 from ..media.vp8 import Vp8Decoder, Vp8Encoder, is_key_chunk
+from ..session_core import LinkFigures
 from ..timeouts import KEYFRAME_REQUEST_EVERY_S
 from .frame_link import FrameLink, Incoming, Outgoing, Send
-from .messages import KernelMessage, chunk_ack, keyframe, output_chunk
+from .messages import KernelMessage, Seq, chunk_ack, keyframe, output_chunk
 
 if TYPE_CHECKING:
     from ..session_port import SessionPort
@@ -57,14 +58,14 @@ class CodecLink(FrameLink):
         # A cancelled sender's encode may still run in the executor when a new sender starts.
         self._encoding = threading.Lock()
         self.rate: RateController | None = None  # the output's; made for the model's size
-        self._last_seq: Any = None
+        self._last_seq: Seq = None
         self._need_key = True  # a decoder starts at a key frame
         self._key_asked_at = float("-inf")
         self._send_key = True
         self.keyframes_asked = 0
 
     # -- page -> kernel ----------------------------------------------------------------------------
-    def _ack(self, seq: Any) -> KernelMessage:
+    def _ack(self, seq: Seq) -> KernelMessage:
         return chunk_ack(seq)
 
     def _queue(self, item: Incoming) -> None:
@@ -160,7 +161,7 @@ class CodecLink(FrameLink):
         if self.rate is not None:
             self.rate.on_lost(time.perf_counter())
 
-    def figures(self) -> dict[str, Any]:
+    def figures(self) -> LinkFigures:
         out = super().figures()
         if self.rate is not None:
             out["transport_target_kbps_out"] = round(self.rate.kbps, 1)

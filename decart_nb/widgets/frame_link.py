@@ -23,9 +23,9 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import av
 from aiortc.mediastreams import MediaStreamError
@@ -33,8 +33,9 @@ from aiortc.mediastreams import MediaStreamError
 from ..errors import DecartNBError
 from ..media.frames import FrameMeta, recv_video
 from ..media.relay import MailboxTrack
+from ..session_core import LinkFigures
 from ..timeouts import ACK_TIMEOUT_S
-from .messages import KernelMessage
+from .messages import KernelMessage, PageMessage, Seq
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
@@ -79,10 +80,10 @@ class LinkMeter:
 class Incoming:
     """A frame from the page as it arrived: its bytes, when, and what its message said."""
 
-    seq: Any
+    seq: Seq
     data: bytes
     t_in: float
-    content: Mapping[str, Any]
+    content: PageMessage
 
 
 @dataclass
@@ -112,7 +113,7 @@ class FrameLink:
         self._send = send
         self.camera = MailboxTrack()  # the page's camera, read by the pipeline's input slot
         self._pending: list[Incoming] = []
-        self._unacked_in: list[Any] = []  # seqs of the camera frames received, not yet acked
+        self._unacked_in: list[Seq] = []  # seqs of the camera frames received, not yet acked
         self._decoding = False
         self._room = asyncio.Event()  # set while fewer than `window` output frames are unacked
         self._unacked: dict[int, tuple[float, int]] = {}  # seq -> (sent at, bytes), oldest first
@@ -127,7 +128,7 @@ class FrameLink:
         self.meter_out = LinkMeter()
 
     # -- what a transport says -----------------------------------------------------------------------
-    def _ack(self, seq: Any) -> KernelMessage:
+    def _ack(self, seq: Seq) -> KernelMessage:
         raise NotImplementedError
 
     def _queue(self, item: Incoming) -> None:
@@ -166,16 +167,16 @@ class FrameLink:
         """Whether the next output frame must be a key frame (asked for since the last one)."""
         return False
 
-    def figures(self) -> dict[str, Any]:
+    def figures(self) -> LinkFigures:
         """This link's figures for session.stats (loop thread)."""
-        out: dict[str, Any] = {"transport": self.name}
+        out: LinkFigures = {"transport": self.name}
         for direction, meter in (("in", self.meter_in), ("out", self.meter_out)):
             for key, value in meter.figures().items():
                 out[f"transport_{key}_{direction}"] = value
         return out
 
     # -- page -> kernel: the camera ----------------------------------------------------------------
-    def receive(self, seq: Any, data: bytes, t_in: float, content: Mapping[str, Any] | None = None) -> None:
+    def receive(self, seq: Seq, data: bytes, t_in: float, content: PageMessage | None = None) -> None:
         """A camera frame from the page, acked at once (`ack_on_receipt`) or once decoded."""
         self._unacked_in.append(seq)
         self.meter_in.add(len(data))
@@ -186,7 +187,7 @@ class FrameLink:
         if self.ack_on_receipt or not self._decoding:  # not decoding: it was dropped
             self._ack_received()
 
-    def _ack_received(self, upto: Any = None) -> None:
+    def _ack_received(self, upto: Seq = None) -> None:
         """Ack the frames received so far, or those up to the one numbered `upto`."""
         count = len(self._unacked_in)
         if upto is not None and upto in self._unacked_in:
@@ -249,7 +250,7 @@ class FrameLink:
         self._unacked.clear()
         self._room.set()
 
-    def acked(self, seq: Any) -> None:
+    def acked(self, seq: Seq) -> None:
         sent = self._unacked.pop(seq, None) if isinstance(seq, int) else None
         if sent is not None:
             self._room.set()

@@ -53,10 +53,10 @@ import secrets
 import socket
 import struct
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
 
 from ..timeouts import MEDIA_HELLO_TIMEOUT_S, MEDIA_WARNING_EVERY_S
 from . import socket_handshake as hs
+from .messages import JsonValue
 from .warning_tally import WarningTally
 
 __all__ = [
@@ -109,7 +109,7 @@ _CHUNK = struct.Struct("<BIBHH")  # kind, seq, key, width, height: 10 bytes
 _ACK = struct.Struct("<BI")  # kind, seq: 5 bytes
 _U32, _U16 = range(1 << 32), range(1 << 16)
 
-OnMessage = Callable[[dict[str, Any], bytes], None]
+OnMessage = Callable[[dict[str, JsonValue], bytes], None]
 
 
 class Malformed(ValueError):
@@ -121,7 +121,7 @@ def framed(body: bytes) -> bytes:
     return _LENGTH.pack(len(body)) + body
 
 
-def encode(content: Mapping[str, Any], buffers: Sequence[bytes] = ()) -> bytes | None:
+def encode(content: Mapping[str, object], buffers: Sequence[bytes] = ()) -> bytes | None:
     """The frame body of a comm message (chunk + one buffer, chunk_ack, keyframe); None for any
     other message, or one whose fields do not fit the wire format (it goes over the comm)."""
     kind = content.get("type")
@@ -140,12 +140,12 @@ def encode(content: Mapping[str, Any], buffers: Sequence[bytes] = ()) -> bytes |
     return _CHUNK.pack(CHUNK, seq, 1 if content.get("key") else 0, width, height) + bytes(buffers[0])
 
 
-def encode_message(content: Mapping[str, Any]) -> bytes:
+def encode_message(content: Mapping[str, object]) -> bytes:
     """The MESSAGE frame body of a page message (what the page sends; tests play the page)."""
     return bytes([MESSAGE]) + json.dumps(content, separators=(",", ":")).encode()
 
 
-def decode(body: bytes, types: Collection[str] = ()) -> tuple[dict[str, Any], bytes]:
+def decode(body: bytes, types: Collection[str] = ()) -> tuple[dict[str, JsonValue], bytes]:
     """A frame body from the page as the comm would give it: its content and its buffer (b"" for
     chunk_ack, keyframe and a MESSAGE, whose `type` must be one of `types`). Raises Malformed."""
     if not body:
@@ -159,7 +159,13 @@ def decode(body: bytes, types: Collection[str] = ()) -> tuple[dict[str, Any], by
         _, seq, key, width, height = _CHUNK.unpack_from(body)
         if key not in (0, 1):
             raise Malformed(f"a chunk whose key byte is {key}")
-        content = {"type": "chunk", "seq": seq, "key": bool(key), "width": width, "height": height}
+        content: dict[str, JsonValue] = {
+            "type": "chunk",
+            "seq": seq,
+            "key": bool(key),
+            "width": width,
+            "height": height,
+        }
         return content, body[_CHUNK.size :]
     if kind == CHUNK_ACK:
         if len(body) != _ACK.size:
@@ -172,7 +178,7 @@ def decode(body: bytes, types: Collection[str] = ()) -> tuple[dict[str, Any], by
     raise Malformed(f"a frame of kind {kind:#04x}")
 
 
-def _message(data: bytes, types: Collection[str]) -> dict[str, Any]:
+def _message(data: bytes, types: Collection[str]) -> dict[str, JsonValue]:
     """A MESSAGE's JSON: one object whose `type` is one of `types`."""
     if len(data) > MAX_MESSAGE:
         raise Malformed(f"a message of {len(data)} bytes (at most {MAX_MESSAGE})")
@@ -184,7 +190,8 @@ def _message(data: bytes, types: Collection[str]) -> dict[str, Any]:
         raise Malformed(f"a message that is a JSON {type(content).__name__}, not an object")
     if content.get("type") not in types:
         raise Malformed(f"a message of type {str(content.get('type'))[:40]!r}")
-    return content
+    message: dict[str, JsonValue] = content  # JSON: string keys, JSON values
+    return message
 
 
 async def _read(reader: asyncio.StreamReader, limit: int) -> bytes | None:
@@ -248,7 +255,7 @@ class MediaSocket:
                     self._server.close()
         return self.port
 
-    def send(self, content: Mapping[str, Any], buffers: Sequence[bytes] = ()) -> bool:
+    def send(self, content: Mapping[str, object], buffers: Sequence[bytes] = ()) -> bool:
         """Send a chunk, chunk_ack or keyframe over the live connection; False when there is none
         or the message has no wire form (the caller sends it over the comm)."""
         writer = self._live

@@ -12,12 +12,17 @@ a buffer) where the server relays it, else over the comm; kernel messages over t
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
+from collections.abc import Mapping
+from typing import Literal, NotRequired, TypeAlias, TypedDict
 
 #: A JSON value as a page message carries it: parsed, not yet checked.
 JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
 #: A frame's number as the page sent it: its ack echoes it unchanged, whatever it is.
 Seq: TypeAlias = JsonValue
+#: A page message as it arrived (comm or page socket): a JSON object, its fields not yet checked.
+PageMessage: TypeAlias = Mapping[str, JsonValue]
+#: An ICE server as the browser's RTCPeerConnection takes it: urls, username?, credential?.
+BrowserIceServer: TypeAlias = dict[str, str | list[str]]
 
 __all__ = [
     "KERNEL_MESSAGES",
@@ -27,6 +32,7 @@ __all__ = [
     "SOCKET_TYPES",
     "Answer",
     "AnswerError",
+    "BrowserIceServer",
     "CameraEnded",
     "CameraError",
     "CameraInfo",
@@ -44,6 +50,7 @@ __all__ = [
     "Offer",
     "OutputChunk",
     "OutputFrame",
+    "PageMessage",
     "PageStats",
     "Reconnecting",
     "Restart",
@@ -222,14 +229,14 @@ SOCKET_TYPES = frozenset(PAGE_MESSAGES) - {"frame", "chunk"}
 # -- kernel -> page -----------------------------------------------------------------------------
 class Answer(TypedDict):
     type: Literal["answer"]
-    attempt: Any
+    attempt: JsonValue
     sdp: str
 
 
 class AnswerError(TypedDict):
     type: Literal["answer_error"]
-    attempt: Any
-    error: dict[str, Any]  # DecartNBError.to_dict()
+    attempt: JsonValue
+    error: dict[str, object]  # DecartNBError.to_dict()
 
 
 class Restart(TypedDict):
@@ -282,7 +289,7 @@ class IceServers(TypedDict):
     page socket, at a reconnect, and when the page asks (`want_ice_servers`)."""
 
     type: Literal["ice_servers"]
-    servers: list[dict[str, Any]]
+    servers: list[BrowserIceServer]
 
 
 KernelMessage = (
@@ -316,11 +323,11 @@ KERNEL_MESSAGES: dict[str, type] = {
 KERNEL_TYPES = tuple(KERNEL_MESSAGES)
 
 
-def answer(attempt: Any, sdp: str) -> Answer:
+def answer(attempt: JsonValue, sdp: str) -> Answer:
     return {"type": "answer", "attempt": attempt, "sdp": sdp}
 
 
-def answer_error(attempt: Any, error: dict[str, Any]) -> AnswerError:
+def answer_error(attempt: JsonValue, error: dict[str, object]) -> AnswerError:
     return {"type": "answer_error", "attempt": attempt, "error": error}
 
 
@@ -356,5 +363,5 @@ def media_socket(port: int, token: str) -> MediaSocketAddress:
     return {"type": "media_socket", "port": port, "token": token}
 
 
-def ice_servers(servers: list[dict[str, Any]]) -> IceServers:
+def ice_servers(servers: list[BrowserIceServer]) -> IceServers:
     return {"type": "ice_servers", "servers": servers}

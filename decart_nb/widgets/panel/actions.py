@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
 from ...models import realtime_names
+from ..change import Change
 from .previews import Previews
 
 if TYPE_CHECKING:
@@ -63,8 +65,8 @@ class SessionActions:
         self.outputs.add_class("dnb-outputs")
         port.listen(self._on_event)  # files saved from cells show here too
 
-    def _on_event(self, event: str, payload: Any) -> None:
-        if event != "output_saved":
+    def _on_event(self, event: str, payload: object) -> None:
+        if event != "output_saved" or not isinstance(payload, Path):
             return
         if self.outputs.comm is None:  # the panel was closed (its widgets with it)
             self._port.unlisten(self._on_event)
@@ -116,7 +118,7 @@ class SessionActions:
         finally:
             self._syncing = False
 
-    def _on_model_picked(self, change: dict[str, Any]) -> None:
+    def _on_model_picked(self, change: Change) -> None:
         if not self._syncing and change["new"] != self._session.model.name:
             self._background("switch_model", lambda: self._session.switch_model(change["new"]))
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
+from ..change import Change
+
 if TYPE_CHECKING:
+    from ...session_core import Mirror
     from ...session_port import SessionPort
+    from ..camera import CameraWidget
 
 __all__ = ["CameraControls"]
 
 
-_MIRRORS: list[tuple[str, Any]] = [("Off", False), ("On", True), ("Auto (front camera)", "auto")]
+_MIRRORS: list[tuple[str, Mirror]] = [("Off", False), ("On", True), ("Auto (front camera)", "auto")]
 _DEFAULT = ("Default camera", "")
 _WIDE = {"description_width": "initial"}
 
@@ -25,7 +29,7 @@ class CameraControls:
     def __init__(self, port: SessionPort) -> None:
         session = port.session
         self._session = session
-        self._camera: Any | None = None
+        self._camera: CameraWidget | None = None
         self._syncing = False
         self.box: w.VBox | None = None
         if session.source != "camera":
@@ -49,7 +53,7 @@ class CameraControls:
         if existing is not None:
             self.attach(existing)
 
-    def attach(self, camera: Any) -> None:
+    def attach(self, camera: CameraWidget) -> None:
         """Follow a camera widget: its list of cameras, and the camera the page chose."""
         if self.box is None or camera is self._camera or not camera.has_trait("devices"):
             return
@@ -59,26 +63,26 @@ class CameraControls:
         camera.observe(self._on_device_id, "device_id")
         self._on_devices({"new": camera.devices})
 
-    def _on_mirror(self, change: dict[str, Any]) -> None:
+    def _on_mirror(self, change: Change) -> None:
         self._session.mirror = change["new"]
 
-    def _on_facing(self, change: dict[str, Any]) -> None:
+    def _on_facing(self, change: Change) -> None:
         self._session.facing_mode = change["new"]
         if self._camera is not None:
             self._camera.facing_mode = change["new"]
 
-    def _on_device(self, change: dict[str, Any]) -> None:
+    def _on_device(self, change: Change) -> None:
         if self._camera is not None and not self._syncing:
             self._camera.choose_camera(change["new"])
 
-    def _on_device_id(self, change: dict[str, Any]) -> None:
+    def _on_device_id(self, change: Change) -> None:
         self._show_devices(self._camera.devices if self._camera is not None else [], change["new"])
 
-    def _on_devices(self, change: dict[str, Any]) -> None:
+    def _on_devices(self, change: Change) -> None:
         current = self._camera.device_id if self._camera is not None else ""
         self._show_devices(change["new"] or [], current)
 
-    def _show_devices(self, devices: list[dict[str, Any]], current: str) -> None:
+    def _show_devices(self, devices: list[dict[str, str]], current: str) -> None:
         options = [_DEFAULT] + [
             (str(d.get("label") or f"Camera {i + 1}"), str(d.get("deviceId", "")))
             for i, d in enumerate(devices)

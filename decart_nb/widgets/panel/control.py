@@ -18,12 +18,14 @@ import threading
 import time
 from collections.abc import Callable
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 import numpy as np
 
 from ...errors import DecartNBError, ErrorCode
+from ...models import ModelSpec
+from ..change import Change
 from .actions import SessionActions
 from .camera_controls import CameraControls
 from .debounce import Debouncer
@@ -54,7 +56,7 @@ def _css() -> str:
     return "\n".join(sheet.read_text(encoding="utf-8") for sheet in sheets if sheet.is_file())
 
 
-class ControlPanel(w.VBox):
+class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VBox is Any
     """Controls for running prompt and reference-image experiments by hand."""
 
     def __init__(self, port: SessionPort) -> None:
@@ -197,7 +199,7 @@ class ControlPanel(w.VBox):
         self.upload = w.FileUpload(accept=ACCEPT, multiple=False, description="Upload")
         self.upload.observe(self._on_upload, "value")
         self.upload.add_class("dnb-upload")
-        self._held_upload: tuple[Any, ...] = ()  # the upload the held image came from, if any
+        self._held_upload: tuple[object, ...] = ()  # the upload the held image came from, if any
         self.thumbnail = w.Image(format="png")
         self.thumbnail.add_class("dnb-thumb")
         self.clear_button = w.Button(description="Clear", icon="times", tooltip="Remove the reference image")
@@ -226,16 +228,16 @@ class ControlPanel(w.VBox):
         self._submitted_at = time.monotonic()
         self._changed(at_once=True)
 
-    def _on_prompt_typed(self, _: dict[str, Any]) -> None:
+    def _on_prompt_typed(self, _: Change) -> None:
         # The page throttles value updates while a message is unanswered, so the last keystrokes
         # can reach the kernel after Enter's message: they belong to the submitted prompt.
         self._changed(at_once=time.monotonic() - self._submitted_at < SUBMIT_TAIL_S)
 
-    def _on_prompt_msg(self, _: Any, content: dict[str, Any], buffers: Any) -> None:
+    def _on_prompt_msg(self, _: object, content: object, buffers: object) -> None:
         if isinstance(content, dict) and content.get("event") == "submit":
             self.submit()
 
-    def _on_prompt_slider(self, change: dict[str, Any]) -> None:
+    def _on_prompt_slider(self, change: Change) -> None:
         index = int(change["new"])
         self.prompt_slider_label.value = self._slider_label(index)
         if self.prompts and not self._syncing:
@@ -259,7 +261,7 @@ class ControlPanel(w.VBox):
                 self._known_version = self._session.generation.version
                 self._show_notice("")
 
-    def _on_control_slider(self, _: dict[str, Any]) -> None:
+    def _on_control_slider(self, _: Change) -> None:
         if not (self._syncing or self._closed):
             self._controls_sender.schedule()
 
@@ -270,7 +272,7 @@ class ControlPanel(w.VBox):
                 self._known_version = self._session.generation.version
 
     # -- reference image --------------------------------------------------------------------
-    def _on_upload(self, change: dict[str, Any]) -> None:
+    def _on_upload(self, change: Change) -> None:
         """Read the chosen file. The button's count ("Upload (1)") shows whether the held image is
         an upload: a good file stays the upload's value; after a bad one the value goes back to
         the held upload's, so that choosing that same bad file again is a change again."""
@@ -339,14 +341,14 @@ class ControlPanel(w.VBox):
         return True
 
     # -- live -------------------------------------------------------------------------------
-    def _on_event(self, event: str, payload: Any) -> None:
+    def _on_event(self, event: str, payload: object) -> None:
         # Called on the emitting thread (often the media loop): only cheap widget updates here.
         if self._closed:
             return
         self.readout.on_event(event, payload)
         if event == "connection_change":
-            self.actions.show_state(payload)
-        elif event == "model_change":
+            self.actions.show_state(str(payload))
+        elif event == "model_change" and isinstance(payload, ModelSpec):
             self.actions.show_model(payload.name)
         elif event == "generation_change":
             self._follower.flush()
@@ -365,7 +367,7 @@ class ControlPanel(w.VBox):
         """A new error needs attention: its section opens (a person may close it again)."""
         self.sections["errors"].expanded = True
 
-    def _on_errors_shown(self, change: dict[str, Any]) -> None:
+    def _on_errors_shown(self, change: Change) -> None:
         """The error list's section shows only while the list has something in it."""
         self.sections["errors"].layout.display = None if change["new"] else "none"
 

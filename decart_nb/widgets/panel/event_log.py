@@ -58,7 +58,7 @@ class EventLog:
             self(record.name, record.payload, at=record.at)
 
     # -- what the session calls ---------------------------------------------------------------
-    def __call__(self, event: str, payload: Any, at: float | None = None) -> None:
+    def __call__(self, event: str, payload: object, at: float | None = None) -> None:
         """A session event (any thread, at once): a line for those a person follows."""
         line = _event_line(event, payload)
         if line is None:
@@ -108,7 +108,7 @@ class EventLog:
         self.empty.layout.display = "none" if self._entries else None
 
 
-def _event_line(event: str, payload: Any) -> tuple[str, str, str] | None:
+def _event_line(event: str, payload: object) -> tuple[str, str, str] | None:
     """(css kind, html, plain text) for an event a person follows; None for the rest (ticks,
     stats, internal changes), which would bury them."""
     if event == "connection_change":

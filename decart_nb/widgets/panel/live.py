@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
-from typing import Any
 
 from ...errors import DecartNBError
+from ...events import QueuePosition
 from ...figures import Figure
 
 __all__ = [
@@ -23,7 +23,7 @@ STATES = ("disconnected", "connecting", "connected", "generating", "reconnecting
 SHOWN_ERRORS = 5
 
 
-def badge_html(state: str, camera_error: str | None = None, queue: Any = None) -> str:
+def badge_html(state: str, camera_error: str | None = None, queue: QueuePosition | None = None) -> str:
     """The state's badge; while connecting after a camera failure it says what it waits for,
     and while Decart queues the session (`queue`: the newest queue_position event), the place
     and the expected wait."""
@@ -36,7 +36,7 @@ def badge_html(state: str, camera_error: str | None = None, queue: Any = None) -
     return f'<span class="dnb-badge dnb-badge-{html.escape(state)}"{title}><i></i>{html.escape(text)}</span>'
 
 
-def queue_text(queue: Any) -> str:
+def queue_text(queue: QueuePosition) -> str:
     """ "queue 3 of 9 · about 1:20" (the wait once the queue has moved: decart_nb's estimate)."""
     text = f"queue {queue.position} of {queue.queue_size}"
     wait = getattr(queue, "expected_wait_s", None)

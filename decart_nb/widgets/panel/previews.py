@@ -29,7 +29,7 @@ _UNDERLINED = 'style="text-decoration: underline"'  # a link, though the muted l
 _MIME = {".png": "image/png", ".mp4": "video/mp4"}
 
 
-class Preview(w.VBox):
+class Preview(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VBox is Any
     """One saved output: its label, where it is, a download link, and the picture or the clip."""
 
     def __init__(self, path: Path, label: Label) -> None:

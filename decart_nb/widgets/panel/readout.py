@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
 from ...errors import DecartNBError
-from ...events import GenerationTick
+from ...events import GenerationTick, QueuePosition
 from ...figures import figures, is_live
 from .live import STATES, badge_html, errors_html, figures_html, format_seconds
 
@@ -43,7 +43,7 @@ class Readout:
             ((e, False) for e in session.errors), maxlen=MAX_ERRORS
         )
         self._camera_error: str | None = None  # the code of a camera failure the session waits out
-        self._queue: Any = None  # the newest queue_position event while Decart queues the session
+        self._queue: QueuePosition | None = None  # the newest queue_position while Decart queues
         self.badge = w.HTML()
         self.timer = w.HTML(timer_html(0.0))
         self.stats = w.HTML(figures_html(figures({}, live=False)))
@@ -51,17 +51,17 @@ class Readout:
         self.errors_box = w.HTML()
         self.show_errors()
 
-    def on_event(self, event: str, payload: Any) -> None:
+    def on_event(self, event: str, payload: object) -> None:
         """One session event (see ControlPanel._on_event); returns at once."""
         if event == "connection_change":
-            self.show_state(payload)
+            self.show_state(str(payload))
             if payload == "generating":  # generating again after an error: the error is over
                 self.resolve_errors()
         elif event == "generation_change":  # a state was applied: what failed before is over
             self.resolve_errors()
         elif event == "call_error" and isinstance(payload, DecartNBError):
             self.add_error(payload, logged=True)  # the cell that called got the exception
-        elif event == "queue_position":
+        elif event == "queue_position" and isinstance(payload, QueuePosition):
             self._queue = payload  # shown on the badge until the session leaves `connecting`
             self.show_state(self._session.state)
         elif event == "generation_tick" and isinstance(payload, GenerationTick):

@@ -13,7 +13,7 @@ import ipywidgets as w
 __all__ = ["Section"]
 
 
-class Section(w.VBox):
+class Section(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VBox is Any
     """`Section("Camera", box, name="camera")`: closed unless `open_`; `expanded` reads and sets it."""
 
     def __init__(self, title: str, *children: w.Widget, name: str, open_: bool = False) -> None:
