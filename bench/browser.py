@@ -1,4 +1,4 @@
-"""Scenario 7: real Chromium through JupyterLab, with the camera widget (tests/browser/harness.py).
+"""Scenario 7: real Chromium through JupyterLab, with the camera widget (harness/lab.py).
 
 The fake camera plays a y4m clip whose frames carry their number in the luma. The page decodes
 the stamp of every frame its camera preview presents and of every frame the kernel's output
@@ -93,7 +93,7 @@ _MEASURE_JS = """async ([preview, output, seconds]) => {
 
 def browser_rows(short: bool) -> list[Row]:
     try:
-        from tests.browser.harness import (
+        from harness.lab import (
             JupyterLab,
             Playwright,
             launch_chromium,
@@ -101,7 +101,7 @@ def browser_rows(short: bool) -> list[Row]:
             write_stamped_clip,
         )
     except ImportError as exc:
-        return [_not_run(f"tests/browser/harness.py not usable ({exc})")]
+        return [_not_run(f"harness/lab.py not usable ({exc})")]
     seconds = 10.0 if short else 30.0
     try:
         with tempfile.TemporaryDirectory(prefix="decart-bench-") as tmp:

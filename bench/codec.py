@@ -1,7 +1,7 @@
 """Scenario `codec`: video over the comm on a shaped link with UDP blocked (issue 12).
 
-Real Chromium through JupyterLab (tests/browser/harness.py), the page <-> JupyterLab link shaped
-to 1 and 5 Mbit/s with every UDP packet dropped (tests/browser/shaping.py), so WebRTC cannot
+Real Chromium through JupyterLab (harness/lab.py), the page <-> JupyterLab link shaped
+to 1 and 5 Mbit/s with every UDP packet dropped (harness/shaping.py), so WebRTC cannot
 connect and the frames travel over the widget's comm: as VP8 (`transport="comm"`, the codec
 transport) beside JPEG (`transport="jpeg"`, the naive column), each in a fresh session.
 
@@ -239,16 +239,16 @@ def codec_rows(
     """Both transports at each rate, in one JupyterLab and one Chromium (`nodelay`: JupyterLab's
     websockets with TCP_NODELAY, an experiment)."""
     try:
-        from tests.browser.harness import (
+        from harness.lab import (
             JupyterLab,
             Playwright,
             launch_chromium,
             open_notebook,
             write_stamped_clip,
         )
-        from tests.browser.shaping import shaped_link
+        from harness.shaping import shaped_link
     except ImportError as exc:
-        return [_not_run(f"tests/browser not usable ({exc})")]
+        return [_not_run(f"harness/ not usable ({exc})")]
     seconds = 12.0 if short else 30.0
     rows: list[Row] = []
     try:

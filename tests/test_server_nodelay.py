@@ -1,6 +1,6 @@
 """decart_nb_server, the jupyter_server extension: kernel websockets get TCP_NODELAY.
 
-A real JupyterLab server (tests/browser/harness.py) with a kernel; the test opens the kernel's
+A real JupyterLab server (harness/lab.py) with a kernel; the test opens the kernel's
 websocket, then reads TCP_NODELAY from the server's own end of that connection: pidfd_getfd
 (Linux 5.6+) copies the server's socket into this process, no timing involved. With the extension
 disabled in the server's config the same socket has TCP_NODELAY off, so the check can fail.
@@ -26,7 +26,7 @@ import pytest
 import websocket
 
 from decart_nb_server import nodelay_connection_class
-from tests.browser.harness import JupyterLab
+from harness.lab import JupyterLab
 
 EXTENSION = "decart_nb_server"
 LOADED_LINE = "decart_nb_server: TCP_NODELAY on kernel websockets"

@@ -1,6 +1,6 @@
 """decart_nb_server's media relay: a websocket at {base_url}decart_nb/media/<port> <-> 127.0.0.1:<port>.
 
-A real JupyterLab server (tests/browser/harness.py) relays; the test plays both other parties: the
+A real JupyterLab server (harness/lab.py) relays; the test plays both other parties: the
 page (a websocket-client connection) and the kernel end (`FarEnd`, a TCP listener whose reader and
 writer threads keep both directions flowing, so a large frame cannot deadlock the test). Nothing
 sleeps: every wait is on a socket, a queue or an event, with a timeout.
@@ -21,7 +21,7 @@ import pytest
 import websocket
 
 from decart_nb_server import MAGIC, MAX_FRAME
-from tests.browser.harness import JupyterLab
+from harness.lab import JupyterLab
 from tests.test_server_nodelay import _server_nodelay
 
 WAIT_S = 30.0  # generous: the machine is small and shared

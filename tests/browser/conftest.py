@@ -1,4 +1,4 @@
-"""Every test module in tests/browser/ gets the harness fixtures (see harness.py)."""
+"""Every test module in tests/browser/ gets the harness fixtures (tests/browser/harness.py)."""
 
 from .harness import artifacts, chromium, clip, lab, lab_without_server, notebook, playwright
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .harness import JupyterLab, LabNotebook, open_notebook
+from harness.lab import JupyterLab, LabNotebook, open_notebook
 
 __all__ = ["PARTS", "Box", "clipped_by", "measure", "open_view", "overlaps", "page_overflow", "set_theme"]
 

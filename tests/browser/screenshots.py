@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .harness import REPO, JupyterLab, LabNotebook, Playwright, launch_chromium
+from harness.lab import REPO, JupyterLab, LabNotebook, Playwright, launch_chromium
+
 from .layout import open_view, scroll_to_view, set_theme
 
 __all__ = ["SHOTS", "main"]

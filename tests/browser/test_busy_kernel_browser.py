@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from .harness import JupyterLab, LabNotebook, open_notebook, relay_status
+from harness.lab import JupyterLab, LabNotebook, open_notebook, relay_status
 
 pytestmark = pytest.mark.browser
 

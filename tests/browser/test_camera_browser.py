@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from .harness import LabNotebook, launch_chromium, open_notebook, wait_element
+from harness.lab import LabNotebook, launch_chromium, open_notebook, wait_element
 
 pytestmark = pytest.mark.browser
 

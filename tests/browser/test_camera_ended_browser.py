@@ -13,8 +13,7 @@ import pytest
 
 from decart_nb.errors import ErrorCode
 from decart_nb.widgets.camera import CAMERA_ENDED_ADVICE
-
-from .harness import LabNotebook, wait_element
+from harness.lab import LabNotebook, wait_element
 
 pytestmark = pytest.mark.browser
 

@@ -18,8 +18,7 @@ import pytest
 
 from decart_nb.errors import ErrorCode
 from decart_nb.widgets.camera import CAMERA_ADVICE
-
-from .harness import LabNotebook, open_notebook, wait_element
+from harness.lab import LabNotebook, open_notebook, wait_element
 
 pytestmark = pytest.mark.browser
 

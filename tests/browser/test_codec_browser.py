@@ -44,9 +44,8 @@ from bench.codec import CanvasRun, measure_output
 from bench.runs import pct
 from decart_nb.widgets import socket_handshake as hs
 from decart_nb.widgets.media_socket import MAGIC, READY, framed
-
-from .harness import JupyterLab, LabNotebook, open_notebook, wait_element
-from .shaping import Shaping, shaped_link
+from harness.lab import JupyterLab, LabNotebook, open_notebook, wait_element
+from harness.shaping import Shaping, shaped_link
 
 pytestmark = pytest.mark.browser
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .harness import LabNotebook, open_notebook, wait_element
+from harness.lab import LabNotebook, open_notebook, wait_element
 
 pytestmark = pytest.mark.browser
 

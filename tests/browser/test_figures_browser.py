@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from decart_nb.figures import DASH, FIGURE_NAMES
-
-from .harness import LabNotebook, wait_element
+from harness.lab import LabNotebook, wait_element
 
 pytestmark = pytest.mark.browser
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from .harness import JupyterLab, LabNotebook
+from harness.lab import JupyterLab, LabNotebook
+
 from .layout import PARTS, Box, clipped_by, measure, open_view, overlaps, page_overflow, scroll_to_view
 
 pytestmark = pytest.mark.browser

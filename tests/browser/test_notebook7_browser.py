@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from .harness import JupyterLab, LabNotebook, wait_element
+from harness.lab import JupyterLab, LabNotebook, wait_element
+
 from .test_camera_browser import LIVE_FPS, OUTPUT, ROOT, band_diff, best_stats, grab
 from .test_panel_browser import EMPTY
 

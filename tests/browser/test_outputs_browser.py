@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import LabNotebook
+from harness.lab import LabNotebook
 
 pytestmark = pytest.mark.browser
 

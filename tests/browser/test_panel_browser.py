@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .harness import JupyterLab, LabNotebook
+from harness.lab import JupyterLab, LabNotebook
 
 pytestmark = pytest.mark.browser
 

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
+from harness.lab import REPO, JupyterLab, LabNotebook, open_notebook
 from tests.test_decart_notebook import STARTUP
-
-from .harness import REPO, JupyterLab, LabNotebook, open_notebook
 
 pytestmark = pytest.mark.browser
 

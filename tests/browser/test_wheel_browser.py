@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from harness.lab import JupyterLab, launch_chromium, open_notebook, wait_element
 from tests.wheel_build import BUNDLE, RATE_RULES, build_wheel, run, wheel_members
 
-from .harness import JupyterLab, launch_chromium, open_notebook, wait_element
 from .test_camera_browser import OUTPUT, ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]

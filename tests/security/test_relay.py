@@ -1,6 +1,6 @@
 """Attacks on decart_nb_server's media relay by a logged-in client (issue 19, item 6).
 
-A real JupyterLab server relays (tests/browser/harness.py, as in tests/test_server_relay.py). The
+A real JupyterLab server relays (harness/lab.py, as in tests/test_server_relay.py). The
 attacker holds the server's token: it may open relays, so what it must not do is make the server
 answer 500 with a traceback, or keep memory (beyond a bound while it holds connections, and none
 after it closed them). Memory is the server's resident size (/proc/<pid>/status): the server runs
@@ -25,7 +25,7 @@ import pytest
 import websocket
 
 from decart_nb_server.relay import MAGIC, MAX_FRAME, MAX_RELAYS
-from tests.browser.harness import JupyterLab
+from harness.lab import JupyterLab
 from tests.test_server_relay import WAIT_S, frame, recv
 
 MIB = 1 << 20

@@ -32,7 +32,7 @@ from ipywidgets.widgets.widget import _instances
 
 from decart_nb import DecartNBError, ErrorCode, Session, turn
 from decart_nb.widgets.camera import CameraWidget
-from tests.browser.harness import (
+from harness.lab import (
     JupyterLab,
     LabNotebook,
     artifacts,
