@@ -15,7 +15,7 @@ from PIL import Image
 
 from . import _loop, session_core
 from .checks import check_bool, check_choice, check_ice_servers, check_mapping
-from .engines import Engine, FrameEngine, FrameFunction, make_engine
+from .engines import Engine, FrameEngine, make_engine
 from .errors import DecartNBError, ErrorCode
 from .events import CallbackFailure, EventCallback, EventHub, EventRecord
 from .images import ImageInput, load_image
@@ -102,8 +102,7 @@ class Session:
         enhance = validate_enhance(enhance)
         checked = check_mapping("controls", controls)
         folder = check_out_dir(DEFAULT_OUT_DIR if out_dir is None else out_dir)
-        # make_engine checks at run time what a function is (and refuses what is none).
-        made = make_engine(cast("str | Engine | FrameFunction", engine), api_key=key, options=engine_options)
+        made = make_engine(engine, api_key=key, options=engine_options)
         if isinstance(made, FrameEngine):
             made.preserve_stamp = stamps if stamps is not None else session_core.named(source, "pattern")
         core = SessionCore(
