@@ -1,10 +1,10 @@
 """Every duration the kernel waits for, in one place (seconds).
 
 Modules import the names they use (`from .timeouts import SET_TIMEOUT_S`), so a test or a notebook
-can still shorten one for one module (`decart_nb.session.RECONNECT_GIVE_UP_S = 3`). The page's own
+can still shorten one for one module (`decart_nb.session_peers.RECONNECT_GIVE_UP_S = 3`). The page's own
 timings (reconnect backoff 1, 2, 4, 8, 8 s; answer 15 s; WebRTC connect 10 s; "auto" falls back to
-the comm when ICE has no working pair 1 s after the answer) are in widgets/static/camera.js,
-at the top; RECONNECT_GIVE_UP_S outlasts them.
+the codec link when ICE has no working pair 1 s after the answer) are in js/src/timing.ts;
+RECONNECT_GIVE_UP_S outlasts them.
 The Decart engine's (engines/decart/) mirror the limits of Decart's SDK, which times the calls itself.
 """
 

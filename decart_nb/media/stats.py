@@ -12,7 +12,7 @@ __all__ = ["PAGE_STATS", "StreamStats"]
 _WINDOW_S = 2.0
 _LATENCY_SAMPLES = 300
 _PAGE_FRESH_S = 5.0  # the page reports every 2 s: older figures are from a page that went away
-#: What the camera widget's page reports (see camera.js samplePageStats), as `page_<name>`.
+#: What the camera widget's page reports (js/src/rtc_link.ts, samplePageStats), as `page_<name>`.
 PAGE_STATS = (
     "fps_sent",
     "fps_received",
