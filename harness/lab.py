@@ -4,16 +4,8 @@
 Everything here must run inside the loopback-only network namespace that `scripts/test` makes
 (see docs/testing.md). Two ways to use it:
 
-From pytest (the fixtures are re-exported by tests/browser/conftest.py, so any test module in
-tests/browser/ gets them):
-
-    clip       Path of a generated 1280x720 30 fps y4m with a frame stamp in the luma (module scope)
-    lab        a JupyterLab server in an isolated temp dir, with a token (module scope)
-    lab_without_server   the same with decart_nb_server turned off (module scope)
-    chromium   Chromium whose fake camera plays `clip`, camera granted (module scope)
-    notebook   a fresh notebook with an idle python3 kernel (per test); closed and its kernel shut
-               down afterwards
-    artifacts  artifacts/browser/ in the repo (gitignored), for screenshots
+From pytest, through the fixtures of tests/browser/harness.py (clip, lab, lab_without_server,
+chromium, notebook, artifacts):
 
     def test_something(notebook: LabNotebook) -> None:
         notebook.run_cell("import decart_nb; s = decart_nb.Session(source='camera'); s")
