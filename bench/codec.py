@@ -2,7 +2,7 @@
 
 Real Chromium through JupyterLab (harness/lab.py), the page <-> JupyterLab link shaped
 to 1 and 5 Mbit/s with every UDP packet dropped (harness/shaping.py), so WebRTC cannot
-connect and the frames travel over the widget's comm: as VP8 (`transport="comm"`, the codec
+connect and the frames travel over the widget's comm: as VP8 (`transport="codec"`, the codec
 transport) beside JPEG (`transport="jpeg"`, the naive column), each in a fresh session.
 
 The fake camera plays a clip whose frames carry their number in the luma (decart_nb.media.stamp).
@@ -203,8 +203,9 @@ def wait_live(nb: Any, transport: str, timeout: float = 40.0) -> None:
 
 
 def page_transport(asked: str) -> str:
-    """What the page's root says while `asked` runs (its `data-transport`)."""
-    return {"jpeg": "comm", "comm": "codec"}.get(asked, asked)
+    """What the page's root says while `asked` runs (its `data-transport`): the same word, and
+    "codec" for the deprecated spelling "comm"."""
+    return {"comm": "codec"}.get(asked, asked)
 
 
 def one_run(nb: Any, transport: str, seconds: float) -> CanvasRun:
@@ -234,7 +235,7 @@ def server_nodelay(on: bool) -> Iterator[None]:
 
 
 def codec_rows(
-    short: bool, transports: tuple[str, str] = ("comm", "jpeg"), nodelay: bool = False
+    short: bool, transports: tuple[str, str] = ("codec", "jpeg"), nodelay: bool = False
 ) -> list[Row]:
     """Both transports at each rate, in one JupyterLab and one Chromium (`nodelay`: JupyterLab's
     websockets with TCP_NODELAY, an experiment)."""
@@ -295,8 +296,8 @@ def _rows(rate: int, codec: CanvasRun, jpeg: CanvasRun, nodelay: bool = False) -
             scenario,
             "frames travel over",
             "-",
-            codec.stats.get("transport_pipe", "comm"),
-            jpeg.stats.get("transport_pipe", "comm"),
+            codec.stats.get("pipe") or "comm",
+            jpeg.stats.get("pipe") or "comm",
         ),
         Row(scenario, "glass-to-glass p50 (ms)", "-", pct(codec.latency_ms, 50), pct(jpeg.latency_ms, 50)),
         Row(scenario, "glass-to-glass p95 (ms)", "-", pct(codec.latency_ms, 95), pct(jpeg.latency_ms, 95)),
