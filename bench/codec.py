@@ -41,7 +41,7 @@ __all__ = [
 
 RATES_KBIT = (1000, 5000)
 CODEC_NOTE = (
-    "Scenario 8: the decart_nb column is VP8 over the comm (transport 'comm' = codec), the naive "
+    "Scenario 8: the decart_nb column is VP8 over the comm (transport 'codec'), the naive "
     "column JPEG over the comm (transport 'jpeg'),\nthe page <-> JupyterLab link shaped (both "
     "directions share the rate), UDP dropped; fps = output frames the page showed with a new stamp."
 )
