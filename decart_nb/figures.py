@@ -5,7 +5,7 @@ status line, so both show the same numbers under the same names.
 text, hover title). Whenever the session is not live (disconnected, connecting, reconnecting)
 every value is a dash: a number left over from an earlier connection would read as current.
 The panel renders the list as cells (panel/live.py), the camera widget sends it to its page as
-the `figures` trait, which camera.js shows as-is.
+the `figures` trait, which the page (js/src/figures.ts) shows as-is.
 """
 
 from __future__ import annotations

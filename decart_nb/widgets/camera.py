@@ -1,6 +1,6 @@
 """The video widget: the page's camera goes to the kernel over WebRTC, the output comes back.
 
-The page (static/camera.js) owns the camera and the RTCPeerConnection; the kernel answers its
+The page (js/src) owns the camera and the RTCPeerConnection; the kernel answers its
 offers through the widget's SessionPort (`answer_async`, on the media loop). State the page
 renders travels as synced traits, each with one writer (this class); events travel as custom
 messages, whose schema is in

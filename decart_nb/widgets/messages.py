@@ -1,8 +1,8 @@
-"""The custom messages between the page (static/camera.js) and the kernel: the kernel's side.
+"""The custom messages between the page (js/src) and the kernel: the kernel's side.
 
 Every message is a JSON object with a `type`; a frame's JPEG or VP8 chunk travels as its one buffer.
 State the page renders (connection state, size, mirror, stats, last error) travels as synced traits
-of the CameraWidget instead. The page's side of this schema is camera.js's PAGE_MESSAGES and
+of the CameraWidget instead. The page's side of this schema is js/src/schema.ts's PAGE_MESSAGES and
 KERNEL_MESSAGES tables; tests/test_messages.py checks that both sides name the same messages with
 the same fields (PAGE_MESSAGES and KERNEL_MESSAGES here).
 

@@ -8,7 +8,7 @@ nothing on another one; the role names keep one side's proof from passing for th
 port the page asked the relay for is in both, so a listener on another port that relays the
 handshake to the real one (a neighbour on a port the page should not have used) fails it.
 
-The page's side (static/camera.js) computes the same HMAC-SHA256 with its own SHA-256, since a page
+The page's side (js/src/proof.ts, sha256.ts) computes the same HMAC-SHA256 with its own SHA-256, since a page
 served over plain http on a LAN host has no `crypto.subtle`.
 """
 
