@@ -32,15 +32,8 @@ from ipywidgets.widgets.widget import _instances
 
 from decart_nb import DecartNBError, ErrorCode, Session, turn
 from decart_nb.widgets.camera import CameraWidget
-from harness.lab import (
-    JupyterLab,
-    LabNotebook,
-    artifacts,
-    chromium,
-    clip,
-    open_notebook,
-    playwright,
-)
+from harness.lab import JupyterLab, LabNotebook, open_notebook
+from tests.browser.harness import artifacts, chromium, clip, playwright
 from tests.security.test_api_key import capture_locals, ipython_verbose, stack_data_variables
 from tests.test_notebooks import kernel_name
 from tests.test_turn import FakeProvider, cloudflare_answer, provider
