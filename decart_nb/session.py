@@ -17,14 +17,12 @@ from . import _loop, session_core
 from .checks import check_bool, check_choice, check_ice_servers, check_mapping
 from .engines import Engine, FrameEngine, make_engine
 from .errors import DecartNBError, ErrorCode
-from .events import CallbackFailure, EventCallback, EventHub, EventRecord
+from .events import CallbackFailure, EventCallback, EventRecord
 from .images import ImageInput, load_image
 from .media.sources import check_source
 from .models import ModelSpec, realtime
 from .outputs import DEFAULT_OUT_DIR, check_out_dir, save_png
-from .pipeline import Pipeline
 from .rtc.peer import CODECS, ice_servers_from
-from .rtc.peers import PeerSet
 from .secret_key import SecretKey, hidden
 from .session_apply import Applier
 from .session_calls import reported
@@ -368,19 +366,3 @@ class Session:
         WAIT_TIMEOUT after `timeout` seconds, NOT_CONNECTED if the session is disconnected
         while waiting for another state, INVALID_INPUT for an unknown state."""
         self._outputs.wait_until(state, timeout)
-
-    # -- internals others' tests and tools read (private: not in a user's tab completion) ---
-    @property
-    def _events(self) -> EventHub:
-        return self._core.events
-
-    @property
-    def _pipeline(self) -> Pipeline | None:
-        return self._core.pipeline
-
-    @property
-    def _peer_set(self) -> PeerSet:
-        return self._peers.peer_set
-
-    def _mirror_now(self) -> bool:
-        return self._core.mirror_now()

@@ -79,7 +79,7 @@ def test_the_kernel_sends_vp8_through_its_encoder_and_h264_through_aiortcs(codec
             peer = BrowserPeer(codec=codec)
             await peer.connect(session)
             await peer.wait_frames(10)
-            (kernel_peer,) = session._peer_set.peers
+            (kernel_peer,) = session._peers.peer_set.peers
             senders = [s for s in kernel_peer.pc.getSenders() if s.track is not None]
             encoder = senders[0]._RTCRtpSender__encoder  # type: ignore[attr-defined]
             assert isinstance(encoder, OutputVp8Encoder) is ours

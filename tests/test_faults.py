@@ -165,7 +165,7 @@ def test_a_peer_that_vanishes_without_goodbye_reports_reconnecting_and_a_new_off
         first = camera()
         await first.connect(session)
         assert await until(lambda: session.state == "generating")
-        lost = session._peer_set.camera
+        lost = session._peers.peer_set.camera
         start = time.monotonic()
         if how == "transport-killed":
             kill_transport(first)
@@ -179,7 +179,10 @@ def test_a_peer_that_vanishes_without_goodbye_reports_reconnecting_and_a_new_off
         await second.connect(session)
         await second.wait_frames(10)
         assert await until(lambda: session.state == "generating")
-        assert session._peer_set.peers == {session._peer_set.camera} and lost not in session._peer_set.peers
+        assert (
+            session._peers.peer_set.peers == {session._peers.peer_set.camera}
+            and lost not in session._peers.peer_set.peers
+        )
         await first.close()
         await asyncio.to_thread(session.disconnect)
         await second.close()
@@ -218,7 +221,9 @@ def test_an_offer_whose_candidates_cannot_connect_leaves_the_session_usable(noth
             await good.connect(session)
             await good.wait_frames(10)
             assert await until(lambda: session.state == "generating")
-            assert len(session._peer_set.peers) == 1  # the unconnectable peer was closed, not left trying
+            assert (
+                len(session._peers.peer_set.peers) == 1
+            )  # the unconnectable peer was closed, not left trying
             await asyncio.to_thread(session.disconnect)
             await good.close()
         finally:
@@ -460,7 +465,7 @@ def test_ctrl_c_during_snapshot_leaves_no_waiter_and_the_session_usable(
 
     engine.fn = stalls
     session.set_prompt("stall")
-    pipeline = session._pipeline
+    pipeline = session._core.pipeline
     assert pipeline is not None
     start = time.monotonic()
     fired = interrupt_when(lambda: bool(pipeline.broadcast._frame_waiters))

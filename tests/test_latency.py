@@ -25,7 +25,7 @@ def answer_with(session: Session) -> Callable[[str], Any]:
 
 
 def kernel_jitter_buffer(session: Session) -> Any:
-    peer = session._peer_set.camera
+    peer = session._peers.peer_set.camera
     assert peer is not None
     receiver = next(t.receiver for t in peer.pc.getTransceivers() if t.kind == "video")
     return getattr(receiver, jitter._BUFFER_ATTR)

@@ -678,7 +678,7 @@ def test_page_messages_over_the_socket_reach_their_handlers(
         wire.send(encode_message(content))
     assert wait_until(lambda: "reconnecting" in states, timeout=5), states
     assert widget.camera["label"] == "Front" and widget.devices == cams
-    assert wait_until(s._mirror_now, timeout=5), "the camera's facing mode did not reach the session"
+    assert wait_until(s._core.mirror_now, timeout=5), "the camera's facing mode did not reach the session"
     assert widget.active_transport == "codec"
     assert s.errors and s.errors[-1].code == ErrorCode.CAMERA_BUSY
     stats = s.stats

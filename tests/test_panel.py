@@ -315,7 +315,7 @@ def test_the_badge_has_a_text_and_a_class_per_state() -> None:
     panel = s.panel
     seen = {}
     for state in STATES:
-        s._events.emit("connection_change", state)  # what the Session emits on each transition
+        s._core.events.emit("connection_change", state)  # what the Session emits on each transition
         assert state in panel.badge.value
         classes = [c for c in panel.badge._dom_classes if c.startswith("dnb-state-")]
         assert classes == [f"dnb-state-{state}"]
@@ -338,7 +338,7 @@ def test_after_a_camera_failure_the_badge_says_the_session_waits_for_a_camera() 
         port_of(s).report_error(DecartNBError(ErrorCode.CAMERA_PERMISSION_DENIED, "denied"))
         assert wait_until(lambda: "connecting: no camera" in panel.badge.value)
         assert "CAMERA_PERMISSION_DENIED" in panel.badge.value  # the badge's title says why
-        s._events.emit("connection_change", "connected")  # the camera worked on a retry
+        s._core.events.emit("connection_change", "connected")  # the camera worked on a retry
         assert wait_until(lambda: "no camera" not in panel.badge.value and "connected" in panel.badge.value)
     finally:
         panel.close()
@@ -354,15 +354,15 @@ def test_while_decart_queues_the_badge_shows_the_place_and_the_expected_wait() -
     clock = QueueClock()
     try:
         assert wait_until(lambda: "connecting" in panel.badge.value)
-        s._events.emit(
+        s._core.events.emit(
             "queue_position", s._life.queue_clock.update(5, 9)
         )  # as the Decart engine's is told, at t=0 s
         assert wait_until(lambda: "connecting: queue 5 of 9<" in panel.badge.value)  # no wait known yet
-        s._events.emit("queue_position", clock.update(5, 9, now=0.0))
-        s._events.emit("queue_position", clock.update(3, 9, now=20.0))  # 10 s a place, 3 to go
+        s._core.events.emit("queue_position", clock.update(5, 9, now=0.0))
+        s._core.events.emit("queue_position", clock.update(3, 9, now=20.0))  # 10 s a place, 3 to go
         assert wait_until(lambda: "queue 3 of 9 · about 0:30" in panel.badge.value)
         assert "Decart" in panel.badge.value  # the title says what it waits for
-        s._events.emit("connection_change", "connected")  # the session started: the queue is gone
+        s._core.events.emit("connection_change", "connected")  # the session started: the queue is gone
         assert wait_until(lambda: "queue" not in panel.badge.value and "connected" in panel.badge.value)
     finally:
         panel.close()
@@ -635,9 +635,9 @@ def test_stats_are_pushed_to_the_panel_and_closing_stops_listening(no_leaked_thr
         # Numbers appear without the panel starting a thread of its own: the loop pushes them.
         assert wait_until(lambda: figure_values(panel).get("fps in", "–") != "–", timeout=15)
         assert {t.name for t in threading.enumerate()} - before == set()
-        assert panel._on_event in s._events._watchers
+        assert panel._on_event in s._core.events._watchers
         panel.close()
-        assert panel._on_event not in s._events._watchers
+        assert panel._on_event not in s._core.events._watchers
         assert s.panel is not panel  # displaying the session again builds a fresh panel
         s.panel.close()
 
@@ -685,9 +685,9 @@ def test_the_panels_figures_are_the_status_lines_and_clear_when_not_live(
         assert {value for _, value, _ in widget.figures} == {"–"}
         assert "0:00" in panel.timer.value
         # A drop: the stats of a moment ago, then `reconnecting` (disconnected, no stats follow).
-        s._events.emit("stats", live)
+        s._core.events.emit("stats", live)
         assert figure_values(panel)["fps out"] != "–"
-        s._events.emit("connection_change", "reconnecting")
+        s._core.events.emit("connection_change", "reconnecting")
         assert set(figure_values(panel).values()) == {"–"}
         assert {value for _, value, _ in widget.figures} == {"–"}
         panel.close()
@@ -707,7 +707,7 @@ def test_errors_are_marked_resolved_once_a_good_state_is_applied(
     port_of(s).report_error(DecartNBError(ErrorCode.NOT_CONNECTED, "dropped"))  # a newer error is not
     assert wait_until(lambda: panel.errors_box.value.count("<li>") == 1)
     assert panel.errors_box.value.index(ErrorCode.NOT_CONNECTED) < panel.errors_box.value.index("resolved")
-    s._events.emit("connection_change", "generating")  # generating again after it
+    s._core.events.emit("connection_change", "generating")  # generating again after it
     assert panel.errors_box.value.count("dnb-error-resolved") == 2
 
 
@@ -715,7 +715,7 @@ def test_an_error_a_cell_raised_is_listed_with_its_code_once() -> None:
     s = Session(source="pattern")
     panel = s.panel
     error = DecartNBError(ErrorCode.MODEL_NOT_FOUND, "no such model")
-    s._events.emit("call_error", error)  # what Session's public methods emit when they raise
+    s._core.events.emit("call_error", error)  # what Session's public methods emit when they raise
     assert ErrorCode.MODEL_NOT_FOUND in panel.errors_box.value and "no such model" in panel.errors_box.value
     panel.readout.add_error(error)  # the same failure again (a view that also shows its own)
     assert panel.errors_box.value.count("<li>") == 1

@@ -76,7 +76,7 @@ def test_the_error_list_shows_and_opens_when_an_error_arrives() -> None:
     try:
         errors = panel.sections["errors"]
         assert errors.layout.display == "none" and not errors.expanded  # nothing to show
-        s._events.emit("error", DecartNBError(ErrorCode.ENGINE_ERROR, "it broke"))
+        s._core.events.emit("error", DecartNBError(ErrorCode.ENGINE_ERROR, "it broke"))
         assert wait_until(lambda: errors.expanded and errors.layout.display is None)
         assert "it broke" in panel.errors_box.value
         errors.expanded = False  # a person closes it; the list stays
@@ -128,7 +128,7 @@ def test_the_view_is_laid_out_by_css_alone(state: str) -> None:
     s = Session(source="pattern")
     try:
         view = session_view(s)
-        s._events.emit("connection_change", state)
+        s._core.events.emit("connection_change", state)
         for part in (view, *view.children):
             assert part.layout.width is None and part.layout.flex is None and part.layout.flex_flow is None
         assert "dnb-view" in view._dom_classes and "dnb-video" in view.children[0]._dom_classes

@@ -415,7 +415,7 @@ def test_timed_out_snapshots_leave_no_waiters_behind() -> None:
     with Session(source="pattern", engine=stalls) as s:
         s.snapshot(timeout=10)
         s.set_prompt("stall")
-        pipeline = s._pipeline
+        pipeline = s._core.pipeline
         assert pipeline is not None
         try:
             for _ in range(300):
@@ -513,7 +513,7 @@ def _after(seen: list[tuple[float, int | None]], stamp: int) -> int:
 
 
 def test_an_interrupted_record_stops_recording(session: Session, tmp_path: Path, ctrl_c_raises: None) -> None:
-    pipeline = session._pipeline
+    pipeline = session._core.pipeline
     assert pipeline is not None
     subscribers = len(pipeline.broadcast._subscribers)
     start = time.monotonic()
@@ -570,7 +570,7 @@ def test_record_to_an_unwritable_path_is_a_coded_error_and_the_stream_goes_on(
         assert time.monotonic() - start < 4  # fails up front, not after recording
     assert session.generation is before
     assert session.state == "generating" and keeps_streaming(session)
-    assert len(session._pipeline.broadcast._subscribers) == 0  # type: ignore[union-attr]
+    assert len(session._core.pipeline.broadcast._subscribers) == 0  # type: ignore[union-attr]
 
 
 def test_images_too_big_or_corrupt_leave_the_stream_and_state_alone(session: Session) -> None:

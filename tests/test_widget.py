@@ -252,11 +252,11 @@ def test_the_cameras_facing_mode_drives_mirror_auto(
     camera: tuple[Session, CameraWidget, RecordingComm],
 ) -> None:
     s, widget, rec = camera
-    assert not s._mirror_now()
+    assert not s._core.mirror_now()
     rec.from_page({"type": "camera", "facingMode": "user", "label": "Front", "width": 1280, "height": 720})
-    assert wait_until(s._mirror_now, timeout=5)
+    assert wait_until(s._core.mirror_now, timeout=5)
     rec.from_page({"type": "camera", "facingMode": "environment", "label": "Back"})
-    assert wait_until(lambda: not s._mirror_now(), timeout=5)
+    assert wait_until(lambda: not s._core.mirror_now(), timeout=5)
     assert widget.camera["label"] == "Back"
 
 
@@ -381,9 +381,9 @@ def test_the_status_line_gets_the_panels_figures_and_dashes_when_not_live(comms:
         s.disconnect()
         assert set(live_figures().values()) == {"–"}
         # A drop: the stats of a moment ago, then `reconnecting` (disconnected: no stats follow).
-        s._events.emit("stats", live)
+        s._core.events.emit("stats", live)
         assert live_figures()["fps out"] != "–"
-        s._events.emit("connection_change", "reconnecting")
+        s._core.events.emit("connection_change", "reconnecting")
         assert set(live_figures().values()) == {"–"}
         s.widget.close()
 
@@ -408,7 +408,7 @@ def test_the_widgets_error_clears_once_a_good_state_is_applied(comms: list[Recor
         s.set_prompt("a good state")  # generation_change: the error no longer holds
         assert widget.error == {}
         port_of(s).report_error(DecartNBError(ErrorCode.NOT_CONNECTED, "dropped"))
-        s._events.emit("connection_change", "generating")  # generating again after it
+        s._core.events.emit("connection_change", "generating")  # generating again after it
         assert widget.error == {}
         widget.close()
 

@@ -250,7 +250,7 @@ def test_the_page_reconnects_by_itself_after_a_drop(camera_nb: LabNotebook) -> N
         "import decart_nb._loop as loop\n"
         "states = []\n"
         "s.on('connection_change', states.append)\n"
-        "loop.run(s._peer_set.camera.close(), timeout=10)  # what a network drop looks like to the page"
+        "loop.run(s._peers.peer_set.camera.close(), timeout=10)  # what a network drop looks like to the page"
     )
     wait_page(nb, "el.dataset.status === 'reconnecting'", timeout=20)
     wait_page(nb, "el.dataset.status === 'live' && el.dataset.state === 'generating'", timeout=40)
@@ -304,7 +304,7 @@ def test_leaving_the_page_closes_the_peer_and_the_session_winds_down(
     nb = open_notebook(chromium, lab, "leave.ipynb", artifacts)
     try:
         assert nb.wait_py("s.state == 'disconnected'", timeout=30), nb.py("s.state")
-        assert nb.py("s._peer_set.camera is None and not s._peer_set.peers")
+        assert nb.py("s._peers.peer_set.camera is None and not s._peers.peer_set.peers")
         assert_no_media_threads(nb)
     finally:
         nb.close()
@@ -434,7 +434,7 @@ def test_auto_falls_back_to_the_comm_when_webrtc_cannot_connect(comm_nb: LabNote
     wait_page(nb, "el.dataset.transport === 'codec'", timeout=40)  # video over the comm (VP8)
     print(f"auto: fell back to the comm {time.monotonic() - start:.1f} s after the cell ran")
     assert_live_over_the_comm(nb, "comm-fallback", "codec")
-    assert nb.py("len(s._peer_set.peers)") == 0  # the failed WebRTC attempt was closed in the kernel
+    assert nb.py("len(s._peers.peer_set.peers)") == 0  # the failed WebRTC attempt was closed in the kernel
     assert nb.py("[e.code for e in s.errors]") == []
     nb.run_cell("s.disconnect()")
     assert_no_media_threads(nb)

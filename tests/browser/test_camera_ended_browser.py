@@ -73,7 +73,7 @@ def test_a_camera_that_ends_mid_stream_is_reported_and_try_again_restarts_it(not
     wait_page(nb, LIVE, timeout=40)
     wait_page(nb, "el.dataset.errorCode === ''", timeout=10)  # the new camera clears the error
     assert nb.wait_py(f"s.stats.get('frames_in', 0) > {frames} + 30", timeout=15), nb.py("s.stats")
-    assert nb.py("len(s._peer_set.peers)") == 1  # the idle peer was replaced, not added to
+    assert nb.py("len(s._peers.peer_set.peers)") == 1  # the idle peer was replaced, not added to
     broken = [line for line in nb.console if any(b in line for b in BROKEN)]
     assert broken == [], broken
     nb.run_cell("s.disconnect()")

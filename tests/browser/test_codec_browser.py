@@ -137,7 +137,7 @@ def test_auto_picks_the_codec_transport_within_2_s_when_udp_is_blocked(
     assert 0 < took <= AUTO_PICK_S, f"'auto' took {took:.2f} s to pick the codec transport"
     assert nb.wait_py("s.widget.active_transport == 'codec'", timeout=10), nb.py("s.widget.active_transport")
     wait_page(nb, "el.dataset.status === 'live'", timeout=20)
-    assert nb.py("len(s._peer_set.peers)") == 0  # the WebRTC attempt was closed in the kernel
+    assert nb.py("len(s._peers.peer_set.peers)") == 0  # the WebRTC attempt was closed in the kernel
     wait_page(nb, "el.dataset.pipe === 'socket'", timeout=10)  # the relay carries the chunks
     assert nb.wait_py("s.stats.get('pipe') == 'socket'", timeout=10), nb.py("s.stats")
     assert nb.py("[e.code for e in s.errors]") == []

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = ".decart-camera"
 # The kernel's view of the page's camera: its peers, and the camera frames that reach the model.
-PEERS = "len(s._peer_set.peers)"
+PEERS = "len(s._peers.peer_set.peers)"
 FRAMES_IN = "s.stats.get('frames_in', 0)"
 START = (
     "from decart_nb import Session\n"
