@@ -322,7 +322,7 @@ class Session:
             self._applier.apply(lambda s: (text, picture, flag, s.controls), SET_TIMEOUT_S, "image", name)
 
     @reported
-    def set_controls(self, **controls: float) -> None:
+    def set_controls(self, /, **controls: float) -> None:
         """Set engine controls (e.g. the local model's `strength`); prompt and image stay."""
         checked = self._core.engine.check_controls(controls)
         self._applier.apply(
