@@ -29,6 +29,7 @@ from .stamp import write_stamp
 
 __all__ = [
     "ArrayTrack",
+    "Feed",
     "FileTrack",
     "ImageTrack",
     "PacedTrack",
@@ -38,6 +39,14 @@ __all__ = [
 ]
 
 _END = object()
+
+
+class Feed:
+    """A source fed by another pipeline in this kernel (a comparison's shared input): `open()`
+    gives a fresh track each time a session connects. Subclassed by what feeds it."""
+
+    def open(self) -> MediaStreamTrack:
+        raise NotImplementedError
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".y4m", ".m4v", ".gif"}
 
 
@@ -222,10 +231,13 @@ class FileTrack(PacedTrack):
 
 
 def check_source(source: object) -> str:
-    """What kind of source this is ("camera", "pattern", "device", "video", "image", "iterator"),
+    """What kind of source this is ("camera", "pattern", "device", "video", "image", "iterator",
+    "feed"),
     or INVALID_INPUT; cheap (nothing is decoded or opened), so the Session checks it first."""
     if isinstance(source, str) and source in ("camera", "pattern"):
         return source
+    if isinstance(source, Feed):
+        return "feed"
     if device_path(source) is not None:
         check_device(cast(str, source))  # a missing camera says so here, with its own code
         return "device"
@@ -276,6 +288,8 @@ async def make_source(source: object, spec: ModelSpec) -> MediaStreamTrack | Non
         return None
     if kind == "pattern":
         return PatternTrack(w, h, fps)
+    if kind == "feed":
+        return cast(Feed, source).open()
     if kind == "device":  # opened in the loop's executor: a camera can take a while to start
         return await make_device_track(cast(str, source), w, h, fps)
     if isinstance(source, (Image.Image, np.ndarray)):
