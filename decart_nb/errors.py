@@ -42,6 +42,9 @@ class ErrorCode:
     # Decart ended the server session (e.g. its time limit, reason "timeout"); data["reason"] says
     # why. No new (billed) session starts unless asked (engine_options restart_billed_session).
     SESSION_ENDED = "SESSION_ENDED"
+    # An experiment tracker (MLflow, W&B, a callable) failed to log; the run folder still holds
+    # everything, so a sweep goes on and says so at the end.
+    TRACKER_ERROR = "TRACKER_ERROR"
 
 
 # Older SDKs reported every realtime failure as WEB_RTC_ERROR; users may still filter on it.
