@@ -20,25 +20,37 @@ import inspect
 import numbers
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from .checks import check_bool, check_number
+from .checks import check_bool, check_mapping, check_number
 from .engines.base import Engine
 from .errors import DecartNBError, ErrorCode
 from .images import ImageInput
 from .media.sources import check_source
+from .secret_key import SecretKey, hidden
 from .session import Session
 from .state import validate_enhance, validate_prompt
+from .sweeps.arm_lanes import run_arms
+from .sweeps.arm_specs import arm_identities, check_arms, check_plain_options
 from .sweeps.dispatch import Executor, default_inflight, dispatch, is_dask_client
 from .sweeps.items import Item, build_items
 from .sweeps.lanes import Lane, Outcome, RunSpec, close_lanes, run_item
 from .sweeps.measure import FRAME_TIMEOUT_S
 from .sweeps.progress import Progress
+from .sweeps.provenance import RunRecord, Subject, run_entry, safe_options
 from .sweeps.result import LABEL_HEIGHT, THUMB_WIDTH, SweepResult
 from .sweeps.rows import COLUMNS, Metrics, Row
+from .sweeps.run_tracker import RunTracker, check_tracker
 from .sweeps.runfolder import RunFolder
+
+if TYPE_CHECKING:
+    from .arms import Arm
+    from .comparison import Comparison
+
+# "mlflow", "wandb", a function fn(kind, data), or None (decart_nb/tracking's TrackerSpec).
+TrackerSpec = str | Callable[[str, Mapping[str, object]], None] | None
 
 __all__ = ["COLUMNS", "FRAME_TIMEOUT_S", "LABEL_HEIGHT", "THUMB_WIDTH", "SweepResult", "sweep"]
 
@@ -68,6 +80,11 @@ def sweep(
     executor: Executor | None = None,
     resume: bool = True,
     retry_failed: bool = False,
+    arms: Sequence[object] | None = None,
+    comparison: Comparison | None = None,
+    tracker: TrackerSpec = None,
+    engine_options: Mapping[str, object] | None = None,
+    api_key: str | None = None,
 ) -> SweepResult:
     """Run every (source, prompt, image, seed, repeat) combination and measure each.
 
@@ -75,39 +92,70 @@ def sweep(
     `seconds` (or until `frames` frames of the new state came out); snapshot; optionally record
     `record_seconds` of video; `metrics(snapshot, row)` may add columns. Rows are appended to
     `out_dir`/results.jsonl and results.csv as items finish; at the end results.csv (item order),
-    results.md and contact_sheet.png are written.
+    results.md and contact_sheet.png are written; run.json says what the run ran on (versions,
+    machine, models, engine options, times), one entry per run of the folder.
 
     - `sources`: several sources (clips, images, "pattern") as an axis; default `[source]`.
     - `seeds`, `repeats`: more axes; each (seed, repeat) is its own item and row.
+    - `arms`: engines/models/options compared on the same input (Arm, a model name, or a dict of
+      Arm's fields): each source opens one Comparison, every item sets all arms, one row per arm
+      (the `arm` column). `comparison`: sweep on a live Comparison you hold (it stays open).
     - `concurrency`: sessions at once (default 1; with `executor`, its worker count).
     - `executor`: a concurrent.futures Executor or a dask.distributed Client.
     - `resume`: skip items whose row is already in `out_dir` (failed ones too, unless
       `retry_failed`); `resume=False` starts over, setting earlier results aside (renamed
       `results.jsonl.previous`, then `.previous.1`, ...; never replaced or deleted).
+    - `tracker`: "mlflow", "wandb" or a function fn(kind, data): one tracker run per sweep, a
+      child per row; its failures never stop the sweep (`result.tracker_errors`, a warning).
+    - `engine_options`, `api_key`: as Session's (the key is never written anywhere).
 
     One run uses a folder at a time (a lock): a second sweep on a busy `out_dir` stops with
     FOLDER_BUSY; a resume from a damaged results.jsonl stops with INVALID_INPUT naming the line.
     - `session`: sweep over a connected session you have (e.g. the camera one); it stays open.
     - `progress`: True for a tqdm bar, "lines" for a printed line per item.
     """
+    key = hidden(api_key)  # at once: this frame is in every argument error's traceback
+    del api_key
     prompts = _prompt_list(prompts)
     images = _image_list(images)
     _check_args(prompts, images, seconds, frames, record_seconds)
     validate_enhance(enhance)
     _check_options(progress, repeats, metrics, resume, retry_failed)
-    source_list = _source_list(source, sources, session)
+    arm_list = check_arms(arms, comparison, session)
+    live = session if comparison is None else comparison.input
+    source_list = _source_list(source, sources, live)
     seed_list: list[int | None] = _seed_list(seeds)
-    inline = session is not None or any(check_source(s) == "iterator" for s in source_list)
-    workers = _check_concurrency(concurrency, executor, inline, engine)
-    if session is None:  # built (every argument checked) before out_dir is made; never connected
-        for s in source_list:
-            Session(model=model, engine=engine, source=s, controls=controls)
+    inline = live is not None or any(check_source(s) == "iterator" for s in source_list)
+    workers = _check_concurrency(concurrency, executor, inline or arm_list is not None, engine)
+    options = dict(check_mapping("engine_options", engine_options) or {}) or None
+    if key is not None and executor is not None:
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            "api_key= stays in this kernel: with an executor, set DECART_API_KEY on the workers instead",
+        )
+    check_plain_options(
+        arm_list,
+        {
+            "model": model != "lucy-latest",
+            "engine": engine != "local",
+            "engine_options": options,
+            "api_key": key,
+            "controls": controls,
+        },
+    )
+    check_tracker(tracker)
+    # Built (every argument checked) before out_dir is made; never connected.
+    built = _build(arm_list, comparison, session, source_list, model, engine, controls, options, key)
     out = _make_out_dir(out_dir)
     # Numbers as floats: seconds=1 and seconds=1.0 are the same measurement, so the same identity.
     settings = {"model": model, "engine": _engine_name(engine, session), "enhance": enhance}
     settings |= {"seconds": float(seconds), "frames": frames, "record_seconds": float(record_seconds)}
     settings |= {"controls": {k: float(v) for k, v in sorted(controls.items())} if controls else None}
-    items = build_items(prompts, images, _image_labels(images), source_list, seed_list, repeats, settings)
+    if options:  # only then: a plain sweep's keys stay those of folders written before the option
+        settings["engine_options"] = safe_options(options)
+    idents = arm_identities(arm_list)
+    labels = _image_labels(images)
+    items = build_items(prompts, images, labels, source_list, seed_list, repeats, settings, idents)
     folder = RunFolder(out, COLUMNS)
     with folder.locked():  # from the first read to the last write: one run at a time
         kept = _resume(folder, items, resume, retry_failed)
@@ -122,24 +170,48 @@ def sweep(
             record_seconds=float(record_seconds),
             metrics=metrics,
             single_source=len(source_list) == 1,
+            engine_options=options,
+            api_key=key,
         )
         todo = [item for item in items if item.key not in kept]
         rows = {key: row for key, row in kept.items()}
+        described = {"settings": settings, "resume": resume, "items": len(items), "skipped": len(kept)}
+        described |= {
+            "concurrency": workers,
+            "executor": None if executor is None else type(executor).__name__,
+        }
+        record = RunRecord(out, {"run_id": spec.run_id} | run_entry(built, live, described))
+        record.start()
+        tracking = RunTracker(
+            tracker, name=out.name, params=tracker_params(settings, arm_list, out), out_dir=out
+        )
         bar = Progress(progress, len(items), len(kept), sum(bool(r["error_code"]) for r in kept.values()))
 
-        def finished(outcome: Outcome) -> None:
+        def finished(outcome: Outcome) -> None:  # the caller's thread, whatever ran the item
             row = folder.store(outcome["row"], outcome["files"])  # files first, then the row
             rows[row["key"]] = row
             bar.update(row)
+            tracking.item(row)
 
+        status = "failed"
         try:
-            _run(todo, spec, finished, session=session, inline=inline, executor=executor, workers=workers)
+            if arm_list is not None or comparison is not None:
+                run_arms(todo, spec, finished, arms=arm_list, comparison=comparison)
+            else:
+                _run(todo, spec, finished, session=session, inline=inline, executor=executor, workers=workers)
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
         finally:
             bar.close()
+            if status != "finished":  # the folder keeps every finished row; run.json says how it ended
+                record.finish(status, rows_written=len(rows) - len(kept))
+                tracking.finish([record.path])
         result = SweepResult(
             rows=sorted(rows.values(), key=lambda r: r["index"]),
             out_dir=out,
-            grid_columns=len(images) * len(seed_list) * repeats,
+            grid_columns=len(images) * len(seed_list) * repeats * len(idents or [None]),
             skipped=len(kept),
         )
         for s in dict.fromkeys(item.source_label for item in items):
@@ -148,7 +220,53 @@ def sweep(
                 result.passthroughs[s] = path
         result.passthrough = next(iter(result.passthroughs.values()), None)
         result.save()
+        record.finish(status, rows_written=len(rows) - len(kept), failed=len(result.failed))
+        result.tracker_errors = tracking.finish([record.path, out / "results.csv", out / "contact_sheet.png"])
+        if result.tracker_errors:
+            record.finish(status, tracker_errors=[e.message for e in result.tracker_errors])
     return result
+
+
+def _build(
+    arms: list[Arm] | None,
+    comparison: Comparison | None,
+    session: Session | None,
+    sources: list[object],
+    model: str,
+    engine: str | Engine | Callable[..., object],
+    controls: dict[str, float] | None,
+    options: dict[str, object] | None,
+    key: SecretKey | None,
+) -> list[Subject]:
+    """The sessions (or comparisons) of every source, built to check them and never connected;
+    what run.json says the models and engines resolved to."""
+    if session is not None:
+        return [Subject(None, session.model.name, _engine_name(engine, session), session)]
+    if arms is not None:
+        from .comparison import compare  # imported when used: comparison imports this module
+
+        built = [comparison] if comparison is not None else [compare(arms, source=s) for s in sources]
+        return [
+            Subject(
+                a.name,
+                a.model,
+                a.engine,
+                built[0].arms[str(a.name)],
+                a.engine_options,
+                a.params() | {"engine_options": safe_options(a.engine_options or {})},
+            )
+            for a in arms
+        ]
+    made = [
+        Session(model=model, engine=engine, source=s, controls=controls, engine_options=options, api_key=key)  # type: ignore[arg-type]  # a SecretKey is taken as it is
+        for s in sources
+    ]
+    return [Subject(None, model, engine, made[0], options)]
+
+
+def tracker_params(settings: Mapping[str, object], arms: list[Arm] | None, out: Path) -> dict[str, object]:
+    """The sweep's parameters as the tracker run records them (no secret: settings hide them)."""
+    return dict(settings) | {"arms": None if arms is None else [a.name for a in arms], "out_dir": str(out)}
 
 
 # -- running ------------------------------------------------------------------------------------

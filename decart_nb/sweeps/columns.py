@@ -20,6 +20,7 @@ MEANING: dict[str, str] = {
     "prompt": "the item's prompt",
     "image": "the reference image's file name (none: no image)",
     "source": "the input the item ran on",
+    "arm": "the arm (its engine, model and options) that made the row (blank: a plain sweep, no arms)",
     "seed": "the seed (blank: no seeds were given)",
     "repeat": "which repeat of the combination",
     "enhance": "whether the prompt was enhanced",
@@ -31,6 +32,18 @@ MEANING: dict[str, str] = {
     "model_ms_p50": "the engine's own time per frame, median",
     "frames_out": "output frames made with the item's state",
     "frames_dropped": "input frames dropped (newest frame wins) while the item ran",
+    "generation_s": (
+        "generation seconds Decart billed while the item ran, from its generation ticks (whole "
+        "seconds, one tick a second): what the item cost (blank: an engine that bills nothing)"
+    ),
+    "queue_wait_s": (
+        "seconds the lane's session waited in Decart's queue, from its first queue position to "
+        "admission (0: not queued); lane-level: every row of a session carries its figure"
+    ),
+    "time_to_first_frame_ms": (
+        "from connect() to the lane's session's first output frame (the queue wait included); "
+        "lane-level: every row of a session carries its figure"
+    ),
     "mean_r": "mean red of the snapshot (0-255)",
     "mean_g": "mean green of the snapshot (0-255)",
     "mean_b": "mean blue of the snapshot (0-255)",
@@ -54,6 +67,11 @@ _NO_BASE = (
     "image (sweep(session=...) on a live session); a sweep that opens its own sessions fills it"
 )
 _MEASURED = ("first_frame_ms", "latency_ms_p50", "latency_ms_p95", "model_ms_p50", "frames_out")
+_LANE = ("generation_s", "queue_wait_s", "time_to_first_frame_ms")
+_NOT_BILLED = "an engine that bills nothing: only Decart's cloud reports generation ticks"
+_NOT_SEEN = (
+    "the sweep ran on a session connected before it (session= or comparison=): its connect was not seen"
+)
 _LOOKS = ("mean_r", "mean_g", "mean_b", "snapshot", "state_version")
 
 
@@ -70,10 +88,16 @@ def why_blank(row: Row, column: str) -> str | None:
         return "no clip: record_seconds was 0" if not failed else _FAILED
     if column == "seed":
         return "no seeds were given"
+    if column == "arm":
+        return "a plain sweep: no arms"
     if failed and (
-        column in _MEASURED + _LOOKS + ("fps_out", "diff_vs_passthrough") or column not in MEANING
+        column in _MEASURED + _LOOKS + _LANE + ("fps_out", "diff_vs_passthrough") or column not in MEANING
     ):
         return _FAILED
+    if column == "generation_s":
+        return _NOT_BILLED
+    if column in _LANE:
+        return _NOT_SEEN
     if column == "diff_vs_passthrough":
         return _NO_BASE
     if column == "fps_out":

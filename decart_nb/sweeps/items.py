@@ -35,11 +35,14 @@ class Item:
     seed: int | None
     repeat: int
     key: str  # the identity: a hash of everything that makes the result (see item_key)
+    arm: str | None = None  # the arm's name in an arms sweep (one item per combination and arm)
+    group: int = 0  # the combination's place: an arms sweep's items of one combination run together
 
     @property
     def stem(self) -> str:
         """File name stem of the item's snapshot/clip; the key part keeps repeats and resumed runs apart."""
-        return f"{self.index:02d}_{_slug(self.prompt or 'no-prompt')}_{_slug(self.label)}_{self.key[:8]}"
+        arm = "" if self.arm is None else f"_{_slug(self.arm)}"
+        return f"{self.index:02d}_{_slug(self.prompt or 'no-prompt')}_{_slug(self.label)}{arm}_{self.key[:8]}"
 
     def describe(self) -> dict[str, object]:
         """The item's axes as row values (also what a metrics hook is told)."""
@@ -49,6 +52,7 @@ class Item:
             "prompt": self.prompt or "",
             "image": self.label,
             "source": self.source_label,
+            "arm": self.arm,
             "seed": self.seed,
             "repeat": self.repeat,
         }
@@ -62,41 +66,53 @@ def build_items(
     seeds: Sequence[int | None],
     repeats: int,
     settings: Mapping[str, object],
+    arms: Sequence[tuple[str, Mapping[str, object]]] | None = None,
 ) -> list[Item]:
-    """Every combination, source-major (a session serves one source: fewer reconnections)."""
+    """Every combination, source-major (a session serves one source: fewer reconnections). With
+    `arms` ((name, identity) pairs), one item per combination and arm, the arms of a combination
+    next to each other; the arm's identity is part of the key, so a resumed run never takes
+    another arm's row (a plain sweep's keys are as before: older folders resume)."""
+    per_arm: Sequence[tuple[str | None, Mapping[str, object] | None]] = arms or [(None, None)]
     image_digests = [digest_image(i) for i in images]
     items: list[Item] = []
     seen: dict[str, int] = {}  # the same combination twice (a repeated prompt) is two items
+    group = -1
     for source in sources:
         src_digest, src_label = digest_source(source), source_label(source)
         for prompt in prompts:
             for image, label, img_digest in zip(images, labels, image_digests, strict=True):
                 for seed in seeds:
                     for repeat in range(repeats):
-                        ident: dict[str, object] = {
-                            "prompt": prompt,
-                            "image": img_digest,
-                            "source": src_digest,
-                        }
-                        ident |= {"seed": seed, "repeat": repeat}
-                        key = item_key(ident, settings)
-                        seen[key] = seen.get(key, -1) + 1
-                        if seen[key]:
-                            key = item_key(ident | {"occurrence": seen[key]}, settings)
-                        items.append(
-                            Item(
-                                len(items),
-                                prompt,
-                                image,
-                                label,
-                                source,
-                                src_label,
-                                src_digest,
-                                seed,
-                                repeat,
-                                key,
+                        group += 1
+                        for arm, arm_ident in per_arm:
+                            ident: dict[str, object] = {
+                                "prompt": prompt,
+                                "image": img_digest,
+                                "source": src_digest,
+                            }
+                            ident |= {"seed": seed, "repeat": repeat}
+                            if arm_ident is not None:
+                                ident["arm"] = arm_ident
+                            key = item_key(ident, settings)
+                            seen[key] = seen.get(key, -1) + 1
+                            if seen[key]:
+                                key = item_key(ident | {"occurrence": seen[key]}, settings)
+                            items.append(
+                                Item(
+                                    len(items),
+                                    prompt,
+                                    image,
+                                    label,
+                                    source,
+                                    src_label,
+                                    src_digest,
+                                    seed,
+                                    repeat,
+                                    key,
+                                    arm,
+                                    group,
+                                )
                             )
-                        )
     return items
 
 

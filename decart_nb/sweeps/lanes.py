@@ -22,9 +22,11 @@ from PIL import Image
 from .. import _loop
 from ..engines.base import Engine
 from ..errors import DecartNBError
+from ..secret_key import SecretKey
 from ..session import Session
 from ..session_port import port_of
 from .items import Item, _slug
+from .lane_figures import LaneFigures
 from .measure import FRAME_TIMEOUT_S, FrameLog, dropped, looks, settle, small, timings
 from .rows import COLUMNS, ITEM_FAULTS, METRICS_ERROR, Metrics, Row, error_row, new_row
 
@@ -60,6 +62,10 @@ class RunSpec:
     record_seconds: float
     metrics: Metrics | None
     single_source: bool
+    engine_options: dict[str, object] | None = None
+    # A SecretKey refuses to be pickled: a spec holding one runs in this process only (sweep()
+    # refuses api_key= with an executor; workers take DECART_API_KEY from their environment).
+    api_key: SecretKey | None = None
 
     def passthrough_name(self, source_label: str) -> str:
         return "passthrough.png" if self.single_source else f"passthrough_{_slug(source_label)}.png"
@@ -73,9 +79,15 @@ class Lane:
         self.source_id = source_id
         self.own = session is None
         self.session = session or Session(
-            model=spec.model, engine=spec.engine, source=source, controls=spec.controls
+            model=spec.model,
+            engine=spec.engine,
+            source=source,
+            controls=spec.controls,
+            engine_options=spec.engine_options,
+            api_key=spec.api_key,  # type: ignore[arg-type]  # a SecretKey is taken as it is
         )
         self.log = FrameLog()
+        self.figures = LaneFigures(self.session)
         self.failures: list[DecartNBError] = []
         self.reference: np.ndarray | None = None
         self.passthrough: bytes | None = None  # sent with the lane's first row
@@ -85,16 +97,23 @@ class Lane:
         self._close_lock = threading.Lock()
 
     def _watch(self, event: str, payload: object) -> None:
+        self.figures.watch(event, payload)
         if event == "error" and isinstance(payload, DecartNBError):  # a watcher, not on(): on()
             self.failures.append(payload)  # events are held while a cell runs
 
     def open(self) -> Lane:
         port_of(self.session).listen(self._watch)
         try:
-            self.session.connect()
+            picture: Image.Image | None = None
+            if self.session.state == "disconnected":  # not a caller's connected session: measured
+                self.figures.connecting()
+                self.session.connect()
+                self.figures.connected()
+                picture = self.session.snapshot(timeout=FRAME_TIMEOUT_S)  # at the first output frame
+                self.figures.first_frame()
             _loop.run(self.log.start(self.session), timeout=10)
             if self.session.generation.is_passthrough:  # the untouched input: diff_vs_passthrough's base
-                picture = self.session.snapshot(timeout=FRAME_TIMEOUT_S)
+                picture = picture or self.session.snapshot(timeout=FRAME_TIMEOUT_S)
                 self.reference, self.passthrough = small(picture), _png(picture)
         except BaseException:
             self.close()
@@ -125,6 +144,7 @@ class Lane:
             files[spec.passthrough_name(item.source_label)], self.passthrough = self.passthrough, None
         log.clear()
         first_failure, dropped0 = len(self.failures), dropped(session)
+        billed0 = self.figures.billed_seconds()
         t_set = time.perf_counter()
         try:
             session.set(prompt=item.prompt, image=item.image, enhance=spec.enhance)
@@ -147,6 +167,7 @@ class Lane:
             row |= looks(picture, self.reference)
             row |= _metrics(spec.metrics, picture, row)
         row["frames_dropped"] = dropped(session) - dropped0
+        row |= self.figures.row_figures(billed0)
         row["engine_errors"] = " ".join(sorted({e.code for e in self.failures[first_failure:]})) or None
         return {"row": row, "files": files}
 

@@ -43,6 +43,8 @@ class SweepResult:
     passthrough: Path | None = None  # the (first) source's untouched input
     passthroughs: dict[str, Path] = field(default_factory=dict)  # by source label
     skipped: int = 0  # rows taken from an earlier run of the same folder (resume)
+    #: The tracker's failures (TRACKER_ERROR): the rows and files are all in out_dir regardless.
+    tracker_errors: list[DecartNBError] = field(default_factory=list)
     _thumbs: dict[tuple[str, int], Image.Image] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:

@@ -10,7 +10,17 @@ from PIL import Image
 from ..errors import DecartNBError
 from .items import Item
 
-__all__ = ["COLUMNS", "ITEM_FAULTS", "Metrics", "Row", "error_row", "new_row", "row_problem"]
+__all__ = [
+    "ADDED_COLUMNS",
+    "COLUMNS",
+    "ITEM_FAULTS",
+    "Metrics",
+    "Row",
+    "error_row",
+    "new_row",
+    "row_problem",
+    "upgrade",
+]
 
 # A results row: a JSON object of the COLUMNS (their types in _KINDS) and a metrics hook's own
 # columns (any JSON value). Rows are read by column name, by this package and by users alike.
@@ -26,6 +36,7 @@ _KINDS: dict[str, tuple[tuple[type, ...], bool]] = {  # column: (allowed types, 
     "prompt": (_TEXT, False),
     "image": (_TEXT, False),
     "source": (_TEXT, False),
+    "arm": (_TEXT, True),
     "seed": ((int,), True),
     "repeat": ((int,), False),
     "enhance": ((bool,), False),
@@ -37,6 +48,9 @@ _KINDS: dict[str, tuple[tuple[type, ...], bool]] = {  # column: (allowed types, 
     "model_ms_p50": (_NUMBER, True),
     "frames_out": ((int,), True),
     "frames_dropped": ((int,), True),
+    "generation_s": (_NUMBER, True),
+    "queue_wait_s": (_NUMBER, True),
+    "time_to_first_frame_ms": (_NUMBER, True),
     "mean_r": (_NUMBER, True),
     "mean_g": (_NUMBER, True),
     "mean_b": (_NUMBER, True),
@@ -52,6 +66,9 @@ _KINDS: dict[str, tuple[tuple[type, ...], bool]] = {  # column: (allowed types, 
 }
 #: The columns of results.csv, in order (a metrics hook's columns follow them).
 COLUMNS = tuple(_KINDS)
+#: Columns added after run folders were first written (issue 23): a stored row without them is
+#: still a row (resume reads it as None), so folders written before them resume.
+ADDED_COLUMNS = ("arm", "generation_s", "queue_wait_s", "time_to_first_frame_ms")
 
 # Failures that are the item's own (its input, the user's metrics hook): a new session would fail
 # the same way, so they are recorded at once. Every other failure is the session's: it is replaced
@@ -80,6 +97,8 @@ def row_problem(row: object) -> str | None:
     if not isinstance(row, dict):
         return f"a row is a JSON object, not {_json_kind(row)}"
     for column, (kinds, nullable) in _KINDS.items():
+        if column not in row and column in ADDED_COLUMNS:
+            continue  # an older folder's row (upgrade() fills it in)
         if column not in row:
             return f"the column {column!r} is missing"
         value = row[column]
@@ -92,6 +111,13 @@ def row_problem(row: object) -> str | None:
     if not row["key"]:
         return "'key' is empty"
     return None
+
+
+def upgrade(row: Row) -> Row:
+    """A checked stored row with the columns added since it was written (None: not measured then)."""
+    for column in ADDED_COLUMNS:
+        row.setdefault(column, None)
+    return row
 
 
 def _json_kind(value: object) -> str:

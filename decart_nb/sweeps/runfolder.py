@@ -33,7 +33,7 @@ from filelock import BaseFileLock, FileLock, Timeout
 
 from ..errors import DecartNBError, ErrorCode
 from .folder_io import free_name, open_append, replace_file
-from .rows import Row, row_problem
+from .rows import Row, row_problem, upgrade
 
 __all__ = ["LOCK_FILE", "RESULTS_JSONL", "RunFolder"]
 
@@ -135,6 +135,7 @@ class RunFolder:
         problem = row_problem(row)
         if problem is not None:
             raise self._damaged(n, problem)
+        upgrade(row)  # a row written before the newer columns existed
         for column in FILE_COLUMNS:
             row[column] = self._inside(row[column], column, n)
         return row
