@@ -1,0 +1,259 @@
+"""compare(): arms on one shared input. The arms' checks and names, the fan-out (each arm its own
+frame, one stamp, a slow arm drops its own frames), set() on all or one arm, the view, and the
+three kinds of engine: local, a function, and Decart's (the real SDK against the fake server)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from decart_nb import DecartNBError, ErrorCode, _loop
+from decart_nb.arms import Arm, arms_from
+from decart_nb.comparison import Comparison, compare
+from decart_nb.fanout import Fanout, copy_frame
+from decart_nb.media.frames import FrameMeta, luma_view, meta_of
+from decart_nb.media.sources import PatternTrack
+from decart_nb.state import GenerationState
+from tests.helpers import mean_abs_diff, wait_until
+from tests.test_widget import comms
+
+__all__ = ["comms"]  # the recording-comm fixture, shared with test_widget.py
+
+
+# -- arms ---------------------------------------------------------------------------------------
+def test_arms_are_named_from_what_they_run_and_made_unique() -> None:
+    def my_model(frame: np.ndarray, state: GenerationState) -> np.ndarray:
+        return frame
+
+    arms = arms_from(
+        [
+            "lucy-latest",
+            Arm(prompt="anime"),
+            {"model": "lucy-2.5", "engine": "decart", "engine_options": {"speed": "fast"}},
+            Arm(engine=my_model),
+            Arm(name="mine", model="lucy-restyle-2"),
+        ]
+    )
+    assert [a.name for a in arms] == [
+        "lucy-latest",
+        "lucy-latest #2",
+        "lucy-2.5 fast decart",
+        "lucy-latest my_model",
+        "mine",
+    ]
+    assert arms_from("lucy-2.1")[0].name == "lucy-2.1"  # one arm alone
+
+
+@pytest.mark.parametrize(
+    ("arms", "code"),
+    [
+        ([], ErrorCode.INVALID_INPUT),
+        (["lucy-latest"] * 9, ErrorCode.INVALID_INPUT),
+        ([Arm(name="a"), Arm(name="a")], ErrorCode.INVALID_INPUT),
+        (["lucy-nope"], ErrorCode.MODEL_NOT_FOUND),
+        ([{"model": "lucy-latest", "speeed": "fast"}], ErrorCode.INVALID_INPUT),
+        ([Arm(prompt="")], ErrorCode.INVALID_INPUT),
+        ([Arm(enhance=1)], ErrorCode.INVALID_INPUT),  # type: ignore[arg-type]
+        (42, ErrorCode.INVALID_INPUT),
+    ],
+)
+def test_bad_arms_are_refused_with_their_code(arms: object, code: ErrorCode) -> None:
+    with pytest.raises(DecartNBError) as info:
+        compare(arms, source="pattern")
+    assert info.value.code == code
+
+
+def test_the_key_is_in_no_repr_and_no_params() -> None:
+    arm = arms_from([Arm(engine="decart", api_key="sk-very-secret", engine_options={"speed": "fast"})])[0]
+    assert "sk-very-secret" not in repr(arm)
+    assert "sk-very-secret" not in repr(arm.params())
+    assert arm.params()["engine_options"] == {"speed": "fast"}
+
+
+# -- the fan-out --------------------------------------------------------------------------------
+def _frame(n: int = 5) -> av.VideoFrame:
+    frame = _loop.run(PatternTrack(320, 180, 30).recv(), timeout=10)
+    frame.opaque = FrameMeta(t_in=123.0)
+    frame.pts = n * 3000
+    return frame
+
+
+def test_arms_sharing_a_frame_cannot_corrupt_each_other() -> None:
+    _loop.acquire()
+    try:
+        fanout = Fanout()
+        taps = [fanout.tap(), fanout.tap(), fanout.tap()]
+        source = _frame()
+        before = source.to_ndarray().copy()
+        _loop.run(_deliver(fanout, source), timeout=10)
+        got = [_loop.run(t.recv(), timeout=10) for t in taps]
+        assert len({id(f) for f in got}) == 3 and len({id(f.opaque) for f in got}) == 3
+        assert all(meta_of(f).t_in == 123.0 and f.pts == 5 * 3000 for f in got)  # one stamp for all
+        # What one arm does to its frame (its slot rebases pts, its engine writes metadata and
+        # pixels) the others never see.
+        first = got[0]
+        first.pts = 1
+        meta_of(first).version = 7
+        luma_view(first)[:] = 0
+        for other in got[1:]:
+            assert other.pts == 5 * 3000 and meta_of(other).version == -1
+            assert np.array_equal(other.to_ndarray(), before)
+        for t in taps:
+            t.stop()
+        assert fanout.taps == 0
+    finally:
+        _loop.release()
+
+
+async def _deliver(fanout: Fanout, frame: av.VideoFrame) -> None:
+    fanout.deliver(frame)
+
+
+def test_a_copy_keeps_pixels_without_row_padding() -> None:
+    frame = av.VideoFrame.from_ndarray(
+        np.random.default_rng(1).integers(0, 255, (270, 322, 3), np.uint8), "rgb24"
+    )
+    frame = frame.reformat(format="yuv420p")  # 322 wide: rows padded to the line size
+    copy = copy_frame(frame)
+    assert np.array_equal(copy.to_ndarray(), frame.to_ndarray())
+
+
+def test_a_slow_arm_drops_its_own_frames_and_never_holds_up_the_others() -> None:
+    def slow(frame: np.ndarray, state: GenerationState) -> np.ndarray:
+        time.sleep(0.25)
+        return frame
+
+    def quick(frame: np.ndarray, state: GenerationState) -> np.ndarray:
+        return frame
+
+    with compare([Arm(name="slow", engine=slow), Arm(name="quick", engine=quick)], "pattern") as cmp:
+        assert wait_until(lambda: cmp.stats["slow"].get("frames_out", 0) >= 4, timeout=30)
+        stats = cmp.stats
+    slow_stats, quick_stats = stats["slow"], stats["quick"]
+    # Both arms were offered the same frames; the slow one made few of them and dropped the rest.
+    assert quick_stats["frames_out"] > 3 * slow_stats["frames_out"]
+    assert slow_stats["frames_dropped"] > quick_stats["frames_dropped"]
+
+
+# -- a comparison -------------------------------------------------------------------------------
+def test_a_local_and_a_function_arm_transform_the_same_input(no_leaked_threads: None) -> None:
+    def invert(frame: np.ndarray, state: GenerationState) -> np.ndarray:
+        return 255 - frame
+
+    cmp = compare([Arm(name="local"), Arm(name="fn", engine=invert)], "pattern", prompt="film noir")
+    assert isinstance(cmp, Comparison) and list(cmp.arms) == ["local", "fn"]
+    with cmp:
+        assert wait_until(lambda: all(s == "generating" for s in cmp.state.values()), timeout=30)
+        shots = cmp.snapshot(timeout=10)
+        assert mean_abs_diff(shots["local"], shots["fn"]) > 20  # two engines, two outputs
+        stats = cmp.stats
+        assert set(stats) == {"local", "fn"}
+        # Latency counts from the shared input's stamp: a figure for each arm.
+        assert all(s["latency_ms_p50"] == s["latency_ms_p50"] for s in stats.values())
+        assert cmp.input.state == "connected" and cmp.input.stats["fps_out"] == 0  # nothing echoed
+    assert cmp.state == {"local": "disconnected", "fn": "disconnected"}
+    assert cmp.input.state == "disconnected"
+
+
+def test_set_reaches_every_arm_or_one_and_a_bad_value_none() -> None:
+    cmp = compare(["lucy-latest", Arm(name="b", prompt="anime")], "pattern", prompt="sketch")
+    assert [s.generation.prompt for s in cmp.arms.values()] == ["sketch", "anime"]
+    with cmp:
+        cmp.set(prompt="oil painting")
+        assert [s.generation.prompt for s in cmp.arms.values()] == ["oil painting", "oil painting"]
+        cmp.set(prompt="film noir", arm="b")
+        assert cmp["b"].generation.prompt == "film noir"
+        assert cmp["lucy-latest"].generation.prompt == "oil painting"
+        versions = [s.generation.version for s in cmp.arms.values()]
+        for bad in (
+            {"prompt": ""},
+            {"prompt": "x", "image": b"not an image"},
+            {},
+            {"prompt": "x", "enhance": 2},
+        ):
+            with pytest.raises(DecartNBError) as info:
+                cmp.set(**bad)  # type: ignore[arg-type]
+            assert info.value.code == ErrorCode.INVALID_INPUT
+        with pytest.raises(DecartNBError) as info:
+            cmp.set(prompt="x", arm="nope")
+        assert info.value.code == ErrorCode.INVALID_INPUT and "'b'" in info.value.message
+        assert [s.generation.version for s in cmp.arms.values()] == versions  # every arm untouched
+        cmp["b"].set_prompt("anime")  # an arm is an ordinary Session
+        assert cmp["b"].generation.prompt == "anime"
+
+
+# -- the view -----------------------------------------------------------------------------------
+def test_the_view_labels_each_arm_and_its_prompt_box_sets_all(comms: list[Any]) -> None:
+    from decart_nb.widgets.compare_view import compare_view
+
+    cmp = compare([Arm(name="a", prompt="anime"), Arm(name="b", prompt="sketch")], "pattern")
+    view = compare_view(cmp)
+    try:
+        assert set(view.cells) == {"a", "b"}
+        assert all(s.state != "disconnected" for s in cmp.arms.values())  # displaying connects
+        assert wait_until(lambda: "fps" in view.cells["a"].label.value, timeout=30)  # live figures
+        assert 'data-arm="a"' in view.cells["a"].label.value and "generating" in view.cells["a"].label.value
+        assert view.cells["b"].prompt.value == "sketch"
+        view.prompt_all.value = "oil painting"
+        assert wait_until(lambda: all(s.generation.prompt == "oil painting" for s in cmp.arms.values()))
+        assert wait_until(lambda: view.cells["a"].prompt.value == "oil painting")  # boxes follow
+        view.cells["b"].prompt.value = "film noir"  # one arm's own box
+        assert wait_until(lambda: cmp["b"].generation.prompt == "film noir")
+        assert cmp["a"].generation.prompt == "oil painting"
+        view.prompt_all.value = "\x00bad"
+        assert wait_until(lambda: "INVALID_INPUT" in view.note.value)  # shown, not raised
+        assert cmp["a"].generation.prompt == "oil painting"
+    finally:
+        view.close()
+        cmp.disconnect()
+
+
+# -- Decart's engine: the real SDK against the fake server ---------------------------------------
+@pytest.fixture
+def decart_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    pytest.importorskip("decart", reason='needs pip install "decart_nb[decart]"')
+    from tests.fakes.decart_server import FakeDecartServer, stub_livekit_room
+
+    _loop.acquire()
+    fake = _loop.run(FakeDecartServer().start(), timeout=10)
+    monkeypatch.setenv("DECART_REALTIME_BASE_URL", fake.url)
+    monkeypatch.delenv("DECART_API_KEY", raising=False)
+    try:
+        with stub_livekit_room(fake):
+            yield fake
+    finally:
+        _loop.run(fake.close(), timeout=10)
+        _loop.release()
+
+
+@pytest.mark.webrtc
+def test_decart_arms_and_a_local_one_on_one_input(decart_server: Any) -> None:
+    from tests.fakes.decart_server import VALID_KEY, state_colour
+
+    decart = {"engine": "decart", "api_key": VALID_KEY}
+    arms = [
+        {"model": "lucy-2.1", **decart},
+        {"model": "lucy-2.5", "engine_options": {"speed": "fast"}, "prompt": "anime", **decart},
+        Arm(name="here"),
+    ]
+    with compare(arms, "pattern", prompt="film noir") as cmp:
+        assert list(cmp.arms) == ["lucy-2.1 decart", "lucy-2.5 fast decart", "here"]
+        assert VALID_KEY not in repr(cmp) and VALID_KEY not in repr(cmp.specs)
+        assert len(decart_server.conns) == 2
+        assert {c.query["model"] for c in decart_server.conns} == {"lucy-2.1", "lucy-2.5"}
+
+        def shows(name: str, prompt: str) -> bool:
+            shot = np.asarray(cmp[name].snapshot(timeout=10)).reshape(-1, 3).mean(axis=0)
+            return bool(np.abs(shot - np.array(state_colour(prompt, None))).max() < 8)
+
+        assert wait_until(lambda: shows("lucy-2.1 decart", "film noir"), timeout=20)
+        assert wait_until(lambda: shows("lucy-2.5 fast decart", "anime"), timeout=20)
+        cmp.set(prompt="oil painting")  # every arm: both Decart sessions and the local one
+        assert wait_until(lambda: shows("lucy-2.1 decart", "oil painting"), timeout=20)
+        assert wait_until(lambda: shows("lucy-2.5 fast decart", "oil painting"), timeout=20)
+        assert cmp["here"].generation.prompt == "oil painting"
