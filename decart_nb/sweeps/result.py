@@ -90,12 +90,14 @@ class SweepResult:
     def to_markdown(self, relative_to: str | os.PathLike[str] | None = None) -> str:
         """A GitHub-flavoured table; snapshot links are made relative to `relative_to` if given.
         A blank measurement shows as a dash, and a footnote under the table says why."""
-        head = ["#", "prompt", "image", "first frame ms", "fps", "latency p50/p95 ms", "dropped"]
-        head += ["diff", "snapshot", "error"]
+        arms = self.has_arms
+        head = ["#", "prompt", "image", *(["arm"] if arms else []), "first frame ms", "fps"]
+        head += ["latency p50/p95 ms", "dropped", "diff", "snapshot", "error"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
             link = _link(r["snapshot"], relative_to)
-            cells = [r["index"], r["prompt"], r["image"], _shown(r, "first_frame_ms"), _shown(r, "fps_out")]
+            cells = [r["index"], r["prompt"], r["image"], *([r["arm"]] if arms else [])]
+            cells += [_shown(r, "first_frame_ms"), _shown(r, "fps_out")]
             cells += [_latency(r), _shown(r, "frames_dropped"), _shown(r, "diff_vs_passthrough")]
             cells += [f"[png]({link})" if link else BLANK, _error_text(r)]
             lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
@@ -104,6 +106,11 @@ class SweepResult:
             lines.append("")
             lines += [f"- **{_HEADER[c]}** {BLANK} {_md('; '.join(why))}" for c, why in notes.items()]
         return "\n".join(lines)
+
+    @property
+    def has_arms(self) -> bool:
+        """An arms sweep (its views show the arm of each row)."""
+        return any(r.get("arm") for r in self.rows)
 
     def blank_notes(self, columns: tuple[str, ...] | None = None) -> dict[str, list[str]]:
         """For each column (of `columns`, default all) with blank cells: why they are blank."""
@@ -124,14 +131,15 @@ class SweepResult:
 
     def _repr_html_(self) -> str:
         shown = self.rows[:HTML_LIMIT]
-        out = ["<table><thead><tr>", *(_th(h, key) for h, key in _HTML_HEAD), "</tr></thead><tbody>"]
+        arms = self.has_arms
+        heads = _HTML_HEAD[:4] + ((("arm", "arm"),) if arms else ()) + _HTML_HEAD[4:]
+        out = ["<table><thead><tr>", *(_th(h, key) for h, key in heads), "</tr></thead><tbody>"]
         for r in shown:
             thumb = self._thumb(r, 160)
             img = "" if thumb is None else f'<img src="data:image/jpeg;base64,{_jpeg_b64(thumb)}"/>'
             cells = [_td(r["index"]), f"<td>{img}</td>" if img else _td_blank(r, "snapshot")]
+            cells += [_td(r["prompt"]), _td(r["image"]), *([_td(r["arm"])] if arms else [])]
             cells += [
-                _td(r["prompt"]),
-                _td(r["image"]),
                 _td_value(r, "first_frame_ms"),
                 _td_value(r, "fps_out"),
             ]
@@ -163,7 +171,8 @@ class SweepResult:
     ) -> Image.Image:
         """A grid of labelled thumbnails (prompt, then image name; failed items show their code).
 
-        One row per prompt by default (columns = the number of images); each cell is
+        One row per prompt by default (columns = the number of images; in an arms sweep each
+        image's arms side by side, left to right in the order given, as in the live view); each cell is
         `thumb_width` x (thumb height + LABEL_HEIGHT), thumb height keeping the video's aspect.
         The first `limit` rows only (None: all of them).
         """
@@ -215,8 +224,9 @@ class SweepResult:
 
 # -- small helpers ------------------------------------------------------------------------------
 def _second_line(row: Row, varies: list[str]) -> str:
-    """The image's name, then the other axes that differ between rows (source, seed, repeat)."""
-    parts = [str(row["image"])]
+    """The arm (an arms sweep), the image's name, then the other axes that differ between rows
+    (source, seed, repeat)."""
+    parts = ([str(row["arm"])] if row.get("arm") else []) + [str(row["image"])]
     parts += [f"{row[a]}" if a == "source" else f"{a} {row[a]}" for a in varies]
     return " | ".join(parts)
 

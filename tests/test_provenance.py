@@ -1,0 +1,179 @@
+"""Provenance (issue 23): run.json per run folder, the cost and start-up columns (queue wait,
+generation seconds, time to first frame), older folders resuming, and no secret anywhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from decart_nb import GenerationTick, QueuePosition, __version__, _loop
+from decart_nb.experiments import sweep
+from decart_nb.sweeps.lane_figures import LaneFigures
+from decart_nb.sweeps.provenance import safe_options
+from decart_nb.sweeps.rows import ADDED_COLUMNS
+
+KEY = "sk-provenance-4f1b9c77e0"  # a key that must not show up in any file of the run folder
+
+
+def invert(frame: np.ndarray, state: object) -> np.ndarray:
+    return 255 - frame
+
+
+def _runs(out: Path) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = json.loads((out / "run.json").read_text())["runs"]
+    return runs
+
+
+def _no_trace(out: Path, secret: str, caplog: pytest.LogCaptureFixture) -> None:
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    assert secret not in caplog.text
+
+
+def test_run_json_says_what_the_run_ran_on_and_keeps_each_runs_entry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="decart_nb")
+    kwargs: dict[str, Any] = {
+        "engine": invert,
+        "seconds": 0,
+        "frames": 2,
+        "out_dir": tmp_path,
+        "api_key": KEY,
+    }
+    first = sweep(["a", "b"], **kwargs)
+    (run,) = _runs(tmp_path)
+    assert run["status"] == "finished" and run["started_at"] <= run["ended_at"]
+    assert run["decart_nb"] == __version__ and run["python"]["version"].count(".") == 2
+    assert {"aiortc", "av", "numpy", "pillow"} <= set(run["packages"])
+    assert run["machine"]["cpu_count"] >= 1 and run["machine"]["memory_bytes"] > 0
+    assert run["model"]["requested"] == "lucy-latest" and run["model"]["resolved"]["width"] == 1280
+    assert run["model"]["server_resolves_alias"] is True  # Decart resolves -latest on its side
+    assert run["engine"]["engine"] == "function:invert" and run["engine"]["billed"] is False
+    assert run["transport"] == {"mode": "headless", "transport": None, "pipe": None}
+    assert run["arms"] is None and run["rows_written"] == 2
+    # The lane-level figures on every row of a local run: no queue, a first frame, nothing billed.
+    assert all(r["queue_wait_s"] == 0.0 and r["generation_s"] is None for r in first.rows)
+    assert all(r["time_to_first_frame_ms"] > 0 and r["arm"] is None for r in first.rows)
+    again = sweep(["a", "b", "c"], **kwargs)  # resumed: its own entry after the first
+    runs = _runs(tmp_path)
+    assert [r["status"] for r in runs] == ["finished", "finished"]
+    assert runs[0] == run and (runs[1]["skipped"], runs[1]["rows_written"]) == (2, 1)
+    assert runs[1]["run_id"] != run["run_id"] and again.skipped == 2
+    _no_trace(tmp_path, KEY, caplog)
+
+
+def test_a_folder_written_before_the_new_columns_resumes(tmp_path: Path) -> None:
+    kwargs: dict[str, Any] = {"engine": invert, "seconds": 0, "frames": 2, "out_dir": tmp_path}
+    sweep(["a", "b"], **kwargs)
+    jsonl = tmp_path / "results.jsonl"
+    old = [
+        {k: v for k, v in json.loads(line).items() if k not in ADDED_COLUMNS}
+        for line in jsonl.read_text().splitlines()
+    ]
+    jsonl.write_text("".join(json.dumps(row) + "\n" for row in old))  # as an older decart_nb wrote it
+    result = sweep(["a", "b", "c"], **kwargs)
+    assert result.skipped == 2 and not result.failed
+    assert all(result.rows[0][c] is None for c in ADDED_COLUMNS)  # not measured then
+    assert result.rows[2]["time_to_first_frame_ms"] is not None
+    assert "generation_s" in result.blank_notes()
+
+
+def test_options_are_written_without_secrets() -> None:
+    options = {
+        "api_key": KEY,
+        "Token": "t0k",
+        "base_url": "wss://user:pw@api.example.com:8443/v1/stream?api_key=" + KEY,
+        "speed": "fast",
+        "resolution": "720p",
+        "sdk": object(),
+    }
+    safe = safe_options(options)
+    assert safe == {
+        "api_key": "***",
+        "Token": "***",
+        "base_url": "wss://api.example.com:8443/v1/stream",
+        "speed": "fast",
+        "resolution": "720p",
+        "sdk": "<object>",
+    }
+
+
+def test_lane_figures_count_the_queue_and_billed_ticks_across_server_sessions() -> None:
+    class Billing:
+        owns_connection_state = True
+
+    class Fake:
+        engine = Billing()
+
+    figures = LaneFigures(Fake())  # type: ignore[arg-type]
+    figures.connecting()
+    figures.watch("queue_position", QueuePosition(2, 3))
+    time.sleep(0.05)
+    figures.watch("queue_position", QueuePosition(1, 3))
+    figures.connected()
+    assert figures.queue_wait_s is not None and figures.queue_wait_s >= 0.05
+    for seconds in (1, 2):
+        figures.watch("generation_tick", GenerationTick(seconds))
+    before = figures.billed_seconds()
+    for seconds in (3, 1, 2):  # a reconnect's new server session counts from 1 again
+        figures.watch("generation_tick", GenerationTick(seconds))
+    assert figures.row_figures(before)["generation_s"] == 3.0
+
+
+# -- against the fake Decart server -----------------------------------------------------------------
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    pytest.importorskip("decart", reason='needs pip install "decart_nb[decart]"')
+    from tests.fakes.decart_server import FakeDecartServer, stub_livekit_room
+
+    _loop.acquire()
+    fake = _loop.run(FakeDecartServer().start(), timeout=10)
+    monkeypatch.setenv("DECART_REALTIME_BASE_URL", fake.url)
+    monkeypatch.delenv("DECART_API_KEY", raising=False)
+    try:
+        with stub_livekit_room(fake):
+            yield fake
+    finally:
+        _loop.run(fake.close(), timeout=10)
+        _loop.release()
+
+
+@pytest.mark.webrtc
+def test_a_decart_sweep_records_its_queue_wait_and_billed_seconds_and_never_its_key(
+    server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.fakes.decart_server import VALID_KEY
+
+    caplog.set_level(logging.DEBUG)
+    server.script.queue = [2, 1]  # two positions, 0.05 s apart, before the room
+    server.script.tick_every_s = 0.2  # a billed "second" every 0.2 s: several per item
+    result = sweep(
+        ["anime", "film noir"],
+        engine="decart",
+        model="lucy-2.1",
+        api_key=VALID_KEY,
+        engine_options={"resolution": "720p"},
+        seconds=1.0,
+        out_dir=tmp_path,
+    )
+    assert not result.failed, result.failed
+    for row in result.rows:
+        assert row["queue_wait_s"] >= 0.05  # lane-level: the same on every row
+        assert row["time_to_first_frame_ms"] >= row["queue_wait_s"] * 1000
+        assert row["generation_s"] >= 1  # Decart's ticks while the item ran
+    assert len({r["queue_wait_s"] for r in result.rows}) == 1
+    (run,) = _runs(tmp_path)
+    assert run["engine"]["billed"] is True
+    assert run["engine"]["options"] == {"resolution": "720p"}
+    assert run["engine"]["running_options"]["resolution"] == "720p"
+    assert run["engine"]["running_options"]["codec"] == "h264"
+    _no_trace(tmp_path, VALID_KEY, caplog)
