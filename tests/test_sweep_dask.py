@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from PIL import Image
 from decart_nb import DecartNBError
 from decart_nb.experiments import COLUMNS, sweep
 from decart_nb.sweeps.runfolder import RunFolder
-from tests.sweep_helpers import lane_count
+from tests.sweep_helpers import Calls, item_threads, lane_count
 
 distributed = pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
@@ -58,12 +59,23 @@ def _tracker(process: Any) -> bool:
         return False
 
 
-def test_a_sweep_runs_on_two_worker_processes_into_one_folder(client: Any, tmp_path: Path) -> None:
+def test_a_sweep_runs_on_two_worker_processes_into_one_folder(
+    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads, calls = item_threads(monkeypatch), Calls()
+
     def width(snapshot: Image.Image, row: dict[str, Any]) -> dict[str, Any]:
         return {"width": snapshot.width, "pid": os.getpid()}  # runs on the worker
 
     result = sweep(
-        PROMPTS, source="pattern", seconds=0, frames=2, executor=client, metrics=width, out_dir=tmp_path
+        PROMPTS,
+        source="pattern",
+        seconds=0,
+        frames=2,
+        executor=client,
+        metrics=width,
+        tracker=calls,
+        out_dir=tmp_path,
     )
     assert [r["prompt"] for r in result.rows] == PROMPTS and not result.failed
     pids = {r["pid"] for r in result.rows}
@@ -73,6 +85,9 @@ def test_a_sweep_runs_on_two_worker_processes_into_one_folder(client: Any, tmp_p
     assert result.passthrough is not None and result.passthrough.is_file()
     lines = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert sorted(r["prompt"] for r in lines) == sorted(PROMPTS)
+    # Rows reach the tracker on the coordinator's (this) thread, the tracker logs from its one thread.
+    assert threads == [threading.get_ident()] * len(PROMPTS) and len(calls.threads) == 1
+    assert calls.kinds.count("item") == len(PROMPTS) and not result.tracker_errors
     # The workers' sessions were closed at the end (not left streaming on the cluster).
     assert set(client.run(lane_count).values()) == {0}
 

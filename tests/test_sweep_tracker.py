@@ -1,0 +1,65 @@
+"""sweep(tracker=...) (issue 23): one tracker run per sweep, every finished row logged with its
+files from the caller's thread (whatever ran the item), the run's files at the end; a failing
+tracker never stops a sweep nor loses a row."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from decart_nb import DecartNBError, ErrorCode
+from decart_nb.experiments import sweep
+from tests.sweep_helpers import Calls, item_threads
+
+RUN: dict[str, Any] = {"engine": "local", "seconds": 0, "frames": 2}
+
+
+def invert(frame: np.ndarray, state: object) -> np.ndarray:
+    return 255 - frame
+
+
+def test_one_tracker_run_per_sweep_rows_from_the_callers_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads, calls = item_threads(monkeypatch), Calls()
+    result = sweep(
+        ["a", "b", "c", "d"],
+        engine=invert,
+        seconds=0,
+        frames=2,
+        concurrency=2,
+        tracker=calls,
+        out_dir=tmp_path,
+    )
+    assert not result.failed and result.tracker_errors == []
+    assert len({r["worker"] for r in result.rows}) == 2  # two sessions ran the items ...
+    assert threads == [threading.get_ident()] * 4  # ... and every row reached the tracker here
+    assert calls.kinds[0] == "start" and calls.kinds[-1] == "end"
+    assert calls.kinds.count("item") == 4 and len(calls.threads) == 1  # the tracker's own one thread
+    items = [d for k, d in zip(calls.kinds, calls.data, strict=True) if k == "item"]
+    assert all(Path(str(d["files"]["snapshot"])).is_file() for d in items)  # type: ignore[index]
+    files = [Path(str(d["path"])).name for k, d in zip(calls.kinds, calls.data, strict=True) if k == "file"]
+    assert files == ["run.json", "results.csv", "contact_sheet.png"]
+
+
+def test_a_failing_tracker_loses_no_row_and_says_so(tmp_path: Path) -> None:
+    calls = Calls(fail_on="item")
+    with pytest.warns(RuntimeWarning, match="the tracker failed"):
+        result = sweep(["a", "b"], tracker=calls, out_dir=tmp_path, **RUN)
+    assert not result.failed and len(result.rows) == 2
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
+    assert result.tracker_errors and {e.code for e in result.tracker_errors} == {ErrorCode.TRACKER_ERROR}
+    assert "tracker_errors" in (tmp_path / "run.json").read_text()
+
+
+def test_a_bad_tracker_fails_before_the_folder_is_made(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for tracker in ("no-such-tracker", 3):
+        with pytest.raises(DecartNBError) as info:
+            sweep(["a"], tracker=tracker, out_dir=out, **RUN)  # type: ignore[arg-type]
+        assert info.value.code == ErrorCode.INVALID_INPUT
+    assert not out.exists()
