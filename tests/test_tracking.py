@@ -166,11 +166,16 @@ def test_mlflow_honours_tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "mine")
     tracker = open_tracker("mlflow", name="s", params={}, out_dir=tmp_path / "out")
-    tracker.log_item(row(0), {})
+    item_files(tmp_path / "out", 0, clip=False)
+    tracker.log_item(row(0), {"snapshot": Path("00_item.png")})  # a row's file name: from out_dir
     assert tracker.close() == []
-    experiment = MlflowClient(tracking_uri=elsewhere).get_experiment_by_name("mine")
+    client = MlflowClient(tracking_uri=elsewhere)
+    experiment = client.get_experiment_by_name("mine")
     assert experiment is not None
-    assert len(MlflowClient(tracking_uri=elsewhere).search_runs([experiment.experiment_id])) == 2
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2
+    (child,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert [a.path for a in client.list_artifacts(child.info.run_id, "snapshot")] == ["snapshot/00_item.png"]
     assert not (tmp_path / "out" / "mlruns").exists()
 
 

@@ -70,7 +70,8 @@ def check_tracker(tracker: object) -> None:
 
 def open_tracker(tracker: TrackerSpec, *, name: str, params: Mapping[str, object], out_dir: Path) -> Tracker:
     """A Tracker whose thread starts the parent run (`name`, `params` without secrets) at once.
-    `tracker=None` gives one that logs nothing. Checks `tracker` first (see check_tracker)."""
+    `tracker=None` gives one that logs nothing. Checks `tracker` first (see check_tracker).
+    Relative file paths given to the Tracker (a row's file names) are taken from `out_dir`."""
     check_tracker(tracker)
     backend: Backend | None
     if tracker is None:
@@ -83,4 +84,4 @@ def open_tracker(tracker: TrackerSpec, *, name: str, params: Mapping[str, object
         backend = CallableBackend(tracker)
     else:  # check_tracker let only these through
         raise AssertionError(tracker)
-    return Tracker(backend, name=name, params=params)
+    return Tracker(backend, name=name, params=params, base_dir=Path(out_dir))

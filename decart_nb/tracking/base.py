@@ -72,8 +72,10 @@ class Tracker:
         name: str,
         params: Mapping[str, object],
         queue_size: int = QUEUE_SIZE,
+        base_dir: Path | None = None,
     ) -> None:
         self._backend = backend
+        self._base_dir = base_dir  # relative file paths (a row's file names) are taken from here
         self._jobs: queue.Queue[_Job] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()  # closed + put, so nothing is queued after the stop
         self._closed = False
@@ -96,7 +98,8 @@ class Tracker:
         backend = self._backend
         if backend is None:
             return
-        clean, paths = safe_row(row), dict(files)  # copies: the caller may change its row
+        clean = safe_row(row)  # a copy: the caller may change its row
+        paths = {kind: self._path(path) for kind, path in files.items()}
         what = f"item {row.get('index', '?')}"
         self._hand_off(what, lambda: backend.item(clean, paths))
 
@@ -105,7 +108,8 @@ class Tracker:
         backend = self._backend
         if backend is None:
             return
-        self._hand_off(Path(path).name, lambda: backend.file(Path(path)))
+        full = self._path(path)
+        self._hand_off(full.name, lambda: backend.file(full))
 
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> list[DecartNBError]:
         """Log what is queued, end the runs, stop the thread; the failures (TRACKER_ERROR), each
@@ -133,6 +137,10 @@ class Tracker:
                 )
             )
         return list(self._failures)
+
+    def _path(self, path: Path | str) -> Path:
+        path = Path(path)
+        return self._base_dir / path if self._base_dir is not None and not path.is_absolute() else path
 
     def _hand_off(self, what: str, call: Callable[[], None]) -> None:
         with self._lock:
