@@ -126,7 +126,13 @@ def sweep(
     source_list = _source_list(source, sources, live)
     seed_list: list[int | None] = _seed_list(seeds)
     inline = live is not None or any(check_source(s) == "iterator" for s in source_list)
-    workers = _check_concurrency(concurrency, executor, inline or arm_list is not None, engine)
+    if arm_list is not None and (concurrency not in (None, 1) or executor is not None):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            "arms= runs one comparison at a time in this thread (its arms already run side by side): "
+            "not with concurrency or an executor",
+        )
+    workers = _check_concurrency(concurrency, executor, inline, engine)
     options = dict(check_mapping("engine_options", engine_options) or {}) or None
     if key is not None and executor is not None:
         raise DecartNBError(

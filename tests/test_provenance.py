@@ -177,3 +177,18 @@ def test_a_decart_sweep_records_its_queue_wait_and_billed_seconds_and_never_its_
     assert run["engine"]["running_options"]["resolution"] == "720p"
     assert run["engine"]["running_options"]["codec"] == "h264"
     _no_trace(tmp_path, VALID_KEY, caplog)
+
+
+def test_an_interrupted_run_says_so_and_the_next_run_appends(tmp_path: Path) -> None:
+    def ctrl_c_on_b(snapshot: object, row: dict[str, Any]) -> dict[str, Any]:
+        if row["prompt"] == "b":
+            raise KeyboardInterrupt  # as Ctrl-C would, in the middle of the second item
+        return {}
+
+    kwargs: dict[str, Any] = {"engine": invert, "seconds": 0, "frames": 2, "out_dir": tmp_path}
+    with pytest.raises(KeyboardInterrupt):
+        sweep(["a", "b"], metrics=ctrl_c_on_b, **kwargs)
+    (run,) = _runs(tmp_path)
+    assert (run["status"], run["rows_written"]) == ("interrupted", 1) and run["ended_at"]
+    sweep(["a", "b"], **kwargs)
+    assert [r["status"] for r in _runs(tmp_path)] == ["interrupted", "finished"]

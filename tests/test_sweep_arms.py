@@ -123,3 +123,20 @@ def test_bad_arms_fail_before_anything_is_written(tmp_path: Path) -> None:
             sweep(["a"], out_dir=out, **kwargs)
         assert info.value.code == code, kwargs
     assert not out.exists()
+
+
+def test_each_source_gets_its_own_comparison(
+    still: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = sweep(["a"], arms=ARMS, sources=[still, "pattern"], progress="lines", out_dir=tmp_path, **RUN)
+    assert [(r["source"], r["arm"]) for r in result.rows] == [
+        ("still.png", "inv"),
+        ("still.png", "same"),
+        ("pattern", "inv"),
+        ("pattern", "same"),
+    ]
+    assert not result.failed and set(result.passthroughs) == {"still.png", "pattern"}
+    # A new comparison (a new connect) per source: its own time to first frame.
+    assert all(r["time_to_first_frame_ms"] > 0 for r in result.rows)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1].startswith("4/4 #3 a / none / same: ")  # the arm in every line

@@ -68,9 +68,11 @@ _NO_BASE = (
 )
 _MEASURED = ("first_frame_ms", "latency_ms_p50", "latency_ms_p95", "model_ms_p50", "frames_out")
 _LANE = ("generation_s", "queue_wait_s", "time_to_first_frame_ms")
-_NOT_BILLED = "an engine that bills nothing: only Decart's cloud reports generation ticks"
+_OLDER = " (or the row comes from a run by a decart_nb that did not measure it yet)"
+_NOT_BILLED = "an engine that bills nothing: only Decart's cloud reports generation ticks" + _OLDER
 _NOT_SEEN = (
-    "the sweep ran on a session connected before it (session= or comparison=): its connect was not seen"
+    "the sweep ran on a session connected before it (session= or comparison=): its connect was "
+    "not seen" + _OLDER
 )
 _LOOKS = ("mean_r", "mean_g", "mean_b", "snapshot", "state_version")
 

@@ -45,6 +45,8 @@ def line(row: Row, count: int, total: int) -> str:
     what = f"{count}/{total} #{row['index']} {row['prompt'] or '(no prompt)'} / {row['image']}"
     if row["source"] and row["source"] != "pattern":
         what += f" / {row['source']}"
+    if row.get("arm"):
+        what += f" / {row['arm']}"
     if row["error_code"]:
         return f"{what}: {row['error_code']}"
     fps = "" if row["fps_out"] is None else row["fps_out"]
