@@ -13,6 +13,7 @@ import time
 from .browser import browser_rows
 from .busy import BUSY_LOOP, BUSY_NAME, busy_processes, cores, exited, raise_on_sigterm
 from .codec import CODEC_NOTE, codec_rows
+from .compare_cost import compare_rows
 from .repeat import combine
 from .runs import PromptRun, StreamRun, pct, prompt_run, stream_run
 from .soak import LATENCY_SLACK_MS, soak, soak_rows, window_table
@@ -157,6 +158,8 @@ def run_all(
         rows += browser_rows(short)  # Playwright's sync API: outside any asyncio loop
     if "codec" in named:
         rows += codec_rows(short, nodelay=nodelay)  # scenario 8: a shaped link, UDP blocked (bench/codec.py)
+    if "compare" in named:
+        rows += compare_rows(short)  # scenario 9: two arms on one source vs two sessions (compare_cost.py)
     return sorted(rows, key=lambda r: r.scenario[0])  # stable: figures keep their order
 
 
@@ -166,7 +169,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default=None,
-        help="scenarios to run, e.g. 1,2 or codec (default: 1-7; codec only when named)",
+        help="scenarios to run, e.g. 1,2, codec or compare (default: 1-7; codec and compare only when named)",
     )
     parser.add_argument(
         "--repeat", type=int, default=1, metavar="N", help="run N times; cells are median (min-max)"
@@ -193,7 +196,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-NAMED = frozenset({"codec"})  # scenarios run only when named in --only
+NAMED = frozenset({"codec", "compare"})  # scenarios run only when named in --only
 
 
 def selected(spec: str | None) -> tuple[set[int], frozenset[str]]:
