@@ -129,9 +129,8 @@ class ArmLane:
         for name, watch in self.watches.items():
             watch.log.clear()
             start[name] = (len(watch.failures), dropped(watch.session), watch.figures.billed_seconds())
-        t_set = time.perf_counter()
         try:
-            self._set(first, spec)
+            t_set = self._set(first, spec)
         except DecartNBError as exc:  # the item's own input (a bad image): every arm's row says so
             for outcome in outcomes.values():
                 outcome["row"] |= {"error_code": exc.code, "error": exc.message}
@@ -149,17 +148,22 @@ class ArmLane:
     def _enhance(self, spec: RunSpec, item: Item) -> bool:
         return enhance_for(spec.enhance, self.arms.get(item.arm))
 
-    def _set(self, item: Item, spec: RunSpec) -> None:
-        """All arms to the item's state at once; per arm only when their enhance differs."""
+    def _set(self, item: Item, spec: RunSpec) -> dict[str, float]:
+        """All arms to the item's state at once; per arm, one after another, only when their
+        enhance differs. Returns when each arm's set began (its first_frame_ms counts from there)."""
         wanted = {name: enhance_for(spec.enhance, self.arms.get(name)) for name in self.watches}
         if len(set(wanted.values())) == 1:
+            began = time.perf_counter()
             self.comparison.set(prompt=item.prompt, image=item.image, enhance=next(iter(wanted.values())))
-            return
+            return dict.fromkeys(wanted, began)
+        t_set: dict[str, float] = {}
         for name, enhance in wanted.items():
+            t_set[name] = time.perf_counter()
             self.comparison.set(prompt=item.prompt, image=item.image, enhance=enhance, arm=name)
+        return t_set
 
     def _measure(
-        self, items: list[Item], outcomes: dict[str | None, Outcome], spec: RunSpec, t_set: float
+        self, items: list[Item], outcomes: dict[str | None, Outcome], spec: RunSpec, t_set: dict[str, float]
     ) -> None:
         versions: dict[str, int] = {}
         for item in items:  # each arm's first frame of the new state
@@ -175,7 +179,7 @@ class ArmLane:
         for item in items:
             name = str(item.arm)
             if name in versions and not outcomes[item.arm]["row"]["error_code"]:
-                self._finish_arm(item, outcomes[item.arm], versions[name], spec, t_set)
+                self._finish_arm(item, outcomes[item.arm], versions[name], spec, t_set[name])
 
     def _finish_arm(self, item: Item, outcome: Outcome, version: int, spec: RunSpec, t_set: float) -> None:
         watch, row, files = self.watches[str(item.arm)], outcome["row"], outcome["files"]
