@@ -45,6 +45,8 @@ _CSS = """
 .dnb-compare .decart-camera.decart-receive .decart-videos { max-width: none; }
 .dnb-compare-input .decart-videos { grid-template-columns: 1fr; }
 .dnb-compare-input .decart-out { display: none; }
+/* The shared input makes no output: its figures are in its label (fps in). */
+.dnb-compare-input .decart-stats { display: none; }
 .dnb-compare-label { font-family: var(--jp-ui-font-family); font-size: var(--jp-ui-font-size1);
   color: var(--jp-ui-font-color1); line-height: 1.4; }
 .dnb-compare-label b { font-size: var(--jp-ui-font-size2); }
@@ -127,7 +129,6 @@ class _InputCell:
         self._session = session
         self._port = port_of(session)
         self.label = w.HTML(self._label(session.state, {}))
-        self.label.add_class("dnb-compare-label")
         children: list[w.Widget] = [self.label]
         try:
             video = session.widget
@@ -177,7 +178,6 @@ class _ArmCell:
         self._what = " · ".join(x for x in (spec.model, spec.engine_name, spec.speed) if x)
         self._stats: dict[str, object] = {}
         self.label = w.HTML(self._label())
-        self.label.add_class("dnb-compare-label")
         self.prompt = w.Text(
             value=session.generation.prompt or "",
             placeholder=f"A prompt for {name} only",
