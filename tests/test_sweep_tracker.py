@@ -63,3 +63,31 @@ def test_a_bad_tracker_fails_before_the_folder_is_made(tmp_path: Path) -> None:
             sweep(["a"], tracker=tracker, out_dir=out, **RUN)  # type: ignore[arg-type]
         assert info.value.code == ErrorCode.INVALID_INPUT
     assert not out.exists()
+
+
+def test_an_arms_sweep_logged_to_mlflow_reads_back_with_no_key(tmp_path: Path) -> None:
+    """The real MLflow library on a local store: the sweep's run, a child per row (per arm), the
+    run's files, and no trace of an arm's API key."""
+    pytest.importorskip("mlflow", reason="decart_nb[mlflow] is not installed")
+    from mlflow import MlflowClient
+
+    from decart_nb.arms import Arm
+    from decart_nb.tracking.mlflow_tracker import default_tracking_uri
+
+    key = "sk-tracked-arm-91c3d2"
+    arms = [Arm(name="inv", engine=invert, api_key=key), Arm(name="plain", engine="local")]
+    result = sweep(["a", "b"], arms=arms, tracker="mlflow", out_dir=tmp_path, seconds=0, frames=2)
+    assert not result.failed and result.tracker_errors == []
+    client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path))
+    experiment = client.get_experiment_by_name("decart_nb")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 4
+    assert sorted(c.data.params["arm"] for c in children) == ["inv", "inv", "plain", "plain"]
+    logged = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"run.json", "results.csv", "contact_sheet.png"} <= logged
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path
