@@ -151,11 +151,14 @@ class _InputCell:
 
     def _label(self, state: str, stats: dict[str, object]) -> str:
         source = self._session.source
-        what = source if isinstance(source, str) else type(source).__name__
+        named = getattr(source, "name", None)  # a path's file name
+        what = (
+            source if isinstance(source, str) else named if isinstance(named, str) else type(source).__name__
+        )
         fps = _number(stats.get("fps_in"), " · {:.0f} fps in")
         return (
             f'<div class="dnb-compare-label" data-state="{state}">'
-            f"<b>{html.escape(str(what)).capitalize()}</b> "
+            f"<b>{html.escape(what[:1].upper() + what[1:])}</b> "
             f'<span class="dnb-muted">shared input</span><br><i></i>{state}{fps}</div>'
         )
 
