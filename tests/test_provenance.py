@@ -192,3 +192,49 @@ def test_an_interrupted_run_says_so_and_the_next_run_appends(tmp_path: Path) -> 
     assert (run["status"], run["rows_written"]) == ("interrupted", 1) and run["ended_at"]
     sweep(["a", "b"], **kwargs)
     assert [r["status"] for r in _runs(tmp_path)] == ["interrupted", "finished"]
+
+
+@pytest.mark.webrtc
+def test_a_decart_arms_sweep_measures_each_arms_cost(server: Any, tmp_path: Path) -> None:
+    """Is the fast tier worth it: two Decart arms on the same input, each with its own figures."""
+    from decart_nb.arms import Arm
+    from tests.fakes.decart_server import VALID_KEY
+
+    server.script.tick_every_s = 0.2
+    arms = [
+        Arm(name="standard", model="lucy-2.5", engine="decart", api_key=VALID_KEY),
+        Arm(
+            name="fast",
+            model="lucy-2.5",
+            engine="decart",
+            api_key=VALID_KEY,
+            engine_options={"speed": "fast"},
+        ),
+    ]
+    result = sweep(["anime"], arms=arms, seconds=1.0, out_dir=tmp_path)
+    assert not result.failed, result.failed
+    assert [r["arm"] for r in result.rows] == ["standard", "fast"]
+    assert all(r["generation_s"] >= 1 and r["queue_wait_s"] == 0.0 for r in result.rows)
+    assert sorted(c.query.get("speed", "") for c in server.conns) == ["", "fast"]
+    (run,) = _runs(tmp_path)
+    assert [a["engine"]["running_options"]["speed"] for a in run["arms"]] == [None, "fast"]
+    assert all(a["engine"]["billed"] for a in run["arms"])
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert VALID_KEY.encode() not in path.read_bytes(), path
+
+
+def test_the_key_never_travels_to_an_executor_and_a_session_sweep_names_its_transport(tmp_path: Path) -> None:
+    import concurrent.futures
+
+    from decart_nb import DecartNBError, ErrorCode, Session
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool, pytest.raises(DecartNBError) as info:
+        sweep(["a"], api_key=KEY, executor=pool, out_dir=tmp_path / "pool")
+    assert info.value.code == ErrorCode.INVALID_INPUT and KEY not in str(info.value)
+    assert not (tmp_path / "pool").exists()
+    with Session(engine=invert, source="pattern") as live:
+        sweep(["a"], session=live, seconds=0, frames=2, out_dir=tmp_path / "live")
+    transport = _runs(tmp_path / "live")[0]["transport"]
+    assert transport["mode"] == "session" and transport["source"] == "pattern"
+    assert transport["transport"] is None  # no camera widget: no page transport
