@@ -346,12 +346,28 @@ class Session:
         return path
 
     @reported
-    def record(self, path: str | os.PathLike[str] | None = None, seconds: float = 5.0) -> Path:
-        """Record `seconds` of output to an mp4; returns its path once written. Without `path`
-        it goes to `out_dir`, named for the time and the prompt (`s.record(seconds=5)`), never
-        replacing a file; `s.record("clip.mp4", 5)` writes (or replaces) that file. Either way the
-        mp4's title and comment hold the label: time, prompt, reference image, model."""
-        return self._outputs.record(path, seconds)
+    def record(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        seconds: float = 5.0,
+        what: Literal["output", "input", "both"] = "output",
+    ) -> Path:
+        """Record `seconds` to an mp4; returns its path once written. Without `path` it goes to
+        `out_dir`, named for the time and the prompt (`s.record(seconds=5)`), never replacing a
+        file; `s.record("clip.mp4", 5)` writes (or replaces) that file. Either way the mp4's title
+        and comment hold the label: time, prompt, reference image, model; its description says
+        what it holds.
+
+        `what`: "output" (the model's output), "input" (the frames going into the model, as it
+        sees them: mirrored if mirroring is on; in a camera session, the camera), or "both": one
+        mp4 with two video streams, stream 0 the input and stream 1 the output (titled "input"
+        and "output"). In out_dir an input clip is named `....input.mp4`, both `....both.mp4`.
+        Each frame keeps its time (the input: when it reached the model's slot; the output: when
+        it came out), counted from the first frame recorded, so the clip is variable-frame-rate
+        where the camera was; as `source=` (or in `sweep(sources=[...])`) it replays the same
+        frames at the same times. Raises DecartNBError: INVALID_INPUT (bad path, seconds or
+        what), FRAME_TIMEOUT when no frame arrived."""
+        return self._outputs.record(path, seconds, what)
 
     @reported
     def wait_until(self, state: ConnectionState, timeout: float = WAIT_UNTIL_TIMEOUT_S) -> None:

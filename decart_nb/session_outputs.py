@@ -15,7 +15,7 @@ from . import _loop, ui_pump
 from .checks import check_number
 from .errors import DecartNBError, ErrorCode
 from .media.frames import to_rgb
-from .media.recorder import check_clip_path
+from .media.recorder import RecordWhat, Tappable, check_clip_path, check_what, clip_description, clip_suffix
 from .media.recorder import record as record_clip
 from .outputs import mp4_tags, reserve
 from .session_core import STATES, ConnectionState, SessionCore, refuse_on_loop
@@ -52,17 +52,24 @@ class Outputs:
             raise exc.with_traceback(None)  # noqa: B904 - from the user's call on: not the loop's frames
         return Image.fromarray(to_rgb(frame))
 
-    def record(self, path: str | os.PathLike[str] | None, seconds: float) -> Path:
+    def record(self, path: str | os.PathLike[str] | None, seconds: float, what: RecordWhat) -> Path:
         core = self._core
         seconds = check_number("seconds", seconds, 0, MAX_WAIT_S, low_inclusive=False)
         clip = None if path is None else check_clip_path(path)
+        what = check_what(what)
         core.refuse_in_model("record")
         pipeline = core.require_pipeline()
         label = core.label("clip")
-        target = reserve(core.out_dir, label, ".mp4") if clip is None else clip
+        target = reserve(core.out_dir, label, clip_suffix(what)) if clip is None else clip
+        ends: dict[str, Tappable] = {}
+        if what in ("input", "both"):
+            ends["input"] = pipeline.slot
+        if what in ("output", "both"):
+            ends["output"] = pipeline.broadcast
+        tags = mp4_tags(label) | {"description": clip_description(what)}
         try:
             written = _loop.run(
-                record_clip(pipeline.broadcast, target, seconds, core.spec.fps, mp4_tags(label)),
+                record_clip(ends, target, seconds, core.spec.fps, tags),
                 timeout=seconds + 60,
                 pump=True,
             )

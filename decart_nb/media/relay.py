@@ -15,9 +15,36 @@ from .frames import VIDEO_TIME_BASE, FrameMeta, meta_of, mirror, recv_video
 from .mailbox import Mailbox, ThreadMailbox
 from .stats import StreamStats
 
-__all__ = ["Broadcast", "BroadcastTrack", "InputSlot", "MailboxTrack"]
+__all__ = ["Broadcast", "BroadcastTrack", "FrameTap", "InputSlot", "MailboxTrack", "TimedFrame"]
 
 logger = logging.getLogger("decart_nb")
+
+
+TimedFrame = tuple[av.VideoFrame, float]  # a frame and when it arrived (time.perf_counter())
+
+
+class FrameTap:
+    """A watcher of one end of the pipeline (a recording): its own one-slot mailbox of timed
+    frames, newest wins, so a slow watcher loses frames and never slows the model."""
+
+    def __init__(self, taps: list[FrameTap]) -> None:
+        self.box: Mailbox[TimedFrame] = Mailbox()
+        self._taps = taps
+        taps.append(self)
+
+    async def get(self) -> TimedFrame:
+        """The newest frame not yet read, and its arrival time; EOFError once the end closed."""
+        return await self.box.get()
+
+    def stop(self) -> None:
+        if self in self._taps:
+            self._taps.remove(self)
+        self.box.close()
+
+
+def _close_taps(taps: list[FrameTap]) -> None:
+    for tap in list(taps):
+        tap.stop()
 
 
 class MailboxTrack(MediaStreamTrack):
@@ -59,6 +86,11 @@ class InputSlot(MailboxTrack):
         self._offset = 0
         self._last_pts: int | None = None
         self._handoff: ThreadMailbox[av.VideoFrame] | None = None
+        self._taps: list[FrameTap] = []
+
+    def tap(self) -> FrameTap:
+        """Watch the frames going into the model (after mirroring), each with its FrameMeta.t_in."""
+        return FrameTap(self._taps)
 
     def hand_to_thread(self) -> ThreadMailbox[av.VideoFrame]:
         """Let one worker thread take the newest frame itself: a model then starts on the next
@@ -103,6 +135,8 @@ class InputSlot(MailboxTrack):
             self._stats.on_input()
             if self._mirror():
                 frame = mirror(frame)
+            for tap in self._taps:
+                tap.box.put((frame, meta_of(frame).t_in))
             box = self._handoff if self._handoff is not None else self.box
             if box.put(frame):
                 self._stats.on_drop()
@@ -124,6 +158,7 @@ class InputSlot(MailboxTrack):
 
     def stop(self) -> None:
         self.detach()
+        _close_taps(self._taps)
         if self._handoff is not None:
             self._handoff.close()
         super().stop()
@@ -150,12 +185,21 @@ class Broadcast:
         self._stats = stats
         self._subscribers: list[BroadcastTrack] = []
         self._frame_waiters: list[tuple[int, asyncio.Future[av.VideoFrame]]] = []
+        self._taps: list[FrameTap] = []
         self.latest: av.VideoFrame | None = None
 
     def subscribe(self) -> BroadcastTrack:
         track = BroadcastTrack(self)
         self._subscribers.append(track)
         return track
+
+    def tap(self) -> FrameTap:
+        """Watch the output, each frame timed when published; starts with the newest frame (if
+        any), timed now: what the output shows when the watching begins."""
+        tap = FrameTap(self._taps)
+        if self.latest is not None:
+            tap.box.put((self.latest, time.perf_counter()))
+        return tap
 
     def unsubscribe(self, track: BroadcastTrack) -> None:
         if track in self._subscribers:
@@ -167,6 +211,10 @@ class Broadcast:
         self.latest = frame
         for track in self._subscribers:
             track.box.put(frame)
+        if self._taps:
+            now = time.perf_counter()
+            for tap in self._taps:
+                tap.box.put((frame, now))
         if self._frame_waiters:
             waiting = []
             for version, fut in self._frame_waiters:
@@ -195,6 +243,7 @@ class Broadcast:
     def close(self) -> None:
         for track in list(self._subscribers):
             track.stop()
+        _close_taps(self._taps)
         for _, fut in self._frame_waiters:
             if not fut.done():
                 fut.cancel()

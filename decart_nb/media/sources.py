@@ -47,6 +47,8 @@ class Feed:
 
     def open(self) -> MediaStreamTrack:
         raise NotImplementedError
+
+
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".y4m", ".m4v", ".gif"}
 
 
@@ -192,8 +194,18 @@ class ArrayTrack(PacedTrack):
         self._executor.shutdown(wait=False)
 
 
+_RESYNC_S = 0.5  # a file replay this late moves its clock on instead of catching up
+
+
 class FileTrack(PacedTrack):
-    """A video file, looped, scaled to the model's size; decoding runs off the loop."""
+    """A video file, looped, scaled to the model's size; decoding runs off the loop.
+
+    Frames play at the file's own times (their pts), not at an average rate: a recording's
+    irregular gaps replay as they were recorded, and a constant-rate file plays at its rate. When
+    the file loops, time goes on from the end of the file (its duration). A replay a little
+    behind (a busy machine) skips the frames already overtaken by their successor, so the rest
+    keep their times; one further behind than _RESYNC_S moves its clock on. It never bursts.
+    """
 
     def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
         try:
@@ -204,30 +216,111 @@ class FileTrack(PacedTrack):
                 ErrorCode.INVALID_INPUT, f"Cannot read video file {path}: {exc}", cause=exc
             ) from exc
         rate = self._stream.average_rate
-        super().__init__(float(rate) if rate else fps)  # play at the file's own speed
+        super().__init__(float(rate) if rate else fps)  # the gap for frames without a time
         self.path, self.width, self.height = path, width, height
         self._frames = self._container.decode(self._stream)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="decart_nb-file")
+        self._times = _FileTimes(self._stream, 1.0 / self.fps)
+        self._origin: float | None = None
+        self._pending: tuple[av.VideoFrame, float] | None = None  # decoded, not yet due
 
-    def _next_frame(self) -> av.VideoFrame:
+    def _next_frame(self) -> tuple[av.VideoFrame, float]:
         for _ in range(2):
             frame = next(self._frames, None)
             if frame is not None:
-                return frame.reformat(width=self.width, height=self.height, format="yuv420p")
-            self._container.seek(0)  # loop
+                at = self._times.of(frame)
+                return frame.reformat(width=self.width, height=self.height, format="yuv420p"), at
+            self._times.loop_over()
+            self._container.seek(0)
             self._frames = self._container.decode(self._stream)
         raise DecartNBError(ErrorCode.SOURCE_ERROR, f"{self.path} has no decodable video frames")
 
-    async def _make(self, n: int) -> av.VideoFrame:
-        loop = asyncio.get_running_loop()
-        frame = await loop.run_in_executor(self._executor, self._next_frame)
-        frame.opaque = None
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame, at = self._pending if self._pending is not None else await self._decode()
+        self._pending = None
+        now = time.perf_counter()
+        if self._start is None:
+            self._start = self._origin = now - at
+        late = now - (self._start + at)
+        if late < 0:
+            await asyncio.sleep(-late)
+        elif late > _RESYNC_S:
+            self._start = now - at  # a stall: move the clock on, never burst
+        else:
+            frame, at = await self._catch_up(frame, at)
+        assert self._origin is not None
+        frame.pts = round((self._start + at - self._origin) * VIDEO_CLOCK_RATE)
+        frame.time_base = VIDEO_TIME_BASE
+        frame.opaque = FrameMeta(t_in=time.perf_counter())
         return frame
 
+    async def _catch_up(self, frame: av.VideoFrame, at: float) -> tuple[av.VideoFrame, float]:
+        """A little late: skip the frames whose successor is due already, so the frames that
+        play keep the file's times; the first not yet due waits for the next recv()."""
+        assert self._start is not None
+        while True:
+            following = await self._decode()
+            now = time.perf_counter()
+            if self._start + following[1] > now:
+                self._pending = following
+                return frame, at
+            frame, at = following
+            if now - (self._start + at) > _RESYNC_S:  # the decoder cannot keep up: go on from here
+                self._start = now - at
+                return frame, at
+
+    async def _decode(self) -> tuple[av.VideoFrame, float]:
+        if self.readyState != "live":  # stopped while catching up
+            raise MediaStreamError
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._next_frame)
+
     def stop(self) -> None:
+        if self.readyState == "live":
+            # Closed by the decoder's thread, after a decode in flight: closing the container
+            # under a running decode crashes the process.
+            self._executor.submit(self._container.close)
+            self._executor.shutdown(wait=False)
         super().stop()
-        self._executor.shutdown(wait=False)
-        self._container.close()
+
+
+class _FileTimes:
+    """When each decoded frame of a looped file plays, in seconds from the first frame: its own
+    time in the file, plus the length of the passes before. Decoder thread only."""
+
+    def __init__(self, stream: av.VideoStream, gap: float) -> None:
+        self._gap = gap  # for a frame without a time, or one that does not move forward
+        self._end: float | None = None  # where the file ends, in its own time
+        if stream.duration is not None and stream.time_base is not None:
+            self._end = float((stream.duration + (stream.start_time or 0)) * stream.time_base)
+        self._first: float | None = None  # the file's time of its first frame
+        self._offset = 0.0  # the passes before this one
+        self._last: float | None = None
+
+    def of(self, frame: av.VideoFrame) -> float:
+        t = frame.time
+        if t is not None and self._first is None:
+            self._first = t
+        if t is None or self._first is None:
+            at = 0.0 if self._last is None else self._last + self._gap
+        else:
+            at = t - self._first + self._offset
+        if self._last is not None and at <= self._last:
+            at = self._last + self._gap
+        self._last = at
+        return at
+
+    def loop_over(self) -> None:
+        """The file ended: the next pass starts where this one's file ended (or a gap after
+        its last frame, when the file does not say how long it is)."""
+        if self._last is None:
+            return
+        floor = self._last + self._gap
+        if self._end is not None and self._first is not None:
+            self._offset = max(self._offset + self._end - self._first, floor)
+        else:
+            self._offset = floor
 
 
 def check_source(source: object) -> str:

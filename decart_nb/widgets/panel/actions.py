@@ -1,8 +1,11 @@
-"""The panel's session buttons: snapshot, record, disconnect/connect and the model switch.
+"""The panel's session buttons: snapshot, record, record camera, disconnect/connect and the model
+switch.
 
 Snapshot and Record save into the session's out folder (`s.out_dir`, as `s.save_snapshot()` and
 `s.record()` from a cell do); every file the session saves, the cells' too (its `output_saved`
-event), shows here labelled, with a download link (previews.py).
+event), shows here labelled, with a download link (previews.py). Record camera records what goes
+into the model (`s.record(what="input")`: the camera, as the model sees it) for the chosen
+seconds, a clip to replay later as `source=`; the line beside it says where it went, or why not.
 
 Each one is a Session call that can take seconds (a snapshot waits for a frame, a recording for its
 duration), so each runs in its own short-lived thread and never blocks the kernel.
@@ -10,6 +13,7 @@ duration), so each runs in its own short-lived thread and never blocks the kerne
 
 from __future__ import annotations
 
+import html
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
+from ...errors import DecartNBError
 from ...models import realtime_names
 from ..change import Change
 from .previews import Previews
@@ -28,6 +33,7 @@ __all__ = ["MAX_RECORD_S", "SessionActions"]
 
 MAX_RECORD_S = 60
 _WIDE = {"description_width": "initial"}
+_ERROR_STYLE = "color: var(--jp-error-color1)"
 Runner = Callable[[str, Callable[[], None]], bool]
 
 
@@ -55,13 +61,26 @@ class SessionActions:
         self.record_seconds.layout.width = "150px"
         self.record_button = w.Button(description="Record", icon="circle")
         self.record_button.on_click(lambda _: self.start_recording())
+        self._recording_camera = False
+        self.record_camera_button = w.Button(
+            description="Record camera",
+            icon="video-camera",
+            tooltip="Record what goes into the model (the camera) for the seconds chosen: a clip to "
+            "replay as source=",
+        )
+        self.record_camera_button.on_click(lambda _: self.start_camera_recording())
+        self.record_camera_status = w.HTML()
+        self.record_camera_status.add_class("dnb-record-camera-status")
+        camera_row = w.HBox([self.record_camera_button, self.record_camera_status])
+        camera_row.add_class("dnb-record-camera")
         self.model_picker = w.Dropdown(
             options=realtime_names(), value=session.model.name, description="Model", style=_WIDE
         )
         self.model_picker.observe(self._on_model_picked, "value")
         self.box = w.VBox([buttons, w.HBox([self.record_seconds, self.record_button]), self.model_picker])
         self.previews = Previews(session.out_dir)
-        self.outputs = self.previews.box  # a note on where files go, then the newest previews
+        # Record camera, then a note on where files go and the newest previews.
+        self.outputs = w.VBox([camera_row, self.previews.box])
         self.outputs.add_class("dnb-outputs")
         port.listen(self._on_event)  # files saved from cells show here too
 
@@ -103,10 +122,37 @@ class SessionActions:
 
         self._background("record", record)
 
+    def start_camera_recording(self) -> None:
+        """Record the input (the camera) for the chosen seconds into the out folder; say where
+        it went, or the error with its code (listed in the panel's errors too)."""
+        if self._recording_camera:
+            return
+        seconds = int(self.record_seconds.value)
+        self._recording_camera = True
+        self.record_camera_button.disabled = True
+        self.record_camera_button.description = f"Recording camera {seconds} s…"
+        self.record_camera_status.value = ""
+
+        def record() -> None:
+            try:
+                path = self._session.record(seconds=seconds, what="input")  # previewed by output_saved
+                self.record_camera_status.value = f"Camera clip saved: <code>{html.escape(str(path))}</code>"
+            except DecartNBError as error:
+                failed = html.escape(f"Camera recording failed: {error}")  # the message has the code
+                self.record_camera_status.value = f'<span style="{_ERROR_STYLE}">{failed}</span>'
+                raise
+            finally:
+                self._recording_camera = False
+                self.record_camera_button.description = "Record camera"
+                self.show_state(self._session.state)
+
+        self._background("record_camera", record)
+
     def show_state(self, state: str) -> None:
         live = state in ("connected", "generating")
         self.snapshot_button.disabled = not live
         self.record_button.disabled = not live or self._recording
+        self.record_camera_button.disabled = not live or self._recording_camera
         self.disconnect_button.disabled = state == "disconnected"
         self.connect_button.disabled = state != "disconnected"
 
