@@ -126,29 +126,10 @@ def sweep(
     source_list = _source_list(source, sources, live)
     seed_list: list[int | None] = _seed_list(seeds)
     inline = live is not None or any(check_source(s) == "iterator" for s in source_list)
-    if arm_list is not None and (concurrency not in (None, 1) or executor is not None):
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT,
-            "arms= runs one comparison at a time in this thread (its arms already run side by side): "
-            "not with concurrency or an executor",
-        )
-    workers = _check_concurrency(concurrency, executor, inline, engine)
     options = dict(check_mapping("engine_options", engine_options) or {}) or None
-    if key is not None and executor is not None:
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT,
-            "api_key= stays in this kernel: with an executor, set DECART_API_KEY on the workers instead",
-        )
-    check_plain_options(
-        arm_list,
-        {
-            "model": model != "lucy-latest",
-            "engine": engine != "local",
-            "engine_options": options,
-            "api_key": key,
-            "controls": controls,
-        },
-    )
+    plain = {"model": model != "lucy-latest", "engine": engine != "local", "engine_options": options}
+    _check_extras(arm_list, concurrency, executor, key, plain | {"api_key": key, "controls": controls})
+    workers = _check_concurrency(concurrency, executor, inline, engine)
     check_tracker(tracker)
     # Built (every argument checked) before out_dir is made; never connected.
     built = _build(arm_list, comparison, session, source_list, model, engine, controls, options, key)
@@ -180,7 +161,7 @@ def sweep(
             api_key=key,
         )
         todo = [item for item in items if item.key not in kept]
-        rows = {key: row for key, row in kept.items()}
+        rows = dict(kept)
         described = {"settings": settings, "resume": resume, "items": len(items), "skipped": len(kept)}
         described |= {
             "concurrency": workers,
@@ -214,22 +195,52 @@ def sweep(
             if status != "finished":  # the folder keeps every finished row; run.json says how it ended
                 record.finish(status, rows_written=len(rows) - len(kept))
                 tracking.finish([record.path])
-        result = SweepResult(
-            rows=sorted(rows.values(), key=lambda r: r["index"]),
-            out_dir=out,
-            grid_columns=len(images) * len(seed_list) * repeats * len(idents or [None]),
-            skipped=len(kept),
+        result = _result(
+            rows, out, spec, items, len(images) * len(seed_list) * repeats * len(idents or [None])
         )
-        for s in dict.fromkeys(item.source_label for item in items):
-            path = out / spec.passthrough_name(s)
-            if path.exists():
-                result.passthroughs[s] = path
-        result.passthrough = next(iter(result.passthroughs.values()), None)
+        result.skipped = len(kept)
         result.save()
         record.finish(status, rows_written=len(rows) - len(kept), failed=len(result.failed))
         result.tracker_errors = tracking.finish([record.path, out / "results.csv", out / "contact_sheet.png"])
         if result.tracker_errors:
             record.finish(status, tracker_errors=[e.message for e in result.tracker_errors])
+    return result
+
+
+def _check_extras(
+    arms: list[Arm] | None,
+    concurrency: object,
+    executor: object,
+    key: SecretKey | None,
+    plain: Mapping[str, object],
+) -> None:
+    """arms= and api_key= against the ways items can run; with arms, no sweep-wide engine."""
+    if arms is not None and (concurrency not in (None, 1) or executor is not None):
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            "arms= and comparison= run one comparison at a time in this thread (its arms already run "
+            "side by side): not with concurrency or an executor",
+        )
+    if key is not None and executor is not None:
+        raise DecartNBError(
+            ErrorCode.INVALID_INPUT,
+            "api_key= stays in this kernel: with an executor, set DECART_API_KEY on the workers instead",
+        )
+    check_plain_options(arms, plain)
+
+
+def _result(
+    rows: dict[str, Row], out: Path, spec: RunSpec, items: list[Item], grid_columns: int
+) -> SweepResult:
+    """The rows in item order, with the passthrough picture of each source."""
+    result = SweepResult(
+        rows=sorted(rows.values(), key=lambda r: r["index"]), out_dir=out, grid_columns=grid_columns
+    )
+    for label in dict.fromkeys(item.source_label for item in items):
+        path = out / spec.passthrough_name(label)
+        if path.exists():
+            result.passthroughs[label] = path
+    result.passthrough = next(iter(result.passthroughs.values()), None)
     return result
 
 
