@@ -44,13 +44,11 @@ from .sweeps.result import LABEL_HEIGHT, THUMB_WIDTH, SweepResult
 from .sweeps.rows import COLUMNS, Metrics, Row
 from .sweeps.run_tracker import RunTracker, check_tracker
 from .sweeps.runfolder import RunFolder
+from .tracking import TrackerSpec
 
 if TYPE_CHECKING:
     from .arms import Arm
     from .comparison import Comparison
-
-# "mlflow", "wandb", a function fn(kind, data), or None (decart_nb/tracking's TrackerSpec).
-TrackerSpec = str | Callable[[str, Mapping[str, object]], None] | None
 
 __all__ = ["COLUMNS", "FRAME_TIMEOUT_S", "LABEL_HEIGHT", "THUMB_WIDTH", "SweepResult", "sweep"]
 

@@ -15,13 +15,11 @@ import logging
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import DecartNBError, ErrorCode
+from ..tracking import Tracker, TrackerSpec, open_tracker
+from ..tracking import check_tracker as _check
 from .rows import Row
-
-if TYPE_CHECKING:
-    from ..tracking import Tracker
 
 __all__ = ["RunTracker", "check_tracker"]
 
@@ -32,25 +30,21 @@ FILE_COLUMNS = ("snapshot", "clip")
 
 def check_tracker(tracker: object) -> None:
     """INVALID_INPUT or SDK_NOT_INSTALLED up front, before the run folder is made."""
-    if tracker is None:
-        return
-    from ..tracking import check_tracker as check  # the trackers' part: imported when used
-
-    check(tracker)
+    _check(tracker)
 
 
 class RunTracker:
     """The sweep's one tracker run, or nothing (tracker=None)."""
 
-    def __init__(self, tracker: object, *, name: str, params: Mapping[str, object], out_dir: Path) -> None:
+    def __init__(
+        self, tracker: TrackerSpec, *, name: str, params: Mapping[str, object], out_dir: Path
+    ) -> None:
         self.errors: list[DecartNBError] = []
         self._tracker: Tracker | None = None
         if tracker is None:
             return
-        from ..tracking import open_tracker
-
         try:
-            self._tracker = open_tracker(tracker, name=name, params=params, out_dir=out_dir)  # type: ignore[arg-type]
+            self._tracker = open_tracker(tracker, name=name, params=params, out_dir=out_dir)
         except Exception as exc:  # noqa: BLE001 - the sweep goes on without it; said at the end
             self._failed("open the tracker run", exc)
 
