@@ -215,7 +215,7 @@ def test_a_decart_arms_sweep_measures_each_arms_cost(server: Any, tmp_path: Path
     assert not result.failed, result.failed
     assert [r["arm"] for r in result.rows] == ["standard", "fast"]
     assert all(r["generation_s"] >= 1 and r["queue_wait_s"] == 0.0 for r in result.rows)
-    assert sorted(c.query.get("speed", "") for c in server.conns) == ["", "fast"]
+    assert {c.query.get("speed", "") for c in server.conns} == {"", "fast"}  # each arm's own tier
     (run,) = _runs(tmp_path)
     assert [a["engine"]["running_options"]["speed"] for a in run["arms"]] == [None, "fast"]
     assert all(a["engine"]["billed"] for a in run["arms"])
