@@ -103,7 +103,9 @@ def test_mlflow_parent_and_child_runs_from_many_threads(tmp_path: Path) -> None:
 
     from decart_nb.tracking.mlflow_tracker import default_tracking_uri
 
+    opening_ms = int(time.time() * 1000)
     tracker = open_tracker("mlflow", name="sweep-under-test", params=sweep_params(), out_dir=tmp_path)
+    opened_ms = int(time.time() * 1000)
     threads, per_thread = 8, 3
 
     def worker(t: int) -> None:
@@ -125,13 +127,14 @@ def test_mlflow_parent_and_child_runs_from_many_threads(tmp_path: Path) -> None:
 
     client = MlflowClient(tracking_uri=default_tracking_uri(tmp_path))
     experiment = client.get_experiment_by_name("decart_nb")
-    assert experiment is not None
+    assert experiment is not None and experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert [p.info.run_name for p in parents] == ["sweep-under-test"]
     parent = parents[0]
     assert parent.info.status == "FINISHED"
+    assert opening_ms <= parent.info.start_time <= opened_ms  # when the sweep opened it, not later
     assert parent.data.params["model"] == "lucy-test-model"
     assert parent.data.params["engine_options.speed"] == "fast"
     assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["results.csv"]

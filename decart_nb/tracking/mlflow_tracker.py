@@ -30,6 +30,9 @@ DEFAULT_EXPERIMENT = "decart_nb"
 _MAX_VALUE = 6000
 _MAX_NAME = 250
 _BATCH = 100  # params per log_batch call (MLflow takes at most 100)
+# MLflow 3's UI opens an experiment by its kind: without this tag a new one opens on the GenAI
+# traces overview, not on its runs.
+_EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def default_tracking_uri(out_dir: Path) -> str:
@@ -48,6 +51,8 @@ class MlflowBackend:
         self._client: MlflowClient | None = None
         self._experiment = ""
         self._parent = ""
+        # The sweep's run starts now (MLflow's import and store set-up take seconds on the thread).
+        self._opened_ms = int(time.time() * 1000)
 
     def start(self, name: str, params: Mapping[str, ParamValue]) -> None:
         from mlflow import MlflowClient  # imported here, on the logging thread: it takes seconds
@@ -60,7 +65,8 @@ class MlflowBackend:
             uri, artifacts = default_tracking_uri(self._out_dir), (store / "artifacts").resolve().as_uri()
         self._client = client = MlflowClient(tracking_uri=uri)
         self._experiment = self._experiment_id(client, artifacts)
-        run = client.create_run(self._experiment, run_name=name, tags={"decart_nb.run": "sweep"})
+        tags = {"decart_nb.run": "sweep"}
+        run = client.create_run(self._experiment, start_time=self._opened_ms, run_name=name, tags=tags)
         self._parent = str(run.info.run_id)
         self._log(self._parent, params, {})
 
@@ -100,7 +106,7 @@ class MlflowBackend:
         if found is not None:
             return str(found.experiment_id)
         try:
-            return str(client.create_experiment(name, artifact_location=artifacts))
+            return str(client.create_experiment(name, artifact_location=artifacts, tags=_EXPERIMENT_TAGS))
         except Exception:
             # Another sweep (another process) created it first: use theirs; anything else raises.
             found = client.get_experiment_by_name(name)
