@@ -82,6 +82,8 @@ def test_a_folder_written_before_the_new_columns_resumes(tmp_path: Path) -> None
     jsonl.write_text("".join(json.dumps(row) + "\n" for row in old))  # as an older decart_nb wrote it
     result = sweep(["a", "b", "c"], **kwargs)
     assert result.skipped == 2 and not result.failed
+    # The keys the code before these columns gave the same items: an older folder's rows match.
+    assert [r["key"] for r in result.rows[:2]] == ["712923cbbfb1e1c2da99", "395bb006dfad8d14819e"]
     assert all(result.rows[0][c] is None for c in ADDED_COLUMNS)  # not measured then
     assert result.rows[2]["time_to_first_frame_ms"] is not None
     assert "generation_s" in result.blank_notes()
