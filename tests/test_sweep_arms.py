@@ -4,6 +4,7 @@ same input frames, one row (and snapshot) per arm per item, resume per (item, ar
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,32 @@ def test_each_source_gets_its_own_comparison(
     assert all(r["time_to_first_frame_ms"] > 0 for r in result.rows)
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1].startswith("4/4 #3 a / none / same: ")  # the arm in every line
+
+
+def test_a_failing_comparison_is_replaced_and_its_item_retried_once(
+    still: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from decart_nb.sweeps import arm_lanes
+
+    monkeypatch.setattr(arm_lanes, "FRAME_TIMEOUT_S", 5.0)  # the stall shows in 5 s, not 15
+    closing = threading.Event()
+    stalled: list[int] = []
+
+    def stalls_once(frame: np.ndarray, state: Any) -> np.ndarray:
+        if state.prompt == "stall" and not stalled:
+            stalled.append(1)
+            closing.wait(60)  # the model hangs until the sweep gives up on this comparison
+        return frame
+
+    close = arm_lanes.ArmLane.close
+
+    def close_and_release(self: arm_lanes.ArmLane) -> None:
+        closing.set()
+        close(self)
+
+    monkeypatch.setattr(arm_lanes.ArmLane, "close", close_and_release)
+    arms = [Arm(name="inv", engine=invert), Arm(name="stalls", engine=stalls_once)]
+    result = sweep(["fine", "stall", "after"], arms=arms, source=still, out_dir=tmp_path, **RUN)
+    assert [r["error_code"] for r in result.rows] == [None] * 6
+    assert [r["attempts"] for r in result.rows] == [1, 1, 2, 2, 1, 1]  # both arms of the item, again
+    assert stalled == [1]
