@@ -170,3 +170,13 @@ def test_a_failing_comparison_is_replaced_and_its_item_retried_once(
     assert [r["error_code"] for r in result.rows] == [None] * 6
     assert [r["attempts"] for r in result.rows] == [1, 1, 2, 2, 1, 1]  # both arms of the item, again
     assert stalled == [1]
+
+
+def test_a_bad_image_fails_every_arms_row_at_once(still: Path, tmp_path: Path) -> None:
+    result = sweep(["a"], images=[b"junk", None], arms=ARMS, source=still, out_dir=tmp_path, **RUN)
+    assert [(r["arm"], r["error_code"], r["attempts"]) for r in result.rows] == [
+        ("inv", ErrorCode.INVALID_INPUT, 1),
+        ("same", ErrorCode.INVALID_INPUT, 1),
+        ("inv", None, 1),
+        ("same", None, 1),
+    ]
