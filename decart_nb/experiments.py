@@ -138,6 +138,8 @@ def sweep(
     settings |= {"controls": {k: float(v) for k, v in sorted(controls.items())} if controls else None}
     if options:  # only then: a plain sweep's keys stay those of folders written before the option
         settings["engine_options"] = safe_options(options)
+    if arm_list is not None:  # each arm's identity names its model and engine
+        settings |= {"model": None, "engine": None}
     idents = arm_identities(arm_list)
     labels = _image_labels(images)
     items = build_items(prompts, images, labels, source_list, seed_list, repeats, settings, idents)
