@@ -75,6 +75,7 @@ def test_each_item_gives_one_row_per_arm_on_the_same_input(still: Path, tmp_path
     run = json.loads((tmp_path / "run.json").read_text())["runs"][0]
     assert [a["name"] for a in run["arms"]] == ["inv", "same"]
     assert run["arms"][0]["engine"]["engine"] == "function:invert"
+    assert (run["settings"]["model"], run["settings"]["engine"]) == (None, None)  # each arm has its own
 
 
 def test_resume_is_per_item_and_arm(still: Path, tmp_path: Path) -> None:
