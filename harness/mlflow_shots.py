@@ -137,7 +137,8 @@ def _artifact(page: Any, url: str, path: Path) -> Path:
     page.goto(url)
     page.get_by_text("snapshot").first.click()
     page.get_by_text(".png").first.click()
-    page.locator("img").last.wait_for()
+    # MLflow's artifact preview loads the file into a blob: image.
+    page.locator("img[src^='blob:']").first.wait_for(state="attached")
     page.wait_for_timeout(1500)
     page.screenshot(path=str(path))
     return path
