@@ -97,8 +97,10 @@ class Fanout(Engine):
         try:
             while True:
                 self.deliver(await recv_video(source))
-        except MediaStreamError:
-            output.stop()  # the source ended: the shared input's pipeline ends with it (and says why)
+        except MediaStreamError:  # the source ended (a finite clip, an iterator) or failed
+            for track in list(self._taps):
+                track.stop()  # every arm's pipeline ends with it: no arm waits for frames forever
+            output.stop()  # the shared input's pipeline ends too (and says why)
 
     def deliver(self, frame: av.VideoFrame) -> None:
         """Hand `frame` to every arm. The copies are all made before any arm runs (this is one

@@ -141,6 +141,16 @@ def test_a_slow_arm_drops_its_own_frames_and_never_holds_up_the_others() -> None
 
 
 # -- a comparison -------------------------------------------------------------------------------
+def test_when_the_shared_source_ends_every_arm_ends_with_it() -> None:
+    frames = (np.full((180, 320, 3), 40 * (n % 5), np.uint8) for n in range(20))
+    cmp = compare([Arm(name="a"), Arm(name="b", prompt="anime")], frames).connect()
+    try:
+        assert wait_until(lambda: cmp.input.state == "disconnected", timeout=30)
+        assert wait_until(lambda: set(cmp.state.values()) == {"disconnected"}, timeout=30)
+    finally:
+        cmp.disconnect()
+
+
 def test_a_local_and_a_function_arm_transform_the_same_input(no_leaked_threads: None) -> None:
     def invert(frame: np.ndarray, state: GenerationState) -> np.ndarray:
         return 255 - frame
