@@ -227,6 +227,15 @@ def test_wandb_offline_run_with_a_step_and_a_table_row_per_item(tmp_path: Path) 
     assert_no_secret_in(tmp_path / "wandb")
 
 
+def test_wandb_keeps_the_users_wandb_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("wandb", reason="decart_nb[wandb] is not installed")
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # the user's choice wins over offline
+    tracker = open_tracker("wandb", name="off", params={}, out_dir=tmp_path)
+    tracker.log_item(row(0), item_files(tmp_path / "items", 0, clip=False))
+    assert tracker.close() == []
+    assert not list((tmp_path / "wandb").glob("offline-run-*"))
+
+
 # -- a tracker function ---------------------------------------------------------------------------
 def test_a_failing_tracker_function_yields_failures_and_the_rest_still_logs(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, no_leaked_threads: None

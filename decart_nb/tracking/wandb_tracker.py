@@ -27,6 +27,13 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_PROJECT", "WandbBackend"]
 
 DEFAULT_PROJECT = "decart_nb"
+_Mode = Literal["online", "offline", "disabled", "shared"]
+_MODES: dict[str, _Mode] = {
+    "online": "online",
+    "offline": "offline",
+    "disabled": "disabled",
+    "shared": "shared",
+}
 
 
 class WandbBackend:
@@ -47,7 +54,10 @@ class WandbBackend:
         import wandb  # imported here, on the logging thread
 
         self._out_dir.mkdir(parents=True, exist_ok=True)
-        mode: Literal["offline"] | None = None if os.environ.get("WANDB_MODE") else "offline"
+        # Read now and passed explicitly: W&B reads WANDB_MODE once per process (its first init), so
+        # a user who changes it later, or a sweep after another W&B run, would get the old mode.
+        user_mode = os.environ.get("WANDB_MODE", "").strip()
+        mode = _MODES.get(user_mode or "offline")  # None: a value W&B itself interprets
         self._run = wandb.init(
             project=os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
             name=name,
