@@ -170,7 +170,10 @@ def sweep(
         record = RunRecord(out, {"run_id": spec.run_id} | run_entry(built, live, described))
         record.start()
         tracking = RunTracker(
-            tracker, name=out.name, params=tracker_params(settings, arm_list, out), out_dir=out
+            tracker,
+            name=out.name,
+            params=tracker_params(settings, arm_list, out) | {"run_id": spec.run_id},
+            out_dir=out,
         )
         bar = Progress(progress, len(items), len(kept), sum(bool(r["error_code"]) for r in kept.values()))
 
@@ -282,7 +285,8 @@ def _build(
 
 
 def tracker_params(settings: Mapping[str, object], arms: list[Arm] | None, out: Path) -> dict[str, object]:
-    """The sweep's parameters as the tracker run records them (no secret: settings hide them)."""
+    """The sweep's parameters as the tracker run records them (no secret: settings hide them);
+    with the run's id, which names its entry in run.json."""
     return dict(settings) | {"arms": None if arms is None else [a.name for a in arms], "out_dir": str(out)}
 
 

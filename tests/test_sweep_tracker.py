@@ -4,6 +4,7 @@ tracker never stops a sweep nor loses a row."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ def test_one_tracker_run_per_sweep_rows_from_the_callers_thread(
     assert all(r["worker"].rsplit(":", 1)[1].startswith("decart_nb-sweep") for r in result.rows)
     assert threads == [threading.get_ident()] * 4  # ... and every row reached the tracker here
     assert calls.kinds[0] == "start" and calls.kinds[-1] == "end"
+    run_id = json.loads((tmp_path / "run.json").read_text())["runs"][0]["run_id"]
+    assert calls.data[0]["params"]["run_id"] == run_id  # type: ignore[index]  # the tracker run names its run.json entry
     assert calls.kinds.count("item") == 4 and len(calls.threads) == 1  # the tracker's own one thread
     items = [d for k, d in zip(calls.kinds, calls.data, strict=True) if k == "item"]
     assert all(Path(str(d["files"]["snapshot"])).is_file() for d in items)  # type: ignore[index]
