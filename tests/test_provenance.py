@@ -240,3 +240,10 @@ def test_the_key_never_travels_to_an_executor_and_a_session_sweep_names_its_tran
     transport = _runs(tmp_path / "live")[0]["transport"]
     assert transport["mode"] == "session" and transport["source"] == "pattern"
     assert transport["transport"] is None  # no camera widget: no page transport
+
+
+def test_a_damaged_run_json_is_set_aside_not_lost(tmp_path: Path) -> None:
+    (tmp_path / "run.json").write_text("{ not a run record")
+    sweep(["a"], engine=invert, seconds=0, frames=2, out_dir=tmp_path)
+    assert (tmp_path / "run.damaged.json").read_text() == "{ not a run record"
+    assert [r["status"] for r in _runs(tmp_path)] == ["finished"]
