@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 from . import models, tokens, turn
+from .arms import Arm
+from .comparison import Comparison, compare
 from .engines.decart import watch
 from .errors import DecartNBError, ErrorCode
 from .events import EventRecord, GenerationEnded, GenerationTick, QueuePosition
@@ -16,6 +18,8 @@ from .state import GenerationState
 __version__ = "0.1.0"
 
 __all__ = [
+    "Arm",
+    "Comparison",
     "ConnectionState",
     "DecartNBError",
     "ErrorCode",
@@ -26,6 +30,7 @@ __all__ = [
     "QueuePosition",
     "Session",
     "__version__",
+    "compare",
     "devices",
     "diagnose",
     "models",

@@ -19,7 +19,12 @@ from PIL import Image
 from decart_nb.experiments import LABEL_HEIGHT, THUMB_WIDTH
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-NAMES = ["01_camera.ipynb", "02_sweep.ipynb", "03_bring_your_own_model.ipynb"]
+NAMES = [
+    "01_camera.ipynb",
+    "02_sweep.ipynb",
+    "03_bring_your_own_model.ipynb",
+    "05_compare_and_replay.ipynb",
+]
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +140,42 @@ def _max_tile_range(rgb: np.ndarray, block: int) -> int:
     tiles = rgb[:h, :w].reshape(h // block, block, w // block, block, 3)
     tiles = tiles[:, 2:-2, :, 2:-2]  # the tile's inside: chroma subsampling blurs its edges
     return int((tiles.max(axis=(1, 3)) - tiles.min(axis=(1, 3))).max())
+
+
+def test_compare_and_replay_notebook(tmp_path: Path, kernel_name: str) -> None:
+    nb = run(
+        "05_compare_and_replay.ipynb",
+        tmp_path,
+        kernel_name,
+        record_seconds=1.5,
+        prompts=["anime", "film noir"],
+        seconds=0.3,
+    )
+    out = tmp_path / "out"
+    with av.open(str(out / "camera.mp4")) as clip:  # the input, recorded once
+        assert sum(1 for _ in clip.decode(video=0)) >= 5
+    sweep_dir = out / "sweep"
+    with (sweep_dir / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    # One row per arm per prompt, every one measured, on the replayed clip.
+    assert [(r["prompt"], r["arm"]) for r in rows] == [
+        ("anime", "full"),
+        ("anime", "light"),
+        ("film noir", "full"),
+        ("film noir", "light"),
+    ]
+    assert all(not r["error_code"] and float(r["fps_out"]) > 3 for r in rows)
+    assert {r["source"] for r in rows} == {"camera.mp4"}
+    assert (sweep_dir / "run.json").is_file() and (sweep_dir / "contact_sheet.png").is_file()
+    # The arms ran their own settings: film noir at full strength is grey, the light arm keeps
+    # some of the input's colour (a measure the pattern's motion between snapshots cannot fake).
+    colour = {r["arm"]: _saturation(sweep_dir / r["snapshot"]) for r in rows if r["prompt"] == "film noir"}
+    assert colour["full"] < 2 and colour["light"] > 20, colour
+    assert not [o for o in outputs(nb) if o["output_type"] == "error"]
+    # The live comparison displays as a widget view.
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs(nb))
+
+
+def _saturation(path: Path) -> float:
+    rgb = np.asarray(Image.open(path).convert("RGB"), np.int16)
+    return float(np.abs(rgb[..., 0] - rgb[..., 1]).mean() + np.abs(rgb[..., 1] - rgb[..., 2]).mean())

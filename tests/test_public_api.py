@@ -12,6 +12,8 @@ import decart_nb
 from decart_nb import Session
 
 EXPORTED = [
+    "Arm",
+    "Comparison",
     "ConnectionState",
     "DecartNBError",
     "ErrorCode",
@@ -22,6 +24,7 @@ EXPORTED = [
     "QueuePosition",
     "Session",
     "__version__",
+    "compare",
     "devices",
     "diagnose",
     "models",

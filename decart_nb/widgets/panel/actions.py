@@ -71,7 +71,7 @@ class SessionActions:
         self.record_camera_button.on_click(lambda _: self.start_camera_recording())
         self.record_camera_status = w.HTML()
         self.record_camera_status.add_class("dnb-record-camera-status")
-        camera_row = w.HBox([self.record_camera_button, self.record_camera_status])
+        camera_row = w.HBox([self.record_camera_status])  # its button is in the dock (control.py)
         camera_row.add_class("dnb-record-camera")
         self.model_picker = w.Dropdown(
             options=realtime_names(), value=session.model.name, description="Model", style=_WIDE

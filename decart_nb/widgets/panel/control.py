@@ -112,7 +112,16 @@ class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VB
             "status": [self.live],
             "prompt": [self.prompt_box, w.HBox([self.enhance_box, self.prompt_scrub]), self.notice],
             "image": [self.image_row, self.upload_message],
-            "capture": [w.HBox([actions.snapshot_button, actions.record_seconds, actions.record_button])],
+            "capture": [
+                w.HBox(
+                    [
+                        actions.snapshot_button,
+                        actions.record_seconds,
+                        actions.record_button,
+                        actions.record_camera_button,
+                    ]
+                )
+            ],
         }
         boxes = []
         for name, children in areas.items():
@@ -127,7 +136,7 @@ class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VB
         """The rest, closed until asked for: the outputs open when Snapshot or Record is clicked
         (their result is looked at at once), the error list when an error arrives."""
         actions = self.actions
-        for button in (actions.snapshot_button, actions.record_button):
+        for button in (actions.snapshot_button, actions.record_button, actions.record_camera_button):
             button.on_click(lambda _: setattr(self.sections["outputs"], "expanded", True))
         session_row = w.HBox([actions.disconnect_button, actions.connect_button])
         session_row.add_class("dnb-actions")
