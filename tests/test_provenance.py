@@ -194,6 +194,8 @@ def test_an_interrupted_run_says_so_and_the_next_run_appends(tmp_path: Path) -> 
     assert (run["status"], run["rows_written"]) == ("interrupted", 1) and run["ended_at"]
     sweep(["a", "b"], **kwargs)
     assert [r["status"] for r in _runs(tmp_path)] == ["interrupted", "finished"]
+    sweep(["a"], resume=False, **kwargs)  # starting over sets the results aside, not the history
+    assert [r["resume"] for r in _runs(tmp_path)] == [True, True, False]
 
 
 @pytest.mark.webrtc
