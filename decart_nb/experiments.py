@@ -11,6 +11,10 @@ once; `executor=` (a concurrent.futures Executor or a Dask Client) runs them els
 finished row is appended to results.jsonl at once, so a re-run with the same `out_dir` skips what
 is done. A failing item (a bad image, a timeout) is recorded in its row with its error code and the
 sweep goes on; a failing session is replaced and its item retried once.
+
+`arms=` compares engines, models and options on the same input (a Comparison per source, a row per
+arm per item); `comparison=` sweeps a Comparison you hold. run.json in the folder says what each
+run ran on (sweeps/provenance.py); `tracker=` logs the run to MLflow, W&B or a function.
 """
 
 from __future__ import annotations
