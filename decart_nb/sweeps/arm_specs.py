@@ -12,7 +12,7 @@ from .provenance import safe_options
 if TYPE_CHECKING:
     from ..arms import Arm
 
-__all__ = ["ArmIdentity", "arm_identities", "check_arms", "enhance_for"]
+__all__ = ["ArmIdentity", "arm_identities", "check_arms", "check_plain_options", "enhance_for"]
 
 ArmIdentity = tuple[str, Mapping[str, object]]  # the arm's name, what makes its rows its own
 
