@@ -23,7 +23,7 @@ from ..session_port import port_of
 from .arm_specs import enhance_for
 from .items import Item
 from .lane_figures import LaneFigures
-from .lanes import Outcome, RunSpec, _metrics, _png, _record
+from .lanes import Outcome, RunSpec, metric_columns, png_bytes, record_clip
 from .measure import FRAME_TIMEOUT_S, FrameLog, dropped, looks, settle, small, timings
 from .rows import ITEM_FAULTS, Row, error_row, new_row
 
@@ -91,7 +91,7 @@ class ArmLane:
                 if watch.session.generation.is_passthrough:
                     self.references[name] = small(picture)
                     if self.passthrough is None:
-                        self.passthrough = _png(picture)
+                        self.passthrough = png_bytes(picture)
             for watch in self.watches.values():
                 _loop.run(watch.log.start(watch.session), timeout=10)
         except BaseException:
@@ -187,10 +187,10 @@ class ArmLane:
             if spec.frames is not None:
                 settle(watch.log, 0, version, 0.0, spec.frames)
             picture = watch.session.snapshot(timeout=FRAME_TIMEOUT_S)
-            files[f"{item.stem}.png"] = _png(picture)
+            files[f"{item.stem}.png"] = png_bytes(picture)
             row["snapshot"] = f"{item.stem}.png"
             if spec.record_seconds > 0:
-                files[f"{item.stem}.mp4"] = _record(watch.session, spec.record_seconds)
+                files[f"{item.stem}.mp4"] = record_clip(watch.session, spec.record_seconds)
                 row["clip"] = f"{item.stem}.mp4"
         except DecartNBError as exc:
             row |= {"error_code": exc.code, "error": exc.message}
@@ -198,7 +198,7 @@ class ArmLane:
         row["state_version"] = version
         row |= timings(list(watch.log.frames), version, t_set)
         row |= looks(picture, self.references.get(str(item.arm)))
-        row |= _metrics(spec.metrics, picture, row)
+        row |= metric_columns(spec.metrics, picture, row)
 
 
 def run_arms(

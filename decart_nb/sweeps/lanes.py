@@ -30,7 +30,18 @@ from .lane_figures import LaneFigures
 from .measure import FRAME_TIMEOUT_S, FrameLog, dropped, looks, settle, small, timings
 from .rows import COLUMNS, ITEM_FAULTS, METRICS_ERROR, Metrics, Row, error_row, new_row
 
-__all__ = ["Lane", "Outcome", "RunSpec", "SweepStopped", "close_lanes", "run_item", "stop_run"]
+__all__ = [
+    "Lane",
+    "Outcome",
+    "RunSpec",
+    "SweepStopped",
+    "close_lanes",
+    "metric_columns",
+    "png_bytes",
+    "record_clip",
+    "run_item",
+    "stop_run",
+]
 
 logger = logging.getLogger("decart_nb")
 
@@ -114,7 +125,7 @@ class Lane:
             _loop.run(self.log.start(self.session), timeout=10)
             if self.session.generation.is_passthrough:  # the untouched input: diff_vs_passthrough's base
                 picture = picture or self.session.snapshot(timeout=FRAME_TIMEOUT_S)
-                self.reference, self.passthrough = small(picture), _png(picture)
+                self.reference, self.passthrough = small(picture), png_bytes(picture)
         except BaseException:
             self.close()
             raise
@@ -154,10 +165,10 @@ class Lane:
             picture = session.snapshot(timeout=FRAME_TIMEOUT_S)
             # A row names a file only once its bytes are in hand: the coordinator refuses a row
             # that points at a file it was not sent.
-            files[f"{item.stem}.png"] = _png(picture)
+            files[f"{item.stem}.png"] = png_bytes(picture)
             row["snapshot"] = f"{item.stem}.png"
             if spec.record_seconds > 0:
-                files[f"{item.stem}.mp4"] = _record(session, spec.record_seconds)
+                files[f"{item.stem}.mp4"] = record_clip(session, spec.record_seconds)
                 row["clip"] = f"{item.stem}.mp4"
         except DecartNBError as exc:
             row |= {"error_code": exc.code, "error": exc.message}
@@ -165,25 +176,25 @@ class Lane:
             row["state_version"] = version
             row |= timings(list(log.frames), version, t_set)
             row |= looks(picture, self.reference)
-            row |= _metrics(spec.metrics, picture, row)
+            row |= metric_columns(spec.metrics, picture, row)
         row["frames_dropped"] = dropped(session) - dropped0
         row |= self.figures.row_figures(billed0)
         row["engine_errors"] = " ".join(sorted({e.code for e in self.failures[first_failure:]})) or None
         return {"row": row, "files": files}
 
 
-def _png(picture: Image.Image) -> bytes:
+def png_bytes(picture: Image.Image) -> bytes:
     buf = io.BytesIO()
     picture.save(buf, format="PNG")
     return buf.getvalue()
 
 
-def _record(session: Session, seconds: float) -> bytes:
+def record_clip(session: Session, seconds: float) -> bytes:
     with tempfile.TemporaryDirectory(prefix="decart_nb-clip-") as tmp:
         return session.record(Path(tmp) / "clip.mp4", seconds).read_bytes()
 
 
-def _metrics(hook: Metrics | None, picture: Image.Image, row: Row) -> Row:
+def metric_columns(hook: Metrics | None, picture: Image.Image, row: Row) -> Row:
     """The user's extra columns; a failing hook fails its item (logged, and in the row), not the sweep."""
     if hook is None:
         return {}
