@@ -35,6 +35,8 @@ __all__ = [
     "SET_TIMEOUT_S",
     "STATS_EVERY_S",
     "STATS_TIMEOUT_S",
+    "TRACKER_CLOSE_TIMEOUT_S",
+    "TRACKER_PUT_POLL_S",
     "UI_POLL_EVERY_S",
     "WAIT_UNTIL_TIMEOUT_S",
     "WATCH_EVERY_S",
@@ -114,6 +116,11 @@ TURN_TIMEOUT_S = 10.0  # decart_nb.turn: one request to a TURN provider for cred
 # A sweep item waits this long (plus its own seconds) for frames: generous, since the machine may
 # be busy; a real stall still shows as FRAME_TIMEOUT.
 FRAME_TIMEOUT_S = 15.0
+# An experiment tracker's close() waits this long for its thread to log what is queued and end the
+# runs (a remote tracker may be slow); past it the thread goes on and close() says what is unlogged.
+TRACKER_CLOSE_TIMEOUT_S = 300.0
+# How often a log_item waiting on a full tracker queue looks whether the thread is still there.
+TRACKER_PUT_POLL_S = 0.5
 # A kernel-side camera (source="device:..."): how long stop() waits for its reader thread to let
 # go of the device (a reader blocked in a read lets go with the next frame or error).
 DEVICE_STOP_S = 1.0

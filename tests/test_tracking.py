@@ -166,6 +166,8 @@ def test_mlflow_honours_tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyP
     from mlflow import MlflowClient
 
     elsewhere = "sqlite:///" + str(tmp_path / "elsewhere.db")
+    # A user's SQLite URI keeps MLflow's own artifact root, ./mlruns: here, not the checkout.
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "mine")
     tracker = open_tracker("mlflow", name="s", params={}, out_dir=tmp_path / "out")

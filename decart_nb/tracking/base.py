@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import DecartNBError, ErrorCode
+from ..timeouts import TRACKER_CLOSE_TIMEOUT_S, TRACKER_PUT_POLL_S
 from .params import ParamValue, redact_text, safe_params, safe_row
 
 __all__ = [
-    "CLOSE_TIMEOUT_S",
     "MAX_FAILURES",
     "QUEUE_SIZE",
     "Backend",
@@ -33,14 +33,8 @@ logger = logging.getLogger("decart_nb")
 
 # Items waiting for the logging thread; past this log_item waits (a row and two paths each: small).
 QUEUE_SIZE = 64
-# close() waits this long for the thread to log what is queued and end the runs (a remote tracker
-# may be slow); past it the thread goes on in the background and close() says what is unlogged.
-# (For decart_nb/timeouts.py.)
-CLOSE_TIMEOUT_S = 300.0
 # Failures kept one by one; more are counted into one last failure (a dead tracker fails every item).
 MAX_FAILURES = 20
-# How often a waiting log_item looks whether the thread is still there.
-_PUT_POLL_S = 0.5
 
 
 class Backend(Protocol):
@@ -111,7 +105,7 @@ class Tracker:
         full = self._path(path)
         self._hand_off(full.name, lambda: backend.file(full))
 
-    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> list[DecartNBError]:
+    def close(self, timeout: float = TRACKER_CLOSE_TIMEOUT_S) -> list[DecartNBError]:
         """Log what is queued, end the runs, stop the thread; the failures (TRACKER_ERROR), each
         already logged. Closing twice returns the same list."""
         backend, thread = self._backend, self._thread
@@ -155,7 +149,7 @@ class Tracker:
         # Waits while the queue is full (backpressure), unless the thread is gone.
         while True:
             try:
-                self._jobs.put(job, timeout=_PUT_POLL_S)
+                self._jobs.put(job, timeout=TRACKER_PUT_POLL_S)
                 return
             except queue.Full:
                 if self._thread is None or not self._thread.is_alive():
