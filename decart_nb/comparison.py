@@ -31,6 +31,7 @@ from .images import ImageInput, load_image
 from .session import Session
 from .session_core import ConnectionState, Mirror, Stats
 from .state import validate_enhance, validate_prompt
+from .tracking import TrackerSpec, check_tracker
 
 if TYPE_CHECKING:
     from .sweeps.result import SweepResult
@@ -49,13 +50,22 @@ def compare(
     enhance: bool = True,
     mirror: Mirror = False,
     out_dir: str | os.PathLike[str] | None = None,
+    tracker: TrackerSpec = None,
 ) -> Comparison:
     """A Comparison of `arms` (see `arms_from`: Arm, model names or mappings of Arm fields) on
     one `source` (as Session's: "camera", "pattern", a clip, ...). `prompt`, `image` and
     `enhance` are the initial state of every arm that sets no prompt or image of its own.
-    Everything is checked and built here; nothing connects until `connect()` or display."""
+    `tracker` ("mlflow", "wandb" or fn(kind, data)) is what `run()` logs to unless it is given
+    another. Everything is checked and built here; nothing connects until `connect()` or display."""
     return Comparison(
-        arms_from(arms), source, prompt=prompt, image=image, enhance=enhance, mirror=mirror, out_dir=out_dir
+        arms_from(arms),
+        source,
+        prompt=prompt,
+        image=image,
+        enhance=enhance,
+        mirror=mirror,
+        out_dir=out_dir,
+        tracker=tracker,
     )
 
 
@@ -74,10 +84,13 @@ class Comparison:
         enhance: bool = True,
         mirror: Mirror = False,
         out_dir: str | os.PathLike[str] | None = None,
+        tracker: TrackerSpec = None,
     ) -> None:
         if prompt is not None:
             validate_prompt(prompt)
         validate_enhance(enhance)
+        check_tracker(tracker)
+        self.tracker = tracker
         self._arms = arms_from(arms)  # checked again: a Comparison built directly gets the same checks
         self._fanout = Fanout()
         # The shared input takes the first arm's model: its size and rate are what the camera is asked for.
@@ -193,11 +206,12 @@ class Comparison:
         return dict(zip(self.arms, shots, strict=True))
 
     def run(self, prompts: object, images: object = (None,), **options: object) -> SweepResult:
-        """A sweep of `prompts` x `images` over every arm (one row per arm per item)."""
+        """A sweep of `prompts` x `images` over every arm (one row per arm per item), logged to
+        the comparison's tracker unless `tracker=` names another."""
         from .experiments import sweep
 
         run_sweep: Callable[..., SweepResult] = sweep  # `comparison=`: sweep's arms axis
-        return run_sweep(prompts, images, comparison=self, **options)
+        return run_sweep(prompts, images, comparison=self, **({"tracker": self.tracker} | options))
 
     def _repr_mimebundle_(self, **kwargs: object) -> object:
         from .widgets.compare_view import compare_view

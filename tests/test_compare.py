@@ -267,3 +267,22 @@ def test_decart_arms_and_a_local_one_on_one_input(decart_server: Any) -> None:
         assert wait_until(lambda: shows("lucy-2.1 decart", "oil painting"), timeout=20)
         assert wait_until(lambda: shows("lucy-2.5 fast decart", "oil painting"), timeout=20)
         assert cmp["here"].generation.prompt == "oil painting"
+
+
+# -- tracker ------------------------------------------------------------------------------------
+def test_a_comparisons_tracker_logs_its_runs_and_a_bad_one_fails_at_once(tmp_path: Any) -> None:
+    with pytest.raises(DecartNBError) as info:
+        compare(["lucy-latest"], source="pattern", tracker="mlfloww")
+    assert info.value.code == ErrorCode.INVALID_INPUT
+    calls: list[tuple[str, Any]] = []
+
+    def track(kind: str, data: Any) -> None:
+        calls.append((kind, data))
+
+    arms = [Arm(name="a"), Arm(name="b", controls={"strength": 0.5})]
+    with compare(arms, source="pattern", prompt="anime", tracker=track) as cmp:
+        cmp.run(["anime"], out_dir=tmp_path / "one", seconds=0, frames=2)
+        cmp.run(["anime"], out_dir=tmp_path / "two", seconds=0, frames=2, tracker=None)  # this run: none
+    items = [data["row"]["arm"] for kind, data in calls if kind == "item"]
+    assert sorted(items) == ["a", "b"]  # one child per arm, from the first run only
+    assert [kind for kind, _ in calls if kind in ("start", "end")] == ["start", "end"]
