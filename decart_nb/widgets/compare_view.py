@@ -45,8 +45,9 @@ _CSS = """
 .dnb-compare .decart-camera.decart-receive .decart-videos { max-width: none; }
 .dnb-compare-input .decart-videos { grid-template-columns: 1fr; }
 .dnb-compare-input .decart-out { display: none; }
-/* The shared input makes no output: its figures are in its label (fps in). */
-.dnb-compare-input .decart-stats { display: none; }
+/* The shared input makes no output, and each arm's figures are in its label: one line each, not
+   a second, narrower copy cut short at a third of the width. */
+.dnb-compare-input .decart-stats, .dnb-compare-arm .decart-stats { display: none; }
 .dnb-compare-label { font-family: var(--jp-ui-font-family); font-size: var(--jp-ui-font-size1);
   color: var(--jp-ui-font-color1); line-height: 1.4; }
 .dnb-compare-label b { font-size: var(--jp-ui-font-size2); }

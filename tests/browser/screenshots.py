@@ -1,6 +1,7 @@
 """The README's screenshots (docs/img/): a live session (generating, a prompt set) in JupyterLab at
 1440x900 with the file browser open and at 1920x1080, light and dark, and in Notebook 7 at
-1440x900. Run by scripts/screenshots, inside the loopback-only network namespace the tests use:
+1440x900; a comparison of two arms (compare-*.png) in JupyterLab at 1440x900, light and dark.
+Run by scripts/screenshots, inside the loopback-only network namespace the tests use:
 
     scripts/screenshots            # writes docs/img/*.png
     scripts/screenshots OUT_DIR    # somewhere else, to compare
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from harness.lab import REPO, JupyterLab, LabNotebook, Playwright, launch_chromium
+from harness.lab import REPO, JupyterLab, LabNotebook, Playwright, launch_chromium, open_notebook
 
 from .layout import open_view, scroll_to_view, set_theme
 
@@ -31,6 +32,14 @@ SHOTS: list[tuple[str, str, int, int, tuple[str, ...]]] = [
     ("notebook7-1440x900", "notebook", 1440, 900, ("light",)),
 ]
 THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
+COMPARE_CELL = (
+    "from decart_nb import Arm, compare\n"
+    'cmp = compare([Arm(name="film noir", prompt="film noir"), Arm(name="anime", prompt="anime")])\n'
+    "cmp"
+)
+COMPARE_SHOTS: list[tuple[str, int, int, tuple[str, ...]]] = [
+    ("compare-1440x900", 1440, 900, ("light", "dark")),
+]
 
 
 def shoot(nb: LabNotebook, out: Path, name: str, themes: tuple[str, ...]) -> list[Path]:
@@ -49,6 +58,26 @@ def shoot(nb: LabNotebook, out: Path, name: str, themes: tuple[str, ...]) -> lis
         nb.page.locator(".jp-Notebook .jp-Cell").last.click()  # no focus ring in the view
         scroll_to_view(nb)
         path = out / (f"{name}-{theme}.png" if len(themes) > 1 else f"{name}.png")
+        nb.page.screenshot(path=str(path))
+        compress(path)
+        paths.append(path)
+    return paths
+
+
+def shoot_compare(nb: LabNotebook, out: Path, name: str, themes: tuple[str, ...]) -> list[Path]:
+    """The comparison once every arm plays."""
+    nb.page.wait_for_function(
+        "() => { const vs = [...document.querySelectorAll('.dnb-compare video.decart-output')]"
+        ".filter(v => v.videoWidth > 0 && v.currentTime > 1); return vs.length >= 2; }",
+        timeout=LIVE_S * 1000,
+    )
+    nb.page.wait_for_timeout(3000)  # the labels' figures fill in
+    paths = []
+    for theme in themes:
+        set_theme(nb, THEMES[theme])
+        nb.page.locator(".jp-Notebook .jp-Cell").last.click()
+        scroll_to_view(nb)
+        path = out / f"{name}-{theme}.png"
         nb.page.screenshot(path=str(path))
         compress(path)
         paths.append(path)
@@ -113,6 +142,18 @@ def run(browser: Any, root: Path, out: Path) -> list[Path]:
                 try:
                     written += shoot(nb, out, name, themes)
                     nb.execute("s.disconnect()")
+                finally:
+                    nb.close()
+            if app != "jupyterlab":
+                continue
+            for name, width, height, themes in COMPARE_SHOTS:
+                nb = open_notebook(browser, lab, "compare.ipynb")
+                try:
+                    nb.page.set_viewport_size({"width": width, "height": height})
+                    nb.page.evaluate("() => window.jupyterapp.commands.execute('filebrowser:activate')")
+                    nb.run_cell(COMPARE_CELL)
+                    written += shoot_compare(nb, out, name, themes)
+                    nb.execute("cmp.disconnect()")
                 finally:
                     nb.close()
     return written
