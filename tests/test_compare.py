@@ -227,18 +227,10 @@ def test_the_view_labels_each_arm_and_its_prompt_box_sets_all(comms: list[Any]) 
 @pytest.fixture
 def decart_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     pytest.importorskip("decart", reason='needs pip install "decart_nb[decart]"')
-    from tests.fakes.decart_server import FakeDecartServer, stub_livekit_room
+    from tests.fakes.decart_server import serving
 
-    _loop.acquire()
-    fake = _loop.run(FakeDecartServer().start(), timeout=10)
-    monkeypatch.setenv("DECART_REALTIME_BASE_URL", fake.url)
-    monkeypatch.delenv("DECART_API_KEY", raising=False)
-    try:
-        with stub_livekit_room(fake):
-            yield fake
-    finally:
-        _loop.run(fake.close(), timeout=10)
-        _loop.release()
+    with serving(monkeypatch) as fake:
+        yield fake
 
 
 @pytest.mark.webrtc

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from decart_nb import DecartNBError, ErrorCode, Session, _loop
-from tests.fakes.decart_server import VALID_KEY, FakeDecartServer, state_colour, stub_livekit_room
+from tests.fakes.decart_server import VALID_KEY, FakeDecartServer, serving, state_colour
 from tests.helpers import wait_until
 from tests.test_widget import comms
 
@@ -37,16 +37,8 @@ BLUE = np.tile(np.array([30, 60, 210], np.uint8), (48, 64, 1))
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDecartServer]:
     """The fake server on decart_nb's loop (held for the whole test), reached via the base-URL option."""
-    _loop.acquire()
-    fake = _loop.run(FakeDecartServer().start(), timeout=10)
-    monkeypatch.setenv("DECART_REALTIME_BASE_URL", fake.url)
-    monkeypatch.delenv("DECART_API_KEY", raising=False)
-    try:
-        with stub_livekit_room(fake):
-            yield fake
-    finally:
-        _loop.run(fake.close(), timeout=10)
-        _loop.release()
+    with serving(monkeypatch) as fake:
+        yield fake
 
 
 def on_loop(coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:

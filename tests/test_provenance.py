@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from decart_nb import GenerationTick, QueuePosition, __version__, _loop
+from decart_nb import GenerationTick, QueuePosition, __version__
 from decart_nb.experiments import sweep
 from decart_nb.sweeps.lane_figures import LaneFigures
 from decart_nb.sweeps.provenance import safe_options
@@ -135,18 +135,10 @@ def test_lane_figures_count_the_queue_and_billed_ticks_across_server_sessions() 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     pytest.importorskip("decart", reason='needs pip install "decart_nb[decart]"')
-    from tests.fakes.decart_server import FakeDecartServer, stub_livekit_room
+    from tests.fakes.decart_server import serving
 
-    _loop.acquire()
-    fake = _loop.run(FakeDecartServer().start(), timeout=10)
-    monkeypatch.setenv("DECART_REALTIME_BASE_URL", fake.url)
-    monkeypatch.delenv("DECART_API_KEY", raising=False)
-    try:
-        with stub_livekit_room(fake):
-            yield fake
-    finally:
-        _loop.run(fake.close(), timeout=10)
-        _loop.release()
+    with serving(monkeypatch) as fake:
+        yield fake
 
 
 @pytest.mark.webrtc

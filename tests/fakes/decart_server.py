@@ -494,3 +494,21 @@ def stub_livekit_room(server: FakeDecartServer) -> Iterator[None]:
         yield
     finally:
         livekit_connection.rtc = real
+
+
+@contextlib.contextmanager
+def serving(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDecartServer]:
+    """The fake server on decart_nb's loop (held throughout), reached by the real SDK through the
+    base-URL option, with no key in the environment and LiveKit's room stubbed to it."""
+    from decart_nb import _loop
+
+    _loop.acquire()
+    fake = _loop.run(FakeDecartServer().start(), timeout=10)
+    monkeypatch.setenv("DECART_REALTIME_BASE_URL", fake.url)
+    monkeypatch.delenv("DECART_API_KEY", raising=False)
+    try:
+        with stub_livekit_room(fake):
+            yield fake
+    finally:
+        _loop.run(fake.close(), timeout=10)
+        _loop.release()
