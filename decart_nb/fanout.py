@@ -23,7 +23,6 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .engines.base import Engine
 from .media.frames import carry, meta_of, recv_video
-from .media.mailbox import Mailbox
 from .media.relay import MailboxTrack
 from .media.sources import Feed
 from .state import GenerationState
@@ -33,27 +32,15 @@ __all__ = ["Fanout", "FeedTrack", "SharedInput", "copy_frame"]
 logger = logging.getLogger("decart_nb")
 
 
-class FeedTrack(MediaStreamTrack):
+class FeedTrack(MailboxTrack):
     """One arm's view of the shared input: a one-slot mailbox, newest frame wins."""
-
-    kind = "video"
 
     def __init__(self, fanout: Fanout) -> None:
         super().__init__()
-        self.box: Mailbox[av.VideoFrame] = Mailbox()
         self._fanout = fanout
-
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        try:
-            return await self.box.get()
-        except EOFError:
-            raise MediaStreamError from None
 
     def stop(self) -> None:
         self._fanout.remove(self)
-        self.box.close()
         super().stop()
 
 
