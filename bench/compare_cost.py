@@ -1,12 +1,13 @@
 """Scenario 9 (issue 23): what a comparison costs. Two local arms on one source against two
 separate sessions on the same kind of source, and each arm's latency against a single session.
 
-    bench/run --short --only compare    # 3 rounds of every set-up, 8 s measured each (about 5 minutes)
-    bench/run --only compare            # the same, 20 s measured each (about 9 minutes)
+    bench/run --short --only compare    # 3 rounds of every set-up, 7 s measured each (about 5 minutes)
+    bench/run --only compare            # the same, 20 s measured each (about 10 minutes)
 
 Each set-up runs in a fresh process of its own (as a kernel would), so the process CPU time is
 the set-up's alone: `single` (one Session, local engine, prompt "anime"), `separate` (two
-Sessions, "anime" and "film noir", each with its own source), `compare` (compare() with those two
+Sessions, "anime" and "film noir", each with its own source), `compare1` (compare() with the one
+arm "anime": the fan-out's own cost, nothing computed twice), `compare` (compare() with both
 arms on one source). Sources: "pattern" (the generated test card, made once per source) and
 "camera": a stamped 1280x720@30 pattern sent over WebRTC by an aiortc peer in the bench's own
 process (the page's stand-in, not measured), one per session that takes a camera (separate: one
@@ -14,8 +15,15 @@ each, as two displayed Sessions would each open the camera; compare: one, to the
 and a receive-only peer per compare arm; every arm's output is VP8-encoded back. Per run, after a
 warm-up: process CPU seconds over the window / output frames of all arms (ms per output frame),
 and each arm's kernel latency p50 / p95 (`stats`: from the frame's stamp at the (shared) input to
-its output). Cells: median (min-max) of the runs. Targets: compare's CPU per output frame below
-separate's, and each arm's latency p50 within 20% of the single session's.
+its output) and model time p50 (`model_ms_p50`). Cells: median (min-max) of the runs. Targets:
+compare's CPU per output frame below separate's, and the latency p50 of each arm within 20% of
+the single session's: judged for the 1-arm comparison (what the fan-out itself costs) and for
+each of the two arms. The two arms get every frame at the same moment, so on a small machine
+their models compute at once and slow each other; separate sessions' frames fall at random
+phases. The last rows show that contention without decart_nb's pipeline: in a process of its
+own, the local engine on a 720p frame, one thread at 30 fps, then two threads released together
+by a barrier at each 30 fps tick; per thread and round, the median ms from the release to the
+end of process() (what an arm waits) and of process() alone (what model_ms counts).
 """
 
 from __future__ import annotations
@@ -25,9 +33,12 @@ import asyncio
 import contextlib
 import json
 import statistics
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -37,11 +48,12 @@ from .table import Row, machine, render
 
 __all__ = ["compare_rows", "main"]
 
-SETUPS = ("single", "separate", "compare")
+SETUPS = ("single", "separate", "compare1", "compare")
 KINDS = ("pattern", "camera")
 PROMPTS = ("anime", "film noir")
 WARMUP = 3.0
 LATENCY_SLACK = 1.2  # each arm's latency p50 within 20% of a single session's
+FPS = 30.0  # the contention experiment's tick
 
 
 # -- one run: a process of its own, and the page's stand-ins ---------------------------------------
@@ -52,11 +64,11 @@ def build(setup: str, source: str) -> tuple[dict[str, Any], list[Any], dict[str,
     from decart_nb.comparison import compare
 
     camera = source == "camera"
-    if setup == "compare":
-        cmp = compare([{"name": p, "prompt": p} for p in PROMPTS], source).connect()
-        peers = ({"input": "send"} | {p: "recv" for p in PROMPTS}) if camera else {}
+    prompts = PROMPTS if setup in ("separate", "compare") else PROMPTS[:1]
+    if setup.startswith("compare"):
+        cmp = compare([{"name": p, "prompt": p} for p in prompts], source).connect()
+        peers = ({"input": "send"} | {p: "recv" for p in prompts}) if camera else {}
         return dict(cmp.arms) | {"input": cmp.input}, [cmp], peers
-    prompts = PROMPTS[:1] if setup == "single" else PROMPTS
     sessions = {p: Session(source=source, prompt=p).connect() for p in prompts}
     return sessions, list(sessions.values()), {p: "send" for p in prompts} if camera else {}
 
@@ -93,7 +105,7 @@ def measure_run(sessions: dict[str, Any], seconds: float) -> dict[str, Any]:
     cpu1, wall1 = time.process_time(), time.perf_counter()
     stats = {name: s.stats for name, s in sessions.items()}
     frames = sum(stats[n].get("frames_out", 0) - before[n] for n in sessions)
-    keys = ("latency_ms_p50", "latency_ms_p95", "fps_out", "frames_dropped")
+    keys = ("latency_ms_p50", "latency_ms_p95", "model_ms_p50", "fps_out", "frames_dropped")
     return {
         "cpu_s": cpu1 - cpu0,
         "wall_s": wall1 - wall0,
@@ -183,16 +195,84 @@ def run_one(setup: str, source: str, seconds: float) -> dict[str, Any]:
     return asyncio.run(run_async(setup, source, seconds))
 
 
+# -- the machine's contention, without decart_nb's pipeline ---------------------------------------
+def contention(seconds: float) -> dict[str, list[float]]:
+    """The local engine on one 720p frame, paced at 30 fps: one thread ("alone"), then one thread
+    per prompt released together at each tick by a barrier, as compare's arms get each frame at
+    the same moment ("together"). Per thread, the median ms from the release to the end of
+    process() (what an arm waits: its model, the core and the GIL it shares) and ("_process")
+    of process() alone, as the sessions' model_ms counts it."""
+    import av
+    import numpy as np
+
+    ramp = np.linspace(0, 255, 1280, dtype=np.uint8)
+    rgb = np.stack(
+        [np.tile(ramp, (720, 1)), np.tile(ramp[::-1], (720, 1)), np.full((720, 1280), 96, np.uint8)], -1
+    )
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    alone, alone_process = _paced(PROMPTS[:1], frame, seconds)
+    together, together_process = _paced(PROMPTS, frame, seconds)
+    return {
+        "alone": alone,
+        "alone_process": alone_process,
+        "together": together,
+        "together_process": together_process,
+    }
+
+
+def _paced(prompts: tuple[str, ...], frame: Any, seconds: float) -> tuple[list[float], list[float]]:
+    """Per thread: median ms from the release to the end of process(), and of process() alone."""
+    from decart_nb.engines.local.engine import LocalEngine
+    from decart_nb.state import GenerationState
+
+    engines = [(LocalEngine(), GenerationState(prompt=p)) for p in prompts]
+    for engine, state in engines:
+        engine.process(frame, state)  # its look's tables and scratch, built before the clock runs
+    released = [0.0]  # set by the barrier's action, once per tick, before any thread leaves
+    barrier = threading.Barrier(len(engines), lambda: released.__setitem__(0, time.perf_counter()), 30.0)
+    start, ticks = time.perf_counter() + 0.1, round(seconds * FPS)
+
+    def worker(i: int) -> tuple[float, float]:
+        engine, state = engines[i]
+        waited: list[float] = []
+        inside: list[float] = []
+        for k in range(ticks):
+            time.sleep(max(0.0, start + k / FPS - time.perf_counter()))
+            barrier.wait()
+            t0 = time.perf_counter()
+            engine.process(frame, state)
+            t1 = time.perf_counter()
+            waited.append((t1 - released[0]) * 1000.0)
+            inside.append((t1 - t0) * 1000.0)
+        return statistics.median(waited), statistics.median(inside)
+
+    with ThreadPoolExecutor(len(engines)) as pool:
+        medians = list(pool.map(worker, range(len(engines))))
+    return [w for w, _ in medians], [p for _, p in medians]
+
+
+def run_contention(seconds: float) -> dict[str, list[float]]:
+    """contention() in a fresh process (as the set-ups run), its JSON on stdout."""
+    args = [sys.executable, "-m", "bench.compare_cost", "--contention", str(seconds)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120 + 4 * seconds, check=True)
+    result: dict[str, list[float]] = json.loads(done.stdout)
+    return result
+
+
 # -- the scenario --------------------------------------------------------------------------------
 def measure(repeat: int, seconds: float) -> dict[str, list[dict[str, Any]]]:
-    """Every set-up on every kind, `repeat` rounds (interleaved, so a slow minute hits all)."""
+    """Every set-up on every kind and the contention experiment, `repeat` rounds (interleaved,
+    so a slow minute hits all)."""
     runs: dict[str, list[dict[str, Any]]] = {f"{k}/{s}": [] for k in KINDS for s in SETUPS}
+    runs["contention"] = []
     for i in range(repeat):
         for kind in KINDS:
             for setup in SETUPS:
                 result = run_one(setup, kind, seconds)
                 runs[f"{kind}/{setup}"].append(result)
                 print(f"bench compare: round {i + 1} {kind} {setup}: {_brief(result)}", file=sys.stderr)
+        runs["contention"].append(dict(run_contention(min(seconds, 4.0))))
+        print(f"bench compare: round {i + 1} contention (ms): {runs['contention'][-1]}", file=sys.stderr)
     return runs
 
 
@@ -218,54 +298,100 @@ def rows_from(runs: dict[str, list[dict[str, Any]]]) -> list[Row]:
     rows: list[Row] = []
     for kind in KINDS:
         scenario = f"9 compare, 2 local arms, {kind}"
-        cpu = {s: [_cpu_ms(r) for r in runs[f"{kind}/{s}"]] for s in SETUPS}
-        compare_cpu, separate_cpu = statistics.median(cpu["compare"]), statistics.median(cpu["separate"])
-        rows.append(
-            Row(
-                scenario,
-                "CPU ms / output frame, compare",
-                "< separate",
-                _cell(cpu["compare"]),
-                ok=compare_cpu < separate_cpu,
-            )
+        rows += _cpu_rows(scenario, runs, kind)
+        rows += _latency_rows(scenario, runs, kind, "p50")
+        rows += _latency_rows(scenario, runs, kind, "p95")
+        rows += _model_rows(scenario, runs, kind)
+    return rows + _contention_rows(runs["contention"])
+
+
+def _cpu_rows(scenario: str, runs: dict[str, list[dict[str, Any]]], kind: str) -> list[Row]:
+    cpu = {s: [_cpu_ms(r) for r in runs[f"{kind}/{s}"]] for s in SETUPS}
+    met = statistics.median(cpu["compare"]) < statistics.median(cpu["separate"])
+    return [
+        Row(scenario, "CPU ms / output frame, compare", "< separate", _cell(cpu["compare"]), ok=met),
+        Row(scenario, "CPU ms / output frame, 2 separate sessions", "-", _cell(cpu["separate"])),
+        Row(scenario, "CPU ms / output frame, 1 session", "-", _cell(cpu["single"])),
+    ]
+
+
+def _arm_values(
+    runs: dict[str, list[dict[str, Any]]], kind: str, setup: str, arm: str, key: str
+) -> list[float]:
+    return [float(r["arms"][arm][key]) for r in runs[f"{kind}/{setup}"]]
+
+
+def _latency_rows(scenario: str, runs: dict[str, list[dict[str, Any]]], kind: str, q: str) -> list[Row]:
+    """Judged at p50: the 1-arm comparison (the fan-out's own cost) and each of the two arms."""
+    key, judged = f"latency_ms_{q}", q == "p50"
+    single = _arm_values(runs, kind, "single", PROMPTS[0], key)
+    limit = LATENCY_SLACK * statistics.median(single)
+    target = f"<= {limit:.1f} (1.2 x single)" if judged else "-"
+
+    def row(figure: str, values: list[float]) -> Row:
+        ok = statistics.median(values) <= limit if judged else None
+        return Row(scenario, f"kernel latency {q} (ms), {figure}", target, _cell(values), ok=ok)
+
+    rows = [Row(scenario, f"kernel latency {q} (ms), 1 session", "-", _cell(single))]
+    rows.append(
+        row("1-arm compare (the fan-out's own cost)", _arm_values(runs, kind, "compare1", PROMPTS[0], key))
+    )
+    rows += [row(f"compare arm {arm!r}", _arm_values(runs, kind, "compare", arm, key)) for arm in PROMPTS]
+    separate = [v for a in PROMPTS for v in _arm_values(runs, kind, "separate", a, key)]
+    return [*rows, Row(scenario, f"kernel latency {q} (ms), separate sessions (both)", "-", _cell(separate))]
+
+
+def _model_rows(scenario: str, runs: dict[str, list[dict[str, Any]]], kind: str) -> list[Row]:
+    """Where the two arms' latency goes: the model's own time grows when both compute at once."""
+    key = "model_ms_p50"
+    rows = [
+        Row(
+            scenario,
+            "model ms p50, 1 session",
+            "-",
+            _cell(_arm_values(runs, kind, "single", PROMPTS[0], key)),
         )
-        rows.append(Row(scenario, "CPU ms / output frame, 2 separate sessions", "-", _cell(cpu["separate"])))
-        rows.append(Row(scenario, "CPU ms / output frame, 1 session", "-", _cell(cpu["single"])))
-        for q in ("p50", "p95"):
-            key = f"latency_ms_{q}"
-            single = [r["arms"][PROMPTS[0]][key] for r in runs[f"{kind}/single"]]
-            limit = LATENCY_SLACK * statistics.median(single)
-            rows.append(Row(scenario, f"kernel latency {q} (ms), 1 session", "-", _cell(single)))
-            for arm in PROMPTS:
-                values = [r["arms"][arm][key] for r in runs[f"{kind}/compare"]]
-                judged = q == "p50"
-                rows.append(
-                    Row(
-                        scenario,
-                        f"kernel latency {q} (ms), compare arm {arm!r}",
-                        f"<= {limit:.1f} (1.2 x single)" if judged else "-",
-                        _cell(values),
-                        ok=statistics.median(values) <= limit if judged else None,
-                    )
-                )
-            separate = [r["arms"][a][key] for r in runs[f"{kind}/separate"] for a in PROMPTS]
-            rows.append(
-                Row(scenario, f"kernel latency {q} (ms), separate sessions (both)", "-", _cell(separate))
-            )
-    return rows
+    ]
+    rows += [
+        Row(
+            scenario,
+            f"model ms p50, compare arm {arm!r}",
+            "-",
+            _cell(_arm_values(runs, kind, "compare", arm, key)),
+        )
+        for arm in PROMPTS
+    ]
+    separate = [v for a in PROMPTS for v in _arm_values(runs, kind, "separate", a, key)]
+    return [*rows, Row(scenario, "model ms p50, separate sessions (both)", "-", _cell(separate))]
+
+
+def _contention_rows(rounds: list[dict[str, Any]]) -> list[Row]:
+    """The machine's own contention: two models released together slow each other."""
+    scenario = "9 compare, the local model alone (no pipeline)"
+
+    def cell(key: str) -> str:
+        return _cell([float(v) for r in rounds for v in r[key]])
+
+    return [
+        Row(scenario, "ms from release to output, 1 thread at 30 fps", "-", cell("alone")),
+        Row(scenario, "ms from release to output, 2 threads released together (each)", "-", cell("together")),
+        Row(scenario, "  of which in process(), 1 thread", "-", cell("alone_process")),
+        Row(scenario, "  of which in process(), 2 threads together (each)", "-", cell("together_process")),
+    ]
 
 
 def compare_rows(short: bool = True, repeat: int = 3) -> list[Row]:
     """For bench/__main__.py (`--only compare`): the rows of `repeat` rounds."""
-    return rows_from(measure(repeat, 8.0 if short else 20.0))
+    return rows_from(measure(repeat, 7.0 if short else 20.0))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.compare_cost", description=__doc__.split("\n")[0])
     parser.add_argument("--child", nargs=3, metavar=("SETUP", "SOURCE", "SECONDS"), help=argparse.SUPPRESS)
+    parser.add_argument("--contention", type=float, metavar="SECONDS", help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
-        "--seconds", type=float, default=8.0, help="measured seconds per run (after a 3 s warm-up)"
+        "--seconds", type=float, default=7.0, help="measured seconds per run (after a 3 s warm-up)"
     )
     args = parser.parse_args(argv)
     if args.child:
@@ -273,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         replies = sys.stdout
         sys.stdout = sys.stderr  # only JSON replies on the real stdout
         child(setup, source, float(seconds), sys.stdin, replies)
+        return 0
+    if args.contention:
+        print(json.dumps(contention(args.contention)))
         return 0
     print(f"{machine()}\n")
     print(render(rows_from(measure(args.repeat, args.seconds))))

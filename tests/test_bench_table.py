@@ -172,3 +172,58 @@ def test_busy_processes_are_killed_even_on_an_exception() -> None:
     assert all(p.returncode is not None for p in procs)
     with busy_processes(0) as none:
         assert none == []
+
+
+def fake_compare_runs(compare1_p50: float) -> dict[str, list[dict[str, object]]]:
+    """Scenario 9's runs as bench/compare_cost.py records them: single 4 ms, two arms 7.7 ms."""
+
+    def run(p50: dict[str, float], cpu_s: float, frames: int) -> dict[str, object]:
+        arms = {
+            a: {"latency_ms_p50": v, "latency_ms_p95": v + 1, "model_ms_p50": v - 1} for a, v in p50.items()
+        }
+        return {"cpu_s": cpu_s, "frames_out": frames, "arms": arms}
+
+    setups = {
+        "single": run({"anime": 4.0}, 1.0, 240),
+        "separate": run({"anime": 4.4, "film noir": 4.3}, 2.4, 480),
+        "compare1": run({"anime": compare1_p50}, 1.0, 240),
+        "compare": run({"anime": 7.7, "film noir": 7.6}, 2.2, 480),
+    }
+    runs: dict[str, list[dict[str, object]]] = {
+        f"{kind}/{setup}": [r] * 3 for kind in ("pattern", "camera") for setup, r in setups.items()
+    }
+    contention = {"alone": [4.0], "alone_process": [3.9], "together": [7.1, 6.2], "together_process": [6, 5]}
+    runs["contention"] = [contention] * 3
+    return runs
+
+
+def test_compare_judges_the_fan_out_and_each_arm_against_a_single_session() -> None:
+    from bench.compare_cost import rows_from
+
+    rows = {(r.scenario, r.figure): r for r in rows_from(fake_compare_runs(compare1_p50=4.2))}
+    pattern = "9 compare, 2 local arms, pattern"
+    fan_out = rows[(pattern, "kernel latency p50 (ms), 1-arm compare (the fan-out's own cost)")]
+    assert fan_out.ok is True and fan_out.target == "<= 4.8 (1.2 x single)"  # 4.2 <= 1.2 x 4.0
+    assert rows[(pattern, "kernel latency p50 (ms), compare arm 'anime'")].ok is False  # 7.7 > 4.8
+    assert rows[(pattern, "CPU ms / output frame, compare")].ok is True  # 4.58 < 5.0
+    assert rows[(pattern, "model ms p50, compare arm 'film noir'")].ours == "6.60 (6.60-6.60)"
+    alone = "9 compare, the local model alone (no pipeline)"
+    assert rows[(alone, "ms from release to output, 1 thread at 30 fps")].ours == "4.00 (4.00-4.00)"
+    together = rows[(alone, "ms from release to output, 2 threads released together (each)")]
+    assert together.ours == "6.65 (6.20-7.10)"
+    assert rows[(alone, "  of which in process(), 2 threads together (each)")].ours == "5.50 (5.00-6.00)"
+    slow = {(r.scenario, r.figure): r for r in rows_from(fake_compare_runs(compare1_p50=5.0))}
+    assert slow[(pattern, "kernel latency p50 (ms), 1-arm compare (the fan-out's own cost)")].ok is False
+
+
+def test_contention_gives_each_thread_its_medians() -> None:
+    from bench.compare_cost import contention
+
+    result = contention(0.2)  # 6 ticks: the shape only, no timing asserted
+    assert [len(result[k]) for k in ("alone", "alone_process", "together", "together_process")] == [
+        1,
+        1,
+        2,
+        2,
+    ]
+    assert all(v > 0 for values in result.values() for v in values)
