@@ -46,9 +46,16 @@ CODEC_NOTE = (
     "directions share the rate), UDP dropped; fps = output frames the page showed with a new stamp."
 )
 TARGET_FPS = {1000: 15.0, 5000: 25.0}  # issue 12's targets, judged here (the tests keep a margin)
+REMOTE_FPS = {1000: 20.0, 5000: 28.0}  # issue 24's, with a 100 ms round trip
+REMOTE_200_FPS = 15.0  # issue 24's at 200 ms, either rate
 PREVIEW = ".decart-camera video.decart-preview"
 OUTPUT = ".decart-camera canvas.decart-output-frames"
 WARMUP_S = 4.0  # the rate controllers settle on a rung first
+# A diagnostic the log prints: the kernel's output RateController (the link's private state).
+KERNEL_RATE_PY = (
+    "(lambda r: r and [round(r.kbps), round(r.fps, 1), getattr(r, 'window', None), round(r.latency, 3),"
+    " f'{r.rung.width}x{r.rung.height}'])(getattr(s.widget._comm, 'rate', None))"
+)
 NODELAY = Path(__file__).parent / "nodelay"  # --server-nodelay: see nodelay/sitecustomize.py
 
 # The stamp: 32 blocks of 32 px across the top 16 rows of a 1280x720 frame. Any frame size of the
@@ -121,7 +128,10 @@ MEASURE_JS = """async ([preview, output, seconds]) => {
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000 + 100));
   if (link) delete link.acked;
   if (ctxOut) delete ctxOut.drawImage;
-  return {frames, ticks, unreadable, unmatched, width, height, acks};
+  const r = link && link.rate;
+  const rate = r ? {kbps: r.kbps, fps: r.fps, latency: r.latency, window: r.window ?? null,
+    rung: r.rung ? `${r.rung.width}x${r.rung.height}` : null} : null;
+  return {frames, ticks, unreadable, unmatched, width, height, acks, rate};
 }"""
 
 
@@ -139,6 +149,8 @@ class CanvasRun:
     height: int = 0
     stats: dict[str, Any] = field(default_factory=dict)  # session.stats at the end
     ack_ms: list[float] = field(default_factory=list)  # the page's send->ack of its camera frames
+    page_rate: dict[str, Any] = field(default_factory=dict)  # the page's camera RateController at the end
+    kernel_rate: str = ""  # the kernel's output RateController at the end (kbps, fps, window, latency)
 
     @property
     def fps(self) -> float:
@@ -166,6 +178,12 @@ class CanvasRun:
             f"{self.unmatched} unmatched, send->ack p50 {pct(self.ack_ms, 50):.0f} ms"
         )
 
+    def detail(self) -> str:
+        """The page's camera rate control and the kernel's figures at the end (for a log)."""
+        keys = ("fps_in", "fps_out", "transport_target_kbps_out", "transport_kbps_in", "transport_kbps_out")
+        kernel = {k: self.stats.get(k) for k in keys}
+        return f"page camera rate {self.page_rate}; kernel output rate {self.kernel_rate}; kernel {kernel}"
+
 
 def start_session(nb: Any, transport: str, prompt: str | None = None) -> None:
     """A camera session in a visible cell with the widget's `transport` chosen before display."""
@@ -187,7 +205,9 @@ def measure_output(nb: Any, seconds: float) -> CanvasRun:
         int(got["height"]),
     )
     run.ack_ms = [float(ms) for ms in got["acks"]]
+    run.page_rate = got.get("rate") or {}
     run.stats = nb.py("s.stats")
+    run.kernel_rate = str(nb.py(KERNEL_RATE_PY))
     return run
 
 
@@ -235,11 +255,21 @@ def server_nodelay(on: bool) -> Iterator[None]:
 
 
 def codec_rows(
-    short: bool, transports: tuple[str, str] = ("codec", "jpeg"), nodelay: bool = False
+    short: bool,
+    transports: tuple[str, ...] = ("codec", "jpeg"),
+    nodelay: bool = False,
+    *,
+    rates: tuple[int, ...] = RATES_KBIT,
+    rtt_ms: float = 0.0,
+    repeat: int = 1,
+    seconds: float | None = None,
 ) -> list[Row]:
     """Both transports at each rate, in one JupyterLab and one Chromium (`nodelay`: JupyterLab's
-    websockets with TCP_NODELAY, an experiment)."""
+    websockets with TCP_NODELAY, an experiment). `rtt_ms`: the page reaches JupyterLab through a
+    delaying relay (harness/delay.py) adding that round trip, as a remote kernel's page would;
+    `repeat`: runs per transport and rate, the rows give the median fps and the runs' spread."""
     try:
+        from harness.delay import delayed
         from harness.lab import (
             JupyterLab,
             Playwright,
@@ -250,7 +280,7 @@ def codec_rows(
         from harness.shaping import shaped_link
     except ImportError as exc:
         return [_not_run(f"harness/ not usable ({exc})")]
-    seconds = 12.0 if short else 30.0
+    seconds = seconds or (12.0 if short else 30.0)
     rows: list[Row] = []
     try:
         with tempfile.TemporaryDirectory(prefix="decart-bench-codec-") as tmp:
@@ -259,18 +289,28 @@ def codec_rows(
             with contextlib.ExitStack() as stack:
                 with server_nodelay(nodelay):  # the server process starts here, with its env
                     lab = stack.enter_context(JupyterLab.start(root))
+                relay = stack.enter_context(delayed(lab.port, rtt_ms))
+                page_lab = relay.lab(lab) if rtt_ms else lab
                 browser = launch_chromium(stack.enter_context(Playwright()), clip)
                 try:
-                    for rate in RATES_KBIT:
-                        runs = {}
-                        for transport in transports:
-                            nb = open_notebook(browser, lab, f"codec-{transport}-{rate}.ipynb")
-                            try:
-                                with shaped_link(rate, port=lab.port):
-                                    runs[transport] = one_run(nb, transport, seconds)
-                            finally:
-                                nb.close()
-                        rows += _rows(rate, runs[transports[0]], runs[transports[1]], nodelay)
+                    for rate in rates:
+                        runs: dict[str, list[CanvasRun]] = {t: [] for t in transports}
+                        for i in range(repeat):
+                            for transport in transports:
+                                nb = open_notebook(browser, page_lab, f"codec-{transport}-{rate}-{i}.ipynb")
+                                try:
+                                    with shaped_link(rate, port=lab.port):
+                                        run = one_run(nb, transport, seconds)
+                                finally:
+                                    nb.close()
+                                print(
+                                    f"codec bench: {transport} {rate} kbit/s {rtt_ms:g} ms: {run.summary()}"
+                                )
+                                print(f"  {run.detail()}", flush=True)
+                                runs[transport].append(run)
+                        pick = [_median_run(runs[t]) for t in transports]
+                        naive = pick[1] if len(pick) > 1 else pick[0]
+                        rows += _rows(rate, pick[0], naive, nodelay, rtt_ms, runs[transports[0]])
                 finally:
                     browser.close()
     except Exception as exc:  # noqa: BLE001 - reported in the table instead of faking a figure
@@ -279,18 +319,46 @@ def codec_rows(
     return rows
 
 
-def _rows(rate: int, codec: CanvasRun, jpeg: CanvasRun, nodelay: bool = False) -> list[Row]:
+def _median_run(runs: list[CanvasRun]) -> CanvasRun:
+    """The run with the median fps (the lower middle one of an even count)."""
+    ordered = sorted(runs, key=lambda r: r.fps)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def target_fps(rate: int, rtt_ms: float) -> float:
+    """Issue 12's targets on loopback; issue 24's with a round trip (100 ms: 20 and 28 fps; 200 ms
+    and more: 15)."""
+    if rtt_ms >= 200:
+        return REMOTE_200_FPS
+    if rtt_ms > 0:
+        return REMOTE_FPS.get(rate, TARGET_FPS.get(rate, 15.0))
+    return TARGET_FPS.get(rate, 15.0)
+
+
+def _rows(
+    rate: int,
+    codec: CanvasRun,
+    jpeg: CanvasRun,
+    nodelay: bool = False,
+    rtt_ms: float = 0.0,
+    all_codec: list[CanvasRun] | None = None,
+) -> list[Row]:
     scenario = f"8 comm video, {rate / 1000:g} Mbit/s, no UDP" + (", server NODELAY" if nodelay else "")
-    target = TARGET_FPS[rate]
+    if rtt_ms:
+        scenario += f", {rtt_ms:g} ms round trip"
+    target = target_fps(rate, rtt_ms)
+    runs = all_codec or [codec]
+    spread = "-" if len(runs) < 2 else " / ".join(f"{r.fps:.1f}" for r in sorted(runs, key=lambda r: r.fps))
     return [
         Row(
             scenario,
-            "page presents fps (stamped frames)",
+            "page presents fps (stamped frames)" + (f", median of {len(runs)}" if len(runs) > 1 else ""),
             f">= {target:g}",
             codec.fps,
             jpeg.fps,
             limit=(">=", target),
         ),
+        Row(scenario, "fps of each run (codec)", "-", spread, "-"),
         Row(scenario, "output size", "-", f"{codec.width}x{codec.height}", f"{jpeg.width}x{jpeg.height}"),
         Row(
             scenario,
@@ -326,5 +394,33 @@ def _rows(rate: int, codec: CanvasRun, jpeg: CanvasRun, nodelay: bool = False) -
     ]
 
 
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bench.codec --rate 1000 --rtt 100 --repeat 3`: scenario 8 at chosen rates and round
+    trip (inside the loopback-only namespace, as bench/run runs it), codec only unless --jpeg."""
+    import argparse
+
+    from .table import render
+
+    parser = argparse.ArgumentParser(prog="python -m bench.codec")
+    parser.add_argument(
+        "--rate", type=int, action="append", help="kbit/s (repeatable; default 1000 and 5000)"
+    )
+    parser.add_argument("--rtt", type=float, default=0.0, help="round trip added by the delaying relay, ms")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=12.0, help="measured span of each run")
+    parser.add_argument("--jpeg", action="store_true", help="measure the JPEG column too")
+    args = parser.parse_args(argv)
+    transports = ("codec", "jpeg") if args.jpeg else ("codec",)
+    rates = tuple(args.rate or RATES_KBIT)
+    rows = codec_rows(
+        True, transports, rates=rates, rtt_ms=args.rtt, repeat=args.repeat, seconds=args.seconds
+    )
+    print(render(rows))
+
+
 def _not_run(reason: str) -> Row:
     return Row("8 comm video, no UDP", "page fps / glass-to-glass", ">= 15 / >= 25 fps", f"not run: {reason}")
+
+
+if __name__ == "__main__":
+    main()
