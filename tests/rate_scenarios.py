@@ -43,7 +43,7 @@ SCENARIO_EVENTS = 150
 
 Event = tuple[Any, ...]  # ("ack", nbytes, seconds, now), ("lost", now) or ("encoded", seconds)
 # After a call: [changed (None before the first call and after on_encoded), kbps, fps, latency,
-# rung width, rung height, rung changes].
+# rung width, rung height, rung changes, window].
 State = list[Any]
 
 
@@ -138,6 +138,28 @@ def narrowing_link(fps: float, count: int) -> list[Event]:
     return events
 
 
+def remote_link(fps: float, count: int, rtt: float, mbit: float) -> list[Event]:
+    """A sender at the controller's pace, as many chunks in flight as its window allows, on a FIFO
+    `mbit` link `rtt` away (a remote kernel): the window grows to the bandwidth-delay product."""
+    rc = RateController(1280, 720, fps)
+    events: list[Event] = []
+    now, free_at = 0.0, 0.0
+    inflight: list[tuple[float, float, int]] = []  # (sent, acked, bytes), in order
+    while len(events) < count:
+        if len(inflight) >= rc.window:
+            now = max(now, inflight[0][1])
+        while inflight and inflight[0][1] <= now:
+            sent, acked, nbytes = inflight.pop(0)
+            events.append(("ack", nbytes, acked - sent, acked))
+            rc.on_ack(nbytes, acked - sent, acked)
+        nbytes = max(300, int(rc.kbps * 125 / rc.fps))
+        free_at = max(now, free_at) + nbytes * 8 / (mbit * 1e6)
+        acked = max(free_at + rtt, inflight[-1][1] if inflight else 0.0)
+        inflight.append((now, acked, nbytes))
+        now += 1 / rc.fps
+    return events[:count]
+
+
 def rounded(events: list[Event]) -> list[Event]:
     """`events` as stored: seconds and times to DIGITS places."""
     return [tuple(round(x, DIGITS) if isinstance(x, float) else x for x in e) for e in events]
@@ -145,7 +167,7 @@ def rounded(events: list[Event]) -> list[Event]:
 
 # -- rate.py's outputs -----------------------------------------------------------------------------
 def state(rc: RateController, changed: bool | None) -> State:
-    return [changed, rc.kbps, rc.fps, rc.latency, rc.rung.width, rc.rung.height, rc.rung_changes]
+    return [changed, rc.kbps, rc.fps, rc.latency, rc.rung.width, rc.rung.height, rc.rung_changes, rc.window]
 
 
 def apply(rc: RateController, event: Event) -> bool | None:
@@ -174,6 +196,12 @@ def scenarios() -> list[tuple[str, Model, list[Event]]]:
         for i, model in enumerate(MODELS)
     ]
     found.append(("a link narrowing from 20 to 1 Mbit/s", MODELS[0], rounded(narrowing_link(30, 240))))
+    found.append(
+        ("a 5 Mbit/s link 100 ms away: the window", MODELS[0], rounded(remote_link(30, 200, 0.1, 5.0)))
+    )
+    found.append(
+        ("a 1 Mbit/s link 200 ms away: the window", MODELS[0], rounded(remote_link(30, 200, 0.2, 1.0)))
+    )
     return found
 
 

@@ -1,6 +1,7 @@
 """RateController on a simulated link: chunks cross one FIFO link (a chunk's bytes take
 bytes * 8 / bandwidth once the chunks ahead of it have left) and are acked a round trip later; the
-sender keeps at most IN_FLIGHT chunks unacked and never sends faster than its target fps."""
+sender keeps at most the controller's `window` chunks unacked and never sends faster than its
+target fps."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ from dataclasses import dataclass, field
 import pytest
 
 from decart_nb.media import rate
-from decart_nb.media.rate import IN_FLIGHT, MIN_BPP, RUNG_HOLD_S, RateController, ladder
+from decart_nb.media.rate import (
+    IN_FLIGHT,
+    MAX_IN_FLIGHT,
+    MIN_BPP,
+    RUNG_HOLD_S,
+    RateController,
+    ladder,
+)
 from tests import page_bundle
 from tests.rate_scenarios import RULES, Model, expected_states, scenarios
 
@@ -82,8 +90,9 @@ def simulate(
             run.chunks.append((sent, acked))
 
     while t < seconds:
-        if len(link.unacked) >= IN_FLIGHT:
+        while not rc.room(len(link.unacked)):
             t = max(t, link.unacked[0][1])
+            take_acks(t)
         take_acks(t)
         t = max(t, last + 1 / rc.fps)
         take_acks(t)
@@ -164,21 +173,46 @@ def tail_kbps(run: Run, after: float) -> float:
     return statistics.median(s[1] for s in run.samples if s[0] > after)
 
 
-@pytest.mark.parametrize(("mbit", "min_kbps"), [(1.0, 130), (5.0, 500)])
-@pytest.mark.parametrize("rtt", [0.043, 0.090])
-def test_a_latency_longer_than_a_period_lowers_the_frame_rate_not_the_bitrate(
+@pytest.mark.parametrize(("mbit", "min_kbps"), [(1.0, 300), (5.0, 1500)])
+@pytest.mark.parametrize("rtt", [0.043, 0.100, 0.200])
+def test_a_remote_link_keeps_the_frame_rate_and_the_bitrate_through_its_window(
     mbit: float, min_kbps: float, rtt: float
 ) -> None:
-    # 43 ms: a Jupyter server without TCP_NODELAY (every message waits for a delayed ACK), longer
-    # than a period but shorter than the window's two; 90 ms: longer than the window too.
+    # 43 ms: a Jupyter server without TCP_NODELAY (every message waits for a delayed ACK); 100 and
+    # 200 ms: a remote kernel. Two chunks in flight would cap the frame rate at 2 / (1.25 x rtt):
+    # 37, 16 and 8 fps; the window holds the bandwidth-delay product instead.
     rc = RateController(1280, 720, 30)
     run = simulate(rc, 15.0, lambda t: mbit * 1e6, rtt=rtt, jitter=0.6)
     assert rc.latency == pytest.approx(rtt, abs=0.005), "the latency is not told from the transmission"
-    assert 15 <= rc.fps <= min(30, IN_FLIGHT / (1.25 * (rtt - 0.003))), rc.fps
+    assert rc.fps == 30, rc.fps
+    assert IN_FLIGHT < rc.window <= MAX_IN_FLIGHT, rc.window
+    sent = [s for s, _ in run.chunks if s > 8.0]
+    assert len(sent) / (run.chunks[-1][0] - 8.0) > 27, "the sender did not keep the model's frame rate"
     assert tail_kbps(run, 8.0) > min_kbps, "the bitrate went down as if the link were full"
     assert max(s[1] for s in run.samples if s[0] > 8.0) < mbit * 1000
+    # Latency never grows: the chunks' send->ack stays the round trip plus about a period.
+    times = [acked - sent for sent, acked in run.chunks if sent > 8.0]
+    assert statistics.median(times[-30:]) < rtt + 0.05, statistics.median(times[-30:])
     held = run.samples[-1][0] - run.rung_changes[-1] < RUNG_HOLD_S  # the rung may not move yet
     assert meets_the_rung_rule(rc) or held, (rc.rung, rc.kbps, rc.fps)
+
+
+def test_the_window_is_the_bandwidth_delay_product_in_chunks_within_its_floor_and_ceiling() -> None:
+    rc = RateController(1280, 720, 30)
+    assert rc.window == IN_FLIGHT  # before any ack
+    for i in range(40):  # a 100 ms round trip at 30 fps: 3 chunks a latency, 4 with the one sent
+        rc.on_ack(2000, 0.1, 1.0 + i / 30)
+    assert rc.window == 6, rc.window  # floor(1.5 * (0.1 * 30 + 1))
+    far = RateController(1280, 720, 30)
+    for i in range(40):  # 300 ms: 9 chunks a latency, 15 with the margin, past the ceiling
+        far.on_ack(2000, 0.3, 1.0 + i / 30)
+    assert far.window == MAX_IN_FLIGHT
+    assert far.fps == pytest.approx(MAX_IN_FLIGHT / (1.25 * 0.3)), "the ceiling caps the frame rate"
+    quick = RateController(1280, 720, 30)
+    for i in range(40):  # loopback: the floor
+        quick.on_ack(2000, 0.002, 1.0 + i / 30)
+    assert quick.window == IN_FLIGHT
+    assert not quick.room(IN_FLIGHT) and quick.room(IN_FLIGHT - 1)
 
 
 def test_a_latency_most_acks_have_is_the_latency_though_some_come_quick() -> None:

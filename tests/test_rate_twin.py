@@ -1,7 +1,7 @@
 """The page's RateController (js/src/rate.ts) against rate.py's, step for step: the same seeded
 random acks and losses go to both (the TypeScript one bundled and run in node), and after every
-call the returned bool, the rung and its change count must be equal and kbps, fps and latency equal
-to within 1e-9 (relative). Both read their constants from one table, rate_rules.json; its stored
+call the returned bool, the rung, its change count and the window must be equal and kbps, fps and
+latency equal to within 1e-9 (relative). Both read their constants from one table, rate_rules.json; its stored
 scenarios are checked in tests/test_rate.py (rate.py) and js/test/rate.test.ts (rate.ts)."""
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class State(NamedTuple):
     latency: float
     rung: tuple[int, int]
     rung_changes: int
+    window: int
 
 
 class Run(NamedTuple):
@@ -51,7 +52,7 @@ def all_runs() -> list[Run]:
 # -- rate.py ---------------------------------------------------------------------------------------
 def py_state(rc: RateController, changed: bool | None) -> State:
     rung = (rc.rung.width, rc.rung.height)
-    return State(changed, rc.kbps, rc.fps, rc.latency, rung, rc.rung_changes)
+    return State(changed, rc.kbps, rc.fps, rc.latency, rung, rc.rung_changes, rc.window)
 
 
 def py_states(run: Run) -> list[State]:
@@ -73,7 +74,7 @@ DRIVER = """
 const runs = INPUT.map(({ model: [width, height, fps], options, events }) => {
   const rc = new RateController(width, height, fps, options);
   const state = (changed) =>
-    [changed, rc.kbps, rc.fps, rc.latency, [rc.rung.width, rc.rung.height], rc.rungChanges];
+    [changed, rc.kbps, rc.fps, rc.latency, [rc.rung.width, rc.rung.height], rc.rungChanges, rc.window];
   const states = [state(null)];
   for (const [kind, ...args] of events) {
     if (kind === "encoded") {
@@ -112,7 +113,7 @@ def js_states(source: str, runs: list[Run]) -> list[list[State]]:
     )
     assert done.returncode == 0, f"node failed:\n{done.stderr}"
     out = json.loads(done.stdout)
-    return [[State(s[0], s[1], s[2], s[3], (s[4][0], s[4][1]), s[5]) for s in states] for states in out]
+    return [[State(s[0], s[1], s[2], s[3], (s[4][0], s[4][1]), s[5], s[6]) for s in states] for states in out]
 
 
 # -- the comparison --------------------------------------------------------------------------------
@@ -122,7 +123,8 @@ def same(py: State, js: State) -> bool:
         for a, b in ((py.kbps, js.kbps), (py.fps, js.fps), (py.latency, js.latency))
     )
     exact = type(py.changed) is type(js.changed) and py.changed == js.changed
-    return close and exact and py.rung == js.rung and py.rung_changes == js.rung_changes
+    same_ints = (py.rung, py.rung_changes, py.window) == (js.rung, js.rung_changes, js.window)
+    return close and exact and same_ints
 
 
 def first_mismatch(run: Run, py: list[State], js: list[State]) -> str | None:

@@ -6,15 +6,17 @@ of steps, so both ends behave alike). The constants live in one table both read,
 beside this module, with seeded scenarios both are tested against. Pure arithmetic once that
 table is read at import: no I/O, no clock (the caller passes `now`, in seconds).
 
-The link carries at most IN_FLIGHT (2) chunks per direction: the receiver acks each chunk as soon
-as it has decoded it (a receiver too busy to decode is a slow link), and the sender takes, encodes
-and sends the next frame only while fewer than IN_FLIGHT are unacked. So the time from send to
-ack (`seconds`) is what the far end needs for one chunk (its bytes, a round trip, the decode, and
-at most the other chunk in flight ahead of it). Two, not one: with a single chunk in flight every
-frame waits a whole round trip (~50 ms through a Jupyter server), which caps the frame rate near
-15 fps whatever the bandwidth; the second chunk travels while the first one's ack comes back. The
-queue stays bounded: at most one chunk waits behind the one being delivered, and the sender holds
-no frame (it encodes only what it can send).
+The receiver acks each chunk as soon as it has decoded it (a receiver too busy to decode is a slow
+link), and the sender takes, encodes and sends the next frame only while fewer than `window`
+chunks are unacked. So the time from send to ack (`seconds`) is what the far end needs for one
+chunk (its bytes, a round trip, the decode, and the chunks in flight ahead of it). The window is
+the link's bandwidth-delay product in chunks (rule 5): a sender that may have only two chunks
+unacked waits a whole round trip for every other frame, which caps the frame rate at
+2 / (1.25 x latency) whatever the bandwidth (15 fps at a 100 ms round trip); a window that holds
+what the sending rate puts on the link in one latency keeps the frames coming at the model's
+rate. The queue stays bounded: the window holds only what the rate sends in a latency and a
+period (plus WINDOW_FACTOR's margin), the bitrate keeps a chunk's own transmission under FULL of
+its period (rule 1), and the sender holds no frame (it encodes only what it can send).
 
 Outputs (read them after every call):
 - `kbps`: the encoder's target bitrate, within [min_kbps, max_kbps].
@@ -38,10 +40,17 @@ a link that is full shows as chunks that take longer than a period.
    `residuals = seconds_i - slope * nbytes_i` (LATENCY_QUANTILE 0.75: the upper quartile, not the
    minimum, since on a Jupyter websocket a few acks come quick while most wait ~40 ms; erring high
    costs a little frame rate, erring low reads the latency as a full link).
+5. Window (computed here, after rule 0, with the fps as it stood before this ack): the chunks the
+   sending rate puts on the link in a latency and a period, with a margin,
+   `window = min(MAX_IN_FLIGHT, max(IN_FLIGHT, floor(WINDOW_FACTOR * (latency * fps + 1))))`
+   (IN_FLIGHT 2, MAX_IN_FLIGHT 10, WINDOW_FACTOR 1.5). In bytes: the target bitrate times
+   (latency + period), times the factor, over a chunk's average size (kbps / fps): the
+   bandwidth-delay product at the rate we send, plus the chunk on the wire. A lost chunk (no
+   sample) leaves it as it is.
 1. Bitrate, by the delivery time against the time a chunk has (`period = 1 / fps`, before rule 2;
-   `budget = min(IN_FLIGHT * period, latency + period)`: the window must be free again when the
-   frame after next is due, and the chunk's own transmission must fit in one period or the link
-   falls behind the frames):
+   `budget = min(window * period, latency + period)`: the window must be free again when the
+   frame `window` periods on is due, and the chunk's own transmission must fit in one period or
+   the link falls behind the frames):
    LATE_ACKS (2) chunks in a row with `seconds - latency > FULL * (budget - latency)` -> `kbps *=
    DECREASE` (FULL 0.75, DECREASE 0.85: the link is full or queueing, and a key frame or the other
    direction's traffic would not fit; one late chunk alone is a stall, not a full link);
@@ -54,9 +63,10 @@ a link that is full shows as chunks that take longer than a period.
    otherwise kbps stays. Then kbps is clamped to [min_kbps, max_kbps]. On a steady link a chunk's
    transmission settles between half and FULL of what the budget leaves it (the bitrate near
    0.5-0.75 of the link), so the larger key frames and the other direction's traffic still fit.
-2. Frame rate: the model's fps, but no more than `IN_FLIGHT / (LATENCY_FACTOR * latency)` (1.25:
+2. Frame rate: the model's fps, but no more than `window / (LATENCY_FACTOR * latency)` (1.25:
    the window's round trips leave each chunk's transmission some of its period; without this a
-   latency longer than the window would read as a full link and take the bitrate to its minimum),
+   latency longer than the window would read as a full link and take the bitrate to its minimum;
+   the window grows with `latency * fps`, so this binds only at MAX_IN_FLIGHT: 32 fps at 250 ms),
    and no more than `kbps * 1000 / (MIN_BPP * smallest.pixels)` (even the smallest rung gets
    MIN_BPP bits per pixel per frame: fewer, better frames rather than mush); never below MIN_FPS.
 3. Rung: the largest rung whose bits per pixel per frame, `kbps * 1000 / (pixels * fps)`, is
@@ -89,6 +99,7 @@ Starting point: `start_kbps` (START_KBPS, 400) at the model's fps, with rules 2 
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +120,7 @@ __all__ = [
     "LATE_ACKS",
     "LOST_DECREASE",
     "MAX_BPP",
+    "MAX_IN_FLIGHT",
     "MIN_BPP",
     "MIN_FPS",
     "MIN_KBPS",
@@ -117,6 +129,7 @@ __all__ = [
     "RUNG_HOLD_S",
     "START_KBPS",
     "UP_MARGIN",
+    "WINDOW_FACTOR",
     "RateController",
     "Rung",
     "ladder",
@@ -151,7 +164,9 @@ def _ladder() -> tuple[float, ...]:
 
 
 LADDER = _ladder()  # fractions of the model's width and height, largest first
-IN_FLIGHT = _count("IN_FLIGHT")  # chunks a sender may have unacked
+IN_FLIGHT = _count("IN_FLIGHT")  # the window's floor: chunks a sender may always have unacked
+MAX_IN_FLIGHT = _count("MAX_IN_FLIGHT")  # the window's ceiling
+WINDOW_FACTOR = _number("WINDOW_FACTOR")  # the window's margin over the bandwidth-delay product
 DECREASE = _number("DECREASE")
 INCREASE = _number("INCREASE")
 LOST_DECREASE = _number("LOST_DECREASE")
@@ -215,6 +230,7 @@ class RateController:
         self.max_kbps = max_kbps if max_kbps is not None else MAX_BPP * width * height * fps / 1000.0
         self.kbps = self._clamp(start_kbps)
         self.latency = 0.0
+        self.window = IN_FLIGHT  # rule 5: chunks the sender may have unacked
         self._acks: deque[tuple[int, float]] = deque(maxlen=FIT_ACKS)
         self._last_ack_at: float | None = None
         self._latencies: deque[tuple[float, float]] = deque()  # (now, latency) of the last BASE_S
@@ -234,9 +250,10 @@ class RateController:
         self._last_ack_at = now
         self._acks.append((nbytes, seconds))
         self.latency = self._fit_latency()
+        self.window = self._window()
         queued = self._queued(now)
         period = 1.0 / self.fps
-        budget = min(IN_FLIGHT * period, self.latency + period)
+        budget = min(self.window * period, self.latency + period)
         recent = list(self._acks)[-LATE_ACKS:]
         if len(recent) == LATE_ACKS and all(
             t - self.latency > FULL * (budget - self.latency) for _, t in recent
@@ -249,6 +266,15 @@ class RateController:
         elif seconds - self.latency < HEADROOM * (budget - self.latency):
             self.kbps = self._clamp(self.kbps * INCREASE)
         return self._adapt(now)
+
+    def _window(self) -> int:
+        """Rule 5: the bandwidth-delay product in chunks at the current fps, with a margin."""
+        chunks = math.floor(WINDOW_FACTOR * (self.latency * self.fps + 1.0))
+        return min(MAX_IN_FLIGHT, max(IN_FLIGHT, chunks))
+
+    def room(self, unacked: int) -> bool:
+        """Whether a sender with `unacked` chunks in flight may send another."""
+        return unacked < self.window
 
     def _queued(self, now: float) -> bool:
         """Rule 1's queue test: the latency is QUEUE_S over its least in the last BASE_S."""
@@ -325,7 +351,7 @@ class RateController:
         affordable = self.kbps * 1000.0 / (MIN_BPP * smallest)
         fps = min(self.model_fps, affordable)
         if self.latency > 0:
-            fps = min(fps, IN_FLIGHT / (LATENCY_FACTOR * self.latency))
+            fps = min(fps, self.window / (LATENCY_FACTOR * self.latency))
         return max(MIN_FPS, fps)
 
     def _clamp(self, kbps: float) -> float:

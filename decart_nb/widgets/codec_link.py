@@ -5,8 +5,9 @@ The page says `transport {transport: "codec", codec: "vp8"}` when its WebCodecs 
 decode VP8 (else it uses JPEG, jpeg_link.py). Then, each way (schema: messages.py):
 `chunk {seq, key, width, height}` + one buffer = one VP8 frame, acked with `chunk_ack {seq}` by
 each side once decoded (so a receiver too busy to decode reads as a slow link and nothing piles
-up before a decoder), at most IN_FLIGHT (2) chunks in flight; `keyframe {}` asks the other side's
-next frame to be a key frame.
+up before a decoder), at most the sender's RateController's `window` chunks in flight (the
+bandwidth-delay product in chunks, IN_FLIGHT 2 to MAX_IN_FLIGHT 10: media/rate.py's rule 5);
+`keyframe {}` asks the other side's next frame to be a key frame.
 
 A delta frame needs every frame before it, so nothing received is skipped: every chunk is decoded
 in order and only the newest decoded frame goes to the pipeline. What breaks the chain (a gap in
@@ -137,6 +138,9 @@ class CodecLink(FrameLink):
 
     def _period(self) -> float:
         return 1.0 / self.rate.fps if self.rate is not None else super()._period()
+
+    def _window(self) -> int:
+        return self.rate.window if self.rate is not None else IN_FLIGHT
 
     def _encode(self, frame: av.VideoFrame, key: bool) -> Outgoing:
         rate = self.rate

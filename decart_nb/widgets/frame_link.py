@@ -9,8 +9,9 @@ Two links share this file's `FrameLink`: JPEG frames (`JpegLink`, jpeg_link.py) 
 (`CodecLink`, codec_link.py). Their common rules (schema: messages.py):
 - Every frame is one custom message with ONE buffer; the receiver acks it at once on receipt
   (a VP8 chunk once decoded: codec_link.py).
-- At most `window` frames are in flight each way (JPEG 1, VP8 2: media/rate.py says why), so the
-  newest frame wins and nothing queues on the websocket: the page sends its next camera frame
+- At most `window()` frames are in flight each way (JPEG 1; VP8 the bandwidth-delay product in
+  chunks, 2 to 10: media/rate.py says why), so the newest frame wins and nothing queues on the
+  websocket: the page sends its next camera frame
   once an ack frees the window, the kernel its next output frame likewise (an unacked frame
   counts as lost after ACK_TIMEOUT_S), never faster than its fps.
 - Encoding and decoding run in the media loop's executor, one job at a time, never on the loop.
@@ -103,7 +104,7 @@ class FrameLink:
     encoded and announced."""
 
     name = ""  # its transport: what `active_transport` and `stats["transport"]` say
-    window = 1  # output frames that may be unacked at once
+    window = 1  # output frames that may be unacked at once (a link may size it: `_window`)
     # A camera frame is acked on receipt, or once decoded (so a busy kernel reads as a slow link
     # to the page and frames cannot pile up before the decoder).
     ack_on_receipt = True
@@ -153,6 +154,16 @@ class FrameLink:
 
     def _period(self) -> float:
         return 1.0 / max(1, self._port.session.model.fps)
+
+    def _window(self) -> int:
+        """Output frames that may be unacked now."""
+        return self.window
+
+    def _update_room(self) -> None:
+        if len(self._unacked) < self._window():
+            self._room.set()
+        else:
+            self._room.clear()
 
     def _delivered(self, nbytes: int, seconds: float) -> None:
         """The page acked an output frame of `nbytes` after `seconds`."""
@@ -253,11 +264,11 @@ class FrameLink:
     def acked(self, seq: Seq) -> None:
         sent = self._unacked.pop(seq, None) if isinstance(seq, int) else None
         if sent is not None:
-            self._room.set()
-            self._delivered(sent[1], time.perf_counter() - sent[0])
+            self._delivered(sent[1], time.perf_counter() - sent[0])  # may resize the window
+            self._update_room()
 
     async def _wait_for_room(self) -> bool:
-        """Until fewer than `window` frames are unacked; True when the oldest was given up as lost."""
+        """Until fewer than `_window()` frames are unacked; True when the oldest was given up as lost."""
         while not self._room.is_set():
             oldest, (sent_at, _) = next(iter(self._unacked.items()))
             try:
@@ -292,8 +303,7 @@ class FrameLink:
                     continue  # it follows frames lost with their pipe: the next one starts afresh
                 self._seq += 1
                 self._unacked[self._seq] = (time.perf_counter(), len(out.data))
-                if len(self._unacked) >= self.window:
-                    self._room.clear()
+                self._update_room()
                 last = taken
                 self._send(self._announce(self._seq, out), [out.data])
                 self.meter_out.add(len(out.data))

@@ -1,12 +1,13 @@
 // Video over the comm: the camera leaves as VP8 chunks (WebCodecs), the output comes back as VP8
-// chunks, over the page socket while it is live, else the comm. At most RATE.IN_FLIGHT chunks in
-// flight each way, each acked once decoded, so send->ack is the time the far end needs for a
+// chunks, over the page socket while it is live, else the comm. At most the RateController's
+// `window` chunks in flight each way (the bandwidth-delay product in chunks, rule 5 of
+// decart_nb/media/rate.py: 2 to 10), each acked once decoded, so send->ack is the time the far end needs for a
 // chunk; the RateController turns it into bitrate, frame rate and size. A VP8 delta frame can
 // never be dropped, so we encode only what we send: once the window has room (and a frame period
 // has passed), the newest camera frame is encoded and sent.
 import { FrameTap } from "./frame_tap.ts";
 import type { Delivery, Link, LinkHost } from "./link.ts";
-import { RATE, RateController } from "./rate.ts";
+import { RateController } from "./rate.ts";
 import type { KernelMessage, MediaMessage } from "./schema.ts";
 import { countPerSecond } from "./stats.ts";
 import { CAMERA_JITTER_MS, FRAME_ACK_TIMEOUT_MS, PAGE_STATS_MS } from "./timing.ts";
@@ -227,7 +228,7 @@ export class CodecLink implements Link {
     this.configured = { width, height, kbps, fps };
   }
 
-  // Sends the chunk, then waits until fewer than RATE.IN_FLIGHT chunks are unacked.
+  // Sends the chunk, then waits until fewer than the rate's window of chunks are unacked.
   async sendChunk(chunk: EncodedVideoChunk): Promise<void> {
     const seq = ++this.seq;
     const { width, height } = this.configured ?? this.rate.rung;
@@ -237,7 +238,7 @@ export class CodecLink implements Link {
     this.waiting.set(seq, { seq, bytes: chunk.byteLength, sentAt: performance.now(), done, resolve, timer });
     if (this.sendMedia({ type: "chunk", seq, key: chunk.type === "key", width, height }, chunk)) this.sent += 1;
     else this.lost(seq);
-    while (this.live && this.waiting.size >= RATE.IN_FLIGHT) {
+    while (this.live && !this.rate.room(this.waiting.size)) {
       const oldest = this.waiting.values().next().value;
       if (!oldest) break;
       await oldest.done;

@@ -8,7 +8,9 @@ import { constants } from "../../decart_nb/media/rate_rules.json";
 
 export interface RateRules {
   LADDER: readonly number[]; // fractions of the model's width and height, largest first
-  IN_FLIGHT: number; // chunks a sender may have unacked: the second travels while the first's ack returns
+  IN_FLIGHT: number; // the window's floor: chunks a sender may always have unacked
+  MAX_IN_FLIGHT: number; // the window's ceiling
+  WINDOW_FACTOR: number; // the window's margin over the bandwidth-delay product in chunks
   DECREASE: number; // LATE_ACKS chunks in a row over FULL of the budget: the link is full or queueing
   INCREASE: number; // a chunk's own transmission under HEADROOM of what the budget leaves: well under
   LOST_DECREASE: number;
@@ -19,7 +21,7 @@ export interface RateRules {
   QUEUE_CUT_EVERY_S: number; // the latency follows a cut slowly: one cut a second
   FIT_ACKS: number; // the acks rule 0 fits the latency to
   LATE_ACKS: number;
-  LATENCY_FACTOR: number; // IN_FLIGHT frame periods are at least this many latencies
+  LATENCY_FACTOR: number; // `window` frame periods are at least this many latencies
   LATENCY_QUANTILE: number; // of the acks' residuals: quick acks among slow ones do not make the latency
   MIN_BPP: number; // bits per pixel per frame a rung needs
   UP_MARGIN: number; // a step up needs MIN_BPP * UP_MARGIN, so a boundary does not flip rungs
@@ -65,6 +67,7 @@ export class RateController {
   readonly maxKbps: number;
   kbps: number;
   latency = 0; // rule 0: what every chunk's send->ack holds whatever its size
+  window: number = RATE.IN_FLIGHT; // rule 5: chunks the sender may have unacked
   private acks: [nbytes: number, seconds: number][] = []; // the last FIT_ACKS
   private lastAckAt: number | null = null; // `now` of the last ack
   private latencies: [now: number, latency: number][] = []; // of the last BASE_S
@@ -98,9 +101,10 @@ export class RateController {
     this.acks.push([nbytes, seconds]);
     if (this.acks.length > RATE.FIT_ACKS) this.acks.shift();
     this.latency = this.fitLatency();
+    this.window = this.fitWindow();
     const queued = this.queued(now);
     const period = 1 / this.fps;
-    const budget = Math.min(RATE.IN_FLIGHT * period, this.latency + period);
+    const budget = Math.min(this.window * period, this.latency + period);
     const recent = this.acks.slice(-RATE.LATE_ACKS);
     if (recent.length === RATE.LATE_ACKS && recent.every(([, t]) => t - this.latency > RATE.FULL * (budget - this.latency))) {
       this.kbps = this.clamp(this.kbps * RATE.DECREASE);
@@ -113,6 +117,18 @@ export class RateController {
       this.kbps = this.clamp(this.kbps * RATE.INCREASE);
     }
     return this.adapt(now);
+  }
+
+  // Rule 5: the bandwidth-delay product in chunks at the current fps (a latency and a period of
+  // chunks), with WINDOW_FACTOR's margin, within [IN_FLIGHT, MAX_IN_FLIGHT].
+  private fitWindow(): number {
+    const chunks = Math.floor(RATE.WINDOW_FACTOR * (this.latency * this.fps + 1));
+    return Math.min(RATE.MAX_IN_FLIGHT, Math.max(RATE.IN_FLIGHT, chunks));
+  }
+
+  // Whether a sender with `unacked` chunks in flight may send another.
+  room(unacked: number): boolean {
+    return unacked < this.window;
   }
 
   // Rule 1's queue test: the latency is QUEUE_S over its least in the last BASE_S.
@@ -193,13 +209,13 @@ export class RateController {
     return this.rungs.length - 1;
   }
 
-  // The model's fps, but no more than the window allows (IN_FLIGHT / (LATENCY_FACTOR * latency))
+  // The model's fps, but no more than the window allows (window / (LATENCY_FACTOR * latency))
   // and no more than gives the smallest rung MIN_BPP (fewer, better frames); at least MIN_FPS.
   private targetFps(): number {
     const smallest = at(this.rungs, this.rungs.length - 1);
     const affordable = (this.kbps * 1000) / (RATE.MIN_BPP * smallest.width * smallest.height);
     let fps = Math.min(this.modelFps, affordable);
-    if (this.latency > 0) fps = Math.min(fps, RATE.IN_FLIGHT / (RATE.LATENCY_FACTOR * this.latency));
+    if (this.latency > 0) fps = Math.min(fps, this.window / (RATE.LATENCY_FACTOR * this.latency));
     return Math.max(RATE.MIN_FPS, fps);
   }
 

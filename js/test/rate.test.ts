@@ -17,7 +17,7 @@ function step(rc: RateController, event: Event): boolean | null {
   return kind === "ack" ? rc.onAck(Number(a), Number(b), Number(c)) : rc.onLost(Number(a));
 }
 
-const state = (rc: RateController, changed: boolean | null): Expect => [changed, rc.kbps, rc.fps, rc.latency, rc.rung.width, rc.rung.height, rc.rungChanges];
+const state = (rc: RateController, changed: boolean | null): Expect => [changed, rc.kbps, rc.fps, rc.latency, rc.rung.width, rc.rung.height, rc.rungChanges, rc.window];
 
 function close(a: unknown, b: unknown): boolean {
   if (typeof a !== "number" || typeof b !== "number") return a === b;
@@ -48,3 +48,19 @@ for (const scenario of scenarios) {
     });
   });
 }
+
+test("the window is the bandwidth-delay product in chunks, within its floor and ceiling", () => {
+  const rc = new RateController(1280, 720, 30);
+  assert.equal(rc.window, RATE.IN_FLIGHT); // before any ack
+  for (let i = 0; i < 40; i++) rc.onAck(2000, 0.1, 1 + i / 30); // 100 ms at 30 fps
+  assert.equal(rc.window, 6); // floor(1.5 * (0.1 * 30 + 1))
+  assert.equal(rc.fps, 30, "a 100 ms round trip keeps the model's frame rate");
+  assert.ok(!rc.room(6) && rc.room(5));
+  const far = new RateController(1280, 720, 30);
+  for (let i = 0; i < 40; i++) far.onAck(2000, 0.3, 1 + i / 30); // 300 ms: past the ceiling
+  assert.equal(far.window, RATE.MAX_IN_FLIGHT);
+  assert.ok(Math.abs(far.fps - RATE.MAX_IN_FLIGHT / (1.25 * 0.3)) < 1e-9, String(far.fps));
+  const quick = new RateController(1280, 720, 30);
+  for (let i = 0; i < 40; i++) quick.onAck(2000, 0.002, 1 + i / 30); // loopback: the floor
+  assert.equal(quick.window, RATE.IN_FLIGHT);
+});
