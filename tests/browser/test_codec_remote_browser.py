@@ -1,0 +1,80 @@
+"""The codec transport on a remote link (issue 24): the page reaches JupyterLab through a delaying
+relay (harness/delay.py, 100 ms round trip; this kernel has no netem) on a link shaped to 5 Mbit/s
+with UDP dropped, in real JupyterLab + Chromium whose fake camera plays the stamped clip.
+
+With two chunks in flight a 100 ms round trip capped the frame rate near 15 fps whatever the
+bandwidth; the window sized to the bandwidth-delay product (media/rate.py, rule 5) lets both
+senders keep more in flight. The test checks that both windows grew past two (a count, not a
+timing), that the page shows the camera's stamped frames at a CI floor, and that glass-to-glass
+latency does not grow: the larger window must not build a queue. The bench judges issue 24's
+targets (`python -m bench.codec --rtt 100 --repeat 3`; bench/README.md).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.codec import measure_output, start_session, wait_live
+from bench.runs import pct
+from decart_nb.media.rate import IN_FLIGHT
+from harness.delay import DelayRelay, delayed
+from harness.lab import JupyterLab, LabNotebook, open_notebook
+from harness.shaping import shaped_link
+
+pytestmark = pytest.mark.browser
+
+RTT_MS = 100.0
+RATE_KBIT = 5000
+FPS_FLOOR = 5.0  # a CI floor on a loaded 2-core machine (measured 10.7 there); the bench judges the targets
+WARMUP_S = 6.0  # the latency fits (40 acks) and the windows follow
+GROWTH_MS = 150.0  # a queue building up grows latency by seconds, not by this
+PAGE_WINDOW = "() => [...window.__decartNB.controllers].find((c) => c.running)?.link?.rate?.window ?? null"
+
+
+@pytest.fixture(scope="module")
+def remote(lab: JupyterLab) -> Iterator[DelayRelay]:
+    """The page <-> JupyterLab link: 5 Mbit/s, UDP dropped, and 100 ms away."""
+    with shaped_link(RATE_KBIT, port=lab.port), delayed(lab.port, RTT_MS) as relay:
+        yield relay
+
+
+@pytest.fixture(scope="module")
+def remote_nb(chromium: Any, lab: JupyterLab, remote: DelayRelay, artifacts: Path) -> Iterator[LabNotebook]:
+    nb = open_notebook(chromium, remote.lab(lab), "codec-remote.ipynb", artifacts)
+    try:
+        yield nb
+    finally:
+        nb.close()
+
+
+def test_a_remote_link_widens_both_windows_and_latency_does_not_grow(
+    remote_nb: LabNotebook, remote: DelayRelay
+) -> None:
+    nb = remote_nb
+    start_session(nb, "codec")
+    try:
+        wait_live(nb, "codec", timeout=60)
+        time.sleep(WARMUP_S)
+        run = measure_output(nb, 15.0)
+        page_window = nb.page.evaluate(PAGE_WINDOW)
+        kernel_window = nb.py("s.widget._comm.rate.window")
+        print(f"remote {remote}: {run.summary()}; windows page {page_window}, kernel {kernel_window}")
+        nb.screenshot("codec-remote-100ms")
+        assert remote.connections > 0, "the page did not go through the relay"
+        assert pct(run.ack_ms, 50) >= RTT_MS * 0.9, f"the round trip is not there: {run.summary()}"
+        assert page_window > IN_FLIGHT, f"the camera's window stayed {page_window}"
+        assert kernel_window > IN_FLIGHT, f"the output's window stayed {kernel_window}"
+        assert run.fps >= FPS_FLOOR, f"{run.summary()}\n{nb.diagnostics()}"
+        first, last = run.third(0), run.third(2)
+        assert first and last, run.summary()
+        growth = statistics.median(last) - statistics.median(first)
+        assert growth <= GROWTH_MS, f"latency grew by {growth:.0f} ms: {run.summary()}"
+        assert nb.py("[e.code for e in s.errors]") == []
+    finally:
+        nb.execute("s.disconnect()")
