@@ -46,11 +46,14 @@ class FeedTrack(MailboxTrack):
 
 class Fanout(Engine):
     """The shared input's engine: every input frame to every arm, each arm its own copy (the
-    last arm takes the frame itself: nothing else holds it). Outputs nothing."""
+    last arm takes the frame itself: nothing else holds it). With `echo`, a copy also goes to its
+    own output, so the page shows the input (a source the page has no preview of: a clip, the
+    pattern); without it, nothing (the camera: the page shows its own preview, nothing to encode)."""
 
     name = "fanout"
 
-    def __init__(self) -> None:
+    def __init__(self, echo: bool = False) -> None:
+        self.echo = echo
         self._taps: list[FeedTrack] = []
         self._pump: asyncio.Task[None] | None = None
         self._output: MailboxTrack | None = None
@@ -73,7 +76,7 @@ class Fanout(Engine):
             self._taps.remove(track)
 
     async def start(self, source: MediaStreamTrack) -> MediaStreamTrack:
-        self._output = output = MailboxTrack()  # stays empty: nothing goes back to the page
+        self._output = output = MailboxTrack()  # empty unless echoing: nothing else goes to the page
         self._pump = asyncio.get_running_loop().create_task(self._run(source, output))
         return output
 
@@ -93,6 +96,8 @@ class Fanout(Engine):
         """Hand `frame` to every arm. The copies are all made before any arm runs (this is one
         step on the loop), so the frame itself is still untouched when each is taken."""
         taps = list(self._taps)
+        if self.echo and self._output is not None:
+            self._output.box.put(copy_frame(frame))
         if not taps:
             return
         meta_of(frame)  # one stamp for every arm (the input slot's, or now)

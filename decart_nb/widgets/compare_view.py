@@ -1,9 +1,10 @@
-"""What displaying a Comparison shows: the shared input's camera and every arm's output side by
+"""What displaying a Comparison shows: the shared input and every arm's output side by
 side, each arm labelled with its name, what it runs, its state and its live figures (fps,
 latency from the shared stamp, drops), a prompt box per arm, and one prompt box for all arms.
 
-No page code of its own: the camera is the shared input's camera widget (its output pane hidden:
-the shared input sends nothing back), and each arm's video is that arm's own widget, which a
+No page code of its own: the input is the shared input's camera widget (a camera: its preview,
+the output pane hidden, since nothing is sent back; another source: the copy the shared input
+echoes, shown output-only), and each arm's video is that arm's own widget, which a
 Session with a non-camera source already renders output-only. The live labels follow each
 arm's events through its SessionPort.
 """
@@ -44,7 +45,10 @@ _CSS = """
 .dnb-compare .decart-camera { max-width: none; }
 .dnb-compare .decart-camera.decart-receive .decart-videos { max-width: none; }
 .dnb-compare-input .decart-videos { grid-template-columns: 1fr; }
-.dnb-compare-input .decart-out { display: none; }
+/* A camera input shows the page's own preview; any other source is echoed as the input's output.
+   The labels above say what each picture is: the widgets' own captions would only repeat it. */
+.dnb-compare .decart-pane figcaption { display: none; }
+.dnb-compare-input .decart-camera:not(.decart-receive) .decart-out { display: none; }
 /* The shared input makes no output, and each arm's figures are in its label: one line each, not
    a second, narrower copy cut short at a third of the width. */
 .dnb-compare-input .decart-stats, .dnb-compare-arm .decart-stats { display: none; }

@@ -152,6 +152,27 @@ def test_run_all_on_the_bring_your_own_model_notebook(
         nb.close()
 
 
+def test_run_all_on_the_compare_and_replay_notebook(chromium: Any, lab: JupyterLab, artifacts: Path) -> None:
+    """Record the camera, replay it through two arms (a sweep), then watch them live on the clip."""
+    parameters = {"source": "camera", "record_seconds": 1.5, "prompts": ["anime", "noir"], "seconds": 0.3}
+    content = notebook_copy("05_compare_and_replay.ipynb", **parameters)
+    nb = open_notebook(chromium, lab, "05_compare_and_replay.ipynb", artifacts, content)
+    try:
+        cells = run_all(nb, "run-all-05_compare_and_replay")
+        assert_ran_clean_over_webrtc(nb, cells)
+        sweep = lab.root / "out" / "compare" / "sweep"
+        rows = [json.loads(line) for line in (sweep / "results.jsonl").read_text().splitlines()]
+        assert sorted((r["prompt"], r["arm"]) for r in rows) == [
+            ("anime", "full"),
+            ("anime", "light"),
+            ("noir", "full"),
+            ("noir", "light"),
+        ], summary(cells)
+        assert all(not r["error_code"] for r in rows), summary(cells)
+    finally:
+        nb.close()
+
+
 @pytest.fixture(scope="module")
 def decart_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
     """A JupyterLab whose kernels start tests/fakes' Decart server (an IPython startup file, as
