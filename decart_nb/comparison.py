@@ -28,7 +28,6 @@ from .checks import invalid
 from .errors import DecartNBError
 from .fanout import Fanout, SharedInput
 from .images import ImageInput, load_image
-from .media.sources import check_source
 from .session import Session
 from .session_core import ConnectionState, Mirror, Stats
 from .state import validate_enhance, validate_prompt
@@ -73,8 +72,8 @@ def compare(
 class Comparison:
     """Arms side by side on one shared input. `arms` maps each arm's name to its Session (in the
     order given); `input` is the shared input, a Session that transforms nothing (the camera
-    widget connects to it; it sends a camera no video back, and echoes any other source so the
-    page can show it)."""
+    widget connects to it; it sends a camera no video back, and once displayed echoes any other
+    source so the page can show it)."""
 
     def __init__(
         self,
@@ -94,8 +93,7 @@ class Comparison:
         check_tracker(tracker)
         self.tracker = tracker
         self._arms = arms_from(arms)  # checked again: a Comparison built directly gets the same checks
-        # A camera is previewed by the page itself; any other source is shown by echoing it.
-        self._fanout = Fanout(echo=check_source(source) != "camera")
+        self._fanout = Fanout()  # echoes only once a view shows a source the page has no preview of
         # The shared input takes the first arm's model: its size and rate are what the camera is asked for.
         self.input = Session(
             self._arms[0].model, engine=self._fanout, source=source, mirror=mirror, out_dir=out_dir

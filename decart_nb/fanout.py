@@ -46,9 +46,10 @@ class FeedTrack(MailboxTrack):
 
 class Fanout(Engine):
     """The shared input's engine: every input frame to every arm, each arm its own copy (the
-    last arm takes the frame itself: nothing else holds it). With `echo`, a copy also goes to its
-    own output, so the page shows the input (a source the page has no preview of: a clip, the
-    pattern); without it, nothing (the camera: the page shows its own preview, nothing to encode)."""
+    last arm takes the frame itself: nothing else holds it). With `echo` (set by the compare view
+    for a source the page has no preview of: a clip, the pattern), a copy also goes to its own
+    output for the page to show; without it (a camera, which the page previews itself, or no view
+    at all: a sweep) nothing: a copy costs about 1 ms of CPU a 720p frame."""
 
     name = "fanout"
 

@@ -165,8 +165,8 @@ def test_a_local_and_a_function_arm_transform_the_same_input(no_leaked_threads: 
         assert set(stats) == {"local", "fn"}
         # Latency counts from the shared input's stamp: a figure for each arm.
         assert all(s["latency_ms_p50"] == s["latency_ms_p50"] for s in stats.values())
-        # The pattern has no preview in the page: the shared input shows it (an echo, a copy).
-        assert cmp.input.stats["fps_out"] > 0 and cmp.input.state == "generating"
+        # No view: the shared input sends nothing out (no copy a frame: a sweep pays none).
+        assert cmp.input.state == "connected" and cmp.input.stats["fps_out"] == 0
     assert cmp.state == {"local": "disconnected", "fn": "disconnected"}
     assert cmp.input.state == "disconnected"
 
@@ -207,6 +207,8 @@ def test_the_view_labels_each_arm_and_its_prompt_box_sets_all(comms: list[Any]) 
     try:
         assert set(view.cells) == {"a", "b"}
         assert all(s.state != "disconnected" for s in cmp.arms.values())  # displaying connects
+        # The page has no preview of the pattern: displayed, the shared input shows it (a copy).
+        assert wait_until(lambda: cmp.input.stats["fps_out"] > 0, timeout=30)
         assert wait_until(lambda: "fps" in view.cells["a"].label.value, timeout=30)  # live figures
         assert 'data-arm="a"' in view.cells["a"].label.value and "generating" in view.cells["a"].label.value
         assert view.cells["b"].prompt.value == "sketch"

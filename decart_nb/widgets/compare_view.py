@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import ipywidgets as w
 
 from ..errors import DecartNBError, ErrorCode
+from ..fanout import Fanout
+from ..media.sources import check_source
 from ..session_port import SessionPort, port_of
 from .change import Change
 from .panel import PROMPT_DEBOUNCE_S
@@ -143,6 +145,9 @@ class _InputCell:
         else:
             video.add_class("dnb-compare-input")
             children.append(video)
+            engine = session.engine
+            if isinstance(engine, Fanout) and check_source(session.source) != "camera":
+                engine.echo = True  # shown from now on; a copy a frame only where a page looks
         self.box = w.VBox(children)
         self.box.add_class("dnb-compare-cell")
         self._stats: dict[str, object] = {}
