@@ -323,3 +323,22 @@ def test_a_latency_risen_over_its_least_reads_as_a_queue() -> None:
     assert all(b <= a for a, b in itertools.pairwise(queued)), "an increase while queued"
     cuts = sum(b < a for a, b in itertools.pairwise(queued))
     assert cuts <= 4, f"{cuts} cuts in 3 s: at most one a second"
+
+
+def test_a_stall_at_start_does_not_make_a_long_round_trip_read_as_a_queue() -> None:
+    # The page's first chunks wait behind the widget's first display (~300 KB at 1 Mbit/s): a few
+    # acks of 2.5 s steepen the latency fit's slope until the latency reads 0. Were 0 the queue
+    # test's base, the 100 ms round trip after it would read as a queue for BASE_S (10 s) and hold
+    # the bitrate at its minimum (measured: 50 kbps, 7 fps, 100 ms from JupyterLab at 1 Mbit/s).
+    rc = RateController(1280, 720, 30)
+    now = 0.0
+    for _ in range(10):
+        now += 0.3
+        rc.on_ack(8000, 2.5, now)
+    start = now
+    while now < start + 8.0:
+        nbytes = max(300, int(rc.kbps * 125 / rc.fps))
+        now += 1 / rc.fps
+        rc.on_ack(nbytes, 0.1 + nbytes * 8 / 1e6, now)
+    assert rc.kbps > 300, rc.kbps
+    assert rc.fps == 30

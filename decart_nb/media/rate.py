@@ -56,7 +56,8 @@ a link that is full shows as chunks that take longer than a period.
    direction's traffic would not fit; one late chunk alone is a stall, not a full link);
    else `seconds - latency < HEADROOM * (budget - latency)` (0.5) -> `kbps *= INCREASE` (1.05:
    the chunk's own transmission took well under the time the budget leaves it);
-   else, when the latency is over QUEUE_S (50 ms) above its least of the last BASE_S (10 s)
+   else, when the latency is over QUEUE_S (50 ms) above its least of the last BASE_S (10 s; each
+   latency taken no lower than the quickest send->ack of the acks it was fitted to)
    (other traffic on the link, Jupyter's own messages or the other direction, queues our chunks:
    that shows as latency, not as a chunk's own time), `kbps *= DECREASE` at most once every
    QUEUE_CUT_EVERY_S (1 s), and never an increase;
@@ -277,8 +278,12 @@ class RateController:
         return unacked < self.window
 
     def _queued(self, now: float) -> bool:
-        """Rule 1's queue test: the latency is QUEUE_S over its least in the last BASE_S."""
-        self._latencies.append((now, self.latency))
+        """Rule 1's queue test: the latency is QUEUE_S over its least in the last BASE_S (each
+        taken no lower than the quickest ack it was fitted to: a few very slow acks, a stall at
+        start, steepen the fit's slope until the latency reads 0, and a base of 0 would read a
+        100 ms round trip as a queue for BASE_S)."""
+        quickest = min(t for _, t in self._acks)
+        self._latencies.append((now, max(self.latency, quickest)))
         while self._latencies[0][0] < now - BASE_S:
             self._latencies.popleft()
         return self.latency - min(lat for _, lat in self._latencies) > QUEUE_S

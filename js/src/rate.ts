@@ -132,8 +132,11 @@ export class RateController {
   }
 
   // Rule 1's queue test: the latency is QUEUE_S over its least in the last BASE_S.
+  // Each latency counts no lower than the quickest ack it was fitted to: a stall's slow acks steepen
+  // the fit's slope until the latency reads 0, and a base of 0 would read a long round trip as a queue.
   private queued(now: number): boolean {
-    this.latencies.push([now, this.latency]);
+    const quickest = Math.min(...this.acks.map(([, t]) => t));
+    this.latencies.push([now, Math.max(this.latency, quickest)]);
     while ((this.latencies[0]?.[0] ?? now) < now - RATE.BASE_S) this.latencies.shift();
     return this.latency - Math.min(...this.latencies.map(([, lat]) => lat)) > RATE.QUEUE_S;
   }

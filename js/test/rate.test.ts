@@ -64,3 +64,19 @@ test("the window is the bandwidth-delay product in chunks, within its floor and 
   for (let i = 0; i < 40; i++) quick.onAck(2000, 0.002, 1 + i / 30); // loopback: the floor
   assert.equal(quick.window, RATE.IN_FLIGHT);
 });
+
+test("a stall at start does not make a long round trip read as a queue", () => {
+  // A few 2.5 s acks (the widget's first display at 1 Mbit/s) steepen the latency fit until it
+  // reads 0; as the queue test's base, 0 would hold the bitrate at its minimum for BASE_S.
+  const rc = new RateController(1280, 720, 30);
+  let now = 0;
+  for (let i = 0; i < 10; i++) rc.onAck(8000, 2.5, (now += 0.3));
+  const start = now;
+  while (now < start + 8) {
+    const nbytes = Math.max(300, Math.floor((rc.kbps * 125) / rc.fps));
+    now += 1 / rc.fps;
+    rc.onAck(nbytes, 0.1 + (nbytes * 8) / 1e6, now);
+  }
+  assert.ok(rc.kbps > 300, String(rc.kbps));
+  assert.equal(rc.fps, 30);
+});
