@@ -151,6 +151,7 @@ class CanvasRun:
     ack_ms: list[float] = field(default_factory=list)  # the page's send->ack of its camera frames
     page_rate: dict[str, Any] = field(default_factory=dict)  # the page's camera RateController at the end
     kernel_rate: str = ""  # the kernel's output RateController at the end (kbps, fps, window, latency)
+    relay_kbps: tuple[float, float] = (0.0, 0.0)  # what the relay carried up and down over the run
 
     @property
     def fps(self) -> float:
@@ -182,7 +183,11 @@ class CanvasRun:
         """The page's camera rate control and the kernel's figures at the end (for a log)."""
         keys = ("fps_in", "fps_out", "transport_target_kbps_out", "transport_kbps_in", "transport_kbps_out")
         kernel = {k: self.stats.get(k) for k in keys}
-        return f"page camera rate {self.page_rate}; kernel output rate {self.kernel_rate}; kernel {kernel}"
+        up, down = self.relay_kbps
+        return (
+            f"page camera rate {self.page_rate}; kernel output rate {self.kernel_rate}; kernel {kernel}; "
+            f"the link carried {up:.0f} kbps up, {down:.0f} down"
+        )
 
 
 def start_session(nb: Any, transport: str, prompt: str | None = None) -> None:
@@ -300,7 +305,9 @@ def codec_rows(
                                 nb = open_notebook(browser, page_lab, f"codec-{transport}-{rate}-{i}.ipynb")
                                 try:
                                     with shaped_link(rate, port=lab.port):
+                                        before = (relay.bytes_up, relay.bytes_down, time.monotonic())
                                         run = one_run(nb, transport, seconds)
+                                        run.relay_kbps = _relay_kbps(relay, *before)
                                 finally:
                                     nb.close()
                                 print(
@@ -317,6 +324,12 @@ def codec_rows(
         traceback.print_exc()
         return [*rows, _not_run(f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}")]
     return rows
+
+
+def _relay_kbps(relay: Any, up: int, down: int, since: float) -> tuple[float, float]:
+    """kbps each way through the relay since (up, down, since): everything the page's link carried."""
+    span = max(1e-3, time.monotonic() - since)
+    return (relay.bytes_up - up) * 8 / 1000 / span, (relay.bytes_down - down) * 8 / 1000 / span
 
 
 def _median_run(runs: list[CanvasRun]) -> CanvasRun:

@@ -44,6 +44,8 @@ class DelayRelay:
         self.rtt_ms = rtt_ms
         self.port = 0
         self.connections = 0
+        self.bytes_up = 0  # page -> JupyterLab, all connections so far (what the link carried)
+        self.bytes_down = 0  # JupyterLab -> page
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -102,12 +104,12 @@ class DelayRelay:
         except OSError:
             page_w.close()
             raise
-        for reader, writer in ((page_r, lab_w), (lab_r, page_w)):
-            task = asyncio.ensure_future(self._pipe(reader, writer))
+        for reader, writer, up in ((page_r, lab_w, True), (lab_r, page_w, False)):
+            task = asyncio.ensure_future(self._pipe(reader, writer, up))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: bool) -> None:
         """One direction: read at once, write each piece `one_way_s` after it arrived."""
         line: deque[tuple[float, bytes]] = deque()
         held = 0
@@ -122,6 +124,10 @@ class DelayRelay:
                 while data := await reader.read(READ_BYTES):
                     line.append((time.monotonic() + self.one_way_s, data))
                     held += len(data)
+                    if up:
+                        self.bytes_up += len(data)
+                    else:
+                        self.bytes_down += len(data)
                     more.set()
                     if held >= HOLD_BYTES:
                         room.clear()
