@@ -57,7 +57,7 @@ a link that is full shows as chunks that take longer than a period.
    else `seconds - latency < HEADROOM * (budget - latency)` (0.5) -> `kbps *= INCREASE` (1.05:
    the chunk's own transmission took well under the time the budget leaves it);
    else, when the latency is over QUEUE_S (50 ms) above its least of the last BASE_S (10 s; each
-   latency taken no lower than the quickest send->ack of the acks it was fitted to)
+   latency taken no lower than the quickest send->ack, as measured, of the acks it was fitted to)
    (other traffic on the link, Jupyter's own messages or the other direction, queues our chunks:
    that shows as latency, not as a chunk's own time), `kbps *= DECREASE` at most once every
    QUEUE_CUT_EVERY_S (1 s), and never an increase;
@@ -233,6 +233,7 @@ class RateController:
         self.latency = 0.0
         self.window = IN_FLIGHT  # rule 5: chunks the sender may have unacked
         self._acks: deque[tuple[int, float]] = deque(maxlen=FIT_ACKS)
+        self._raw: deque[float] = deque(maxlen=FIT_ACKS)  # the same acks' send->ack, uncorrected
         self._last_ack_at: float | None = None
         self._latencies: deque[tuple[float, float]] = deque()  # (now, latency) of the last BASE_S
         self._queue_cut_at = float("-inf")
@@ -246,6 +247,7 @@ class RateController:
     # -- inputs --------------------------------------------------------------------------------------
     def on_ack(self, nbytes: int, seconds: float, now: float) -> bool:
         """A chunk of `nbytes` took `seconds` from send to ack; True when the rung changed."""
+        self._raw.append(seconds)  # as measured, before the correction below
         if self._last_ack_at is not None and now - seconds < self._last_ack_at:
             seconds = min(seconds, now - self._last_ack_at + self.latency)  # its time alone
         self._last_ack_at = now
@@ -279,10 +281,10 @@ class RateController:
 
     def _queued(self, now: float) -> bool:
         """Rule 1's queue test: the latency is QUEUE_S over its least in the last BASE_S (each
-        taken no lower than the quickest ack it was fitted to: a few very slow acks, a stall at
-        start, steepen the fit's slope until the latency reads 0, and a base of 0 would read a
-        100 ms round trip as a queue for BASE_S)."""
-        quickest = min(t for _, t in self._acks)
+        taken no lower than the quickest send->ack, as measured, of the acks it was fitted to: a
+        few very slow acks, a stall at start, steepen the fit's slope until the latency reads 0,
+        and a base of 0 would read a 100 ms round trip as a queue for BASE_S)."""
+        quickest = min(self._raw)
         self._latencies.append((now, max(self.latency, quickest)))
         while self._latencies[0][0] < now - BASE_S:
             self._latencies.popleft()

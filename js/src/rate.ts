@@ -69,6 +69,7 @@ export class RateController {
   latency = 0; // rule 0: what every chunk's send->ack holds whatever its size
   window: number = RATE.IN_FLIGHT; // rule 5: chunks the sender may have unacked
   private acks: [nbytes: number, seconds: number][] = []; // the last FIT_ACKS
+  private raw: number[] = []; // the same acks' send->ack, uncorrected
   private lastAckAt: number | null = null; // `now` of the last ack
   private latencies: [now: number, latency: number][] = []; // of the last BASE_S
   private queueCutAt = -Infinity;
@@ -94,6 +95,8 @@ export class RateController {
   onAck(nbytes: number, seconds: number, now: number): boolean {
     // A chunk sent before the last ack came may have waited for the one ahead: count from when
     // that one left the link (its ack less the latency), as if it had travelled alone.
+    this.raw.push(seconds); // as measured, before the correction below
+    if (this.raw.length > RATE.FIT_ACKS) this.raw.shift();
     if (this.lastAckAt !== null && now - seconds < this.lastAckAt) {
       seconds = Math.min(seconds, now - this.lastAckAt + this.latency);
     }
@@ -132,10 +135,11 @@ export class RateController {
   }
 
   // Rule 1's queue test: the latency is QUEUE_S over its least in the last BASE_S.
-  // Each latency counts no lower than the quickest ack it was fitted to: a stall's slow acks steepen
-  // the fit's slope until the latency reads 0, and a base of 0 would read a long round trip as a queue.
+  // Each latency counts no lower than the quickest send->ack, as measured, of the acks it was fitted
+  // to: a stall's slow acks steepen the fit's slope until the latency reads 0, and a base of 0 would
+  // read a long round trip as a queue.
   private queued(now: number): boolean {
-    const quickest = Math.min(...this.acks.map(([, t]) => t));
+    const quickest = Math.min(...this.raw);
     this.latencies.push([now, Math.max(this.latency, quickest)]);
     while ((this.latencies[0]?.[0] ?? now) < now - RATE.BASE_S) this.latencies.shift();
     return this.latency - Math.min(...this.latencies.map(([, lat]) => lat)) > RATE.QUEUE_S;
