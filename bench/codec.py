@@ -123,6 +123,7 @@ MEASURE_JS = """async ([preview, output, seconds]) => {
       return Object.getPrototypeOf(this).acked.call(this, seq, byKernel);
     };
   }
+  const counts0 = link ? [link.received, link.decoded] : [0, 0];
   pv.requestVideoFrameCallback(onPreview);
   requestAnimationFrame(onTick);
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000 + 100));
@@ -130,7 +131,8 @@ MEASURE_JS = """async ([preview, output, seconds]) => {
   if (ctxOut) delete ctxOut.drawImage;
   const r = link && link.rate;
   const rate = r ? {kbps: r.kbps, fps: r.fps, latency: r.latency, window: r.window ?? null,
-    rung: r.rung ? `${r.rung.width}x${r.rung.height}` : null} : null;
+    rung: r.rung ? `${r.rung.width}x${r.rung.height}` : null,
+    received: (link.received - counts0[0]) / seconds, decoded: (link.decoded - counts0[1]) / seconds} : null;
   return {frames, ticks, unreadable, unmatched, width, height, acks, rate};
 }"""
 
@@ -181,7 +183,15 @@ class CanvasRun:
 
     def detail(self) -> str:
         """The page's camera rate control and the kernel's figures at the end (for a log)."""
-        keys = ("fps_in", "fps_out", "transport_target_kbps_out", "transport_kbps_in", "transport_kbps_out")
+        keys = (
+            "fps_in",
+            "fps_out",
+            "transport_fps_in",
+            "transport_fps_out",
+            "transport_target_kbps_out",
+            "transport_kbps_in",
+            "transport_kbps_out",
+        )
         kernel = {k: self.stats.get(k) for k in keys}
         up, down = self.relay_kbps
         return (
