@@ -148,7 +148,7 @@ def test_typing_and_uploading_in_the_page_change_the_output(
         timeout=20_000,
     )
     page.locator(".dnb-panel .widget-text:has-text('Record (s)') input").fill("1")
-    page.locator(".dnb-panel button:has-text('Record')").click()
+    page.locator(".dnb-panel button[title='Record']").click()  # not Record camera beside it
     assert nb.py("1 + 1") == 2  # the kernel answers while the panel records
     page.wait_for_function(
         "() => { const v = document.querySelector('.dnb-outputs video');"
