@@ -278,11 +278,13 @@ def codec_rows(
     rtt_ms: float = 0.0,
     repeat: int = 1,
     seconds: float | None = None,
+    picture: str = "plain",
 ) -> list[Row]:
     """Both transports at each rate, in one JupyterLab and one Chromium (`nodelay`: JupyterLab's
     websockets with TCP_NODELAY, an experiment). `rtt_ms`: the page reaches JupyterLab through a
     delaying relay (harness/delay.py) adding that round trip, as a remote kernel's page would;
-    `repeat`: runs per transport and rate, the rows give the median fps and the runs' spread."""
+    `repeat`: runs per transport and rate, the rows give the median fps and the runs' spread;
+    `picture`: what the fake camera shows (harness/pictures.py)."""
     try:
         from harness.delay import delayed
         from harness.lab import (
@@ -290,8 +292,8 @@ def codec_rows(
             Playwright,
             launch_chromium,
             open_notebook,
-            write_stamped_clip,
         )
+        from harness.pictures import write_clip
         from harness.shaping import shaped_link
     except ImportError as exc:
         return [_not_run(f"harness/ not usable ({exc})")]
@@ -300,7 +302,7 @@ def codec_rows(
     try:
         with tempfile.TemporaryDirectory(prefix="decart-bench-codec-") as tmp:
             root = Path(tmp)
-            clip = write_stamped_clip(root / "clip.y4m", seconds=4.0)
+            clip = write_clip(root / "clip.y4m", picture, seconds=4.0)
             with contextlib.ExitStack() as stack:
                 with server_nodelay(nodelay):  # the server process starts here, with its env
                     lab = stack.enter_context(JupyterLab.start(root))
@@ -432,11 +434,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=12.0, help="measured span of each run")
     parser.add_argument("--jpeg", action="store_true", help="measure the JPEG column too")
+    parser.add_argument("--picture", default="plain", help="the fake camera's picture (harness/pictures.py)")
     args = parser.parse_args(argv)
     transports = ("codec", "jpeg") if args.jpeg else ("codec",)
     rates = tuple(args.rate or RATES_KBIT)
     rows = codec_rows(
-        True, transports, rates=rates, rtt_ms=args.rtt, repeat=args.repeat, seconds=args.seconds
+        True,
+        transports,
+        rates=rates,
+        rtt_ms=args.rtt,
+        repeat=args.repeat,
+        seconds=args.seconds,
+        picture=args.picture,
     )
     print(render(rows))
 
