@@ -3,10 +3,14 @@ to every arm, so each arm's latency and fps count the same frames.
 
 The shared input is an ordinary Session whose engine is a `Fanout`: its input slot stamps each
 frame once (`FrameMeta.t_in`, unless the source did), and the Fanout hands each frame to every
-arm's `FeedTrack`. Each arm gets a frame of its own (pixels, pts and metadata: an arm's input slot
-rebases pts in place and its engine writes metadata, so a shared frame would let arms corrupt each
-other), and each FeedTrack keeps only the newest frame: a slow arm drops its own frames and never
-holds up the others. The Fanout makes no output of its own, so the camera is not encoded and sent
+arm's `FeedTrack`. The frame moves in one step on the loop, from the shared input's slot through
+the Fanout into each arm's input slot and on to the arm's model thread, with no task to wake
+between them (each such wake costs a pass of the loop, which the arms' models keep busy).
+
+Each arm gets a frame of its own (pixels, pts and metadata: an arm's input slot rebases pts in
+place and its engine writes metadata, so a shared frame would let arms corrupt each other), and
+each arm keeps only the newest frame: a slow arm drops its own frames and never holds up the
+others. The Fanout makes no output of its own, so the camera is not encoded and sent
 back to the page (the page shows its own preview).
 
 Loop thread only, except `copy_frame`.
@@ -23,7 +27,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .engines.base import Engine
 from .media.frames import carry, meta_of, recv_video
-from .media.relay import MailboxTrack
+from .media.relay import InputSlot, MailboxTrack, PushTrack
 from .media.sources import Feed
 from .state import GenerationState
 
@@ -32,8 +36,9 @@ __all__ = ["Fanout", "FeedTrack", "SharedInput", "copy_frame"]
 logger = logging.getLogger("decart_nb")
 
 
-class FeedTrack(MailboxTrack):
-    """One arm's view of the shared input: a one-slot mailbox, newest frame wins."""
+class FeedTrack(PushTrack):
+    """One arm's view of the shared input: an arm's input slot takes each frame as it is handed
+    out (a one-slot mailbox, newest frame wins, for any other reader)."""
 
     def __init__(self, fanout: Fanout) -> None:
         super().__init__()
@@ -57,7 +62,7 @@ class Fanout(Engine):
         self.echo = echo
         self._taps: list[FeedTrack] = []
         self._pump: asyncio.Task[None] | None = None
-        self._output: MailboxTrack | None = None
+        self._output: PushTrack | None = None
         self.frames = 0  # frames handed out (to at least one arm)
 
     @property
@@ -77,8 +82,11 @@ class Fanout(Engine):
             self._taps.remove(track)
 
     async def start(self, source: MediaStreamTrack) -> MediaStreamTrack:
-        self._output = output = MailboxTrack()  # empty unless echoing: nothing else goes to the page
-        self._pump = asyncio.get_running_loop().create_task(self._run(source, output))
+        self._output = output = PushTrack()  # empty unless echoing: nothing else goes to the page
+        if isinstance(source, InputSlot):  # each frame in the slot's own step
+            source.hand_to(self.deliver, lambda: self._end(output))
+        else:
+            self._pump = asyncio.get_running_loop().create_task(self._run(source, output))
         return output
 
     async def apply(self, state: GenerationState) -> None:
@@ -89,24 +97,27 @@ class Fanout(Engine):
             while True:
                 self.deliver(await recv_video(source))
         except MediaStreamError:  # the source ended (a finite clip, an iterator) or failed
-            for track in list(self._taps):
-                track.stop()  # every arm's pipeline ends with it: no arm waits for frames forever
-            output.stop()  # the shared input's pipeline ends too (and says why)
+            self._end(output)
+
+    def _end(self, output: MailboxTrack) -> None:
+        for track in list(self._taps):
+            track.stop()  # every arm's pipeline ends with it: no arm waits for frames forever
+        output.stop()  # the shared input's pipeline ends too (and says why)
 
     def deliver(self, frame: av.VideoFrame) -> None:
-        """Hand `frame` to every arm. The copies are all made before any arm runs (this is one
-        step on the loop), so the frame itself is still untouched when each is taken."""
+        """Hand `frame` to every arm: each copy is made from the untouched frame before its arm
+        takes it, and the frame itself goes to the last arm once every copy is made."""
         taps = list(self._taps)
         if self.echo and self._output is not None:
-            self._output.box.put(copy_frame(frame))
+            self._output.put(copy_frame(frame))
         if not taps:
             return
         meta_of(frame)  # one stamp for every arm (the input slot's, or now)
         self.frames += 1
         *others, last = taps
         for track in others:
-            track.box.put(copy_frame(frame))
-        last.box.put(frame)
+            track.put(copy_frame(frame))
+        last.put(frame)
 
     async def stop(self) -> None:
         if self._pump is not None:

@@ -6,12 +6,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .engines.base import Engine
 from .errors import DecartNBError, ErrorCode
 from .media.frames import recv_video
-from .media.relay import Broadcast, BroadcastTrack, InputSlot
+from .media.relay import Broadcast, BroadcastTrack, InputSlot, PushTrack
 from .media.sources import make_source
 from .media.stats import StreamStats
 from .models import ModelSpec
@@ -44,11 +45,19 @@ class Pipeline:
         self._on_end = on_end
         self._source: MediaStreamTrack | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._output: PushTrack | None = None  # an engine's output that hands frames straight in
+        self._ended = False
 
     async def start(self) -> None:
         self._source = await make_source(self._source_arg, self.spec)
         output = await self.engine.start(self.slot)
-        self._pump = asyncio.get_running_loop().create_task(self._run(output))
+        if isinstance(output, PushTrack) and output.readyState == "live":
+            # published in the step that hands the frame over (the model thread's callback on
+            # the loop), with no task to wake in between
+            self._output = output
+            output.connect(self._publish, self._output_ended)
+        else:
+            self._pump = asyncio.get_running_loop().create_task(self._run(output))
         if self._source is not None:
             self.slot.on_upstream_end = lambda _track: self.slot.stop()
             self.slot.attach(self._source)
@@ -58,6 +67,28 @@ class Pipeline:
 
     def subscribe(self) -> BroadcastTrack:
         return self.broadcast.subscribe()
+
+    def _publish(self, frame: av.VideoFrame) -> None:
+        if self._ended:
+            return
+        try:
+            self.broadcast.publish(frame)
+            self._on_frame()
+        except Exception as exc:
+            logger.exception("decart_nb: the media pipeline failed")
+            self._end(exc)
+
+    def _output_ended(self) -> None:
+        self._end(_source_error(self.slot.error))
+
+    def _end(self, error: BaseException | None) -> None:
+        """The output ended (or publishing failed): said once; a stop() says nothing."""
+        if self._ended:
+            return
+        self._ended = True
+        if self._output is not None:
+            self._output.disconnect()
+        self._on_end(error)
 
     async def _run(self, output: MediaStreamTrack) -> None:
         error: BaseException | None = None
@@ -75,6 +106,9 @@ class Pipeline:
         self._on_end(error)
 
     async def stop(self) -> None:
+        self._ended = True  # the engine's output stops below: not an end to report
+        if self._output is not None:
+            self._output.disconnect()
         if self._pump is not None:
             self._pump.cancel()
             await asyncio.gather(self._pump, return_exceptions=True)

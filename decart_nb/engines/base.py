@@ -20,7 +20,7 @@ from ..checks import check_mapping, check_number
 from ..errors import DecartNBError, ErrorCode
 from ..media.frames import FrameMeta, carry, luma_view, meta_of
 from ..media.mailbox import ThreadMailbox
-from ..media.relay import InputSlot, MailboxTrack
+from ..media.relay import InputSlot, PushTrack
 from ..media.stamp import copy_stamp
 from ..media.stats import StreamStats
 from ..models import ModelSpec
@@ -182,15 +182,21 @@ class FrameEngine(Engine):
                 threads, thread_name_prefix=f"decart_nb-{self.name}", initializer=self._mark_worker
             )
         self._inbox = inbox = source.hand_to_thread()
-        output = MailboxTrack()
+        output = PushTrack()  # the pipeline publishes each frame as it is handed over
         count_drop = source.count_drop
 
-        def publish(frame: av.VideoFrame) -> None:  # loop thread
-            if output.box.put(frame):  # the pipeline had not taken the previous output yet
+        done: ThreadMailbox[av.VideoFrame] = ThreadMailbox()  # newest output not yet on the loop
+
+        def publish() -> None:  # loop thread
+            frame = done.take()
+            if frame is not None and output.put(frame):  # a reader had not taken the previous one
                 count_drop()
 
-        def deliver(frame: av.VideoFrame) -> None:
-            loop.call_soon_threadsafe(publish, frame)
+        def deliver(frame: av.VideoFrame) -> None:  # the last step's thread
+            if done.put(frame):  # the loop had not published the previous one: its call takes this
+                loop.call_soon_threadsafe(count_drop)
+            else:
+                loop.call_soon_threadsafe(publish)
 
         def end_output() -> None:
             if not loop.is_closed():

@@ -32,6 +32,11 @@ class Mailbox(Generic[T]):
         self.closed = True
         self._ready.set()
 
+    def take(self) -> T | None:
+        """The unread item, if any, without waiting (it is then read)."""
+        item, self._item = self._item, None
+        return item
+
     async def get(self) -> T:
         while self._item is None:
             if self.closed:
@@ -63,6 +68,12 @@ class ThreadMailbox(Generic[T]):
         with self._cond:
             self.closed = True
             self._cond.notify_all()
+
+    def take(self) -> T | None:
+        """The unread item, if any, without waiting (it is then read)."""
+        with self._cond:
+            item, self._item = self._item, None
+            return item
 
     def get(self) -> T:
         with self._cond:

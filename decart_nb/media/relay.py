@@ -15,7 +15,15 @@ from .frames import VIDEO_TIME_BASE, FrameMeta, meta_of, mirror, recv_video
 from .mailbox import Mailbox, ThreadMailbox
 from .stats import StreamStats
 
-__all__ = ["Broadcast", "BroadcastTrack", "FrameTap", "InputSlot", "MailboxTrack", "TimedFrame"]
+__all__ = [
+    "Broadcast",
+    "BroadcastTrack",
+    "FrameTap",
+    "InputSlot",
+    "MailboxTrack",
+    "PushTrack",
+    "TimedFrame",
+]
 
 logger = logging.getLogger("decart_nb")
 
@@ -69,6 +77,47 @@ class MailboxTrack(MediaStreamTrack):
         super().stop()
 
 
+class PushTrack(MailboxTrack):
+    """A mailbox track whose producer (on the loop) can hand each frame straight to its one
+    reader: once a reader `connect`s a function, `put` calls it in the producer's own step, so
+    no task has to wake (one loop pass each) before the frame moves on. Unconnected, it is an
+    ordinary MailboxTrack. Loop thread only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sink: Callable[[av.VideoFrame], None] | None = None
+        self._on_end: Callable[[], None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._sink is not None
+
+    def put(self, frame: av.VideoFrame) -> bool:
+        """Hand `frame` on: to the reader's function, or into the mailbox (True: it replaced an
+        unread frame)."""
+        if self._sink is not None:
+            self._sink(frame)
+            return False
+        return self.box.put(frame)
+
+    def connect(self, sink: Callable[[av.VideoFrame], None], on_end: Callable[[], None]) -> None:
+        """Send every frame to `sink` from now on (an unread one first); `on_end` once it stops."""
+        self._sink, self._on_end = sink, on_end
+        waiting = self.box.take()
+        if waiting is not None:
+            sink(waiting)
+
+    def disconnect(self) -> None:
+        self._sink = self._on_end = None
+
+    def stop(self) -> None:
+        on_end = self._on_end
+        self.disconnect()
+        super().stop()
+        if on_end is not None:
+            on_end()
+
+
 class InputSlot(MailboxTrack):
     """Reads an upstream track as fast as it delivers (aiortc's own queue never grows) and keeps
     only the newest frame. The upstream can be swapped (a new camera, a reconnect) while the
@@ -86,6 +135,7 @@ class InputSlot(MailboxTrack):
         self._offset = 0
         self._last_pts: int | None = None
         self._handoff: ThreadMailbox[av.VideoFrame] | None = None
+        self._reader: tuple[Callable[[av.VideoFrame], None], Callable[[], None]] | None = None
         self._taps: list[FrameTap] = []
 
     def tap(self) -> FrameTap:
@@ -99,47 +149,86 @@ class InputSlot(MailboxTrack):
             self._handoff = ThreadMailbox()
         return self._handoff
 
+    def hand_to(self, take: Callable[[av.VideoFrame], None], on_end: Callable[[], None]) -> None:
+        """Let a function on the loop take each frame in this slot's own step, with no mailbox
+        and no task in between (a comparison's fan-out); `on_end` once the slot stops."""
+        self._reader = (take, on_end)
+
     def count_drop(self) -> None:
         """A frame dropped further down, by a step that had not taken the previous one (loop thread)."""
         self._stats.on_drop()
 
     def attach(self, upstream: MediaStreamTrack) -> None:
+        """Read `upstream` from now on: a live PushTrack hands its frames straight in (in its
+        producer's step on the loop); any other track is read by a task of this slot's own."""
         self.detach()
         self.upstream = upstream
-        self._pump = asyncio.get_running_loop().create_task(self._run(upstream))
+        if isinstance(upstream, PushTrack) and upstream.readyState == "live":
+            upstream.connect(lambda frame: self._push(frame, upstream), lambda: self._ended(upstream))
+        else:
+            self._pump = asyncio.get_running_loop().create_task(self._run(upstream))
 
     def detach(self) -> None:
         if self._pump is not None:
             self._pump.cancel()
             self._pump = None
+        if isinstance(self.upstream, PushTrack):
+            self.upstream.disconnect()
         self.upstream = None
+
+    def _ended(self, upstream: MediaStreamTrack, error: Exception | None = None) -> None:
+        if self.upstream is not upstream:
+            return
+        if error is not None:
+            self.error = error
+        if self.on_upstream_end is not None:
+            self.on_upstream_end(upstream)
 
     async def _run(self, upstream: MediaStreamTrack) -> None:
         while True:
             try:
                 frame = await recv_video(upstream)
             except MediaStreamError:
-                if self.upstream is upstream and self.on_upstream_end is not None:
-                    self.on_upstream_end(upstream)
+                self._ended(upstream)
                 return
             except Exception as exc:  # noqa: BLE001 - kept and reported by the pipeline as its end
                 logger.error("decart_nb: the source failed: %r", exc)
-                if self.upstream is upstream:
-                    self.error = exc
-                    if self.on_upstream_end is not None:
-                        self.on_upstream_end(upstream)
+                self._ended(upstream, exc)
                 return
-            if not isinstance(frame.opaque, FrameMeta):
-                frame.opaque = FrameMeta(t_in=time.perf_counter())
-            self._rebase(frame, upstream)
-            self._stats.on_input()
-            if self._mirror():
-                frame = mirror(frame)
-            for tap in self._taps:
-                tap.box.put((frame, meta_of(frame).t_in))
-            box = self._handoff if self._handoff is not None else self.box
-            if box.put(frame):
-                self._stats.on_drop()
+            try:
+                self._take(frame, upstream)
+            except Exception as exc:  # noqa: BLE001 - kept and reported by the pipeline as its end
+                logger.error("decart_nb: taking a frame failed: %r", exc)
+                self._ended(upstream, exc)
+                return
+
+    def _push(self, frame: av.VideoFrame, upstream: PushTrack) -> None:
+        """A frame handed in by a PushTrack's producer: a failure here ends this slot's input
+        (reported as the pipeline's end) and never reaches the producer, which feeds others."""
+        try:
+            self._take(frame, upstream)
+        except Exception as exc:  # noqa: BLE001 - kept and reported by the pipeline as its end
+            logger.error("decart_nb: taking a frame failed: %r", exc)
+            self._ended(upstream, exc)
+            self.detach()
+
+    def _take(self, frame: av.VideoFrame, upstream: MediaStreamTrack) -> None:
+        """Stamp (unless the source did), put on the one timeline, mirror, show the taps, and
+        keep as the newest frame (for the model's thread, when it takes frames itself)."""
+        if not isinstance(frame.opaque, FrameMeta):
+            frame.opaque = FrameMeta(t_in=time.perf_counter())
+        self._rebase(frame, upstream)
+        self._stats.on_input()
+        if self._mirror():
+            frame = mirror(frame)
+        for tap in self._taps:
+            tap.box.put((frame, meta_of(frame).t_in))
+        if self._reader is not None:
+            self._reader[0](frame)
+            return
+        box = self._handoff if self._handoff is not None else self.box
+        if box.put(frame):
+            self._stats.on_drop()
 
     def _rebase(self, frame: av.VideoFrame, upstream: MediaStreamTrack) -> None:
         """Put every upstream on one 90 kHz timeline that never goes back: encoders reject a pts
@@ -161,7 +250,10 @@ class InputSlot(MailboxTrack):
         _close_taps(self._taps)
         if self._handoff is not None:
             self._handoff.close()
+        reader, self._reader = self._reader, None
         super().stop()
+        if reader is not None:
+            reader[1]()
 
 
 class BroadcastTrack(MailboxTrack):

@@ -1,0 +1,186 @@
+"""Frames move through a comparison with no task to wake between the steps: the shared input's
+slot hands each frame to the Fanout, the Fanout to every arm's input slot and on to the arm's
+model thread, all in the step that read the frame; the model's output is published in the
+callback that brings it to the loop, newest first. Each check runs within one step on the loop,
+so it fails if any hop waits for a task (functional, not timed)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import av
+import pytest
+
+from decart_nb import _loop
+from decart_nb.engines import FrameEngine
+from decart_nb.fanout import Fanout
+from decart_nb.media.frames import FrameMeta, meta_of
+from decart_nb.media.relay import InputSlot, PushTrack
+from decart_nb.media.stats import StreamStats
+from decart_nb.models import realtime
+from decart_nb.pipeline import Pipeline
+from decart_nb.state import GenerationState
+from tests.helpers import wait_until
+
+
+@pytest.fixture
+def loop() -> Iterator[None]:
+    _loop.acquire()
+    try:
+        yield
+    finally:
+        _loop.release()
+
+
+def _frame(t_in: float = 123.0) -> av.VideoFrame:
+    frame = av.VideoFrame(64, 48, "yuv420p")
+    frame.opaque = FrameMeta(t_in=t_in)
+    frame.pts = 3000
+    return frame
+
+
+def test_a_frame_reaches_every_arms_model_thread_in_the_step_that_read_it(loop: None) -> None:
+    async def scenario() -> None:
+        source = PushTrack()
+        shared = InputSlot(StreamStats())
+        fanout = Fanout()
+        await fanout.start(shared)
+        shared.attach(source)
+        arms = [InputSlot(StreamStats()) for _ in range(3)]
+        inboxes = [arm.hand_to_thread() for arm in arms]
+        for arm in arms:
+            arm.attach(fanout.tap())
+        source.put(_frame())  # no await from here on: no task can run
+        got = [inbox.take() for inbox in inboxes]
+        assert all(isinstance(f, av.VideoFrame) for f in got), got
+        assert len({id(f) for f in got}) == 3  # each arm its own frame
+        assert all(meta_of(f).t_in == 123.0 for f in got if f is not None)  # one stamp
+        assert fanout.frames == 1
+        shared.stop()
+        await fanout.stop()
+
+    _loop.run(scenario(), timeout=10)
+
+
+def test_when_an_arms_input_fails_the_other_arms_still_get_the_frame(loop: None) -> None:
+    def broken() -> bool:
+        raise RuntimeError("mirror failed")
+
+    async def scenario() -> None:
+        fanout = Fanout()
+        bad, good = InputSlot(StreamStats(), broken), InputSlot(StreamStats())
+        ended: list[object] = []
+        bad.on_upstream_end = ended.append
+        bad_tap = fanout.tap()
+        bad.attach(bad_tap)
+        good.attach(fanout.tap())
+        inbox = good.hand_to_thread()
+        fanout.deliver(_frame())
+        assert inbox.take() is not None
+        assert ended == [bad_tap] and isinstance(bad.error, RuntimeError)  # its pipeline ends, says why
+        fanout.deliver(_frame(124.0))  # and the arm left keeps going
+        taken = inbox.take()
+        assert taken is not None and meta_of(taken).t_in == 124.0
+
+    _loop.run(scenario(), timeout=10)
+
+
+def test_an_ended_feed_ends_the_arm_that_reads_it(loop: None) -> None:
+    async def scenario() -> None:
+        fanout = Fanout()
+        slot = InputSlot(StreamStats())
+        ended: list[object] = []
+        slot.on_upstream_end = ended.append
+        tap = fanout.tap()
+        slot.attach(tap)
+        tap.stop()
+        assert ended == [tap] and fanout.taps == 0
+
+    _loop.run(scenario(), timeout=10)
+
+
+def test_an_engines_output_is_published_in_the_step_that_hands_it_over(loop: None) -> None:
+    class Handing(FrameEngine):
+        """An engine whose output track the test fills itself."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.output = PushTrack()
+
+        async def start(self, source: object) -> PushTrack:  # type: ignore[override]
+            return self.output
+
+    engine = Handing()
+    ends: list[BaseException | None] = []
+    pipeline = Pipeline(
+        realtime("lucy-latest"),
+        engine,
+        "camera",
+        mirror=lambda: False,
+        on_frame=lambda: None,
+        on_end=ends.append,
+    )
+
+    async def scenario() -> None:
+        await pipeline.start()
+        frame = _frame()
+        engine.output.put(frame)
+        assert pipeline.broadcast.latest is frame  # no task woke in between
+        engine.output.stop()
+        assert ends == [None]  # the output's end is the pipeline's, said once
+        await pipeline.stop()
+        assert ends == [None]
+
+    _loop.run(scenario(), timeout=10)
+
+
+class Counting(FrameEngine):
+    name = "counting"
+    skip_passthrough = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.done = 0
+
+    def process(self, frame: av.VideoFrame, state: GenerationState) -> av.VideoFrame:
+        self.done += 1
+        return frame
+
+
+def test_outputs_made_while_the_loop_is_busy_publish_only_the_newest(loop: None) -> None:
+    """The loop is busy while the model finishes three frames: the one callback that reaches
+    the loop afterwards publishes the newest; the two it replaced are counted as dropped."""
+    engine = Counting()
+    stats = StreamStats()
+    slot = InputSlot(stats)
+    published: list[av.VideoFrame] = []
+
+    async def start() -> None:
+        output = await engine.start(slot)
+        assert isinstance(output, PushTrack)
+        output.connect(published.append, lambda: None)
+
+    _loop.run(start(), timeout=10)
+    inbox = slot.hand_to_thread()
+    frames = [_frame(float(n)) for n in range(3)]
+    finished = threading.Event()
+
+    def busy() -> None:  # on the loop: nothing it was handed runs until this returns
+        for n, frame in enumerate(frames, 1):
+            inbox.put(frame)
+            deadline = time.monotonic() + 10
+            while engine.done < n and time.monotonic() < deadline:
+                time.sleep(0.005)
+        time.sleep(0.05)  # the last frame's hand-over to the loop
+        finished.set()
+
+    try:
+        _loop.call_soon(busy)
+        assert finished.wait(30)
+        assert wait_until(lambda: len(published) >= 1 and stats.snapshot()["frames_dropped"] == 2, timeout=10)
+        time.sleep(0.2)
+        assert [meta_of(f).t_in for f in published] == [2.0]
+    finally:
+        _loop.run(engine.stop(), timeout=10)
