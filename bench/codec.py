@@ -16,9 +16,11 @@ frozen output shows no new stamp, so it counts no frame.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import statistics
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -243,15 +245,85 @@ def page_transport(asked: str) -> str:
     return {"comm": "codec"}.get(asked, asked)
 
 
-def one_run(nb: Any, transport: str, seconds: float) -> CanvasRun:
+# --trace: both senders' rate control twice a second from the start (the page's once it is live),
+# printed beside what the relay carried each way over the same half second.
+KERNEL_TRACE_PY = """import threading as _th, time as _t, json as _js
+def _decart_trace(path=%r):
+    t0 = _t.monotonic()
+    with open(path, 'w') as f:
+        while not getattr(s, '_decart_trace_stop', False):
+            r = getattr(getattr(s.widget, '_comm', None), 'rate', None)
+            if r is not None:
+                f.write(_js.dumps([round(_t.monotonic() - t0, 2), round(r.kbps), round(r.fps, 1), r.window,
+                                   round(r.latency, 3), r.rung.width]) + '\\n'); f.flush()
+            _t.sleep(0.5)
+_th.Thread(target=_decart_trace, daemon=True).start()
+"""
+PAGE_TRACE_JS = """() => {
+  const link = [...window.__decartNB.controllers].find((c) => c.running)?.link;
+  window.__decartTrace = [];
+  const t0 = performance.now();
+  window.__decartTraceTimer = setInterval(() => {
+    const r = link && link.rate;
+    if (r) window.__decartTrace.push([Math.round(performance.now() - t0) / 1000, Math.round(r.kbps),
+      Math.round(r.fps * 10) / 10, r.window, Math.round(r.latency * 1000) / 1000, r.rung.width,
+      link.waiting.size]);
+  }, 500);
+}"""
+
+
+def one_run(nb: Any, transport: str, seconds: float, trace: Any = None) -> CanvasRun:
     start_session(nb, transport)
+    kernel_trace = Path(tempfile.gettempdir()) / f"decart-bench-trace-{os.getpid()}.jsonl"
+    relay_trace: list[tuple[float, int, int]] = []
+    stop = threading.Event()
+    flows0 = {id(f): (f.up, f.down) for f in trace.flows} if trace is not None else {}
+    if trace is not None:
+        nb.execute(KERNEL_TRACE_PY % str(kernel_trace))
+        threading.Thread(target=_sample_relay, args=(trace, relay_trace, stop), daemon=True).start()
     try:
         wait_live(nb, page_transport(transport))
+        if trace is not None:
+            nb.page.evaluate(PAGE_TRACE_JS)
         time.sleep(WARMUP_S)
         return measure_output(nb, seconds)
     finally:
+        if trace is not None:
+            stop.set()
+            nb.execute("s._decart_trace_stop = True")
+            page = nb.page.evaluate(
+                "() => { clearInterval(window.__decartTraceTimer); return window.__decartTrace; }"
+            )
+            _print_trace(relay_trace, kernel_trace, page)
+            moved = [
+                (f.down - flows0.get(id(f), (0, 0))[1], f.up - flows0.get(id(f), (0, 0))[0], f.request)
+                for f in trace.flows
+            ]
+            top = sorted(moved, reverse=True)[:6]
+            print("  connections (bytes down, up, request): " + "; ".join(f"{d} {u} {r}" for d, u, r in top))
         nb.execute("s.disconnect()")
         nb.page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
+
+
+def _sample_relay(relay: Any, out: list[tuple[float, int, int]], stop: threading.Event) -> None:
+    t0 = time.monotonic()
+    while not stop.is_set():
+        out.append((time.monotonic() - t0, relay.bytes_up, relay.bytes_down))
+        stop.wait(0.5)
+
+
+def _print_trace(relay: list[tuple[float, int, int]], kernel: Path, page: list[list[float]] | None) -> None:
+    """The --trace timelines: relay kbps up/down per half second; the kernel's output rate control
+    [t, kbps, fps, window, latency, width]; the page camera's [t, kbps, fps, window, latency, width,
+    unacked] (t from the session's start, the page's from when it went live)."""
+    steps = [
+        f"{t1:.1f}:{(u1 - u0) * 8 / 1000 / (t1 - t0):.0f}/{(d1 - d0) * 8 / 1000 / (t1 - t0):.0f}"
+        for (t0, u0, d0), (t1, u1, d1) in itertools.pairwise(relay)
+    ]
+    print("  relay kbps up/down: " + " ".join(steps))
+    if kernel.exists():
+        print("  kernel rate: " + " ".join(line.strip() for line in kernel.read_text().splitlines()))
+    print(f"  page rate: {page}", flush=True)
 
 
 @contextlib.contextmanager
@@ -279,6 +351,7 @@ def codec_rows(
     repeat: int = 1,
     seconds: float | None = None,
     picture: str = "plain",
+    trace: bool = False,
 ) -> list[Row]:
     """Both transports at each rate, in one JupyterLab and one Chromium (`nodelay`: JupyterLab's
     websockets with TCP_NODELAY, an experiment). `rtt_ms`: the page reaches JupyterLab through a
@@ -318,7 +391,7 @@ def codec_rows(
                                 try:
                                     with shaped_link(rate, port=lab.port):
                                         before = (relay.bytes_up, relay.bytes_down, time.monotonic())
-                                        run = one_run(nb, transport, seconds)
+                                        run = one_run(nb, transport, seconds, relay if trace else None)
                                         run.relay_kbps = _relay_kbps(relay, *before)
                                 finally:
                                     nb.close()
@@ -435,6 +508,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=12.0, help="measured span of each run")
     parser.add_argument("--jpeg", action="store_true", help="measure the JPEG column too")
     parser.add_argument("--picture", default="plain", help="the fake camera's picture (harness/pictures.py)")
+    parser.add_argument("--trace", action="store_true", help="print both ends' rate control over time")
     args = parser.parse_args(argv)
     transports = ("codec", "jpeg") if args.jpeg else ("codec",)
     rates = tuple(args.rate or RATES_KBIT)
@@ -446,6 +520,7 @@ def main(argv: list[str] | None = None) -> None:
         repeat=args.repeat,
         seconds=args.seconds,
         picture=args.picture,
+        trace=args.trace,
     )
     print(render(rows))
 

@@ -27,13 +27,22 @@ from collections import deque
 from collections.abc import Iterator
 from typing import TypeVar
 
-__all__ = ["HOLD_BYTES", "DelayRelay", "delayed"]
+__all__ = ["HOLD_BYTES", "DelayRelay", "Flow", "delayed"]
 
 HOLD_BYTES = 4 * 1024 * 1024  # per direction of one connection
 READ_BYTES = 64 * 1024
 START_TIMEOUT_S = 10.0
 
 T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class Flow:
+    """One connection through the relay: the page's first request line, bytes each way so far."""
+
+    request: str = ""
+    up: int = 0
+    down: int = 0
 
 
 class DelayRelay:
@@ -46,6 +55,8 @@ class DelayRelay:
         self.connections = 0
         self.bytes_up = 0  # page -> JupyterLab, all connections so far (what the link carried)
         self.bytes_down = 0  # JupyterLab -> page
+        # Each connection's first request line (what the page asked for) and its bytes up and down.
+        self.flows: list[Flow] = []
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -99,17 +110,21 @@ class DelayRelay:
 
     async def _accept(self, page_r: asyncio.StreamReader, page_w: asyncio.StreamWriter) -> None:
         self.connections += 1
+        flow = Flow()
+        self.flows.append(flow)
         try:
             lab_r, lab_w = await asyncio.open_connection("127.0.0.1", self.target)
         except OSError:
             page_w.close()
             raise
         for reader, writer, up in ((page_r, lab_w, True), (lab_r, page_w, False)):
-            task = asyncio.ensure_future(self._pipe(reader, writer, up))
+            task = asyncio.ensure_future(self._pipe(reader, writer, up, flow))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: bool) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: bool, flow: Flow
+    ) -> None:
         """One direction: read at once, write each piece `one_way_s` after it arrived."""
         line: deque[tuple[float, bytes]] = deque()
         held = 0
@@ -126,8 +141,12 @@ class DelayRelay:
                     held += len(data)
                     if up:
                         self.bytes_up += len(data)
+                        flow.up += len(data)
+                        if not flow.request:
+                            flow.request = data.split(b"\r\n", 1)[0].split(b"?", 1)[0][:120].decode("latin-1")
                     else:
                         self.bytes_down += len(data)
+                        flow.down += len(data)
                     more.set()
                     if held >= HOLD_BYTES:
                         room.clear()

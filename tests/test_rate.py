@@ -345,3 +345,63 @@ def test_a_stall_at_start_does_not_make_a_long_round_trip_read_as_a_queue() -> N
         rc.on_ack(nbytes, 0.1 + nbytes * 8 / 1e6 + rng.uniform(0.0, 0.01), now)
     assert rc.kbps > 300, rc.kbps
     assert rc.fps == 30
+
+
+def test_a_stalls_few_huge_acks_do_not_tilt_the_latency_fit() -> None:
+    # The last acks of a stall (the widget's first display at 1 Mbit/s) come in a burst at 2.5 s
+    # whatever their size, a fifth of the fit's acks: a least-squares line through them is so steep
+    # that every later ack's residual is negative and the latency reads 0 (a 100 ms round trip then
+    # reads as a full link). The median of the pairwise slopes stays the link's.
+    rng = random.Random(3)
+    rc = RateController(1280, 720, 60)
+    now = 0.0
+    for _ in range(8):
+        now += 0.01
+        rc.on_ack(rng.randint(6000, 10000), 2.5, now)
+    for _ in range(30):
+        nbytes = rng.randint(1000, 3000)
+        now += 1 / 60
+        rc.on_ack(nbytes, 0.1 + nbytes * 8 / 1e6, now)
+    assert 0.09 <= rc.latency <= 0.13, rc.latency
+
+
+def test_a_stalls_acks_leave_the_latency_fit_once_it_is_over() -> None:
+    # After a stall the sender is slow (its latency read seconds): at 5 fps, the stall's ten acks
+    # would stay most of a 40-ack fit for 6 s and hold the latency at 2.5 s, the frame rate at its
+    # minimum. The fit holds the last FIT_S of acks: a second after the stall it is the link's.
+    rng = random.Random(4)
+    rc = RateController(1280, 720, 30)
+    now = 0.0
+    for _ in range(10):
+        now += 0.05
+        rc.on_ack(rng.randint(1000, 3000), 2.5, now)
+    for _ in range(8):
+        nbytes = rng.randint(1000, 3000)
+        now += 0.2
+        rc.on_ack(nbytes, 0.1 + nbytes * 8 / 1e6, now)
+    assert 0.09 <= rc.latency <= 0.13, rc.latency
+
+
+def test_an_encoder_using_less_than_its_bitrate_does_not_let_it_climb() -> None:
+    # A plain picture: the encoder makes 1000-byte chunks whatever the target. On a fast link every
+    # ack is quick, but a target far past what is used would make the first detailed frame, key
+    # frame or larger rung burst at it: kbps rises only while the chunks use half of it.
+    rc = RateController(1280, 720, 30)
+    now = 0.0
+    for _ in range(300):
+        now += 1 / 30
+        rc.on_ack(1000, 0.01, now)
+    used = 1000 * 8 * rc.fps / 1000
+    assert rc.kbps <= used / rate.USED_SHARE * rate.INCREASE, (rc.kbps, used)
+    assert rc.kbps > 400, "it still rose while the chunks used half of it"
+
+
+def test_a_stall_that_times_out_the_whole_window_halves_the_bitrate_once() -> None:
+    # Ten chunks in flight when the link stalls for seconds time out one after the other: one
+    # stall, one halving (ten would take 400 kbps to the minimum).
+    rc = RateController(1280, 720, 30)
+    for i in range(10):
+        rc.on_lost(5.0 + i * 0.05)
+    assert rc.kbps == pytest.approx(200.0)
+    rc.on_lost(6.5)  # a loss after the hold is news
+    assert rc.kbps == pytest.approx(100.0)

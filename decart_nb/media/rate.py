@@ -29,14 +29,21 @@ Rules, applied in this order on every ack (`on_ack(nbytes, seconds, now)`):
 The chunk's own time first: a chunk sent before the previous ack came (`now - seconds` before the
 previous ack's `now`) may have waited on the link behind the one ahead of it, which left the link
 at about (previous ack - latency). On a FIFO link the chunk's time alone is then exactly
-`seconds = min(seconds, now - previous_ack + latency)` (with the latency as it stood before this
-ack); that is what the rules below see, so a wait behind our own chunk is not read as latency and
-a link that is full shows as chunks that take longer than a period.
+`seconds = min(seconds, now - previous_ack + max(latency, quickest))` (with the latency as it stood
+before this ack, and `quickest` the least send->ack as measured of the fit's acks: a latency read
+too low would shorten the acks the next fit is made of, and so on down to 0); that is what the rules
+below see, so a wait behind our own chunk is not read as latency and a link that is full shows as
+chunks that take longer than a period.
 0. Latency: the part of send->ack that does not depend on the chunk's size (the round trip, and
    what the path adds to every message: a Jupyter server without TCP_NODELAY holds a message up to
-   ~40 ms for the browser's delayed ACK). From the last FIT_ACKS (40) acks' (nbytes, seconds),
-   the least-squares slope of seconds over nbytes, `slope = max(0, cov / var)` (0 when all sizes
-   are equal), and `latency = max(0, sorted(residuals)[int(LATENCY_QUANTILE * (n - 1))])` with
+   ~40 ms for the browser's delayed ACK). The fit holds the acks of the last FIT_S (1 s), at most
+   FIT_ACKS (40), at least FIT_MIN_ACKS (5) however old: a stall's slow acks (the widget's first
+   display, ~300 KB at 1 Mbit/s) leave it a second after it, rather than hold the latency at
+   seconds (and the frame rate at its minimum) for 40 acks at a few fps. Its `slope` of seconds
+   over nbytes is the median of the slopes between every two acks of different sizes, `max(0,
+   ...)` (0 when all sizes are equal): a least-squares line through a burst of a stall's acks
+   is so steep that every later ack's residual is negative and the latency reads 0. Then
+   `latency = max(0, sorted(residuals)[int(LATENCY_QUANTILE * (n - 1))])` with
    `residuals = seconds_i - slope * nbytes_i` (LATENCY_QUANTILE 0.75: the upper quartile, not the
    minimum, since on a Jupyter websocket a few acks come quick while most wait ~40 ms; erring high
    costs a little frame rate, erring low reads the latency as a full link).
@@ -55,7 +62,11 @@ a link that is full shows as chunks that take longer than a period.
    DECREASE` (FULL 0.75, DECREASE 0.85: the link is full or queueing, and a key frame or the other
    direction's traffic would not fit; one late chunk alone is a stall, not a full link);
    else `seconds - latency < HEADROOM * (budget - latency)` (0.5) -> `kbps *= INCREASE` (1.05:
-   the chunk's own transmission took well under the time the budget leaves it);
+   the chunk's own transmission took well under the time the budget leaves it), but only while the
+   encoder uses the bitrate it has: the median of the last USED_ACKS (10) chunks at least
+   USED_SHARE (0.5) of a chunk at the target, `kbps / fps` (an encoder making less, a plain
+   picture, would let the target climb far past the link, measured: 4.8 Mbit/s on a 1 Mbit/s link,
+   and the first detailed frame, key frame or larger rung would burst at it);
    else, when the latency is over QUEUE_S (50 ms) above its least of the last BASE_S (10 s; each
    latency taken no lower than the quickest send->ack, as measured, of the acks it was fitted to)
    (other traffic on the link, Jupyter's own messages or the other direction, queues our chunks:
@@ -88,9 +99,10 @@ a link that is full shows as chunks that take longer than a period.
    a camera page on a 2-core machine busy with the kernel took 40 ms at 1280x720).
 
 A chunk whose ack never comes (the sender waited timeouts.ACK_TIMEOUT_S): `on_lost(now)` halves
-kbps (LOST_DECREASE), then applies rules 2 and 3 (it adds no sample to rule 0), and returns True
-on a rung change as `on_ack` does. The sender sends a key frame after a lost chunk anyway: the
-lost one broke the chain.
+kbps (LOST_DECREASE) unless it already did in the last LOST_HOLD_S (1 s: in a stall the chunks in
+flight with the lost one time out one after the other; one stall, one halving), then applies rules
+2 and 3 (it adds no sample to rule 0), and returns True on a rung change as `on_ack` does. The
+sender sends a key frame after a lost chunk anyway: the lost one broke the chain.
 
 Starting point: `start_kbps` (START_KBPS, 400) at the model's fps, with rules 2 and 3 applied.
 `max_kbps` defaults to MAX_BPP (0.2) bits per pixel per frame at the full size and the model's fps
@@ -111,6 +123,8 @@ __all__ = [
     "ENCODE_FRAMES",
     "ENCODE_SHARE",
     "FIT_ACKS",
+    "FIT_MIN_ACKS",
+    "FIT_S",
     "FULL",
     "HEADROOM",
     "INCREASE",
@@ -120,6 +134,7 @@ __all__ = [
     "LATENCY_QUANTILE",
     "LATE_ACKS",
     "LOST_DECREASE",
+    "LOST_HOLD_S",
     "MAX_BPP",
     "MAX_IN_FLIGHT",
     "MIN_BPP",
@@ -130,6 +145,8 @@ __all__ = [
     "RUNG_HOLD_S",
     "START_KBPS",
     "UP_MARGIN",
+    "USED_ACKS",
+    "USED_SHARE",
     "WINDOW_FACTOR",
     "RateController",
     "Rung",
@@ -177,6 +194,8 @@ QUEUE_S = _number("QUEUE_S")
 BASE_S = _number("BASE_S")
 QUEUE_CUT_EVERY_S = _number("QUEUE_CUT_EVERY_S")
 FIT_ACKS = _count("FIT_ACKS")
+FIT_S = _number("FIT_S")  # rule 0 fits the acks of this last span (a stall's acks leave it soon)
+FIT_MIN_ACKS = _count("FIT_MIN_ACKS")  # however old, the fit keeps this many
 LATE_ACKS = _count("LATE_ACKS")
 LATENCY_FACTOR = _number("LATENCY_FACTOR")
 LATENCY_QUANTILE = _number("LATENCY_QUANTILE")
@@ -189,6 +208,9 @@ ENCODE_SHARE = _number("ENCODE_SHARE")
 MIN_FPS = _number("MIN_FPS")
 MIN_KBPS = _number("MIN_KBPS")
 START_KBPS = _number("START_KBPS")
+LOST_HOLD_S = _number("LOST_HOLD_S")  # a loss this soon after the last halving does not halve
+USED_ACKS = _count("USED_ACKS")  # rule 1: the chunks whose median size says what the encoder uses
+USED_SHARE = _number("USED_SHARE")  # of a chunk at the target, the least that median lets kbps rise
 
 
 @dataclass(frozen=True)
@@ -210,6 +232,15 @@ def ladder(width: int, height: int) -> tuple[Rung, ...]:
 
 def _even(value: float) -> int:
     return max(2, int(value) // 2 * 2)
+
+
+def _median_slope(acks: list[tuple[int, float]]) -> float:
+    """Rule 0's slope: the median of the slopes between every two acks of different sizes (0 when
+    all sizes are equal; the lower middle one of an even count)."""
+    slopes = sorted(
+        (t2 - t1) / (b2 - b1) for i, (b1, t1) in enumerate(acks) for b2, t2 in acks[i + 1 :] if b2 != b1
+    )
+    return slopes[(len(slopes) - 1) // 2] if slopes else 0.0
 
 
 class RateController:
@@ -234,9 +265,11 @@ class RateController:
         self.window = IN_FLIGHT  # rule 5: chunks the sender may have unacked
         self._acks: deque[tuple[int, float]] = deque(maxlen=FIT_ACKS)
         self._raw: deque[float] = deque(maxlen=FIT_ACKS)  # the same acks' send->ack, uncorrected
+        self._ack_times: deque[float] = deque(maxlen=FIT_ACKS)  # and their `now`
         self._last_ack_at: float | None = None
         self._latencies: deque[tuple[float, float]] = deque()  # (now, latency) of the last BASE_S
         self._queue_cut_at = float("-inf")
+        self._lost_at = float("-inf")  # the last halving for a lost chunk
         self._encodes: deque[float] = deque(maxlen=ENCODE_FRAMES)  # at the current rung
         self._cpu_cap = 0  # rule 4: the largest rung's index the encoder keeps up with
         self.fps = self._target_fps()
@@ -249,9 +282,15 @@ class RateController:
         """A chunk of `nbytes` took `seconds` from send to ack; True when the rung changed."""
         self._raw.append(seconds)  # as measured, before the correction below
         if self._last_ack_at is not None and now - seconds < self._last_ack_at:
-            seconds = min(seconds, now - self._last_ack_at + self.latency)  # its time alone
+            # its time alone; the latency no lower than the quickest ack as measured, or a latency
+            # read too low would shorten the acks the next fit is made of, and so on down to 0
+            seconds = min(seconds, now - self._last_ack_at + max(self.latency, min(self._raw)))
         self._last_ack_at = now
         self._acks.append((nbytes, seconds))
+        self._ack_times.append(now)
+        while len(self._ack_times) > FIT_MIN_ACKS and self._ack_times[0] < now - FIT_S:
+            for kept in (self._ack_times, self._acks, self._raw):
+                kept.popleft()
         self.latency = self._fit_latency()
         self.window = self._window()
         queued = self._queued(now)
@@ -266,9 +305,17 @@ class RateController:
             if now - self._queue_cut_at >= QUEUE_CUT_EVERY_S:
                 self._queue_cut_at = now
                 self.kbps = self._clamp(self.kbps * DECREASE)
-        elif seconds - self.latency < HEADROOM * (budget - self.latency):
+        elif seconds - self.latency < HEADROOM * (budget - self.latency) and self._used():
             self.kbps = self._clamp(self.kbps * INCREASE)
         return self._adapt(now)
+
+    def _used(self) -> bool:
+        """Rule 1's increase needs the encoder to use the bitrate it has: the median of the last
+        USED_ACKS chunks at least USED_SHARE of a chunk at the target (kbps / fps). An encoder that
+        makes less (a plain picture) would otherwise let the target climb far past the link, and
+        the first detailed frame, key frame or larger rung would then burst at it."""
+        sizes = sorted(b for b, _ in list(self._acks)[-USED_ACKS:])
+        return sizes[(len(sizes) - 1) // 2] >= USED_SHARE * self.kbps * 125.0 / self.fps
 
     def _window(self) -> int:
         """Rule 5: the bandwidth-delay product in chunks at the current fps, with a margin."""
@@ -293,11 +340,7 @@ class RateController:
     def _fit_latency(self) -> float:
         """Rule 0: what every chunk's send->ack holds whatever its size."""
         acks = list(self._acks)
-        mean_b = sum(b for b, _ in acks) / len(acks)
-        mean_t = sum(t for _, t in acks) / len(acks)
-        var = sum((b - mean_b) ** 2 for b, _ in acks)
-        cov = sum((b - mean_b) * (t - mean_t) for b, t in acks)
-        slope = max(0.0, cov / var) if var > 0 else 0.0
+        slope = max(0.0, _median_slope(acks))
         residuals = sorted(t - slope * b for b, t in acks)
         return max(0.0, residuals[int(LATENCY_QUANTILE * (len(residuals) - 1))])
 
@@ -306,8 +349,13 @@ class RateController:
         self._encodes.append(seconds)
 
     def on_lost(self, now: float) -> bool:
-        """The last chunk's ack never came; True when the rung changed."""
-        self.kbps = self._clamp(self.kbps * LOST_DECREASE)
+        """The last chunk's ack never came; True when the rung changed. Only the first loss of
+        LOST_HOLD_S halves kbps: the chunks in flight with it were sent before it was known, and a
+        stall of a few seconds (the widget's first display, JupyterLab's own traffic) times them out
+        one after the other; each halving would take a window of ten to the minimum."""
+        if now - self._lost_at >= LOST_HOLD_S:
+            self._lost_at = now
+            self.kbps = self._clamp(self.kbps * LOST_DECREASE)
         return self._adapt(now)
 
     # -- rules 2 and 3 -------------------------------------------------------------------------------

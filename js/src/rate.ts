@@ -14,12 +14,15 @@ export interface RateRules {
   DECREASE: number; // LATE_ACKS chunks in a row over FULL of the budget: the link is full or queueing
   INCREASE: number; // a chunk's own transmission under HEADROOM of what the budget leaves: well under
   LOST_DECREASE: number;
+  LOST_HOLD_S: number; // a loss this soon after the last halving does not halve again
   HEADROOM: number;
   FULL: number; // a chunk's own transmission over this share of the budget counts as late
   QUEUE_S: number; // a latency this much over its least of the last BASE_S is a queue: decrease
   BASE_S: number;
   QUEUE_CUT_EVERY_S: number; // the latency follows a cut slowly: one cut a second
-  FIT_ACKS: number; // the acks rule 0 fits the latency to
+  FIT_ACKS: number; // the acks rule 0 fits the latency to, of the last FIT_S
+  FIT_S: number;
+  FIT_MIN_ACKS: number; // however old, the fit keeps this many
   LATE_ACKS: number;
   LATENCY_FACTOR: number; // `window` frame periods are at least this many latencies
   LATENCY_QUANTILE: number; // of the acks' residuals: quick acks among slow ones do not make the latency
@@ -32,6 +35,8 @@ export interface RateRules {
   MIN_FPS: number;
   MIN_KBPS: number;
   START_KBPS: number;
+  USED_ACKS: number; // rule 1 increases only while the median of this many chunks is at least
+  USED_SHARE: number; // this share of a chunk at the target (kbps / fps): the encoder uses its bitrate
 }
 
 export const RATE: Readonly<RateRules> = Object.freeze({ ...constants, LADDER: Object.freeze([...constants.LADDER]) });
@@ -53,6 +58,17 @@ export function ladder(width: number, height: number): readonly Rung[] {
   return RATE.LADDER.map((f) => Object.freeze({ width: even(width * f), height: even(height * f) }));
 }
 
+// Rule 0's slope: the median of the slopes between every two acks of different sizes (0 when all
+// sizes are equal; the lower middle one of an even count).
+function medianSlope(acks: readonly (readonly [number, number])[]): number {
+  const slopes: number[] = [];
+  acks.forEach(([b1, t1], i) => {
+    for (const [b2, t2] of acks.slice(i + 1)) if (b2 !== b1) slopes.push((t2 - t1) / (b2 - b1));
+  });
+  slopes.sort((x, y) => x - y);
+  return slopes[Math.floor((slopes.length - 1) / 2)] ?? 0;
+}
+
 // The rung at `i` of a ladder (ladders are never empty: LADDER has five fractions).
 function at(rungs: readonly Rung[], i: number): Rung {
   const rung = rungs[i];
@@ -70,9 +86,11 @@ export class RateController {
   window: number = RATE.IN_FLIGHT; // rule 5: chunks the sender may have unacked
   private acks: [nbytes: number, seconds: number][] = []; // the last FIT_ACKS
   private raw: number[] = []; // the same acks' send->ack, uncorrected
+  private ackTimes: number[] = []; // and their `now`
   private lastAckAt: number | null = null; // `now` of the last ack
   private latencies: [now: number, latency: number][] = []; // of the last BASE_S
   private queueCutAt = -Infinity;
+  private lostAt = -Infinity; // the last halving for a lost chunk
   private encodes: number[] = []; // rule 4: the last ENCODE_FRAMES encode times at the current rung
   cpuCap = 0; // rule 4: the largest rung's index the encoder keeps up with
   fps: number;
@@ -95,14 +113,22 @@ export class RateController {
   onAck(nbytes: number, seconds: number, now: number): boolean {
     // A chunk sent before the last ack came may have waited for the one ahead: count from when
     // that one left the link (its ack less the latency), as if it had travelled alone.
+    // The latency no lower than the quickest ack as measured: a latency read too low would shorten
+    // the acks the next fit is made of, and so on down to 0.
     this.raw.push(seconds); // as measured, before the correction below
-    if (this.raw.length > RATE.FIT_ACKS) this.raw.shift();
     if (this.lastAckAt !== null && now - seconds < this.lastAckAt) {
-      seconds = Math.min(seconds, now - this.lastAckAt + this.latency);
+      seconds = Math.min(seconds, now - this.lastAckAt + Math.max(this.latency, Math.min(...this.raw)));
     }
     this.lastAckAt = now;
     this.acks.push([nbytes, seconds]);
-    if (this.acks.length > RATE.FIT_ACKS) this.acks.shift();
+    this.ackTimes.push(now);
+    // The fit holds the acks of the last FIT_S (at most FIT_ACKS, at least FIT_MIN_ACKS): a stall's
+    // slow acks leave it soon after the stall.
+    while (this.ackTimes.length > RATE.FIT_ACKS || (this.ackTimes.length > RATE.FIT_MIN_ACKS && (this.ackTimes[0] ?? now) < now - RATE.FIT_S)) {
+      this.ackTimes.shift();
+      this.acks.shift();
+      this.raw.shift();
+    }
     this.latency = this.fitLatency();
     this.window = this.fitWindow();
     const queued = this.queued(now);
@@ -116,10 +142,18 @@ export class RateController {
         this.queueCutAt = now;
         this.kbps = this.clamp(this.kbps * RATE.DECREASE);
       }
-    } else if (seconds - this.latency < RATE.HEADROOM * (budget - this.latency)) {
+    } else if (seconds - this.latency < RATE.HEADROOM * (budget - this.latency) && this.used()) {
       this.kbps = this.clamp(this.kbps * RATE.INCREASE);
     }
     return this.adapt(now);
+  }
+
+  // Rule 1's increase needs the encoder to use the bitrate it has: the median of the last
+  // USED_ACKS chunks at least USED_SHARE of a chunk at the target (an encoder making less, a plain
+  // picture, would let the target climb past the link, and its next key frame burst at it).
+  private used(): boolean {
+    const sizes = this.acks.slice(-RATE.USED_ACKS).map(([b]) => b).sort((x, y) => x - y);
+    return (sizes[Math.floor((sizes.length - 1) / 2)] ?? 0) >= (RATE.USED_SHARE * this.kbps * 125) / this.fps;
   }
 
   // Rule 5: the bandwidth-delay product in chunks at the current fps (a latency and a period of
@@ -145,19 +179,12 @@ export class RateController {
     return this.latency - Math.min(...this.latencies.map(([, lat]) => lat)) > RATE.QUEUE_S;
   }
 
-  // Rule 0: the LATENCY_QUANTILE (upper quartile) of the residuals of send->ack over the
-  // least-squares line in bytes.
+  // Rule 0: the LATENCY_QUANTILE (upper quartile) of the residuals of send->ack over the line in
+  // bytes whose slope is the median of the slopes between every two acks (a few huge acks of a
+  // stall do not tilt it, as they tilted a least-squares line until the latency read 0).
   private fitLatency(): number {
     const n = this.acks.length;
-    const meanB = this.acks.reduce((sum, [b]) => sum + b, 0) / n;
-    const meanT = this.acks.reduce((sum, [, t]) => sum + t, 0) / n;
-    let variance = 0;
-    let covariance = 0;
-    for (const [b, t] of this.acks) {
-      variance += (b - meanB) ** 2;
-      covariance += (b - meanB) * (t - meanT);
-    }
-    const slope = variance > 0 ? Math.max(0, covariance / variance) : 0;
+    const slope = Math.max(0, medianSlope(this.acks));
     const residuals = this.acks.map(([b, t]) => t - slope * b).sort((x, y) => x - y);
     return Math.max(0, residuals[Math.floor(RATE.LATENCY_QUANTILE * (n - 1))] ?? 0);
   }
@@ -169,8 +196,13 @@ export class RateController {
   }
 
   // The last chunk's ack never came; true when the rung changed.
+  // Only the first loss of LOST_HOLD_S halves: the window's chunks time out one after the other in
+  // a stall, and each halving would take a window of ten to the minimum.
   onLost(now: number): boolean {
-    this.kbps = this.clamp(this.kbps * RATE.LOST_DECREASE);
+    if (now - this.lostAt >= RATE.LOST_HOLD_S) {
+      this.lostAt = now;
+      this.kbps = this.clamp(this.kbps * RATE.LOST_DECREASE);
+    }
     return this.adapt(now);
   }
 

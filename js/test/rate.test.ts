@@ -87,3 +87,55 @@ test("a stall at start does not make a long round trip read as a queue", () => {
   assert.ok(rc.kbps > 300, String(rc.kbps));
   assert.equal(rc.fps, 30);
 });
+
+function lcg(seed: number): () => number {
+  return () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648; // seeded: the same run every time
+    return seed / 2147483648;
+  };
+}
+
+test("a stall's few huge acks do not tilt the latency fit", () => {
+  // A burst of acks at 2.5 s whatever their size (the widget's first display at 1 Mbit/s), a fifth
+  // of the fit: a least-squares line through them reads every later ack's latency as 0.
+  const random = lcg(3);
+  const rc = new RateController(1280, 720, 60);
+  let now = 0;
+  for (let i = 0; i < 8; i++) rc.onAck(6000 + Math.floor(4000 * random()), 2.5, (now += 0.01));
+  for (let i = 0; i < 30; i++) {
+    const nbytes = 1000 + Math.floor(2000 * random());
+    rc.onAck(nbytes, 0.1 + (nbytes * 8) / 1e6, (now += 1 / 60));
+  }
+  assert.ok(rc.latency >= 0.09 && rc.latency <= 0.13, String(rc.latency));
+});
+
+test("a stall's acks leave the latency fit once it is over", () => {
+  // At 5 fps after a stall, its ten acks would stay most of a 40-ack fit for 6 s.
+  const random = lcg(4);
+  const rc = new RateController(1280, 720, 30);
+  let now = 0;
+  for (let i = 0; i < 10; i++) rc.onAck(1000 + Math.floor(2000 * random()), 2.5, (now += 0.05));
+  for (let i = 0; i < 8; i++) {
+    const nbytes = 1000 + Math.floor(2000 * random());
+    rc.onAck(nbytes, 0.1 + (nbytes * 8) / 1e6, (now += 0.2));
+  }
+  assert.ok(rc.latency >= 0.09 && rc.latency <= 0.13, String(rc.latency));
+});
+
+test("an encoder using less than its bitrate does not let it climb", () => {
+  // A plain picture: 1000-byte chunks whatever the target; every ack quick.
+  const rc = new RateController(1280, 720, 30);
+  let now = 0;
+  for (let i = 0; i < 300; i++) rc.onAck(1000, 0.01, (now += 1 / 30));
+  const used = (1000 * 8 * rc.fps) / 1000;
+  assert.ok(rc.kbps <= (used / RATE.USED_SHARE) * RATE.INCREASE, `${rc.kbps} kbps for ${used} used`);
+  assert.ok(rc.kbps > 400, "it still rose while the chunks used half of it");
+});
+
+test("a stall that times out the whole window halves the bitrate once", () => {
+  const rc = new RateController(1280, 720, 30);
+  for (let i = 0; i < 10; i++) rc.onLost(5 + i * 0.05);
+  assert.ok(Math.abs(rc.kbps - 200) < 1e-9, String(rc.kbps));
+  rc.onLost(6.5); // after the hold: news
+  assert.ok(Math.abs(rc.kbps - 100) < 1e-9, String(rc.kbps));
+});
