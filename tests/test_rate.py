@@ -383,17 +383,17 @@ def test_a_stalls_acks_leave_the_latency_fit_once_it_is_over() -> None:
 
 
 def test_an_encoder_using_less_than_its_bitrate_does_not_let_it_climb() -> None:
-    # A plain picture: the encoder makes 1000-byte chunks whatever the target. On a fast link every
+    # A plain picture: the encoder makes 2000-byte chunks whatever the target. On a fast link every
     # ack is quick, but a target far past what is used would make the first detailed frame, key
-    # frame or larger rung burst at it: kbps rises only while the chunks use half of it.
+    # frame or larger rung burst at it: kbps rises only while the chunks use USED_SHARE of it.
     rc = RateController(1280, 720, 30)
     now = 0.0
     for _ in range(300):
         now += 1 / 30
-        rc.on_ack(1000, 0.01, now)
-    used = 1000 * 8 * rc.fps / 1000
+        rc.on_ack(2000, 0.01, now)
+    used = 2000 * 8 * rc.fps / 1000
     assert rc.kbps <= used / rate.USED_SHARE * rate.INCREASE, (rc.kbps, used)
-    assert rc.kbps > 400, "it still rose while the chunks used half of it"
+    assert rc.kbps > 400, "it still rose while the chunks used USED_SHARE of it"
 
 
 def test_a_stall_that_times_out_the_whole_window_halves_the_bitrate_once() -> None:

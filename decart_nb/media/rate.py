@@ -64,7 +64,7 @@ chunks that take longer than a period.
    else `seconds - latency < HEADROOM * (budget - latency)` (0.5) -> `kbps *= INCREASE` (1.05:
    the chunk's own transmission took well under the time the budget leaves it), but only while the
    encoder uses the bitrate it has: the median of the last USED_ACKS (10) chunks at least
-   USED_SHARE (0.5) of a chunk at the target, `kbps / fps` (an encoder making less, a plain
+   USED_SHARE (0.75) of a chunk at the target, `kbps / fps` (an encoder making less, a plain
    picture, would let the target climb far past the link, measured: 4.8 Mbit/s on a 1 Mbit/s link,
    and the first detailed frame, key frame or larger rung would burst at it);
    else, when the latency is over QUEUE_S (50 ms) above its least of the last BASE_S (10 s; each
