@@ -7,13 +7,21 @@ RateController without a restart: libvpx gives each frame `bitrate * frame durat
 encoder is opened at the bitrate of the moment and each frame's timestamp then advances by one
 period scaled by `kbps / opened_kbps`. Only a new size reopens it (a key frame anyway).
 
-Cost per frame on this machine (one thread, a moving test pattern): encode 720p 8 ms, 360p 2.6 ms;
-decode 720p 1.8 ms, 360p 0.8 ms. Call both from the media loop's executor, never on the loop;
-each object is used by one job at a time (the transport runs them in order).
+The encoder runs ENCODE_THREADS threads (two where there are two cores): its wall-clock time per
+frame is what the sender's rule 4 (media/rate.py) weighs against half a frame period, and a
+detailed camera picture (fine texture, sensor noise: bench.vp8_cost --picture detailed, 3 Mbit/s)
+took one thread 15.6 ms at 1280x720 and 10.5 ms at 960x540, at the edge of the 16.7 ms a 30 fps
+period allows and over it as soon as the machine is busy, so the output could never stay at 720p;
+two threads take 9.7 and 7.0 ms for the same bytes (libvpx splits a frame by macroblock rows). A
+smaller rung keeps one thread: there the threads' hand-offs cost more than they save (a test pattern
+at 640x360: 2.6 ms with one, 3.8 with two). Cost of a moving test pattern: encode 720p 8 ms, 360p
+2.6 ms (one thread); decode 720p 1.8 ms, 360p 0.8 ms. Call both from the media loop's executor,
+never on the loop; each object is used by one job at a time (the transport runs them in order).
 """
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import av
@@ -21,7 +29,15 @@ from av.video.reformatter import VideoReformatter
 
 from ..errors import DecartNBError, ErrorCode
 
-__all__ = ["ENCODER_OPTIONS", "Vp8Decoder", "Vp8Encoder", "is_key_chunk", "key_frame_size"]
+__all__ = [
+    "ENCODER_OPTIONS",
+    "ENCODE_THREADS",
+    "THREADS_FROM_WIDTH",
+    "Vp8Decoder",
+    "Vp8Encoder",
+    "is_key_chunk",
+    "key_frame_size",
+]
 
 TIME_BASE = Fraction(1, 90000)
 # A page sends at most the model's size; anything much larger is not a camera chunk.
@@ -36,6 +52,8 @@ ENCODER_OPTIONS = {
     "overshoot-pct": "15",
     "static-thresh": "0",
 }
+ENCODE_THREADS = min(2, os.cpu_count() or 1)  # the frame's wall-clock time is rule 4's measure
+THREADS_FROM_WIDTH = 960  # narrower rungs encode on one thread
 NO_PERIODIC_KEYS = 1 << 20  # kf_max_dist: key frames only when asked for
 
 
@@ -89,7 +107,7 @@ class Vp8Decoder:
 class Vp8Encoder:
     """Frames to VP8 chunks at a size, bitrate and frame rate that change as the link does."""
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = ENCODE_THREADS) -> None:
         self._threads = threads
         self._ctx: av.VideoCodecContext | None = None
         self._opened_kbps = 1.0
@@ -125,7 +143,7 @@ class Vp8Encoder:
         ctx.time_base = TIME_BASE
         ctx.framerate = Fraction(round(fps * 1000), 1000)
         ctx.gop_size = NO_PERIODIC_KEYS
-        ctx.thread_count = self._threads
+        ctx.thread_count = self._threads if width >= THREADS_FROM_WIDTH else 1
         ctx.options = dict(ENCODER_OPTIONS)
         self._ctx, self._opened_kbps, self._pts = ctx, kbps, 0
 
