@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from decart_nb.media.stamp import read_stamp
+from decart_nb.media.stamp import STAMP_ROWS, read_stamp, stamp_width
 from decart_nb.media.vp8 import Vp8Decoder, Vp8Encoder
 from harness.pictures import CLEAN_ROWS, PICTURES, detailed_frames, write_clip
 
@@ -36,6 +36,16 @@ def test_the_detailed_clip_is_stamped_y4m_at_30_fps(tmp_path: Path) -> None:
     lumas = _y4m_frames(write_clip(tmp_path / "clip.y4m", "detailed", seconds=0.2))
     assert len(lumas) == 6
     assert [read_stamp(y) for y in lumas] == list(range(6))
+
+
+def test_the_stamp_rows_carry_no_noise() -> None:
+    """The stamp's rows hold only the stamp's black and white blocks, and a flat margin under them:
+    a codec smears noise and texture across block edges into the stamp."""
+    for y, _, _ in detailed_frames(3):
+        top = y[:CLEAN_ROWS]
+        assert set(np.unique(top[:STAMP_ROWS, : stamp_width(1280)])) <= {16, 235}
+        assert (top[:STAMP_ROWS, stamp_width(1280) :] == top[0, -1]).all()
+        assert (top[STAMP_ROWS:] == top[STAMP_ROWS, 0]).all()
 
 
 def test_the_detailed_picture_is_seeded() -> None:
