@@ -27,6 +27,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .engines.base import Engine
 from .media.frames import carry, meta_of, recv_video
+from .media.placement import spread
 from .media.relay import InputSlot, MailboxTrack, PushTrack
 from .media.sources import Feed
 from .state import GenerationState
@@ -75,11 +76,19 @@ class Fanout(Engine):
         input's own reconnects."""
         track = FeedTrack(self)
         self._taps.append(track)
+        self._place()
         return track
 
     def remove(self, track: FeedTrack) -> None:
         if track in self._taps:
             self._taps.remove(track)
+            self._place()
+
+    def _place(self) -> None:
+        """Each arm's model on a CPU of its own while there are several (media/placement.py):
+        they all get each frame at the same moment."""
+        for track, cpus in zip(self._taps, spread(len(self._taps)), strict=True):
+            track.cpus = cpus
 
     async def start(self, source: MediaStreamTrack) -> MediaStreamTrack:
         self._output = output = PushTrack()  # empty unless echoing: nothing else goes to the page

@@ -2,10 +2,12 @@
 slot hands each frame to the Fanout, the Fanout to every arm's input slot and on to the arm's
 model thread, all in the step that read the frame; the model's output is published in the
 callback that brings it to the loop, newest first. Each check runs within one step on the loop,
-so it fails if any hop waits for a task (functional, not timed)."""
+so it fails if any hop waits for a task (functional, not timed). Each arm's model thread runs on
+a CPU of its own (checked by the CPUs the thread may use, not by time)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -13,10 +15,13 @@ from collections.abc import Iterator
 import av
 import pytest
 
-from decart_nb import _loop
+from decart_nb import Session, _loop
+from decart_nb.arms import Arm
+from decart_nb.comparison import compare
 from decart_nb.engines import FrameEngine
 from decart_nb.fanout import Fanout
 from decart_nb.media.frames import FrameMeta, meta_of
+from decart_nb.media.placement import ALL_CPUS, spread
 from decart_nb.media.relay import InputSlot, PushTrack
 from decart_nb.media.stats import StreamStats
 from decart_nb.models import realtime
@@ -184,3 +189,46 @@ def test_outputs_made_while_the_loop_is_busy_publish_only_the_newest(loop: None)
         assert [meta_of(f).t_in for f in published] == [2.0]
     finally:
         _loop.run(engine.stop(), timeout=10)
+
+
+# -- each arm's model on a CPU of its own ----------------------------------------------------------
+def test_arms_are_spread_over_the_cpus_and_a_lone_session_is_not_placed() -> None:
+    assert spread(1) == [None]
+    if ALL_CPUS is None or len(ALL_CPUS) < 2:
+        assert spread(3) == [None, None, None]
+        return
+    cpus = sorted(ALL_CPUS)
+    assert spread(2) == [frozenset({cpus[0]}), frozenset({cpus[1]})]
+    assert spread(len(cpus) + 1)[-1] == frozenset({cpus[0]})  # round robin
+
+
+class Where(FrameEngine):
+    """Records the CPUs its model thread may run on, frame by frame."""
+
+    name = "where"
+    skip_passthrough = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cpus: list[frozenset[int]] = []
+
+    def process(self, frame: av.VideoFrame, state: GenerationState) -> av.VideoFrame:
+        self.cpus.append(frozenset(os.sched_getaffinity(0)))
+        return frame
+
+
+@pytest.mark.skipif(ALL_CPUS is None or len(ALL_CPUS) < 2, reason="needs 2 CPUs and CPU affinity")
+def test_each_arms_model_thread_runs_on_a_cpu_of_its_own() -> None:
+    engines = [Where(), Where()]
+    with compare([Arm(name="a", engine=engines[0]), Arm(name="b", engine=engines[1])], "pattern") as cmp:
+        assert wait_until(lambda: all(len(e.cpus) >= 3 for e in engines), timeout=30)
+        placed = [e.cpus[-1] for e in engines]
+        assert all(len(p) == 1 for p in placed) and placed[0] != placed[1], placed
+        cmp["b"].disconnect()  # one arm left: back on every CPU
+        seen = len(engines[0].cpus)
+        assert wait_until(lambda: len(engines[0].cpus) > seen + 2, timeout=30)
+        assert engines[0].cpus[-1] == ALL_CPUS
+    lone = Where()
+    with Session(source="pattern", engine=lone, prompt="go"):
+        assert wait_until(lambda: len(lone.cpus) >= 3, timeout=30)
+    assert set(lone.cpus) == {ALL_CPUS}

@@ -20,6 +20,7 @@ from ..checks import check_mapping, check_number
 from ..errors import DecartNBError, ErrorCode
 from ..media.frames import FrameMeta, carry, luma_view, meta_of
 from ..media.mailbox import ThreadMailbox
+from ..media.placement import Placement
 from ..media.relay import InputSlot, PushTrack
 from ..media.stamp import copy_stamp
 from ..media.stats import StreamStats
@@ -202,21 +203,29 @@ class FrameEngine(Engine):
             if not loop.is_closed():
                 loop.call_soon_threadsafe(output.stop)
 
+        slot_in: InputSlot = source
+
+        def cpus() -> frozenset[int] | None:  # where the slot's reader should run (a comparison's arm)
+            return slot_in.cpus
+
         steps: list[Callable[[], None]]  # each step's loop, for its own thread
         if not self.staged:
-            steps = [_Stage(inbox, lambda f: self.run_one(f, self._state), deliver, end_output).run]
+            steps = [_Stage(inbox, lambda f: self.run_one(f, self._state), deliver, end_output, cpus).run]
         else:
             prepared: ThreadMailbox[_Job] = ThreadMailbox()
             inferred: ThreadMailbox[_Job] = ThreadMailbox()
             steps = [
-                _Stage(inbox, self._prepare_job, _pass_to(prepared, loop, count_drop), prepared.close).run,
+                _Stage(
+                    inbox, self._prepare_job, _pass_to(prepared, loop, count_drop), prepared.close, cpus
+                ).run,
                 _Stage(
                     prepared,
                     lambda j: self._infer_job(j, self._state),
                     _pass_to(inferred, loop, count_drop),
                     inferred.close,
+                    cpus,
                 ).run,
-                _Stage(inferred, self._finish_job, deliver, end_output).run,
+                _Stage(inferred, self._finish_job, deliver, end_output, cpus).run,
             ]
         for step in steps:
             self._executor.submit(step).add_done_callback(_log_failure)
@@ -324,7 +333,8 @@ _Out = TypeVar("_Out")
 
 
 class _Stage(Generic[_In, _Out]):
-    """One worker thread's loop: take the newest item, do one step, pass the result on."""
+    """One worker thread's loop: take the newest item, do one step, pass the result on; on the
+    CPUs `cpus()` names (checked at each item: a comparison's arm keeps a CPU of its own)."""
 
     def __init__(
         self,
@@ -332,16 +342,19 @@ class _Stage(Generic[_In, _Out]):
         step: Callable[[_In], _Out],
         pass_on: Callable[[_Out], None],
         end: Callable[[], None],
+        cpus: Callable[[], frozenset[int] | None] = lambda: None,
     ) -> None:
-        self.inbox, self.step, self.pass_on, self.end = inbox, step, pass_on, end
+        self.inbox, self.step, self.pass_on, self.end, self.cpus = inbox, step, pass_on, end, cpus
 
     def run(self) -> None:
+        placement = Placement()
         try:
             while True:
                 try:
                     item = self.inbox.get()
                 except EOFError:
                     return
+                placement.follow(self.cpus())
                 self.pass_on(self.step(item))
         finally:
             self.end()  # closing the next mailbox ends the next step in turn

@@ -87,6 +87,9 @@ class PushTrack(MailboxTrack):
         super().__init__()
         self._sink: Callable[[av.VideoFrame], None] | None = None
         self._on_end: Callable[[], None] | None = None
+        # Where its reader's model threads should run (set by a producer that feeds several at
+        # once, a comparison's fan-out: media/placement.py); None: wherever the scheduler puts them.
+        self.cpus: frozenset[int] | None = None
 
     @property
     def connected(self) -> bool:
@@ -148,6 +151,12 @@ class InputSlot(MailboxTrack):
         if self._handoff is None:
             self._handoff = ThreadMailbox()
         return self._handoff
+
+    @property
+    def cpus(self) -> frozenset[int] | None:
+        """The CPUs the model threads reading this slot should run on (its upstream's say)."""
+        upstream = self.upstream
+        return upstream.cpus if isinstance(upstream, PushTrack) else None
 
     def hand_to(self, take: Callable[[av.VideoFrame], None], on_end: Callable[[], None]) -> None:
         """Let a function on the loop take each frame in this slot's own step, with no mailbox
