@@ -8,7 +8,8 @@ Each set-up runs in a fresh process of its own (as a kernel would), so the proce
 the set-up's alone: `single` (one Session, local engine, prompt "anime"), `separate` (two
 Sessions, "anime" and "film noir", each with its own source), `compare1` (compare() with the one
 arm "anime": the fan-out's own cost, nothing computed twice), `compare` (compare() with both
-arms on one source). Sources: "pattern" (the generated test card, made once per source) and
+arms on one source; each arm's model threads run on a CPU of their own, decart_nb/media/placement.py).
+Sources: "pattern" (the generated test card, made once per source) and
 "camera": a stamped 1280x720@30 pattern sent over WebRTC by an aiortc peer in the bench's own
 process (the page's stand-in, not measured), one per session that takes a camera (separate: one
 each, as two displayed Sessions would each open the camera; compare: one, to the shared input),
@@ -19,11 +20,12 @@ its output) and model time p50 (`model_ms_p50`). Cells: median (min-max) of the 
 compare's CPU per output frame below separate's, and the latency p50 of each arm within 20% of
 the single session's: judged for the 1-arm comparison (what the fan-out itself costs) and for
 each of the two arms. The two arms get every frame at the same moment, so on a small machine
-their models compute at once and slow each other; separate sessions' frames fall at random
-phases. The last rows show that contention without decart_nb's pipeline: in a process of its
-own, the local engine on a 720p frame, one thread at 30 fps, then two threads released together
-by a barrier at each 30 fps tick; per thread and round, the median ms from the release to the
-end of process() (what an arm waits) and of process() alone (what model_ms counts).
+their models compute at once; separate sessions' frames fall at random phases. The last rows
+show that contention without decart_nb's pipeline: in a process of its own, the local engine on
+a 720p frame, one thread at 30 fps, then two threads released together by a barrier at each
+30 fps tick, left to the scheduler and then each on a CPU of its own (as compare places its
+arms); per thread and round, the median ms from the release to the end of process() (what an
+arm waits) and of process() alone (what model_ms counts).
 """
 
 from __future__ import annotations
@@ -212,18 +214,27 @@ def contention(seconds: float) -> dict[str, list[float]]:
     frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
     alone, alone_process = _paced(PROMPTS[:1], frame, seconds)
     together, together_process = _paced(PROMPTS, frame, seconds)
+    placed, placed_process = _paced(PROMPTS, frame, seconds, placed=True)
     return {
         "alone": alone,
         "alone_process": alone_process,
         "together": together,
         "together_process": together_process,
+        "placed": placed,
+        "placed_process": placed_process,
     }
 
 
-def _paced(prompts: tuple[str, ...], frame: Any, seconds: float) -> tuple[list[float], list[float]]:
-    """Per thread: median ms from the release to the end of process(), and of process() alone."""
+def _paced(
+    prompts: tuple[str, ...], frame: Any, seconds: float, placed: bool = False
+) -> tuple[list[float], list[float]]:
+    """Per thread: median ms from the release to the end of process(), and of process() alone;
+    `placed`: each thread on a CPU of its own, as compare's arms."""
     from decart_nb.engines.local.engine import LocalEngine
+    from decart_nb.media.placement import Placement, spread
     from decart_nb.state import GenerationState
+
+    cpus = spread(len(prompts)) if placed else [None] * len(prompts)
 
     engines = [(LocalEngine(), GenerationState(prompt=p)) for p in prompts]
     for engine, state in engines:
@@ -234,6 +245,7 @@ def _paced(prompts: tuple[str, ...], frame: Any, seconds: float) -> tuple[list[f
 
     def worker(i: int) -> tuple[float, float]:
         engine, state = engines[i]
+        Placement().follow(cpus[i])
         waited: list[float] = []
         inside: list[float] = []
         for k in range(ticks):
@@ -372,12 +384,25 @@ def _contention_rows(rounds: list[dict[str, Any]]) -> list[Row]:
     def cell(key: str) -> str:
         return _cell([float(v) for r in rounds for v in r[key]])
 
-    return [
+    rows = [
         Row(scenario, "ms from release to output, 1 thread at 30 fps", "-", cell("alone")),
         Row(scenario, "ms from release to output, 2 threads released together (each)", "-", cell("together")),
         Row(scenario, "  of which in process(), 1 thread", "-", cell("alone_process")),
         Row(scenario, "  of which in process(), 2 threads together (each)", "-", cell("together_process")),
     ]
+    if all("placed" in r for r in rounds):  # runs recorded before placement have none
+        rows[2:2] = [
+            Row(scenario, "ms from release to output, 2 threads together, a CPU each", "-", cell("placed"))
+        ]
+        rows.append(
+            Row(
+                scenario,
+                "  of which in process(), 2 threads together, a CPU each",
+                "-",
+                cell("placed_process"),
+            )
+        )
+    return rows
 
 
 def compare_rows(short: bool = True, repeat: int = 3) -> list[Row]:
