@@ -6,8 +6,10 @@ lands behind the first (or behind the loop thread), and the other CPU takes it o
 while, so one arm waits for much of the other's model (measured on a 2-vCPU machine: two pattern
 arms at 5.4 / 5.3 ms kernel latency p50, one of them with a model time of 4.7 ms against 2.6 alone;
 each arm on a CPU of its own: 3.8 / 3.5 ms). Each arm's threads are therefore kept on a CPU of
-their own, round robin over the CPUs this process may use; a lone session stays where the
-scheduler puts it. Where the platform has no CPU affinity (macOS), nothing is placed.
+their own while there are CPUs enough for one each; a lone session, or more arms than CPUs (two
+pinned to one CPU would compute one after the other while another CPU could have taken one),
+stay where the scheduler puts them. Where the platform has no CPU affinity (macOS), nothing is
+placed.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ ALL_CPUS: frozenset[int] | None = (
 
 
 def spread(n: int) -> list[frozenset[int] | None]:
-    """A CPU set for each of `n` arms, one CPU each, round robin; None (anywhere) for all when
-    there is one arm, one CPU, or no affinity on this platform."""
+    """A CPU set for each of `n` arms, a CPU of its own each; None (anywhere) for all when there
+    is one arm, more arms than CPUs, or no affinity on this platform."""
     cpus = sorted(ALL_CPUS or ())
-    if n < 2 or len(cpus) < 2:
+    if not 2 <= n <= len(cpus):
         return [None] * n
-    return [frozenset({cpus[i % len(cpus)]}) for i in range(n)]
+    return [frozenset({cpu}) for cpu in cpus[:n]]
 
 
 class Placement:
