@@ -75,9 +75,15 @@ def build(setup: str, source: str) -> tuple[dict[str, Any], list[Any], dict[str,
     return sessions, list(sessions.values()), {p: "send" for p in prompts} if camera else {}
 
 
-def child(setup: str, source: str, seconds: float, commands: TextIO, replies: TextIO) -> None:
-    """Build the set-up; answer the parent's offers (camera); measure `seconds` after a warm-up:
-    process CPU, frames out of all arms, each arm's latency. JSON lines both ways."""
+Measure = Callable[[dict[str, Any], float], dict[str, Any]]
+
+
+def child(
+    setup: str, source: str, seconds: float, commands: TextIO, replies: TextIO, measure: Measure | None = None
+) -> None:
+    """Build the set-up; answer the parent's offers (camera); measure `seconds` after a warm-up
+    (`measure`, by default measure_run: process CPU, frames out of all arms, each arm's latency).
+    JSON lines both ways."""
 
     def reply(value: object) -> None:
         replies.write(json.dumps(value) + "\n")
@@ -92,7 +98,7 @@ def child(setup: str, source: str, seconds: float, commands: TextIO, replies: Te
             if cmd["op"] == "offer":
                 reply({"sdp": reachable[cmd["name"]].answer(cmd["sdp"])})
             elif cmd["op"] == "measure":
-                reply(measure_run(arms, seconds))
+                reply((measure or measure_run)(arms, seconds))
                 return
     finally:
         for closer in closers:
@@ -116,12 +122,15 @@ def measure_run(sessions: dict[str, Any], seconds: float) -> dict[str, Any]:
     }
 
 
-async def run_async(setup: str, source: str, seconds: float) -> dict[str, Any]:
-    """The child process, and (camera) one aiortc peer per session it names."""
+async def run_async(
+    setup: str, source: str, seconds: float, module: str = "bench.compare_cost"
+) -> dict[str, Any]:
+    """The child process (`python -m module --child ...`), and (camera) one aiortc peer per
+    session it names."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bench.compare_cost",
+        module,
         "--child",
         setup,
         source,
@@ -193,8 +202,8 @@ async def _drain(track: MediaStreamTrack) -> None:
             await track.recv()
 
 
-def run_one(setup: str, source: str, seconds: float) -> dict[str, Any]:
-    return asyncio.run(run_async(setup, source, seconds))
+def run_one(setup: str, source: str, seconds: float, module: str = "bench.compare_cost") -> dict[str, Any]:
+    return asyncio.run(run_async(setup, source, seconds, module))
 
 
 # -- the machine's contention, without decart_nb's pipeline ---------------------------------------
