@@ -178,6 +178,7 @@ def _report(page: dict[str, Any], kernel: dict[str, Any], cpu: dict[str, float],
     )
     print(f"  key frames (bytes, rung) {[(o[0], f'{o[1]}x{o[2]}') for o in out if o[5]]}")
     print(f"  key frames the kernel asked the page for, since the start: {kernel['keys_asked']}")
+    print(f"  the output's rule 4 CPU cap (rung index) at the end: {kernel['cpu_cap']}")
     print(
         f"page output: arrival->decoded {_ms(page['dec'])}, draw {_ms(page['draw'])}, "
         f"{len(page['dec']) / page['span']:.1f} decoded/s"
@@ -217,6 +218,7 @@ def probe(picture: str, rate: int, seconds: float) -> None:
         page = nb.page.evaluate(PAGE_READ_JS)
         kernel = nb.py("_kv")
         kernel["keys_asked"] = nb.py("s.widget._comm.keyframes_asked")
+        kernel["cpu_cap"] = nb.py("s.widget._comm.rate._cpu_cap")
         print(f"probe: {picture} at {rate} kbit/s: presented {run.summary()}")
         print(f"  {run.detail()}")
         _report(page, kernel, cpu, span)

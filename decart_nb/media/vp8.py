@@ -7,17 +7,19 @@ RateController without a restart: libvpx gives each frame `bitrate * frame durat
 encoder is opened at the bitrate of the moment and each frame's timestamp then advances by one
 period scaled by `kbps / opened_kbps`. Only a new size reopens it (a key frame anyway).
 
-The encoder runs ENCODE_THREADS threads (two where there are two cores) on the full 1280x720 rung:
-its wall-clock time per frame is what the sender's rule 4 (media/rate.py) weighs against half a
-frame period, and a detailed camera picture (fine texture, sensor noise: bench.vp8_cost --picture
-detailed, 3 Mbit/s) took one thread 15.6 ms at 1280x720, at the edge of the 16.7 ms a 30 fps
-period allows and over it as soon as the machine is busy, so the output could not stay at 720p;
-two threads take 9.7 ms (libvpx splits a frame by macroblock rows), luma PSNR within 0.2 dB at
-1-5 Mbit/s. Smaller rungs keep one thread: at 960x540 two threads lost up to 1.7 dB at 1 Mbit/s,
-and on an easy picture their hand-offs cost more than they save (a test pattern at 640x360: 2.6 ms
-with one, 3.8 with two). Cost of a moving test pattern: encode 720p 8 ms, 360p
-2.6 ms (one thread); decode 720p 1.8 ms, 360p 0.8 ms. Call both from the media loop's executor,
-never on the loop; each object is used by one job at a time (the transport runs them in order).
+The encoder runs ENCODE_THREADS threads (two where there are two cores) from 960 px wide: its
+wall-clock time per frame is what the sender's rule 4 (media/rate.py) weighs against half a frame
+period (16.7 ms at 30 fps), and a detailed camera picture (fine texture, sensor noise:
+bench.vp8_cost --picture detailed, 3 Mbit/s) took one thread 15.6 ms at 1280x720 and 10.5 ms at
+960x540: on a busy machine the output could hold neither, nor step up to 960x540 from 640x360
+(rule 4 scales the encode time by the pixels). Two threads (libvpx splits a frame by macroblock rows) take
+9.7 and 7.0 ms, luma PSNR within 0.2 dB at the rates rule 3 gives those rungs (720p 1-5 Mbit/s,
+960x540 1.6-3 Mbit/s; below them, 960x540 at 1 Mbit/s, two threads lost 1.7 dB, a rate rule 3
+leaves that rung at). Narrower rungs keep one thread: on an easy picture the threads' hand-offs
+cost more than they save (a test pattern at 640x360: 2.6 ms with one, 3.8 with two). Cost of a
+moving test pattern: encode 720p 8 ms, 360p 2.6 ms (one thread); decode 720p 1.8 ms, 360p 0.8 ms.
+Call both from the media loop's executor, never on the loop; each object is used by one job at a
+time (the transport runs them in order).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ ENCODER_OPTIONS = {
     "static-thresh": "0",
 }
 ENCODE_THREADS = min(2, os.cpu_count() or 1)  # the frame's wall-clock time is rule 4's measure
-THREADS_FROM_WIDTH = 1280  # narrower rungs encode on one thread
+THREADS_FROM_WIDTH = 960  # narrower rungs encode on one thread
 NO_PERIODIC_KEYS = 1 << 20  # kf_max_dist: key frames only when asked for
 
 
