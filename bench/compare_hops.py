@@ -99,12 +99,15 @@ class Probes:
             run(handle)
             self.callbacks.append((t0, now(), handle._callback))  # type: ignore[attr-defined]
 
-        Fanout.deliver = probed_deliver  # type: ignore[method-assign]
-        relay.InputSlot._rebase = probed_rebase  # type: ignore[method-assign]
-        mailbox.ThreadMailbox.get = probed_get  # type: ignore[method-assign]
-        LocalEngine.process = probed_process  # type: ignore[method-assign]
-        relay.Broadcast.publish = probed_publish  # type: ignore[method-assign]
-        asyncio.events.Handle._run = probed_run  # type: ignore[method-assign]
+        for owner, name, probe in (
+            (Fanout, "deliver", probed_deliver),
+            (relay.InputSlot, "_rebase", probed_rebase),
+            (mailbox.ThreadMailbox, "get", probed_get),
+            (LocalEngine, "process", probed_process),
+            (relay.Broadcast, "publish", probed_publish),
+            (asyncio.events.Handle, "_run", probed_run),
+        ):
+            setattr(owner, name, probe)  # the child process only: it runs this one set-up and exits
 
     def clear(self) -> None:
         self.hops.clear()
@@ -165,12 +168,12 @@ def _arm_report(name: str, frames: dict[float, Hops], start: float, end: float) 
         spans["TOTAL stamp -> published"].append((hop["pub"] - t_in) * 1000)
         spans["model: thread CPU"].append(hop["cpu"] * 1000)
         spans["model: waiting on a run queue"].append(hop["runq"] * 1000)
-        for a, b, label in (
+        for lo, hi, span in (
             (t_in, hop["p0"], "loop busy, stamp -> model start"),
             (hop["p0"], hop["p1"], "loop busy, during the model"),
             (hop["p1"], hop["pub"], "loop busy, model end -> published"),
         ):
-            spans[label].append(1000 * _busy(a, b))
+            spans[span].append(1000 * _busy(lo, hi))
     n = len(spans["TOTAL stamp -> published"])
     rows = [f"arm {name!r}: {n} frames (ms)"]
     for label, values in spans.items():
@@ -184,7 +187,7 @@ def _busy(a: float, b: float) -> float:
 
 
 def _loop_report(start: float, end: float) -> str:
-    total: Counter[str] = Counter()
+    total: defaultdict[str, float] = defaultdict(float)
     count: Counter[str] = Counter()
     for s, e, callback in PROBES.callbacks:
         if start < s < end:
@@ -193,7 +196,7 @@ def _loop_report(start: float, end: float) -> str:
             count[label] += 1
     wall = end - start
     rows = [f"loop thread busy {100 * sum(total.values()) / wall:.1f}% of the window; busiest callbacks:"]
-    for label, busy in total.most_common(8):
+    for label, busy in sorted(total.items(), key=lambda item: -item[1])[:8]:
         rows.append(f"  {1000 * busy / wall:7.2f} ms/s  {count[label] / wall:6.1f}/s  {label}")
     return "\n".join(rows)
 

@@ -93,7 +93,7 @@ class Fanout(Engine):
     async def start(self, source: MediaStreamTrack) -> MediaStreamTrack:
         self._output = output = PushTrack()  # empty unless echoing: nothing else goes to the page
         if isinstance(source, InputSlot):  # each frame in the slot's own step
-            source.hand_to(self.deliver, lambda: self._end(output))
+            source.hand_to(self.deliver, lambda: self._slot_stopped(output))
         else:
             self._pump = asyncio.get_running_loop().create_task(self._run(source, output))
         return output
@@ -106,6 +106,16 @@ class Fanout(Engine):
             while True:
                 self.deliver(await recv_video(source))
         except MediaStreamError:  # the source ended (a finite clip, an iterator) or failed
+            self._end(output)
+
+    def _slot_stopped(self, output: PushTrack) -> None:
+        """The shared input's slot stopped: its source ended (every arm ends with it), or its
+        pipeline is being torn down for a reconnect (the arms stay, and stop() follows in the
+        same step). Told apart a loop pass later, as a task reading the slot would."""
+        asyncio.get_running_loop().call_soon(self._end_unless_stopped, output)
+
+    def _end_unless_stopped(self, output: PushTrack) -> None:
+        if self._output is output:  # not stopped (nor started again) since
             self._end(output)
 
     def _end(self, output: MailboxTrack) -> None:

@@ -232,3 +232,19 @@ def test_each_arms_model_thread_runs_on_a_cpu_of_its_own() -> None:
     with Session(source="pattern", engine=lone, prompt="go"):
         assert wait_until(lambda: len(lone.cpus) >= 3, timeout=30)
     assert set(lone.cpus) == {ALL_CPUS}
+
+
+def test_the_arms_stay_across_the_shared_inputs_reconnect() -> None:
+    """Tearing the shared input's pipeline down (a reconnect) is not its source ending: the arms
+    stay connected and take the frames of the new pipeline."""
+    with compare([Arm(name="a"), Arm(name="b", prompt="anime")], "pattern") as cmp:
+        assert wait_until(lambda: all(s.get("frames_out", 0) > 3 for s in cmp.stats.values()), timeout=30)
+        cmp.input.disconnect()
+        cmp.input.connect()
+        time.sleep(0.3)  # any end the teardown set off has happened by now
+        assert set(cmp.state.values()) == {"generating"}, cmp.state
+        before = {name: s.get("frames_out", 0) for name, s in cmp.stats.items()}
+        assert wait_until(
+            lambda: all(cmp.stats[name].get("frames_out", 0) > n + 5 for name, n in before.items()),
+            timeout=30,
+        )
