@@ -143,7 +143,7 @@ class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VB
         sections = {
             "outputs": Section("Outputs", actions.outputs, name="outputs"),
             "errors": Section("Errors", self.errors_box, name="errors"),
-            "controls": Section("Controls", *self.control_sliders.values(), name="controls"),
+            "controls": Section("Controls", *self.control_rows, name="controls"),
             "camera": Section("Camera", *([self.camera.box] if self.camera.box else []), name="camera"),
             "session": Section("Session", actions.model_picker, session_row, name="session"),
         }
@@ -166,7 +166,11 @@ class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VB
         self.prompt_box.add_class("dnb-prompt")
         self.prompt_box.observe(self._on_prompt_typed, "value")
         self.prompt_box.on_msg(self._on_prompt_msg)
-        self.enhance_box = w.Checkbox(value=enhance, description="Enhance prompt", indent=False)
+        # A toggle, not a Checkbox: ipywidgets typesets every Checkbox's label (see _label).
+        self.enhance_box = w.ToggleButton(
+            value=enhance, description="Enhance prompt", tooltip="Let the model enhance the prompt"
+        )
+        self.enhance_box.add_class("dnb-enhance")
         self.enhance_box.observe(lambda _: self._changed(at_once=True), "value")
         self.prompts = preset_prompts(self._session)
         start = self.prompts.index(prompt) if prompt in self.prompts else 0
@@ -174,7 +178,6 @@ class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VB
             value=start,
             min=0,
             max=max(0, len(self.prompts) - 1),
-            description="Prompts",
             readout=False,
             continuous_update=True,
             style=_WIDE,
@@ -183,19 +186,19 @@ class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VB
         self.prompt_slider.observe(self._on_prompt_slider, "value")
         self.prompt_slider.add_class("dnb-prompt-slider")
         self.prompt_slider_label = w.HTML(self._slider_label(start))
-        self.prompt_scrub = w.HBox([self.prompt_slider, self.prompt_slider_label])
+        self.prompt_scrub = w.HBox([_label("Prompts"), self.prompt_slider, self.prompt_slider_label])
         if not self.prompts:
             self.prompt_scrub.layout.display = "none"
 
     def _build_controls(self, values: dict[str, float]) -> None:
         self.control_sliders: dict[str, w.FloatSlider] = {}
+        self.control_rows: list[w.HBox] = []  # each slider with its label (see _label)
         for control in self._session.engine.controls:
             slider = w.FloatSlider(
                 value=values.get(control.name, control.default),
                 min=control.min,
                 max=control.max,
                 step=control.step,
-                description=control.label,
                 tooltip=control.help,
                 continuous_update=False,
                 style=_WIDE,
@@ -203,15 +206,19 @@ class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VB
             slider.add_class("dnb-control")
             slider.observe(self._on_control_slider, "value")
             self.control_sliders[control.name] = slider
+            row = w.HBox([_label(control.label, control.help), slider])
+            row.add_class("dnb-control-row")
+            self.control_rows.append(row)
 
     def _build_image(self) -> None:
-        self.upload = w.FileUpload(accept=ACCEPT, multiple=False, description="Upload")
+        # No icons (FileUpload's default is one): an icon makes JupyterLab fetch its icon font.
+        self.upload = w.FileUpload(accept=ACCEPT, multiple=False, description="Upload", icon="")
         self.upload.observe(self._on_upload, "value")
         self.upload.add_class("dnb-upload")
         self._held_upload: tuple[object, ...] = ()  # the upload the held image came from, if any
         self.thumbnail = w.Image(format="png")
         self.thumbnail.add_class("dnb-thumb")
-        self.clear_button = w.Button(description="Clear", icon="times", tooltip="Remove the reference image")
+        self.clear_button = w.Button(description="Clear", tooltip="Remove the reference image")
         self.clear_button.on_click(lambda _: self.clear_image())
         self.no_image = w.HTML('<div class="dnb-thumb-empty">No image</div>')
         self.image_name = w.HTML()
@@ -444,3 +451,13 @@ def _descendants(box: w.Box) -> list[w.Widget]:
 
 def _escape(text: str) -> str:
     return html.escape(text)
+
+
+def _label(text: str, title: str = "") -> w.HTML:
+    """A control's label as an HTML widget, not the control's `description`: ipywidgets typesets a
+    description (and a Checkbox's or a Label's text) with JupyterLab's LaTeX typesetter, whose
+    first use loads MathJax, ~200 KB gzipped, ~1 MB without compression, on the link the first
+    display shares with the camera's start (issue 24, bench/first_visit.py). HTML widgets are
+    never typeset."""
+    markup = f'<span class="dnb-label" title="{_escape(title)}">{_escape(text)}</span>'
+    return w.HTML(markup)
