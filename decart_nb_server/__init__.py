@@ -11,7 +11,7 @@ CameraWidget's TCP listener on 127.0.0.1:<port> (it must say MAGIC first), so VP
 and key-frame requests skip Jupyter's messages (their headers and iopub status messages take
 about half of a 1 Mbit/s link). Without this extension the page keeps everything on the comm.
 
-3. Compressed responses (compression.py): gzip for HTTP (JupyterLab's chunks) and permessage-deflate
+3. Compressed responses (compression.py): gzip for static files (JupyterLab's chunks) and permessage-deflate
 on kernel websockets (widget state), which jupyter_server leaves off: a first display of a camera
 session on a slow link waits for both.
 

@@ -7,8 +7,11 @@ the page script, the panel's ~120 widgets and their layouts) before the first fr
 measured, 16-21 s (bench/first_visit.py). Both compress 3-10x.
 
 - HTTP: tornado's GZipContentEncoding transform (text, JavaScript, JSON, SVG; what a browser
-  accepts as gzip), the same as tornado's own `compress_response` setting, added to the running
-  application. Already compressed types (fonts, images) are left as they are.
+  accepts as gzip), added to the running application, for static files only (`StaticGZip`: a
+  path with a `static/` or `extensions/` segment, where JupyterLab's chunks, styles and fonts
+  are). A compressed answer that holds a secret and text an attacker chooses leaks the secret by
+  its length (BREACH); the pages (the XSRF token), the API's answers (notebooks, files) can hold
+  both, static files neither. Already compressed types (fonts, images) are left as they are.
 - Kernel websockets: jupyter_server's handler returns `websocket_compression_options` from its
   settings (`ServerApp.websocket_compression_options`, None by default: no compression). We set
   it to deflate unless the user configured it. Jupyter's messages are JSON with repeated headers;
@@ -18,11 +21,15 @@ measured, 16-21 s (bench/first_visit.py). Both compress 3-10x.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from tornado.httputil import HTTPServerRequest
 from tornado.web import Application, GZipContentEncoding
 
-__all__ = ["WEBSOCKET_DEFLATE", "compress_responses"]
+__all__ = ["WEBSOCKET_DEFLATE", "StaticGZip", "compress_responses"]
+
+_STATIC_PATH = re.compile(r"/(static|extensions)/")
 
 # permessage-deflate with tornado's defaults: zlib's level 6, the whole window, context kept
 # between messages (Jupyter's repeated headers then cost a few bytes each).
@@ -30,13 +37,22 @@ WEBSOCKET_DEFLATE: dict[str, Any] = {}
 SETTING = "websocket_compression_options"
 
 
+class StaticGZip(GZipContentEncoding):
+    """gzip for static files only (see the module's docstring: no page or API answer)."""
+
+    def __init__(self, request: HTTPServerRequest) -> None:
+        super().__init__(request)
+        if not _STATIC_PATH.search(request.path):
+            self._gzipping = False  # the flag the base class's constructor sets from Accept-Encoding
+
+
 def compress_responses(web_app: Application) -> list[str]:
     """Turn on gzip and kernel-websocket deflate on `web_app` where they are off; what was turned on
     (a user's own `websocket_compression_options` is kept)."""
     done = []
-    if GZipContentEncoding not in web_app.transforms:
-        web_app.add_transform(GZipContentEncoding)
-        done.append("gzip for HTTP responses")
+    if not any(issubclass(t, GZipContentEncoding) for t in web_app.transforms):
+        web_app.add_transform(StaticGZip)
+        done.append("gzip for static files")
     if web_app.settings.get(SETTING) is None:
         web_app.settings[SETTING] = dict(WEBSOCKET_DEFLATE)
         done.append("permessage-deflate on kernel websockets")

@@ -19,6 +19,7 @@ from tornado.web import Application, GZipContentEncoding
 from tornado.websocket import websocket_connect
 
 from decart_nb_server import compress_responses
+from decart_nb_server.compression import StaticGZip
 from harness.lab import JupyterLab
 
 WAIT_S = 60.0  # generous: the machine is small and shared
@@ -28,11 +29,11 @@ WAIT_S = 60.0  # generous: the machine is small and shared
 def test_compress_responses_turns_both_on_once() -> None:
     app = Application()
     assert GZipContentEncoding not in app.transforms
-    assert compress_responses(app) == ["gzip for HTTP responses", "permessage-deflate on kernel websockets"]
-    assert app.transforms.count(GZipContentEncoding) == 1
+    assert compress_responses(app) == ["gzip for static files", "permessage-deflate on kernel websockets"]
+    assert app.transforms.count(StaticGZip) == 1
     assert app.settings["websocket_compression_options"] == {}
     assert compress_responses(app) == []  # loaded twice: nothing added twice
-    assert app.transforms.count(GZipContentEncoding) == 1
+    assert app.transforms.count(StaticGZip) == 1
 
 
 def test_a_users_own_choices_are_kept() -> None:
@@ -100,6 +101,17 @@ def test_lab_chunks_are_gzipped(lab: JupyterLab, plain_lab: JupyterLab) -> None:
     assert len(plain) > 2 * len(body)
 
 
+def test_pages_and_api_answers_are_not_gzipped(lab: JupyterLab) -> None:
+    """BREACH: a compressed answer holding a secret (the page's XSRF token, a notebook) and text an
+    attacker chooses leaks the secret by its length; only static files are compressed."""
+    encoding, page = _get(lab, "lab?reflected=" + "x" * 2000)
+    assert encoding == "", "the Lab page (it holds the XSRF token) was compressed"
+    assert b"<html" in page.lower()
+    lab.api("PUT", "contents/secret.txt", {"type": "file", "format": "text", "content": "s3cret " * 300})
+    encoding, _ = _get(lab, "api/contents/secret.txt")
+    assert encoding == "", "an API answer (a user's file) was compressed"
+
+
 def test_kernel_websockets_take_permessage_deflate(lab: JupyterLab, plain_lab: JupyterLab) -> None:
     assert "permessage-deflate" in _deflate_offered(lab)
     assert "permessage-deflate" not in _deflate_offered(plain_lab)
@@ -107,5 +119,5 @@ def test_kernel_websockets_take_permessage_deflate(lab: JupyterLab, plain_lab: J
 
 def test_the_extension_logs_what_it_compresses(lab: JupyterLab) -> None:
     log = lab.log_tail(200_000)
-    assert "decart_nb_server: gzip for HTTP responses" in log
+    assert "decart_nb_server: gzip for static files" in log
     assert "decart_nb_server: permessage-deflate on kernel websockets" in log
