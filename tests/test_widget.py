@@ -687,12 +687,6 @@ def test_the_panels_own_controls_load_no_mathjax_and_no_icon_font() -> None:
         s.disconnect()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the panel's other parts (event_log.py's HTML lines in an Output, actions.py's icons and "
-    "descriptions, camera_controls.py's descriptions and Label) still load MathJax and the icon "
-    "font at a first display; remove this mark when they are changed (issue 24)",
-)
 def test_the_whole_session_view_loads_no_mathjax_and_no_icon_font() -> None:
     from decart_nb.widgets.view import session_view
 

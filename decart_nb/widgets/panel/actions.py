@@ -24,6 +24,7 @@ import ipywidgets as w
 from ...errors import DecartNBError
 from ...models import realtime_names
 from ..change import Change
+from .label import labelled
 from .previews import Previews
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["MAX_RECORD_S", "SessionActions"]
 
 MAX_RECORD_S = 60
-_WIDE = {"description_width": "initial"}
 _ERROR_STYLE = "color: var(--jp-error-color1)"
 Runner = Callable[[str, Callable[[], None]], bool]
 
@@ -47,24 +47,23 @@ class SessionActions:
         self._run = run
         self._recording = False
         self._syncing = False
-        self.snapshot_button = w.Button(description="Snapshot", icon="camera")
+        # No icons and no descriptions but buttons': an icon makes JupyterLab fetch its icon font,
+        # a description loads MathJax (label.py), both on a first display's link (issue 24).
+        self.snapshot_button = w.Button(description="Snapshot")
         self.snapshot_button.on_click(lambda _: self.take_snapshot())
-        self.disconnect_button = w.Button(description="Disconnect", icon="stop")
+        self.disconnect_button = w.Button(description="Disconnect")
         self.disconnect_button.on_click(lambda _: self._background("disconnect", session.disconnect))
-        self.connect_button = w.Button(description="Reconnect", icon="play")
+        self.connect_button = w.Button(description="Reconnect")
         self.connect_button.on_click(lambda _: self._background("connect", self._connect))
         buttons = w.HBox([self.snapshot_button, self.disconnect_button, self.connect_button])
         buttons.add_class("dnb-actions")
-        self.record_seconds = w.BoundedIntText(
-            value=5, min=1, max=MAX_RECORD_S, description="Record (s)", style=_WIDE
-        )
-        self.record_seconds.layout.width = "150px"
-        self.record_button = w.Button(description="Record", icon="circle")
+        self.record_seconds = w.BoundedIntText(value=5, min=1, max=MAX_RECORD_S)
+        self.record_seconds_row = labelled("Record (s)", self.record_seconds)
+        self.record_button = w.Button(description="Record")
         self.record_button.on_click(lambda _: self.start_recording())
         self._recording_camera = False
         self.record_camera_button = w.Button(
             description="Record camera",
-            icon="video-camera",
             tooltip="Record what goes into the model (the camera) for the seconds chosen: a clip to "
             "replay as source=",
         )
@@ -73,11 +72,10 @@ class SessionActions:
         self.record_camera_status.add_class("dnb-record-camera-status")
         camera_row = w.HBox([self.record_camera_status])  # its button is in the dock (control.py)
         camera_row.add_class("dnb-record-camera")
-        self.model_picker = w.Dropdown(
-            options=realtime_names(), value=session.model.name, description="Model", style=_WIDE
-        )
+        self.model_picker = w.Dropdown(options=realtime_names(), value=session.model.name)
+        self.model_row = labelled("Model", self.model_picker)
         self.model_picker.observe(self._on_model_picked, "value")
-        self.box = w.VBox([buttons, w.HBox([self.record_seconds, self.record_button]), self.model_picker])
+        self.box = w.VBox([buttons, w.HBox([self.record_seconds_row, self.record_button]), self.model_row])
         self.previews = Previews(session.out_dir)
         # Record camera, then a note on where files go and the newest previews.
         self.outputs = w.VBox([camera_row, self.previews.box])

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import ipywidgets as w
 
 from ..change import Change
+from .label import labelled
 
 if TYPE_CHECKING:
     from ...session_core import Mirror
@@ -18,7 +19,6 @@ __all__ = ["CameraControls"]
 
 _MIRRORS: list[tuple[str, Mirror]] = [("Off", False), ("On", True), ("Auto (front camera)", "auto")]
 _DEFAULT = ("Default camera", "")
-_WIDE = {"description_width": "initial"}
 
 
 class CameraControls:
@@ -34,7 +34,8 @@ class CameraControls:
         self.box: w.VBox | None = None
         if session.source != "camera":
             return
-        self.mirror = w.Dropdown(options=_MIRRORS, value=session.mirror, description="Mirror", style=_WIDE)
+        # Labels beside the controls, not their descriptions (MathJax at a first display: label.py).
+        self.mirror = w.Dropdown(options=_MIRRORS, value=session.mirror)
         self.mirror.observe(self._on_mirror, "value")
         self.facing = w.ToggleButtons(
             options=[("Front", "user"), ("Back", "environment")],
@@ -42,10 +43,10 @@ class CameraControls:
             style={"button_width": "72px"},
         )
         self.facing.observe(self._on_facing, "value")
-        facing_row = w.HBox([w.Label("Facing"), self.facing], layout=w.Layout(align_items="center"))
-        self.device = w.Dropdown(options=[_DEFAULT], value="", description="Camera", style=_WIDE)
+        facing_row = labelled("Facing", self.facing)
+        self.device = w.Dropdown(options=[_DEFAULT], value="")
         self.device.observe(self._on_device, "value")
-        self.box = w.VBox([self.mirror, facing_row, self.device])
+        self.box = w.VBox([labelled("Mirror", self.mirror), facing_row, labelled("Camera", self.device)])
         self.box.add_class("dnb-camera")
         # The Session's lazily built video widget, if it exists already (never build it from here:
         # building it connects the session).

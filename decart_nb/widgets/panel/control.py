@@ -30,6 +30,7 @@ from .actions import SessionActions
 from .camera_controls import CameraControls
 from .debounce import Debouncer
 from .event_log import EventLog
+from .label import label
 from .presets import preset_prompts
 from .readout import Readout
 from .sections import Section
@@ -107,7 +108,6 @@ class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VB
         """What a person uses all the time, in four areas panel.css lays out: the state and its
         figures, the prompt, the reference image, snapshot and record."""
         actions = self.actions
-        actions.record_seconds.layout.width = "120px"  # room for Snapshot and Record beside it
         areas = {
             "status": [self.live],
             "prompt": [self.prompt_box, w.HBox([self.enhance_box, self.prompt_scrub]), self.notice],
@@ -116,7 +116,7 @@ class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VB
                 w.HBox(
                     [
                         actions.snapshot_button,
-                        actions.record_seconds,
+                        actions.record_seconds_row,
                         actions.record_button,
                         actions.record_camera_button,
                     ]
@@ -145,7 +145,7 @@ class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VB
             "errors": Section("Errors", self.errors_box, name="errors"),
             "controls": Section("Controls", *self.control_rows, name="controls"),
             "camera": Section("Camera", *([self.camera.box] if self.camera.box else []), name="camera"),
-            "session": Section("Session", actions.model_picker, session_row, name="session"),
+            "session": Section("Session", actions.model_row, session_row, name="session"),
         }
         return {name: s for name, s in sections.items() if s.body.children}
 
@@ -166,7 +166,7 @@ class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VB
         self.prompt_box.add_class("dnb-prompt")
         self.prompt_box.observe(self._on_prompt_typed, "value")
         self.prompt_box.on_msg(self._on_prompt_msg)
-        # A toggle, not a Checkbox: ipywidgets typesets every Checkbox's label (see _label).
+        # A toggle, not a Checkbox: ipywidgets typesets every Checkbox's label (see label.py).
         self.enhance_box = w.ToggleButton(
             value=enhance, description="Enhance prompt", tooltip="Let the model enhance the prompt"
         )
@@ -186,13 +186,13 @@ class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VB
         self.prompt_slider.observe(self._on_prompt_slider, "value")
         self.prompt_slider.add_class("dnb-prompt-slider")
         self.prompt_slider_label = w.HTML(self._slider_label(start))
-        self.prompt_scrub = w.HBox([_label("Prompts"), self.prompt_slider, self.prompt_slider_label])
+        self.prompt_scrub = w.HBox([label("Prompts"), self.prompt_slider, self.prompt_slider_label])
         if not self.prompts:
             self.prompt_scrub.layout.display = "none"
 
     def _build_controls(self, values: dict[str, float]) -> None:
         self.control_sliders: dict[str, w.FloatSlider] = {}
-        self.control_rows: list[w.HBox] = []  # each slider with its label (see _label)
+        self.control_rows: list[w.HBox] = []  # each slider with its label (see label.py)
         for control in self._session.engine.controls:
             slider = w.FloatSlider(
                 value=values.get(control.name, control.default),
@@ -206,7 +206,7 @@ class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VB
             slider.add_class("dnb-control")
             slider.observe(self._on_control_slider, "value")
             self.control_sliders[control.name] = slider
-            row = w.HBox([_label(control.label, control.help), slider])
+            row = w.HBox([label(control.label, control.help), slider])
             row.add_class("dnb-control-row")
             self.control_rows.append(row)
 
@@ -451,13 +451,3 @@ def _descendants(box: w.Box) -> list[w.Widget]:
 
 def _escape(text: str) -> str:
     return html.escape(text)
-
-
-def _label(text: str, title: str = "") -> w.HTML:
-    """A control's label as an HTML widget, not the control's `description`: ipywidgets typesets a
-    description (and a Checkbox's or a Label's text) with JupyterLab's LaTeX typesetter, whose
-    first use loads MathJax, ~200 KB gzipped, ~1 MB without compression, on the link the first
-    display shares with the camera's start (issue 24, bench/first_visit.py). HTML widgets are
-    never typeset."""
-    markup = f'<span class="dnb-label" title="{_escape(title)}">{_escape(text)}</span>'
-    return w.HTML(markup)

@@ -11,7 +11,6 @@ output that led to them, rather than in a list of their own as before.
 
 from __future__ import annotations
 
-import html
 import threading
 import time
 from collections import deque
@@ -64,7 +63,7 @@ class EventLog:
         if line is None:
             return
         stamp = time.strftime("%H:%M:%S", time.localtime(time.time() if at is None else at))
-        entries = [_line_entry(stamp, *line)]
+        entries = [_line_entry(stamp, line)]
         if isinstance(payload, CallbackFailure):
             entries.append(_traceback_entry(payload))
         with self._lock:
@@ -108,41 +107,29 @@ class EventLog:
         self.empty.layout.display = "none" if self._entries else None
 
 
-def _event_line(event: str, payload: object) -> tuple[str, str, str] | None:
-    """(css kind, html, plain text) for an event a person follows; None for the rest (ticks,
-    stats, internal changes), which would bury them."""
+def _event_line(event: str, payload: object) -> str | None:
+    """The line's text for an event a person follows; None for the rest (ticks, stats, internal
+    changes), which would bury them."""
     if event == "connection_change":
-        state = html.escape(str(payload))
-        return "state", f'<span class="dnb-log-state dnb-log-state-{state}">{state}</span>', str(payload)
+        return str(payload)
     if event == "error" and isinstance(payload, DecartNBError):
-        code, message = html.escape(payload.code), html.escape(payload.message)
-        return "bad", f"<code>{code}</code> {message}", f"{payload.code} {payload.message}"
+        return f"{payload.code} {payload.message}"
     if event == "queue_position" and isinstance(payload, QueuePosition):
-        text = f"queue position {payload.position} of {payload.queue_size}"
-        return "info", html.escape(text), text
+        return f"queue position {payload.position} of {payload.queue_size}"
     if event == "generation_ended" and isinstance(payload, GenerationEnded):
-        text = f"generation ended ({payload.reason}) after {payload.seconds} s"
-        return "info", html.escape(text), text
+        return f"generation ended ({payload.reason}) after {payload.seconds} s"
     if event == "model_change":
-        name = str(getattr(payload, "name", payload))
-        return "info", f"model <code>{html.escape(name)}</code>", f"model {name}"
+        return f"model {getattr(payload, 'name', payload)}"
     if event == "callback_failure" and isinstance(payload, CallbackFailure):
-        event_name, callback = html.escape(payload.event), html.escape(payload.callback)
-        summary = f"<code>{event_name}</code> callback <code>{callback}</code> raised"
-        plain = f"{payload.event} callback {payload.callback} raised {payload.error}"
-        return "bad", f"{summary} {html.escape(payload.error)}", plain
+        return f"{payload.event} callback {payload.callback} raised {payload.error}"
     return None
 
 
-def _line_entry(stamp: str, kind: str, body: str, plain: str) -> Entry:
-    markup = (
-        f'<div class="dnb-log-line dnb-log-{kind}"><span class="dnb-log-time">{stamp}</span> {body}</div>'
-    )
-    return {
-        "output_type": "display_data",
-        "data": {"text/html": markup, "text/plain": f"{stamp} {plain}\n"},
-        "metadata": {},
-    }
+def _line_entry(stamp: str, line: str) -> Entry:
+    """Plain text, no HTML: JupyterLab typesets an Output's HTML with its LaTeX typesetter, whose
+    first use loads MathJax (~200 KB gzipped), as soon as the Output is attached, even hidden: on
+    the link a first display shares with the camera's start (issue 24, bench/first_visit.py)."""
+    return {"output_type": "display_data", "data": {"text/plain": f"{stamp} {line}\n"}, "metadata": {}}
 
 
 def _traceback_entry(failure: CallbackFailure) -> Entry:
