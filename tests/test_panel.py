@@ -411,6 +411,12 @@ def outputs_of(panel: ControlPanel) -> list[dict[str, Any]]:
     return list(panel.event_log.output.outputs)
 
 
+def log_lines(panel: ControlPanel) -> list[str]:
+    """The log's event lines without their colours (ANSI codes: event_log.py's _styled)."""
+    lines = [o["data"]["text/plain"] for o in outputs_of(panel) if o["output_type"] == "display_data"]
+    return [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in lines]
+
+
 def printed(panel: ControlPanel, stream: str = "stdout") -> str:
     return "".join(
         o["text"] for o in outputs_of(panel) if o["output_type"] == "stream" and o["name"] == stream
@@ -444,7 +450,7 @@ def test_callbacks_print_and_raise_into_the_event_log_after_the_cell(
         errors = [o for o in outputs_of(panel) if o["output_type"] == "error"]
         assert (errors[-1]["ename"], errors[-1]["evalue"]) == ("RuntimeError", "not in the mood")
         assert "Traceback" in errors[-1]["traceback"][0] and "picky" in "\n".join(errors[-1]["traceback"])
-        lines = [o["data"]["text/plain"] for o in outputs_of(panel) if o["output_type"] == "display_data"]
+        lines = log_lines(panel)
         states = [line.split(" ", 1)[1] for line in lines if " callback " not in line]
         assert states[-4:] == tail.splitlines(keepends=True)  # timed lines, as they were emitted
         assert any("connection_change callback" in line and "picky raised" in line for line in lines)
@@ -479,7 +485,7 @@ def test_the_event_log_starts_with_what_happened_before_the_display() -> None:
     assert wait_until(lambda: s.state == "generating")
     panel = s.panel  # built after the events: they come from Session.events, with their times
     try:
-        lines = [o["data"]["text/plain"] for o in outputs_of(panel) if o["output_type"] == "display_data"]
+        lines = log_lines(panel)
         assert [line.split(" ", 1)[1] for line in lines[:3]] == [
             "connecting\n",
             "connected\n",
@@ -500,6 +506,19 @@ def test_the_event_log_is_bounded_and_keeps_the_newest() -> None:
     last = log.output.outputs[-1]
     assert last["output_type"] == "stream" and last["text"].endswith("end\n")
     assert len(last["text"]) <= LOG_STREAM_CHARS + 1
+
+
+def test_the_event_log_colours_its_lines_without_html() -> None:
+    """Issue 24: no HTML in the log's Output (JupyterLab typesets it: MathJax at a first display);
+    the lines keep their colours as ANSI codes (panel.css maps them to the theme), not in .text."""
+    log = EventLog()
+    log("connection_change", "generating")
+    log("error", DecartNBError(ErrorCode.ENGINE_ERROR, "it broke"))
+    (state, error) = [o["data"] for o in log.output.outputs]
+    assert all(list(data) == ["text/plain"] for data in (state, error))
+    assert "\x1b[1;32mgenerating\x1b[0m" in state["text/plain"]  # green and bold, as the badge
+    assert f"\x1b[1;31m{ErrorCode.ENGINE_ERROR}\x1b[0m it broke" in error["text/plain"]
+    assert "\x1b" not in log.text and " generating\n" in log.text and "ENGINE_ERROR it broke" in log.text
 
 
 def test_the_event_log_shows_history_hides_and_clears() -> None:

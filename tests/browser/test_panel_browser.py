@@ -147,7 +147,7 @@ def test_typing_and_uploading_in_the_page_change_the_output(
         " return i && i.naturalWidth === 1280; }",
         timeout=20_000,
     )
-    page.locator(".dnb-panel .widget-text:has-text('Record (s)') input").fill("1")
+    page.locator(".dnb-panel .dnb-labelled:has-text('Record (s)') input").fill("1")  # label.py
     page.locator(".dnb-panel button[title='Record']").click()  # not Record camera beside it
     assert nb.py("1 + 1") == 2  # the kernel answers while the panel records
     page.wait_for_function(
@@ -272,6 +272,8 @@ def test_callbacks_print_and_fail_into_the_event_log_after_their_cells(
         arg=[LOG, stdout],
         timeout=30_000,
     )
+    nb.page.locator(".dnb-panel .dnb-events button:has-text('Show')").click()  # open, for the shots
+    nb.page.wait_for_selector(LOG, state="visible", timeout=10_000)
     for theme in ("JupyterLab Light", "JupyterLab Dark"):
         set_theme(nb, theme)
         name = "light" if "Light" in theme else "dark"

@@ -11,6 +11,7 @@ output that led to them, rather than in a list of their own as before.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -108,28 +109,48 @@ class EventLog:
 
 
 def _event_line(event: str, payload: object) -> str | None:
-    """The line's text for an event a person follows; None for the rest (ticks, stats, internal
-    changes), which would bury them."""
+    """The line for an event a person follows, coloured (_styled); None for the rest (ticks,
+    stats, internal changes), which would bury them."""
     if event == "connection_change":
-        return str(payload)
+        return _styled(str(payload), _STATE_SGR.get(str(payload), _BOLD))
     if event == "error" and isinstance(payload, DecartNBError):
-        return f"{payload.code} {payload.message}"
+        return f"{_styled(payload.code, _BAD)} {payload.message}"
     if event == "queue_position" and isinstance(payload, QueuePosition):
         return f"queue position {payload.position} of {payload.queue_size}"
     if event == "generation_ended" and isinstance(payload, GenerationEnded):
         return f"generation ended ({payload.reason}) after {payload.seconds} s"
     if event == "model_change":
-        return f"model {getattr(payload, 'name', payload)}"
+        return f"model {_styled(str(getattr(payload, 'name', payload)), _BOLD)}"
     if event == "callback_failure" and isinstance(payload, CallbackFailure):
-        return f"{payload.event} callback {payload.callback} raised {payload.error}"
+        names = f"{_styled(payload.event, _BAD)} callback {_styled(payload.callback, _BAD)}"
+        return f"{names} raised {payload.error}"
     return None
 
 
 def _line_entry(stamp: str, line: str) -> Entry:
-    """Plain text, no HTML: JupyterLab typesets an Output's HTML with its LaTeX typesetter, whose
-    first use loads MathJax (~200 KB gzipped), as soon as the Output is attached, even hidden: on
-    the link a first display shares with the camera's start (issue 24, bench/first_visit.py)."""
-    return {"output_type": "display_data", "data": {"text/plain": f"{stamp} {line}\n"}, "metadata": {}}
+    """Text, no HTML: JupyterLab typesets an Output's HTML with its LaTeX typesetter, whose first
+    use loads MathJax (~200 KB gzipped), as soon as the Output is attached, even hidden: on the
+    link a first display shares with the camera's start (issue 24, bench/first_visit.py). Its
+    colours are ANSI codes, which JupyterLab's text renderer shows (never typeset)."""
+    text = f"{_styled(stamp, _MUTED)} {line}\n"
+    return {"output_type": "display_data", "data": {"text/plain": text}, "metadata": {}}
+
+
+# ANSI SGR codes: JupyterLab turns them into ansi-* classes, which panel.css maps to the theme's
+# colours (a state's colour as the badge's, an error's code in the error colour).
+_BOLD, _BAD, _MUTED = "1", "1;31", "90"
+_STATE_SGR = {
+    "connecting": "1;33",
+    "reconnecting": "1;33",
+    "connected": "1;34",
+    "generating": "1;32",
+    "disconnected": "1;90",
+}
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _styled(text: str, sgr: str) -> str:
+    return f"\x1b[{sgr}m{text}\x1b[0m"
 
 
 def _traceback_entry(failure: CallbackFailure) -> Entry:
@@ -153,4 +174,4 @@ def _plain(entry: Entry) -> str:
         return str(entry["text"])
     if entry["output_type"] == "error":
         return "\n".join(entry["traceback"]) + "\n"
-    return str(entry["data"]["text/plain"])
+    return _SGR.sub("", str(entry["data"]["text/plain"]))
