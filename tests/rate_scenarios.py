@@ -160,22 +160,6 @@ def remote_link(fps: float, count: int, rtt: float, mbit: float) -> list[Event]:
     return events[:count]
 
 
-def undershooting_encoder(fps: float, count: int) -> list[Event]:
-    """An easy picture on a quick link (20 Mbit/s, 4 ms round trip): the encoder makes a third of a
-    chunk at the target, so the target rises only by rule 1's probe and the rung climbs step by
-    step."""
-    rc = RateController(1280, 720, fps)
-    events: list[Event] = []
-    now = 0.0
-    while len(events) < count:
-        nbytes = max(300, int(rc.kbps * 125 / rc.fps / 3))
-        seconds = 0.004 + nbytes * 8 / 20e6
-        now += max(seconds, 1 / rc.fps)
-        events.append(("ack", nbytes, seconds, now))
-        rc.on_ack(nbytes, seconds, now)
-    return events
-
-
 def rounded(events: list[Event]) -> list[Event]:
     """`events` as stored: seconds and times to DIGITS places."""
     return [tuple(round(x, DIGITS) if isinstance(x, float) else x for x in e) for e in events]
@@ -217,13 +201,6 @@ def scenarios() -> list[tuple[str, Model, list[Event]]]:
     )
     found.append(
         ("a 1 Mbit/s link 200 ms away: the window", MODELS[0], rounded(remote_link(30, 200, 0.2, 1.0)))
-    )
-    found.append(
-        (
-            "an undershooting encoder on a quick link: the probe",
-            MODELS[0],
-            rounded(undershooting_encoder(30, 300)),
-        )
     )
     return found
 

@@ -382,65 +382,18 @@ def test_a_stalls_acks_leave_the_latency_fit_once_it_is_over() -> None:
     assert 0.09 <= rc.latency <= 0.13, rc.latency
 
 
-def step_up_need(rc: RateController) -> float:
-    """Rule 3's step-up threshold in kbps at the next larger rung (the current one at the largest)."""
-    larger = rc.rungs[max(0, rc.rungs.index(rc.rung) - 1)]
-    return MIN_BPP * rate.UP_MARGIN * larger.pixels * rc.fps / 1000
-
-
 def test_an_encoder_using_less_than_its_bitrate_does_not_let_it_climb() -> None:
     # A plain picture: the encoder makes 2000-byte chunks whatever the target. On a fast link every
     # ack is quick, but a target far past what is used would make the first detailed frame, key
-    # frame or larger rung burst at it: kbps rises past USED_SHARE of what is used only as far as
-    # the next larger rung needs (the probe), one rung at a time, never to max_kbps.
+    # frame or larger rung burst at it: kbps rises only while the chunks use USED_SHARE of it.
     rc = RateController(1280, 720, 30)
-    now, highest = 0.0, 0.0
+    now = 0.0
     for _ in range(300):
         now += 1 / 30
         rc.on_ack(2000, 0.01, now)
-        used = 2000 * 8 * rc.fps / 1000
-        bound = max(used / rate.USED_SHARE, step_up_need(rc)) * rate.INCREASE
-        assert rc.kbps <= bound, (now, rc.kbps, used, rc.rung)
-        highest = max(highest, rc.kbps)
-    assert highest < 0.7 * rc.max_kbps, (highest, rc.max_kbps)
+    used = 2000 * 8 * rc.fps / 1000
+    assert rc.kbps <= used / rate.USED_SHARE * rate.INCREASE, (rc.kbps, used)
     assert rc.kbps > 400, "it still rose while the chunks used USED_SHARE of it"
-
-
-def test_an_encoder_using_less_than_its_bitrate_still_climbs_the_rungs_on_a_quick_link() -> None:
-    # An easy picture: the encoder makes a third of a chunk at the target. Without the probe the
-    # target never rises and rule 3 keeps the smallest rung; with it the rung climbs one step per
-    # hold to the full size while the acks stay quick.
-    rc = RateController(1280, 720, 30)
-    start = rc.rungs.index(rc.rung)
-    now, rungs = 0.0, [start]
-    for _ in range(450):
-        now += 1 / 30
-        nbytes = int(rc.kbps * 125 / rc.fps / 3)
-        rc.on_ack(nbytes, 0.004 + nbytes * 8 / 50e6, now)
-        if rc.rungs.index(rc.rung) != rungs[-1]:
-            rungs.append(rc.rungs.index(rc.rung))
-    assert start == len(rc.rungs) - 1, "the start was expected at the smallest rung"
-    assert rungs == list(range(start, -1, -1)), f"not one step at a time to the full size: {rungs}"
-    assert rc.kbps <= step_up_need(rc) * rate.INCREASE
-
-
-def test_an_undershooting_encoder_stops_climbing_where_the_link_fills() -> None:
-    # The probe's steps are judged by the link: an encoder making half a chunk at the target on a
-    # 1 Mbit/s link climbs only while its chunks fit, and the target stays near what the link
-    # carries, not at the full size's need.
-    rc = RateController(1280, 720, 30)
-    link = Link(lambda _t: 1e6, RTT_S)
-    t, last = 0.0, float("-inf")
-    while t < 20.0:
-        while not rc.room(len(link.unacked)) or (link.unacked and link.unacked[0][1] <= t):
-            t = max(t, link.unacked[0][1])
-            sent, acked, nbytes = link.unacked.popleft()
-            rc.on_ack(nbytes, acked - sent, acked)
-        t = max(t, last + 1 / rc.fps)
-        link.send(t, int(rc.kbps * 125 / rc.fps / 2), 0.0)
-        last = t
-    assert rc.rung.width < 1280, rc.rung
-    assert rc.kbps / 2 < 1000, f"the encoder sends {rc.kbps / 2:.0f} kbps on a 1 Mbit/s link"
 
 
 def test_a_stall_that_times_out_the_whole_window_halves_the_bitrate_once() -> None:

@@ -66,13 +66,7 @@ chunks that take longer than a period.
    encoder uses the bitrate it has: the median of the last USED_ACKS (10) chunks at least
    USED_SHARE (0.75) of a chunk at the target, `kbps / fps` (an encoder making less, a plain
    picture, would let the target climb far past the link, measured: 4.8 Mbit/s on a 1 Mbit/s link,
-   and the first detailed frame, key frame or larger rung would burst at it), or, while it does
-   not, as far as the next larger rung needs (the probe: rule 3's step-up threshold at rung
-   current - 1, `MIN_BPP * UP_MARGIN * pixels * fps / 1000`, none at the largest rung or when rule
-   4's CPU cap forbids that rung; an easy picture's encoder never uses its target, and without the
-   probe rule 3 kept it at 320x180 on a 5 Mbit/s loopback: the rung now climbs one step per
-   RUNG_HOLD_S, each step's key frame and chunks judged by the link's acks, the rules here; the
-   target stays within one rung's need instead of climbing far past what the link carries);
+   and the first detailed frame, key frame or larger rung would burst at it);
    else, when the latency is over QUEUE_S (50 ms) above its least of the last BASE_S (10 s; each
    latency taken no lower than the quickest send->ack, as measured, of the acks it was fitted to)
    (other traffic on the link, Jupyter's own messages or the other direction, queues our chunks:
@@ -311,22 +305,9 @@ class RateController:
             if now - self._queue_cut_at >= QUEUE_CUT_EVERY_S:
                 self._queue_cut_at = now
                 self.kbps = self._clamp(self.kbps * DECREASE)
-        elif seconds - self.latency < HEADROOM * (budget - self.latency) and (
-            self._used() or self.kbps < self._probe_kbps()
-        ):
+        elif seconds - self.latency < HEADROOM * (budget - self.latency) and self._used():
             self.kbps = self._clamp(self.kbps * INCREASE)
         return self._adapt(now)
-
-    def _probe_kbps(self) -> float:
-        """Rule 1's probe: what an encoder that undershoots may still have, rule 3's step-up need
-        at the next larger rung (0 at the largest, or when rule 4's CPU cap forbids that rung). An
-        easy picture never uses its target, so without it the rung, chosen by the target's bits per
-        pixel, would stay small; with it the rung climbs one step at a time, each step's chunks and
-        key frame judged by the link's acks (the late-ack and queue rules)."""
-        current = self.rungs.index(self.rung)
-        if current == 0 or current - 1 < self._cpu_cap:
-            return 0.0
-        return MIN_BPP * UP_MARGIN * self.rungs[current - 1].pixels * self.fps / 1000.0
 
     def _used(self) -> bool:
         """Rule 1's increase needs the encoder to use the bitrate it has: the median of the last

@@ -142,7 +142,7 @@ export class RateController {
         this.queueCutAt = now;
         this.kbps = this.clamp(this.kbps * RATE.DECREASE);
       }
-    } else if (seconds - this.latency < RATE.HEADROOM * (budget - this.latency) && (this.used() || this.kbps < this.probeKbps())) {
+    } else if (seconds - this.latency < RATE.HEADROOM * (budget - this.latency) && this.used()) {
       this.kbps = this.clamp(this.kbps * RATE.INCREASE);
     }
     return this.adapt(now);
@@ -154,17 +154,6 @@ export class RateController {
   private used(): boolean {
     const sizes = this.acks.slice(-RATE.USED_ACKS).map(([b]) => b).sort((x, y) => x - y);
     return (sizes[Math.floor((sizes.length - 1) / 2)] ?? 0) >= (RATE.USED_SHARE * this.kbps * 125) / this.fps;
-  }
-
-  // Rule 1's probe: what an encoder that undershoots may still have, rule 3's step-up need at the
-  // next larger rung (0 at the largest, or when rule 4's CPU cap forbids that rung): an easy picture
-  // never uses its target, and without this the rung would stay small; with it the rung climbs one
-  // step at a time, each step judged by the link's acks (the late-ack and queue rules).
-  private probeKbps(): number {
-    const current = this.rungs.indexOf(this.rung);
-    if (current === 0 || current - 1 < this.cpuCap) return 0;
-    const up = at(this.rungs, current - 1);
-    return (RATE.MIN_BPP * RATE.UP_MARGIN * up.width * up.height * this.fps) / 1000;
   }
 
   // Rule 5: the bandwidth-delay product in chunks at the current fps (a latency and a period of

@@ -122,44 +122,14 @@ test("a stall's acks leave the latency fit once it is over", () => {
   assert.ok(rc.latency >= 0.09 && rc.latency <= 0.13, String(rc.latency));
 });
 
-// Rule 3's step-up threshold in kbps at the next larger rung (the current one at the largest).
-function stepUpNeed(rc: RateController): number {
-  const larger = rc.rungs[Math.max(0, rc.rungs.indexOf(rc.rung) - 1)] ?? rc.rung;
-  return (RATE.MIN_BPP * RATE.UP_MARGIN * larger.width * larger.height * rc.fps) / 1000;
-}
-
 test("an encoder using less than its bitrate does not let it climb", () => {
-  // A plain picture: 2000-byte chunks whatever the target; every ack quick. Past USED_SHARE of what
-  // is used, kbps rises only as far as the next larger rung needs (the probe), never to maxKbps.
+  // A plain picture: 2000-byte chunks whatever the target; every ack quick.
   const rc = new RateController(1280, 720, 30);
   let now = 0;
-  let highest = 0;
-  for (let i = 0; i < 300; i++) {
-    rc.onAck(2000, 0.01, (now += 1 / 30));
-    const used = (2000 * 8 * rc.fps) / 1000;
-    const bound = Math.max(used / RATE.USED_SHARE, stepUpNeed(rc)) * RATE.INCREASE;
-    assert.ok(rc.kbps <= bound, `${rc.kbps} kbps for ${used} used at ${rc.rung.width}`);
-    highest = Math.max(highest, rc.kbps);
-  }
-  assert.ok(highest < 0.7 * rc.maxKbps, `${highest} of ${rc.maxKbps}`);
+  for (let i = 0; i < 300; i++) rc.onAck(2000, 0.01, (now += 1 / 30));
+  const used = (2000 * 8 * rc.fps) / 1000;
+  assert.ok(rc.kbps <= (used / RATE.USED_SHARE) * RATE.INCREASE, `${rc.kbps} kbps for ${used} used`);
   assert.ok(rc.kbps > 400, "it still rose while the chunks used USED_SHARE of it");
-});
-
-test("an encoder using less than its bitrate still climbs the rungs on a quick link", () => {
-  // An easy picture: a third of a chunk at the target. The probe lets the rung climb one step per
-  // hold to the full size while the acks stay quick.
-  const rc = new RateController(1280, 720, 30);
-  const start = rc.rungs.indexOf(rc.rung);
-  const rungs = [start];
-  let now = 0;
-  for (let i = 0; i < 450; i++) {
-    const nbytes = Math.trunc((rc.kbps * 125) / rc.fps / 3);
-    rc.onAck(nbytes, 0.004 + (nbytes * 8) / 50e6, (now += 1 / 30));
-    if (rc.rungs.indexOf(rc.rung) !== rungs[rungs.length - 1]) rungs.push(rc.rungs.indexOf(rc.rung));
-  }
-  assert.equal(start, rc.rungs.length - 1, "the start was expected at the smallest rung");
-  assert.deepEqual(rungs, [4, 3, 2, 1, 0], "not one step at a time to the full size");
-  assert.ok(rc.kbps <= stepUpNeed(rc) * RATE.INCREASE, String(rc.kbps));
 });
 
 test("a stall that times out the whole window halves the bitrate once", () => {
