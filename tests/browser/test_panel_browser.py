@@ -180,6 +180,7 @@ def test_camera_controls_in_the_page(notebook: LabNotebook, artifacts: Path) -> 
     page.locator(".dnb-panel .dnb-fold-camera .dnb-fold-toggle").click()  # closed until asked for
     page.locator(".dnb-panel .dnb-camera select").first.select_option(label="On")
     assert nb.wait_py("s.mirror is True", timeout=10), nb.diagnostics()
+    page.locator(".dnb-panel .dnb-fold-session .dnb-fold-toggle").click()  # Model's label, for the shot
     page.locator(".dnb-panel").screenshot(path=str(artifacts / "panel-camera-light.png"))
     nb.execute("s.disconnect()")
     page.wait_for_selector(".dnb-panel .dnb-badge-disconnected", timeout=30_000)
