@@ -7,24 +7,19 @@ RateController without a restart: libvpx gives each frame `bitrate * frame durat
 encoder is opened at the bitrate of the moment and each frame's timestamp then advances by one
 period scaled by `kbps / opened_kbps`. Only a new size reopens it (a key frame anyway).
 
-The encoder runs ENCODE_THREADS threads (two where there are two cores) from 960 px wide: its
-wall-clock time per frame is what the sender's rule 4 (media/rate.py) weighs against half a frame
-period (16.7 ms at 30 fps), and a detailed camera picture (fine texture, sensor noise:
-bench.vp8_cost --picture detailed, 3 Mbit/s) took one thread 15.6 ms at 1280x720 and 10.5 ms at
-960x540: on a busy machine the output could hold neither, nor step up to 960x540 from 640x360
-(rule 4 scales the encode time by the pixels). Two threads (libvpx splits a frame by macroblock rows) take
-9.7 and 7.0 ms, luma PSNR within 0.2 dB at the rates rule 3 gives those rungs (720p 1-5 Mbit/s,
-960x540 1.6-3 Mbit/s; below them, 960x540 at 1 Mbit/s, two threads lost 1.7 dB, a rate rule 3
-leaves that rung at). Narrower rungs keep one thread: on an easy picture the threads' hand-offs
-cost more than they save (a test pattern at 640x360: 2.6 ms with one, 3.8 with two). Cost of a
-moving test pattern: encode 720p 8 ms, 360p 2.6 ms (one thread); decode 720p 1.8 ms, 360p 0.8 ms.
+The encoder runs on one thread (ENCODE_THREADS). Two threads (libvpx splits a frame by macroblock
+rows) were tried for issue 24's detailed picture: quiet, a detailed 720p frame took 9.7 ms against
+15.6 on one thread. On a busy 2-core machine (load average 6, where the page, JupyterLab and the
+model share the cores) two threads wait for each other whenever one is descheduled: a moving
+720p pattern took a median of 24-46 ms a frame (p90 124-288 ms) against 7-13 ms (p90 22-27 ms) on
+one thread, which starves the link. Cost of a moving test pattern on one thread: encode 720p
+8 ms, 360p 2.6 ms; decode 720p 1.8 ms, 360p 0.8 ms.
 Call both from the media loop's executor, never on the loop; each object is used by one job at a
 time (the transport runs them in order).
 """
 
 from __future__ import annotations
 
-import os
 from fractions import Fraction
 
 import av
@@ -35,7 +30,6 @@ from ..errors import DecartNBError, ErrorCode
 __all__ = [
     "ENCODER_OPTIONS",
     "ENCODE_THREADS",
-    "THREADS_FROM_WIDTH",
     "Vp8Decoder",
     "Vp8Encoder",
     "is_key_chunk",
@@ -55,8 +49,7 @@ ENCODER_OPTIONS = {
     "overshoot-pct": "15",
     "static-thresh": "0",
 }
-ENCODE_THREADS = min(2, os.cpu_count() or 1)  # the frame's wall-clock time is rule 4's measure
-THREADS_FROM_WIDTH = 960  # narrower rungs encode on one thread
+ENCODE_THREADS = 1  # two wait for each other on a busy machine (see the docstring)
 NO_PERIODIC_KEYS = 1 << 20  # kf_max_dist: key frames only when asked for
 
 
@@ -146,7 +139,7 @@ class Vp8Encoder:
         ctx.time_base = TIME_BASE
         ctx.framerate = Fraction(round(fps * 1000), 1000)
         ctx.gop_size = NO_PERIODIC_KEYS
-        ctx.thread_count = self._threads if width >= THREADS_FROM_WIDTH else 1
+        ctx.thread_count = self._threads
         ctx.options = dict(ENCODER_OPTIONS)
         self._ctx, self._opened_kbps, self._pts = ctx, kbps, 0
 
