@@ -699,3 +699,17 @@ def test_the_whole_session_view_loads_no_mathjax_and_no_icon_font() -> None:
     finally:
         s.panel.close()
         s.disconnect()
+
+
+def test_the_compare_view_loads_no_mathjax_and_no_icon_font() -> None:
+    from decart_nb import compare
+    from decart_nb.widgets.compare_view import compare_view
+
+    cmp = compare([{"prompt": "anime"}, {"prompt": "film noir"}], source="pattern")
+    view = compare_view(cmp)
+    try:
+        found = [why for w in _all_widgets(view) if (why := _loads_more(w))]
+        assert not found, found
+    finally:
+        view.close()
+        cmp.disconnect()

@@ -82,8 +82,10 @@ class CompareView(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VBo
             layout=w.Layout(width="auto"),
         )
         self.prompt_all.add_class("dnb-compare-all")
-        self.enhance = w.Checkbox(value=True, description="Enhance prompt", indent=False)
-        self.enhance.layout.width = "auto"
+        # A toggle, not a Checkbox: ipywidgets typesets a Checkbox's label (panel/label.py)
+        self.enhance = w.ToggleButton(
+            value=True, description="Enhance prompt", tooltip="Let the model enhance every arm's prompt"
+        )
         self.set_all = w.Button(description="Set all arms", tooltip="Set this prompt on every arm")
         self._all_sender = Debouncer(self._send_all, 0.0, "decart_nb-compare-set")
         self.prompt_all.observe(self._on_all_typed, "value")
