@@ -1,6 +1,7 @@
 """The codec transport on a remote link (issue 24): the page reaches JupyterLab through a delaying
-relay (harness/delay.py, 100 ms round trip; this kernel has no netem) on a link shaped to 5, then
-1 Mbit/s with UDP dropped, in real JupyterLab + Chromium whose fake camera plays the stamped clip.
+relay (harness/delay.py, 100 ms round trip, then 50 and 200 ms; this kernel has no netem) on a link
+shaped to 5, then 1 Mbit/s with UDP dropped, in real JupyterLab + Chromium whose fake camera plays
+the stamped clip.
 
 With two chunks in flight a 100 ms round trip capped the frame rate near 15 fps whatever the
 bandwidth; the window sized to the bandwidth-delay product (media/rate.py, rule 5) lets both
@@ -58,13 +59,16 @@ def remote_nb(
         nb.close()
 
 
-@pytest.mark.parametrize("rate_kbit", [5000, 1000])
+# issue 24 asks for 50, 100 and 200 ms: both rates at 100 ms, the slower rate (the harder one)
+# at 50 and 200 ms; the relay's round trip changes in place, like the rate
+@pytest.mark.parametrize(("rtt_ms", "rate_kbit"), [(100.0, 5000), (100.0, 1000), (50.0, 1000), (200.0, 1000)])
 def test_a_remote_link_widens_both_windows_and_latency_does_not_grow(
-    remote_nb: LabNotebook, remote: tuple[DelayRelay, Shaping], rate_kbit: int
+    remote_nb: LabNotebook, remote: tuple[DelayRelay, Shaping], rtt_ms: float, rate_kbit: int
 ) -> None:
     nb = remote_nb
     relay, shaping = remote
     shaping.set_rate(rate_kbit)
+    relay.rtt_ms = rtt_ms
     start_session(nb, "codec")
     try:
         wait_live(nb, "codec", timeout=60)
@@ -75,11 +79,12 @@ def test_a_remote_link_widens_both_windows_and_latency_does_not_grow(
         print(
             f"remote {relay}, {shaping}: {run.summary()}; windows page {page_window}, kernel {kernel_window}"
         )
-        nb.screenshot(f"codec-remote-100ms-{rate_kbit}")
+        nb.screenshot(f"codec-remote-{rtt_ms:g}ms-{rate_kbit}")
         assert relay.connections > 0, "the page did not go through the relay"
-        assert pct(run.ack_ms, 50) >= RTT_MS * 0.9, f"the round trip is not there: {run.summary()}"
-        assert page_window > IN_FLIGHT, f"the camera's window stayed {page_window}"
-        assert kernel_window > IN_FLIGHT, f"the output's window stayed {kernel_window}"
+        assert pct(run.ack_ms, 50) >= rtt_ms * 0.9, f"the round trip is not there: {run.summary()}"
+        if rtt_ms >= RTT_MS:  # 50 ms away at a low frame rate two chunks can be the whole product
+            assert page_window > IN_FLIGHT, f"the camera's window stayed {page_window}"
+            assert kernel_window > IN_FLIGHT, f"the output's window stayed {kernel_window}"
         assert run.fps >= FPS_FLOOR[rate_kbit], f"{run.summary()}\n{nb.diagnostics()}"
         first, last = run.third(0), run.third(2)
         assert first and last, run.summary()
@@ -87,6 +92,7 @@ def test_a_remote_link_widens_both_windows_and_latency_does_not_grow(
         assert growth <= GROWTH_MS, f"latency grew by {growth:.0f} ms: {run.summary()}"
         assert nb.py("[e.code for e in s.errors]") == []
     finally:
+        relay.rtt_ms = RTT_MS
         nb.execute("s.disconnect()")
         # The next rate's widget must be the page's only one (the bench's helpers read the first).
         nb.page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
