@@ -39,6 +39,8 @@ _CSS = """
 .jupyter-widgets.dnb-compare { display: flex; flex-direction: column; gap: 8px; overflow: visible; }
 .dnb-compare-bar { display: flex; flex-wrap: wrap; gap: 6px 12px; align-items: center; }
 .dnb-compare-bar .dnb-compare-all { flex: 1 1 320px; min-width: 0; }
+.dnb-compare .dnb-enhance::before { content: "\\2610\\00a0"; }
+.dnb-compare .dnb-enhance.mod-active::before { content: "\\2611\\00a0"; }
 .jupyter-widgets.dnb-compare-grid {
   display: grid; gap: 10px; overflow: visible;
   grid-template-columns: repeat(auto-fit, minmax(min(320px, 100%), 1fr));
@@ -86,6 +88,7 @@ class CompareView(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VBo
         self.enhance = w.ToggleButton(
             value=True, description="Enhance prompt", tooltip="Let the model enhance every arm's prompt"
         )
+        self.enhance.add_class("dnb-enhance")
         self.set_all = w.Button(description="Set all arms", tooltip="Set this prompt on every arm")
         self._all_sender = Debouncer(self._send_all, 0.0, "decart_nb-compare-set")
         self.prompt_all.observe(self._on_all_typed, "value")
