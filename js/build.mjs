@@ -19,10 +19,12 @@ async function buildPage() {
     bundle: true,
     format: "esm",
     target,
-    // Not minified: with the minified bundle scenario 8 presented 16.8 (15.7-17.0) fps at 1 Mbit/s
-    // against 20.6 (19.6-21.3) unminified and 19.8 (18.0-21.1) for the old camera.js (bench/README,
-    // issue 22); why is not known yet. 88 KB unminified, still under the old file's 103 KB.
-    minify: false,
+    // Minified: the first display sends the script in the widget's comm_open (issue 24: 16.8 KB
+    // gzipped against 25.3 KB unminified). Issue 22 had shipped it unminified after one minified
+    // A/B gave fewer fps at 1 Mbit/s; the later A/B overlapped, with the page's rate control
+    // reading a latency of about 0 in runs of both bundles, which the start-up rules of issue 24
+    // fixed (bench/README.md).
+    minify: true,
     legalComments: "none",
     logLevel: "warning",
   });
