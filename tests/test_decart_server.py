@@ -8,6 +8,7 @@ tracks and streams. The SDK's backoff (1, 2, 4, 8 s) is real too, so a few tests
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -568,6 +569,34 @@ def test_the_sdk_gives_up_after_five_attempts_and_so_does_the_session(server: Fa
     assert error.code.startswith("WEBRTC_") and "503" in error.message and VALID_KEY not in error.message
     assert len(server.http) == 1 + 5 and len(server.conns) == 1
     assert events.states[-2:] == ["reconnecting", "disconnected"]
+
+
+def test_the_fake_never_listens_where_the_sdk_reads_its_url_as_a_refused_key() -> None:
+    """On port 401xx the SDK would never retry (its permanent-error check reads the URL's text)."""
+    from decart.realtime.livekit_manager import _is_permanent_error
+
+    async def port_taken(wanted: int) -> int:
+        fake = await FakeDecartServer().start(port=wanted)
+        await fake.close()
+        return fake.port
+
+    wanted = next(p for p in range(40100, 40200) if _port_is_free(p))
+    port = asyncio.run(port_taken(wanted))
+    assert port != wanted and "401" not in str(port)
+    assert not _is_permanent_error(
+        Exception(f"503, message='Invalid response status', url='ws://127.0.0.1:{port}'")
+    )
+
+
+def _port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def test_a_refused_restore_is_reported_and_the_next_set_sends_everything(server: FakeDecartServer) -> None:

@@ -45,6 +45,13 @@ NO_CREDITS_TEXT = "Insufficient credits"
 INFERENCE_PREFIX = "inference-server-"  # the SDK only subscribes to tracks of such participants
 
 
+def _reads_as_refused(port: int) -> bool:
+    """Whether Decart's SDK would read a URL with this port as a permanent error (0.2.4)."""
+    from decart.realtime.livekit_manager import _is_permanent_error
+
+    return _is_permanent_error(Exception(f"ws://127.0.0.1:{port}/v1/stream"))
+
+
 @dataclass
 class Script:
     """What the server does; tests change it at any time (it is read when each step happens)."""
@@ -105,17 +112,25 @@ class FakeDecartServer:
         self.port = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def start(self) -> FakeDecartServer:
+    async def start(self, port: int = 0) -> FakeDecartServer:
+        """Listen on `port` (0: a random one), or on a random one when its digits hold "401"."""
         app = web.Application(middlewares=[self._record])
         app.router.add_get("/v1/stream", self._stream)
         app.router.add_post("/watch-stream/{room}", self._watch)
         app.router.add_post("/v1/client/tokens", self._token)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
+        for _ in range(100):
+            site = web.TCPSite(self._runner, "127.0.0.1", port)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            # The SDK gives up on any error whose text holds "401", and aiohttp's text holds the
+            # URL: on port 401xx every refused reconnect would look like a refused key.
+            if not _reads_as_refused(self.port):
+                return self
+            await site.stop()
+            port = 0
+        raise RuntimeError("no port free of the SDK's permanent-error words")
 
     async def close(self) -> None:
         for conn in self.conns:
