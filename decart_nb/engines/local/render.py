@@ -19,7 +19,7 @@ from .tables import LookTables, Maps
 __all__ = ["Planes", "Scratch", "apply_luts", "blend", "render"]
 
 U8 = np.uint8
-_BAND = 96  # rows per band (blur, blend): a band's uint16 sums at 1280 wide are 240 KiB each
+_BAND = 360  # rows per band (blur, blend): 2 at 720p; a band's uint16 sums at 1280 wide are 900 KiB each
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 Accs = tuple[np.ndarray, np.ndarray, np.ndarray]  # uint16 sums for a box blur
 

@@ -86,6 +86,12 @@ class LookTables:
     u_mix: np.ndarray | None = None
     v_mix: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        # Read-only: lut() may then keep each table's pair table for as long as the look lives.
+        for table in vars(self).values():
+            if table is not None:
+                table.setflags(write=False)
+
 
 def _edge_table(strength: float, threshold: int, top: float) -> np.ndarray | None:
     if strength <= 0:
