@@ -8,8 +8,9 @@ the Fanout into each arm's input slot and on to the arm's model thread, with no 
 between them (each such wake costs a pass of the loop, which the arms' models keep busy).
 
 Each arm gets a frame of its own (pixels, pts and metadata: an arm's input slot rebases pts in
-place and its engine writes metadata, so a shared frame would let arms corrupt each other), and
-each arm keeps only the newest frame: a slow arm drops its own frames and never holds up the
+place and its engine writes metadata, so a shared frame would let arms corrupt each other). The
+first arm takes the frame itself before any copy is made, so its model starts at once and the
+copies for the others are made while it runs. Each arm keeps only the newest frame: a slow arm drops its own frames and never holds up the
 others. The Fanout makes no output of its own, so the camera is not encoded and sent
 back to the page (the page shows its own preview).
 
@@ -20,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, replace
+from fractions import Fraction
 
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .engines.base import Engine
-from .media.frames import carry, meta_of, recv_video
+from .media.frames import FrameMeta, carry, meta_of, recv_video
 from .media.placement import spread
 from .media.relay import InputSlot, MailboxTrack, PushTrack
 from .media.sources import Feed
@@ -52,7 +55,7 @@ class FeedTrack(PushTrack):
 
 class Fanout(Engine):
     """The shared input's engine: every input frame to every arm, each arm its own copy (the
-    last arm takes the frame itself: nothing else holds it). With `echo` (set by the compare view
+    first arm takes the frame itself: nothing else holds it). With `echo` (set by the compare view
     for a source the page has no preview of: a clip, the pattern), a copy also goes to its own
     output for the page to show; without it (a camera, which the page previews itself, or no view
     at all: a sweep) nothing: a copy costs about 1 ms of CPU a 720p frame."""
@@ -124,19 +127,22 @@ class Fanout(Engine):
         output.stop()  # the shared input's pipeline ends too (and says why)
 
     def deliver(self, frame: av.VideoFrame) -> None:
-        """Hand `frame` to every arm: each copy is made from the untouched frame before its arm
-        takes it, and the frame itself goes to the last arm once every copy is made."""
+        """Hand `frame` to every arm. The first arm takes the frame itself at once (its model
+        starts while the copies are made: nobody writes an input frame's pixels), each other arm a
+        copy, then the page its echo; every copy gets the timing and stamp the frame had on
+        arrival (the first arm's slot rebases its pts in place)."""
         taps = list(self._taps)
-        if self.echo and self._output is not None:
-            self._output.put(copy_frame(frame))
-        if not taps:
+        echo = self._output if self.echo else None
+        if not taps and echo is None:
             return
-        meta_of(frame)  # one stamp for every arm (the input slot's, or now)
-        self.frames += 1
-        *others, last = taps
-        for track in others:
-            track.put(copy_frame(frame))
-        last.put(frame)
+        arrival = _Arrival(frame.pts, frame.time_base, replace(meta_of(frame)))  # one stamp for all
+        if taps:
+            self.frames += 1
+            taps[0].put(frame)
+        for track in taps[1:]:
+            track.put(arrival.on(copy_frame(frame)))
+        if echo is not None:
+            echo.put(arrival.on(copy_frame(frame)))
 
     async def stop(self) -> None:
         if self._pump is not None:
@@ -146,6 +152,21 @@ class Fanout(Engine):
         if self._output is not None:
             self._output.stop()
             self._output = None
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    """A frame's timing and stamp as the Fanout received it."""
+
+    pts: int | None
+    time_base: Fraction | None
+    meta: FrameMeta
+
+    def on(self, frame: av.VideoFrame) -> av.VideoFrame:
+        frame.pts, frame.opaque = self.pts, replace(self.meta)
+        if self.time_base is not None:
+            frame.time_base = self.time_base
+        return frame
 
 
 class SharedInput(Feed):

@@ -110,6 +110,37 @@ def test_arms_sharing_a_frame_cannot_corrupt_each_other() -> None:
         _loop.release()
 
 
+def test_the_first_arm_starts_before_any_copy_and_its_slot_changes_no_other_arms_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from decart_nb import fanout as fanout_module
+
+    copies: list[av.VideoFrame] = []
+    monkeypatch.setattr(fanout_module, "copy_frame", lambda f: copies.append(f) or copy_frame(f))
+    _loop.acquire()
+    try:
+        fanout = Fanout()
+        first, second = fanout.tap(), fanout.tap()
+        seen: list[tuple[int, int]] = []
+
+        def first_slot(frame: av.VideoFrame) -> None:  # as an arm's input slot does, in the same step
+            seen.append((id(frame), len(copies)))
+            frame.pts = 77  # its own timeline
+            meta_of(frame).version = 3
+
+        first.connect(first_slot, lambda: None)
+        source = _frame()
+        _loop.run(_deliver(fanout, source), timeout=10)
+        assert seen == [(id(source), 0)]  # the frame itself, before any copy was made
+        other = _loop.run(second.recv(), timeout=10)
+        assert len(copies) == 1
+        assert other.pts == 5 * 3000 and meta_of(other).t_in == 123.0 and meta_of(other).version == -1
+        for t in (first, second):
+            t.stop()
+    finally:
+        _loop.release()
+
+
 async def _deliver(fanout: Fanout, frame: av.VideoFrame) -> None:
     fanout.deliver(frame)
 
