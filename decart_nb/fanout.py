@@ -9,8 +9,8 @@ between them (each such wake costs a pass of the loop, which the arms' models ke
 
 Each arm gets a frame of its own (pixels, pts and metadata: an arm's input slot rebases pts in
 place and its engine writes metadata, so a shared frame would let arms corrupt each other). The
-first arm takes the frame itself before any copy is made, so its model starts at once and the
-copies for the others are made while it runs. Each arm keeps only the newest frame: a slow arm drops its own frames and never holds up the
+copies are made before any arm starts, and the page's echo after all have. Each arm keeps only
+the newest frame: a slow arm drops its own frames and never holds up the
 others. The Fanout makes no output of its own, so the camera is not encoded and sent
 back to the page (the page shows its own preview).
 
@@ -127,10 +127,10 @@ class Fanout(Engine):
         output.stop()  # the shared input's pipeline ends too (and says why)
 
     def deliver(self, frame: av.VideoFrame) -> None:
-        """Hand `frame` to every arm. The first arm takes the frame itself at once (its model
-        starts while the copies are made: nobody writes an input frame's pixels), each other arm a
-        copy, then the page its echo; every copy gets the timing and stamp the frame had on
-        arrival (the first arm's slot rebases its pts in place)."""
+        """Hand `frame` to every arm: the copies first, then every arm at once (the first takes the
+        frame itself), then the page's echo. Copying while an arm's model runs would cost that
+        arm more than the copy: with a CPU per arm, the loop shares one with an arm's model, and
+        every step of the copy waits for the GIL the models keep taking."""
         taps = list(self._taps)
         echo = self._output if self.echo else None
         if not taps and echo is None:
@@ -138,9 +138,10 @@ class Fanout(Engine):
         arrival = _Arrival(frame.pts, frame.time_base, replace(meta_of(frame)))  # one stamp for all
         if taps:
             self.frames += 1
-            taps[0].put(frame)
-        for track in taps[1:]:
-            track.put(arrival.on(copy_frame(frame)))
+            copies = [arrival.on(copy_frame(frame)) for _ in taps[1:]]
+            taps[0].put(frame)  # its slot may rebase pts in place: the echo takes the arrival's
+            for track, copy in zip(taps[1:], copies, strict=True):
+                track.put(copy)
         if echo is not None:
             echo.put(arrival.on(copy_frame(frame)))
 

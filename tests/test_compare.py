@@ -11,13 +11,16 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from aiortc.mediastreams import MediaStreamTrack
 
 from decart_nb import DecartNBError, ErrorCode, _loop
 from decart_nb.arms import Arm, arms_from
 from decart_nb.comparison import Comparison, compare
 from decart_nb.fanout import Fanout, copy_frame
 from decart_nb.media.frames import FrameMeta, luma_view, meta_of
+from decart_nb.media.relay import InputSlot
 from decart_nb.media.sources import PatternTrack
+from decart_nb.media.stats import StreamStats
 from decart_nb.state import GenerationState
 from tests.helpers import mean_abs_diff, wait_until
 from tests.test_widget import comms
@@ -110,7 +113,7 @@ def test_arms_sharing_a_frame_cannot_corrupt_each_other() -> None:
         _loop.release()
 
 
-def test_the_first_arm_starts_before_any_copy_and_its_slot_changes_no_other_arms_frame(
+def test_every_arm_starts_at_once_after_the_copies_and_no_slot_changes_another_arms_frame(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from decart_nb import fanout as fanout_module
@@ -120,25 +123,45 @@ def test_the_first_arm_starts_before_any_copy_and_its_slot_changes_no_other_arms
     _loop.acquire()
     try:
         fanout = Fanout()
-        first, second = fanout.tap(), fanout.tap()
+        taps = [fanout.tap(), fanout.tap(), fanout.tap()]
         seen: list[tuple[int, int]] = []
 
-        def first_slot(frame: av.VideoFrame) -> None:  # as an arm's input slot does, in the same step
+        def slot(frame: av.VideoFrame) -> None:  # as an arm's input slot does, in the same step
             seen.append((id(frame), len(copies)))
             frame.pts = 77  # its own timeline
             meta_of(frame).version = 3
 
-        first.connect(first_slot, lambda: None)
+        for tap in taps:
+            tap.connect(slot, lambda: None)
         source = _frame()
         _loop.run(_deliver(fanout, source), timeout=10)
-        assert seen == [(id(source), 0)]  # the frame itself, before any copy was made
-        other = _loop.run(second.recv(), timeout=10)
-        assert len(copies) == 1
-        assert other.pts == 5 * 3000 and meta_of(other).t_in == 123.0 and meta_of(other).version == -1
-        for t in (first, second):
-            t.stop()
+        # The two copies made first, then each arm in the same step: the first takes the frame itself.
+        assert [n for _, n in seen] == [2, 2, 2] and seen[0][0] == id(source)
+        assert len({i for i, _ in seen}) == 3
+        for tap in taps:
+            tap.stop()
     finally:
         _loop.release()
+
+
+def test_the_echo_keeps_the_arrival_timing_after_an_arm_rebased_the_frame() -> None:
+    _loop.acquire()
+    try:
+        fanout = Fanout(echo=True)
+        echo = _loop.run(_start(fanout, InputSlot(StreamStats())), timeout=10)  # frames by hand below
+        arm = fanout.tap()
+        arm.connect(lambda frame: setattr(frame, "pts", 77), lambda: None)
+        _loop.run(_deliver(fanout, _frame()), timeout=10)
+        shown = _loop.run(echo.recv(), timeout=10)
+        assert shown.pts == 5 * 3000 and meta_of(shown).t_in == 123.0
+        arm.stop()
+        echo.stop()
+    finally:
+        _loop.release()
+
+
+async def _start(fanout: Fanout, source: InputSlot) -> MediaStreamTrack:
+    return await fanout.start(source)
 
 
 async def _deliver(fanout: Fanout, frame: av.VideoFrame) -> None:
