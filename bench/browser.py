@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .runs import pct
+from .stamp_js import STAMP_READER_JS
 from .table import Row
 
 __all__ = ["browser_rows"]
@@ -24,29 +25,12 @@ SCENARIO = "7 Chromium via JupyterLab"
 PREVIEW, OUTPUT = ".dnb-view video.decart-preview", ".dnb-view video.decart-output"
 SETUP = "from decart_nb import Session\ns = Session(source='camera')\ns"
 
-# Decodes decart_nb.media.stamp's 32 blocks (24 bits + 8 check bits) from a <video>'s top rows.
-_MEASURE_JS = """async ([preview, output, seconds]) => {
+_MEASURE_JS = (
+    """async ([preview, output, seconds]) => {
   const pv = document.querySelector(preview), out = document.querySelector(output);
-  const canvas = document.createElement('canvas');
-  canvas.width = 1024; canvas.height = 16;
-  const ctx = canvas.getContext('2d', {willReadFrequently: true});
-  const stamp = (video) => {
-    if (!video || video.videoWidth < 1024 || video.videoHeight < 16) return null;
-    ctx.drawImage(video, 0, 0, 1024, 16, 0, 0, 1024, 16);
-    const d = ctx.getImageData(0, 0, 1024, 16).data;
-    let word = 0;
-    for (let i = 0; i < 32; i++) {
-      let sum = 0, count = 0;
-      for (let y = 4; y < 12; y += 2) for (let x = i * 32 + 8; x < i * 32 + 24; x += 2) {
-        const p = (y * 1024 + x) * 4;
-        sum += 0.299 * d[p] + 0.587 * d[p + 1] + 0.114 * d[p + 2]; count++;
-      }
-      word = word * 2 + (sum / count > 128 ? 1 : 0);
-    }
-    const n = Math.floor(word / 256), check = word % 256;
-    return (((n >> 16) ^ (n >> 8) ^ n ^ 0xA5) & 255) === check ? n : null;
-  };
-  // The page's WebRTC receiver: what arrived and was decoded, over the same span.
+"""
+    + STAMP_READER_JS
+    + """  // The page's WebRTC receiver: what arrived and was decoded, over the same span.
   const controller = [...window.__decartNB.controllers].find((c) => c.running);
   const inbound = async () => {
     let found = null;
@@ -60,7 +44,7 @@ _MEASURE_JS = """async ([preview, output, seconds]) => {
   let first = null, last = null, callbacks = 0, stamped = 0, unmatched = 0;
   const end = performance.now() + seconds * 1000;
   const onPreview = (now) => {
-    const n = stamp(pv);
+    const n = stamp(pv, pv.videoWidth, pv.videoHeight);
     if (n !== null) shown.set(n, now);
     if (performance.now() < end) pv.requestVideoFrameCallback(onPreview);
   };
@@ -70,7 +54,7 @@ _MEASURE_JS = """async ([preview, output, seconds]) => {
     if (first === null) first = {now, n: meta.presentedFrames};
     last = {now, n: meta.presentedFrames};
     callbacks += 1;
-    const n = stamp(out);
+    const n = stamp(out, out.videoWidth, out.videoHeight);
     if (n !== null) {
       stamped += 1;
       // The clip loops every 4 s: an entry older than 2 s is the previous loop's (the preview
@@ -89,6 +73,7 @@ _MEASURE_JS = """async ([preview, output, seconds]) => {
   const received = (rtp1.received - rtp0.received) / span, decoded = (rtp1.decoded - rtp0.decoded) / span;
   return {fps, received, decoded, callbacks, stamped, unmatched, latency, width, height};
 }"""
+)
 
 
 def browser_rows(short: bool) -> list[Row]:

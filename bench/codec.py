@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .runs import pct
+from .stamp_js import STAMP_READER_JS
 from .table import Row
 
 __all__ = [
@@ -62,28 +63,12 @@ NODELAY = Path(__file__).parent / "nodelay"  # --server-nodelay: see nodelay/sit
 
 # The stamp: 32 blocks of 32 px across the top 16 rows of a 1280x720 frame. Any frame size of the
 # model's aspect is scaled to that geometry first (the codec transport sends smaller rungs).
-MEASURE_JS = """async ([preview, output, seconds]) => {
+MEASURE_JS = (
+    """async ([preview, output, seconds]) => {
   const pv = document.querySelector(preview);
-  const canvas = document.createElement('canvas');
-  canvas.width = 1024; canvas.height = 16;
-  const ctx = canvas.getContext('2d', {willReadFrequently: true});
-  const stamp = (src, w, h) => {
-    if (!src || !w || !h) return null;
-    ctx.drawImage(src, 0, 0, w * 1024 / 1280, h * 16 / 720, 0, 0, 1024, 16);
-    const d = ctx.getImageData(0, 0, 1024, 16).data;
-    let word = 0;
-    for (let i = 0; i < 32; i++) {
-      let sum = 0, count = 0;
-      for (let y = 5; y < 11; y++) for (let x = i * 32 + 10; x < i * 32 + 22; x += 2) {
-        const p = (y * 1024 + x) * 4;
-        sum += 0.299 * d[p] + 0.587 * d[p + 1] + 0.114 * d[p + 2]; count++;
-      }
-      word = word * 2 + (sum / count > 128 ? 1 : 0);
-    }
-    const n = Math.floor(word / 256), check = word % 256;
-    return (((n >> 16) ^ (n >> 8) ^ n ^ 0xA5) & 255) === check ? n : null;
-  };
-  const shown = new Map(), frames = [];
+"""
+    + STAMP_READER_JS
+    + """  const shown = new Map(), frames = [];
   let ticks = 0, unreadable = 0, unmatched = 0, last = null, width = 0, height = 0;
   const t0 = performance.now(), end = t0 + seconds * 1000;
   const onPreview = (now) => {
@@ -137,6 +122,7 @@ MEASURE_JS = """async ([preview, output, seconds]) => {
     received: (link.received - counts0[0]) / seconds, decoded: (link.decoded - counts0[1]) / seconds} : null;
   return {frames, ticks, unreadable, unmatched, width, height, acks, rate};
 }"""
+)
 
 
 @dataclass

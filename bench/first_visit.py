@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .stamp_js import STAMP_READER_JS
+
 __all__ = ["TARGET_S", "Timeline", "first_visit_runs", "kernel_message_kind", "main"]
 
 TARGET_S = 4.0  # issue 24: display -> first output frame at 1 Mbit/s on a cold page
@@ -48,30 +50,14 @@ BYTES_NOTE = (
 )
 # Installed in the page right before the cell runs: a record of what the page does, in epoch ms
 # (performance.timeOrigin + now, the clock the CDP events are mapped onto).
-RECORD_JS = """() => {
+RECORD_JS = (
+    """() => {
   const now = () => performance.timeOrigin + performance.now();
   const rec = {t0: now(), events: [], first: null};
   window.__firstVisit = rec;
-  const canvas = document.createElement('canvas');
-  canvas.width = 1024; canvas.height = 16;
-  const ctx = canvas.getContext('2d', {willReadFrequently: true});
-  const stamp = (src, w, h) => {  // decart_nb.media.stamp's geometry, scaled to 1280x720
-    if (!src || !w || !h) return null;
-    ctx.drawImage(src, 0, 0, w * 1024 / 1280, h * 16 / 720, 0, 0, 1024, 16);
-    const d = ctx.getImageData(0, 0, 1024, 16).data;
-    let word = 0;
-    for (let i = 0; i < 32; i++) {
-      let sum = 0, count = 0;
-      for (let y = 5; y < 11; y++) for (let x = i * 32 + 10; x < i * 32 + 22; x += 2) {
-        const p = (y * 1024 + x) * 4;
-        sum += 0.299 * d[p] + 0.587 * d[p + 1] + 0.114 * d[p + 2]; count++;
-      }
-      word = word * 2 + (sum / count > 128 ? 1 : 0);
-    }
-    const n = Math.floor(word / 256), check = word % 256;
-    return (((n >> 16) ^ (n >> 8) ^ n ^ 0xA5) & 255) === check ? n : null;
-  };
-  const last = {};
+"""
+    + STAMP_READER_JS
+    + """  const last = {};
   const tick = () => {
     const root = document.querySelector('.decart-camera');
     const c = [...(window.__decartNB?.controllers ?? [])].find((c) => c.running);
@@ -105,6 +91,7 @@ RECORD_JS = """() => {
   requestAnimationFrame(tick);
   return rec.t0;
 }"""
+)
 
 
 # -- what the link carried: the CDP Network domain ------------------------------------------------
