@@ -48,7 +48,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .table import Row, machine, render
 
-__all__ = ["compare_rows", "main"]
+__all__ = ["compare_rows", "contention_frame", "main"]
 
 SETUPS = ("single", "separate", "compare1", "compare")
 KINDS = ("pattern", "camera")
@@ -213,14 +213,7 @@ def contention(seconds: float) -> dict[str, list[float]]:
     the same moment ("together"). Per thread, the median ms from the release to the end of
     process() (what an arm waits: its model, the core and the GIL it shares) and ("_process")
     of process() alone, as the sessions' model_ms counts it."""
-    import av
-    import numpy as np
-
-    ramp = np.linspace(0, 255, 1280, dtype=np.uint8)
-    rgb = np.stack(
-        [np.tile(ramp, (720, 1)), np.tile(ramp[::-1], (720, 1)), np.full((720, 1280), 96, np.uint8)], -1
-    )
-    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    frame = contention_frame()
     alone, alone_process = _paced(PROMPTS[:1], frame, seconds)
     together, together_process = _paced(PROMPTS, frame, seconds)
     placed, placed_process = _paced(PROMPTS, frame, seconds, placed=True)
@@ -232,6 +225,18 @@ def contention(seconds: float) -> dict[str, list[float]]:
         "placed": placed,
         "placed_process": placed_process,
     }
+
+
+def contention_frame() -> Any:
+    """The one 720p yuv420p frame the contention experiments run the model on."""
+    import av
+    import numpy as np
+
+    ramp = np.linspace(0, 255, 1280, dtype=np.uint8)
+    rgb = np.stack(
+        [np.tile(ramp, (720, 1)), np.tile(ramp[::-1], (720, 1)), np.full((720, 1280), 96, np.uint8)], -1
+    )
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
 
 
 def _paced(

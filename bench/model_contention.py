@@ -22,22 +22,13 @@ import sys
 import threading
 import time
 
+from .compare_cost import contention_frame
+
 __all__ = ["main"]
 
 PROMPTS = ("anime", "film noir")
 FPS = 30.0
 Result = dict[str, tuple[float, float]]  # prompt -> (wall ms p50, CPU ms p50)
-
-
-def _frame() -> object:
-    import av
-    import numpy as np
-
-    ramp = np.linspace(0, 255, 1280, dtype=np.uint8)
-    rgb = np.stack(
-        [np.tile(ramp, (720, 1)), np.tile(ramp[::-1], (720, 1)), np.full((720, 1280), 96, np.uint8)], -1
-    )
-    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
 
 
 def _paced(prompt: str, cpu: int, start: float, ticks: int, out: Result) -> None:
@@ -46,13 +37,13 @@ def _paced(prompt: str, cpu: int, start: float, ticks: int, out: Result) -> None
     from decart_nb.state import GenerationState
 
     os.sched_setaffinity(0, {cpu})  # 0: the calling thread
-    frame, engine, state = _frame(), LocalEngine(), GenerationState(prompt=prompt)
-    engine.process(frame, state)  # type: ignore[arg-type]  # tables and scratch built first
+    frame, engine, state = contention_frame(), LocalEngine(), GenerationState(prompt=prompt)
+    engine.process(frame, state)  # tables and scratch built first
     wall, cpu_ms = [], []
     for k in range(ticks):
         time.sleep(max(0.0, start + k / FPS - time.perf_counter()))
         t0, c0 = time.perf_counter(), time.thread_time()
-        engine.process(frame, state)  # type: ignore[arg-type]
+        engine.process(frame, state)
         wall.append((time.perf_counter() - t0) * 1000.0)
         cpu_ms.append((time.thread_time() - c0) * 1000.0)
     out[prompt] = (statistics.median(wall), statistics.median(cpu_ms))
