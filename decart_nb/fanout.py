@@ -7,14 +7,17 @@ arm's `FeedTrack`. The frame moves in one step on the loop, from the shared inpu
 the Fanout into each arm's input slot and on to the arm's model thread, with no task to wake
 between them (each such wake costs a pass of the loop, which the arms' models keep busy).
 
-Each arm gets a frame of its own (pixels, pts and metadata: an arm's input slot rebases pts in
-place and its engine writes metadata, so a shared frame would let arms corrupt each other). The
-copies are made before any arm starts, and the page's echo after all have. Each arm keeps only
-the newest frame: a slow arm drops its own frames and never holds up the
+Each arm gets a frame object of its own (pts and metadata: an arm's input slot rebases pts in
+place and its engine writes metadata, so one shared object would let arms corrupt each other)
+over the same pixels: no step of a pipeline writes into its input's pixels (engines write their
+own output frame; mirroring makes a new one), so the arms can read one buffer, and a 720p copy
+per arm (0.2-0.3 ms on the loop before any arm could start, and the memory traffic while the
+models run) is saved. The frames are made before any arm starts, and the page's echo after all
+have. Each arm keeps only the newest frame: a slow arm drops its own frames and never holds up the
 others. The Fanout makes no output of its own, so the camera is not encoded and sent
 back to the page (the page shows its own preview).
 
-Loop thread only, except `copy_frame`.
+Loop thread only, except `share_frame` and `copy_frame`.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from .media.relay import InputSlot, MailboxTrack, PushTrack
 from .media.sources import Feed
 from .state import GenerationState
 
-__all__ = ["Fanout", "FeedTrack", "SharedInput", "copy_frame"]
+__all__ = ["Fanout", "FeedTrack", "SharedInput", "copy_frame", "share_frame"]
 
 logger = logging.getLogger("decart_nb")
 
@@ -54,11 +57,12 @@ class FeedTrack(PushTrack):
 
 
 class Fanout(Engine):
-    """The shared input's engine: every input frame to every arm, each arm its own copy (the
-    first arm takes the frame itself: nothing else holds it). With `echo` (set by the compare view
-    for a source the page has no preview of: a clip, the pattern), a copy also goes to its own
-    output for the page to show; without it (a camera, which the page previews itself, or no view
-    at all: a sweep) nothing: a copy costs about 1 ms of CPU a 720p frame."""
+    """The shared input's engine: every input frame to every arm, each arm a frame of its own over
+    the same pixels (the first arm takes the frame itself: nothing else holds it). With `echo` (set
+    by the compare view for a source the page has no preview of: a clip, the pattern), another
+    goes to its own output for the page to show; without it (a camera, which the page previews
+    itself, or no view at all: a sweep) nothing: the page's encoder would cost a 720p frame
+    about 15 ms of CPU."""
 
     name = "fanout"
 
@@ -127,10 +131,10 @@ class Fanout(Engine):
         output.stop()  # the shared input's pipeline ends too (and says why)
 
     def deliver(self, frame: av.VideoFrame) -> None:
-        """Hand `frame` to every arm: the copies first, then every arm at once (the first takes the
-        frame itself), then the page's echo. Copying while an arm's model runs would cost that
-        arm more than the copy: with a CPU per arm, the loop shares one with an arm's model, and
-        every step of the copy waits for the GIL the models keep taking."""
+        """Hand `frame` to every arm: their frames first, then every arm at once (the first takes
+        the frame itself), then the page's echo. Making them while an arm's model runs would cost
+        that arm more than their making: with a CPU per arm, the loop shares one with an arm's
+        model, and every step waits for the GIL the models keep taking."""
         taps = list(self._taps)
         echo = self._output if self.echo else None
         if not taps and echo is None:
@@ -138,12 +142,12 @@ class Fanout(Engine):
         arrival = _Arrival(frame.pts, frame.time_base, replace(meta_of(frame)))  # one stamp for all
         if taps:
             self.frames += 1
-            copies = [arrival.on(copy_frame(frame)) for _ in taps[1:]]
+            others = [arrival.on(_over_pixels(frame)) for _ in taps[1:]]
             taps[0].put(frame)  # its slot may rebase pts in place: the echo takes the arrival's
-            for track, copy in zip(taps[1:], copies, strict=True):
-                track.put(copy)
+            for track, other in zip(taps[1:], others, strict=True):
+                track.put(other)
         if echo is not None:
-            echo.put(arrival.on(copy_frame(frame)))
+            echo.put(arrival.on(_over_pixels(frame)))
 
     async def stop(self) -> None:
         if self._pump is not None:
@@ -183,9 +187,25 @@ class SharedInput(Feed):
         return "<decart_nb shared input>"
 
 
+def share_frame(frame: av.VideoFrame) -> av.VideoFrame:
+    """A yuv420p frame of its own (pts, time base, a copy of the metadata) over `frame`'s pixels,
+    which it keeps alive: a few microseconds instead of a copy. Readers only: a write into either
+    frame's pixels shows in both. A frame of another format, or of an odd size (which PyAV cannot
+    wrap), is converted or copied instead."""
+    return carry(frame, _over_pixels(frame))
+
+
+def _over_pixels(frame: av.VideoFrame) -> av.VideoFrame:
+    """share_frame without the timing and metadata (which the Fanout sets from the arrival)."""
+    if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
+        return copy_frame(frame)
+    planes = tuple(_pixels(plane) for plane in frame.planes)
+    return av.VideoFrame.from_dlpack(planes, "yuv420p", frame.width, frame.height)
+
+
 def copy_frame(frame: av.VideoFrame) -> av.VideoFrame:
     """A yuv420p frame of its own with the same pixels, pts, time base and (a copy of) metadata.
-    Plane by plane into a fresh frame: one copy (about 1 ms at 720p here), not to_ndarray's two."""
+    Plane by plane into a fresh frame: one copy (0.2-0.3 ms at 720p here), not to_ndarray's two."""
     if frame.format.name != "yuv420p":
         return carry(frame, frame.reformat(format="yuv420p"))  # a conversion is a new frame
     out = av.VideoFrame(frame.width, frame.height, "yuv420p")

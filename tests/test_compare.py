@@ -16,8 +16,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from decart_nb import DecartNBError, ErrorCode, _loop
 from decart_nb.arms import Arm, arms_from
 from decart_nb.comparison import Comparison, compare
-from decart_nb.fanout import Fanout, copy_frame
-from decart_nb.media.frames import FrameMeta, luma_view, meta_of
+from decart_nb.fanout import Fanout, copy_frame, share_frame
+from decart_nb.media.frames import FrameMeta, meta_of
 from decart_nb.media.relay import InputSlot
 from decart_nb.media.sources import PatternTrack
 from decart_nb.media.stats import StreamStats
@@ -86,7 +86,7 @@ def _frame(n: int = 5) -> av.VideoFrame:
     return frame
 
 
-def test_arms_sharing_a_frame_cannot_corrupt_each_other() -> None:
+def test_arms_share_the_pixels_and_nothing_else_of_a_frame() -> None:
     _loop.acquire()
     try:
         fanout = Fanout()
@@ -97,15 +97,16 @@ def test_arms_sharing_a_frame_cannot_corrupt_each_other() -> None:
         got = [_loop.run(t.recv(), timeout=10) for t in taps]
         assert len({id(f) for f in got}) == 3 and len({id(f.opaque) for f in got}) == 3
         assert all(meta_of(f).t_in == 123.0 and f.pts == 5 * 3000 for f in got)  # one stamp for all
-        # What one arm does to its frame (its slot rebases pts, its engine writes metadata and
-        # pixels) the others never see.
+        # One buffer of pixels for all (no copy), which every arm reads as the source's.
+        assert len({tuple(p.buffer_ptr for p in f.planes) for f in got}) == 1
+        assert all(np.array_equal(f.to_ndarray(), before) for f in got)
+        # What one arm does to its frame (its slot rebases pts, its engine writes metadata) the
+        # others never see.
         first = got[0]
         first.pts = 1
         meta_of(first).version = 7
-        luma_view(first)[:] = 0
         for other in got[1:]:
             assert other.pts == 5 * 3000 and meta_of(other).version == -1
-            assert np.array_equal(other.to_ndarray(), before)
         for t in taps:
             t.stop()
         assert fanout.taps == 0
@@ -113,13 +114,14 @@ def test_arms_sharing_a_frame_cannot_corrupt_each_other() -> None:
         _loop.release()
 
 
-def test_every_arm_starts_at_once_after_the_copies_and_no_slot_changes_another_arms_frame(
+def test_every_arm_starts_at_once_after_their_frames_are_made_and_no_slot_changes_another_arms_frame(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from decart_nb import fanout as fanout_module
 
     copies: list[av.VideoFrame] = []
-    monkeypatch.setattr(fanout_module, "copy_frame", lambda f: copies.append(f) or copy_frame(f))
+    over = fanout_module._over_pixels
+    monkeypatch.setattr(fanout_module, "_over_pixels", lambda f: copies.append(f) or over(f))
     _loop.acquire()
     try:
         fanout = Fanout()
@@ -135,7 +137,7 @@ def test_every_arm_starts_at_once_after_the_copies_and_no_slot_changes_another_a
             tap.connect(slot, lambda: None)
         source = _frame()
         _loop.run(_deliver(fanout, source), timeout=10)
-        # The two copies made first, then each arm in the same step: the first takes the frame itself.
+        # The two frames made first, then each arm in the same step: the first takes the frame itself.
         assert [n for _, n in seen] == [2, 2, 2] and seen[0][0] == id(source)
         assert len({i for i, _ in seen}) == 3
         for tap in taps:
@@ -168,13 +170,46 @@ async def _deliver(fanout: Fanout, frame: av.VideoFrame) -> None:
     fanout.deliver(frame)
 
 
-def test_a_copy_keeps_pixels_without_row_padding() -> None:
-    frame = av.VideoFrame.from_ndarray(
-        np.random.default_rng(1).integers(0, 255, (270, 322, 3), np.uint8), "rgb24"
-    )
-    frame = frame.reformat(format="yuv420p")  # 322 wide: rows padded to the line size
-    copy = copy_frame(frame)
-    assert np.array_equal(copy.to_ndarray(), frame.to_ndarray())
+@pytest.mark.parametrize("make", [copy_frame, share_frame])
+@pytest.mark.parametrize(("width", "height"), [(322, 270), (321, 271)])  # padded rows; odd: a copy
+def test_another_frame_keeps_the_pixels_without_row_padding(make: Any, width: int, height: int) -> None:
+    rgb = np.random.default_rng(1).integers(0, 255, (height, width, 3), np.uint8)
+    frame = av.VideoFrame.from_ndarray(rgb, "rgb24").reformat(format="yuv420p")
+    other = make(frame)
+    assert other is not frame
+    assert all(np.array_equal(a, b) for a, b in zip(_rows(other), _rows(frame), strict=True))
+
+
+def _rows(frame: av.VideoFrame) -> list[np.ndarray]:
+    """Each plane's pixels, without row padding (to_ndarray refuses an odd-sized yuv420p frame)."""
+    return [
+        np.frombuffer(memoryview(p), np.uint8).reshape(p.height, p.line_size)[:, : p.width]
+        for p in frame.planes
+    ]
+
+
+def test_a_shared_frame_keeps_its_pixels_alive_after_its_source_is_gone() -> None:
+    import gc
+
+    rgb = np.random.default_rng(3).integers(0, 255, (180, 320, 3), np.uint8)
+    source = av.VideoFrame.from_ndarray(rgb, "rgb24").reformat(format="yuv420p")
+    expected = source.to_ndarray().copy()
+    shared = share_frame(source)
+    del source
+    gc.collect()
+    reused = [av.VideoFrame(320, 180, "yuv420p") for _ in range(64)]  # would take freed memory
+    for frame in reused:
+        for plane in frame.planes:
+            np.frombuffer(memoryview(plane), np.uint8)[:] = 7
+    assert np.array_equal(shared.to_ndarray(), expected)
+
+
+def test_a_frame_of_another_format_is_converted_for_the_arms() -> None:
+    rgb = np.random.default_rng(2).integers(0, 255, (180, 320, 3), np.uint8)
+    frame = av.VideoFrame.from_ndarray(rgb, "rgb24")
+    other = share_frame(frame)
+    assert other.format.name == "yuv420p"
+    assert np.array_equal(other.to_ndarray(), frame.reformat(format="yuv420p").to_ndarray())
 
 
 def test_a_slow_arm_drops_its_own_frames_and_never_holds_up_the_others() -> None:

@@ -117,6 +117,19 @@ def test_a_reference_image_pulls_the_mean_colour_toward_its_own(
     assert after < 0.6 * before, (before, after)
 
 
+@pytest.mark.parametrize("prompt", [s.triggers[0] for s in STYLES] + [FALLBACKS[0]])
+def test_no_look_writes_into_its_input_frame(prompt: str) -> None:
+    """A comparison's arms read one input's pixels (decart_nb/fanout.py): a look that wrote into
+    its input would change what the other arms see."""
+    image = np.full((64, 96, 3), (200, 60, 30), np.uint8)
+    for width, height in ((1280, 720), (328, 184)):  # 328: rows padded to the line size
+        source = card_frame(width, height)
+        before = [bytes(plane) for plane in source.planes]
+        for kwargs in ({}, {"enhance": True, "controls": {"strength": 0.5}}, {"image": image}):
+            run(prompt, source, **kwargs)
+        assert [bytes(plane) for plane in source.planes] == before, (prompt, width)
+
+
 def test_enhance_expands_a_short_prompt_and_changes_the_look(frame: av.VideoFrame) -> None:
     for prompt in [s.triggers[0] for s in STYLES] + list(FALLBACKS):
         rich = enhance_prompt(prompt)

@@ -242,16 +242,20 @@ class InputSlot(MailboxTrack):
     def _rebase(self, frame: av.VideoFrame, upstream: MediaStreamTrack) -> None:
         """Put every upstream on one 90 kHz timeline that never goes back: encoders reject a pts
         that decreases, and a new camera or a reconnect starts its own clock at zero."""
-        pts = (
-            0 if frame.pts is None or frame.time_base is None else round(frame.pts * frame.time_base * 90000)
-        )
+        pts, time_base = frame.pts, frame.time_base  # each read of time_base makes a Fraction
+        if pts is None or time_base is None:
+            pts = 0
+        elif time_base != VIDEO_TIME_BASE:  # already on it: a decoded camera, a comparison's arm
+            pts = round(pts * time_base * 90000)
         if upstream is not self._timeline_of:
             self._timeline_of = upstream
             self._offset = 0 if self._last_pts is None else self._last_pts + 3000 - pts
         pts += self._offset
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
-        frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
+        frame.pts = pts
+        if time_base != VIDEO_TIME_BASE:
+            frame.time_base = VIDEO_TIME_BASE
         self._last_pts = pts
 
     def stop(self) -> None:
