@@ -58,7 +58,7 @@ def compare(
     `tracker` ("mlflow", "wandb" or fn(kind, data)) is what `run()` logs to unless it is given
     another. Everything is checked and built here; nothing connects until `connect()` or display."""
     return Comparison(
-        arms_from(arms),
+        arms,
         source,
         prompt=prompt,
         image=image,
@@ -77,7 +77,7 @@ class Comparison:
 
     def __init__(
         self,
-        arms: list[Arm],
+        arms: object,
         source: object = "camera",
         *,
         prompt: str | None = None,
@@ -92,7 +92,7 @@ class Comparison:
         validate_enhance(enhance)
         check_tracker(tracker)
         self.tracker = tracker
-        self._arms = arms_from(arms)  # checked again: a Comparison built directly gets the same checks
+        self._arms = arms_from(arms)  # what compare() takes: a list of Arm, model names or mappings
         self._fanout = Fanout()  # echoes only once a view shows a source the page has no preview of
         # The shared input takes the first arm's model: its size and rate are what the camera is asked for.
         self.input = Session(
