@@ -19,7 +19,11 @@ and each arm's kernel latency p50 / p95 (`stats`: from the frame's stamp at the 
 its output) and model time p50 (`model_ms_p50`). Cells: median (min-max) of the runs. Targets:
 compare's CPU per output frame below separate's, and the latency p50 of each arm within 20% of
 the single session's: judged for the 1-arm comparison (what the fan-out itself costs) and for
-each of the two arms. The two arms get every frame at the same moment, so on a small machine
+each of the two arms; beside the medians, each arm's p50 over the single session's of the same
+round (paired: the machine's speed drifts between rounds). Pipeline only (pattern): the same
+with a model that waits WAIT_MS without using a CPU (`wait1`: one Session, `wait2`: a 2-arm
+comparison), judged the same way: what decart_nb's own steps add, apart from two models
+computing at once. The two arms get every frame at the same moment, so on a small machine
 their models compute at once; separate sessions' frames fall at random phases. The last rows
 show that contention without decart_nb's pipeline: in a process of its own, the local engine on
 a 720p frame, one thread at 30 fps, then two threads released together by a barrier at each
@@ -51,7 +55,9 @@ from .table import Row, machine, render
 __all__ = ["compare_rows", "contention_frame", "main"]
 
 SETUPS = ("single", "separate", "compare1", "compare")
+WAIT_SETUPS = ("wait1", "wait2")  # pipeline only, pattern only
 KINDS = ("pattern", "camera")
+WAIT_MS = 2.5  # the waiting model's time: about the local model's at 720p
 PROMPTS = ("anime", "film noir")
 WARMUP = 3.0
 LATENCY_SLACK = 1.2  # each arm's latency p50 within 20% of a single session's
@@ -66,6 +72,8 @@ def build(setup: str, source: str) -> tuple[dict[str, Any], list[Any], dict[str,
     from decart_nb.comparison import compare
 
     camera = source == "camera"
+    if setup in WAIT_SETUPS:
+        return _build_waiting(setup, source)
     prompts = PROMPTS if setup in ("separate", "compare") else PROMPTS[:1]
     if setup.startswith("compare"):
         cmp = compare([{"name": p, "prompt": p} for p in prompts], source).connect()
@@ -73,6 +81,34 @@ def build(setup: str, source: str) -> tuple[dict[str, Any], list[Any], dict[str,
         return dict(cmp.arms) | {"input": cmp.input}, [cmp], peers
     sessions = {p: Session(source=source, prompt=p).connect() for p in prompts}
     return sessions, list(sessions.values()), {p: "send" for p in prompts} if camera else {}
+
+
+def _build_waiting(setup: str, source: str) -> tuple[dict[str, Any], list[Any], dict[str, str]]:
+    """`wait1`: one Session, `wait2`: a 2-arm comparison, of a model that waits WAIT_MS."""
+    from decart_nb import Session
+    from decart_nb.arms import Arm
+    from decart_nb.comparison import compare
+
+    if setup == "wait1":
+        session = Session(engine=_waiting_model(), source=source).connect()
+        return {PROMPTS[0]: session}, [session], {}
+    cmp = compare([Arm(name=p, engine=_waiting_model()) for p in PROMPTS], source).connect()
+    return dict(cmp.arms) | {"input": cmp.input}, [cmp], {}
+
+
+def _waiting_model() -> Any:
+    """A model that takes WAIT_MS and no CPU (it sleeps, the GIL released) and returns its input."""
+    from decart_nb.engines.base import FrameEngine
+
+    class Waiting(FrameEngine):
+        name = "waiting"
+        skip_passthrough = False  # no prompt: still called for every frame
+
+        def process(self, frame: Any, state: Any) -> Any:
+            time.sleep(WAIT_MS / 1000.0)
+            return frame
+
+    return Waiting()
 
 
 Measure = Callable[[dict[str, Any], float], dict[str, Any]]
@@ -289,17 +325,21 @@ def run_contention(seconds: float) -> dict[str, list[float]]:
 def measure(repeat: int, seconds: float) -> dict[str, list[dict[str, Any]]]:
     """Every set-up on every kind and the contention experiment, `repeat` rounds (interleaved,
     so a slow minute hits all)."""
-    runs: dict[str, list[dict[str, Any]]] = {f"{k}/{s}": [] for k in KINDS for s in SETUPS}
+    runs: dict[str, list[dict[str, Any]]] = {f"{k}/{s}": [] for k in KINDS for s in _setups(k)}
     runs["contention"] = []
     for i in range(repeat):
         for kind in KINDS:
-            for setup in SETUPS:
+            for setup in _setups(kind):
                 result = run_one(setup, kind, seconds)
                 runs[f"{kind}/{setup}"].append(result)
                 print(f"bench compare: round {i + 1} {kind} {setup}: {_brief(result)}", file=sys.stderr)
         runs["contention"].append(dict(run_contention(min(seconds, 4.0))))
         print(f"bench compare: round {i + 1} contention (ms): {runs['contention'][-1]}", file=sys.stderr)
     return runs
+
+
+def _setups(kind: str) -> tuple[str, ...]:
+    return SETUPS + WAIT_SETUPS if kind == "pattern" else SETUPS
 
 
 def _brief(result: dict[str, Any]) -> str:
@@ -326,8 +366,11 @@ def rows_from(runs: dict[str, list[dict[str, Any]]]) -> list[Row]:
         scenario = f"9 compare, 2 local arms, {kind}"
         rows += _cpu_rows(scenario, runs, kind)
         rows += _latency_rows(scenario, runs, kind, "p50")
+        rows += _paired_rows(scenario, runs, kind, "single", "compare")
         rows += _latency_rows(scenario, runs, kind, "p95")
         rows += _model_rows(scenario, runs, kind)
+    if "pattern/wait1" in runs:  # runs recorded before the pipeline-only set-ups have none
+        rows += _waiting_rows(runs)
     return rows + _contention_rows(runs["contention"])
 
 
@@ -365,6 +408,40 @@ def _latency_rows(scenario: str, runs: dict[str, list[dict[str, Any]]], kind: st
     rows += [row(f"compare arm {arm!r}", _arm_values(runs, kind, "compare", arm, key)) for arm in PROMPTS]
     separate = [v for a in PROMPTS for v in _arm_values(runs, kind, "separate", a, key)]
     return [*rows, Row(scenario, f"kernel latency {q} (ms), separate sessions (both)", "-", _cell(separate))]
+
+
+def _paired_rows(
+    scenario: str, runs: dict[str, list[dict[str, Any]]], kind: str, one: str, two: str
+) -> list[Row]:
+    """Each arm's p50 over the single session's in the same round: the rounds are interleaved,
+    so a slow minute of the machine weighs on both sides of each ratio."""
+    single = _arm_values(runs, kind, one, PROMPTS[0], "latency_ms_p50")
+    rows = []
+    for arm in PROMPTS:
+        ratios = [
+            a / s for a, s in zip(_arm_values(runs, kind, two, arm, "latency_ms_p50"), single, strict=True)
+        ]
+        figure = f"kernel latency p50, arm {arm!r} / single, paired by round"
+        rows.append(Row(scenario, figure, "-", _cell(ratios)))
+    return rows
+
+
+def _waiting_rows(runs: dict[str, list[dict[str, Any]]]) -> list[Row]:
+    """Pipeline only: what decart_nb's own steps add to each of two arms, apart from two models
+    computing at once (the model waits WAIT_MS and uses no CPU)."""
+    scenario = f"9 compare, pipeline only (a model that waits {WAIT_MS:g} ms), pattern"
+    key = "latency_ms_p50"
+    single = _arm_values(runs, "pattern", "wait1", PROMPTS[0], key)
+    limit = LATENCY_SLACK * statistics.median(single)
+    rows = [Row(scenario, "kernel latency p50 (ms), 1 session", "-", _cell(single))]
+    for arm in PROMPTS:
+        values = _arm_values(runs, "pattern", "wait2", arm, key)
+        ok = statistics.median(values) <= limit
+        target = f"<= {limit:.1f} (1.2 x single)"
+        rows.append(
+            Row(scenario, f"kernel latency p50 (ms), compare arm {arm!r}", target, _cell(values), ok=ok)
+        )
+    return rows + _paired_rows(scenario, runs, "pattern", "wait1", "wait2")
 
 
 def _model_rows(scenario: str, runs: dict[str, list[dict[str, Any]]], kind: str) -> list[Row]:

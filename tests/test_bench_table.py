@@ -192,6 +192,9 @@ def fake_compare_runs(compare1_p50: float) -> dict[str, list[dict[str, object]]]
     runs: dict[str, list[dict[str, object]]] = {
         f"{kind}/{setup}": [r] * 3 for kind in ("pattern", "camera") for setup, r in setups.items()
     }
+    # Pipeline only (pattern): a model that waits, alone 3.0 ms; arms 3.3 and 3.7 (limit 3.6).
+    runs["pattern/wait1"] = [run({"anime": 3.0}, 0.3, 240)] * 3
+    runs["pattern/wait2"] = [run({"anime": 3.3, "film noir": 3.7}, 0.6, 480)] * 3
     contention = {"alone": [4.0], "alone_process": [3.9], "together": [7.1, 6.2], "together_process": [6, 5]}
     runs["contention"] = [contention] * 3
     return runs
@@ -212,8 +215,36 @@ def test_compare_judges_the_fan_out_and_each_arm_against_a_single_session() -> N
     together = rows[(alone, "ms from release to output, 2 threads released together (each)")]
     assert together.ours == "6.65 (6.20-7.10)"
     assert rows[(alone, "  of which in process(), 2 threads together (each)")].ours == "5.50 (5.00-6.00)"
+    waiting = "9 compare, pipeline only (a model that waits 2.5 ms), pattern"
+    assert rows[(waiting, "kernel latency p50 (ms), compare arm 'anime'")].ok is True  # 3.3 <= 3.6
+    assert rows[(waiting, "kernel latency p50 (ms), compare arm 'film noir'")].ok is False  # 3.7
+    assert ("9 compare, 2 local arms, camera", "kernel latency p50 (ms), 1 session") in rows
+    assert not any(w == waiting and "camera" in f for w, f in rows)
     slow = {(r.scenario, r.figure): r for r in rows_from(fake_compare_runs(compare1_p50=5.0))}
     assert slow[(pattern, "kernel latency p50 (ms), 1-arm compare (the fan-out's own cost)")].ok is False
+
+
+def test_each_arm_is_set_against_the_single_session_of_its_own_round() -> None:
+    from bench.compare_cost import rows_from
+
+    runs = fake_compare_runs(compare1_p50=4.2)
+
+    def arm(p50: float) -> dict[str, float]:
+        return {"latency_ms_p50": p50, "latency_ms_p95": p50 + 1, "model_ms_p50": p50 - 1}
+
+    single, compared = [], []
+    for p50, anime in zip((2.0, 4.0, 3.0), (2.4, 4.4, 3.9), strict=True):  # a machine that drifts
+        single.append({"cpu_s": 1, "frames_out": 1, "arms": {"anime": arm(p50)}})
+        compared.append({"cpu_s": 1, "frames_out": 1, "arms": {"anime": arm(anime), "film noir": arm(p50)}})
+    runs["camera/single"], runs["camera/compare"] = single, compared
+    rows = {(r.scenario, r.figure): r for r in rows_from(runs)}
+    camera = "9 compare, 2 local arms, camera"
+    paired = rows[(camera, "kernel latency p50, arm 'anime' / single, paired by round")]
+    assert paired.ours == "1.20 (1.10-1.30)"  # 2.4/2.0, 4.4/4.0, 3.9/3.0
+    assert (
+        rows[(camera, "kernel latency p50, arm 'film noir' / single, paired by round")].ours
+        == "1.00 (1.00-1.00)"
+    )
 
 
 def test_contention_gives_each_thread_its_medians() -> None:
