@@ -11,11 +11,11 @@ Each arm gets a frame object of its own (pts and metadata: an arm's input slot r
 place and its engine writes metadata, so one shared object would let arms corrupt each other)
 over the same pixels: no step of a pipeline writes into its input's pixels (engines write their
 own output frame; mirroring makes a new one), so the arms can read one buffer, and a 720p copy
-per arm (0.2-0.3 ms on the loop before any arm could start, and the memory traffic while the
-models run) is saved. The frames are made before any arm starts, and the page's echo after all
-have. Each arm keeps only the newest frame: a slow arm drops its own frames and never holds up the
-others. The Fanout makes no output of its own, so the camera is not encoded and sent
-back to the page (the page shows its own preview).
+per arm (on the loop before any arm can start, and memory traffic while the models run) is
+saved. The frames are made before any arm starts, and the page's echo after all have. Each arm
+keeps only the newest frame: a slow arm drops its own frames and never holds up the others. The
+Fanout makes no output of its own, so the camera is not encoded and sent back to the page (the
+page shows its own preview).
 
 Loop thread only, except `share_frame` and `copy_frame`.
 """
@@ -61,8 +61,8 @@ class Fanout(Engine):
     the same pixels (the first arm takes the frame itself: nothing else holds it). With `echo` (set
     by the compare view for a source the page has no preview of: a clip, the pattern), another
     goes to its own output for the page to show; without it (a camera, which the page previews
-    itself, or no view at all: a sweep) nothing: the page's encoder would cost a 720p frame
-    about 15 ms of CPU."""
+    itself, or no view at all: a sweep) nothing: an echo costs the kernel an encode of every
+    frame."""
 
     name = "fanout"
 
@@ -142,12 +142,12 @@ class Fanout(Engine):
         arrival = _Arrival(frame.pts, frame.time_base, replace(meta_of(frame)))  # one stamp for all
         if taps:
             self.frames += 1
-            others = [arrival.on(_over_pixels(frame)) for _ in taps[1:]]
+            others = [arrival.on(share_frame(frame)) for _ in taps[1:]]
             taps[0].put(frame)  # its slot may rebase pts in place: the echo takes the arrival's
             for track, other in zip(taps[1:], others, strict=True):
                 track.put(other)
         if echo is not None:
-            echo.put(arrival.on(_over_pixels(frame)))
+            echo.put(arrival.on(share_frame(frame)))
 
     async def stop(self) -> None:
         if self._pump is not None:
@@ -192,20 +192,15 @@ def share_frame(frame: av.VideoFrame) -> av.VideoFrame:
     which it keeps alive: a few microseconds instead of a copy. Readers only: a write into either
     frame's pixels shows in both. A frame of another format, or of an odd size (which PyAV cannot
     wrap), is converted or copied instead."""
-    return carry(frame, _over_pixels(frame))
-
-
-def _over_pixels(frame: av.VideoFrame) -> av.VideoFrame:
-    """share_frame without the timing and metadata (which the Fanout sets from the arrival)."""
     if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
         return copy_frame(frame)
     planes = tuple(_pixels(plane) for plane in frame.planes)
-    return av.VideoFrame.from_dlpack(planes, "yuv420p", frame.width, frame.height)
+    return carry(frame, av.VideoFrame.from_dlpack(planes, "yuv420p", frame.width, frame.height))
 
 
 def copy_frame(frame: av.VideoFrame) -> av.VideoFrame:
     """A yuv420p frame of its own with the same pixels, pts, time base and (a copy of) metadata.
-    Plane by plane into a fresh frame: one copy (0.2-0.3 ms at 720p here), not to_ndarray's two."""
+    Plane by plane into a fresh frame: one copy, not to_ndarray's two."""
     if frame.format.name != "yuv420p":
         return carry(frame, frame.reformat(format="yuv420p"))  # a conversion is a new frame
     out = av.VideoFrame(frame.width, frame.height, "yuv420p")

@@ -120,8 +120,7 @@ def test_every_arm_starts_at_once_after_their_frames_are_made_and_no_slot_change
     from decart_nb import fanout as fanout_module
 
     copies: list[av.VideoFrame] = []
-    over = fanout_module._over_pixels
-    monkeypatch.setattr(fanout_module, "_over_pixels", lambda f: copies.append(f) or over(f))
+    monkeypatch.setattr(fanout_module, "share_frame", lambda f: copies.append(f) or share_frame(f))
     _loop.acquire()
     try:
         fanout = Fanout()
