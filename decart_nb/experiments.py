@@ -20,25 +20,23 @@ run ran on (sweeps/provenance.py); `tracker=` logs the run to MLflow, W&B or a f
 from __future__ import annotations
 
 import concurrent.futures
-import inspect
-import numbers
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from .checks import check_bool, check_mapping, check_number
+from .checks import check_mapping
 from .engines.base import Engine
-from .errors import DecartNBError, ErrorCode
 from .images import ImageInput
 from .media.sources import check_source
 from .secret_key import SecretKey, hidden
 from .session import Session
-from .state import validate_enhance, validate_prompt
+from .state import validate_enhance
+from .sweeps import arguments
 from .sweeps.arm_lanes import run_arms
-from .sweeps.arm_specs import arm_identities, check_arms, check_plain_options
-from .sweeps.dispatch import Executor, default_inflight, dispatch, is_dask_client
+from .sweeps.arm_specs import arm_identities, check_arms
+from .sweeps.dispatch import Executor, dispatch
 from .sweeps.items import Item, build_items
 from .sweeps.lanes import Lane, Outcome, RunSpec, close_lanes, run_item
 from .sweeps.measure import FRAME_TIMEOUT_S
@@ -55,8 +53,6 @@ if TYPE_CHECKING:
     from .comparison import Comparison
 
 __all__ = ["COLUMNS", "FRAME_TIMEOUT_S", "LABEL_HEIGHT", "THUMB_WIDTH", "SweepResult", "sweep"]
-
-MAX_CONCURRENCY = 64
 
 
 def sweep(
@@ -118,26 +114,28 @@ def sweep(
     """
     key = hidden(api_key)  # at once: this frame is in every argument error's traceback
     del api_key
-    prompts = _prompt_list(prompts)
-    images = _image_list(images)
-    _check_args(prompts, images, seconds, frames, record_seconds)
+    prompts = arguments.prompt_list(prompts)
+    images = arguments.image_list(images)
+    arguments.check_args(prompts, images, seconds, frames, record_seconds)
     validate_enhance(enhance)
-    _check_options(progress, repeats, metrics, resume, retry_failed)
+    arguments.check_options(progress, repeats, metrics, resume, retry_failed)
     arm_list = check_arms(arms, comparison, session)
     live = session if comparison is None else comparison.input
-    source_list = _source_list(source, sources, live)
-    seed_list: list[int | None] = _seed_list(seeds)
+    source_list = arguments.source_list(source, sources, live)
+    seed_list: list[int | None] = arguments.seed_list(seeds)
     inline = live is not None or any(check_source(s) == "iterator" for s in source_list)
     options = dict(check_mapping("engine_options", engine_options) or {}) or None
     plain = {"model": model != "lucy-latest", "engine": engine != "local", "engine_options": options}
-    _check_extras(arm_list, concurrency, executor, key, plain | {"api_key": key, "controls": controls})
-    workers = _check_concurrency(concurrency, executor, inline, engine)
+    arguments.check_extras(
+        arm_list, concurrency, executor, key, plain | {"api_key": key, "controls": controls}
+    )
+    workers = arguments.check_concurrency(concurrency, executor, inline, engine)
     check_tracker(tracker)
     # Built (every argument checked) before out_dir is made; never connected.
     built = _build(arm_list, comparison, session, source_list, model, engine, controls, options, key)
-    out = _make_out_dir(out_dir)
+    out = arguments.make_out_dir(out_dir)
     # Numbers as floats: seconds=1 and seconds=1.0 are the same measurement, so the same identity.
-    settings = {"model": model, "engine": _engine_name(engine, session), "enhance": enhance}
+    settings = {"model": model, "engine": arguments.engine_name(engine, session), "enhance": enhance}
     settings |= {"seconds": float(seconds), "frames": frames, "record_seconds": float(record_seconds)}
     settings |= {"controls": {k: float(v) for k, v in sorted(controls.items())} if controls else None}
     if options:  # only then: a plain sweep's keys stay those of folders written before the option
@@ -145,7 +143,7 @@ def sweep(
     if arm_list is not None:  # each arm's identity names its model and engine
         settings |= {"model": None, "engine": None}
     idents = arm_identities(arm_list)
-    labels = _image_labels(images)
+    labels = arguments.image_labels(images)
     items = build_items(prompts, images, labels, source_list, seed_list, repeats, settings, idents)
     folder = RunFolder(out, COLUMNS)
     with folder.locked():  # from the first read to the last write: one run at a time
@@ -214,28 +212,6 @@ def sweep(
     return result
 
 
-def _check_extras(
-    arms: list[Arm] | None,
-    concurrency: object,
-    executor: object,
-    key: SecretKey | None,
-    plain: Mapping[str, object],
-) -> None:
-    """arms= and api_key= against the ways items can run; with arms, no sweep-wide engine."""
-    if arms is not None and (concurrency not in (None, 1) or executor is not None):
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT,
-            "arms= and comparison= run one comparison at a time in this thread (its arms already run "
-            "side by side): not with concurrency or an executor",
-        )
-    if key is not None and executor is not None:
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT,
-            "api_key= stays in this kernel: with an executor, set DECART_API_KEY on the workers instead",
-        )
-    check_plain_options(arms, plain)
-
-
 def _result(
     rows: dict[str, Row], out: Path, spec: RunSpec, items: list[Item], grid_columns: int
 ) -> SweepResult:
@@ -265,7 +241,7 @@ def _build(
     """The sessions (or comparisons) of every source, built to check them and never connected;
     what run.json says the models and engines resolved to."""
     if session is not None:
-        return [Subject(None, session.model.name, _engine_name(engine, session), session)]
+        return [Subject(None, session.model.name, arguments.engine_name(engine, session), session)]
     if arms is not None:
         from .comparison import compare  # imported when used: comparison imports this module
 
@@ -366,175 +342,3 @@ def _resume(folder: RunFolder, items: list[Item], resume: bool, retry_failed: bo
             flush=True,
         )
     return kept
-
-
-# -- checks -------------------------------------------------------------------------------------
-def _image_list(images: Sequence[ImageInput | None] | ImageInput | None) -> list[ImageInput | None]:
-    if isinstance(images, (list, tuple)):
-        return list(images)
-    return [cast("ImageInput | None", images)]  # any other value is one image (a path, bytes, ...)
-
-
-def _prompt_list(prompts: object) -> list[str | None]:
-    """The sweep's prompts, each checked now (None: an image-only item), not item by item."""
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    if not isinstance(prompts, (list, tuple)):
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT, f"prompts must be a list of strings, not {type(prompts).__name__}"
-        )
-    checked: list[str | None] = []
-    for i, prompt in enumerate(prompts):
-        try:
-            checked.append(None if prompt is None else validate_prompt(prompt))
-        except DecartNBError as exc:
-            raise DecartNBError(exc.code, f"prompts[{i}]: {exc.message}", data=exc.data) from None
-    return checked
-
-
-def _check_args(
-    prompts: Sequence[object],
-    images: Sequence[object],
-    seconds: object,
-    frames: object,
-    record_seconds: object,
-) -> None:
-    if not prompts or not images:
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT, "A sweep needs at least one prompt and one image (or None)"
-        )
-    check_number("seconds", seconds, 0, 600)
-    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, numbers.Integral)):
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT, f"frames must be a whole number or None, not {frames!r:.40}"
-        )
-    if frames is not None:
-        check_number("frames", frames, 1, 10_000)
-    check_number("record_seconds", record_seconds, 0, 3600)
-
-
-def _make_out_dir(out_dir: object) -> Path:
-    if not isinstance(out_dir, (str, os.PathLike)):
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT, f"out_dir must be a folder path, not {type(out_dir).__name__}"
-        )
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a file in the way, a read-only place
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT,
-            f"Cannot use {out} as the sweep's folder: {exc.strerror or exc}",
-            cause=exc,
-        ) from exc
-    return out
-
-
-def _check_options(progress: object, repeats: object, metrics: object, resume: object, retry: object) -> None:
-    if progress != "lines":
-        check_bool("progress", progress)
-    if isinstance(repeats, bool) or not isinstance(repeats, numbers.Integral):
-        raise DecartNBError(ErrorCode.INVALID_INPUT, f"repeats must be a whole number, not {repeats!r:.40}")
-    check_number("repeats", repeats, 1, 10_000)
-    if metrics is not None and not callable(metrics):
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT,
-            f"metrics must be a function fn(snapshot, row) -> dict, not {metrics!r:.40}",
-        )
-    check_bool("resume", resume)
-    check_bool("retry_failed", retry)
-
-
-def _source_list(source: object, sources: Sequence[object] | None, session: Session | None) -> list[object]:
-    if session is not None and not isinstance(session, Session):
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT, f"session must be a Session, not {type(session).__name__}"
-        )
-    if sources is None:
-        chosen = [session.source if session is not None else source]
-    elif session is not None:
-        raise DecartNBError(ErrorCode.INVALID_INPUT, "sources= and session= exclude each other")
-    elif not isinstance(sources, (list, tuple)) or not sources:
-        raise DecartNBError(ErrorCode.INVALID_INPUT, "sources must be a non-empty list of sources")
-    else:
-        chosen = list(sources)
-    for s in chosen:
-        if session is None:
-            check_source(s)
-    # Paths made absolute: a worker (or a later resume) may run elsewhere than this cell's folder.
-    return [_absolute(s) for s in chosen]
-
-
-def _absolute(source: object) -> object:
-    if isinstance(source, (str, os.PathLike)) and str(source) not in ("camera", "pattern"):
-        return str(Path(source).resolve())
-    return source
-
-
-def _seed_list(seeds: object) -> list[int | None]:
-    if seeds is None:
-        return [None]
-    if not isinstance(seeds, (list, tuple, range)) or not seeds:
-        raise DecartNBError(ErrorCode.INVALID_INPUT, "seeds must be a non-empty list of whole numbers")
-    for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise DecartNBError(ErrorCode.INVALID_INPUT, f"seeds must be whole numbers, not {seed!r:.40}")
-    return [int(s) for s in seeds]
-
-
-def _check_concurrency(concurrency: object, executor: object, inline: bool, engine: object) -> int:
-    """How many items run at once: `concurrency`, else the executor's workers, else 1."""
-    if executor is not None and not (
-        is_dask_client(executor) or isinstance(executor, concurrent.futures.Executor)
-    ):
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT,
-            f"executor must be a concurrent.futures Executor or a dask.distributed Client, "
-            f"not {type(executor).__name__}",
-        )
-    if concurrency is None:
-        workers = 1 if executor is None else default_inflight(executor)
-    elif isinstance(concurrency, bool) or not isinstance(concurrency, numbers.Integral):
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT, f"concurrency must be a whole number, not {concurrency!r:.40}"
-        )
-    else:
-        workers = int(check_number("concurrency", concurrency, 1, MAX_CONCURRENCY))
-    if inline and (workers > 1 or executor is not None):
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT,
-            "concurrency and executor need sources that every session can open (paths, 'pattern', "
-            "images): not session= or an iterator source",
-        )
-    many = workers > 1 or executor is not None
-    if many and not (isinstance(engine, str) or inspect.isfunction(engine) or inspect.ismethod(engine)):
-        raise DecartNBError(
-            ErrorCode.INVALID_INPUT,
-            "With concurrency or an executor every session needs its own engine: pass the engine's "
-            "name or a function, not an Engine object",
-        )
-    return workers
-
-
-def _engine_name(engine: object, session: Session | None) -> str:
-    """Part of an item's identity: a resumed run must not take another engine's rows for its own."""
-    if session is not None:
-        return f"session:{session.model.name}:{type(session.engine).__name__}"
-    if isinstance(engine, str):
-        return engine
-    # By name only, not module: a notebook's function lives in __main__, the same one imported
-    # elsewhere (a worker, a script) under its module's name, and both must resume each other.
-    return "function:" + (getattr(engine, "__qualname__", None) or type(engine).__qualname__)
-
-
-def _image_labels(images: list[ImageInput | None]) -> list[str]:
-    """A short name per image: the file name, or 'none', or 'image<i>' for in-memory images."""
-    labels = []
-    for i, image in enumerate(images):
-        if image is None:
-            labels.append("none")
-        elif isinstance(image, (str, os.PathLike)):
-            labels.append(Path(image).name or str(image))
-        else:
-            labels.append(f"image{i}")
-    return labels
