@@ -1,8 +1,8 @@
 """Scenario 9 (issue 23): what a comparison costs. Two local arms on one source against two
 separate sessions on the same kind of source, and each arm's latency against a single session.
 
-    bench/run --short --only compare    # 3 rounds of every set-up, 7 s measured each (about 5 minutes)
-    bench/run --only compare            # the same, 20 s measured each (about 10 minutes)
+    bench/run --short --only compare    # 3 rounds of every set-up, 7 s measured each (about 6 minutes)
+    bench/run --only compare            # the same, 20 s measured each (about 13 minutes)
 
 Each set-up runs in a fresh process of its own (as a kernel would), so the process CPU time is
 the set-up's alone: `single` (one Session, local engine, prompt "anime"), `separate` (two
