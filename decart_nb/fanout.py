@@ -28,11 +28,10 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import av
-import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .engines.base import Engine
-from .media.frames import FrameMeta, carry, meta_of, recv_video
+from .media.frames import FrameMeta, carry, meta_of, plane_view, recv_video
 from .media.placement import spread
 from .media.relay import InputSlot, MailboxTrack, PushTrack
 from .media.sources import Feed
@@ -139,6 +138,8 @@ class Fanout(Engine):
         echo = self._output if self.echo else None
         if not taps and echo is None:
             return
+        if frame.format.name != "yuv420p" and len(taps) + (echo is not None) > 1:
+            frame = copy_frame(frame)  # converted once here, then shared: not once per extra arm
         arrival = _Arrival(frame.pts, frame.time_base, replace(meta_of(frame)))  # one stamp for all
         if taps:
             self.frames += 1
@@ -194,7 +195,7 @@ def share_frame(frame: av.VideoFrame) -> av.VideoFrame:
     wrap), is converted or copied instead."""
     if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
         return copy_frame(frame)
-    planes = tuple(_pixels(plane) for plane in frame.planes)
+    planes = tuple(plane_view(plane) for plane in frame.planes)
     return carry(frame, av.VideoFrame.from_dlpack(planes, "yuv420p", frame.width, frame.height))
 
 
@@ -205,11 +206,5 @@ def copy_frame(frame: av.VideoFrame) -> av.VideoFrame:
         return carry(frame, frame.reformat(format="yuv420p"))  # a conversion is a new frame
     out = av.VideoFrame(frame.width, frame.height, "yuv420p")
     for src, dst in zip(frame.planes, out.planes, strict=True):
-        _pixels(dst)[:] = _pixels(src)
+        plane_view(dst)[:] = plane_view(src)
     return carry(frame, out)
-
-
-def _pixels(plane: av.video.plane.VideoPlane) -> np.ndarray:
-    """A plane's pixels as a (height, width) view, without its row padding."""
-    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
-    return rows[:, : plane.width]

@@ -17,7 +17,7 @@ from decart_nb import DecartNBError, ErrorCode, _loop
 from decart_nb.arms import Arm, arms_from
 from decart_nb.comparison import Comparison, compare
 from decart_nb.fanout import Fanout, copy_frame, share_frame
-from decart_nb.media.frames import FrameMeta, meta_of
+from decart_nb.media.frames import FrameMeta, meta_of, plane_view
 from decart_nb.media.relay import InputSlot
 from decart_nb.media.sources import PatternTrack
 from decart_nb.media.stats import StreamStats
@@ -180,11 +180,8 @@ def test_another_frame_keeps_the_pixels_without_row_padding(make: Any, width: in
 
 
 def _rows(frame: av.VideoFrame) -> list[np.ndarray]:
-    """Each plane's pixels, without row padding (to_ndarray refuses an odd-sized yuv420p frame)."""
-    return [
-        np.frombuffer(memoryview(p), np.uint8).reshape(p.height, p.line_size)[:, : p.width]
-        for p in frame.planes
-    ]
+    """Each plane's pixels (to_ndarray refuses an odd-sized yuv420p frame)."""
+    return [plane_view(p) for p in frame.planes]
 
 
 def test_a_shared_frame_keeps_its_pixels_alive_after_its_source_is_gone() -> None:
@@ -209,6 +206,26 @@ def test_a_frame_of_another_format_is_converted_for_the_arms() -> None:
     other = share_frame(frame)
     assert other.format.name == "yuv420p"
     assert np.array_equal(other.to_ndarray(), frame.reformat(format="yuv420p").to_ndarray())
+
+
+def test_a_frame_of_another_format_is_converted_once_and_its_pixels_shared_by_every_arm() -> None:
+    rgb = np.random.default_rng(4).integers(0, 255, (180, 320, 3), np.uint8)
+    source = av.VideoFrame.from_ndarray(rgb, "rgb24")
+    source.opaque, source.pts = FrameMeta(t_in=55.0), 9
+    _loop.acquire()
+    try:
+        fanout = Fanout()
+        taps = [fanout.tap(), fanout.tap(), fanout.tap()]
+        _loop.run(_deliver(fanout, source), timeout=10)
+        got = [_loop.run(t.recv(), timeout=10) for t in taps]
+        assert all(f.format.name == "yuv420p" and f.pts == 9 and meta_of(f).t_in == 55.0 for f in got)
+        assert len({tuple(p.buffer_ptr for p in f.planes) for f in got}) == 1  # one conversion
+        expected = source.reformat(format="yuv420p").to_ndarray()
+        assert all(np.array_equal(f.to_ndarray(), expected) for f in got)
+        for t in taps:
+            t.stop()
+    finally:
+        _loop.release()
 
 
 def test_a_slow_arm_drops_its_own_frames_and_never_holds_up_the_others() -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "luma_view",
     "meta_of",
     "mirror",
+    "plane_view",
     "recv_video",
     "to_planes",
     "to_rgb",
@@ -101,10 +102,15 @@ def from_planes(
     return carry(like, frame) if like is not None else frame
 
 
+def plane_view(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    """A writable (height, width) view of a plane's pixels, without its row padding (no copy)."""
+    rows = np.frombuffer(memoryview(plane), np.uint8, count=plane.height * plane.line_size)
+    return rows.reshape(plane.height, plane.line_size)[:, : plane.width]
+
+
 def luma_view(frame: av.VideoFrame) -> np.ndarray:
     """A writable view of a yuv420p frame's luma plane (no copy)."""
-    plane = frame.planes[0]
-    return np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+    return plane_view(frame.planes[0])
 
 
 # One swscale context per thread, reused: a fresh frame's own reformat() builds a new one each time

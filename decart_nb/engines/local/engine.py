@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from ...media.frames import carry
+from ...media.frames import carry, plane_view
 from ...state import GenerationState
 from ..base import Control, FrameEngine
 from .colour import ColourTarget, colour_target, transfer_luts
@@ -119,9 +119,6 @@ def _finish(src: Planes, styled: Planes, dst: Planes, plan: _Plan, s: Scratch) -
 
 
 def _planes(frame: av.VideoFrame) -> Planes:
-    """Views (no copy) of a yuv420p frame's three planes, honouring each plane's line size."""
-    views = []
-    for plane in frame.planes:
-        rows = np.frombuffer(memoryview(plane), np.uint8, count=plane.height * plane.line_size)
-        views.append(rows.reshape(plane.height, plane.line_size)[:, : plane.width])
-    return views[0], views[1], views[2]
+    """Views (no copy) of a yuv420p frame's three planes."""
+    y, u, v = (plane_view(plane) for plane in frame.planes)
+    return y, u, v
