@@ -247,6 +247,46 @@ def test_each_arm_is_set_against_the_single_session_of_its_own_round() -> None:
     )
 
 
+def test_the_camera_shows_each_arms_round_trip_beside_a_single_sessions() -> None:
+    from bench.compare_cost import rows_from
+
+    runs = fake_compare_runs(compare1_p50=4.2)
+    for setup, trips in (("single", (30.0, 28.0, 40.0)), ("compare", (33.0, 42.0, 40.0))):
+        runs[f"camera/{setup}"] = [
+            {**run, "round_trip_ms_p50": {"anime": t, "film noir": t - 1}}
+            for run, t in zip(runs[f"camera/{setup}"], trips, strict=True)
+        ]
+    rows = {(r.scenario, r.figure): r for r in rows_from(runs)}
+    camera = "9 compare, 2 local arms, camera"
+    assert rows[(camera, "round trip p50 (ms), 1 session")].ours == "30.00 (28.00-40.00)"
+    assert rows[(camera, "round trip p50 (ms), compare arm 'film noir'")].ours == "39.00 (32.00-41.00)"
+    paired = rows[(camera, "round trip p50, arm 'anime' / single, paired by round")]
+    assert paired.ours == "1.10 (1.00-1.50)" and paired.ok is None  # 33/30, 42/28, 40/40: shown
+    assert not any(s.endswith("pattern") and f.startswith("round trip") for s, f in rows)
+
+
+def test_a_round_trip_counts_only_the_frames_back_inside_the_window() -> None:
+    from bench.compare_cost import _window_p50
+
+    trips = {
+        "anime": [(0.5, 900.0), (1.0, 30.0), (1.5, 32.0), (2.0, 40.0), (2.5, 900.0)],
+        "none": [(9.0, 1.0)],
+    }
+    assert _window_p50(trips, 1.0, 2.0) == {"anime": 32.0}
+
+
+@pytest.mark.webrtc
+def test_the_page_stand_in_reads_every_arms_round_trip_from_its_stamp() -> None:
+    from bench.compare_cost import run_one
+
+    result = run_one("compare", "camera", 2.0)
+    trips = result["round_trip_ms_p50"]
+    assert set(trips) == {"anime", "film noir"}  # the sender gets no output of its own
+    kernel = {arm: figures["latency_ms_p50"] for arm, figures in result["arms"].items()}
+    # A round trip holds the arm's kernel latency, and the encodes and decodes around it.
+    assert all(kernel[arm] < trips[arm] < 1000.0 for arm in trips), (kernel, trips)
+
+
 def test_contention_gives_each_thread_its_medians() -> None:
     from bench.compare_cost import contention
 
