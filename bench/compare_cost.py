@@ -16,7 +16,9 @@ each, as two displayed Sessions would each open the camera; compare: one, to the
 and a receive-only peer per compare arm; every arm's output is VP8-encoded back. Per run, after a
 warm-up: process CPU seconds over the window / output frames of all arms (ms per output frame),
 and each arm's kernel latency p50 / p95 (`stats`: from the frame's stamp at the (shared) input to
-its output) and model time p50 (`model_ms_p50`). Cells: median (min-max) of the runs. Targets:
+its output) and model time p50 (`model_ms_p50`); on the camera also each arm's round trip p50,
+read by the page's stand-in from the stamp on each output it decodes (the camera frame's leaving
+-> its output decoded: the encodes, the sending and the decodes that kernel latency leaves out). Cells: median (min-max) of the runs. Targets:
 compare's CPU per output frame below separate's, and the latency p50 of each arm within 20% of
 the single session's: judged for the 1-arm comparison (what the fan-out itself costs) and for
 each of the two arms; beside the medians, each arm's p50 over the single session's of the same
