@@ -18,11 +18,12 @@ warm-up: process CPU seconds over the window / output frames of all arms (ms per
 and each arm's kernel latency p50 / p95 (`stats`: from the frame's stamp at the (shared) input to
 its output) and model time p50 (`model_ms_p50`); on the camera also each arm's round trip p50,
 read by the page's stand-in from the stamp on each output it decodes (the camera frame's leaving
--> its output decoded: the encodes, the sending and the decodes that kernel latency leaves out). Cells: median (min-max) of the runs. Targets:
-compare's CPU per output frame below separate's, and the latency p50 of each arm within 20% of
-the single session's: judged for the 1-arm comparison (what the fan-out itself costs) and for
-each of the two arms; beside the medians, each arm's p50 over the single session's of the same
-round (paired: the machine's speed drifts between rounds). Pipeline only (pattern): the same
+-> its output decoded: the encodes, the sending and the decodes that kernel latency leaves out).
+Cells: median (min-max) of the runs. Targets: compare's CPU per output frame below separate's,
+and the latency p50 of each arm within 20% of the single session's: judged for the 1-arm
+comparison (what the fan-out itself costs) and for each of the two arms; beside the medians,
+each arm's p50 over the single session's of the same round (paired: the machine's speed drifts
+between rounds). Pipeline only (pattern): the same
 with a model that waits WAIT_MS without using a CPU (`wait1`: one Session, `wait2`: a 2-arm
 comparison), judged the same way: what decart_nb's own steps add, apart from two models
 computing at once. The two arms get every frame at the same moment, so on a small machine
