@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import av
+import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -22,7 +23,7 @@ from decart_nb.rtc.jitter import complete_frames_on_marker
 
 from .engines import paint_level
 
-__all__ = ["FPS", "HEIGHT", "WIDTH", "Arrival", "Client", "Kernel"]
+__all__ = ["FPS", "HEIGHT", "WIDTH", "Arrival", "Client", "Kernel", "StampedSource", "complete_on_marker"]
 
 WIDTH, HEIGHT, FPS = 1280, 720, 30
 
@@ -91,6 +92,20 @@ class StampedSource(PatternTrack):
         self.sent[round(frame.pts * FPS / VIDEO_CLOCK_RATE) & 0xFFFFFF] = time.perf_counter()
         return frame
 
+    def sent_at(self, y: np.ndarray) -> tuple[int, float] | None:
+        """The frame number stamped in a received luma plane and when that frame left; None when
+        the stamp cannot be read or is not one of this source's frames."""
+        number = read_stamp(y)
+        sent = None if number is None else self.sent.get(number)
+        return None if number is None or sent is None else (number, sent)
+
+
+def complete_on_marker(pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
+    """A browser completes frames on the marker bit: so does its stand-in (`track`'s receiver)."""
+    for transceiver in pc.getTransceivers():
+        if transceiver.receiver.track is track:
+            complete_frames_on_marker(transceiver.receiver)
+
 
 @dataclass
 class Arrival:
@@ -120,10 +135,7 @@ class Client:
 
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            for transceiver in self.pc.getTransceivers():
-                if transceiver.receiver.track is track:
-                    # A browser completes frames on the marker bit: so does its stand-in.
-                    complete_frames_on_marker(transceiver.receiver)
+            complete_on_marker(self.pc, track)
             self._reader = asyncio.get_running_loop().create_task(self._read(track))
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -139,11 +151,11 @@ class Client:
             now = time.perf_counter()
             assert isinstance(frame, av.VideoFrame)
             y = luma_view(frame)
-            number = read_stamp(y)
-            sent = None if number is None else self.source.sent.get(number)
-            if number is None or sent is None:
+            found = self.source.sent_at(y)
+            if found is None:
                 self.unreadable += 1
                 continue
+            number, sent = found
             level = paint_level(y) if self.read_paint else None
             self.arrivals.append(Arrival(now, number, (now - sent) * 1000.0, level))
             if self.first_frame is not None and not self.first_frame.done():

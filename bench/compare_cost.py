@@ -23,16 +23,15 @@ Cells: median (min-max) of the runs. Targets: compare's CPU per output frame bel
 and the latency p50 of each arm within 20% of the single session's: judged for the 1-arm
 comparison (what the fan-out itself costs) and for each of the two arms; beside the medians,
 each arm's p50 over the single session's of the same round (paired: the machine's speed drifts
-between rounds). Pipeline only (pattern): the same
-with a model that waits WAIT_MS without using a CPU (`wait1`: one Session, `wait2`: a 2-arm
-comparison), judged the same way: what decart_nb's own steps add, apart from two models
-computing at once. The two arms get every frame at the same moment, so on a small machine
-their models compute at once; separate sessions' frames fall at random phases. The last rows
-show that contention without decart_nb's pipeline: in a process of its own, the local engine on
-a 720p frame, one thread at 30 fps, then two threads released together by a barrier at each
-30 fps tick, left to the scheduler and then each on a CPU of its own (as compare places its
-arms); per thread and round, the median ms from the release to the end of process() (what an
-arm waits) and of process() alone (what model_ms counts).
+between rounds). Pipeline only (pattern): the same with a model that waits WAIT_MS without using
+a CPU (`wait1`: one Session, `wait2`: a 2-arm comparison), judged the same way: what decart_nb's
+own steps add, apart from two models computing at once. The two arms get every frame at the same
+moment, so on a small machine their models compute at once; separate sessions' frames fall at
+random phases. The last rows show that contention without decart_nb's pipeline: in a process of
+its own, the local engine on a 720p frame, one thread at 30 fps, then two threads released
+together by a barrier at each 30 fps tick, left to the scheduler and then each on a CPU of its
+own (as compare places its arms); per thread and round, the median ms from the release to the
+end of process() (what an arm waits) and of process() alone (what model_ms counts).
 """
 
 from __future__ import annotations
@@ -54,10 +53,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from decart_nb.media.frames import luma_view, recv_video
-from decart_nb.media.stamp import read_stamp
-from decart_nb.rtc.jitter import complete_frames_on_marker
 
-from .client import StampedSource
+from .client import StampedSource, complete_on_marker
 from .table import Row, machine, render
 
 __all__ = ["compare_rows", "contention_frame", "main"]
@@ -259,9 +256,7 @@ async def _client(
 
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
-        for transceiver in pc.getTransceivers():
-            if transceiver.receiver.track is track:
-                complete_frames_on_marker(transceiver.receiver)  # as a browser does
+        complete_on_marker(pc, track)
         asyncio.get_running_loop().create_task(_drain(track, camera, trips))
 
     await pc.setLocalDescription(await pc.createOffer())
@@ -275,10 +270,9 @@ async def _drain(track: MediaStreamTrack, camera: StampedSource, trips: list[tup
         while True:
             frame = await recv_video(track)
             now = time.perf_counter()
-            number = read_stamp(luma_view(frame))
-            sent = None if number is None else camera.sent.get(number)
-            if sent is not None:
-                trips.append((now, (now - sent) * 1000.0))
+            found = camera.sent_at(luma_view(frame))
+            if found is not None:
+                trips.append((now, (now - found[1]) * 1000.0))
 
 
 def _window_p50(trips: dict[str, list[tuple[float, float]]], start: float, end: float) -> dict[str, float]:
