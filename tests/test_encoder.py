@@ -7,6 +7,8 @@ import ast
 import asyncio
 import inspect
 import textwrap
+from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -19,6 +21,7 @@ from decart_nb import Session
 from decart_nb.media import vp8
 from decart_nb.media.sources import PatternTrack
 from decart_nb.rtc.encoder import SPEED, OutputVp8Encoder, _options
+from harness.lab import write_stamped_clip
 from tests.rtc_client import BrowserPeer
 
 
@@ -89,6 +92,21 @@ def test_the_benchmark_runs_the_speeds_in_turn_and_reverses_every_other_round() 
     assert output_encoder.psnr(frame, frame) == 100.0
     darker = av.VideoFrame.from_ndarray(frame.to_ndarray() // 2, format="yuv420p")
     assert 0.0 < output_encoder.psnr(frame, darker) < 20.0
+
+
+def test_a_clips_frames_marked_i_go_out_as_key_frames_only_on_request(tmp_path: Path) -> None:
+    """PyAV marks every frame it decodes from a y4m clip (a recording, a replayed source) as I;
+    passed through a Session, each must not become a key frame (10 Mbit/s for a 1.5 asked)."""
+    with av.open(str(write_stamped_clip(tmp_path / "clip.y4m", seconds=0.3))) as clip:
+        frames = list(clip.decode(video=0))
+    assert all(f.pict_type == av.video.frame.PictureType.I for f in frames)
+    encoder, keys = OutputVp8Encoder(), []
+    for n, frame in enumerate(frames):
+        frame.pts, frame.time_base = n * 3000, Fraction(1, 90_000)
+        payloads, _ = encoder.encode(frame, force_keyframe=n in (0, 5))
+        data = b"".join(vp8_depayload(p) for p in payloads)
+        keys.append(data[0] & 1 == 0)  # the frame tag's first bit: 0 for a key frame
+    assert [n for n, key in enumerate(keys) if key] == [0, 5]
 
 
 def test_a_new_size_or_a_bitrate_move_over_ten_percent_reopens_the_context() -> None:

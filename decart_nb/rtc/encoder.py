@@ -62,8 +62,10 @@ class OutputVp8Encoder(Vp8Encoder):
             frame = frame.reformat(format="yuv420p")
         if self.codec is not None and self._needs_new_context(frame):
             self.codec = None
-        if force_keyframe:
-            frame.pict_type = av.video.frame.PictureType.I
+        # libvpx makes a key frame of any frame marked I, and a decoded clip marks every frame I:
+        # passed through, each would go out as a key frame. Key frames come on request only.
+        kinds = av.video.frame.PictureType
+        frame.pict_type = kinds.I if force_keyframe else kinds.NONE
         if self.codec is None:
             self.codec = self._open(frame.width, frame.height)
         data = b"".join(bytes(packet) for packet in self.codec.encode(frame))
