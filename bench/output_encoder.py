@@ -93,15 +93,11 @@ def turns(speeds: Sequence[int], rounds: int) -> list[int]:
 
 
 def picture_frames(picture: str, count: int) -> list[av.VideoFrame]:
-    from harness.lab import write_stamped_clip
+    """`count` 720p frames of the fake camera's `picture` (harness/pictures.py), as PyAV decodes them."""
     from harness.pictures import write_clip
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "clip.y4m"
-        if picture == "plain":
-            write_stamped_clip(path, seconds=count / 30)
-        else:
-            write_clip(path, picture, seconds=count / 30)
+        path = write_clip(Path(tmp) / "clip.y4m", picture, seconds=count / 30)
         with av.open(str(path)) as clip:
             return [frame.reformat(format="yuv420p") for frame in clip.decode(video=0)][:count]
 
