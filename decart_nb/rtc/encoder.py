@@ -62,8 +62,8 @@ class OutputVp8Encoder(Vp8Encoder):
             frame = frame.reformat(format="yuv420p")
         if self.codec is not None and self._needs_new_context(frame):
             self.codec = None
-        # libvpx makes a key frame of any frame marked I, and a decoded clip marks every frame I:
-        # passed through, each would go out as a key frame. Key frames come on request only.
+        # libvpx makes a key frame of any frame marked I, and a decoded clip keeps its own marks
+        # (a y4m clip's: all I); passed through, they would go out as key frames. On request only.
         kinds = av.video.frame.PictureType
         frame.pict_type = kinds.I if force_keyframe else kinds.NONE
         if self.codec is None:
