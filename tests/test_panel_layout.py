@@ -9,9 +9,11 @@ import ipywidgets as w
 import pytest
 
 from decart_nb import DecartNBError, ErrorCode, Session
+from decart_nb.widgets import compare_view
 from decart_nb.widgets.panel import ControlPanel
 from decart_nb.widgets.panel import control as panel_module
 from decart_nb.widgets.panel.sections import Section
+from decart_nb.widgets.sheets import style_sheets
 from tests.helpers import png_bytes, wait_until
 from tests.test_panel import SETTLE_S, Spy, image_bytes, live, upload
 
@@ -150,3 +152,12 @@ def test_without_video_the_reason_has_a_row_above_the_panel(monkeypatch: pytest.
         assert ".dnb-view > .dnb-view-note {\n  flex: 1 1 100%;" in panel_module._css()
     finally:
         s.panel.close()
+
+
+def test_the_panel_and_the_compare_view_take_the_enhance_toggles_look_from_one_sheet() -> None:
+    toggle = style_sheets("toggle.css")
+    assert '.dnb-enhance::before { content: "\\2610' in toggle  # the box's two states, in words
+    assert '.dnb-enhance.mod-active::before { content: "\\2611' in toggle
+    assert toggle in panel_module._css() and toggle in compare_view._STYLE
+    own = style_sheets("panel.css", "readout.css") + compare_view._CSS
+    assert "dnb-enhance::before" not in own and "dnb-enhance.mod-active::before" not in own

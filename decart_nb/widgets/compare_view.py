@@ -26,6 +26,7 @@ from ..session_port import SessionPort, port_of
 from .change import Change
 from .panel import PROMPT_DEBOUNCE_S
 from .panel.debounce import Debouncer
+from .sheets import style_sheets
 
 if TYPE_CHECKING:
     from ..comparison import Comparison
@@ -39,8 +40,6 @@ _CSS = """
 .jupyter-widgets.dnb-compare { display: flex; flex-direction: column; gap: 8px; overflow: visible; }
 .dnb-compare-bar { display: flex; flex-wrap: wrap; gap: 6px 12px; align-items: center; }
 .dnb-compare-bar .dnb-compare-all { flex: 1 1 320px; min-width: 0; }
-.dnb-compare .dnb-enhance::before { content: "\\2610\\00a0"; }
-.dnb-compare .dnb-enhance.mod-active::before { content: "\\2611\\00a0"; }
 .jupyter-widgets.dnb-compare-grid {
   display: grid; gap: 10px; overflow: visible;
   grid-template-columns: repeat(auto-fit, minmax(min(320px, 100%), 1fr));
@@ -68,6 +67,7 @@ _CSS = """
 .dnb-compare-label[data-state="reconnecting"] i { background: var(--jp-warn-color1); }
 .dnb-compare-note .dnb-bad { color: var(--jp-error-color1); }
 """
+_STYLE = f"{style_sheets('toggle.css')}\n{_CSS}"  # the enhance toggle's rules are the panel's too
 
 
 class CompareView(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VBox is Any
@@ -100,7 +100,7 @@ class CompareView(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VBo
         grid = w.GridBox([self.input_cell.box, *(cell.box for cell in self.cells.values())])
         grid.add_class("dnb-compare-grid")
         super().__init__(
-            [w.HTML(f"<style>{_CSS}</style>", layout=w.Layout(display="none")), bar, self.note, grid]
+            [w.HTML(f"<style>{_STYLE}</style>", layout=w.Layout(display="none")), bar, self.note, grid]
         )
         self.add_class("dnb-compare")
 

@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from importlib import resources
 from typing import TYPE_CHECKING
 
 import ipywidgets as w
@@ -26,6 +25,7 @@ import numpy as np
 from ...errors import DecartNBError, ErrorCode
 from ...models import ModelSpec
 from ..change import Change
+from ..sheets import style_sheets
 from .actions import SessionActions
 from .camera_controls import CameraControls
 from .debounce import Debouncer
@@ -47,14 +47,11 @@ PROMPT_DEBOUNCE_S = 0.3  # a prompt is sent this long after the last keystroke (
 SUBMIT_TAIL_S = 1.0  # value updates this soon after Enter are sent at once too
 CONTROL_DEBOUNCE_S = 0.1  # coalesces slider moves that arrive together
 _WIDE = {"description_width": "initial"}
-_SHEETS = ("panel.css", "readout.css")
 
 
 def _css() -> str:
-    """panel.css, then readout.css (the live read-out's own rules) where there is one."""
-    static = resources.files("decart_nb.widgets").joinpath("static")
-    sheets = [static.joinpath(name) for name in _SHEETS]
-    return "\n".join(sheet.read_text(encoding="utf-8") for sheet in sheets if sheet.is_file())
+    """panel.css, the enhance toggle's sheet, then readout.css (the live read-out's own rules)."""
+    return style_sheets("panel.css", "toggle.css", "readout.css")
 
 
 class ControlPanel(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VBox is Any
