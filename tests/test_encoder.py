@@ -19,7 +19,7 @@ from aiortc.jitterbuffer import JitterFrame
 from bench import output_encoder
 from decart_nb import Session
 from decart_nb.media import vp8
-from decart_nb.media.sources import PatternTrack
+from decart_nb.media.sources import FileTrack, PatternTrack
 from decart_nb.rtc.encoder import SPEED, OutputVp8Encoder, _options
 from harness.lab import write_stamped_clip
 from tests.rtc_client import BrowserPeer
@@ -107,6 +107,28 @@ def test_a_clips_frames_marked_i_go_out_as_key_frames_only_on_request(tmp_path: 
         data = b"".join(vp8_depayload(p) for p in payloads)
         keys.append(data[0] & 1 == 0)  # the frame tag's first bit: 0 for a key frame
     assert [n for n, key in enumerate(keys) if key] == [0, 5]
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 720), (640, 360)])  # as decoded; scaled
+def test_a_clip_sources_frames_carry_no_i_mark_so_aiortcs_own_encoder_keys_only_the_first(
+    tmp_path: Path, width: int, height: int
+) -> None:
+    """A clip replayed as a source (`source=path`): aiortc's own VP8 encoder, which the kernel
+    uses with an untested aiortc, keeps a frame's I mark, so the source itself drops it."""
+    clip = write_stamped_clip(tmp_path / "clip.y4m", seconds=0.3)
+
+    async def frames() -> list[av.VideoFrame]:
+        track = FileTrack(clip, width, height, 30.0)
+        try:
+            return [await track.recv() for _ in range(6)]
+        finally:
+            track.stop()
+
+    got = asyncio.run(frames())
+    assert all(f.pict_type == av.video.frame.PictureType.NONE for f in got)
+    encoder = Vp8Encoder()
+    keys = [vp8_depayload(encoder.encode(f)[0][0])[0] & 1 == 0 for f in got]
+    assert keys == [True] + [False] * 5
 
 
 def test_a_new_size_or_a_bitrate_move_over_ten_percent_reopens_the_context() -> None:

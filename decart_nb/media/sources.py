@@ -229,7 +229,12 @@ class FileTrack(PacedTrack):
             frame = next(self._frames, None)
             if frame is not None:
                 at = self._times.of(frame)
-                return frame.reformat(width=self.width, height=self.height, format="yuv420p"), at
+                out = frame.reformat(width=self.width, height=self.height, format="yuv420p")
+                # The file's own picture types mean nothing downstream, and libvpx makes a key frame
+                # of every frame marked I (a y4m file marks them all). rtc/encoder.py clears the
+                # mark itself; aiortc's own VP8 encoder (with an untested aiortc) does not.
+                out.pict_type = av.video.frame.PictureType.NONE
+                return out, at
             self._times.loop_over()
             self._container.seek(0)
             self._frames = self._container.decode(self._stream)
