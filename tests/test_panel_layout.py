@@ -159,5 +159,5 @@ def test_the_panel_and_the_compare_view_take_the_enhance_toggles_look_from_one_s
     assert '.dnb-enhance::before { content: "\\2610' in toggle  # the box's two states, in words
     assert '.dnb-enhance.mod-active::before { content: "\\2611' in toggle
     assert toggle in panel_module._css() and toggle in compare_view._STYLE
-    own = style_sheets("panel.css", "readout.css") + compare_view._CSS
+    own = style_sheets("panel.css", "readout.css", "compare.css")
     assert "dnb-enhance::before" not in own and "dnb-enhance.mod-active::before" not in own

@@ -36,38 +36,7 @@ __all__ = ["CompareView", "compare_view"]
 
 logger = logging.getLogger("decart_nb")
 
-_CSS = """
-.jupyter-widgets.dnb-compare { display: flex; flex-direction: column; gap: 8px; overflow: visible; }
-.dnb-compare-bar { display: flex; flex-wrap: wrap; gap: 6px 12px; align-items: center; }
-.dnb-compare-bar .dnb-compare-all { flex: 1 1 320px; min-width: 0; }
-.jupyter-widgets.dnb-compare-grid {
-  display: grid; gap: 10px; overflow: visible;
-  grid-template-columns: repeat(auto-fit, minmax(min(320px, 100%), 1fr));
-}
-.jupyter-widgets.dnb-compare-cell { min-width: 0; overflow: visible; gap: 4px; }
-.dnb-compare .decart-camera { max-width: none; }
-.dnb-compare .decart-camera.decart-receive .decart-videos { max-width: none; }
-.dnb-compare-input .decart-videos { grid-template-columns: 1fr; }
-/* A camera input shows the page's own preview; any other source is echoed as the input's output.
-   The labels above say what each picture is: the widgets' own captions would only repeat it. */
-.dnb-compare .decart-pane figcaption { display: none; }
-.dnb-compare-input .decart-camera:not(.decart-receive) .decart-out { display: none; }
-/* The shared input makes no output, and each arm's figures are in its label: one line each, not
-   a second, narrower copy cut short at a third of the width. */
-.dnb-compare-input .decart-stats, .dnb-compare-arm .decart-stats { display: none; }
-.dnb-compare-label { font-family: var(--jp-ui-font-family); font-size: var(--jp-ui-font-size1);
-  color: var(--jp-ui-font-color1); line-height: 1.4; }
-.dnb-compare-label b { font-size: var(--jp-ui-font-size2); }
-.dnb-compare-label .dnb-muted { color: var(--jp-ui-font-color2); }
-.dnb-compare-label i { display: inline-block; width: 8px; height: 8px; border-radius: 50%;
-  margin-right: 4px; background: var(--jp-ui-font-color3); }
-.dnb-compare-label[data-state="connected"] i { background: var(--jp-brand-color1); }
-.dnb-compare-label[data-state="generating"] i { background: var(--jp-success-color1); }
-.dnb-compare-label[data-state="connecting"] i,
-.dnb-compare-label[data-state="reconnecting"] i { background: var(--jp-warn-color1); }
-.dnb-compare-note .dnb-bad { color: var(--jp-error-color1); }
-"""
-_STYLE = f"{style_sheets('toggle.css')}\n{_CSS}"  # the enhance toggle's rules are the panel's too
+_STYLE = style_sheets("toggle.css", "compare.css")  # the enhance toggle's rules are the panel's too
 
 
 class CompareView(w.VBox):  # type: ignore[misc]  # ipywidgets has no types: VBox is Any
